@@ -1,0 +1,42 @@
+# paygate: the verbs a newcomer needs. `make dev` and `make test` set up
+# everything they need on a fresh machine (Rust, Python, Node and Java given).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+STACK := infra/local/stack.sh
+
+.PHONY: help dev test lint up down status env install clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+dev: ## install what is missing, start and bootstrap the local stack, say where it listens
+	@$(STACK) up
+	@echo
+	@echo "The local stack is up. Point the AWS SDK at it with:  eval \"\$$($(STACK) env)\""
+	@echo "Stop it with:  make down"
+
+test: ## run every test against the local stack (started and stopped if not running)
+	@$(STACK) run cargo test --workspace --locked
+
+lint: ## rustfmt and clippy, warnings as errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+up: ## start the local stack
+	@$(STACK) up
+
+down: ## stop the local stack
+	@$(STACK) down
+
+status: ## what runs where
+	@$(STACK) status
+
+env: ## the environment variables that reach the local stack
+	@$(STACK) env
+
+install: ## install the local stack's pinned tools into .local/
+	@$(STACK) install
+
+clean: down ## stop the stack and remove build output and installed tools
+	cargo clean
+	rm -rf .local

@@ -1,0 +1,276 @@
+//! Identifiers that arrive from outside (URLs, bodies, headers, provider
+//! callbacks). Each is a newtype whose only constructor validates, so a value
+//! of the type is known good wherever it travels, and storage keys built from
+//! it cannot be ambiguous.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is longer than {max} characters")]
+    TooLong { kind: &'static str, max: usize },
+    #[error("{kind} contains characters that are not allowed")]
+    InvalidCharacters { kind: &'static str },
+    #[error("{kind} is not of the form {form}")]
+    Malformed {
+        kind: &'static str,
+        form: &'static str,
+    },
+}
+
+fn check(
+    kind: &'static str,
+    value: &str,
+    max: usize,
+    allowed: impl Fn(u8) -> bool,
+) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if value.len() > max {
+        return Err(IdError::TooLong { kind, max });
+    }
+    if !value.bytes().all(allowed) {
+        return Err(IdError::InvalidCharacters { kind });
+    }
+    Ok(())
+}
+
+/// Letters, digits and `_ - .`: safe in URLs, logs and storage keys.
+fn word_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// Printable ASCII without space (0x21..=0x7E).
+fn visible_ascii(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                check($kind, s, $max, $allowed)?;
+                Ok($name(s.to_string()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                check($kind, &s, $max, $allowed)?;
+                Ok($name(s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The merchant a payment belongs to (from the API key's authorizer context).
+    MerchantId,
+    "merchant id",
+    64,
+    word_char
+);
+string_id!(
+    /// A wallet owner, chosen by the merchant (`u_123`).
+    WalletUserId,
+    "wallet user id",
+    64,
+    word_char
+);
+string_id!(
+    /// A 747 Casino player name.
+    CasinoUsername,
+    "casino username",
+    64,
+    word_char
+);
+string_id!(
+    /// The merchant's own id for a payment (`ORD-2025-0001`); unique per merchant.
+    MerchantReference,
+    "reference",
+    64,
+    visible_ascii
+);
+string_id!(
+    /// The value of an `Idempotency-Key` header: 1–255 visible ASCII characters.
+    IdempotencyKey,
+    "Idempotency-Key",
+    255,
+    visible_ascii
+);
+string_id!(
+    /// A provider's id for a payment (bill code, invoice id, transaction id).
+    ProviderReference,
+    "provider reference",
+    128,
+    visible_ascii
+);
+
+/// `pay_` followed by a ULID: unique, and sortable by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PaymentId(ulid::Ulid);
+
+impl PaymentId {
+    const PREFIX: &'static str = "pay_";
+
+    pub fn generate() -> PaymentId {
+        PaymentId(ulid::Ulid::new())
+    }
+
+    /// The bare ULID, for providers whose reference fields are too short
+    /// for the prefix or refuse `_`.
+    pub fn ulid(self) -> ulid::Ulid {
+        self.0
+    }
+}
+
+impl FromStr for PaymentId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<PaymentId, IdError> {
+        const KIND: &str = "payment id";
+        const FORM: &str = "pay_ followed by 26 characters";
+        if s.is_empty() {
+            return Err(IdError::Empty { kind: KIND });
+        }
+        let rest = s.strip_prefix(Self::PREFIX).ok_or(IdError::Malformed {
+            kind: KIND,
+            form: FORM,
+        })?;
+        if rest.len() != ulid::ULID_LEN {
+            return Err(IdError::Malformed {
+                kind: KIND,
+                form: FORM,
+            });
+        }
+        // Canonical upper case only, so one payment has one spelling.
+        if !rest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        {
+            return Err(IdError::InvalidCharacters { kind: KIND });
+        }
+        ulid::Ulid::from_string(rest)
+            .map(PaymentId)
+            .map_err(|_| IdError::InvalidCharacters { kind: KIND })
+    }
+}
+
+impl TryFrom<String> for PaymentId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<PaymentId, IdError> {
+        s.parse()
+    }
+}
+
+impl From<PaymentId> for String {
+    fn from(id: PaymentId) -> String {
+        id.to_string()
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn payment_ids_round_trip_and_sort_by_creation() {
+        let a = PaymentId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = PaymentId::generate();
+        assert!(a.to_string() < b.to_string());
+        assert_eq!(a.to_string().parse::<PaymentId>(), Ok(a));
+        assert!(a.to_string().starts_with("pay_"));
+    }
+
+    #[test]
+    fn bad_payment_ids_are_typed_errors() {
+        for bad in [
+            "",
+            "pay_",
+            "01J0000000000000000000000",
+            "pay_01j00000000000000000000000",
+            "pay_01J0000000000000000000000",
+            "pay_01J00000000000000000000000X",
+            "PAY_01J00000000000000000000000",
+            "pay_8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "pay_01J000000000000000000000#0",
+        ] {
+            assert!(bad.parse::<PaymentId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn string_ids_validate() {
+        assert!("u_123".parse::<WalletUserId>().is_ok());
+        assert_eq!(
+            "".parse::<WalletUserId>(),
+            Err(IdError::Empty {
+                kind: "wallet user id"
+            })
+        );
+        assert!(matches!(
+            "a#b".parse::<WalletUserId>(),
+            Err(IdError::InvalidCharacters { .. })
+        ));
+        assert!(matches!(
+            "x".repeat(65).parse::<CasinoUsername>(),
+            Err(IdError::TooLong { max: 64, .. })
+        ));
+        assert!("ORD-2025/0001#a".parse::<MerchantReference>().is_ok());
+        assert!("ORD 1".parse::<MerchantReference>().is_err());
+        assert!("k".repeat(255).parse::<IdempotencyKey>().is_ok());
+        assert!("k".repeat(256).parse::<IdempotencyKey>().is_err());
+        assert!("key\u{e9}".parse::<IdempotencyKey>().is_err());
+        assert!(serde_json::from_str::<WalletUserId>(r#""bad id""#).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn no_input_panics(s in "\\PC{0,300}") {
+            let _ = s.parse::<PaymentId>();
+            let _ = s.parse::<IdempotencyKey>();
+            let _ = s.parse::<MerchantReference>();
+            let _ = s.parse::<WalletUserId>();
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! paygate's shared library: what every Lambda function has in common.
+//!
+//! - [`money`]: exact amounts in minor units.
+//! - [`ids`]: validated identifiers.
+//! - [`payment`]: the payment record and its state machine.
+//! - [`store`]: DynamoDB, every write conditional.
+//! - [`secrets`]: Secrets Manager with a cache, values redacted.
+//! - [`queue`]: SQS top-up messages.
+//! - [`config`]: environment and AWS SDK configuration.
+
+pub mod config;
+pub mod ids;
+pub mod money;
+pub mod payment;
+pub mod queue;
+pub mod secrets;
+pub mod store;

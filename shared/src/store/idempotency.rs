@@ -1,0 +1,248 @@
+//! API idempotency records, with the semantics of AWS Lambda Powertools'
+//! idempotency utility.
+//!
+//! `begin` writes an in-progress record unless a live one exists; the
+//! condition itself checks expiry (DynamoDB's TTL deletes late, so it cannot
+//! be relied on) and the in-progress deadline (derived from the Lambda's
+//! remaining time, so a crashed invocation's key can be taken over). The
+//! request's fingerprint is stored: the same key with another body is a
+//! mismatch. `complete` stores the response for replay; `release` deletes
+//! the record after a failure so the client may retry. Both are
+//! conditional on the token `begin` handed out, so a caller whose record was
+//! taken over cannot overwrite the new owner's.
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{n, s, schema, Item, Store, StoreError};
+use crate::ids::{IdempotencyKey, MerchantId};
+
+/// Whose key and for which operation: keys of different merchants or
+/// routes never collide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyScope {
+    pub merchant: MerchantId,
+    pub operation: &'static str,
+}
+
+impl IdempotencyScope {
+    fn pk(&self, key: &IdempotencyKey) -> String {
+        // merchant ids and operations hold no '#'; the key comes last, so
+        // any '#' it holds cannot make two records share a key.
+        format!("IDEM#{}#{}#{}", self.merchant, self.operation, key)
+    }
+}
+
+const SK: &str = "IDEM";
+
+/// A response as first sent, replayed byte for byte.
+/// Stored as a number, a JSON list of header pairs and a binary body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// How [`Store::begin_idempotent`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeginOutcome {
+    /// The caller owns the key: do the work, then `complete` or `release`
+    /// with this token.
+    New { token: String },
+    /// Done before with the same request: send this response again.
+    Replay(StoredResponse),
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used with a different request.
+    Mismatch,
+}
+
+/// The fingerprint of a request: SHA-256 of the operation and its body,
+/// with JSON canonicalised (object keys sorted, whitespace dropped) so the
+/// same request in another layout still matches.
+pub fn fingerprint(operation: &str, body: &serde_json::Value) -> String {
+    let mut hash = Sha256::new();
+    hash.update(operation.as_bytes());
+    hash.update([0]);
+    // serde_json's Map is ordered by key, so this serialisation is canonical.
+    hash.update(body.to_string().as_bytes());
+    hex::encode(hash.finalize())
+}
+
+impl Store {
+    /// Claims `key` for one run of the request whose fingerprint is
+    /// `request_hash`. The claim is in progress until `deadline` and the
+    /// record lives until `expires`.
+    pub async fn begin_idempotent(
+        &self,
+        scope: &IdempotencyScope,
+        key: &IdempotencyKey,
+        request_hash: &str,
+        now: OffsetDateTime,
+        deadline: OffsetDateTime,
+        expires: OffsetDateTime,
+    ) -> Result<BeginOutcome, StoreError> {
+        let token = ulid::Ulid::new().to_string();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(schema::PK, s(scope.pk(key)))
+            .item(schema::SK, s(SK))
+            .item("status", s("in_progress"))
+            .item("request_hash", s(request_hash))
+            .item("token", s(token.clone()))
+            .item("in_progress_until", n(millis(deadline)))
+            .item(schema::TTL, n(expires.unix_timestamp()))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now_s OR \
+                 (#status = :in_progress AND in_progress_until < :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now_s", n(now.unix_timestamp()))
+            .expression_attribute_values(":now_ms", n(millis(now)))
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(BeginOutcome::New { token }),
+            Err(err) => err,
+        };
+        use aws_sdk_dynamodb::operation::put_item::PutItemError as E;
+        let Some(E::ConditionalCheckFailedException(ex)) = err.as_service_error() else {
+            return Err(err.into());
+        };
+        let existing = match ex.item() {
+            Some(item) => item.clone(),
+            None => match self.get(scope.pk(key), SK).await? {
+                Some(item) => item,
+                // Deleted between our write and our read: a release raced us.
+                None => return Ok(BeginOutcome::InProgress),
+            },
+        };
+        if text(&existing, "request_hash")? != request_hash {
+            return Ok(BeginOutcome::Mismatch);
+        }
+        match text(&existing, "status")? {
+            "completed" => Ok(BeginOutcome::Replay(stored_response(&existing)?)),
+            _ => Ok(BeginOutcome::InProgress),
+        }
+    }
+
+    /// Stores the response of the run that `token` owns.
+    pub async fn complete_idempotent(
+        &self,
+        scope: &IdempotencyScope,
+        key: &IdempotencyKey,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let headers = serde_json::to_string(&response.headers)
+            .map_err(|e| StoreError::Build(format!("response headers: {e}")))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(scope.pk(key)))
+            .key(schema::SK, s(SK))
+            .update_expression(
+                "SET #status = :completed, response_status = :status, \
+                 response_headers = :headers, response_body = :body REMOVE in_progress_until",
+            )
+            .condition_expression("#status = :in_progress AND #token = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":status", n(response.status))
+            .expression_attribute_values(":headers", s(headers))
+            .expression_attribute_values(
+                ":body",
+                AttributeValue::B(Blob::new(response.body.clone())),
+            )
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => {
+                Err(StoreError::Refused("idempotency record (no longer ours)"))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Deletes the in-progress record `token` owns, so the request can be
+    /// retried with the same key. A record that is no longer ours stays.
+    pub async fn release_idempotent(
+        &self,
+        scope: &IdempotencyScope,
+        key: &IdempotencyKey,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(scope.pk(key)))
+            .key(schema::SK, s(SK))
+            .condition_expression("#status = :in_progress AND #token = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+fn millis(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000_000
+}
+
+fn text<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v: &AttributeValue| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("idempotency record without {name}")))
+}
+
+fn is_condition_failure<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+fn stored_response(item: &Item) -> Result<StoredResponse, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("completed record without {what}"));
+    let status = item
+        .get("response_status")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| corrupt("status"))?;
+    let headers =
+        serde_json::from_str(text(item, "response_headers")?).map_err(|_| corrupt("headers"))?;
+    let body = item
+        .get("response_body")
+        .and_then(|v| v.as_b().ok())
+        .ok_or_else(|| corrupt("body"))?
+        .clone()
+        .into_inner();
+    Ok(StoredResponse {
+        status,
+        headers,
+        body,
+    })
+}

@@ -1,0 +1,250 @@
+//! DynamoDB storage: one table for payments, merchant-reference claims,
+//! idempotency records, webhook deliveries, wallets, ledger entries and
+//! casino top-ups (the item layout is in `docs/storage.md`).
+//!
+//! Every state change is a conditional write. A lost race is never an opaque
+//! error: each operation returns a typed outcome that says what the item
+//! looked like instead. Writes that must happen together (a payment's
+//! completion, its wallet credit and its top-up) go in one
+//! `TransactWriteItems`; callers pass them as [`Write`]s.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use time::OffsetDateTime;
+
+mod deliveries;
+mod idempotency;
+mod ledger;
+mod payments;
+mod topups;
+
+pub use deliveries::DeliveryOutcome;
+pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
+pub use ledger::{Balance, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
+pub use payments::{CreateOutcome, StatusChange, TransitionOutcome};
+pub use topups::{AcquireOutcome, FinishOutcome, TopUp, TopUpStatus};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Names of the table's key attributes and indexes. `template.yaml` declares
+/// the same; a test keeps the two in step.
+pub mod schema {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    /// GSI1: a payment by its provider reference (webhook lookup).
+    pub const GSI1: &str = "GSI1";
+    pub const GSI1_PK: &str = "gsi1pk";
+    /// GSI2: open work by due time (pending payments, unfinished top-ups), for sweeps.
+    pub const GSI2: &str = "GSI2";
+    pub const GSI2_PK: &str = "gsi2pk";
+    pub const GSI2_SK: &str = "gsi2sk";
+    /// LSI1: a wallet's ledger entries by time.
+    pub const LSI1: &str = "LSI1";
+    pub const LSI1_SK: &str = "lsi1sk";
+    /// Epoch seconds after which DynamoDB's TTL may delete the item.
+    pub const TTL: &str = "expires_at";
+}
+
+/// Why a storage call failed. Lost races are not errors: they are outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB request failed: {0}")]
+    Dynamo(String),
+    #[error("stored item is not valid: {0}")]
+    Corrupt(String),
+    #[error("could not build the request: {0}")]
+    Build(String),
+    /// One of the extra writes of a transaction was refused by its condition
+    /// (a ledger entry that exists already, a balance too small for a debit).
+    #[error("{0} was refused by its condition")]
+    Refused(&'static str),
+    /// Other writers kept the item busy through every retry.
+    #[error("the item stayed busy with concurrent writes")]
+    Contention,
+}
+
+impl<E, R> From<SdkError<E, R>> for StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn from(e: SdkError<E, R>) -> StoreError {
+        StoreError::Dynamo(DisplayErrorContext(&e).to_string())
+    }
+}
+
+impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
+    fn from(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+        StoreError::Build(e.to_string())
+    }
+}
+
+impl From<serde_dynamo::Error> for StoreError {
+    fn from(e: serde_dynamo::Error) -> StoreError {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// One write to go into a transaction, with a name for error messages.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub what: &'static str,
+    pub item: TransactWriteItem,
+}
+
+/// The table and its client. Cheap to clone; build it once per process.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+/// How a transaction ended when it did not commit.
+enum Cancelled {
+    /// Write `index` failed its condition; `item` is what it found there.
+    Condition { index: usize, item: Option<Item> },
+    /// Another transaction held one of the items.
+    Conflict,
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Store {
+        Store {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Reads the table name from `PAYGATE_TABLE`.
+    pub fn from_env(client: Client) -> Result<Store, crate::config::ConfigError> {
+        Ok(Store::new(
+            client,
+            crate::config::required("PAYGATE_TABLE")?,
+        ))
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(schema::PK, AttributeValue::S(pk))
+            .key(schema::SK, AttributeValue::S(sk.to_string()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+
+    /// Runs the writes as one transaction. `Ok(Err(..))` is a cancellation
+    /// the caller interprets; `Err` is a failure to talk to DynamoDB.
+    async fn transact(&self, writes: Vec<Write>) -> Result<Result<(), Cancelled>, StoreError> {
+        let names: Vec<&'static str> = writes.iter().map(|w| w.what).collect();
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes.into_iter().map(|w| w.item).collect()))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(err) => err,
+        };
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+        let cancelled = match err.as_service_error() {
+            Some(E::TransactionCanceledException(ex)) => ex,
+            // DynamoDB answers a transaction that collides with another
+            // transaction in flight with TransactionInProgress too.
+            Some(E::TransactionInProgressException(_)) => return Ok(Err(Cancelled::Conflict)),
+            _ => return Err(err.into()),
+        };
+        let reasons = cancelled.cancellation_reasons();
+        for (index, reason) in reasons.iter().enumerate() {
+            if reason.code() == Some("ConditionalCheckFailed") {
+                return Ok(Err(Cancelled::Condition {
+                    index,
+                    item: reason.item().cloned(),
+                }));
+            }
+        }
+        if reasons
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+        {
+            return Ok(Err(Cancelled::Conflict));
+        }
+        tracing::warn!(writes = ?names, reasons = ?reasons, "transaction cancelled");
+        Err(StoreError::Dynamo(format!(
+            "transaction of {names:?} cancelled: {:?}",
+            reasons.iter().map(|r| r.code()).collect::<Vec<_>>()
+        )))
+    }
+}
+
+/// Keys: every item type's partition and sort key, built in one place.
+pub(crate) mod keys {
+    use crate::ids::{MerchantId, MerchantReference, PaymentId, WalletUserId};
+    use crate::money::Currency;
+    use crate::payment::Provider;
+
+    pub fn payment(id: PaymentId) -> String {
+        format!("PAY#{id}")
+    }
+    pub const PAYMENT_SK: &str = "PAY";
+    pub const TOPUP_SK: &str = "TOPUP";
+
+    pub fn provider_ref(provider: Provider, reference: &str) -> String {
+        format!("REF#{provider}#{reference}")
+    }
+    pub fn merchant_ref(merchant: &MerchantId, reference: &MerchantReference) -> String {
+        format!("MREF#{merchant}#{reference}")
+    }
+    pub const MERCHANT_REF_SK: &str = "MREF";
+
+    pub fn wallet(user: &WalletUserId) -> String {
+        format!("WAL#{user}")
+    }
+    pub fn balance_sk(currency: Currency) -> String {
+        format!("BAL#{currency}")
+    }
+
+    pub const OPEN_PAYMENTS: &str = "OPEN#PAYMENT";
+    pub const OPEN_TOPUPS: &str = "OPEN#TOPUP";
+}
+
+/// A sort key for time: zero-padded epoch milliseconds, so string order is
+/// time order.
+pub(crate) fn time_key(t: OffsetDateTime) -> String {
+    let millis = t.unix_timestamp_nanos() / 1_000_000;
+    format!("{millis:015}")
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Backoff between retries of a conflicting transaction: 10, 20, 40 … ms
+/// with jitter, so concurrent writers spread out.
+pub(crate) async fn conflict_backoff(attempt: u32) {
+    let base = 10u64 << attempt.min(5);
+    let jitter = u64::from(ulid::Ulid::new().random() as u16) % base;
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+pub(crate) const MAX_CONFLICT_RETRIES: u32 = 8;

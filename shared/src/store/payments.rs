@@ -1,0 +1,437 @@
+//! Payment items, the merchant-reference claim, and status transitions.
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use time::OffsetDateTime;
+
+use super::{
+    conflict_backoff, keys, n, s, schema, time_key, Cancelled, Item, Store, StoreError, Write,
+    MAX_CONFLICT_RETRIES,
+};
+use crate::ids::{MerchantId, MerchantReference, PaymentId};
+use crate::money::Money;
+use crate::payment::{ChangeSource, HistoryEntry, Payment, PaymentStatus, Provider};
+
+/// How [`Store::create_payment`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The merchant already has a payment with this reference.
+    DuplicateReference {
+        existing: PaymentId,
+    },
+    /// A payment with this id exists (a retried create).
+    AlreadyExists,
+}
+
+/// A status change to apply to a payment.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub to: PaymentStatus,
+    pub source: ChangeSource,
+    pub at: OffsetDateTime,
+    /// The provider's own status word, when the change came from it.
+    pub provider_status: Option<String>,
+    /// The new refunded total, for refunds.
+    pub refunded_amount: Option<Money>,
+}
+
+impl StatusChange {
+    pub fn new(to: PaymentStatus, source: ChangeSource, at: OffsetDateTime) -> StatusChange {
+        StatusChange {
+            to,
+            source,
+            at,
+            provider_status: None,
+            refunded_amount: None,
+        }
+    }
+}
+
+/// How [`Store::transition`] ended. Only `Applied` wrote anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    /// The change and every extra write committed together.
+    Applied(Payment),
+    /// The payment is already in the target state: a duplicate.
+    AlreadyInState(Payment),
+    /// The payment's state cannot move to the target (it moved elsewhere
+    /// first, or the move is not in the table).
+    Rejected { current: Payment },
+    /// The caller's copy was stale: the payment changed since it was read,
+    /// though the move is still allowed from where it is now. Re-read and
+    /// decide again (extra writes may no longer apply).
+    Stale { current: Payment },
+}
+
+impl Payment {
+    fn apply(&self, change: &StatusChange) -> Payment {
+        let mut next = self.clone();
+        next.status = change.to;
+        next.version = self.version + 1;
+        next.updated_at = change.at;
+        if let Some(ps) = &change.provider_status {
+            next.provider_status = Some(ps.clone());
+        }
+        if let Some(refunded) = change.refunded_amount {
+            next.refunded_amount = refunded;
+        }
+        next.history.push(HistoryEntry {
+            status: change.to,
+            at: change.at,
+            source: change.source,
+        });
+        next
+    }
+}
+
+fn payment_item(p: &Payment) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(p)?;
+    item.insert(schema::PK.into(), s(keys::payment(p.id)));
+    item.insert(schema::SK.into(), s(keys::PAYMENT_SK));
+    if let Some(r) = &p.provider_reference {
+        item.insert(
+            schema::GSI1_PK.into(),
+            s(keys::provider_ref(p.provider, r.as_str())),
+        );
+    }
+    if p.status == PaymentStatus::Pending {
+        item.insert(schema::GSI2_PK.into(), s(keys::OPEN_PAYMENTS));
+        item.insert(
+            schema::GSI2_SK.into(),
+            s(format!("{}#{}", time_key(p.expires_at), p.id)),
+        );
+    }
+    Ok(item)
+}
+
+fn payment_from(item: Item) -> Result<Payment, StoreError> {
+    Ok(serde_dynamo::from_item(item)?)
+}
+
+impl Store {
+    /// Stores a new payment and claims its merchant reference in the same
+    /// transaction, so two payments can never share a reference.
+    pub async fn create_payment(&self, payment: &Payment) -> Result<CreateOutcome, StoreError> {
+        let put_payment = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(payment_item(payment)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        let claim = Put::builder()
+            .table_name(&self.table)
+            .item(
+                schema::PK,
+                s(keys::merchant_ref(&payment.merchant_id, &payment.reference)),
+            )
+            .item(schema::SK, s(keys::MERCHANT_REF_SK))
+            .item("payment_id", s(payment.id.to_string()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()?;
+        let writes = vec![
+            Write {
+                what: "payment",
+                item: TransactWriteItem::builder().put(put_payment).build(),
+            },
+            Write {
+                what: "merchant reference claim",
+                item: TransactWriteItem::builder().put(claim).build(),
+            },
+        ];
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            match self.transact(writes.clone()).await? {
+                Ok(()) => return Ok(CreateOutcome::Created),
+                Err(Cancelled::Condition { index: 0, .. }) => {
+                    return Ok(CreateOutcome::AlreadyExists)
+                }
+                Err(Cancelled::Condition { item, .. }) => {
+                    let existing = match item {
+                        Some(item) => claim_owner(&item)?,
+                        None => self
+                            .payment_id_for_reference(&payment.merchant_id, &payment.reference)
+                            .await?
+                            .ok_or(StoreError::Contention)?,
+                    };
+                    return Ok(CreateOutcome::DuplicateReference { existing });
+                }
+                Err(Cancelled::Conflict) => conflict_backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// The payment, read with strong consistency.
+    pub async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        self.get(keys::payment(id), keys::PAYMENT_SK)
+            .await?
+            .map(payment_from)
+            .transpose()
+    }
+
+    /// The payment a provider knows by `reference` (eventually consistent:
+    /// a webhook that beats our own write gets "unknown" and is retried).
+    pub async fn payment_by_provider_ref(
+        &self,
+        provider: Provider,
+        reference: &str,
+    ) -> Result<Option<Payment>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(schema::GSI1)
+            .key_condition_expression("gsi1pk = :r")
+            .expression_attribute_values(":r", s(keys::provider_ref(provider, reference)))
+            .limit(2)
+            .send()
+            .await?;
+        let items = out.items.unwrap_or_default();
+        if items.len() > 1 {
+            return Err(StoreError::Corrupt(format!(
+                "provider reference {reference:?} of {provider} names more than one payment"
+            )));
+        }
+        match items.into_iter().next() {
+            // The index projects keys only: read the item itself, consistently.
+            Some(item) => {
+                let id = item_payment_id(&item)?;
+                self.payment(id).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The merchant's payment with this reference, through its claim item
+    /// (strongly consistent).
+    pub async fn payment_by_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &MerchantReference,
+    ) -> Result<Option<Payment>, StoreError> {
+        match self.payment_id_for_reference(merchant, reference).await? {
+            Some(id) => self.payment(id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn payment_id_for_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &MerchantReference,
+    ) -> Result<Option<PaymentId>, StoreError> {
+        self.get(
+            keys::merchant_ref(merchant, reference),
+            keys::MERCHANT_REF_SK,
+        )
+        .await?
+        .map(|item| claim_owner(&item))
+        .transpose()
+    }
+
+    /// Moves `current` (the payment as the caller read it) to `change.to`,
+    /// together with `extra` writes, in one transaction conditional on the
+    /// payment's status and version being what the caller read.
+    ///
+    /// A duplicate (already in the target state) or a move the table does
+    /// not allow is answered without writing. A lost race is answered with
+    /// what won it. Concurrent transactions on the same payment are retried
+    /// while the payment is unchanged.
+    pub async fn transition(
+        &self,
+        current: &Payment,
+        change: StatusChange,
+        extra: Vec<Write>,
+    ) -> Result<TransitionOutcome, StoreError> {
+        if let Some(answer) = classify(current, current.version, change.to) {
+            return Ok(answer);
+        }
+        let next = current.apply(&change);
+        let update = self.transition_update(current, &change)?;
+        let mut writes = Vec::with_capacity(extra.len() + 1);
+        writes.push(Write {
+            what: "payment",
+            item: TransactWriteItem::builder().update(update).build(),
+        });
+        writes.extend(extra);
+
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            match self.transact(writes.clone()).await? {
+                Ok(()) => return Ok(TransitionOutcome::Applied(next)),
+                Err(Cancelled::Condition { index: 0, item }) => {
+                    let found = match item {
+                        Some(item) => payment_from(item)?,
+                        None => self.payment(current.id).await?.ok_or_else(|| {
+                            StoreError::Corrupt(format!("payment {} vanished", current.id))
+                        })?,
+                    };
+                    return Ok(classify(&found, current.version, change.to)
+                        .unwrap_or(TransitionOutcome::Stale { current: found }));
+                }
+                Err(Cancelled::Condition { index, .. }) => {
+                    return Err(StoreError::Refused(writes[index].what))
+                }
+                Err(Cancelled::Conflict) => {
+                    conflict_backoff(attempt).await;
+                    // Retry only if nobody changed the payment meanwhile.
+                    let found = self.payment(current.id).await?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("payment {} vanished", current.id))
+                    })?;
+                    if found.version != current.version || found.status != current.status {
+                        return Ok(classify(&found, current.version, change.to)
+                            .unwrap_or(TransitionOutcome::Stale { current: found }));
+                    }
+                }
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// The update that applies `change` to the stored payment, conditional on
+    /// the status and version the caller read. Only the changed attributes
+    /// are written, so fields kept outside the version (when the provider was
+    /// last asked) survive.
+    fn transition_update(
+        &self,
+        current: &Payment,
+        change: &StatusChange,
+    ) -> Result<Update, StoreError> {
+        let entry = HistoryEntry {
+            status: change.to,
+            at: change.at,
+            source: change.source,
+        };
+        let mut set = vec![
+            "#status = :to",
+            "#version = :next",
+            "updated_at = :at",
+            "history = list_append(if_not_exists(history, :empty), :entry)",
+        ];
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(current.id)))
+            .key(schema::SK, s(keys::PAYMENT_SK))
+            .condition_expression("#status = :from AND #version = :version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":from", s(current.status.as_str()))
+            .expression_attribute_values(":version", n(current.version))
+            .expression_attribute_values(":to", s(change.to.as_str()))
+            .expression_attribute_values(":next", n(current.version + 1))
+            .expression_attribute_values(":at", serde_dynamo::to_attribute_value(entry.at_text())?)
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![serde_dynamo::to_attribute_value(&entry)?]),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(ps) = &change.provider_status {
+            set.push("provider_status = :ps");
+            update = update.expression_attribute_values(":ps", s(ps.as_str()));
+        }
+        if let Some(refunded) = change.refunded_amount {
+            set.push("refunded_amount = :refunded");
+            update = update.expression_attribute_values(
+                ":refunded",
+                serde_dynamo::to_attribute_value(refunded)?,
+            );
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if change.to != PaymentStatus::Pending {
+            // No longer open work for the sweep.
+            expression.push_str(" REMOVE gsi2pk, gsi2sk");
+        }
+        Ok(update.update_expression(expression).build()?)
+    }
+
+    /// Records that we asked the provider about the payment just now. Not a
+    /// status change: the version stays, and a lost race here is harmless.
+    pub async fn mark_provider_checked(
+        &self,
+        id: PaymentId,
+        at: OffsetDateTime,
+        provider_status: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let at_text = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Build(e.to_string()))?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(id)))
+            .key(schema::SK, s(keys::PAYMENT_SK))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", s(at_text));
+        update = match provider_status {
+            Some(ps) => update
+                .update_expression("SET provider_checked_at = :at, provider_status = :ps")
+                .expression_attribute_values(":ps", s(ps)),
+            None => update.update_expression("SET provider_checked_at = :at"),
+        };
+        update.send().await?;
+        Ok(())
+    }
+
+    /// Pending payments whose expiry is before `before`, oldest first.
+    pub async fn pending_payments_due(
+        &self,
+        before: OffsetDateTime,
+        limit: i32,
+    ) -> Result<Vec<PaymentId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(schema::GSI2)
+            .key_condition_expression("gsi2pk = :open AND gsi2sk < :before")
+            .expression_attribute_values(":open", s(keys::OPEN_PAYMENTS))
+            .expression_attribute_values(":before", s(time_key(before)))
+            .limit(limit)
+            .send()
+            .await?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(item_payment_id)
+            .collect()
+    }
+}
+
+/// The answer to a transition that needs no write, judged from `found`:
+/// `None` means the write should go ahead (or, after a failed condition,
+/// that the payment is stale but still movable).
+fn classify(found: &Payment, read_version: u64, to: PaymentStatus) -> Option<TransitionOutcome> {
+    if found.status == to && !to.can_move_to(to) {
+        return Some(TransitionOutcome::AlreadyInState(found.clone()));
+    }
+    if !found.status.can_move_to(to) {
+        return Some(TransitionOutcome::Rejected {
+            current: found.clone(),
+        });
+    }
+    if found.version != read_version {
+        return Some(TransitionOutcome::Stale {
+            current: found.clone(),
+        });
+    }
+    None
+}
+
+fn item_payment_id(item: &Item) -> Result<PaymentId, StoreError> {
+    let pk = item
+        .get(schema::PK)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt("index item without pk".into()))?;
+    pk.strip_prefix("PAY#")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("index item with pk {pk:?}")))
+}
+
+fn claim_owner(item: &Item) -> Result<PaymentId, StoreError> {
+    item.get("payment_id")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("merchant reference claim without payment id".into()))
+}

@@ -1,0 +1,375 @@
+//! Casino top-ups: `queued -> sending (leased) -> done | failed`.
+//!
+//! The record is written in the same transaction that completes its payment.
+//! A worker takes a lease (`acquire`), makes the casino transfer with the
+//! record's nonce (the same on every attempt), then `finish`es: the record
+//! becomes `done` and the wallet is debited in one transaction. A worker that
+//! dies leaves the lease to run out; the next attempt re-sends the same
+//! nonce, which the casino answers with the first result.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{
+    conflict_backoff, keys, n, s, schema, time_key, Cancelled, Item, LedgerEntry, LedgerPurpose,
+    Store, StoreError, Write, MAX_CONFLICT_RETRIES,
+};
+use crate::ids::{CasinoUsername, PaymentId, WalletUserId};
+use crate::money::Money;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopUpStatus {
+    Queued,
+    Sending,
+    Done,
+    Failed,
+}
+
+impl TopUpStatus {
+    const fn as_str(self) -> &'static str {
+        match self {
+            TopUpStatus::Queued => "queued",
+            TopUpStatus::Sending => "sending",
+            TopUpStatus::Done => "done",
+            TopUpStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A transfer of a completed deposit from the wallet to a casino player.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUp {
+    pub payment_id: PaymentId,
+    pub wallet_user_id: WalletUserId,
+    pub username: CasinoUsername,
+    pub amount: Money,
+    pub status: TopUpStatus,
+    pub attempts: u32,
+    /// The idempotency nonce sent to the casino, derived from the payment.
+    pub nonce: String,
+    /// Epoch milliseconds in storage, so the lease condition compares numbers.
+    #[serde(default, with = "time::serde::timestamp::milliseconds_i64::option")]
+    pub lease_until: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub casino_transaction_id: Option<String>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl TopUp {
+    /// A queued top-up of `amount` for the payment.
+    pub fn queued(
+        payment_id: PaymentId,
+        wallet_user_id: WalletUserId,
+        username: CasinoUsername,
+        amount: Money,
+        now: OffsetDateTime,
+    ) -> TopUp {
+        TopUp {
+            payment_id,
+            wallet_user_id,
+            username,
+            amount,
+            status: TopUpStatus::Queued,
+            attempts: 0,
+            nonce: Self::nonce_for(payment_id),
+            lease_until: None,
+            casino_transaction_id: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The casino nonce: a pure function of the payment id, so every retry,
+    /// from any worker, sends the same one.
+    pub fn nonce_for(payment_id: PaymentId) -> String {
+        format!("paygate-{}", payment_id.ulid())
+    }
+}
+
+/// How [`Store::acquire_topup`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcquireOutcome {
+    /// The caller holds the lease until `lease_until`; go and transfer.
+    Acquired(TopUp),
+    /// Another worker holds an unexpired lease.
+    Leased(TopUp),
+    /// Done or failed already: nothing to do.
+    Finished(TopUp),
+    Missing,
+}
+
+/// How [`Store::finish_topup`] and [`Store::release_topup`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishOutcome {
+    Finished,
+    /// The lease was lost (it ran out and another worker took it, or the
+    /// top-up finished elsewhere); nothing changed.
+    LeaseLost(Option<Box<TopUp>>),
+}
+
+fn topup_item(t: &TopUp) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(t)?;
+    item.insert(schema::PK.into(), s(keys::payment(t.payment_id)));
+    item.insert(schema::SK.into(), s(keys::TOPUP_SK));
+    item.insert(schema::GSI2_PK.into(), s(keys::OPEN_TOPUPS));
+    item.insert(
+        schema::GSI2_SK.into(),
+        s(format!("{}#{}", time_key(t.updated_at), t.payment_id)),
+    );
+    Ok(item)
+}
+
+fn millis(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000_000
+}
+
+fn rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Build(e.to_string()))
+}
+
+impl Store {
+    /// The write that queues a top-up; goes in the payment's completion
+    /// transaction. Refused if the payment has a top-up already.
+    pub fn topup_write(&self, topup: &TopUp) -> Result<Write, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(topup_item(topup)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        Ok(Write {
+            what: "top-up",
+            item: TransactWriteItem::builder().put(put).build(),
+        })
+    }
+
+    pub async fn topup(&self, payment_id: PaymentId) -> Result<Option<TopUp>, StoreError> {
+        self.get(keys::payment(payment_id), keys::TOPUP_SK)
+            .await?
+            .map(|item| serde_dynamo::from_item(item).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Takes the lease on a queued top-up, or on one whose previous lease ran
+    /// out, counting the attempt.
+    pub async fn acquire_topup(
+        &self,
+        payment_id: PaymentId,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<AcquireOutcome, StoreError> {
+        let until = now + lease;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(payment_id)))
+            .key(schema::SK, s(keys::TOPUP_SK))
+            .update_expression(
+                "SET #status = :sending, lease_until = :until, updated_at = :now_text, \
+                 gsi2sk = :due ADD attempts :one",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (#status = :queued OR \
+                 (#status = :sending AND lease_until < :now))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(TopUpStatus::Sending.as_str()))
+            .expression_attribute_values(":queued", s(TopUpStatus::Queued.as_str()))
+            .expression_attribute_values(":until", n(millis(until)))
+            .expression_attribute_values(":now", n(millis(now)))
+            .expression_attribute_values(":now_text", s(rfc3339(now)?))
+            // A leased top-up is due for the sweep when its lease runs out.
+            .expression_attribute_values(":due", s(format!("{}#{payment_id}", time_key(until))))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out
+                    .attributes
+                    .ok_or_else(|| StoreError::Corrupt("update returned no item".into()))?;
+                Ok(AcquireOutcome::Acquired(serde_dynamo::from_item(item)?))
+            }
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::update_item::UpdateItemError as E;
+                let Some(E::ConditionalCheckFailedException(ex)) = err.as_service_error() else {
+                    return Err(err.into());
+                };
+                let found: Option<TopUp> = match ex.item() {
+                    Some(item) => Some(serde_dynamo::from_item(item.clone())?),
+                    None => self.topup(payment_id).await?,
+                };
+                Ok(match found {
+                    None => AcquireOutcome::Missing,
+                    Some(t) if matches!(t.status, TopUpStatus::Done | TopUpStatus::Failed) => {
+                        AcquireOutcome::Finished(t)
+                    }
+                    Some(t) => AcquireOutcome::Leased(t),
+                })
+            }
+        }
+    }
+
+    /// Records the casino's transaction and debits the wallet, in one
+    /// transaction, if `held` (as acquired) still holds the lease.
+    pub async fn finish_topup(
+        &self,
+        held: &TopUp,
+        casino_transaction_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<FinishOutcome, StoreError> {
+        let update = self
+            .lease_condition(held, now)?
+            .update_expression(
+                "SET #status = :done, casino_transaction_id = :txn, updated_at = :now \
+                 REMOVE lease_until, gsi2pk, gsi2sk",
+            )
+            .expression_attribute_values(":done", s(TopUpStatus::Done.as_str()))
+            .expression_attribute_values(":txn", s(casino_transaction_id))
+            .build()?;
+        let debit = LedgerEntry {
+            user: held.wallet_user_id.clone(),
+            payment_id: held.payment_id,
+            purpose: LedgerPurpose::CasinoTransfer,
+            amount: held.amount,
+            at: now,
+            memo: format!("casino top-up to {}", held.username),
+        };
+        let mut writes = vec![Write {
+            what: "top-up",
+            item: TransactWriteItem::builder().update(update).build(),
+        }];
+        writes.extend(self.ledger_writes(&debit)?);
+        self.finish_with(held, writes).await
+    }
+
+    /// Gives the lease back after a failed attempt: `queued` again for a
+    /// retry, or `failed` for good when `give_up`.
+    pub async fn release_topup(
+        &self,
+        held: &TopUp,
+        error: &str,
+        give_up: bool,
+        now: OffsetDateTime,
+    ) -> Result<FinishOutcome, StoreError> {
+        let next = if give_up {
+            TopUpStatus::Failed
+        } else {
+            TopUpStatus::Queued
+        };
+        let expression = if give_up {
+            "SET #status = :next, last_error = :error, updated_at = :now \
+             REMOVE lease_until, gsi2pk, gsi2sk"
+        } else {
+            "SET #status = :next, last_error = :error, updated_at = :now, gsi2sk = :due \
+             REMOVE lease_until"
+        };
+        let mut update = self
+            .lease_condition(held, now)?
+            .update_expression(expression)
+            .expression_attribute_values(":next", s(next.as_str()))
+            .expression_attribute_values(":error", s(error.chars().take(500).collect::<String>()));
+        if !give_up {
+            update = update.expression_attribute_values(
+                ":due",
+                s(format!("{}#{}", time_key(now), held.payment_id)),
+            );
+        }
+        let writes = vec![Write {
+            what: "top-up",
+            item: TransactWriteItem::builder().update(update.build()?).build(),
+        }];
+        self.finish_with(held, writes).await
+    }
+
+    /// Unfinished top-ups that were last touched (or whose lease ends)
+    /// before `before`, oldest first: the sweep re-enqueues them.
+    pub async fn topups_due(
+        &self,
+        before: OffsetDateTime,
+        limit: i32,
+    ) -> Result<Vec<PaymentId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(schema::GSI2)
+            .key_condition_expression("gsi2pk = :open AND gsi2sk < :before")
+            .expression_attribute_values(":open", s(keys::OPEN_TOPUPS))
+            .expression_attribute_values(":before", s(time_key(before)))
+            .limit(limit)
+            .send()
+            .await?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                item.get(schema::PK)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("PAY#"))
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt("top-up index item".into()))
+            })
+            .collect()
+    }
+
+    /// An update of `held`'s item conditional on the caller still holding
+    /// the lease: still sending, and nobody has taken a later attempt. (A
+    /// lease that ran out with nobody taking over is still the caller's.)
+    fn lease_condition(
+        &self,
+        held: &TopUp,
+        now: OffsetDateTime,
+    ) -> Result<aws_sdk_dynamodb::types::builders::UpdateBuilder, StoreError> {
+        Ok(Update::builder()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(held.payment_id)))
+            .key(schema::SK, s(keys::TOPUP_SK))
+            .condition_expression("#status = :sending AND attempts = :attempts")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(TopUpStatus::Sending.as_str()))
+            .expression_attribute_values(":attempts", AttributeValue::N(held.attempts.to_string()))
+            .expression_attribute_values(":now", s(rfc3339(now)?))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld))
+    }
+
+    async fn finish_with(
+        &self,
+        held: &TopUp,
+        writes: Vec<Write>,
+    ) -> Result<FinishOutcome, StoreError> {
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            match self.transact(writes.clone()).await? {
+                Ok(()) => return Ok(FinishOutcome::Finished),
+                Err(Cancelled::Condition { index: 0, item }) => {
+                    let found = match item {
+                        Some(item) => Some(serde_dynamo::from_item(item)?),
+                        None => self.topup(held.payment_id).await?,
+                    };
+                    return Ok(FinishOutcome::LeaseLost(found.map(Box::new)));
+                }
+                Err(Cancelled::Condition { index, .. }) => {
+                    return Err(StoreError::Refused(writes[index].what))
+                }
+                Err(Cancelled::Conflict) => conflict_backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Contention)
+    }
+}

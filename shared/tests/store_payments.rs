@@ -1,0 +1,370 @@
+//! Payments and transitions against DynamoDB Local: exactly-once under
+//! concurrency, typed outcomes for every lost race.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{fresh_store, item_count, merchant, new_payment, pending_payment};
+use shared::ids::PaymentId;
+use shared::money::{Currency, Money};
+use shared::payment::{ChangeSource, Payment, PaymentStatus, Provider};
+use shared::store::{
+    CreateOutcome, LedgerEntry, LedgerPurpose, StatusChange, Store, TransitionOutcome,
+};
+use time::OffsetDateTime;
+
+fn completion() -> StatusChange {
+    StatusChange::new(
+        PaymentStatus::Completed,
+        ChangeSource::Webhook,
+        OffsetDateTime::now_utc(),
+    )
+}
+
+fn deposit(p: &Payment) -> LedgerEntry {
+    LedgerEntry {
+        user: p.wallet_user_id.clone().unwrap(),
+        payment_id: p.id,
+        purpose: LedgerPurpose::Deposit,
+        amount: p.amount,
+        at: OffsetDateTime::now_utc(),
+        memo: format!("deposit {}", p.id),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_concurrent_completions_apply_once_and_credit_once() {
+    let store = Arc::new(fresh_store().await);
+    let p = pending_payment(&store).await;
+    let user = p.wallet_user_id.clone().unwrap();
+
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let writes = store.ledger_writes(&deposit(&p)).unwrap().to_vec();
+            store.transition(&p, completion(), writes).await
+        }));
+    }
+    let mut applied = 0;
+    let mut already = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            TransitionOutcome::Applied(p) => {
+                assert_eq!(p.status, PaymentStatus::Completed);
+                applied += 1;
+            }
+            TransitionOutcome::AlreadyInState(p) => {
+                assert_eq!(p.status, PaymentStatus::Completed);
+                already += 1;
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((applied, already), (1, 31));
+
+    let stored = store.payment(p.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, PaymentStatus::Completed);
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.history.len(), 2);
+    assert_eq!(store.balance(&user, Currency::Php).await.unwrap(), p.amount);
+    let entries = store.ledger_entries(&user, 50).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].amount, p.amount);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn completion_racing_failure_has_exactly_one_winner() {
+    for _ in 0..5 {
+        let store = Arc::new(fresh_store().await);
+        let p = pending_payment(&store).await;
+        let (s1, p1) = (store.clone(), p.clone());
+        let (s2, p2) = (store.clone(), p.clone());
+        let complete = tokio::spawn(async move { s1.transition(&p1, completion(), vec![]).await });
+        let fail = tokio::spawn(async move {
+            let change = StatusChange::new(
+                PaymentStatus::Failed,
+                ChangeSource::Webhook,
+                OffsetDateTime::now_utc(),
+            );
+            s2.transition(&p2, change, vec![]).await
+        });
+        let a = complete.await.unwrap().unwrap();
+        let b = fail.await.unwrap().unwrap();
+        let stored = store.payment(p.id).await.unwrap().unwrap();
+        match (a, b) {
+            (TransitionOutcome::Applied(won), TransitionOutcome::Rejected { current }) => {
+                assert_eq!(won.status, PaymentStatus::Completed);
+                assert_eq!(current.status, PaymentStatus::Completed);
+                assert_eq!(stored.status, PaymentStatus::Completed);
+            }
+            (TransitionOutcome::Rejected { current }, TransitionOutcome::Applied(won)) => {
+                assert_eq!(won.status, PaymentStatus::Failed);
+                assert_eq!(current.status, PaymentStatus::Failed);
+                assert_eq!(stored.status, PaymentStatus::Failed);
+            }
+            other => panic!("expected one winner and one rejection, got {other:?}"),
+        }
+        assert_eq!(stored.version, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_write_with_a_stale_version_is_rejected() {
+    let store = fresh_store().await;
+    let p = pending_payment(&store).await;
+    let stale = p.clone();
+    let expire = StatusChange::new(
+        PaymentStatus::Expired,
+        ChangeSource::Sweep,
+        OffsetDateTime::now_utc(),
+    );
+    let TransitionOutcome::Applied(expired) = store.transition(&p, expire, vec![]).await.unwrap()
+    else {
+        panic!("expiry should apply")
+    };
+    // The stale copy still says pending, version 1; the write must not land
+    // and must say what the payment is now.
+    let writes = store.ledger_writes(&deposit(&p)).unwrap().to_vec();
+    let outcome = store
+        .transition(&stale, completion(), writes)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        TransitionOutcome::Stale {
+            current: expired.clone()
+        }
+    );
+    let user = p.wallet_user_id.clone().unwrap();
+    assert!(store.balance(&user, Currency::Php).await.unwrap().is_zero());
+
+    // Re-read and retry: a confirmed late payment completes an expired one.
+    let writes = store.ledger_writes(&deposit(&p)).unwrap().to_vec();
+    let outcome = store
+        .transition(&expired, completion(), writes)
+        .await
+        .unwrap();
+    let TransitionOutcome::Applied(done) = outcome else {
+        panic!("late payment should complete, got {outcome:?}")
+    };
+    assert_eq!(done.status, PaymentStatus::Completed);
+    assert_eq!(done.version, 3);
+    let statuses: Vec<_> = done.history.iter().map(|h| h.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            PaymentStatus::Pending,
+            PaymentStatus::Expired,
+            PaymentStatus::Completed
+        ]
+    );
+    assert_eq!(store.balance(&user, Currency::Php).await.unwrap(), p.amount);
+}
+
+#[tokio::test]
+async fn moves_backwards_or_repeats_write_nothing() {
+    let store = fresh_store().await;
+    let p = pending_payment(&store).await;
+    let TransitionOutcome::Applied(done) =
+        store.transition(&p, completion(), vec![]).await.unwrap()
+    else {
+        panic!("completion should apply")
+    };
+    let before = item_count(&store).await;
+    for late in [
+        PaymentStatus::Pending,
+        PaymentStatus::Failed,
+        PaymentStatus::Expired,
+    ] {
+        let change = StatusChange::new(late, ChangeSource::Webhook, OffsetDateTime::now_utc());
+        let outcome = store.transition(&done, change, vec![]).await.unwrap();
+        assert_eq!(
+            outcome,
+            TransitionOutcome::Rejected {
+                current: done.clone()
+            }
+        );
+    }
+    let again = store.transition(&done, completion(), vec![]).await.unwrap();
+    assert_eq!(again, TransitionOutcome::AlreadyInState(done.clone()));
+    assert_eq!(store.payment(p.id).await.unwrap().unwrap(), done);
+    assert_eq!(item_count(&store).await, before);
+}
+
+#[tokio::test]
+async fn an_extra_write_refused_by_its_condition_rolls_back_the_transition() {
+    let store = fresh_store().await;
+    let p = pending_payment(&store).await;
+    // The deposit was posted already (say, by an earlier bug): completing with
+    // the same credit must not commit the status either.
+    store.post_entry(&deposit(&p)).await.unwrap();
+    let writes = store.ledger_writes(&deposit(&p)).unwrap().to_vec();
+    let err = store
+        .transition(&p, completion(), writes)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, shared::store::StoreError::Refused("ledger entry")),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.payment(p.id).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_payments_racing_for_one_reference_one_wins() {
+    let store = Arc::new(fresh_store().await);
+    let amount = Money::new(500, Currency::Myr).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let a = Payment::new(
+        new_payment(Provider::Toyyibpay, amount, "ORD-SAME"),
+        ChangeSource::Api,
+        now,
+    );
+    let b = Payment::new(
+        new_payment(Provider::Toyyibpay, amount, "ORD-SAME"),
+        ChangeSource::Api,
+        now,
+    );
+    let (sa, pa) = (store.clone(), a.clone());
+    let (sb, pb) = (store.clone(), b.clone());
+    let ta = tokio::spawn(async move { sa.create_payment(&pa).await });
+    let tb = tokio::spawn(async move { sb.create_payment(&pb).await });
+    let outcomes = [ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap()];
+    let created: Vec<_> = outcomes
+        .iter()
+        .filter(|o| **o == CreateOutcome::Created)
+        .collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    let winner = if outcomes[0] == CreateOutcome::Created {
+        a.id
+    } else {
+        b.id
+    };
+    let loser = if winner == a.id { b.id } else { a.id };
+    assert!(outcomes.contains(&CreateOutcome::DuplicateReference { existing: winner }));
+    assert!(store.payment(loser).await.unwrap().is_none());
+    let by_ref = store
+        .payment_by_reference(&merchant(), &"ORD-SAME".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_ref.id, winner);
+}
+
+#[tokio::test]
+async fn the_same_reference_is_free_for_another_merchant() {
+    let store = fresh_store().await;
+    let amount = Money::new(500, Currency::Myr).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let a = Payment::new(
+        new_payment(Provider::Qpay, amount, "ORD-1"),
+        ChangeSource::Api,
+        now,
+    );
+    let mut other = new_payment(Provider::Qpay, amount, "ORD-1");
+    other.merchant_id = "m_other".parse().unwrap();
+    let b = Payment::new(other, ChangeSource::Api, now);
+    assert_eq!(
+        store.create_payment(&a).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store.create_payment(&b).await.unwrap(),
+        CreateOutcome::Created
+    );
+    // Creating the same payment again is recognised as such.
+    assert_eq!(
+        store.create_payment(&a).await.unwrap(),
+        CreateOutcome::AlreadyExists
+    );
+}
+
+#[tokio::test]
+async fn payments_are_found_by_id_provider_reference_and_merchant_reference() {
+    let store = fresh_store().await;
+    let p = pending_payment(&store).await;
+    assert_eq!(store.payment(p.id).await.unwrap().as_ref(), Some(&p));
+    let provider_ref = p.provider_reference.clone().unwrap();
+    // GSI reads are eventually consistent in AWS; DynamoDB Local is immediate.
+    let found = store
+        .payment_by_provider_ref(Provider::Directpay, provider_ref.as_str())
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&p));
+    assert!(store
+        .payment_by_provider_ref(Provider::Paygram, provider_ref.as_str())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .payment_by_reference(&merchant(), &p.reference)
+            .await
+            .unwrap(),
+        Some(p.clone())
+    );
+    assert!(store
+        .payment(PaymentId::generate())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn pending_payments_past_expiry_are_listed_for_the_sweep() {
+    let store = fresh_store().await;
+    let amount = Money::new(100, Currency::Kzt).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut overdue = new_payment(Provider::Epayment, amount, "ORD-OLD");
+    overdue.expires_at = now - time::Duration::minutes(1);
+    let overdue = Payment::new(overdue, ChangeSource::Api, now);
+    let fresh = Payment::new(
+        new_payment(Provider::Epayment, amount, "ORD-NEW"),
+        ChangeSource::Api,
+        now,
+    );
+    store.create_payment(&overdue).await.unwrap();
+    store.create_payment(&fresh).await.unwrap();
+    assert_eq!(
+        store.pending_payments_due(now, 10).await.unwrap(),
+        vec![overdue.id]
+    );
+
+    // Once it leaves pending it is no longer open work.
+    let change = StatusChange::new(PaymentStatus::Expired, ChangeSource::Sweep, now);
+    store.transition(&overdue, change, vec![]).await.unwrap();
+    assert!(store
+        .pending_payments_due(now, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn provider_checks_are_recorded_without_a_version_change() {
+    let store: Store = fresh_store().await;
+    let p = pending_payment(&store).await;
+    let at = OffsetDateTime::now_utc();
+    store
+        .mark_provider_checked(p.id, at, Some("NEW"))
+        .await
+        .unwrap();
+    let stored = store.payment(p.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, p.version);
+    assert_eq!(stored.provider_status.as_deref(), Some("NEW"));
+    assert!(stored.provider_checked_at.is_some());
+    // The caller's copy is still current for a transition, and the
+    // transition keeps what the check recorded.
+    let outcome = store.transition(&p, completion(), vec![]).await.unwrap();
+    assert!(matches!(outcome, TransitionOutcome::Applied(_)));
+    let after = store.payment(p.id).await.unwrap().unwrap();
+    assert_eq!(after.status, PaymentStatus::Completed);
+    assert_eq!(after.provider_status.as_deref(), Some("NEW"));
+    assert_eq!(after.provider_checked_at, stored.provider_checked_at);
+}
