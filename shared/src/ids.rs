@@ -182,9 +182,17 @@ impl FromStr for PaymentId {
         {
             return Err(IdError::InvalidCharacters { kind: KIND });
         }
-        ulid::Ulid::from_string(rest)
-            .map(PaymentId)
-            .map_err(|_| IdError::InvalidCharacters { kind: KIND })
+        let id =
+            ulid::Ulid::from_string(rest).map_err(|_| IdError::InvalidCharacters { kind: KIND })?;
+        // A first character above 7 overflows 128 bits; refuse rather than
+        // let two spellings name one payment.
+        if id.to_string() != rest {
+            return Err(IdError::Malformed {
+                kind: KIND,
+                form: FORM,
+            });
+        }
+        Ok(PaymentId(id))
     }
 }
 

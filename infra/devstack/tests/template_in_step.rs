@@ -1,0 +1,264 @@
+//! The local stack is built from template.yaml: bootstrap it and compare what
+//! DynamoDB Local and moto report with the template, read here on its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use devstack::{template::default_path, LocalStack, Template};
+use serde_yaml::Value;
+
+fn raw_template() -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(default_path()).unwrap()).unwrap()
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+/// (index name, [(attribute, key type)], projection).
+type IndexShape = (String, Vec<(String, String)>, String);
+
+fn described_shape(
+    name: Option<&str>,
+    keys: &[aws_sdk_dynamodb::types::KeySchemaElement],
+    projection: Option<&aws_sdk_dynamodb::types::Projection>,
+) -> IndexShape {
+    (
+        name.unwrap().to_string(),
+        keys.iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_string(),
+                    k.key_type().as_str().to_string(),
+                )
+            })
+            .collect(),
+        projection
+            .unwrap()
+            .projection_type()
+            .unwrap()
+            .as_str()
+            .to_string(),
+    )
+}
+
+/// The indexes of the raw YAML.
+fn yaml_indexes(props: &Value, field: &str) -> BTreeSet<IndexShape> {
+    props[field]
+        .as_sequence()
+        .map(|seq| {
+            seq.iter()
+                .map(|i| {
+                    let keys = i["KeySchema"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .map(|k| (s(&k["AttributeName"]), s(&k["KeyType"])))
+                        .collect();
+                    (
+                        s(&i["IndexName"]),
+                        keys,
+                        s(&i["Projection"]["ProjectionType"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn bootstrap_creates_the_table_the_template_declares() {
+    let stack = LocalStack::connect().await;
+    let table = stack.fresh_table().await.unwrap();
+    let raw = raw_template();
+    let props = &raw["Resources"]["PaymentsTable"]["Properties"];
+
+    let described = stack
+        .dynamodb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+
+    let attrs: BTreeMap<String, String> = described
+        .attribute_definitions()
+        .iter()
+        .map(|a| {
+            (
+                a.attribute_name().to_string(),
+                a.attribute_type().as_str().to_string(),
+            )
+        })
+        .collect();
+    let yaml_attrs: BTreeMap<String, String> = props["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| (s(&a["AttributeName"]), s(&a["AttributeType"])))
+        .collect();
+    assert_eq!(attrs, yaml_attrs);
+
+    let keys: Vec<(String, String)> = described
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_string(),
+                k.key_type().as_str().to_string(),
+            )
+        })
+        .collect();
+    let yaml_keys: Vec<(String, String)> = props["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| (s(&k["AttributeName"]), s(&k["KeyType"])))
+        .collect();
+    assert_eq!(keys, yaml_keys);
+
+    let gsis: BTreeSet<_> = described
+        .global_secondary_indexes()
+        .iter()
+        .map(|i| described_shape(i.index_name(), i.key_schema(), i.projection()))
+        .collect();
+    assert_eq!(gsis, yaml_indexes(props, "GlobalSecondaryIndexes"));
+
+    let lsis: BTreeSet<_> = described
+        .local_secondary_indexes()
+        .iter()
+        .map(|i| described_shape(i.index_name(), i.key_schema(), i.projection()))
+        .collect();
+    assert_eq!(lsis, yaml_indexes(props, "LocalSecondaryIndexes"));
+
+    let ttl = stack
+        .dynamodb
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .unwrap();
+    assert_eq!(
+        ttl.attribute_name(),
+        Some(s(&props["TimeToLiveSpecification"]["AttributeName"]).as_str())
+    );
+    assert_eq!(
+        ttl.time_to_live_status().map(|s| s.as_str()),
+        Some("ENABLED")
+    );
+}
+
+#[tokio::test]
+async fn bootstrap_creates_the_queues_the_template_declares() {
+    let stack = LocalStack::connect().await;
+    let template = Template::load(&default_path()).unwrap();
+    let suffix = ulid::Ulid::new().to_string().to_lowercase();
+    let names: BTreeMap<String, String> = template
+        .queues
+        .iter()
+        .map(|q| {
+            (
+                q.logical_id.clone(),
+                format!("{}-{suffix}", q.logical_id.to_lowercase()),
+            )
+        })
+        .collect();
+    let urls = stack.create_queues(&template, &names).await.unwrap();
+    let raw = raw_template();
+    let resources = raw["Resources"].as_mapping().unwrap();
+    let mut checked = 0;
+    for (id, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::SQS::Queue") {
+            continue;
+        }
+        let id = id.as_str().unwrap();
+        let props = &resource["Properties"];
+        let attrs = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&urls[id])
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        for name in ["VisibilityTimeout", "MessageRetentionPeriod"] {
+            if !props[name].is_null() {
+                assert_eq!(
+                    attrs.get(&QueueAttributeName::from(name)),
+                    Some(&s(&props[name])),
+                    "{id}.{name}"
+                );
+            }
+        }
+        let redrive = &props["RedrivePolicy"];
+        if redrive.is_null() {
+            assert!(
+                !attrs.contains_key(&QueueAttributeName::RedrivePolicy),
+                "{id}"
+            );
+        } else {
+            let policy: serde_json::Value =
+                serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).unwrap();
+            assert_eq!(
+                policy["maxReceiveCount"].to_string(),
+                s(&redrive["maxReceiveCount"])
+            );
+            let Value::Tagged(target) = &redrive["deadLetterTargetArn"] else {
+                panic!("{id}: expected !GetAtt")
+            };
+            let dlq = s(&target.value).trim_end_matches(".Arn").to_string();
+            let dlq_arn = stack
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&urls[&dlq])
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap()
+                .attributes
+                .unwrap()[&QueueAttributeName::QueueArn]
+                .clone();
+            assert_eq!(policy["deadLetterTargetArn"], dlq_arn, "{id}");
+        }
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 2,
+        "the template declares the top-up queue and its DLQ"
+    );
+}
+
+#[test]
+fn sam_validate_lint_passes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let sam = root.join(".local/venv/bin/sam");
+    assert!(
+        sam.exists(),
+        "aws-sam-cli is not installed in .local/venv: run `make test` (it installs it)"
+    );
+    let out = std::process::Command::new(sam)
+        .args(["validate", "--lint", "--region", "us-east-1", "--template"])
+        .arg(root.join("template.yaml"))
+        .env("SAM_CLI_TELEMETRY", "0")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "sam validate --lint failed:\n{text}");
+    assert!(text.contains("is a valid SAM Template"), "{text}");
+}

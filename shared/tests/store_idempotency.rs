@@ -1,0 +1,243 @@
+//! API idempotency records against DynamoDB Local (Powertools semantics).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{fresh_store, merchant};
+use shared::ids::IdempotencyKey;
+use shared::store::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
+use time::{Duration, OffsetDateTime};
+
+fn scope() -> IdempotencyScope {
+    IdempotencyScope {
+        merchant: merchant(),
+        operation: "create_payment",
+    }
+}
+
+fn key() -> IdempotencyKey {
+    format!("key-{}", ulid::Ulid::new()).parse().unwrap()
+}
+
+fn response() -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        headers: vec![("content-type".into(), "application/json".into())],
+        // Not valid UTF-8 on purpose: replay must return bytes, not text.
+        body: vec![b'{', 0xff, 0x00, b'}', b'\n'],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_begins_give_one_new_and_one_in_progress() {
+    let store = Arc::new(fresh_store().await);
+    let key = key();
+    let hash = fingerprint("create_payment", &serde_json::json!({"amount": 100}));
+    let now = OffsetDateTime::now_utc();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (store, key, hash) = (store.clone(), key.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .begin_idempotent(
+                    &scope(),
+                    &key,
+                    &hash,
+                    now,
+                    now + Duration::seconds(30),
+                    now + Duration::hours(24),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let new = outcomes
+        .iter()
+        .filter(|o| matches!(o, BeginOutcome::New { .. }))
+        .count();
+    let in_progress = outcomes
+        .iter()
+        .filter(|o| **o == BeginOutcome::InProgress)
+        .count();
+    assert_eq!((new, in_progress), (1, 1), "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn completed_keys_replay_the_same_bytes_and_refuse_another_request() {
+    let store = fresh_store().await;
+    let key = key();
+    let body = serde_json::json!({"amount": 100, "currency": "PHP"});
+    let hash = fingerprint("create_payment", &body);
+    let now = OffsetDateTime::now_utc();
+    let deadline = now + Duration::seconds(30);
+    let expires = now + Duration::hours(24);
+
+    let BeginOutcome::New { token } = store
+        .begin_idempotent(&scope(), &key, &hash, now, deadline, expires)
+        .await
+        .unwrap()
+    else {
+        panic!("first begin must be new")
+    };
+    store
+        .complete_idempotent(&scope(), &key, &token, &response())
+        .await
+        .unwrap();
+
+    let again = store
+        .begin_idempotent(&scope(), &key, &hash, now, deadline, expires)
+        .await
+        .unwrap();
+    assert_eq!(again, BeginOutcome::Replay(response()));
+
+    // The same JSON in another key order is the same request.
+    let reordered: serde_json::Value =
+        serde_json::from_str(r#"{"currency": "PHP", "amount": 100}"#).unwrap();
+    assert_eq!(fingerprint("create_payment", &reordered), hash);
+
+    let other = fingerprint("create_payment", &serde_json::json!({"amount": 101}));
+    let mismatch = store
+        .begin_idempotent(&scope(), &key, &other, now, deadline, expires)
+        .await
+        .unwrap();
+    assert_eq!(mismatch, BeginOutcome::Mismatch);
+
+    // Another merchant's identical key is independent.
+    let other_scope = IdempotencyScope {
+        merchant: "m_other".parse().unwrap(),
+        operation: "create_payment",
+    };
+    let theirs = store
+        .begin_idempotent(&other_scope, &key, &other, now, deadline, expires)
+        .await
+        .unwrap();
+    assert!(matches!(theirs, BeginOutcome::New { .. }));
+}
+
+#[tokio::test]
+async fn an_in_progress_record_past_its_deadline_can_be_taken_over() {
+    let store = fresh_store().await;
+    let key = key();
+    let hash = fingerprint("refund", &serde_json::json!({}));
+    let t0 = OffsetDateTime::now_utc();
+    let BeginOutcome::New { token: first } = store
+        .begin_idempotent(
+            &scope(),
+            &key,
+            &hash,
+            t0,
+            t0 + Duration::seconds(10),
+            t0 + Duration::hours(24),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("first begin must be new")
+    };
+    // Before the deadline: still in progress.
+    let t1 = t0 + Duration::seconds(5);
+    let during = store
+        .begin_idempotent(
+            &scope(),
+            &key,
+            &hash,
+            t1,
+            t1 + Duration::seconds(10),
+            t1 + Duration::hours(24),
+        )
+        .await
+        .unwrap();
+    assert_eq!(during, BeginOutcome::InProgress);
+
+    // After it (the first invocation died): a retry takes the key over.
+    let t2 = t0 + Duration::seconds(11);
+    let BeginOutcome::New { token: second } = store
+        .begin_idempotent(
+            &scope(),
+            &key,
+            &hash,
+            t2,
+            t2 + Duration::seconds(10),
+            t2 + Duration::hours(24),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("an expired in-progress record must be taken over")
+    };
+    assert_ne!(first, second);
+
+    // The first run, if it wakes up, can no longer complete or release it.
+    let late = store
+        .complete_idempotent(&scope(), &key, &first, &response())
+        .await;
+    assert!(late.is_err());
+    store
+        .release_idempotent(&scope(), &key, &first)
+        .await
+        .unwrap();
+    let still = store
+        .begin_idempotent(
+            &scope(),
+            &key,
+            &hash,
+            t2,
+            t2 + Duration::seconds(10),
+            t2 + Duration::hours(24),
+        )
+        .await
+        .unwrap();
+    assert_eq!(still, BeginOutcome::InProgress);
+
+    store
+        .complete_idempotent(&scope(), &key, &second, &response())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn released_keys_can_be_retried_and_expired_records_start_over() {
+    let store = fresh_store().await;
+    let key = key();
+    let hash = fingerprint("cancel", &serde_json::json!({}));
+    let now = OffsetDateTime::now_utc();
+    let begin = |now: OffsetDateTime| {
+        let (store, key, hash) = (&store, key.clone(), hash.clone());
+        async move {
+            store
+                .begin_idempotent(
+                    &scope(),
+                    &key,
+                    &hash,
+                    now,
+                    now + Duration::seconds(30),
+                    now + Duration::hours(24),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let BeginOutcome::New { token } = begin(now).await else {
+        panic!("new")
+    };
+    store
+        .release_idempotent(&scope(), &key, &token)
+        .await
+        .unwrap();
+    let BeginOutcome::New { token } = begin(now).await else {
+        panic!("a released key is free again")
+    };
+    store
+        .complete_idempotent(&scope(), &key, &token, &response())
+        .await
+        .unwrap();
+    assert!(matches!(begin(now).await, BeginOutcome::Replay(_)));
+    // Past the record's expiry (TTL not yet run), the key is new again.
+    let later = now + Duration::hours(25);
+    assert!(matches!(begin(later).await, BeginOutcome::New { .. }));
+}
