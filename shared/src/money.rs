@@ -132,9 +132,24 @@ pub enum MoneyError {
 ///
 /// Debits and credits are kinds of ledger entry, never negative amounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "MoneyFields")]
 pub struct Money {
     amount: i64,
     currency: Currency,
+}
+
+/// Money as it arrives through serde, checked by [`Money::new`].
+#[derive(Deserialize)]
+struct MoneyFields {
+    amount: i64,
+    currency: Currency,
+}
+
+impl TryFrom<MoneyFields> for Money {
+    type Error = MoneyError;
+    fn try_from(f: MoneyFields) -> Result<Money, MoneyError> {
+        Money::new(f.amount, f.currency)
+    }
 }
 
 impl Money {
@@ -488,7 +503,13 @@ mod tests {
         assert_eq!(json, r#"{"amount":9990,"currency":"PHP"}"#);
         assert!(serde_json::from_str::<Money>(r#"{"amount":1,"currency":"EUR"}"#).is_err());
         // A negative amount cannot arrive through serde either.
-        assert!(serde_json::from_str::<Currency>(r#""USDT""#).is_ok());
+        let negative = serde_json::from_str::<Money>(r#"{"amount":-1,"currency":"PHP"}"#);
+        assert!(negative.unwrap_err().to_string().contains("negative"));
+        assert!(serde_json::from_str::<Money>(r#"{"amount":1.5,"currency":"PHP"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<Currency>(r#""USDT""#).unwrap(),
+            Currency::Usdt
+        );
     }
 
     fn any_currency() -> impl Strategy<Value = Currency> {
