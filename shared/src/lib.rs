@@ -3,15 +3,21 @@
 //! - [`money`]: exact amounts in minor units.
 //! - [`ids`]: validated identifiers.
 //! - [`payment`]: the payment record and its state machine.
+//! - [`providers`]: provider clients over retrying HTTP.
 //! - [`store`]: DynamoDB, every write conditional.
 //! - [`secrets`]: Secrets Manager with a cache, values redacted.
 //! - [`queue`]: SQS top-up messages.
 //! - [`config`]: environment and AWS SDK configuration.
 
+pub mod api;
 pub mod config;
+pub mod flow;
+pub mod http;
 pub mod ids;
 pub mod money;
 pub mod payment;
+pub mod providers;
 pub mod queue;
 pub mod secrets;
+pub mod services;
 pub mod store;

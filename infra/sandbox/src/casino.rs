@@ -1,0 +1,220 @@
+//! The 747 Casino bridge: player lookup (`GET /casino/lookup?username=`),
+//! transfers (`POST /casino/Default/Transfer`) that honour the nonce, and
+//! balances (`POST /casino/account/get-balances`). Players sit under top
+//! managers; each top manager has its own token.
+//!
+//! Controls under `/_sandbox/casino/`: `GET transfers` (the history),
+//! `GET players/{username}`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::{lock, Shared};
+
+/// Top manager -> token, as the operator's secret holds them.
+pub const TOKENS: [(&str, &str); 2] = [
+    ("TM_ALPHA", "tok-alpha-sandbox"),
+    ("TM_BETA", "tok-beta-sandbox"),
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Player {
+    pub username: String,
+    pub client_id: u64,
+    pub user_type: String,
+    pub top_manager: String,
+    pub immediate_manager: String,
+    /// Centavos: the sandbox keeps exact integers too.
+    pub balance_centavos: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferRecord {
+    pub transaction_id: String,
+    pub nonce: String,
+    pub username: String,
+    pub amount: String,
+}
+
+pub struct State {
+    pub players: Mutex<HashMap<String, Player>>,
+    /// nonce -> the first answer for it.
+    pub transfers: Mutex<Vec<TransferRecord>>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        let players = [
+            ("player1", 1001, "TM_ALPHA", "IM_ALPHA_1"),
+            ("player2", 1002, "TM_BETA", "IM_BETA_1"),
+            ("player3", 1003, "TM_ALPHA", "IM_ALPHA_2"),
+        ]
+        .into_iter()
+        .map(|(name, id, top, immediate)| {
+            (
+                name.to_string(),
+                Player {
+                    username: name.to_string(),
+                    client_id: id,
+                    user_type: "player".into(),
+                    top_manager: top.into(),
+                    immediate_manager: immediate.into(),
+                    balance_centavos: 0,
+                },
+            )
+        })
+        .collect();
+        State {
+            players: Mutex::new(players),
+            transfers: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/lookup", get(lookup))
+        .route("/Default/Transfer", post(transfer))
+        .route("/account/get-balances", post(balances))
+}
+
+pub fn controls() -> Router<Shared> {
+    Router::new()
+        .route("/transfers", get(history))
+        .route("/players/{username}", get(player))
+}
+
+fn centavos_text(c: i64) -> String {
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    #[serde(default)]
+    username: String,
+}
+
+async fn lookup(AxState(s): AxState<Shared>, Query(q): Query<LookupQuery>) -> Response {
+    let Some(p) = lock(&s.casino.players).get(&q.username).cloned() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"success": false, "message": "user not found"})),
+        )
+            .into_response();
+    };
+    Json(json!({
+        "success": true,
+        "clientId": p.client_id,
+        "username": p.username,
+        "balance": centavos_text(p.balance_centavos),
+        "userType": p.user_type,
+        "topManager": p.top_manager,
+        "immediateManager": p.immediate_manager,
+    }))
+    .into_response()
+}
+
+fn token_ok(token: &str, top_manager: &str) -> bool {
+    TOKENS.iter().any(|(m, t)| *m == top_manager && *t == token)
+}
+
+/// Parses a peso amount with at most two decimals into centavos.
+fn centavos(v: &Value) -> Option<i64> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    if frac.len() > 2 || int.starts_with('-') {
+        return None;
+    }
+    let int: i64 = int.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    int.checked_mul(100)?.checked_add(frac)
+}
+
+async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (username, nonce, token) = (text("username"), text("nonce"), text("authToken"));
+    let mut players = lock(&s.casino.players);
+    let Some(player) = players.get_mut(&username) else {
+        return Json(json!({"status": 404, "message": "user not found"})).into_response();
+    };
+    if !token_ok(&token, &player.top_manager) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"status": 401, "message": "invalid token"})),
+        )
+            .into_response();
+    }
+    let Some(amount) = body.get("amount").and_then(centavos).filter(|a| *a > 0) else {
+        return Json(json!({"status": 400, "message": "invalid amount"})).into_response();
+    };
+    if nonce.is_empty() {
+        return Json(json!({"status": 400, "message": "nonce is required"})).into_response();
+    }
+    let mut transfers = lock(&s.casino.transfers);
+    if let Some(first) = transfers.iter().find(|t| t.nonce == nonce) {
+        // A repeated nonce gets the first answer and moves nothing.
+        return Json(json!({"status": 0, "message": "ok", "transactionId": first.transaction_id}))
+            .into_response();
+    }
+    player.balance_centavos += amount;
+    let record = TransferRecord {
+        transaction_id: format!("C{}", ulid::Ulid::new()),
+        nonce,
+        username,
+        amount: centavos_text(amount),
+    };
+    let id = record.transaction_id.clone();
+    transfers.push(record);
+    Json(json!({"status": 0, "message": "ok", "transactionId": id})).into_response()
+}
+
+async fn balances(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
+    let username = body
+        .get("username")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let token = body
+        .get("authToken")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(p) = lock(&s.casino.players).get(username).cloned() else {
+        return Json(json!({"status": 404, "message": "user not found"})).into_response();
+    };
+    if !token_ok(token, &p.top_manager) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"status": 401, "message": "invalid token"})),
+        )
+            .into_response();
+    }
+    Json(json!({"status": 0, "balance": centavos_text(p.balance_centavos), "currency": "php"}))
+        .into_response()
+}
+
+async fn history(AxState(s): AxState<Shared>) -> Json<Vec<TransferRecord>> {
+    Json(lock(&s.casino.transfers).clone())
+}
+
+async fn player(AxState(s): AxState<Shared>, Path(username): Path<String>) -> Response {
+    match lock(&s.casino.players).get(&username).cloned() {
+        Some(p) => Json(p).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

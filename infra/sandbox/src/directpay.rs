@@ -1,0 +1,275 @@
+//! DirectPay (GCash cash-in), as integrations seen in public code use it:
+//! `GET /csrf_token` (sets `PHPSESSID`), `POST /create/login` with the CSRF
+//! header and cookie, then bearer calls `POST /pay_cashin` and
+//! `GET /cashin_transactions_status/{id}`.
+//!
+//! Controls: `POST /_sandbox/directpay/transactions/{id}/status`
+//! `{"status": "SUCCESS"}` sets a transaction's status;
+//! `POST /_sandbox/directpay/expire-tokens` makes every issued token invalid.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{deliver, lock, Shape, Shared};
+
+/// The one merchant login the sandbox accepts.
+pub const USERNAME: &str = "sandbox-merchant";
+pub const PASSWORD: &str = "sandbox-password";
+
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub amount: String,
+    pub status: String,
+    pub reference: String,
+    pub webhook: String,
+}
+
+#[derive(Default)]
+pub struct State {
+    /// PHPSESSID -> the CSRF token issued with it.
+    sessions: Mutex<HashMap<String, String>>,
+    tokens: Mutex<HashSet<String>>,
+    pub logins: Mutex<u32>,
+    pub transactions: Mutex<HashMap<String, Transaction>>,
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/csrf_token", get(csrf_token))
+        .route("/create/login", post(login))
+        .route("/pay_cashin", post(pay_cashin))
+        .route("/cashin_transactions_status/{id}", get(status))
+}
+
+pub fn controls() -> Router<Shared> {
+    Router::new()
+        .route("/transactions/{id}/status", post(set_status))
+        .route("/transactions/{id}/callback", post(send_callback))
+        .route("/expire-tokens", post(expire_tokens))
+}
+
+fn new_id() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"status": "error", "message": message}))).into_response()
+}
+
+async fn csrf_token(AxState(s): AxState<Shared>) -> Response {
+    let session = new_id();
+    let csrf = new_id();
+    lock(&s.directpay.sessions).insert(session.clone(), csrf.clone());
+    (
+        [(
+            header::SET_COOKIE,
+            format!("PHPSESSID={session}; path=/; HttpOnly"),
+        )],
+        Json(json!({ "csrf_token": csrf })),
+    )
+        .into_response()
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+async fn login(AxState(s): AxState<Shared>, headers: HeaderMap, body: Json<Login>) -> Response {
+    let session = cookie(&headers, "PHPSESSID");
+    let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    let expected = session.and_then(|id| lock(&s.directpay.sessions).get(&id).cloned());
+    if expected.is_none() || expected.as_deref() != csrf {
+        return error(StatusCode::FORBIDDEN, "CSRF token mismatch");
+    }
+    if body.username != USERNAME || body.password != PASSWORD {
+        return error(StatusCode::UNAUTHORIZED, "invalid credentials");
+    }
+    *lock(&s.directpay.logins) += 1;
+    let token = new_id();
+    lock(&s.directpay.tokens).insert(token.clone());
+    Json(json!({"status": "success", "data": {"token": token}})).into_response()
+}
+
+fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| lock(&s.directpay.tokens).contains(t))
+}
+
+async fn pay_cashin(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
+    }
+    // The amount is pesos as a JSON number, at most 2 decimals, positive.
+    let amount = match body.get("amount") {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return error(StatusCode::UNPROCESSABLE_ENTITY, "amount is required"),
+    };
+    let valid = amount
+        .split_once('.')
+        .is_none_or(|(_, frac)| frac.len() <= 2)
+        && !amount.starts_with('-')
+        && !amount.trim_start_matches(['0', '.']).is_empty();
+    if !valid {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid amount");
+    }
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let id = format!("DP{}", new_id().to_uppercase());
+    lock(&s.directpay.transactions).insert(
+        id.clone(),
+        Transaction {
+            amount,
+            status: "PENDING".into(),
+            reference: text("merchantpaymentreferences"),
+            webhook: text("webhook"),
+        },
+    );
+    Json(json!({
+        "status": "success",
+        "transactionId": id,
+        "link": format!("https://sandbox.directpayph.com/pay/{id}"),
+        "qrphraw": format!("00020101021228SANDBOX{id}6304ABCD"),
+    }))
+    .into_response()
+}
+
+async fn status(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
+    }
+    let Some(t) = lock(&s.directpay.transactions).get(&id).cloned() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"success": false, "message": "transaction not found"})),
+        )
+            .into_response();
+    };
+    Json(json!({
+        "success": true,
+        "reference_number": id,
+        "merchantpaymentreferences": t.reference,
+        "total_amount": t.amount,
+        "transaction_status": t.status,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct SetStatus {
+    status: String,
+    /// Send the callback too (default), in this shape; `"none"` drops it.
+    #[serde(default)]
+    callback: Option<String>,
+}
+
+/// Sets a transaction's status and, unless told not to, sends DirectPay's
+/// callback to the webhook URL given at creation. Answers with the status
+/// the webhook answered (0: not sent or no answer).
+async fn set_status(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(body): Json<SetStatus>,
+) -> Response {
+    let t = {
+        let mut all = lock(&s.directpay.transactions);
+        let Some(t) = all.get_mut(&id) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        t.status = body.status.clone();
+        t.clone()
+    };
+    let shape = match body.callback.as_deref() {
+        Some("none") => return Json(json!({"delivered": 0})).into_response(),
+        Some("seed") => Shape::Seed,
+        _ => Shape::Real,
+    };
+    let delivered = deliver(&t.webhook, &callback_body(&id, &t, &body.status, shape)).await;
+    Json(json!({ "delivered": delivered })).into_response()
+}
+
+#[derive(Deserialize)]
+struct SendCallback {
+    #[serde(default)]
+    shape: Shape,
+    /// The status word to claim; the stored status is unchanged (a forged or
+    /// out-of-order callback).
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Sends a callback again, or one that disagrees with the stored status.
+async fn send_callback(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(body): Json<SendCallback>,
+) -> Response {
+    let Some(t) = lock(&s.directpay.transactions).get(&id).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let status = body.status.unwrap_or_else(|| t.status.clone());
+    let delivered = deliver(&t.webhook, &callback_body(&id, &t, &status, body.shape)).await;
+    Json(json!({ "delivered": delivered })).into_response()
+}
+
+fn callback_body(id: &str, t: &Transaction, status: &str, shape: Shape) -> Value {
+    match shape {
+        Shape::Real => json!({
+            "amount": t.amount,
+            "currency": "PHP",
+            "refId": t.reference,
+            "invoiceNo": format!("INV-{id}"),
+            "txnDesc": "GCash cash-in",
+            "txnDate": "1733565000000",
+            "txnId": id,
+            "status": status,
+            "merchant_id": "SANDBOX",
+        }),
+        Shape::Seed => json!({
+            "reference": id,
+            "status": status.to_ascii_lowercase(),
+            "amount": t.amount,
+            "timestamp": "2025-12-07T10:00:00Z",
+        }),
+    }
+}
+
+async fn expire_tokens(AxState(s): AxState<Shared>) -> StatusCode {
+    lock(&s.directpay.tokens).clear();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,225 @@
+//! paygate's provider sandbox: an HTTP server that speaks each provider's
+//! API on its real paths (PROVIDERS.md), keeps its own state, and injects
+//! faults on demand, so provider clients are tested over real HTTP.
+//!
+//! Every provider lives under its own prefix (`/directpay/api/...`); the
+//! control API is under `/_sandbox/`:
+//! - `POST /_sandbox/faults` `{"path": "/directpay/api/pay_cashin", "mode":
+//!   "fail" | "delay" | "hang", "count": 2, "status": 503, "delay_ms": 100}`:
+//!   the next `count` calls whose path starts with `path` fail, wait, or hang
+//!   past any client timeout.
+//! - `GET /_sandbox/calls?path=...`: how many calls reached paths starting
+//!   with `path` (faulted ones included).
+//! - provider-specific controls under `/_sandbox/<provider>/`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub mod casino;
+pub mod directpay;
+pub mod paygram;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    Fail,
+    Delay,
+    Hang,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fault {
+    pub path: String,
+    pub mode: FaultMode,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default = "server_error")]
+    pub status: u16,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn server_error() -> u16 {
+    500
+}
+
+/// The sandbox's whole state, shared by every route.
+#[derive(Default)]
+pub struct Sandbox {
+    faults: Mutex<Vec<Fault>>,
+    calls: Mutex<HashMap<String, u32>>,
+    pub directpay: directpay::State,
+    pub paygram: paygram::State,
+    pub casino: casino::State,
+}
+
+pub type Shared = Arc<Sandbox>;
+
+/// Locks a mutex, recovering from a panicked holder (the sandbox's state
+/// stays usable for the rest of a test run).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Sandbox {
+    fn take_fault(&self, path: &str) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let index = faults.iter().position(|f| path.starts_with(&f.path))?;
+        let fault = faults[index].clone();
+        faults[index].count -= 1;
+        if faults[index].count == 0 {
+            faults.remove(index);
+        }
+        Some(fault)
+    }
+
+    fn count_call(&self, path: &str) {
+        *lock(&self.calls).entry(path.to_string()).or_default() += 1;
+    }
+
+    pub fn calls(&self, prefix: &str) -> u32 {
+        lock(&self.calls)
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        if fault.count > 0 {
+            lock(&self.faults).push(fault);
+        }
+    }
+}
+
+async fn faults(State(sandbox): State<Shared>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if path.starts_with("/_sandbox/") {
+        return next.run(request).await;
+    }
+    sandbox.count_call(&path);
+    match sandbox.take_fault(&path) {
+        Some(Fault {
+            mode: FaultMode::Fail,
+            status,
+            ..
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, "sandbox: injected failure").into_response()
+        }
+        Some(Fault {
+            mode: FaultMode::Delay,
+            delay_ms,
+            ..
+        }) => {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            next.run(request).await
+        }
+        Some(Fault {
+            mode: FaultMode::Hang,
+            ..
+        }) => {
+            // Longer than any client timeout; the client gives up first.
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        None => next.run(request).await,
+    }
+}
+
+async fn add_fault(State(sandbox): State<Shared>, Json(fault): Json<Fault>) -> StatusCode {
+    sandbox.add_fault(fault);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct CallsQuery {
+    path: String,
+}
+
+async fn calls(
+    State(sandbox): State<Shared>,
+    Query(q): Query<CallsQuery>,
+) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "path": q.path, "calls": sandbox.calls(&q.path) }))
+}
+
+/// The whole sandbox as a router.
+pub fn router(sandbox: Shared) -> Router {
+    Router::new()
+        .route("/_sandbox/faults", post(add_fault))
+        .route("/_sandbox/calls", get(calls))
+        .nest("/directpay/api", directpay::routes())
+        .nest("/_sandbox/directpay", directpay::controls())
+        .nest("/paygram", paygram::routes())
+        .nest("/_sandbox/paygram", paygram::controls())
+        .nest("/casino", casino::routes())
+        .nest("/_sandbox/casino", casino::controls())
+        .layer(middleware::from_fn_with_state(sandbox.clone(), faults))
+        .with_state(sandbox)
+}
+
+/// A running sandbox.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Shared,
+}
+
+impl Running {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Which shape a callback takes: the provider's real one or the seed's.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    #[default]
+    Real,
+    Seed,
+}
+
+/// Posts a callback as the provider would and reports the answer's status
+/// (0 when nothing answered).
+pub(crate) async fn deliver(url: &str, body: &serde_json::Value) -> u16 {
+    let client = reqwest::Client::new();
+    match client
+        .post(url)
+        .json(body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Starts the sandbox on `addr` (port 0 for a random one) in the background.
+pub async fn start(addr: SocketAddr) -> std::io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state: Shared = Arc::default();
+    let app = router(state.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("sandbox stopped: {e}");
+        }
+    });
+    Ok(Running { addr, state })
+}

@@ -1,0 +1,238 @@
+//! Paygram: `POST /paygram/{token}/IssueInvoice` and `.../InvoiceInfo`, as
+//! the official SDK calls them. Errors are HTTP 200 with a responseCode
+//! (551 duplicate requestId, 552 bad token, 553 not found).
+//!
+//! Controls under `/_sandbox/paygram/`: `callback-url` `{"url"}` sets where
+//! callbacks go (Paygram keeps it per merchant, not per invoice);
+//! `invoices/{code}/status` `{"status": 2, "callback": "real"|"seed"|"none"}`
+//! sets an invoice's state and sends the callback; `invoices/{code}/callback`
+//! `{"shape", "status"}` sends one again (or a forged one).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{deliver, lock, Shape, Shared};
+
+pub const TOKEN: &str = "sandbox-paygram-token";
+
+#[derive(Debug, Clone)]
+pub struct Invoice {
+    pub request_id: String,
+    pub currency_code: u32,
+    pub amount: String,
+    pub callback_data: String,
+    pub status: i64,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub invoices: Mutex<HashMap<String, Invoice>>,
+    pub callback_url: Mutex<Option<String>>,
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/{token}/{method}", post(call))
+}
+
+pub fn controls() -> Router<Shared> {
+    Router::new()
+        .route("/callback-url", post(set_callback_url))
+        .route("/invoices/{code}/status", post(set_status))
+        .route("/invoices/{code}/callback", post(send_callback))
+}
+
+fn reply(code: i64, message: &str) -> Response {
+    Json(json!({"success": false, "responseCode": code, "message": message})).into_response()
+}
+
+async fn call(
+    AxState(s): AxState<Shared>,
+    Path((token, method)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if token != TOKEN {
+        return reply(552, "authorization failed");
+    }
+    match method.as_str() {
+        "IssueInvoice" => issue(&s, &body),
+        "InvoiceInfo" => info(&s, &body),
+        _ => (StatusCode::NOT_FOUND, "unknown method").into_response(),
+    }
+}
+
+fn issue(s: &Shared, body: &Value) -> Response {
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let Some(request_id) = text("requestId") else {
+        return reply(400, "requestId is required");
+    };
+    let currency_code = body
+        .get("currencyCode")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as u32;
+    if currency_code != 11 && currency_code != 5 {
+        return reply(400, "unsupported currency");
+    }
+    let amount = match body.get("amount") {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return reply(400, "amount is required"),
+    };
+    let decimals = if currency_code == 5 { 6 } else { 2 };
+    if amount.starts_with('-')
+        || amount
+            .split_once('.')
+            .is_some_and(|(_, f)| f.len() > decimals)
+    {
+        return reply(400, "invalid amount");
+    }
+    let mut invoices = lock(&s.paygram.invoices);
+    if invoices.values().any(|i| i.request_id == request_id) {
+        return reply(551, "duplicate requestId");
+    }
+    let code = format!("PG{}", &ulid::Ulid::new().to_string()[..16]);
+    let invoice = Invoice {
+        request_id,
+        currency_code,
+        amount: amount.clone(),
+        callback_data: text("callbackData").unwrap_or_default(),
+        status: 1,
+    };
+    invoices.insert(code.clone(), invoice);
+    Json(json!({
+        "success": true,
+        "responseCode": 200,
+        "invoiceCode": code,
+        "payUrl": format!("https://t.me/PayGramBot?start={code}"),
+        "status": 1,
+        "amount": amount.parse::<serde_json::Number>().ok(),
+        "currencyCode": currency_code,
+    }))
+    .into_response()
+}
+
+fn info(s: &Shared, body: &Value) -> Response {
+    let code = body
+        .get("invoiceCode")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(i) = lock(&s.paygram.invoices).get(code).cloned() else {
+        return reply(553, "invoice not found");
+    };
+    // Answer in the SDK's PascalCase, which the client must accept too.
+    Json(json!({
+        "Success": true,
+        "ResponseCode": 200,
+        "InvoiceCode": code,
+        "Status": i.status,
+        "Amount": i.amount.parse::<serde_json::Number>().ok(),
+        "CurrencyCode": i.currency_code,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct CallbackUrl {
+    url: String,
+}
+
+async fn set_callback_url(
+    AxState(s): AxState<Shared>,
+    Json(body): Json<CallbackUrl>,
+) -> StatusCode {
+    *lock(&s.paygram.callback_url) = Some(body.url);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct SetStatus {
+    status: i64,
+    #[serde(default)]
+    callback: Option<String>,
+}
+
+async fn set_status(
+    AxState(s): AxState<Shared>,
+    Path(code): Path<String>,
+    Json(body): Json<SetStatus>,
+) -> Response {
+    let invoice = {
+        let mut all = lock(&s.paygram.invoices);
+        let Some(i) = all.get_mut(&code) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        i.status = body.status;
+        i.clone()
+    };
+    let shape = match body.callback.as_deref() {
+        Some("none") => return Json(json!({"delivered": 0})).into_response(),
+        Some("seed") => Shape::Seed,
+        _ => Shape::Real,
+    };
+    let delivered = send(&s, &code, &invoice, word(body.status), shape).await;
+    Json(json!({ "delivered": delivered })).into_response()
+}
+
+#[derive(Deserialize)]
+struct SendCallback {
+    #[serde(default)]
+    shape: Shape,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+async fn send_callback(
+    AxState(s): AxState<Shared>,
+    Path(code): Path<String>,
+    Json(body): Json<SendCallback>,
+) -> Response {
+    let Some(invoice) = lock(&s.paygram.invoices).get(&code).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let status = body
+        .status
+        .unwrap_or_else(|| word(invoice.status).to_string());
+    let delivered = send(&s, &code, &invoice, &status, body.shape).await;
+    Json(json!({ "delivered": delivered })).into_response()
+}
+
+fn word(status: i64) -> &'static str {
+    match status {
+        2 => "paid",
+        3 => "cancelled",
+        5 | 7 => "failed",
+        _ => "unpaid",
+    }
+}
+
+async fn send(s: &Shared, code: &str, i: &Invoice, status: &str, shape: Shape) -> u16 {
+    let Some(url) = lock(&s.paygram.callback_url).clone() else {
+        return 0;
+    };
+    let body = match shape {
+        Shape::Real => json!({
+            "DateUtc": "2025-12-07T10:00:00Z",
+            "CallbackData": i.callback_data,
+            "UserCliId": 424242,
+            "InvoiceInfo": {
+                "InvoiceCode": code,
+                "TransactionAmount": i.amount.parse::<serde_json::Number>().ok(),
+                "Balance": 0,
+            },
+        }),
+        Shape::Seed => json!({
+            "invoice_code": code,
+            "status": status,
+            "amount": i.amount,
+            "currency": if i.currency_code == 5 { "USDT" } else { "PHPT" },
+            "timestamp": "2025-12-07T10:00:00Z",
+        }),
+    };
+    deliver(&url, &body).await
+}

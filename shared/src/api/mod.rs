@@ -1,0 +1,97 @@
+//! The handlers behind every function: plain async functions over
+//! `lambda_http` requests and Lambda events, so tests call them in-process
+//! with the samples in `events/`. Each function's `main.rs` builds
+//! [`Services`](crate::services::Services) once and hands requests here.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use crate::http::ApiError;
+use crate::payment::{Checkout, HistoryEntry, Payment};
+use crate::store::{TopUp, TopUpStatus};
+
+pub mod authorizer;
+pub mod payments;
+pub mod wallets;
+pub mod webhooks;
+pub mod worker;
+
+fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(|e| e.into_response(request_id))
+}
+
+/// Times as API.md writes them: RFC 3339, UTC.
+mod rfc3339 {
+    pub use time::serde::rfc3339::*;
+}
+
+#[derive(Serialize)]
+pub struct TopUpView {
+    pub status: TopUpStatus,
+    pub casino_transaction_id: Option<String>,
+    pub attempts: u32,
+}
+
+/// A payment as the API shows it.
+#[derive(Serialize)]
+pub struct PaymentView {
+    pub id: String,
+    pub status: crate::payment::PaymentStatus,
+    pub provider: crate::payment::Provider,
+    pub amount: i64,
+    pub currency: crate::money::Currency,
+    pub reference: String,
+    pub provider_reference: Option<String>,
+    pub provider_status: Option<String>,
+    pub refunded_amount: i64,
+    pub checkout: Checkout,
+    pub wallet_user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub casino: Option<serde_json::Value>,
+    #[serde(with = "rfc3339")]
+    pub expires_at: time::OffsetDateTime,
+    #[serde(with = "rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "rfc3339")]
+    pub updated_at: time::OffsetDateTime,
+    pub history: Vec<HistoryEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topup: Option<TopUpView>,
+}
+
+impl PaymentView {
+    pub fn of(p: &Payment, topup: Option<&TopUp>) -> PaymentView {
+        PaymentView {
+            id: p.id.to_string(),
+            status: p.status,
+            provider: p.provider,
+            amount: p.amount.minor(),
+            currency: p.amount.currency(),
+            reference: p.reference.to_string(),
+            provider_reference: p.provider_reference.as_ref().map(|r| r.to_string()),
+            provider_status: p.provider_status.clone(),
+            refunded_amount: p.refunded_amount.minor(),
+            checkout: p.checkout.clone(),
+            wallet_user_id: p.wallet_user_id.as_ref().map(|w| w.to_string()),
+            casino: p
+                .casino_username
+                .as_ref()
+                .map(|u| serde_json::json!({"username": u.as_str()})),
+            expires_at: p.expires_at,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            history: p.history.clone(),
+            topup: topup.map(|t| TopUpView {
+                status: t.status,
+                casino_transaction_id: t.casino_transaction_id.clone(),
+                attempts: t.attempts,
+            }),
+        }
+    }
+}
+
+/// 404 with API.md's shape, for routes that name a missing thing.
+pub fn not_found(request_id: &str, code: &'static str, message: &str) -> Response<Body> {
+    ApiError::new(StatusCode::NOT_FOUND, code, message).into_response(request_id)
+}

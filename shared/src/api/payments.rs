@@ -1,0 +1,476 @@
+//! `POST /v1/payments`, `GET /v1/payments/{id}`, `GET /v1/payments?reference=`.
+
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{respond, PaymentView};
+use crate::http::{self, ApiError};
+use crate::ids::{CasinoUsername, IdempotencyKey, MerchantReference, PaymentId, WalletUserId};
+use crate::money::{Currency, Money};
+use crate::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
+use crate::providers::{CreateRequest, ProviderError};
+use crate::services::Services;
+use crate::store::{fingerprint, BeginOutcome, CreateOutcome, IdempotencyScope, StoredResponse};
+
+/// How often a pending payment's reader may ask the provider.
+const POLL_INTERVAL: time::Duration = time::Duration::seconds(10);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    provider: String,
+    amount: i64,
+    currency: String,
+    reference: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    customer: Option<Customer>,
+    #[serde(default)]
+    return_url: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    wallet_user_id: Option<String>,
+    #[serde(default)]
+    casino: Option<CasinoTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasinoTarget {
+    username: String,
+}
+
+/// A create request that passed validation.
+struct Valid {
+    provider: Provider,
+    amount: Money,
+    reference: MerchantReference,
+    description: Option<String>,
+    customer: Customer,
+    return_url: Option<String>,
+    method: Option<String>,
+    wallet_user_id: Option<WalletUserId>,
+    casino_username: Option<CasinoUsername>,
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::unprocessable(code, message)
+}
+
+fn validate(body: CreateBody) -> Result<Valid, ApiError> {
+    let provider: Provider =
+        body.provider
+            .parse()
+            .map_err(|e: crate::payment::UnknownProvider| {
+                invalid("unsupported_provider", e.to_string())
+            })?;
+    let currency: Currency = body
+        .currency
+        .parse()
+        .map_err(|e: crate::money::MoneyError| invalid("unsupported_currency", e.to_string()))?;
+    if body.amount <= 0 {
+        return Err(invalid(
+            "invalid_amount",
+            "amount must be a positive number of minor units",
+        ));
+    }
+    let amount =
+        Money::new(body.amount, currency).map_err(|e| invalid("invalid_amount", e.to_string()))?;
+    let allowed: &[Currency] = match provider {
+        Provider::Directpay => &[Currency::Php],
+        Provider::Paygram => &[Currency::Phpt, Currency::Usdt],
+        Provider::Toyyibpay => &[Currency::Myr],
+        Provider::Qpay => &[Currency::Mnt],
+        Provider::Epayment => &[Currency::Kzt],
+        Provider::PaymentEngine => &Currency::ALL,
+    };
+    if !allowed.contains(&currency) {
+        return Err(invalid(
+            "unsupported_currency",
+            format!("{provider} does not take {currency}"),
+        ));
+    }
+    let reference = body
+        .reference
+        .parse()
+        .map_err(|e: crate::ids::IdError| invalid("invalid_reference", e.to_string()))?;
+    let wallet_user_id = body
+        .wallet_user_id
+        .map(|w| w.parse())
+        .transpose()
+        .map_err(|e: crate::ids::IdError| invalid("invalid_wallet_user_id", e.to_string()))?;
+    let casino_username = match body.casino {
+        None => None,
+        Some(c) => {
+            if currency != Currency::Php {
+                return Err(invalid(
+                    "casino_requires_php",
+                    "a casino top-up is for PHP payments only",
+                ));
+            }
+            if wallet_user_id.is_none() {
+                return Err(invalid(
+                    "casino_requires_wallet",
+                    "a casino top-up needs wallet_user_id",
+                ));
+            }
+            Some(c.username.parse().map_err(|e: crate::ids::IdError| {
+                invalid("invalid_casino_username", e.to_string())
+            })?)
+        }
+    };
+    let short = |field: &'static str, value: Option<String>, max: usize| match value {
+        Some(v) if v.chars().count() > max => Err(invalid(
+            "invalid_field",
+            format!("{field} is longer than {max} characters"),
+        )),
+        other => Ok(other),
+    };
+    let return_url = short("return_url", body.return_url, 2048)?;
+    if let Some(url) = &return_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(invalid(
+                "invalid_field",
+                "return_url must be an http(s) URL",
+            ));
+        }
+    }
+    Ok(Valid {
+        provider,
+        amount,
+        reference,
+        description: short("description", body.description, 255)?,
+        customer: body.customer.unwrap_or_default(),
+        return_url,
+        method: short("method", body.method, 32)?,
+        wallet_user_id,
+        casino_username,
+    })
+}
+
+fn provider_error(e: &ProviderError) -> ApiError {
+    tracing::warn!(error = %e, "provider call failed");
+    match e {
+        ProviderError::Rejected { code, message, .. } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            "the provider rejected the request",
+        )
+        .with_details(serde_json::json!({"provider_code": code, "provider_message": message})),
+        e if e.is_unavailable() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unavailable",
+            "the provider did not answer; retry with the same Idempotency-Key",
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            "the provider's answer could not be used",
+        ),
+    }
+}
+
+/// `POST /v1/payments`.
+pub async fn create(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    match create_inner(services, &req, &request_id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(&request_id),
+    }
+}
+
+async fn create_inner(
+    services: &Services,
+    req: &Request,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    let merchant = http::merchant(req)?;
+    let key: IdempotencyKey = http::header(req, "idempotency-key")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "idempotency_key_missing",
+                "POST needs an Idempotency-Key header",
+            )
+        })?
+        .parse()
+        .map_err(|e: crate::ids::IdError| {
+            ApiError::bad_request("idempotency_key_invalid", e.to_string())
+        })?;
+    let raw: serde_json::Value = http::json_body(req)?;
+    let scope = IdempotencyScope {
+        merchant: merchant.clone(),
+        operation: "create_payment",
+    };
+    let hash = fingerprint(scope.operation, &raw);
+    let body: CreateBody = serde_json::from_value(raw).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_body",
+            e.to_string().chars().take(300).collect::<String>(),
+        )
+    })?;
+    let valid = validate(body)?;
+
+    let now = OffsetDateTime::now_utc();
+    let deadline = lambda_deadline(req).unwrap_or(now + time::Duration::seconds(30));
+    let token = match services
+        .store
+        .begin_idempotent(
+            &scope,
+            &key,
+            &hash,
+            now,
+            deadline,
+            now + time::Duration::hours(24),
+        )
+        .await?
+    {
+        BeginOutcome::New { token } => token,
+        BeginOutcome::Replay(stored) => return Ok(replay(stored)),
+        BeginOutcome::InProgress => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still running",
+            ))
+        }
+        BeginOutcome::Mismatch => {
+            return Err(invalid(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            ))
+        }
+    };
+    let result = create_payment(services, &merchant, valid, now).await;
+    match result {
+        Ok(payment) => {
+            let view = PaymentView::of(&payment, None);
+            let response = http::json(StatusCode::CREATED, &view);
+            let stored = StoredResponse {
+                status: 201,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: response.body().as_ref().to_vec(),
+            };
+            if let Err(e) = services
+                .store
+                .complete_idempotent(&scope, &key, &token, &stored)
+                .await
+            {
+                tracing::error!(error = %e, request_id, "could not store the idempotent response");
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            // Errors are not stored: the client may fix and retry with the key.
+            services
+                .store
+                .release_idempotent(&scope, &key, &token)
+                .await?;
+            Err(e)
+        }
+    }
+}
+
+fn lambda_deadline(req: &Request) -> Option<OffsetDateTime> {
+    let ctx = req.lambda_context_ref()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ctx.deadline) * 1_000_000).ok()
+}
+
+fn replay(stored: StoredResponse) -> Response<Body> {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            lambda_http::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+async fn create_payment(
+    services: &Services,
+    merchant: &crate::ids::MerchantId,
+    valid: Valid,
+    now: OffsetDateTime,
+) -> Result<Payment, ApiError> {
+    if let Some(existing) = services
+        .store
+        .payment_by_reference(merchant, &valid.reference)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_reference",
+            format!("payment {} already has this reference", existing.id),
+        ));
+    }
+    let gateway = services
+        .gateway(valid.provider)
+        .await
+        .map_err(|e| provider_error(&e))?;
+    let id = PaymentId::generate();
+    let webhook_url = services.webhook_url(valid.provider);
+    let created = gateway
+        .create(&CreateRequest {
+            payment_id: id,
+            amount: valid.amount,
+            description: valid.description.as_deref(),
+            customer: &valid.customer,
+            return_url: valid.return_url.as_deref(),
+            method: valid.method.as_deref(),
+            webhook_url: &webhook_url,
+        })
+        .await
+        .map_err(|e| provider_error(&e))?;
+    let payment = Payment::new(
+        NewPayment {
+            id,
+            merchant_id: merchant.clone(),
+            provider: valid.provider,
+            amount: valid.amount,
+            reference: valid.reference,
+            description: valid.description,
+            customer: valid.customer,
+            return_url: valid.return_url,
+            method: valid.method,
+            wallet_user_id: valid.wallet_user_id,
+            casino_username: valid.casino_username,
+            provider_reference: Some(created.provider_reference),
+            checkout: created.checkout,
+            expires_at: created
+                .expires_at
+                .unwrap_or(now + services.settings.payment_ttl),
+        },
+        ChangeSource::Api,
+        now,
+    );
+    match services.store.create_payment(&payment).await? {
+        CreateOutcome::Created | CreateOutcome::AlreadyExists => Ok(payment),
+        CreateOutcome::DuplicateReference { existing } => {
+            tracing::warn!(payment_id = %id, %existing, "reference taken while the provider was called; its invoice is left unpaid");
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate_reference",
+                format!("payment {existing} already has this reference"),
+            ))
+        }
+    }
+}
+
+/// `GET /v1/payments/{id}`: asks the provider first when the payment is
+/// pending and was last checked more than 10 seconds ago.
+pub async fn get(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    respond(&request_id, get_inner(services, &req).await)
+}
+
+async fn get_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    let merchant = http::merchant(req)?;
+    let params = req.path_parameters();
+    let id: PaymentId = params
+        .first("id")
+        .ok_or_else(|| ApiError::bad_request("missing_id", "the payment id is missing"))?
+        .parse()
+        .map_err(|_| ApiError::not_found("payment_not_found", "no such payment"))?;
+    let payment = services
+        .store
+        .payment(id)
+        .await?
+        .filter(|p| p.merchant_id == merchant)
+        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))?;
+    let payment = refresh(services, payment).await;
+    let topup = match payment.casino_username {
+        Some(_) => services.store.topup(payment.id).await?,
+        None => None,
+    };
+    Ok(http::json(
+        StatusCode::OK,
+        &PaymentView::of(&payment, topup.as_ref()),
+    ))
+}
+
+/// Asks the provider about a pending payment (at most every 10 seconds) and
+/// applies the answer. A provider that does not answer leaves the payment
+/// as stored.
+pub async fn refresh(services: &Services, payment: Payment) -> Payment {
+    let now = OffsetDateTime::now_utc();
+    let due = payment
+        .provider_checked_at
+        .is_none_or(|at| now - at > POLL_INTERVAL);
+    if payment.status != PaymentStatus::Pending || !due {
+        return payment;
+    }
+    let answer = match services.gateway(payment.provider).await {
+        Ok(g) => g.status(&payment).await,
+        Err(e) => Err(e),
+    };
+    let confirmation = match answer {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(payment_id = %payment.id, error = %e, "provider status check failed");
+            return payment;
+        }
+    };
+    if let Err(e) = services
+        .store
+        .mark_provider_checked(payment.id, now, Some(&confirmation.provider_status))
+        .await
+    {
+        tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider check");
+    }
+    match crate::flow::apply_confirmation(services, &payment, &confirmation, ChangeSource::Poll)
+        .await
+    {
+        Ok(applied) => {
+            let mut p = applied.payment().clone();
+            p.provider_checked_at = Some(now);
+            p.provider_status = Some(confirmation.provider_status);
+            p
+        }
+        Err(e) => {
+            tracing::error!(payment_id = %payment.id, error = %e, "could not apply the provider's answer");
+            payment
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct List {
+    data: Vec<PaymentView>,
+}
+
+/// `GET /v1/payments?reference=`.
+pub async fn list(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    respond(&request_id, list_inner(services, &req).await)
+}
+
+async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    let merchant = http::merchant(req)?;
+    let query = req.query_string_parameters();
+    let reference: MerchantReference = query
+        .first("reference")
+        .ok_or_else(|| ApiError::bad_request("missing_reference", "give ?reference="))?
+        .parse()
+        .map_err(|e: crate::ids::IdError| {
+            ApiError::bad_request("invalid_reference", e.to_string())
+        })?;
+    let data = match services
+        .store
+        .payment_by_reference(&merchant, &reference)
+        .await?
+    {
+        Some(p) => vec![PaymentView::of(&p, None)],
+        None => vec![],
+    };
+    Ok(http::json(StatusCode::OK, &List { data }))
+}

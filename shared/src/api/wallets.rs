@@ -1,0 +1,154 @@
+//! `GET /v1/wallets/{user_id}` and `GET /v1/casino/users/{username}`.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use super::respond;
+use crate::http::{self, ApiError};
+use crate::ids::{CasinoUsername, WalletUserId};
+use crate::services::Services;
+use crate::store::EntryKind;
+
+/// How many ledger entries the wallet view shows.
+const ENTRIES: i32 = 50;
+
+#[derive(Serialize)]
+struct BalanceView {
+    currency: crate::money::Currency,
+    amount: i64,
+}
+
+#[derive(Serialize)]
+struct EntryView {
+    id: String,
+    payment_id: String,
+    kind: EntryKind,
+    amount: i64,
+    currency: crate::money::Currency,
+    #[serde(with = "time::serde::rfc3339")]
+    at: time::OffsetDateTime,
+    memo: String,
+}
+
+#[derive(Serialize)]
+struct WalletView {
+    user_id: String,
+    balances: Vec<BalanceView>,
+    entries: Vec<EntryView>,
+}
+
+/// `GET /v1/wallets/{user_id}`: balances per currency and the latest 50
+/// entries, newest first. A wallet nobody paid into is empty, not missing.
+pub async fn wallet(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    respond(&request_id, wallet_inner(services, &req).await)
+}
+
+async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    http::merchant(req)?;
+    let user: WalletUserId = req
+        .path_parameters()
+        .first("user_id")
+        .ok_or_else(|| ApiError::bad_request("missing_user_id", "the wallet user id is missing"))?
+        .parse()
+        .map_err(|e: crate::ids::IdError| {
+            ApiError::bad_request("invalid_user_id", e.to_string())
+        })?;
+    let mut balances: Vec<BalanceView> = services
+        .store
+        .balances(&user)
+        .await?
+        .into_iter()
+        .map(|b| BalanceView {
+            currency: b.amount.currency(),
+            amount: b.amount.minor(),
+        })
+        .collect();
+    balances.sort_by_key(|b| b.currency);
+    let entries = services
+        .store
+        .ledger_entries(&user, ENTRIES)
+        .await?
+        .into_iter()
+        .map(|e| EntryView {
+            id: e.id(),
+            payment_id: e.payment_id.to_string(),
+            kind: e.kind(),
+            amount: e.amount.minor(),
+            currency: e.amount.currency(),
+            at: e.at,
+            memo: e.memo,
+        })
+        .collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &WalletView {
+            user_id: user.to_string(),
+            balances,
+            entries,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct CasinoBalance {
+    amount: i64,
+    currency: crate::money::Currency,
+}
+
+#[derive(Serialize)]
+struct CasinoUserView {
+    username: String,
+    client_id: String,
+    user_type: Option<String>,
+    top_manager: String,
+    immediate_manager: Option<String>,
+    balance: CasinoBalance,
+}
+
+/// `GET /v1/casino/users/{username}`.
+pub async fn casino_user(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    respond(&request_id, casino_user_inner(services, &req).await)
+}
+
+async fn casino_user_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    http::merchant(req)?;
+    let not_found =
+        || ApiError::not_found("casino_user_not_found", "the casino has no such player");
+    let username: CasinoUsername = req
+        .path_parameters()
+        .first("username")
+        .ok_or_else(not_found)?
+        .parse()
+        .map_err(|_| not_found())?;
+    let unavailable = |e: crate::providers::ProviderError| {
+        tracing::warn!(error = %e, "casino lookup failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unavailable",
+            "the casino did not answer",
+        )
+    };
+    let casino = services.casino().await.map_err(unavailable)?;
+    let player = casino
+        .player(&username)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(not_found)?;
+    Ok(http::json(
+        StatusCode::OK,
+        &CasinoUserView {
+            username: player.username,
+            client_id: player.client_id,
+            user_type: player.user_type,
+            top_manager: player.top_manager,
+            immediate_manager: player.immediate_manager,
+            balance: CasinoBalance {
+                amount: player.balance.minor(),
+                currency: player.balance.currency(),
+            },
+        },
+    ))
+}

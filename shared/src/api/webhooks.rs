@@ -1,0 +1,150 @@
+//! Provider callbacks: verify, find the payment, confirm with the provider,
+//! apply exactly once, answer as the provider expects.
+
+use std::collections::HashMap;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use crate::http::{self, ApiError};
+use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
+use crate::providers::{PaymentRef, WebhookError, WebhookRequest};
+use crate::services::Services;
+
+/// The answer each provider expects for an accepted callback.
+fn accepted(provider: Provider) -> Response<Body> {
+    match provider {
+        Provider::Directpay => http::json(StatusCode::OK, &serde_json::json!({"success": true})),
+        Provider::Paygram => http::text(StatusCode::OK, "ok"),
+        Provider::Toyyibpay => http::json(StatusCode::OK, &serde_json::json!({"message": "ok"})),
+        Provider::Qpay => http::text(StatusCode::OK, "SUCCESS"),
+        Provider::Epayment => http::json(StatusCode::OK, &serde_json::json!({"code": "ok"})),
+        Provider::PaymentEngine => http::text(StatusCode::OK, "OK"),
+    }
+}
+
+/// The raw callback, as the provider sent it.
+pub fn webhook_request(req: &Request) -> WebhookRequest {
+    let to_map =
+        |q: lambda_http::aws_lambda_events::query_map::QueryMap| -> HashMap<String, String> {
+            q.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+    WebhookRequest {
+        method: req.method().to_string(),
+        path: to_map(req.path_parameters()),
+        query: to_map(req.query_string_parameters()),
+        headers: req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().ok()?.to_string(),
+                ))
+            })
+            .collect(),
+        body: req.body().as_ref().to_vec(),
+    }
+}
+
+/// Handles one callback of `provider`.
+pub async fn handle(services: &Services, provider: Provider, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    match handle_inner(services, provider, &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%provider, code = e.code, status = e.status.as_u16(), "webhook refused");
+            e.into_response(&request_id)
+        }
+    }
+}
+
+async fn handle_inner(
+    services: &Services,
+    provider: Provider,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    http::body_bytes(req)?;
+    let source = services.webhooks(provider).await.map_err(|e| {
+        tracing::error!(error = %e, "webhook source unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unavailable",
+            "try again later",
+        )
+    })?;
+    let event = source.parse(&webhook_request(req)).map_err(|e| match e {
+        WebhookError::Unauthenticated(what) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            format!("the {what} does not match"),
+        ),
+        WebhookError::Malformed(why) => ApiError::bad_request("malformed_callback", why),
+    })?;
+    let payment = find(services, provider, &event.payment)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("payment_not_found", "no payment matches this callback")
+        })?;
+    if already_settled(&payment, event.status) {
+        // A duplicate or a late callback: one read, no provider call, no write.
+        return Ok(accepted(provider));
+    }
+    let confirmation = if event.verified {
+        crate::providers::Confirmation {
+            status: event.status,
+            amount: event.amount,
+            provider_status: event.provider_status.clone(),
+        }
+    } else {
+        // An unverified callback is a hint: ask the provider.
+        let gateway = services.gateway(provider).await;
+        let answer = match gateway {
+            Ok(g) => g.status(&payment).await,
+            Err(e) => Err(e),
+        };
+        answer.map_err(|e| {
+            tracing::warn!(payment_id = %payment.id, error = %e, "could not confirm a callback; the provider will retry");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", "could not confirm; retry later")
+        })?
+    };
+    if confirmation.status != event.status {
+        tracing::warn!(
+            payment_id = %payment.id,
+            claimed = %event.status,
+            confirmed = %confirmation.status,
+            "callback disagrees with the provider; the provider's answer counts"
+        );
+    }
+    crate::flow::apply_confirmation(services, &payment, &confirmation, ChangeSource::Webhook)
+        .await?;
+    Ok(accepted(provider))
+}
+
+/// Nothing a callback says can change a payment in these states, or the
+/// callback repeats the state the payment is in.
+fn already_settled(payment: &Payment, claimed: PaymentStatus) -> bool {
+    payment.status == claimed
+        || matches!(
+            payment.status,
+            PaymentStatus::Completed
+                | PaymentStatus::Refunded
+                | PaymentStatus::PartiallyRefunded
+                | PaymentStatus::NeedsReview
+        )
+}
+
+async fn find(
+    services: &Services,
+    provider: Provider,
+    reference: &PaymentRef,
+) -> Result<Option<Payment>, ApiError> {
+    let payment = match reference {
+        PaymentRef::Ours(id) => services.store.payment(*id).await?,
+        PaymentRef::Provider(r) => services.store.payment_by_provider_ref(provider, r).await?,
+    };
+    // A callback of one provider never touches another provider's payment.
+    Ok(payment.filter(|p| p.provider == provider))
+}

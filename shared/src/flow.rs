@@ -1,0 +1,246 @@
+//! The money flows: applying a provider's confirmed answer to a payment
+//! (completion with wallet credit and casino top-up, failure, expiry), and
+//! moving a completed deposit on to the casino.
+//!
+//! Callbacks, polls and sweeps all end in [`apply_confirmation`]: only the
+//! provider's own answer moves a payment, and only through one conditional
+//! transaction.
+
+use time::OffsetDateTime;
+
+use crate::payment::{ChangeSource, Payment, PaymentStatus};
+use crate::providers::casino::CasinoClient;
+use crate::providers::Confirmation;
+use crate::queue::TopUpMessage;
+use crate::services::{Services, TOPUP_LEASE};
+use crate::store::{
+    AcquireOutcome, FinishOutcome, LedgerEntry, LedgerPurpose, StatusChange, StoreError, TopUp,
+    TransitionOutcome,
+};
+
+/// What applying a confirmation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The payment moved; the new record.
+    Moved(Payment),
+    /// Nothing to do (still pending at the provider, a duplicate, or a move
+    /// the state machine refuses); the payment as it is.
+    Unchanged(Payment),
+}
+
+impl Applied {
+    pub fn payment(&self) -> &Payment {
+        match self {
+            Applied::Moved(p) | Applied::Unchanged(p) => p,
+        }
+    }
+}
+
+/// The state a confirmed provider answer asks for, from `payment`'s state:
+/// `None` when it asks for nothing.
+pub fn target(payment: &Payment, confirmation: &Confirmation) -> Option<PaymentStatus> {
+    match confirmation.status {
+        PaymentStatus::Completed => {
+            let amount_ok = confirmation.amount.is_none_or(|a| a == payment.amount);
+            if !amount_ok {
+                // Money arrived, but not what was asked: a person decides.
+                return Some(PaymentStatus::NeedsReview);
+            }
+            match payment.status {
+                PaymentStatus::Pending | PaymentStatus::Expired => Some(PaymentStatus::Completed),
+                PaymentStatus::Failed | PaymentStatus::Cancelled => {
+                    Some(PaymentStatus::NeedsReview)
+                }
+                _ => None,
+            }
+        }
+        PaymentStatus::Failed | PaymentStatus::Expired => Some(confirmation.status),
+        _ => None,
+    }
+}
+
+/// Applies the provider's confirmed answer, exactly once however often it
+/// arrives. A completion credits the wallet and queues the casino top-up in
+/// the same transaction; the queue message follows the commit (the sweep
+/// re-sends it if this process dies in between).
+pub async fn apply_confirmation(
+    services: &Services,
+    payment: &Payment,
+    confirmation: &Confirmation,
+    source: ChangeSource,
+) -> Result<Applied, StoreError> {
+    let mut current = payment.clone();
+    for _ in 0..3 {
+        let Some(to) = target(&current, confirmation) else {
+            return Ok(Applied::Unchanged(current));
+        };
+        if to == PaymentStatus::NeedsReview {
+            tracing::warn!(
+                payment_id = %current.id,
+                provider = %current.provider,
+                confirmed = ?confirmation.amount,
+                expected = %current.amount,
+                "provider confirmation needs review"
+            );
+        }
+        if current.status == PaymentStatus::Expired && to == PaymentStatus::Completed {
+            tracing::warn!(payment_id = %current.id, "late payment: completing an expired payment");
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut change = StatusChange::new(to, source, now);
+        change.provider_status = Some(confirmation.provider_status.clone());
+        let (extra, topup) = completion_writes(services, &current, to, now)?;
+        match services.store.transition(&current, change, extra).await? {
+            TransitionOutcome::Applied(moved) => {
+                if let Some(topup) = topup {
+                    enqueue(services, &topup).await;
+                }
+                tracing::info!(payment_id = %moved.id, status = %moved.status, ?source, "payment moved");
+                return Ok(Applied::Moved(moved));
+            }
+            TransitionOutcome::AlreadyInState(p) | TransitionOutcome::Rejected { current: p } => {
+                return Ok(Applied::Unchanged(p))
+            }
+            TransitionOutcome::Stale { current: p } => current = p,
+        }
+    }
+    Ok(Applied::Unchanged(current))
+}
+
+/// The ledger credit and top-up that go with a completion.
+fn completion_writes(
+    services: &Services,
+    payment: &Payment,
+    to: PaymentStatus,
+    now: OffsetDateTime,
+) -> Result<(Vec<crate::store::Write>, Option<TopUp>), StoreError> {
+    if to != PaymentStatus::Completed {
+        return Ok((Vec::new(), None));
+    }
+    let Some(user) = &payment.wallet_user_id else {
+        return Ok((Vec::new(), None));
+    };
+    let credit = LedgerEntry {
+        user: user.clone(),
+        payment_id: payment.id,
+        purpose: LedgerPurpose::Deposit,
+        amount: payment.amount,
+        at: now,
+        memo: format!("{} deposit {}", payment.provider, payment.reference),
+    };
+    let mut writes = services.store.ledger_writes(&credit)?.to_vec();
+    let topup = payment.casino_username.as_ref().map(|username| {
+        TopUp::queued(
+            payment.id,
+            user.clone(),
+            username.clone(),
+            payment.amount,
+            now,
+        )
+    });
+    if let Some(t) = &topup {
+        writes.push(services.store.topup_write(t)?);
+    }
+    Ok((writes, topup))
+}
+
+/// Sends the top-up message; a failure is logged, not returned: the record
+/// is committed and the sweep re-sends queued top-ups.
+pub async fn enqueue(services: &Services, topup: &TopUp) {
+    let message = TopUpMessage {
+        payment_id: topup.payment_id,
+    };
+    if let Err(e) = services.queue.send(&message).await {
+        tracing::error!(payment_id = %topup.payment_id, error = %e, "top-up queued but not sent; the sweep will re-send it");
+    }
+}
+
+/// How one top-up message ended for the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopUpResult {
+    /// Done (now or before), given up for good, or nothing to do: delete the message.
+    Settled,
+    /// Try again later: leave the message to come back.
+    Retry(String),
+}
+
+/// Attempts after which a failing top-up is given up (and the money left in
+/// the wallet for a person; the DLQ alarm fires for the message).
+pub const MAX_TOPUP_ATTEMPTS: u32 = 5;
+
+/// Moves one completed deposit to the casino, exactly once.
+pub async fn process_topup(
+    services: &Services,
+    casino: &CasinoClient,
+    message: &TopUpMessage,
+    now: OffsetDateTime,
+) -> Result<TopUpResult, StoreError> {
+    let held = match services
+        .store
+        .acquire_topup(message.payment_id, now, TOPUP_LEASE)
+        .await?
+    {
+        AcquireOutcome::Acquired(t) => t,
+        AcquireOutcome::Leased(t) => {
+            return Ok(TopUpResult::Retry(format!(
+                "another worker holds the lease (attempt {})",
+                t.attempts
+            )))
+        }
+        AcquireOutcome::Finished(_) | AcquireOutcome::Missing => return Ok(TopUpResult::Settled),
+    };
+    let give_up = held.attempts >= MAX_TOPUP_ATTEMPTS;
+    let player = match casino.player(&held.username).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            services
+                .store
+                .release_topup(&held, "casino player not found", true, now)
+                .await?;
+            tracing::error!(payment_id = %held.payment_id, "casino player not found; top-up failed");
+            return Ok(TopUpResult::Settled);
+        }
+        Err(e) => return release(services, &held, &e.to_string(), give_up, now).await,
+    };
+    let comment = format!("paygate deposit {}", held.payment_id);
+    match casino
+        .transfer(&player, held.amount, &held.nonce, &comment)
+        .await
+    {
+        Ok(transfer) => {
+            match services
+                .store
+                .finish_topup(&held, &transfer.transaction_id, now)
+                .await?
+            {
+                FinishOutcome::Finished => {
+                    tracing::info!(payment_id = %held.payment_id, attempts = held.attempts, "casino top-up done");
+                    Ok(TopUpResult::Settled)
+                }
+                // Someone else took over after our lease ran out; their
+                // transfer carries the same nonce, so nothing doubled.
+                FinishOutcome::LeaseLost(_) => Ok(TopUpResult::Settled),
+            }
+        }
+        Err(e) => release(services, &held, &e.to_string(), give_up, now).await,
+    }
+}
+
+async fn release(
+    services: &Services,
+    held: &TopUp,
+    error: &str,
+    give_up: bool,
+    now: OffsetDateTime,
+) -> Result<TopUpResult, StoreError> {
+    tracing::warn!(payment_id = %held.payment_id, attempts = held.attempts, give_up, error, "casino top-up failed");
+    services
+        .store
+        .release_topup(held, error, give_up, now)
+        .await?;
+    Ok(if give_up {
+        TopUpResult::Settled
+    } else {
+        TopUpResult::Retry(error.to_string())
+    })
+}

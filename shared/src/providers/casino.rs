@@ -1,0 +1,272 @@
+//! The 747 Casino: player lookup through the operator's bridge, and
+//! transfers into a player's account. Transfers carry a nonce derived from
+//! our payment id; the casino answers a repeated nonce with the first
+//! result, so a retried transfer never moves money twice.
+//!
+//! Tokens are per top manager, kept in one secret as a map from manager to
+//! token; the token is chosen by the player's top manager. Lookups are
+//! cached briefly.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::ids::CasinoUsername;
+use crate::money::{Currency, MajorAmount, Money};
+use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::{excerpt, ProviderError};
+use crate::secrets::Secret;
+
+const PROVIDER: &str = "casino";
+
+/// How long a player lookup is reused.
+const LOOKUP_TTL: Duration = Duration::from_secs(30);
+
+/// The casino's settings, as stored in Secrets Manager.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CasinoConfig {
+    /// The operator's player-lookup bridge (`GET {lookup_url}?username=`).
+    pub lookup_url: String,
+    /// The casino bridge (`POST {base_url}/Default/Transfer`).
+    pub base_url: String,
+    /// Top manager name to its token.
+    pub tokens: Secret<HashMap<String, String>>,
+    #[serde(default = "platform")]
+    pub platform: u32,
+}
+
+fn platform() -> u32 {
+    1
+}
+
+/// A casino player.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Player {
+    pub username: String,
+    pub client_id: String,
+    pub user_type: Option<String>,
+    pub top_manager: String,
+    pub immediate_manager: Option<String>,
+    pub balance: Money,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LookupReply {
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    client_id: Option<serde_json::Value>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    balance: Option<MajorAmount>,
+    #[serde(default)]
+    user_type: Option<serde_json::Value>,
+    #[serde(default)]
+    top_manager: Option<String>,
+    #[serde(default)]
+    immediate_manager: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TransferRequest<'a> {
+    auth_token: &'a str,
+    platform: u32,
+    amount: &'a serde_json::value::RawValue,
+    to_agent: bool,
+    currency: &'a str,
+    nonce: &'a str,
+    client_id: &'a str,
+    username: &'a str,
+    comment: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransferReply {
+    status: i64,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    transaction_id: Option<serde_json::Value>,
+}
+
+/// A transfer the casino accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The casino's id for it, or our nonce when the casino gives none.
+    pub transaction_id: String,
+}
+
+#[derive(Debug)]
+pub struct CasinoClient {
+    http: ProviderHttp,
+    config: CasinoConfig,
+    players: Mutex<HashMap<String, (Instant, Player)>>,
+}
+
+fn scalar_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl CasinoClient {
+    pub fn new(config: CasinoConfig, policy: HttpPolicy) -> Result<CasinoClient, ProviderError> {
+        Ok(CasinoClient {
+            http: ProviderHttp::new(PROVIDER, policy)?,
+            config,
+            players: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The player, or `None` if the casino does not know them.
+    pub async fn player(&self, username: &CasinoUsername) -> Result<Option<Player>, ProviderError> {
+        if let Some((at, p)) = self.players.lock().await.get(username.as_str()) {
+            if at.elapsed() < LOOKUP_TTL {
+                return Ok(Some(p.clone()));
+            }
+        }
+        let url = &self.config.lookup_url;
+        let reply = self
+            .http
+            .send(Retry::Safe, |c| {
+                c.get(url).query(&[("username", username.as_str())])
+            })
+            .await?;
+        if reply.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let found: LookupReply = ok_json(&reply)?;
+        if !found.success {
+            return Ok(None);
+        }
+        let decode = |reason: &str| ProviderError::Decode {
+            provider: PROVIDER,
+            reason: reason.to_string(),
+        };
+        let player = Player {
+            username: found.username.unwrap_or_else(|| username.to_string()),
+            client_id: found
+                .client_id
+                .as_ref()
+                .and_then(scalar_text)
+                .ok_or_else(|| decode("lookup without clientId"))?,
+            user_type: found.user_type.as_ref().and_then(scalar_text),
+            top_manager: found
+                .top_manager
+                .ok_or_else(|| decode("lookup without topManager"))?,
+            immediate_manager: found.immediate_manager,
+            balance: found
+                .balance
+                .map(|b| b.to_money(Currency::Php))
+                .transpose()
+                .map_err(|e| decode(&format!("balance: {e}")))?
+                .unwrap_or(Money::zero(Currency::Php)),
+        };
+        let _ = found.message;
+        self.players
+            .lock()
+            .await
+            .insert(username.to_string(), (Instant::now(), player.clone()));
+        Ok(Some(player))
+    }
+
+    /// Moves `amount` (PHP) into the player's account. The same `nonce` on
+    /// every retry: the casino applies it once. Retried like a safe call.
+    pub async fn transfer(
+        &self,
+        player: &Player,
+        amount: Money,
+        nonce: &str,
+        comment: &str,
+    ) -> Result<Transfer, ProviderError> {
+        if amount.currency() != Currency::Php {
+            return Err(ProviderError::Amount {
+                provider: PROVIDER,
+                source: crate::money::MoneyError::CurrencyMismatch(
+                    Currency::Php,
+                    amount.currency(),
+                ),
+            });
+        }
+        let token = self
+            .config
+            .tokens
+            .expose()
+            .get(&player.top_manager)
+            .ok_or_else(|| ProviderError::Auth {
+                provider: PROVIDER,
+                reason: "no token for the player's top manager".into(),
+            })?;
+        let amount_text = serde_json::value::RawValue::from_string(amount.to_major_string())
+            .map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            })?;
+        let body = TransferRequest {
+            auth_token: token,
+            platform: self.config.platform,
+            amount: &amount_text,
+            to_agent: false,
+            currency: "php",
+            nonce,
+            client_id: &player.client_id,
+            username: &player.username,
+            comment,
+        };
+        let url = format!(
+            "{}/Default/Transfer",
+            self.config.base_url.trim_end_matches('/')
+        );
+        // The nonce makes the transfer idempotent at the casino: safe to retry.
+        let reply = self
+            .http
+            .send(Retry::Safe, |c| c.post(&url).json(&body))
+            .await?;
+        let done: TransferReply = ok_json(&reply)?;
+        if done.status != 0 {
+            return Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                status: reply.status.as_u16(),
+                code: done.status.to_string(),
+                message: done.message.unwrap_or_default(),
+            });
+        }
+        Ok(Transfer {
+            transaction_id: done
+                .transaction_id
+                .as_ref()
+                .and_then(scalar_text)
+                .unwrap_or_else(|| nonce.to_string()),
+        })
+    }
+}
+
+fn ok_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, ProviderError> {
+    if reply.status == reqwest::StatusCode::UNAUTHORIZED
+        || reply.status == reqwest::StatusCode::FORBIDDEN
+    {
+        return Err(ProviderError::Auth {
+            provider: PROVIDER,
+            reason: format!("HTTP {}", reply.status.as_u16()),
+        });
+    }
+    if !reply.status.is_success() {
+        return Err(ProviderError::Rejected {
+            provider: PROVIDER,
+            status: reply.status.as_u16(),
+            code: format!("http_{}", reply.status.as_u16()),
+            message: excerpt(&reply.body),
+        });
+    }
+    reply.json(PROVIDER)
+}

@@ -1,0 +1,305 @@
+//! DirectPay's outbound calls, with its session: a CSRF token and session
+//! cookie, then a login for a bearer token. The session is cached and
+//! renewed before DirectPay's ~30-minute expiry, and once on a 401.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::wire::{self, CashInReply, CsrfReply, LoginReply, LoginRequest, StatusReply};
+use super::{to_wire_amount, PROVIDER};
+use crate::ids::PaymentId;
+use crate::money::{Currency, Money};
+use crate::payment::{Checkout, Payment, Provider};
+use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::secrets::SecretString;
+
+/// DirectPay's credentials and base URL, as stored in Secrets Manager.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DirectPayConfig {
+    pub base_url: String,
+    pub username: String,
+    pub password: SecretString,
+}
+
+/// A session is renewed after this long, well before DirectPay's expiry.
+const SESSION_LIFETIME: Duration = Duration::from_secs(25 * 60);
+
+#[derive(Debug, Clone)]
+struct Session {
+    token: SecretString,
+    csrf: SecretString,
+    cookie: SecretString,
+    started: Instant,
+}
+
+/// A cash-in (GCash QR) to create.
+#[derive(Debug, Clone)]
+pub struct CashIn<'a> {
+    pub payment_id: PaymentId,
+    pub amount: Money,
+    pub webhook_url: &'a str,
+    pub redirect_url: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CashInCreated {
+    pub transaction_id: String,
+    pub link: Option<String>,
+    pub qr_text: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct DirectPayClient {
+    http: ProviderHttp,
+    config: DirectPayConfig,
+    session: Mutex<Option<Session>>,
+}
+
+impl DirectPayClient {
+    pub fn new(
+        config: DirectPayConfig,
+        policy: HttpPolicy,
+    ) -> Result<DirectPayClient, ProviderError> {
+        Ok(DirectPayClient {
+            http: ProviderHttp::new(PROVIDER, policy)?,
+            config,
+            session: Mutex::new(None),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.config.base_url.trim_end_matches('/'), path)
+    }
+
+    /// Creates a cash-in for the payment; our payment id goes in
+    /// `merchantpaymentreferences`. Not retried after it may have reached
+    /// DirectPay (it does not deduplicate): a timeout is an error to resolve
+    /// by status, not by sending again.
+    pub async fn create_cash_in(
+        &self,
+        request: &CashIn<'_>,
+    ) -> Result<CashInCreated, ProviderError> {
+        let amount = to_wire_amount(request.amount)?;
+        let amount = serde_json::value::RawValue::from_string(amount).map_err(|e| {
+            ProviderError::Decode {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            }
+        })?;
+        let reference = request.payment_id.to_string();
+        let body = wire::CashInRequest {
+            amount: &amount,
+            webhook: request.webhook_url,
+            redirect_url: request.redirect_url,
+            merchantpaymentreferences: &reference,
+        };
+        let url = self.url("pay_cashin");
+        let reply = self
+            .authed(Retry::NotSent, |client, session| {
+                with_session(client.post(&url), session).json(&body)
+            })
+            .await?;
+        let created: CashInReply = ok_json(&reply)?;
+        match (created.status.as_deref(), created.transaction_id) {
+            (Some("success"), Some(transaction_id)) => Ok(CashInCreated {
+                transaction_id,
+                link: created.link,
+                qr_text: created.qrphraw,
+            }),
+            _ => Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                status: reply.status.as_u16(),
+                code: created.status.unwrap_or_else(|| "unknown".into()),
+                message: created.message.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// DirectPay's word on a transaction.
+    pub async fn status(&self, transaction_id: &str) -> Result<Confirmation, ProviderError> {
+        let url = self.url(&format!("cashin_transactions_status/{transaction_id}"));
+        let reply = self
+            .authed(Retry::Safe, |client, session| {
+                with_session(client.get(&url), session)
+            })
+            .await?;
+        let status: StatusReply = ok_json(&reply)?;
+        let word = status.transaction_status.unwrap_or_default();
+        let amount = status
+            .total_amount
+            .map(|a| a.to_money(Currency::Php))
+            .transpose()
+            .map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: format!("total_amount: {e}"),
+            })?;
+        Ok(Confirmation {
+            status: wire::TransactionStatus::parse(&word).into(),
+            amount,
+            provider_status: word,
+        })
+    }
+
+    /// Sends a request with the session; on 401 logs in again once.
+    async fn authed(
+        &self,
+        retry: Retry,
+        build: impl Fn(&reqwest::Client, &Session) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        let session = self.session(false).await?;
+        let reply = self.http.send(retry, |c| build(c, &session)).await?;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        let session = self.session(true).await?;
+        self.http.send(retry, |c| build(c, &session)).await
+    }
+
+    /// The cached session, or a new one when it is old, missing or `renew`.
+    async fn session(&self, renew: bool) -> Result<Session, ProviderError> {
+        let mut cached = self.session.lock().await;
+        if let Some(s) = cached.as_ref() {
+            if !renew && s.started.elapsed() < SESSION_LIFETIME {
+                return Ok(s.clone());
+            }
+        }
+        let fresh = self.login().await?;
+        *cached = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn login(&self) -> Result<Session, ProviderError> {
+        let csrf_url = self.url("csrf_token");
+        let reply = self.http.send(Retry::Safe, |c| c.get(&csrf_url)).await?;
+        let cookie = reply
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|kv| kv.trim_start().starts_with("PHPSESSID="))
+            .map(|kv| kv.trim().to_string())
+            .ok_or_else(|| ProviderError::Auth {
+                provider: PROVIDER,
+                reason: "no session cookie with the CSRF token".into(),
+            })?;
+        let csrf: CsrfReply = ok_json(&reply)?;
+
+        let login_url = self.url("create/login");
+        let body = LoginRequest {
+            username: &self.config.username,
+            password: self.config.password.expose(),
+        };
+        let reply = self
+            .http
+            .send(Retry::Safe, |c| {
+                c.post(&login_url)
+                    .header("X-CSRF-TOKEN", &csrf.csrf_token)
+                    .header(COOKIE, &cookie)
+                    .json(&body)
+            })
+            .await?;
+        if reply.status == StatusCode::UNAUTHORIZED || reply.status == StatusCode::FORBIDDEN {
+            return Err(ProviderError::Auth {
+                provider: PROVIDER,
+                reason: format!("login refused: HTTP {}", reply.status.as_u16()),
+            });
+        }
+        let login: LoginReply = ok_json(&reply)?;
+        let token = login
+            .data
+            .map(|d| d.token)
+            .ok_or_else(|| ProviderError::Auth {
+                provider: PROVIDER,
+                reason: "login answered without a token".into(),
+            })?;
+        Ok(Session {
+            token: token.into(),
+            csrf: csrf.csrf_token.into(),
+            cookie: cookie.into(),
+            started: Instant::now(),
+        })
+    }
+}
+
+fn with_session(request: reqwest::RequestBuilder, session: &Session) -> reqwest::RequestBuilder {
+    request
+        .header(AUTHORIZATION, format!("Bearer {}", session.token.expose()))
+        .header("X-CSRF-TOKEN", session.csrf.expose())
+        .header(COOKIE, session.cookie.expose())
+}
+
+/// A 2xx body as `T`; anything else as DirectPay's error.
+fn ok_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, ProviderError> {
+    if reply.status.is_success() {
+        return reply.json(PROVIDER);
+    }
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        status: Option<String>,
+    }
+    let parsed: Option<ErrorBody> = serde_json::from_slice(&reply.body).ok();
+    Err(ProviderError::Rejected {
+        provider: PROVIDER,
+        status: reply.status.as_u16(),
+        code: parsed
+            .as_ref()
+            .and_then(|b| b.status.clone())
+            .unwrap_or_else(|| format!("http_{}", reply.status.as_u16())),
+        message: parsed
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| excerpt(&reply.body)),
+    })
+}
+
+#[async_trait::async_trait]
+impl Gateway for DirectPayClient {
+    fn provider(&self) -> Provider {
+        Provider::Directpay
+    }
+
+    async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
+        let created = self
+            .create_cash_in(&CashIn {
+                payment_id: request.payment_id,
+                amount: request.amount,
+                webhook_url: request.webhook_url,
+                redirect_url: request.return_url.unwrap_or_default(),
+            })
+            .await?;
+        Ok(Created {
+            provider_reference: created.transaction_id.parse().map_err(|_| {
+                ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: "transactionId is not a usable reference".into(),
+                }
+            })?,
+            checkout: Checkout {
+                url: created.link,
+                qr_text: created.qr_text,
+                ..Checkout::default()
+            },
+            expires_at: None,
+        })
+    }
+
+    async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
+        let reference =
+            payment
+                .provider_reference
+                .as_ref()
+                .ok_or_else(|| ProviderError::NotFound {
+                    provider: PROVIDER,
+                    reference: payment.id.to_string(),
+                })?;
+        DirectPayClient::status(self, reference.as_str()).await
+    }
+}

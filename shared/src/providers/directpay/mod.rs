@@ -1,0 +1,84 @@
+//! DirectPay (GCash QR cash-in, PHP). Not publicly documented; follows the
+//! integrations seen in public code (PROVIDERS.md): CSRF token and session
+//! cookie, login for a bearer token, cash-in, status by transaction id.
+//! Callbacks are unsigned, so every callback is confirmed with
+//! [`DirectPayClient::status`] before money moves.
+
+mod client;
+mod webhook;
+mod wire;
+
+pub use client::{CashIn, CashInCreated, DirectPayClient, DirectPayConfig};
+pub use webhook::DirectPayWebhooks;
+
+use crate::money::{Currency, Money};
+use crate::payment::PaymentStatus;
+use crate::providers::ProviderError;
+
+const PROVIDER: &str = "directpay";
+
+/// DirectPay's amounts: pesos as a decimal, PHP only. The one place
+/// DirectPay amounts are converted.
+pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
+    if amount.currency() != Currency::Php {
+        return Err(ProviderError::Amount {
+            provider: PROVIDER,
+            source: crate::money::MoneyError::CurrencyMismatch(Currency::Php, amount.currency()),
+        });
+    }
+    Ok(amount.to_major_string_trimmed())
+}
+
+impl From<wire::TransactionStatus> for PaymentStatus {
+    fn from(s: wire::TransactionStatus) -> PaymentStatus {
+        use wire::TransactionStatus as T;
+        match s {
+            T::Success => PaymentStatus::Completed,
+            T::Pending => PaymentStatus::Pending,
+            T::Failed => PaymentStatus::Failed,
+            T::Expired => PaymentStatus::Expired,
+            T::Unknown => PaymentStatus::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_pesos_and_php_only() {
+        let m = |minor| Money::new(minor, Currency::Php).unwrap();
+        assert_eq!(to_wire_amount(m(10_000)).unwrap(), "100");
+        assert_eq!(to_wire_amount(m(10_050)).unwrap(), "100.5");
+        assert_eq!(to_wire_amount(m(1)).unwrap(), "0.01");
+        assert!(to_wire_amount(Money::new(100, Currency::Usd).unwrap()).is_err());
+    }
+
+    #[test]
+    fn only_explicit_words_move_a_payment() {
+        use wire::TransactionStatus as T;
+        assert_eq!(
+            PaymentStatus::from(T::parse("SUCCESS")),
+            PaymentStatus::Completed
+        );
+        assert_eq!(
+            PaymentStatus::from(T::parse("success")),
+            PaymentStatus::Completed
+        );
+        assert_eq!(
+            PaymentStatus::from(T::parse("FAILED")),
+            PaymentStatus::Failed
+        );
+        assert_eq!(
+            PaymentStatus::from(T::parse("EXPIRED")),
+            PaymentStatus::Expired
+        );
+        for unknown in ["", "REVERSED?", "weird"] {
+            assert_eq!(
+                PaymentStatus::from(T::parse(unknown)),
+                PaymentStatus::Pending
+            );
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! DirectPay callbacks. DirectPay signs nothing, so a callback is a hint:
+//! the payment is confirmed with the status endpoint before it changes.
+//! Both shapes are accepted: the real one (`amount` as a string, `refId`,
+//! `txnId`, `status: "SUCCESS"`, ...) and the seed's (`reference`, `status`,
+//! `amount`, `timestamp`).
+
+use serde::Deserialize;
+
+use super::wire::TransactionStatus;
+use crate::money::{Currency, MajorAmount};
+use crate::payment::Provider;
+use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
+
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(default, alias = "refid", alias = "ref_id")]
+    #[serde(rename = "refId")]
+    ref_id: Option<String>,
+    #[serde(default, rename = "invoiceNo")]
+    invoice_no: Option<String>,
+    #[serde(default, rename = "txnId")]
+    txn_id: Option<String>,
+    #[serde(default)]
+    merchantpaymentreferences: Option<String>,
+    #[serde(default)]
+    reference: Option<String>,
+    status: String,
+    #[serde(default)]
+    amount: Option<MajorAmount>,
+}
+
+/// Parses DirectPay callbacks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DirectPayWebhooks;
+
+impl WebhookSource for DirectPayWebhooks {
+    fn provider(&self) -> Provider {
+        Provider::Directpay
+    }
+
+    fn parse(&self, request: &WebhookRequest) -> Result<WebhookEvent, WebhookError> {
+        let callback: Callback = serde_json::from_slice(&request.body)
+            .map_err(|e| WebhookError::Malformed(e.to_string().chars().take(200).collect()))?;
+        // Our payment id travels as the merchant reference; whichever field
+        // DirectPay echoes it in, it parses as one.
+        let ours = [
+            &callback.merchantpaymentreferences,
+            &callback.ref_id,
+            &callback.invoice_no,
+            &callback.reference,
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|r| r.parse().ok());
+        let payment = match ours {
+            Some(id) => PaymentRef::Ours(id),
+            None => PaymentRef::Provider(
+                [&callback.txn_id, &callback.reference, &callback.ref_id]
+                    .into_iter()
+                    .flatten()
+                    .find(|r| !r.is_empty())
+                    .cloned()
+                    .ok_or_else(|| WebhookError::Malformed("no payment reference".into()))?,
+            ),
+        };
+        let amount = callback
+            .amount
+            .map(|a| a.to_money(Currency::Php))
+            .transpose()
+            .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
+        Ok(WebhookEvent {
+            payment,
+            status: TransactionStatus::parse(&callback.status).into(),
+            amount,
+            provider_status: callback.status,
+            verified: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PaymentId;
+    use crate::money::Money;
+    use crate::payment::PaymentStatus;
+
+    fn parse(body: &str) -> Result<WebhookEvent, WebhookError> {
+        DirectPayWebhooks.parse(&WebhookRequest {
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn accepts_the_real_shape() {
+        let id = PaymentId::generate();
+        let e = parse(&format!(
+            r#"{{"amount":"100","currency":"PHP","refId":"{id}","invoiceNo":"INV1","txnDesc":"x","txnDate":"1733565000000","txnId":"DP123","status":"SUCCESS","merchant_id":"M1"}}"#
+        ))
+        .unwrap();
+        assert_eq!(e.payment, PaymentRef::Ours(id));
+        assert_eq!(e.status, PaymentStatus::Completed);
+        assert_eq!(e.amount, Some(Money::new(10_000, Currency::Php).unwrap()));
+        assert!(!e.verified);
+    }
+
+    #[test]
+    fn accepts_the_seed_shape() {
+        let e = parse(r#"{"reference":"DP999","status":"completed","amount":150.5,"timestamp":"2025-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(e.payment, PaymentRef::Provider("DP999".into()));
+        assert_eq!(e.status, PaymentStatus::Completed);
+        assert_eq!(e.amount, Some(Money::new(15_050, Currency::Php).unwrap()));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        for bad in [
+            "",
+            "{}",
+            "[]",
+            r#"{"status":"SUCCESS"}"#,
+            r#"{"status":"SUCCESS","txnId":"D","amount":"1.001"}"#,
+        ] {
+            assert!(
+                matches!(parse(bad), Err(WebhookError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+}

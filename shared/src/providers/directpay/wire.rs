@@ -1,0 +1,83 @@
+//! DirectPay's own request and response shapes. Private to this folder.
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::MajorAmount;
+
+#[derive(Deserialize)]
+pub(super) struct CsrfReply {
+    pub csrf_token: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct LoginRequest<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginReply {
+    #[serde(default)]
+    pub data: Option<LoginData>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginData {
+    pub token: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct CashInRequest<'a> {
+    /// Pesos as a JSON number, written from the exact decimal text.
+    pub amount: &'a serde_json::value::RawValue,
+    pub webhook: &'a str,
+    #[serde(rename = "redirectUrl")]
+    pub redirect_url: &'a str,
+    pub merchantpaymentreferences: &'a str,
+}
+
+#[derive(Deserialize)]
+pub(super) struct CashInReply {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(rename = "transactionId", default)]
+    pub transaction_id: Option<String>,
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub qrphraw: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct StatusReply {
+    #[serde(default)]
+    pub total_amount: Option<MajorAmount>,
+    #[serde(default)]
+    pub transaction_status: Option<String>,
+}
+
+/// DirectPay's transaction states as seen in public integrations. Unknown
+/// words are kept as pending: only an explicit success or failure moves a
+/// payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TransactionStatus {
+    Success,
+    Pending,
+    Failed,
+    Expired,
+    Unknown,
+}
+
+impl TransactionStatus {
+    pub fn parse(word: &str) -> TransactionStatus {
+        match word.trim().to_ascii_uppercase().as_str() {
+            "SUCCESS" | "PAID" | "COMPLETED" => TransactionStatus::Success,
+            "PENDING" | "PROCESSING" | "NEW" => TransactionStatus::Pending,
+            "FAILED" | "FAIL" | "CANCELLED" | "DECLINED" => TransactionStatus::Failed,
+            "EXPIRED" => TransactionStatus::Expired,
+            _ => TransactionStatus::Unknown,
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Outbound HTTP to providers: one client per provider, built once, with
+//! connect and total timeouts and bounded retries.
+//!
+//! Retries use exponential backoff with full jitter and honour `Retry-After`.
+//! What is retried depends on whether repeating the request is safe:
+//! - [`Retry::Safe`] (reads, and writes the provider deduplicates by a key
+//!   we send): 429, 5xx, timeouts and connection failures.
+//! - [`Retry::NotSent`] (writes the provider does not deduplicate): only
+//!   answers that say the request was not processed (429, 503) and
+//!   connection failures before anything was sent. A timeout or a 500 is
+//!   not retried: the provider may have acted.
+//!
+//! Other 4xx answers are never retried.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, StatusCode};
+
+use super::ProviderError;
+
+/// Timeouts and retry limits of one provider's client.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpPolicy {
+    pub connect_timeout: Duration,
+    /// For one attempt, from sending to the whole body.
+    pub request_timeout: Duration,
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> HttpPolicy {
+        HttpPolicy {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Whether a request may be repeated; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Safe,
+    NotSent,
+}
+
+/// A provider's answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    /// The body parsed as JSON into the provider's wire type.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        provider: &'static str,
+    ) -> Result<T, ProviderError> {
+        serde_json::from_slice(&self.body).map_err(|e| ProviderError::Decode {
+            provider,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// One provider's HTTP client.
+#[derive(Debug, Clone)]
+pub struct ProviderHttp {
+    provider: &'static str,
+    client: reqwest::Client,
+    policy: HttpPolicy,
+}
+
+impl ProviderHttp {
+    pub fn new(provider: &'static str, policy: HttpPolicy) -> Result<ProviderHttp, ProviderError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.request_timeout)
+            .user_agent(concat!("paygate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Unreachable {
+                provider,
+                reason: format!("cannot build HTTP client: {e}"),
+            })?;
+        Ok(ProviderHttp {
+            provider,
+            client,
+            policy,
+        })
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends the request `build` makes (it is called once per attempt) and
+    /// returns the first answer that is not retried. A retried answer that
+    /// persists becomes [`ProviderError::Unavailable`]; the final non-2xx
+    /// answer is returned as a [`Reply`] for the caller to interpret.
+    pub async fn send(
+        &self,
+        retry: Retry,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.policy.max_attempts;
+            let outcome = self.attempt(build(&self.client)).await;
+            let (retryable, wait_hint, failure) = match outcome {
+                Ok(reply) => {
+                    if !should_retry_status(reply.status, retry) {
+                        return Ok(reply);
+                    }
+                    let hint = retry_after(&reply.headers);
+                    let failure = ProviderError::Unavailable {
+                        provider: self.provider,
+                        attempts: attempt,
+                        reason: format!("HTTP {}", reply.status.as_u16()),
+                    };
+                    (true, hint, failure)
+                }
+                Err(e) => {
+                    let retryable = match retry {
+                        Retry::Safe => e.is_timeout() || e.is_connect() || e.is_request(),
+                        Retry::NotSent => e.is_connect(),
+                    };
+                    let failure = if e.is_timeout() {
+                        ProviderError::Timeout {
+                            provider: self.provider,
+                            attempts: attempt,
+                        }
+                    } else {
+                        ProviderError::Unreachable {
+                            provider: self.provider,
+                            reason: describe(e),
+                        }
+                    };
+                    (retryable, None, failure)
+                }
+            };
+            if !retryable || last {
+                return Err(failure);
+            }
+            tracing::warn!(provider = self.provider, attempt, error = %failure, "retrying provider call");
+            tokio::time::sleep(self.backoff(attempt, wait_hint)).await;
+        }
+    }
+
+    async fn attempt(&self, request: RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Full jitter: a random wait up to `base * 2^(attempt-1)`, capped, or
+    /// the provider's `Retry-After` if it asks for longer (still capped).
+    fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
+        let ceiling = self
+            .policy
+            .base_backoff
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(self.policy.max_backoff);
+        let jittered = ceiling.mul_f64(jitter_fraction());
+        match hint {
+            Some(h) => h.min(self.policy.max_backoff).max(jittered),
+            None => jittered,
+        }
+    }
+}
+
+fn should_retry_status(status: StatusCode, retry: Retry) -> bool {
+    match retry {
+        Retry::Safe => status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+        Retry::NotSent => {
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from these APIs and
+/// is ignored).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// A number in [0, 1) for jitter. Not for anything secret.
+fn jitter_fraction() -> f64 {
+    let r = ulid::Ulid::new().random() as u32;
+    f64::from(r) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// reqwest's errors print the URL, which carries credentials for some
+/// providers (Paygram's token is a path segment): describe without it.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,188 @@
+//! Payment providers. Each has a folder: `wire.rs` holds the provider's own
+//! request, response and callback types (private to the folder), `client.rs`
+//! its outbound calls, and the mapping to our types lives beside them. The
+//! rest of paygate sees only our types.
+//!
+//! Integration failures (we could not reach, authenticate, encode, decode)
+//! are [`ProviderError`]s; a provider's decline of a payment is data.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::ids::{PaymentId, ProviderReference};
+use crate::money::{Money, MoneyError};
+use crate::payment::{Checkout, Customer, Payment, PaymentStatus, Provider};
+
+pub mod casino;
+pub mod directpay;
+pub mod http;
+pub mod paygram;
+
+/// What a gateway needs to create a payment at the provider.
+#[derive(Debug, Clone)]
+pub struct CreateRequest<'a> {
+    pub payment_id: PaymentId,
+    pub amount: Money,
+    pub description: Option<&'a str>,
+    pub customer: &'a Customer,
+    pub return_url: Option<&'a str>,
+    pub method: Option<&'a str>,
+    /// Where the provider should send its callbacks for this payment.
+    pub webhook_url: &'a str,
+}
+
+/// The provider's answer to a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub provider_reference: ProviderReference,
+    pub checkout: Checkout,
+    /// When the provider will stop accepting payment, if it says.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// What the provider says about a payment, in our terms: the only thing
+/// that moves money. `status` is Pending, Completed, Failed or Expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    pub status: PaymentStatus,
+    /// The amount the provider says was paid, when it says.
+    pub amount: Option<Money>,
+    /// The provider's own word for the state.
+    pub provider_status: String,
+}
+
+/// A payment provider's outbound API, as the flows use it.
+#[async_trait]
+pub trait Gateway: Send + Sync {
+    fn provider(&self) -> Provider;
+
+    async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError>;
+
+    /// Asks the provider about `payment` (the confirmation of a callback,
+    /// a poll, a sweep).
+    async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError>;
+}
+
+/// An inbound callback as it arrived, before any parsing.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookRequest {
+    pub method: String,
+    /// Path parameters of the route (`{secret}` for Paygram).
+    pub path: HashMap<String, String>,
+    pub query: HashMap<String, String>,
+    /// Header names in lower case.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Which payment a callback speaks of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentRef {
+    /// Our id, which we gave the provider as its merchant reference.
+    Ours(PaymentId),
+    /// The provider's reference only.
+    Provider(String),
+}
+
+/// A callback mapped to our terms. Unless `verified`, it is a hint: the
+/// payment is confirmed with the provider before anything changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    pub payment: PaymentRef,
+    pub status: PaymentStatus,
+    pub amount: Option<Money>,
+    pub provider_status: String,
+    pub verified: bool,
+}
+
+/// Why a callback was refused; nothing is written for either.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// 401: signature, hash or URL secret wrong or missing.
+    #[error("callback authentication failed: {0}")]
+    Unauthenticated(&'static str),
+    /// 400: not a callback of the shape we know.
+    #[error("malformed callback: {0}")]
+    Malformed(String),
+}
+
+/// A provider's inbound callbacks: verify the raw request, parse it once,
+/// map it to our terms.
+pub trait WebhookSource: Send + Sync {
+    fn provider(&self) -> Provider;
+
+    fn parse(&self, request: &WebhookRequest) -> Result<WebhookEvent, WebhookError>;
+}
+
+/// Why a call to a provider did not produce an answer we can use. Never
+/// carries credentials: bodies are cut short and URLs are left out.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{provider} did not answer in time ({attempts} attempts)")]
+    Timeout {
+        provider: &'static str,
+        attempts: u32,
+    },
+    #[error("{provider} is unavailable after {attempts} attempts: {reason}")]
+    Unavailable {
+        provider: &'static str,
+        attempts: u32,
+        reason: String,
+    },
+    #[error("{provider} could not be reached: {reason}")]
+    Unreachable {
+        provider: &'static str,
+        reason: String,
+    },
+    #[error("{provider} refused our credentials: {reason}")]
+    Auth {
+        provider: &'static str,
+        reason: String,
+    },
+    /// The provider answered with an error of its own.
+    #[error("{provider} rejected the request: {code}: {message}")]
+    Rejected {
+        provider: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{provider} sent an answer we cannot read: {reason}")]
+    Decode {
+        provider: &'static str,
+        reason: String,
+    },
+    #[error("{provider} has no such payment: {reference}")]
+    NotFound {
+        provider: &'static str,
+        reference: String,
+    },
+    #[error("amount cannot be sent to {provider}: {source}")]
+    Amount {
+        provider: &'static str,
+        source: MoneyError,
+    },
+}
+
+impl ProviderError {
+    /// Retries were used up or the provider did not answer: API.md's 503.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Timeout { .. }
+                | ProviderError::Unavailable { .. }
+                | ProviderError::Unreachable { .. }
+        )
+    }
+}
+
+/// A provider's text in an error: cut short, control characters dropped.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! Paygram callbacks: the real shape (`{DateUtc, CallbackData, UserCliId,
+//! InvoiceInfo: {InvoiceCode, TransactionAmount, Balance}}`, in any key
+//! casing) and the seed's (`{invoice_code, status, amount, currency,
+//! timestamp}`). The URL's secret segment is checked in constant time; the
+//! invoice is then confirmed with `InvoiceInfo`.
+
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::status_from_word;
+use crate::payment::{PaymentStatus, Provider};
+use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
+use crate::secrets::SecretString;
+
+/// Parses Paygram callbacks arriving at `/webhooks/paygram/{secret}`.
+#[derive(Debug, Clone)]
+pub struct PaygramWebhooks {
+    secret: SecretString,
+}
+
+impl PaygramWebhooks {
+    pub fn new(secret: SecretString) -> PaygramWebhooks {
+        PaygramWebhooks { secret }
+    }
+}
+
+#[derive(Deserialize)]
+struct InvoiceInfo {
+    #[serde(default)]
+    invoicecode: Option<String>,
+}
+
+/// Both shapes, keys lower-cased before parsing (Paygram's casing varies).
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(default)]
+    callbackdata: Option<String>,
+    #[serde(default)]
+    invoiceinfo: Option<InvoiceInfo>,
+    #[serde(default, alias = "invoice_code")]
+    invoicecode: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+fn lower_keys(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), lower_keys(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => other,
+    }
+}
+
+impl WebhookSource for PaygramWebhooks {
+    fn provider(&self) -> Provider {
+        Provider::Paygram
+    }
+
+    fn parse(&self, request: &WebhookRequest) -> Result<WebhookEvent, WebhookError> {
+        let given = request
+            .path
+            .get("secret")
+            .map(String::as_bytes)
+            .unwrap_or_default();
+        let expected = self.secret.expose().as_bytes();
+        if expected.is_empty() || !bool::from(given.ct_eq(expected)) {
+            return Err(WebhookError::Unauthenticated("callback URL secret"));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&request.body)
+            .map_err(|e| WebhookError::Malformed(e.to_string().chars().take(200).collect()))?;
+        if !value.is_object() {
+            return Err(WebhookError::Malformed("not a JSON object".into()));
+        }
+        let callback: Callback = serde_json::from_value(lower_keys(value))
+            .map_err(|e| WebhookError::Malformed(e.to_string().chars().take(200).collect()))?;
+        let invoice = callback
+            .invoiceinfo
+            .and_then(|i| i.invoicecode)
+            .or(callback.invoicecode);
+        let payment = match callback
+            .callbackdata
+            .as_deref()
+            .and_then(|d| d.parse().ok())
+        {
+            Some(id) => PaymentRef::Ours(id),
+            None => PaymentRef::Provider(
+                invoice
+                    .filter(|i| !i.is_empty())
+                    .ok_or_else(|| WebhookError::Malformed("no invoice code".into()))?,
+            ),
+        };
+        // The real callback reports a transaction on the invoice and carries
+        // no status: it is a hint that money moved.
+        let (status, word) = match callback.status {
+            Some(word) => (status_from_word(&word), word),
+            None => (PaymentStatus::Completed, "transaction".to_string()),
+        };
+        Ok(WebhookEvent {
+            payment,
+            status,
+            amount: None,
+            provider_status: word,
+            verified: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PaymentId;
+
+    fn request(secret: &str, body: &str) -> WebhookRequest {
+        WebhookRequest {
+            path: [("secret".to_string(), secret.to_string())].into(),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn source() -> PaygramWebhooks {
+        PaygramWebhooks::new("s3cret-path".to_string().into())
+    }
+
+    #[test]
+    fn accepts_the_real_shape_in_any_casing() {
+        let id = PaymentId::generate();
+        for body in [
+            format!(
+                r#"{{"DateUtc":"2025-01-01T00:00:00Z","CallbackData":"{id}","UserCliId":1,"InvoiceInfo":{{"InvoiceCode":"INV1","TransactionAmount":10.5,"Balance":1}}}}"#
+            ),
+            format!(
+                r#"{{"dateUtc":"2025-01-01T00:00:00Z","callbackData":"{id}","invoiceInfo":{{"invoiceCode":"INV1"}}}}"#
+            ),
+        ] {
+            let e = source().parse(&request("s3cret-path", &body)).unwrap();
+            assert_eq!(e.payment, PaymentRef::Ours(id));
+            assert_eq!(e.status, PaymentStatus::Completed);
+            assert!(!e.verified);
+        }
+    }
+
+    #[test]
+    fn accepts_the_seed_shape() {
+        let e = source()
+            .parse(&request(
+                "s3cret-path",
+                r#"{"invoice_code":"INV9","status":"expired","amount":"5","currency":"USDT","timestamp":"x"}"#,
+            ))
+            .unwrap();
+        assert_eq!(e.payment, PaymentRef::Provider("INV9".into()));
+        assert_eq!(e.status, PaymentStatus::Expired);
+    }
+
+    #[test]
+    fn a_wrong_secret_is_refused_before_the_body_is_read() {
+        for secret in ["", "s3cret-pat", "s3cret-path2", "S3CRET-PATH"] {
+            assert_eq!(
+                source().parse(&request(secret, "not even json")),
+                Err(WebhookError::Unauthenticated("callback URL secret"))
+            );
+        }
+        assert!(matches!(
+            source().parse(&request("s3cret-path", "not json")),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            source().parse(&request("s3cret-path", r#"{"status":"paid"}"#)),
+            Err(WebhookError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,213 @@
+//! What a function holds for its whole life: the store, the queue, the
+//! secrets cache and the provider clients, built once at cold start.
+//! Provider clients are built on first use from their secret
+//! (`paygate/<provider>`), so a function pays only for the providers it
+//! talks to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use crate::config::{self, ConfigError};
+use crate::payment::Provider;
+use crate::providers::casino::{CasinoClient, CasinoConfig};
+use crate::providers::directpay::{DirectPayClient, DirectPayConfig, DirectPayWebhooks};
+use crate::providers::http::HttpPolicy;
+use crate::providers::paygram::{PaygramClient, PaygramConfig, PaygramWebhooks};
+use crate::providers::{Gateway, ProviderError, WebhookSource};
+use crate::queue::TopUpQueue;
+use crate::secrets::SecretsCache;
+use crate::store::Store;
+
+/// Settings from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where providers reach our webhook routes (`https://api.example.com`).
+    pub public_base_url: String,
+    /// Prefix of provider secrets: `<prefix><provider>`.
+    pub secret_prefix: String,
+    /// How long a payment waits for the payer when the provider does not say.
+    pub payment_ttl: time::Duration,
+    pub http: HttpPolicy,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Ok(Settings {
+            public_base_url: config::required("PAYGATE_PUBLIC_BASE_URL")?,
+            secret_prefix: std::env::var("PAYGATE_SECRET_PREFIX")
+                .unwrap_or_else(|_| "paygate/".into()),
+            payment_ttl: time::Duration::minutes(30),
+            http: HttpPolicy::default(),
+        })
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub store: Store,
+    pub queue: TopUpQueue,
+    pub secrets: SecretsCache,
+    pub settings: Settings,
+    providers: Arc<Providers>,
+}
+
+#[derive(Debug, Default)]
+struct Providers {
+    gateways: HashMap<Provider, OnceCell<Arc<dyn Gateway>>>,
+    webhooks: HashMap<Provider, OnceCell<Arc<dyn WebhookSource>>>,
+    casino: OnceCell<Arc<CasinoClient>>,
+}
+
+impl std::fmt::Debug for dyn Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gateway({})", self.provider())
+    }
+}
+
+impl std::fmt::Debug for dyn WebhookSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookSource({})", self.provider())
+    }
+}
+
+/// A provider that paygate cannot serve yet, or a secret that is missing.
+fn unavailable(provider: &'static str, reason: impl Into<String>) -> ProviderError {
+    ProviderError::Unreachable {
+        provider,
+        reason: reason.into(),
+    }
+}
+
+impl Services {
+    pub fn new(
+        store: Store,
+        queue: TopUpQueue,
+        secrets: SecretsCache,
+        settings: Settings,
+    ) -> Services {
+        let providers = Providers {
+            gateways: Provider::ALL
+                .iter()
+                .map(|p| (*p, OnceCell::new()))
+                .collect(),
+            webhooks: Provider::ALL
+                .iter()
+                .map(|p| (*p, OnceCell::new()))
+                .collect(),
+            casino: OnceCell::new(),
+        };
+        Services {
+            store,
+            queue,
+            secrets,
+            settings,
+            providers: Arc::new(providers),
+        }
+    }
+
+    /// Builds the services from the environment, with SDK clients made once.
+    pub async fn from_env() -> Result<Services, ConfigError> {
+        let sdk = config::aws().await;
+        let store = Store::from_env(aws_sdk_dynamodb::Client::new(&sdk))?;
+        let queue = TopUpQueue::from_env(aws_sdk_sqs::Client::new(&sdk))?;
+        let secrets = SecretsCache::new(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            SecretsCache::DEFAULT_TTL,
+        );
+        Ok(Services::new(store, queue, secrets, Settings::from_env()?))
+    }
+
+    fn secret_name(&self, provider: &str) -> String {
+        format!("{}{provider}", self.settings.secret_prefix)
+    }
+
+    async fn config<T: serde::de::DeserializeOwned>(
+        &self,
+        provider: &'static str,
+    ) -> Result<T, ProviderError> {
+        self.secrets
+            .get_json(&self.secret_name(provider))
+            .await
+            .map_err(|e| unavailable(provider, e.to_string()))
+    }
+
+    /// The provider's outbound client.
+    pub async fn gateway(&self, provider: Provider) -> Result<Arc<dyn Gateway>, ProviderError> {
+        let cell = self
+            .providers
+            .gateways
+            .get(&provider)
+            .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
+        cell.get_or_try_init(|| async {
+            let policy = self.settings.http;
+            let gateway: Arc<dyn Gateway> = match provider {
+                Provider::Directpay => Arc::new(DirectPayClient::new(
+                    self.config::<DirectPayConfig>("directpay").await?,
+                    policy,
+                )?),
+                Provider::Paygram => Arc::new(PaygramClient::new(
+                    self.config::<PaygramConfig>("paygram").await?,
+                    policy,
+                )?),
+                other => return Err(unavailable(other.as_str(), "not supported yet")),
+            };
+            Ok(gateway)
+        })
+        .await
+        .cloned()
+    }
+
+    /// The provider's callback parser.
+    pub async fn webhooks(
+        &self,
+        provider: Provider,
+    ) -> Result<Arc<dyn WebhookSource>, ProviderError> {
+        let cell = self
+            .providers
+            .webhooks
+            .get(&provider)
+            .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
+        cell.get_or_try_init(|| async {
+            let source: Arc<dyn WebhookSource> = match provider {
+                Provider::Directpay => Arc::new(DirectPayWebhooks),
+                Provider::Paygram => Arc::new(PaygramWebhooks::new(
+                    self.config::<PaygramConfig>("paygram")
+                        .await?
+                        .callback_secret,
+                )),
+                other => return Err(unavailable(other.as_str(), "not supported yet")),
+            };
+            Ok(source)
+        })
+        .await
+        .cloned()
+    }
+
+    pub async fn casino(&self) -> Result<Arc<CasinoClient>, ProviderError> {
+        self.providers
+            .casino
+            .get_or_try_init(|| async {
+                let config = self.config::<CasinoConfig>("casino").await?;
+                Ok(Arc::new(CasinoClient::new(config, self.settings.http)?))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Where a provider sends callbacks for a payment.
+    pub fn webhook_url(&self, provider: Provider) -> String {
+        let base = self.settings.public_base_url.trim_end_matches('/');
+        let route = match provider {
+            Provider::PaymentEngine => "payment-engine",
+            other => other.as_str(),
+        };
+        format!("{base}/webhooks/{route}")
+    }
+}
+
+/// How long a worker holds a top-up before another may retry it.
+pub const TOPUP_LEASE: Duration = Duration::from_secs(60);

@@ -1,0 +1,414 @@
+//! Provider clients over real HTTP against the sandbox: the happy path,
+//! token expiry, retries on 5xx, no retry on 4xx, hangs cut by timeouts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+use shared::ids::PaymentId;
+use shared::money::{Currency, Money};
+use shared::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
+use shared::providers::casino::{CasinoClient, CasinoConfig};
+use shared::providers::directpay::{CashIn, DirectPayClient, DirectPayConfig};
+use shared::providers::http::HttpPolicy;
+use shared::providers::paygram::{PaygramClient, PaygramConfig};
+use shared::providers::{CreateRequest, Gateway, ProviderError};
+use shared::secrets::Secret;
+use time::OffsetDateTime;
+
+fn policy() -> HttpPolicy {
+    HttpPolicy {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+    }
+}
+
+struct Sandbox {
+    running: sandbox::Running,
+    http: reqwest::Client,
+}
+
+impl Sandbox {
+    async fn start() -> Sandbox {
+        Sandbox {
+            running: sandbox::start("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.url())
+    }
+
+    async fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "control {path}: {}", r.status());
+        r.json().await.unwrap_or(serde_json::Value::Null)
+    }
+
+    async fn fault(&self, path: &str, mode: &str, count: u32, status: u16) {
+        self.control(
+            "/_sandbox/faults",
+            json!({"path": path, "mode": mode, "count": count, "status": status}),
+        )
+        .await;
+    }
+
+    fn calls(&self, prefix: &str) -> u32 {
+        self.running.state.calls(prefix)
+    }
+
+    fn directpay(&self) -> DirectPayClient {
+        DirectPayClient::new(
+            DirectPayConfig {
+                base_url: self.url("/directpay/api"),
+                username: sandbox::directpay::USERNAME.into(),
+                password: sandbox::directpay::PASSWORD.to_string().into(),
+            },
+            policy(),
+        )
+        .unwrap()
+    }
+
+    fn paygram(&self, token: &str) -> PaygramClient {
+        PaygramClient::new(
+            PaygramConfig {
+                base_url: self.url("/paygram"),
+                api_token: token.to_string().into(),
+                callback_secret: "cb-secret".to_string().into(),
+                merchant_type: None,
+            },
+            policy(),
+        )
+        .unwrap()
+    }
+
+    fn casino(&self, tokens: &[(&str, &str)]) -> CasinoClient {
+        CasinoClient::new(
+            CasinoConfig {
+                lookup_url: self.url("/casino/lookup"),
+                base_url: self.url("/casino"),
+                tokens: Secret::new(
+                    tokens
+                        .iter()
+                        .map(|(m, t)| (m.to_string(), t.to_string()))
+                        .collect::<HashMap<_, _>>(),
+                ),
+                platform: 1,
+            },
+            policy(),
+        )
+        .unwrap()
+    }
+}
+
+fn php(minor: i64) -> Money {
+    Money::new(minor, Currency::Php).unwrap()
+}
+
+fn payment_for(provider: Provider, amount: Money, provider_ref: &str) -> Payment {
+    Payment::new(
+        NewPayment {
+            id: PaymentId::generate(),
+            merchant_id: "m_test".parse().unwrap(),
+            provider,
+            amount,
+            reference: "ORD-1".parse().unwrap(),
+            description: None,
+            customer: Customer::default(),
+            return_url: None,
+            method: None,
+            wallet_user_id: None,
+            casino_username: None,
+            provider_reference: Some(provider_ref.parse().unwrap()),
+            checkout: Default::default(),
+            expires_at: OffsetDateTime::now_utc(),
+        },
+        ChangeSource::Api,
+        OffsetDateTime::now_utc(),
+    )
+}
+
+async fn cash_in(client: &DirectPayClient, amount: Money) -> String {
+    client
+        .create_cash_in(&CashIn {
+            payment_id: PaymentId::generate(),
+            amount,
+            webhook_url: "http://127.0.0.1:9/webhooks/directpay",
+            redirect_url: "https://shop.example.com/thanks",
+        })
+        .await
+        .unwrap()
+        .transaction_id
+}
+
+#[tokio::test]
+async fn directpay_creates_and_reports_status() {
+    let sb = Sandbox::start().await;
+    let client = sb.directpay();
+    let id = cash_in(&client, php(10_050)).await;
+    let pending = client.status(&id).await.unwrap();
+    assert_eq!(pending.status, PaymentStatus::Pending);
+    assert_eq!(pending.amount, Some(php(10_050)));
+    // The amount went out as pesos, from the exact decimal.
+    assert_eq!(
+        sb.running.state.directpay.transactions.lock().unwrap()[&id].amount,
+        "100.5"
+    );
+    sb.control(
+        &format!("/_sandbox/directpay/transactions/{id}/status"),
+        json!({"status": "SUCCESS", "callback": "none"}),
+    )
+    .await;
+    let paid = client.status(&id).await.unwrap();
+    assert_eq!(paid.status, PaymentStatus::Completed);
+    assert_eq!(paid.provider_status, "SUCCESS");
+    // One login served every call.
+    assert_eq!(*sb.running.state.directpay.logins.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn directpay_logs_in_again_when_its_token_expires() {
+    let sb = Sandbox::start().await;
+    let client = sb.directpay();
+    let id = cash_in(&client, php(500)).await;
+    sb.control("/_sandbox/directpay/expire-tokens", json!({}))
+        .await;
+    let status = client.status(&id).await.unwrap();
+    assert_eq!(status.status, PaymentStatus::Pending);
+    assert_eq!(*sb.running.state.directpay.logins.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_success() {
+    let sb = Sandbox::start().await;
+    let client = sb.directpay();
+    let id = cash_in(&client, php(500)).await;
+    let path = "/directpay/api/cashin_transactions_status/";
+    sb.fault(path, "fail", 2, 503).await;
+    let status = client.status(&id).await.unwrap();
+    assert_eq!(status.status, PaymentStatus::Pending);
+    assert_eq!(sb.calls(path), 3, "two failures and the success");
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let sb = Sandbox::start().await;
+    let client = sb.directpay();
+    let id = cash_in(&client, php(500)).await;
+    let path = "/directpay/api/cashin_transactions_status/";
+    sb.fault(path, "fail", 1, 400).await;
+    let err = client.status(&id).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Rejected { status: 400, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sb.calls(path), 1);
+    // Unknown transactions are the provider's 404, also not retried.
+    let err = client.status("DP-NOPE").await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Rejected { status: 404, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sb.calls(path), 2);
+}
+
+#[tokio::test]
+async fn a_hang_is_cut_by_the_timeout_and_retried_a_bounded_number_of_times() {
+    let sb = Sandbox::start().await;
+    let client = sb.directpay();
+    let id = cash_in(&client, php(500)).await;
+    let path = "/directpay/api/cashin_transactions_status/";
+    sb.fault(path, "hang", 3, 0).await;
+    let err = client.status(&id).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Timeout { attempts: 3, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_unavailable());
+    assert_eq!(sb.calls(path), 3);
+}
+
+#[tokio::test]
+async fn a_create_that_may_have_arrived_is_not_sent_twice() {
+    let sb = Sandbox::start().await;
+    let client = sb.directpay();
+    client.status("warm-up").await.ok();
+    let path = "/directpay/api/pay_cashin";
+    // A 500 may mean DirectPay created the cash-in: do not repeat it.
+    sb.fault(path, "fail", 1, 500).await;
+    let err = client
+        .create_cash_in(&CashIn {
+            payment_id: PaymentId::generate(),
+            amount: php(100),
+            webhook_url: "http://127.0.0.1:9/w",
+            redirect_url: "https://shop.example.com",
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Rejected { status: 500, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sb.calls(path), 1);
+    // A 503 says it was not processed: retried.
+    sb.fault(path, "fail", 1, 503).await;
+    cash_in(&client, php(100)).await;
+    assert_eq!(sb.calls(path), 3);
+}
+
+#[tokio::test]
+async fn paygram_issues_and_confirms_phpt_and_usdt_invoices() {
+    let sb = Sandbox::start().await;
+    let client = sb.paygram(sandbox::paygram::TOKEN);
+    for amount in [
+        Money::new(25_000, Currency::Phpt).unwrap(),
+        Money::new(12_345_678, Currency::Usdt).unwrap(),
+    ] {
+        let created = client
+            .create(&CreateRequest {
+                payment_id: PaymentId::generate(),
+                amount,
+                description: None,
+                customer: &Customer::default(),
+                return_url: None,
+                method: None,
+                webhook_url: "unused",
+            })
+            .await
+            .unwrap();
+        assert!(created.checkout.url.is_some());
+        let code = created.provider_reference.to_string();
+        let payment = payment_for(Provider::Paygram, amount, &code);
+        let pending = client.status(&payment).await.unwrap();
+        assert_eq!(pending.status, PaymentStatus::Pending);
+        assert_eq!(pending.amount, Some(amount));
+        sb.control(
+            &format!("/_sandbox/paygram/invoices/{code}/status"),
+            json!({"status": 2, "callback": "none"}),
+        )
+        .await;
+        let paid = client.status(&payment).await.unwrap();
+        assert_eq!(
+            (paid.status, paid.amount),
+            (PaymentStatus::Completed, Some(amount))
+        );
+    }
+}
+
+#[tokio::test]
+async fn paygram_errors_are_typed() {
+    let sb = Sandbox::start().await;
+    let wrong = sb.paygram("not-the-token");
+    let payment = payment_for(
+        Provider::Paygram,
+        Money::new(100, Currency::Phpt).unwrap(),
+        "PGX",
+    );
+    assert!(matches!(
+        wrong.status(&payment).await,
+        Err(ProviderError::Auth { .. })
+    ));
+    let client = sb.paygram(sandbox::paygram::TOKEN);
+    assert!(matches!(
+        client.status(&payment).await,
+        Err(ProviderError::NotFound { .. })
+    ));
+    // A token in the URL never shows in an error.
+    sb.fault("/paygram/", "hang", 3, 0).await;
+    let err = wrong.status(&payment).await.unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("not-the-token"));
+    // PHP is not a Paygram currency.
+    let err = client
+        .create(&CreateRequest {
+            payment_id: PaymentId::generate(),
+            amount: php(100),
+            description: None,
+            customer: &Customer::default(),
+            return_url: None,
+            method: None,
+            webhook_url: "unused",
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Amount { .. }));
+}
+
+#[tokio::test]
+async fn casino_looks_up_players_and_transfers_once_per_nonce() {
+    let sb = Sandbox::start().await;
+    let casino = sb.casino(&sandbox::casino::TOKENS);
+    let username = "player1".parse().unwrap();
+    let player = casino.player(&username).await.unwrap().unwrap();
+    assert_eq!(player.top_manager, "TM_ALPHA");
+    assert_eq!(player.balance, php(0));
+    assert!(casino
+        .player(&"nobody".parse().unwrap())
+        .await
+        .unwrap()
+        .is_none());
+
+    let first = casino
+        .transfer(&player, php(12_345), "nonce-1", "test")
+        .await
+        .unwrap();
+    let again = casino
+        .transfer(&player, php(12_345), "nonce-1", "test")
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let transfers = sb.running.state.casino.transfers.lock().unwrap().clone();
+    assert_eq!(transfers.len(), 1);
+    assert_eq!(transfers[0].amount, "123.45");
+
+    // A transfer through a 5xx is retried with the same nonce: still one.
+    sb.fault("/casino/Default/Transfer", "fail", 2, 502).await;
+    casino
+        .transfer(&player, php(100), "nonce-2", "test")
+        .await
+        .unwrap();
+    assert_eq!(sb.running.state.casino.transfers.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn casino_tokens_are_chosen_by_top_manager() {
+    let sb = Sandbox::start().await;
+    // Only TM_ALPHA's token is configured.
+    let casino = sb.casino(&sandbox::casino::TOKENS[..1]);
+    let alpha = casino
+        .player(&"player1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let beta = casino
+        .player(&"player2".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    casino.transfer(&alpha, php(100), "n-a", "t").await.unwrap();
+    let err = casino
+        .transfer(&beta, php(100), "n-b", "t")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+    // A wrong token for a known manager is the casino's refusal.
+    let wrong = sb.casino(&[("TM_ALPHA", "tok-wrong")]);
+    let err = wrong
+        .transfer(&alpha, php(100), "n-c", "t")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+    let printed = format!("{err} {err:?} {wrong:?}");
+    assert!(!printed.contains("tok-wrong") && !printed.contains("tok-alpha"));
+}
