@@ -13,8 +13,8 @@ use subtle::ConstantTimeEq;
 use crate::ids::MerchantId;
 use crate::secrets::{SecretsCache, SecretsError};
 
-/// The secret holding the API key hashes.
-pub const SECRET: &str = "paygate/api-keys";
+/// The secret holding the API key hashes, after the secret prefix.
+pub const SECRET: &str = "api-keys";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiKeys {
@@ -36,8 +36,9 @@ pub fn hash_key(key: &str) -> String {
 }
 
 impl ApiKeys {
-    pub async fn load(secrets: &SecretsCache) -> Result<ApiKeys, SecretsError> {
-        secrets.get_json(SECRET).await
+    /// Loads the keys from `<prefix>api-keys` (`paygate/api-keys`).
+    pub async fn load(secrets: &SecretsCache, prefix: &str) -> Result<ApiKeys, SecretsError> {
+        secrets.get_json(&format!("{prefix}{SECRET}")).await
     }
 
     /// The merchant whose key this is. Every stored hash is compared, in

@@ -133,7 +133,7 @@ async fn casino_user_inner(services: &Services, req: &Request) -> Result<Respons
     };
     let casino = services.casino().await.map_err(unavailable)?;
     let player = casino
-        .player(&username)
+        .lookup(&username)
         .await
         .map_err(unavailable)?
         .ok_or_else(not_found)?;

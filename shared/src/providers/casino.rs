@@ -128,13 +128,19 @@ impl CasinoClient {
         })
     }
 
-    /// The player, or `None` if the casino does not know them.
+    /// The player, or `None` if the casino does not know them; a lookup of
+    /// the last 30 seconds is reused (enough to pick the manager's token).
     pub async fn player(&self, username: &CasinoUsername) -> Result<Option<Player>, ProviderError> {
         if let Some((at, p)) = self.players.lock().await.get(username.as_str()) {
             if at.elapsed() < LOOKUP_TTL {
                 return Ok(Some(p.clone()));
             }
         }
+        self.lookup(username).await
+    }
+
+    /// The player as the casino sees them now (for showing a balance).
+    pub async fn lookup(&self, username: &CasinoUsername) -> Result<Option<Player>, ProviderError> {
         let url = &self.config.lookup_url;
         let reply = self
             .http

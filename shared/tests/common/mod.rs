@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod api;
+pub mod harness;
+
 use shared::ids::{MerchantId, PaymentId};
 use shared::money::{Currency, Money};
 use shared::payment::{ChangeSource, Customer, NewPayment, Payment, Provider};

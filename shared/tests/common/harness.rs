@@ -1,0 +1,255 @@
+//! The whole deposit system for a test: a fresh table in DynamoDB Local, a
+//! fresh queue and secrets in moto, the provider sandbox, and the API
+//! served over HTTP so the sandbox's callbacks reach the webhook handlers.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use serde_json::{json, Value};
+use shared::api::authorizer::hash_key;
+use shared::providers::http::HttpPolicy;
+use shared::queue::TopUpQueue;
+use shared::secrets::SecretsCache;
+use shared::services::{Services, Settings};
+use shared::store::Store;
+
+pub const API_KEY: &str = "pk_test_paygate_harness";
+pub const MERCHANT: &str = "m_test";
+
+pub struct Harness {
+    pub stack: devstack::LocalStack,
+    pub services: Services,
+    pub sandbox: sandbox::Running,
+    pub api: String,
+    pub queue_url: String,
+    pub paygram_secret: String,
+    pub http: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let stack = devstack::LocalStack::connect().await;
+        let table = stack
+            .fresh_table()
+            .await
+            .expect("test table (is the stack up? run `make test`)");
+        let queue_url = stack
+            .sqs
+            .create_queue()
+            .queue_name(format!("test-{}", ulid::Ulid::new()))
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "0",
+            )
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let sandbox = sandbox::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
+
+        let prefix = format!("paygate-test-{}/", ulid::Ulid::new());
+        let paygram_secret = format!("cb-{}", ulid::Ulid::new());
+        let sb = sandbox.url();
+        let secrets = [
+            (
+                "directpay",
+                json!({"base_url": format!("{sb}/directpay/api"), "username": sandbox::directpay::USERNAME, "password": sandbox::directpay::PASSWORD}),
+            ),
+            (
+                "paygram",
+                json!({"base_url": format!("{sb}/paygram"), "api_token": sandbox::paygram::TOKEN, "callback_secret": paygram_secret}),
+            ),
+            (
+                "casino",
+                json!({"lookup_url": format!("{sb}/casino/lookup"), "base_url": format!("{sb}/casino"),
+                       "tokens": sandbox::casino::TOKENS.iter().map(|(m, t)| (m.to_string(), json!(t))).collect::<serde_json::Map<_, _>>()}),
+            ),
+            (
+                "api-keys",
+                json!({"keys": [{"merchant_id": MERCHANT, "sha256": hash_key(API_KEY), "name": "test"}]}),
+            ),
+        ];
+        for (name, value) in secrets {
+            stack
+                .put_secret(&format!("{prefix}{name}"), &value.to_string())
+                .await
+                .unwrap();
+        }
+        let services = Services::new(
+            Store::new(stack.dynamodb.clone(), table),
+            TopUpQueue::new(stack.sqs.clone(), queue_url.clone()),
+            SecretsCache::new(stack.secrets.clone(), Duration::from_secs(300)),
+            Settings {
+                public_base_url: api.clone(),
+                secret_prefix: prefix,
+                payment_ttl: time::Duration::minutes(30),
+                http: HttpPolicy {
+                    connect_timeout: Duration::from_secs(2),
+                    request_timeout: Duration::from_secs(2),
+                    max_attempts: 3,
+                    base_backoff: Duration::from_millis(5),
+                    max_backoff: Duration::from_millis(20),
+                },
+            },
+        );
+        super::api::serve(listener, services.clone()).await;
+        let http = reqwest::Client::new();
+        http.post(format!("{sb}/_sandbox/paygram/callback-url"))
+            .json(&json!({"url": format!("{api}/webhooks/paygram/{paygram_secret}")}))
+            .send()
+            .await
+            .unwrap();
+        Harness {
+            stack,
+            services,
+            sandbox,
+            api,
+            queue_url,
+            paygram_secret,
+            http,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.services.store
+    }
+
+    async fn reply(r: reqwest::Response) -> Reply {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// POST /v1/payments with the test API key.
+    pub async fn create(&self, key: &str, body: &Value) -> Reply {
+        let r = self
+            .http
+            .post(format!("{}/v1/payments", self.api))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        Self::reply(r).await
+    }
+
+    /// GET with the test API key.
+    pub async fn get(&self, path: &str) -> Reply {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        Self::reply(r).await
+    }
+
+    /// POST to a path of the API with no key (webhooks).
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> Reply {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        Self::reply(r).await
+    }
+
+    /// A sandbox control call; returns its JSON answer.
+    pub async fn sandbox(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.sandbox.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "sandbox {path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Everything waiting in the top-up queue, as the worker's event.
+    pub async fn drain_queue(&self) -> SqsEvent {
+        let mut records = Vec::new();
+        loop {
+            let out = self
+                .stack
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                if let Some(handle) = &m.receipt_handle {
+                    self.stack
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id;
+                record.body = m.body;
+                records.push(record);
+            }
+        }
+        let mut event = SqsEvent::default();
+        event.records = records;
+        event
+    }
+
+    /// Transfers the casino sandbox has recorded.
+    pub fn casino_transfers(&self) -> Vec<sandbox::casino::TransferRecord> {
+        self.sandbox.state.casino.transfers.lock().unwrap().clone()
+    }
+
+    /// Every item in the table.
+    pub async fn items(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let out = self
+            .stack
+            .dynamodb
+            .scan()
+            .table_name(self.store().table())
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        let mut items = out.items.unwrap_or_default();
+        items.sort_by_key(|i| format!("{:?}{:?}", i.get("pk"), i.get("sk")));
+        items
+    }
+}

@@ -1,0 +1,596 @@
+//! The TMPay deposit flow end to end: a payment created through the API,
+//! paid in the provider sandbox, its callback delivered over HTTP, the
+//! wallet credited, the top-up sent through SQS to the worker and on to the
+//! casino sandbox. DynamoDB Local, moto and the sandbox are all real.
+
+mod common;
+
+use common::harness::Harness;
+use serde_json::{json, Value};
+use shared::ids::PaymentId;
+use shared::money::{Currency, Money};
+use shared::payment::PaymentStatus;
+use shared::store::{EntryKind, TopUpStatus};
+use time::OffsetDateTime;
+
+fn key() -> String {
+    format!("idem-{}", ulid::Ulid::new())
+}
+
+fn gcash_body(amount: i64, user: &str, casino: Option<&str>) -> Value {
+    let mut body = json!({
+        "provider": "directpay",
+        "amount": amount,
+        "currency": "PHP",
+        "reference": format!("ORD-{}", ulid::Ulid::new()),
+        "description": "GCash deposit",
+        "return_url": "https://shop.example.com/thanks",
+        "wallet_user_id": user,
+    });
+    if let Some(c) = casino {
+        body["casino"] = json!({"username": c});
+    }
+    body
+}
+
+fn user() -> String {
+    format!("u_{}", ulid::Ulid::new())
+}
+
+async fn paid_directpay(h: &Harness, amount: i64, user: &str) -> (PaymentId, String) {
+    let created = h
+        .create(&key(), &gcash_body(amount, user, Some("player1")))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id: PaymentId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let txn = created.body["provider_reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(created.body["status"], "pending");
+    assert!(created.body["checkout"]["qr_text"].is_string());
+    (id, txn)
+}
+
+async fn mark_directpay(h: &Harness, txn: &str, status: &str) -> Value {
+    h.sandbox(
+        &format!("/_sandbox/directpay/transactions/{txn}/status"),
+        json!({"status": status}),
+    )
+    .await
+}
+
+/// Asserts the whole money trail of one completed, topped-up deposit.
+async fn assert_settled_once(h: &Harness, id: PaymentId, user: &str, amount: Money) {
+    let payment = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(payment.status, PaymentStatus::Completed);
+    let completions = payment
+        .history
+        .iter()
+        .filter(|e| e.status == PaymentStatus::Completed)
+        .count();
+    assert_eq!(completions, 1);
+    let user = user.parse().unwrap();
+    let entries = h.store().ledger_entries(&user, 50).await.unwrap();
+    let credits: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind() == EntryKind::Credit)
+        .collect();
+    let debits: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind() == EntryKind::Debit)
+        .collect();
+    assert_eq!(credits.len(), 1, "{entries:?}");
+    assert_eq!(credits[0].amount, amount);
+    if amount.currency() == Currency::Php {
+        assert_eq!(debits.len(), 1, "{entries:?}");
+        assert_eq!(debits[0].amount, amount);
+        assert!(h
+            .store()
+            .balance(&user, amount.currency())
+            .await
+            .unwrap()
+            .is_zero());
+        let topup = h.store().topup(id).await.unwrap().unwrap();
+        assert_eq!(topup.status, TopUpStatus::Done);
+        let transfers: Vec<_> = h
+            .casino_transfers()
+            .into_iter()
+            .filter(|t| t.nonce == topup.nonce)
+            .collect();
+        assert_eq!(transfers.len(), 1, "exactly one casino transfer");
+        assert_eq!(transfers[0].amount, amount.to_major_string());
+        assert_eq!(
+            topup.casino_transaction_id.as_deref(),
+            Some(transfers[0].transaction_id.as_str())
+        );
+    } else {
+        assert!(debits.is_empty());
+        assert_eq!(
+            h.store().balance(&user, amount.currency()).await.unwrap(),
+            amount
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directpay_deposit_reaches_the_casino_once() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 150_000, &u).await;
+    let answer = mark_directpay(&h, &txn, "SUCCESS").await;
+    assert_eq!(
+        answer["delivered"], 200,
+        "the webhook accepted the callback"
+    );
+
+    // Completed and credited in one step; the top-up waits in SQS.
+    let wallet = h.get(&format!("/v1/wallets/{u}")).await;
+    assert_eq!(
+        wallet.body["balances"],
+        json!([{"currency": "PHP", "amount": 150_000}])
+    );
+    let event = h.drain_queue().await;
+    assert_eq!(event.records.len(), 1);
+
+    let response = shared::api::worker::handle(&h.services, event, OffsetDateTime::now_utc()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_settled_once(&h, id, &u, Money::new(150_000, Currency::Php).unwrap()).await;
+
+    let player = h.get("/v1/casino/users/player1").await;
+    assert_eq!(player.status, 200);
+    assert!(
+        player.body["balance"]["amount"].as_i64().unwrap() >= 150_000,
+        "{}",
+        player.text
+    );
+    let view = h.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(view.body["status"], "completed");
+    assert_eq!(view.body["topup"]["status"], "done");
+    let sources: Vec<&str> = view.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["api", "webhook"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_callback_shape_completes_a_payment_too() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 5_000, &u).await;
+    h.sandbox(
+        &format!("/_sandbox/directpay/transactions/{txn}/status"),
+        json!({"status": "SUCCESS", "callback": "seed"}),
+    )
+    .await;
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygram_phpt_and_usdt_deposits_credit_once() {
+    let h = Harness::start().await;
+    for (amount, currency) in [(250_000, "PHPT"), (12_500_000, "USDT")] {
+        let u = user();
+        let created = h
+            .create(
+                &key(),
+                &json!({"provider": "paygram", "amount": amount, "currency": currency,
+                        "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": u}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id: PaymentId = created.body["id"].as_str().unwrap().parse().unwrap();
+        let code = created.body["provider_reference"].as_str().unwrap();
+        let answer = h
+            .sandbox(
+                &format!("/_sandbox/paygram/invoices/{code}/status"),
+                json!({"status": 2}),
+            )
+            .await;
+        assert_eq!(answer["delivered"], 200);
+        // Paygram answers "ok".
+        let again = h
+            .sandbox(
+                &format!("/_sandbox/paygram/invoices/{code}/callback"),
+                json!({"shape": "seed"}),
+            )
+            .await;
+        assert_eq!(again["delivered"], 200);
+        let money = Money::new(amount, currency.parse().unwrap()).unwrap();
+        assert_settled_once(&h, id, &u, money).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_identical_callbacks_then_late_ones_settle_once() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 20_000, &u).await;
+    mark_directpay(&h, &txn, "SUCCESS").await;
+    let h = std::sync::Arc::new(h);
+    let mut deliveries = Vec::new();
+    for _ in 0..20 {
+        let h = h.clone();
+        let txn = txn.clone();
+        deliveries.push(tokio::spawn(async move {
+            h.sandbox(
+                &format!("/_sandbox/directpay/transactions/{txn}/callback"),
+                json!({"shape": "real"}),
+            )
+            .await
+        }));
+    }
+    for d in deliveries {
+        assert_eq!(d.await.unwrap()["delivered"], 200);
+    }
+    for late in ["PENDING", "FAILED"] {
+        let answer = h
+            .sandbox(
+                &format!("/_sandbox/directpay/transactions/{txn}/callback"),
+                json!({"shape": "real", "status": late}),
+            )
+            .await;
+        assert_eq!(answer["delivered"], 200);
+    }
+    let event = h.drain_queue().await;
+    assert_eq!(event.records.len(), 1, "one top-up message");
+    shared::api::worker::handle(&h.services, event, OffsetDateTime::now_utc()).await;
+    assert_settled_once(&h, id, &u, Money::new(20_000, Currency::Php).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_callbacks_write_nothing() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 10_000, &u).await;
+    let before = h.items().await;
+
+    // A forged "paid" for a payment the provider says is unpaid.
+    let forged = h
+        .sandbox(
+            &format!("/_sandbox/directpay/transactions/{txn}/callback"),
+            json!({"shape": "real", "status": "SUCCESS"}),
+        )
+        .await;
+    assert_eq!(forged["delivered"], 200);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Pending);
+
+    // Unknown payment.
+    let unknown = h
+        .post_raw(
+            "/webhooks/directpay",
+            "application/json",
+            r#"{"amount":"100","refId":"nope","txnId":"DP-UNKNOWN","status":"SUCCESS"}"#,
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    let ours = h
+        .post_raw(
+            "/webhooks/directpay",
+            "application/json",
+            &format!(
+                r#"{{"amount":"100","refId":"{}","status":"SUCCESS"}}"#,
+                PaymentId::generate()
+            ),
+        )
+        .await;
+    assert_eq!(ours.status, 404);
+
+    // Wrong Paygram URL secret, and a malformed body.
+    let wrong = h
+        .post_raw("/webhooks/paygram/not-the-secret", "application/json", "{}")
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.body["error"]["code"], "invalid_signature");
+    let malformed = h
+        .post_raw("/webhooks/directpay", "application/json", "{not json")
+        .await;
+    assert_eq!(malformed.status, 400);
+    let malformed = h
+        .post_raw(
+            &format!("/webhooks/paygram/{}", h.paygram_secret),
+            "application/json",
+            "[1,2]",
+        )
+        .await;
+    assert_eq!(malformed.status, 400);
+
+    // Nothing was written by any of them (the provider check is not stored
+    // by a webhook).
+    assert_eq!(h.items().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_payment_after_expiry_completes() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 7_500, &u).await;
+    mark_directpay(&h, &txn, "EXPIRED").await;
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Expired
+    );
+    mark_directpay(&h, &txn, "SUCCESS").await;
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    let user = u.parse().unwrap();
+    assert_eq!(
+        h.store().balance(&user, Currency::Php).await.unwrap(),
+        Money::new(7_500, Currency::Php).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_pending_payment_asks_the_provider() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 3_000, &u).await;
+    // Paid, but the callback is lost.
+    h.sandbox(
+        &format!("/_sandbox/directpay/transactions/{txn}/status"),
+        json!({"status": "SUCCESS", "callback": "none"}),
+    )
+    .await;
+    let view = h.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(view.body["status"], "completed", "{}", view.text);
+    assert_eq!(view.body["provider_status"], "SUCCESS");
+    let sources: Vec<&str> = view.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["api", "poll"]);
+    assert_eq!(h.drain_queue().await.records.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_casino_failing_twice_still_gets_one_transfer() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 40_000, &u).await;
+    mark_directpay(&h, &txn, "SUCCESS").await;
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/casino/Default/Transfer", "mode": "fail", "count": 2, "status": 502}),
+    )
+    .await;
+    let event = h.drain_queue().await;
+    let response = shared::api::worker::handle(&h.services, event, OffsetDateTime::now_utc()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_settled_once(&h, id, &u, Money::new(40_000, Currency::Php).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_casino_outage_is_retried_through_the_queue() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 9_900, &u).await;
+    mark_directpay(&h, &txn, "SUCCESS").await;
+    // Down for longer than one invocation's retries.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/casino/Default/Transfer", "mode": "fail", "count": 3, "status": 503}),
+    )
+    .await;
+    let event = h.drain_queue().await;
+    let message_id = event.records[0].message_id.clone().unwrap();
+    let first =
+        shared::api::worker::handle(&h.services, event.clone(), OffsetDateTime::now_utc()).await;
+    assert_eq!(first.batch_item_failures.len(), 1);
+    assert_eq!(first.batch_item_failures[0].item_identifier, message_id);
+    assert_eq!(
+        h.store().topup(id).await.unwrap().unwrap().status,
+        TopUpStatus::Queued
+    );
+    // SQS delivers it again.
+    let second = shared::api::worker::handle(&h.services, event, OffsetDateTime::now_utc()).await;
+    assert!(second.batch_item_failures.is_empty());
+    assert_settled_once(&h, id, &u, Money::new(9_900, Currency::Php).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_after_the_transfer_does_not_transfer_again() {
+    let h = Harness::start().await;
+    let u = user();
+    let (id, txn) = paid_directpay(&h, 12_000, &u).await;
+    mark_directpay(&h, &txn, "SUCCESS").await;
+    let event = h.drain_queue().await;
+
+    // The first worker takes the lease and transfers, then dies before it
+    // records anything.
+    let t0 = OffsetDateTime::now_utc();
+    let shared::store::AcquireOutcome::Acquired(held) = h
+        .store()
+        .acquire_topup(id, t0, shared::services::TOPUP_LEASE)
+        .await
+        .unwrap()
+    else {
+        panic!("acquire")
+    };
+    let casino = h.services.casino().await.unwrap();
+    let player = casino.player(&held.username).await.unwrap().unwrap();
+    casino
+        .transfer(&player, held.amount, &held.nonce, "dying worker")
+        .await
+        .unwrap();
+    assert_eq!(h.casino_transfers().len(), 1);
+
+    // While its lease runs, a redelivery leaves the message for later.
+    let early = shared::api::worker::handle(&h.services, event.clone(), t0).await;
+    assert_eq!(early.batch_item_failures.len(), 1);
+    // After the lease, the redelivered message is settled with the same nonce.
+    let later = t0 + time::Duration::seconds(61);
+    let response = shared::api::worker::handle(&h.services, event, later).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_settled_once(&h, id, &u, Money::new(12_000, Currency::Php).unwrap()).await;
+    assert_eq!(h.store().topup(id).await.unwrap().unwrap().attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_payment_honours_idempotency_keys() {
+    let h = Harness::start().await;
+    let k = key();
+    let body = gcash_body(1_000, &user(), None);
+    let first = h.create(&k, &body).await;
+    assert_eq!(first.status, 201);
+    let replay = h.create(&k, &body).await;
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.text, first.text, "the first response, byte for byte");
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    assert_eq!(
+        h.sandbox.state.directpay.transactions.lock().unwrap().len(),
+        1
+    );
+
+    let mut other = body.clone();
+    other["amount"] = json!(1_001);
+    let mismatch = h.create(&k, &other).await;
+    assert_eq!(mismatch.status, 422);
+    assert_eq!(mismatch.body["error"]["code"], "idempotency_key_reused");
+    assert!(mismatch.body["error"]["request_id"].is_string());
+
+    // A first request still running: begin it by hand, as a concurrent
+    // invocation would.
+    let running = key();
+    let body2 = gcash_body(2_000, &user(), None);
+    let scope = shared::store::IdempotencyScope {
+        merchant: common::harness::MERCHANT.parse().unwrap(),
+        operation: "create_payment",
+    };
+    let now = OffsetDateTime::now_utc();
+    h.store()
+        .begin_idempotent(
+            &scope,
+            &running.parse().unwrap(),
+            &shared::store::fingerprint("create_payment", &body2),
+            now,
+            now + time::Duration::seconds(30),
+            now + time::Duration::hours(24),
+        )
+        .await
+        .unwrap();
+    let in_progress = h.create(&running, &body2).await;
+    assert_eq!(in_progress.status, 409);
+    assert_eq!(in_progress.body["error"]["code"], "idempotency_in_progress");
+
+    // Same reference, new key: 409 duplicate_reference.
+    let dup = h.create(&key(), &body).await;
+    assert_eq!(dup.status, 409);
+    assert_eq!(dup.body["error"]["code"], "duplicate_reference");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_routes_need_a_valid_api_key() {
+    let h = Harness::start().await;
+    let url = format!("{}/v1/payments", h.api);
+    let body = gcash_body(1_000, &user(), None);
+    let none = h
+        .http
+        .post(&url)
+        .header("Idempotency-Key", key())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = h
+        .http
+        .post(&url)
+        .bearer_auth("pk_test_wrong")
+        .header("Idempotency-Key", key())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let get = h
+        .http
+        .get(format!("{}/v1/wallets/u_1", h.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 401);
+    assert!(h
+        .sandbox
+        .state
+        .directpay
+        .transactions
+        .lock()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_create_requests_get_typed_errors_and_write_nothing() {
+    let h = Harness::start().await;
+    let before = h.items().await;
+    let cases = [
+        (
+            json!({"provider": "directpay", "amount": 100, "currency": "EUR", "reference": "R1"}),
+            422,
+            "unsupported_currency",
+        ),
+        (
+            json!({"provider": "stripe", "amount": 100, "currency": "PHP", "reference": "R1"}),
+            422,
+            "unsupported_provider",
+        ),
+        (
+            json!({"provider": "directpay", "amount": -5, "currency": "PHP", "reference": "R1"}),
+            422,
+            "invalid_amount",
+        ),
+        (
+            json!({"provider": "directpay", "amount": 100, "currency": "USDT", "reference": "R1"}),
+            422,
+            "unsupported_currency",
+        ),
+        (
+            json!({"provider": "directpay", "amount": 100, "currency": "PHP", "reference": "R 1"}),
+            422,
+            "invalid_reference",
+        ),
+        (
+            json!({"provider": "directpay", "amount": 100, "currency": "PHP", "reference": "R1", "casino": {"username": "player1"}}),
+            422,
+            "casino_requires_wallet",
+        ),
+        (
+            json!({"provider": "directpay", "amount": 1.5, "currency": "PHP", "reference": "R1"}),
+            400,
+            "malformed_body",
+        ),
+        (
+            json!({"provider": "directpay", "currency": "PHP", "reference": "R1"}),
+            400,
+            "malformed_body",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = h.create(&key(), &body).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let r = h.post_raw("/v1/payments", "application/json", "{}").await;
+    assert_eq!(r.status, 401);
+    // A rejected provider call: 502 with the provider's words, nothing stored.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/directpay/api/pay_cashin", "mode": "fail", "count": 1, "status": 422}),
+    )
+    .await;
+    let r = h.create(&key(), &gcash_body(100, &user(), None)).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "provider_error");
+    assert_eq!(h.items().await, before);
+}
