@@ -9,14 +9,14 @@ STACK := infra/local/stack.sh
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-dev: ## install what is missing, start and bootstrap the local stack, say where it listens
-	@$(STACK) up
-	@echo
-	@echo "The local stack is up. Point the AWS SDK at it with:  eval \"\$$($(STACK) env)\""
-	@echo "Stop it with:  make down"
+dev: ## the whole system locally: stack, sandbox, every function, the API on :3000 (Ctrl-C stops)
+	@infra/local/dev.sh
 
 test: ## run every test against the local stack (started and stopped if not running)
-	@$(STACK) run cargo test --workspace --locked
+	@mkdir -p .local; set -o pipefail; \
+	$(STACK) run cargo test --workspace --locked 2>&1 | tee .local/test.log; status=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' .local/test.log; \
+	exit $$status
 
 lint: ## rustfmt and clippy, warnings as errors
 	cargo fmt --all --check

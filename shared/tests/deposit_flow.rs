@@ -509,7 +509,8 @@ async fn merchant_routes_need_a_valid_api_key() {
         .send()
         .await
         .unwrap();
-    assert_eq!(wrong.status(), 401);
+    // API Gateway's answer to a refused key (docs/decisions.md).
+    assert_eq!(wrong.status(), 403);
     let get = h
         .http
         .get(format!("{}/v1/wallets/u_1", h.api))
@@ -582,7 +583,7 @@ async fn bad_create_requests_get_typed_errors_and_write_nothing() {
         );
     }
     let r = h.post_raw("/v1/payments", "application/json", "{}").await;
-    assert_eq!(r.status, 401);
+    assert_eq!(r.status, 401, "no API key");
     // A rejected provider call: 502 with the provider's words, nothing stored.
     h.sandbox(
         "/_sandbox/faults",

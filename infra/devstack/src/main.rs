@@ -1,20 +1,26 @@
 //! `devstack wait`: wait until DynamoDB Local and moto answer.
 //! `devstack bootstrap`: create template.yaml's table and queues and the
 //! sample secrets, and print the environment that reaches them.
+//! `devstack gateway`: serve template.yaml's HTTP routes through the Lambda
+//! emulator (`cargo lambda watch`), and feed queues to their functions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use devstack::gateway::{self, Gateway};
 use devstack::{bootstrap, LocalStack, Template};
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("wait") => wait(Duration::from_secs(60)).await,
         Some("bootstrap") => run_bootstrap().await,
-        _ => Err("usage: devstack wait | bootstrap".to_string()),
+        Some("gateway") => run_gateway().await,
+        _ => Err("usage: devstack wait | bootstrap | gateway".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,4 +67,44 @@ async fn run_bootstrap() -> Result<(), String> {
         println!("# secret {s}");
     }
     Ok(())
+}
+
+async fn run_gateway() -> Result<(), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let template = Template::load(&root.join("template.yaml")).map_err(|e| e.to_string())?;
+    let lambda =
+        std::env::var("PAYGATE_LAMBDA_URL").unwrap_or_else(|_| "http://127.0.0.1:9000".into());
+    let addr = std::env::var("PAYGATE_GATEWAY_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let gateway = Arc::new(Gateway::new(&template, &lambda));
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    println!("paygate API on http://{addr} (functions through {lambda})");
+    for line in gateway.describe() {
+        println!("  {line}");
+    }
+    let stack = LocalStack::connect().await;
+    let local_names = [("TopUpQueue", devstack::TOPUP_QUEUE)];
+    for function in template.functions.iter().filter(|f| !f.queues.is_empty()) {
+        for queue in &function.queues {
+            let Some((_, name)) = local_names.iter().find(|(id, _)| id == queue) else {
+                return Err(format!("no local queue for {queue}"));
+            };
+            let url = stack
+                .sqs
+                .get_queue_url()
+                .queue_name(*name)
+                .send()
+                .await
+                .map_err(|e| format!("queue {name}: {e}"))?
+                .queue_url
+                .unwrap_or_default();
+            println!("  SQS    {name:<34} -> {}", function.binary);
+            let (g, sqs, f) = (gateway.clone(), stack.sqs.clone(), function.clone());
+            tokio::spawn(async move { g.poll(sqs, url, f).await });
+        }
+    }
+    gateway::serve(gateway, listener)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -57,11 +57,35 @@ pub struct QueueDef {
     pub redrive: Option<(String, u32)>,
 }
 
+/// An HTTP API route of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDef {
+    pub method: String,
+    /// `/v1/payments/{id}`.
+    pub path: String,
+    /// `Auth: {Authorizer: NONE}` on the event.
+    pub public: bool,
+}
+
+/// A function and how it is triggered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionDef {
+    pub logical_id: String,
+    /// The cargo binary (`Metadata.BuildProperties.Binary`).
+    pub binary: String,
+    pub routes: Vec<RouteDef>,
+    /// Logical ids of the queues that trigger it.
+    pub queues: Vec<String>,
+}
+
 /// The parts of the template the local stack builds.
 #[derive(Debug, Clone)]
 pub struct Template {
     pub tables: Vec<TableDef>,
     pub queues: Vec<QueueDef>,
+    pub functions: Vec<FunctionDef>,
+    /// The binary of the HTTP API's default Lambda authorizer.
+    pub authorizer: Option<String>,
 }
 
 /// The repository's `template.yaml`.
@@ -86,6 +110,8 @@ impl Template {
             .ok_or_else(|| shape("no Resources"))?;
         let mut tables = Vec::new();
         let mut queues = Vec::new();
+        let mut functions = Vec::new();
+        let mut authorizer_id = None;
         for (id, resource) in resources {
             let id = id
                 .as_str()
@@ -94,10 +120,27 @@ impl Template {
             match resource.get("Type").and_then(Value::as_str) {
                 Some("AWS::DynamoDB::Table") => tables.push(table(id, props)?),
                 Some("AWS::SQS::Queue") => queues.push(queue(id, props)?),
+                Some("AWS::Serverless::Function") => functions.push(function(id, resource)?),
+                Some("AWS::Serverless::HttpApi") => authorizer_id = default_authorizer(props),
                 _ => {}
             }
         }
-        Ok(Template { tables, queues })
+        let authorizer = match authorizer_id {
+            Some(id) => Some(
+                functions
+                    .iter()
+                    .find(|f| f.logical_id == id)
+                    .map(|f| f.binary.clone())
+                    .ok_or_else(|| shape(format!("authorizer function {id} not found")))?,
+            ),
+            None => None,
+        };
+        Ok(Template {
+            tables,
+            queues,
+            functions,
+            authorizer,
+        })
     }
 
     pub fn table(&self, logical_id: &str) -> Option<&TableDef> {
@@ -208,9 +251,59 @@ fn queue(id: &str, props: &Value) -> Result<QueueDef, TemplateError> {
     })
 }
 
+fn function(id: &str, resource: &Value) -> Result<FunctionDef, TemplateError> {
+    let binary = resource
+        .get("Metadata")
+        .and_then(|m| m.get("BuildProperties"))
+        .map(|b| text(b, "Binary"))
+        .transpose()?
+        .ok_or_else(|| shape(format!("{id}: no Metadata.BuildProperties.Binary")))?;
+    let mut routes = Vec::new();
+    let mut queues = Vec::new();
+    let events = resource
+        .get("Properties")
+        .and_then(|p| p.get("Events"))
+        .and_then(Value::as_mapping);
+    for (_, event) in events.into_iter().flatten() {
+        let props = event.get("Properties").unwrap_or(&Value::Null);
+        match event.get("Type").and_then(Value::as_str) {
+            Some("HttpApi") => routes.push(RouteDef {
+                method: text(props, "Method")?.to_ascii_uppercase(),
+                path: text(props, "Path")?,
+                public: props
+                    .get("Auth")
+                    .and_then(|a| a.get("Authorizer"))
+                    .and_then(Value::as_str)
+                    == Some("NONE"),
+            }),
+            Some("SQS") => {
+                let queue = props
+                    .get("Queue")
+                    .ok_or_else(|| shape(format!("{id}: SQS event without Queue")))?;
+                queues.push(get_att_target(queue)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(FunctionDef {
+        logical_id: id.to_string(),
+        binary,
+        routes,
+        queues,
+    })
+}
+
+/// The logical id of the HTTP API's default authorizer function.
+fn default_authorizer(props: &Value) -> Option<String> {
+    let auth = props.get("Auth")?;
+    let name = auth.get("DefaultAuthorizer")?.as_str()?;
+    let arn = auth.get("Authorizers")?.get(name)?.get("FunctionArn")?;
+    get_att_target(arn).ok()
+}
+
 /// The logical id in `!GetAtt Id.Arn` or `{"Fn::GetAtt": [Id, Arn]}`.
 fn get_att_target(v: &Value) -> Result<String, TemplateError> {
-    let bad = || shape("deadLetterTargetArn is not a GetAtt of a queue's Arn");
+    let bad = || shape("expected a GetAtt of a resource's Arn");
     match v {
         Value::Tagged(t) if t.tag == "!GetAtt" => match &t.value {
             Value::String(s) => s.strip_suffix(".Arn").map(str::to_string).ok_or_else(bad),
@@ -245,6 +338,26 @@ mod tests {
         let main = t.queue("TopUpQueue").unwrap();
         assert_eq!(main.redrive, Some(("TopUpDeadLetterQueue".into(), 5)));
         assert!(t.queue("TopUpDeadLetterQueue").unwrap().redrive.is_none());
+        assert_eq!(t.authorizer.as_deref(), Some("authorizer"));
+        let worker = t
+            .functions
+            .iter()
+            .find(|f| f.binary == "worker-casino-topup")
+            .unwrap();
+        assert_eq!(worker.queues, ["TopUpQueue"]);
+        let hook = t
+            .functions
+            .iter()
+            .find(|f| f.binary == "webhook-paygram")
+            .unwrap();
+        assert_eq!(
+            hook.routes,
+            [RouteDef {
+                method: "POST".into(),
+                path: "/webhooks/paygram/{secret}".into(),
+                public: true
+            }]
+        );
     }
 
     #[test]

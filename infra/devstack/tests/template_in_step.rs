@@ -262,3 +262,42 @@ fn sam_validate_lint_passes() {
     assert!(out.status.success(), "sam validate --lint failed:\n{text}");
     assert!(text.contains("is a valid SAM Template"), "{text}");
 }
+
+/// Every function crate is a template resource built from its own binary,
+/// with a sample event, and the other way round.
+#[test]
+fn functions_template_and_events_are_in_step() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let template = Template::load(&default_path()).unwrap();
+    let mut in_template: Vec<String> = template
+        .functions
+        .iter()
+        .map(|f| f.binary.clone())
+        .collect();
+    in_template.sort();
+    let mut crates: Vec<String> = std::fs::read_dir(root.join("functions"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    crates.sort();
+    assert_eq!(in_template, crates, "functions/ and template.yaml disagree");
+    for name in &crates {
+        let event = root.join("events").join(format!("{name}.json"));
+        assert!(event.exists(), "no sample event for {name}");
+        let text =
+            std::fs::read_to_string(root.join("functions").join(name).join("src/main.rs")).unwrap();
+        assert!(
+            text.lines().count() < 40,
+            "{name}'s main.rs should stay thin; handler logic belongs in shared"
+        );
+    }
+    // Every function that is not the authorizer or a queue worker has a route.
+    for f in &template.functions {
+        let triggered = !f.routes.is_empty()
+            || !f.queues.is_empty()
+            || template.authorizer.as_deref() == Some(&f.binary);
+        assert!(triggered, "{} has no trigger", f.binary);
+    }
+}

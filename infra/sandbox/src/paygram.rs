@@ -38,6 +38,13 @@ pub struct State {
     pub callback_url: Mutex<Option<String>>,
 }
 
+impl State {
+    /// Where Paygram sends callbacks (set once per merchant at Paygram).
+    pub fn set_callback_url(&self, url: String) {
+        *lock(&self.callback_url) = Some(url);
+    }
+}
+
 pub fn routes() -> Router<Shared> {
     Router::new().route("/{token}/{method}", post(call))
 }

@@ -95,14 +95,23 @@ async fn dispatch(
     let mut ctx = ApiGatewayV2httpRequestContext::default();
     ctx.request_id = Some(ulid::Ulid::new().to_string());
     if route.needs_key() {
+        // As API Gateway does: no Authorization header is 401 without asking
+        // the authorizer; a refusal is 403 (docs/decisions.md).
+        if parts.headers.get("authorization").is_none() {
+            return AxResponse::builder()
+                .status(401)
+                .header("content-type", "application/json")
+                .body(AxBody::from(r#"{"message":"Unauthorized"}"#))
+                .unwrap();
+        }
         let mut auth_request = ApiGatewayV2CustomAuthorizerV2Request::default();
         auth_request.headers = parts.headers.clone();
         let decision = authorize(&app.keys, &auth_request);
         if !decision.is_authorized {
             return AxResponse::builder()
-                .status(401)
+                .status(403)
                 .header("content-type", "application/json")
-                .body(AxBody::from(r#"{"message":"Unauthorized"}"#))
+                .body(AxBody::from(r#"{"message":"Forbidden"}"#))
                 .unwrap();
         }
         let mut authorizer = ApiGatewayRequestAuthorizer::default();

@@ -13,8 +13,8 @@ use shared::secrets::SecretsCache;
 use shared::services::{Services, Settings};
 use shared::store::Store;
 
-pub const API_KEY: &str = "pk_test_paygate_harness";
-pub const MERCHANT: &str = "m_test";
+pub const API_KEY: &str = "pk_local_paygate_dev_key";
+pub const MERCHANT: &str = "m_local";
 
 pub struct Harness {
     pub stack: devstack::LocalStack,
@@ -60,7 +60,7 @@ impl Harness {
         let api = format!("http://{}", listener.local_addr().unwrap());
 
         let prefix = format!("paygate-test-{}/", ulid::Ulid::new());
-        let paygram_secret = format!("cb-{}", ulid::Ulid::new());
+        let paygram_secret = "sample-callback-secret".to_string();
         let sb = sandbox.url();
         let secrets = [
             (

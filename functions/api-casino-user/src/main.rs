@@ -1,0 +1,14 @@
+//! GET /v1/casino/users/{username}: the casino player and balance.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::wallets::casino_user(services, req).await)
+    }))
+    .await
+}

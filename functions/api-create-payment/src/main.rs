@@ -1,0 +1,14 @@
+//! POST /v1/payments: validate, call the provider, store the pending payment.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::payments::create(services, req).await)
+    }))
+    .await
+}

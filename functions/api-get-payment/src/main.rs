@@ -1,0 +1,18 @@
+//! GET /v1/payments/{id} and GET /v1/payments?reference=: read, asking the provider first while pending.
+
+use lambda_http::{run, service_fn, Error, Request, RequestExt};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(if req.path_parameters().first("id").is_some() {
+            shared::api::payments::get(services, req).await
+        } else {
+            shared::api::payments::list(services, req).await
+        })
+    }))
+    .await
+}

@@ -1,0 +1,14 @@
+//! GET /v1/wallets/{user_id}: balances and the latest ledger entries.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::wallets::wallet(services, req).await)
+    }))
+    .await
+}

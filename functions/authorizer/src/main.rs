@@ -1,0 +1,31 @@
+//! The HTTP API's Lambda authorizer: a bearer API key, hashed, compared in
+//! constant time with the hashes in Secrets Manager.
+
+use aws_lambda_events::event::apigw::{
+    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
+};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::api::authorizer::{authorize, ApiKeys};
+use shared::secrets::SecretsCache;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = shared::config::aws().await;
+    let secrets = &SecretsCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        SecretsCache::DEFAULT_TTL,
+    );
+    let prefix = &std::env::var("PAYGATE_SECRET_PREFIX").unwrap_or_else(|_| "paygate/".into());
+    run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
+            // Cached for the secrets TTL, so rotated keys arrive within minutes.
+            let keys = ApiKeys::load(secrets, prefix).await?;
+            Ok::<ApiGatewayV2CustomAuthorizerSimpleResponse, Error>(authorize(
+                &keys,
+                &event.payload,
+            ))
+        },
+    ))
+    .await
+}

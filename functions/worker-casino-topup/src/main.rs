@@ -1,0 +1,20 @@
+#![recursion_limit = "256"]
+//! SQS: move completed deposits to the casino, exactly once, reporting
+//! failures per message.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let now = time::OffsetDateTime::now_utc();
+        Ok::<SqsBatchResponse, Error>(
+            shared::api::worker::handle(services, event.payload, now).await,
+        )
+    }))
+    .await
+}

@@ -1,0 +1,168 @@
+//! Every sample in `events/` is accepted by the handler its function runs,
+//! against the local stack and the sandbox (fixtures matching the samples'
+//! ids are put in place first).
+
+mod common;
+
+use std::path::Path;
+
+use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use aws_lambda_events::event::sqs::SqsEvent;
+use common::harness::{Harness, MERCHANT};
+use shared::api::authorizer::{authorize, ApiKeys};
+use shared::money::{Currency, Money};
+use shared::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
+use time::OffsetDateTime;
+
+const P1: &str = "pay_01JG0000000000000000000001";
+const P2: &str = "pay_01JG0000000000000000000002";
+
+fn event_text(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn http_event(name: &str) -> lambda_http::Request {
+    lambda_http::request::from_str(&event_text(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+async fn fixtures(h: &Harness) {
+    h.sandbox
+        .state
+        .directpay
+        .transactions
+        .lock()
+        .unwrap()
+        .insert(
+            "DPSAMPLE0001".into(),
+            sandbox::directpay::Transaction {
+                amount: "100".into(),
+                status: "SUCCESS".into(),
+                reference: P1.into(),
+                webhook: String::new(),
+            },
+        );
+    h.sandbox.state.paygram.invoices.lock().unwrap().insert(
+        "PGSAMPLE0001".into(),
+        sandbox::paygram::Invoice {
+            request_id: P2.into(),
+            currency_code: 11,
+            amount: "250".into(),
+            callback_data: P2.into(),
+            status: 2,
+        },
+    );
+    let now = OffsetDateTime::now_utc();
+    for (id, provider, amount, reference, casino) in [
+        (
+            P1,
+            Provider::Directpay,
+            Money::new(10_000, Currency::Php).unwrap(),
+            "DPSAMPLE0001",
+            true,
+        ),
+        (
+            P2,
+            Provider::Paygram,
+            Money::new(25_000, Currency::Phpt).unwrap(),
+            "PGSAMPLE0001",
+            false,
+        ),
+    ] {
+        let p = Payment::new(
+            NewPayment {
+                id: id.parse().unwrap(),
+                merchant_id: MERCHANT.parse().unwrap(),
+                provider,
+                amount,
+                reference: format!("ORD-{id}").parse().unwrap(),
+                description: None,
+                customer: Customer::default(),
+                return_url: None,
+                method: None,
+                wallet_user_id: Some("u_sample".parse().unwrap()),
+                casino_username: casino.then(|| "player1".parse().unwrap()),
+                provider_reference: Some(reference.parse().unwrap()),
+                checkout: Default::default(),
+                expires_at: now + time::Duration::minutes(30),
+            },
+            ChangeSource::Api,
+            now,
+        );
+        h.store().create_payment(&p).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_is_accepted_by_its_handler() {
+    let h = Harness::start().await;
+    fixtures(&h).await;
+    let s = &h.services;
+
+    let created = shared::api::payments::create(s, http_event("api-create-payment")).await;
+    assert_eq!(created.status(), 201, "{:?}", created.body());
+
+    let got = shared::api::payments::get(s, http_event("api-get-payment")).await;
+    assert_eq!(got.status(), 200, "{:?}", got.body());
+
+    let hook =
+        shared::api::webhooks::handle(s, Provider::Directpay, http_event("webhook-directpay"))
+            .await;
+    assert_eq!(hook.status(), 200, "{:?}", hook.body());
+    let p1 = h
+        .store()
+        .payment(P1.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p1.status, PaymentStatus::Completed);
+
+    let hook =
+        shared::api::webhooks::handle(s, Provider::Paygram, http_event("webhook-paygram")).await;
+    assert_eq!(hook.status(), 200, "{:?}", hook.body());
+    assert_eq!(hook.body().as_ref(), b"ok");
+    let p2 = h
+        .store()
+        .payment(P2.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p2.status, PaymentStatus::Completed);
+
+    let sqs: SqsEvent = serde_json::from_str(&event_text("worker-casino-topup")).unwrap();
+    let batch = shared::api::worker::handle(s, sqs, OffsetDateTime::now_utc()).await;
+    assert!(batch.batch_item_failures.is_empty());
+    assert_eq!(h.casino_transfers().len(), 1);
+
+    let wallet = shared::api::wallets::wallet(s, http_event("api-wallet")).await;
+    assert_eq!(wallet.status(), 200);
+    let wallet: serde_json::Value = serde_json::from_slice(wallet.body().as_ref()).unwrap();
+    // PHP 100 credited then moved to the casino; PHPT 250 stays.
+    assert_eq!(
+        wallet["balances"],
+        serde_json::json!([{"currency": "PHP", "amount": 0}, {"currency": "PHPT", "amount": 25_000}])
+    );
+
+    let player = shared::api::wallets::casino_user(s, http_event("api-casino-user")).await;
+    assert_eq!(player.status(), 200, "{:?}", player.body());
+
+    let request: ApiGatewayV2CustomAuthorizerV2Request =
+        serde_json::from_str(&event_text("authorizer")).unwrap();
+    let keys = ApiKeys::load(&s.secrets, &s.settings.secret_prefix)
+        .await
+        .unwrap();
+    let decision = authorize(&keys, &request);
+    assert!(decision.is_authorized);
+    assert_eq!(decision.context["merchant_id"], MERCHANT);
+}
+
+#[test]
+fn the_local_sample_key_is_the_one_the_local_secret_holds() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/secrets/api-keys.json");
+    let keys: ApiKeys = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        keys.merchant_for("pk_local_paygate_dev_key")
+            .map(|m| m.to_string()),
+        Some("m_local".to_string())
+    );
+}
