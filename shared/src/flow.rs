@@ -8,7 +8,8 @@
 
 use time::OffsetDateTime;
 
-use crate::payment::{ChangeSource, Payment, PaymentStatus};
+use crate::money::Money;
+use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
 use crate::providers::casino::CasinoClient;
 use crate::providers::Confirmation;
 use crate::queue::TopUpMessage;
@@ -36,12 +37,31 @@ impl Applied {
     }
 }
 
+/// How far a provider's reported amount may be from the payment's and still
+/// count as the same money, in minor units. ToyyibPay reports ringgit as
+/// text and the seed allows it 1 sen of rounding; everyone else must match.
+fn tolerance(provider: Provider) -> i64 {
+    match provider {
+        Provider::Toyyibpay => 1,
+        _ => 0,
+    }
+}
+
+/// Whether `reported` is the payment's amount (same currency, within the
+/// provider's tolerance).
+pub fn amount_matches(payment: &Payment, reported: Money) -> bool {
+    reported.currency() == payment.amount.currency()
+        && (reported.minor() - payment.amount.minor()).abs() <= tolerance(payment.provider)
+}
+
 /// The state a confirmed provider answer asks for, from `payment`'s state:
 /// `None` when it asks for nothing.
 pub fn target(payment: &Payment, confirmation: &Confirmation) -> Option<PaymentStatus> {
     match confirmation.status {
         PaymentStatus::Completed => {
-            let amount_ok = confirmation.amount.is_none_or(|a| a == payment.amount);
+            let amount_ok = confirmation
+                .amount
+                .is_none_or(|a| amount_matches(payment, a));
             if !amount_ok {
                 // Money arrived, but not what was asked: a person decides.
                 return Some(PaymentStatus::NeedsReview);

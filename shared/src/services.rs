@@ -16,6 +16,7 @@ use crate::providers::casino::{CasinoClient, CasinoConfig};
 use crate::providers::directpay::{DirectPayClient, DirectPayConfig, DirectPayWebhooks};
 use crate::providers::http::HttpPolicy;
 use crate::providers::paygram::{PaygramClient, PaygramConfig, PaygramWebhooks};
+use crate::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig, ToyyibPayWebhooks};
 use crate::providers::{Gateway, ProviderError, WebhookSource};
 use crate::queue::TopUpQueue;
 use crate::secrets::SecretsCache;
@@ -153,6 +154,10 @@ impl Services {
                     self.config::<PaygramConfig>("paygram").await?,
                     policy,
                 )?),
+                Provider::Toyyibpay => Arc::new(ToyyibPayClient::new(
+                    self.config::<ToyyibPayConfig>("toyyibpay").await?,
+                    policy,
+                )?),
                 other => return Err(unavailable(other.as_str(), "not supported yet")),
             };
             Ok(gateway)
@@ -179,6 +184,13 @@ impl Services {
                         .await?
                         .callback_secret,
                 )),
+                Provider::Toyyibpay => {
+                    let config = self.config::<ToyyibPayConfig>("toyyibpay").await?;
+                    Arc::new(ToyyibPayWebhooks::new(
+                        config.secret_key,
+                        config.webhook_hmac_secret,
+                    ))
+                }
                 other => return Err(unavailable(other.as_str(), "not supported yet")),
             };
             Ok(source)

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 const P1: &str = "pay_01JG0000000000000000000001";
 const P2: &str = "pay_01JG0000000000000000000002";
+const P3: &str = "pay_01JG0000000000000000000003";
 
 fn event_text(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
@@ -52,6 +53,20 @@ async fn fixtures(h: &Harness) {
             status: 2,
         },
     );
+    h.sandbox.state.toyyibpay.bills.lock().unwrap().insert(
+        "tpsample01".into(),
+        sandbox::toyyibpay::Bill {
+            amount_sen: 9990,
+            external_reference: P3.into(),
+            callback_url: String::new(),
+            active: true,
+            attempts: vec![sandbox::toyyibpay::Attempt {
+                status: 1,
+                amount_sen: 9990,
+                refno: "TPSAMPLE0001".into(),
+            }],
+        },
+    );
     let now = OffsetDateTime::now_utc();
     for (id, provider, amount, reference, casino) in [
         (
@@ -66,6 +81,13 @@ async fn fixtures(h: &Harness) {
             Provider::Paygram,
             Money::new(25_000, Currency::Phpt).unwrap(),
             "PGSAMPLE0001",
+            false,
+        ),
+        (
+            P3,
+            Provider::Toyyibpay,
+            Money::new(9_990, Currency::Myr).unwrap(),
+            "tpsample01",
             false,
         ),
     ] {
@@ -129,6 +151,18 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         .unwrap();
     assert_eq!(p2.status, PaymentStatus::Completed);
 
+    let hook =
+        shared::api::webhooks::handle(s, Provider::Toyyibpay, http_event("webhook-toyyibpay"))
+            .await;
+    assert_eq!(hook.status(), 200, "{:?}", hook.body());
+    let p3 = h
+        .store()
+        .payment(P3.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p3.status, PaymentStatus::Completed);
+
     let sqs: SqsEvent = serde_json::from_str(&event_text("worker-casino-topup")).unwrap();
     let batch = shared::api::worker::handle(s, sqs, OffsetDateTime::now_utc()).await;
     assert!(batch.batch_item_failures.is_empty());
@@ -137,10 +171,14 @@ async fn every_sample_event_is_accepted_by_its_handler() {
     let wallet = shared::api::wallets::wallet(s, http_event("api-wallet")).await;
     assert_eq!(wallet.status(), 200);
     let wallet: serde_json::Value = serde_json::from_slice(wallet.body().as_ref()).unwrap();
-    // PHP 100 credited then moved to the casino; PHPT 250 stays.
+    // PHP 100 credited then moved to the casino; MYR 99.90 and PHPT 250 stay.
     assert_eq!(
         wallet["balances"],
-        serde_json::json!([{"currency": "PHP", "amount": 0}, {"currency": "PHPT", "amount": 25_000}])
+        serde_json::json!([
+            {"currency": "PHP", "amount": 0},
+            {"currency": "MYR", "amount": 9_990},
+            {"currency": "PHPT", "amount": 25_000}
+        ])
     );
 
     let player = shared::api::wallets::casino_user(s, http_event("api-casino-user")).await;

@@ -9,7 +9,7 @@ use shared::ids::PaymentId;
 use shared::money::{Currency, Money};
 use shared::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
 use shared::providers::casino::{CasinoClient, CasinoConfig};
-use shared::providers::directpay::{CashIn, DirectPayClient, DirectPayConfig};
+use shared::providers::directpay::{CashIn, DirectPayApi, DirectPayClient, DirectPayConfig};
 use shared::providers::http::HttpPolicy;
 use shared::providers::paygram::{PaygramClient, PaygramConfig};
 use shared::providers::{CreateRequest, Gateway, ProviderError};
@@ -70,11 +70,16 @@ impl Sandbox {
     }
 
     fn directpay(&self) -> DirectPayClient {
+        self.directpay_api(DirectPayApi::Current)
+    }
+
+    fn directpay_api(&self, api: DirectPayApi) -> DirectPayClient {
         DirectPayClient::new(
             DirectPayConfig {
                 base_url: self.url("/directpay/api"),
                 username: sandbox::directpay::USERNAME.into(),
                 password: sandbox::directpay::PASSWORD.to_string().into(),
+                api,
             },
             policy(),
         )
@@ -411,4 +416,74 @@ async fn casino_tokens_are_chosen_by_top_manager() {
     assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
     let printed = format!("{err} {err:?} {wrong:?}");
     assert!(!printed.contains("tok-wrong") && !printed.contains("tok-alpha"));
+}
+
+#[tokio::test]
+async fn directpay_speaks_the_seeds_older_api_too() {
+    let sb = Sandbox::start().await;
+    let client = sb.directpay_api(DirectPayApi::Legacy);
+    let id = cash_in(&client, php(2_500)).await;
+    assert!(id.starts_with("DPL"), "created through /generate-gcash-qr");
+    assert_eq!(
+        client.status(&id).await.unwrap().status,
+        PaymentStatus::Pending
+    );
+    sb.control(
+        &format!("/_sandbox/directpay/transactions/{id}/status"),
+        json!({"status": "SUCCESS", "callback": "none"}),
+    )
+    .await;
+    let paid = client.status(&id).await.unwrap();
+    assert_eq!(
+        (paid.status, paid.provider_status.as_str()),
+        (PaymentStatus::Completed, "completed")
+    );
+    // The session from the HTML login page is renewed the same way.
+    sb.control("/_sandbox/directpay/expire-tokens", json!({}))
+        .await;
+    client.status(&id).await.unwrap();
+    assert_eq!(*sb.running.state.directpay.logins.lock().unwrap(), 2);
+    assert_eq!(
+        sb.calls("/directpay/api/login"),
+        4,
+        "two page loads, two logins"
+    );
+}
+
+#[tokio::test]
+async fn paygram_retries_server_errors_but_not_client_errors() {
+    let sb = Sandbox::start().await;
+    let client = sb.paygram(sandbox::paygram::TOKEN);
+    let amount = Money::new(100, Currency::Phpt).unwrap();
+    let created = client
+        .create(&CreateRequest {
+            payment_id: PaymentId::generate(),
+            amount,
+            description: None,
+            customer: &Customer::default(),
+            return_url: None,
+            method: None,
+            webhook_url: "unused",
+        })
+        .await
+        .unwrap();
+    let payment = payment_for(
+        Provider::Paygram,
+        amount,
+        created.provider_reference.as_str(),
+    );
+    let path = "/paygram/";
+    let before = sb.calls(path);
+    sb.fault(path, "fail", 2, 500).await;
+    assert_eq!(
+        client.status(&payment).await.unwrap().status,
+        PaymentStatus::Pending
+    );
+    assert_eq!(sb.calls(path) - before, 3);
+    sb.fault(path, "fail", 1, 404).await;
+    assert!(matches!(
+        client.status(&payment).await,
+        Err(ProviderError::Rejected { status: 404, .. })
+    ));
+    assert_eq!(sb.calls(path) - before, 4);
 }

@@ -3,6 +3,10 @@
 //! header and cookie, then bearer calls `POST /pay_cashin` and
 //! `GET /cashin_transactions_status/{id}`.
 //!
+//! The seed's older variant is served beside it: `GET /login` (the CSRF
+//! token in a meta tag), `POST /login`, `POST /generate-gcash-qr`,
+//! `GET /payment/{reference}/status`.
+//!
 //! Controls: `POST /_sandbox/directpay/transactions/{id}/status`
 //! `{"status": "SUCCESS"}` sets a transaction's status;
 //! `POST /_sandbox/directpay/expire-tokens` makes every issued token invalid.
@@ -47,6 +51,10 @@ pub fn routes() -> Router<Shared> {
         .route("/create/login", post(login))
         .route("/pay_cashin", post(pay_cashin))
         .route("/cashin_transactions_status/{id}", get(status))
+        // The seed's older variant of the same API.
+        .route("/login", get(legacy_login_page).post(legacy_login))
+        .route("/generate-gcash-qr", post(legacy_generate_qr))
+        .route("/payment/{reference}/status", get(legacy_status))
 }
 
 pub fn controls() -> Router<Shared> {
@@ -64,18 +72,106 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"status": "error", "message": message}))).into_response()
 }
 
-async fn csrf_token(AxState(s): AxState<Shared>) -> Response {
+fn new_session(s: &Shared) -> (String, String) {
     let session = new_id();
     let csrf = new_id();
     lock(&s.directpay.sessions).insert(session.clone(), csrf.clone());
+    (format!("PHPSESSID={session}; path=/; HttpOnly"), csrf)
+}
+
+async fn csrf_token(AxState(s): AxState<Shared>) -> Response {
+    let (cookie, csrf) = new_session(&s);
     (
-        [(
-            header::SET_COOKIE,
-            format!("PHPSESSID={session}; path=/; HttpOnly"),
-        )],
+        [(header::SET_COOKIE, cookie)],
         Json(json!({ "csrf_token": csrf })),
     )
         .into_response()
+}
+
+async fn legacy_login_page(AxState(s): AxState<Shared>) -> Response {
+    let (cookie, csrf) = new_session(&s);
+    let page = format!(
+        "<!doctype html><html><head><title>DirectPay</title>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"csrf-token\" content=\"{csrf}\">\n</head><body>login</body></html>"
+    );
+    (
+        [
+            (header::SET_COOKIE, cookie),
+            (header::CONTENT_TYPE, "text/html".to_string()),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+async fn legacy_login(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    body: Json<Login>,
+) -> Response {
+    match check_login(&s, &headers, &body) {
+        Ok(token) => Json(json!({ "token": token })).into_response(),
+        Err((status, message)) => error(status, message),
+    }
+}
+
+async fn legacy_generate_qr(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
+    }
+    let Some(amount) = body
+        .get("amount")
+        .and_then(|a| a.as_number())
+        .map(|n| n.to_string())
+    else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "amount is required");
+    };
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let id = format!("DPL{}", new_id().to_uppercase());
+    lock(&s.directpay.transactions).insert(
+        id.clone(),
+        Transaction {
+            amount,
+            status: "PENDING".into(),
+            reference: text("merchantpaymentreferences"),
+            webhook: text("webhook_url"),
+        },
+    );
+    Json(json!({
+        "success": true,
+        "qrCodeUrl": format!("https://sandbox.directpayph.com/qr/{id}.png"),
+        "reference": id,
+    }))
+    .into_response()
+}
+
+async fn legacy_status(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
+    }
+    let Some(t) = lock(&s.directpay.transactions).get(&reference).cloned() else {
+        return error(StatusCode::NOT_FOUND, "payment not found");
+    };
+    let word = match t.status.as_str() {
+        "SUCCESS" => "completed",
+        "FAILED" => "failed",
+        "EXPIRED" => "expired",
+        _ => "pending",
+    };
+    Json(json!({ "status": word, "details": {"amount": t.amount} })).into_response()
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -95,20 +191,31 @@ struct Login {
     password: String,
 }
 
-async fn login(AxState(s): AxState<Shared>, headers: HeaderMap, body: Json<Login>) -> Response {
-    let session = cookie(&headers, "PHPSESSID");
+fn check_login(
+    s: &Shared,
+    headers: &HeaderMap,
+    body: &Login,
+) -> Result<String, (StatusCode, &'static str)> {
+    let session = cookie(headers, "PHPSESSID");
     let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
     let expected = session.and_then(|id| lock(&s.directpay.sessions).get(&id).cloned());
     if expected.is_none() || expected.as_deref() != csrf {
-        return error(StatusCode::FORBIDDEN, "CSRF token mismatch");
+        return Err((StatusCode::FORBIDDEN, "CSRF token mismatch"));
     }
     if body.username != USERNAME || body.password != PASSWORD {
-        return error(StatusCode::UNAUTHORIZED, "invalid credentials");
+        return Err((StatusCode::UNAUTHORIZED, "invalid credentials"));
     }
     *lock(&s.directpay.logins) += 1;
     let token = new_id();
     lock(&s.directpay.tokens).insert(token.clone());
-    Json(json!({"status": "success", "data": {"token": token}})).into_response()
+    Ok(token)
+}
+
+async fn login(AxState(s): AxState<Shared>, headers: HeaderMap, body: Json<Login>) -> Response {
+    match check_login(&s, &headers, &body) {
+        Ok(token) => Json(json!({"status": "success", "data": {"token": token}})).into_response(),
+        Err((status, message)) => error(status, message),
+    }
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {

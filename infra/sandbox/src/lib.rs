@@ -28,6 +28,7 @@ use serde::Deserialize;
 pub mod casino;
 pub mod directpay;
 pub mod paygram;
+pub mod toyyibpay;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,6 +65,7 @@ pub struct Sandbox {
     pub directpay: directpay::State,
     pub paygram: paygram::State,
     pub casino: casino::State,
+    pub toyyibpay: toyyibpay::State,
 }
 
 pub type Shared = Arc<Sandbox>;
@@ -166,6 +168,8 @@ pub fn router(sandbox: Shared) -> Router {
         .nest("/_sandbox/directpay", directpay::controls())
         .nest("/paygram", paygram::routes())
         .nest("/_sandbox/paygram", paygram::controls())
+        .nest("/toyyibpay", toyyibpay::routes())
+        .nest("/_sandbox/toyyibpay", toyyibpay::controls())
         .nest("/casino", casino::routes())
         .nest("/_sandbox/casino", casino::controls())
         .layer(middleware::from_fn_with_state(sandbox.clone(), faults))

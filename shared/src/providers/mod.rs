@@ -19,6 +19,7 @@ pub mod casino;
 pub mod directpay;
 pub mod http;
 pub mod paygram;
+pub mod toyyibpay;
 
 /// What a gateway needs to create a payment at the provider.
 #[derive(Debug, Clone)]

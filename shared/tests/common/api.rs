@@ -74,6 +74,10 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
             "/webhooks/paygram/{secret}",
             post(r(Route::Webhook(Provider::Paygram))),
         )
+        .route(
+            "/webhooks/toyyibpay",
+            post(r(Route::Webhook(Provider::Toyyibpay))),
+        )
         .with_state(app);
     tokio::spawn(async move {
         axum::serve(listener, router).await.ok();

@@ -72,6 +72,10 @@ impl Harness {
                 json!({"base_url": format!("{sb}/paygram"), "api_token": sandbox::paygram::TOKEN, "callback_secret": paygram_secret}),
             ),
             (
+                "toyyibpay",
+                json!({"base_url": format!("{sb}/toyyibpay"), "secret_key": sandbox::toyyibpay::SECRET_KEY}),
+            ),
+            (
                 "casino",
                 json!({"lookup_url": format!("{sb}/casino/lookup"), "base_url": format!("{sb}/casino"),
                        "tokens": sandbox::casino::TOKENS.iter().map(|(m, t)| (m.to_string(), json!(t))).collect::<serde_json::Map<_, _>>()}),

@@ -24,6 +24,23 @@ pub struct DirectPayConfig {
     pub base_url: String,
     pub username: String,
     pub password: SecretString,
+    /// Which generation of DirectPay's API the account speaks.
+    #[serde(default)]
+    pub api: DirectPayApi,
+}
+
+/// DirectPay's two known API generations (PROVIDERS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectPayApi {
+    /// `GET /csrf_token`, `POST /create/login`, `POST /pay_cashin`,
+    /// `GET /cashin_transactions_status/{id}`.
+    #[default]
+    Current,
+    /// The seed's older variant: the CSRF token in an HTML meta tag of
+    /// `GET /login`, `POST /login`, `POST /generate-gcash-qr`,
+    /// `GET /payment/{reference}/status`.
+    Legacy,
 }
 
 /// A session is renewed after this long, well before DirectPay's expiry.
@@ -92,6 +109,9 @@ impl DirectPayClient {
             }
         })?;
         let reference = request.payment_id.to_string();
+        if self.config.api == DirectPayApi::Legacy {
+            return self.legacy_create(&amount, request, &reference).await;
+        }
         let body = wire::CashInRequest {
             amount: &amount,
             webhook: request.webhook_url,
@@ -120,8 +140,57 @@ impl DirectPayClient {
         }
     }
 
+    async fn legacy_create(
+        &self,
+        amount: &serde_json::value::RawValue,
+        request: &CashIn<'_>,
+        reference: &str,
+    ) -> Result<CashInCreated, ProviderError> {
+        let body = wire::LegacyQrRequest {
+            amount,
+            webhook_url: request.webhook_url,
+            redirect_url: request.redirect_url,
+            merchantpaymentreferences: reference,
+        };
+        let url = self.url("generate-gcash-qr");
+        let reply = self
+            .authed(Retry::NotSent, |client, session| {
+                with_session(client.post(&url), session).json(&body)
+            })
+            .await?;
+        let created: wire::LegacyQrReply = ok_json(&reply)?;
+        match (created.success, created.reference) {
+            (true, Some(transaction_id)) => Ok(CashInCreated {
+                transaction_id,
+                link: created.qr_code_url.clone(),
+                qr_text: None,
+            }),
+            _ => Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                status: reply.status.as_u16(),
+                code: "generate_qr".into(),
+                message: created.message.unwrap_or_default(),
+            }),
+        }
+    }
+
     /// DirectPay's word on a transaction.
     pub async fn status(&self, transaction_id: &str) -> Result<Confirmation, ProviderError> {
+        if self.config.api == DirectPayApi::Legacy {
+            let url = self.url(&format!("payment/{transaction_id}/status"));
+            let reply = self
+                .authed(Retry::Safe, |client, session| {
+                    with_session(client.get(&url), session)
+                })
+                .await?;
+            let status: wire::LegacyStatusReply = ok_json(&reply)?;
+            let word = status.status.unwrap_or_default();
+            return Ok(Confirmation {
+                status: wire::TransactionStatus::parse(&word).into(),
+                amount: None,
+                provider_status: word,
+            });
+        }
         let url = self.url(&format!("cashin_transactions_status/{transaction_id}"));
         let reply = self
             .authed(Retry::Safe, |client, session| {
@@ -174,7 +243,8 @@ impl DirectPayClient {
     }
 
     async fn login(&self) -> Result<Session, ProviderError> {
-        let csrf_url = self.url("csrf_token");
+        let legacy = self.config.api == DirectPayApi::Legacy;
+        let csrf_url = self.url(if legacy { "login" } else { "csrf_token" });
         let reply = self.http.send(Retry::Safe, |c| c.get(&csrf_url)).await?;
         let cookie = reply
             .headers
@@ -188,18 +258,23 @@ impl DirectPayClient {
                 provider: PROVIDER,
                 reason: "no session cookie with the CSRF token".into(),
             })?;
-        let csrf: CsrfReply = ok_json(&reply)?;
+        let csrf = if legacy {
+            meta_csrf(&reply)?
+        } else {
+            ok_json::<CsrfReply>(&reply)?.csrf_token
+        };
 
-        let login_url = self.url("create/login");
+        let login_url = self.url(if legacy { "login" } else { "create/login" });
         let body = LoginRequest {
             username: &self.config.username,
             password: self.config.password.expose(),
+            csrf: legacy.then_some(csrf.as_str()),
         };
         let reply = self
             .http
             .send(Retry::Safe, |c| {
                 c.post(&login_url)
-                    .header("X-CSRF-TOKEN", &csrf.csrf_token)
+                    .header("X-CSRF-TOKEN", &csrf)
                     .header(COOKIE, &cookie)
                     .json(&body)
             })
@@ -211,20 +286,40 @@ impl DirectPayClient {
             });
         }
         let login: LoginReply = ok_json(&reply)?;
-        let token = login
-            .data
-            .map(|d| d.token)
-            .ok_or_else(|| ProviderError::Auth {
-                provider: PROVIDER,
-                reason: "login answered without a token".into(),
-            })?;
+        let token =
+            login
+                .data
+                .map(|d| d.token)
+                .or(login.token)
+                .ok_or_else(|| ProviderError::Auth {
+                    provider: PROVIDER,
+                    reason: "login answered without a token".into(),
+                })?;
         Ok(Session {
             token: token.into(),
-            csrf: csrf.csrf_token.into(),
+            csrf: csrf.into(),
             cookie: cookie.into(),
             started: Instant::now(),
         })
     }
+}
+
+/// The CSRF token in `<meta name="csrf-token" content="...">` of the
+/// legacy login page.
+fn meta_csrf(reply: &Reply) -> Result<String, ProviderError> {
+    let page = String::from_utf8_lossy(&reply.body);
+    page.split("<meta")
+        .filter(|tag| tag.contains("name=\"csrf-token\""))
+        .find_map(|tag| {
+            let start = tag.find("content=\"")? + "content=\"".len();
+            let end = tag[start..].find('"')?;
+            Some(tag[start..start + end].to_string())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ProviderError::Auth {
+            provider: PROVIDER,
+            reason: "no CSRF token on the login page".into(),
+        })
 }
 
 fn with_session(request: reqwest::RequestBuilder, session: &Session) -> reqwest::RequestBuilder {

@@ -8,7 +8,7 @@ mod client;
 mod webhook;
 mod wire;
 
-pub use client::{CashIn, CashInCreated, DirectPayClient, DirectPayConfig};
+pub use client::{CashIn, CashInCreated, DirectPayApi, DirectPayClient, DirectPayConfig};
 pub use webhook::DirectPayWebhooks;
 
 use crate::money::{Currency, Money};

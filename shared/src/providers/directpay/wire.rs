@@ -13,12 +13,44 @@ pub(super) struct CsrfReply {
 pub(super) struct LoginRequest<'a> {
     pub username: &'a str,
     pub password: &'a str,
+    /// The legacy login repeats the CSRF token in the body.
+    #[serde(rename = "_csrf", skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct LoginReply {
     #[serde(default)]
     pub data: Option<LoginData>,
+    /// The legacy login answers `{token}` at the top level.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(super) struct LegacyQrRequest<'a> {
+    pub amount: &'a serde_json::value::RawValue,
+    pub webhook_url: &'a str,
+    pub redirect_url: &'a str,
+    pub merchantpaymentreferences: &'a str,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LegacyQrReply {
+    #[serde(default)]
+    pub success: bool,
+    #[serde(default, rename = "qrCodeUrl")]
+    pub qr_code_url: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LegacyStatusReply {
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,341 @@
+//! ToyyibPay: `POST /toyyibpay/index.php/api/{createCategory, createBill,
+//! getBillTransactions, inactiveBill}` with form fields, answering as the
+//! real API does (JSON arrays; errors as `[FALSE]`, `[KEY-DID-NOT-EXIST]`
+//! or `[{"msg": ..}]`, all with HTTP 200).
+//!
+//! Controls under `/_sandbox/toyyibpay/`: `bills/{code}/attempt`
+//! `{"status": 1|2|3, "amount_sen": 9990?, "callback": "urlencoded" |
+//! "multipart" | "none"}` records a payment attempt and sends the callback
+//! to the bill's callback URL; `bills/{code}/callback` `{"status", "shape",
+//! "tamper": true?}` sends one again (or a forged one); `hmac-key` `{"key"}`
+//! makes callbacks carry the seed's `x-signature`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::{lock, Shared};
+
+pub const SECRET_KEY: &str = "sandbox-toyyibpay-secret";
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub status: u8,
+    pub amount_sen: i64,
+    pub refno: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bill {
+    pub amount_sen: i64,
+    pub external_reference: String,
+    pub callback_url: String,
+    pub active: bool,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub categories: Mutex<HashMap<String, String>>,
+    pub bills: Mutex<HashMap<String, Bill>>,
+    pub hmac_key: Mutex<Option<String>>,
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/index.php/api/{method}", post(call))
+}
+
+pub fn controls() -> Router<Shared> {
+    Router::new()
+        .route("/bills/{code}/attempt", post(attempt))
+        .route("/bills/{code}/callback", post(resend))
+        .route("/hmac-key", post(set_hmac_key))
+}
+
+fn text(s: &str) -> Response {
+    (StatusCode::OK, s.to_string()).into_response()
+}
+
+fn msg(m: &str) -> Response {
+    Json(json!([{ "msg": m }])).into_response()
+}
+
+fn ringgit(sen: i64) -> String {
+    format!("{}.{:02}", sen / 100, sen % 100)
+}
+
+fn allowed(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.chars().count() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '_')
+}
+
+async fn call(
+    AxState(s): AxState<Shared>,
+    Path(method): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let key_ok = get("userSecretKey") == SECRET_KEY || get("secretKey") == SECRET_KEY;
+    if !key_ok {
+        return text("[KEY-DID-NOT-EXIST]");
+    }
+    let t = &s.toyyibpay;
+    match method.as_str() {
+        "createCategory" => {
+            let name = get("catname");
+            if name.is_empty() {
+                return text("[FALSE]");
+            }
+            let mut categories = lock(&t.categories);
+            if let Some(code) = categories.get(&name) {
+                return Json(
+                    json!([{"msg": "Category name already exist!", "CategoryCode": code}]),
+                )
+                .into_response();
+            }
+            let code = ulid::Ulid::new().to_string()[18..].to_lowercase();
+            categories.insert(name, code.clone());
+            Json(json!([{ "CategoryCode": code }])).into_response()
+        }
+        "createBill" => {
+            if !lock(&t.categories)
+                .values()
+                .any(|c| *c == get("categoryCode"))
+            {
+                return msg("Category code not found");
+            }
+            if !allowed(&get("billName"), 30) || !allowed(&get("billDescription"), 100) {
+                return msg("Bill name or description contains characters that are not allowed");
+            }
+            let Ok(sen) = get("billAmount").parse::<i64>() else {
+                return text("[FALSE]");
+            };
+            if sen <= 0 {
+                return text("[FALSE]");
+            }
+            let code = ulid::Ulid::new().to_string()[18..].to_lowercase();
+            lock(&t.bills).insert(
+                code.clone(),
+                Bill {
+                    amount_sen: sen,
+                    external_reference: get("billExternalReferenceNo"),
+                    callback_url: get("billCallbackUrl"),
+                    active: true,
+                    attempts: Vec::new(),
+                },
+            );
+            Json(json!([{ "BillCode": code }])).into_response()
+        }
+        "getBillTransactions" => {
+            let Some(bill) = lock(&t.bills).get(&get("billCode")).cloned() else {
+                return text("[FALSE]");
+            };
+            let rows: Vec<Value> = bill
+                .attempts
+                .iter()
+                .map(|a| {
+                    json!({
+                        "billName": "paygate payment",
+                        "billpaymentStatus": a.status.to_string(),
+                        "billpaymentChannel": "FPX",
+                        "billpaymentAmount": ringgit(a.amount_sen),
+                        "billpaymentInvoiceNo": a.refno,
+                        "billPaymentDate": "07-12-2025 10:30:00",
+                        "billExternalReferenceNo": bill.external_reference,
+                    })
+                })
+                .collect();
+            Json(rows).into_response()
+        }
+        "inactiveBill" => match lock(&t.bills).get_mut(&get("billCode")) {
+            Some(bill) if bill.attempts.iter().any(|a| a.status == 1) => {
+                msg("Bill has been paid and cannot be inactivated")
+            }
+            Some(bill) => {
+                bill.active = false;
+                msg("Bill has been successfully inactivate!")
+            }
+            None => text("[FALSE]"),
+        },
+        _ => (StatusCode::NOT_FOUND, "unknown method").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct AttemptBody {
+    status: u8,
+    #[serde(default)]
+    amount_sen: Option<i64>,
+    #[serde(default)]
+    callback: Option<String>,
+}
+
+async fn attempt(
+    AxState(s): AxState<Shared>,
+    Path(code): Path<String>,
+    Json(body): Json<AttemptBody>,
+) -> Response {
+    let (bill, a) = {
+        let mut bills = lock(&s.toyyibpay.bills);
+        let Some(bill) = bills.get_mut(&code) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let a = Attempt {
+            status: body.status,
+            amount_sen: body.amount_sen.unwrap_or(bill.amount_sen),
+            refno: format!("TP{}", &ulid::Ulid::new().to_string()[16..]),
+        };
+        bill.attempts.push(a.clone());
+        (bill.clone(), a)
+    };
+    let shape = body.callback.unwrap_or_else(|| "urlencoded".into());
+    if shape == "none" {
+        return Json(json!({"delivered": 0, "refno": a.refno})).into_response();
+    }
+    let delivered = send(&s, &code, &bill, &a, a.status, &shape, false).await;
+    Json(json!({"delivered": delivered, "refno": a.refno})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Resend {
+    #[serde(default)]
+    status: Option<u8>,
+    #[serde(default)]
+    shape: Option<String>,
+    #[serde(default)]
+    tamper: bool,
+}
+
+async fn resend(
+    AxState(s): AxState<Shared>,
+    Path(code): Path<String>,
+    Json(body): Json<Resend>,
+) -> Response {
+    let Some(bill) = lock(&s.toyyibpay.bills).get(&code).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let a = bill.attempts.last().cloned().unwrap_or(Attempt {
+        status: 2,
+        amount_sen: bill.amount_sen,
+        refno: "TP-NONE".into(),
+    });
+    let status = body.status.unwrap_or(a.status);
+    let shape = body.shape.unwrap_or_else(|| "urlencoded".into());
+    let delivered = send(&s, &code, &bill, &a, status, &shape, body.tamper).await;
+    Json(json!({ "delivered": delivered })).into_response()
+}
+
+#[derive(Deserialize)]
+struct HmacKey {
+    key: String,
+}
+
+async fn set_hmac_key(AxState(s): AxState<Shared>, Json(body): Json<HmacKey>) -> StatusCode {
+    *lock(&s.toyyibpay.hmac_key) = Some(body.key);
+    StatusCode::NO_CONTENT
+}
+
+fn hash(status: &str, order_id: &str, refno: &str) -> String {
+    let mut md5 = Md5::new();
+    md5.update(format!("{SECRET_KEY}{status}{order_id}{refno}ok").as_bytes());
+    hex::encode(md5.finalize())
+}
+
+async fn send(
+    s: &Shared,
+    code: &str,
+    bill: &Bill,
+    a: &Attempt,
+    status: u8,
+    shape: &str,
+    tamper: bool,
+) -> u16 {
+    let status_text = status.to_string();
+    // A tampered callback claims `status` with the hash of another status.
+    let hashed_status = if tamper {
+        if status == 1 {
+            "3".into()
+        } else {
+            "1".into()
+        }
+    } else {
+        status_text.clone()
+    };
+    let fields = [
+        ("refno", a.refno.clone()),
+        ("status", status_text),
+        (
+            "reason",
+            if status == 1 {
+                "Approved".into()
+            } else {
+                "Pending or failed".into()
+            },
+        ),
+        ("billcode", code.to_string()),
+        ("order_id", bill.external_reference.clone()),
+        ("amount", ringgit(a.amount_sen)),
+        ("transaction_time", "2025-12-07 10:30:00".into()),
+        (
+            "hash",
+            hash(&hashed_status, &bill.external_reference, &a.refno),
+        ),
+    ];
+    let (body, content_type) = if shape == "multipart" {
+        let boundary = "----sandbox".to_string() + &ulid::Ulid::new().to_string();
+        let mut body = String::new();
+        for (k, v) in &fields {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        (body, format!("multipart/form-data; boundary={boundary}"))
+    } else {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        (body, "application/x-www-form-urlencoded".to_string())
+    };
+    let mut request = reqwest::Client::new()
+        .post(&bill.callback_url)
+        .header("content-type", content_type)
+        .timeout(Duration::from_secs(30));
+    if let Some(key) = lock(&s.toyyibpay.hmac_key).clone() {
+        if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) {
+            mac.update(body.as_bytes());
+            request = request.header("x-signature", hex::encode(mac.finalize().into_bytes()));
+        }
+    }
+    match request.body(body).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,322 @@
+//! ToyyibPay's outbound calls: category get-or-create, createBill,
+//! getBillTransactions, inactiveBill.
+
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use super::{reported_amount, sanitize, status_from_code, to_sen, PROVIDER};
+use crate::payment::{Checkout, Payment, PaymentStatus, Provider};
+use crate::providers::http::{HttpPolicy, ProviderHttp, Retry};
+use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::secrets::SecretString;
+
+/// ToyyibPay's settings, as stored in Secrets Manager.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToyyibPayConfig {
+    /// `https://dev.toyyibpay.com` or `https://toyyibpay.com`.
+    pub base_url: String,
+    pub secret_key: SecretString,
+    /// The bill category; when absent it is got or created by name once
+    /// per process (createCategory answers an existing name with its code).
+    #[serde(default)]
+    pub category_code: Option<String>,
+    #[serde(default = "category_name")]
+    pub category_name: String,
+    /// The seed's optional `x-signature` HMAC key for callbacks.
+    #[serde(default)]
+    pub webhook_hmac_secret: Option<SecretString>,
+}
+
+fn category_name() -> String {
+    "paygate".into()
+}
+
+#[derive(Debug)]
+pub struct ToyyibPayClient {
+    http: ProviderHttp,
+    config: ToyyibPayConfig,
+    category: OnceCell<String>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    #[serde(rename = "billpaymentStatus", default)]
+    status: Option<String>,
+    #[serde(rename = "billpaymentAmount", default)]
+    amount: Option<serde_json::Value>,
+}
+
+impl ToyyibPayClient {
+    pub fn new(
+        config: ToyyibPayConfig,
+        policy: HttpPolicy,
+    ) -> Result<ToyyibPayClient, ProviderError> {
+        Ok(ToyyibPayClient {
+            http: ProviderHttp::new(PROVIDER, policy)?,
+            config,
+            category: OnceCell::new(),
+        })
+    }
+
+    pub fn config(&self) -> &ToyyibPayConfig {
+        &self.config
+    }
+
+    /// Calls `method` with form fields; returns the JSON array ToyyibPay
+    /// answers with, or its error as [`ProviderError::Rejected`].
+    async fn call(
+        &self,
+        retry: Retry,
+        method: &str,
+        form: &[(&str, String)],
+    ) -> Result<Vec<serde_json::Value>, ProviderError> {
+        let url = format!(
+            "{}/index.php/api/{method}",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let reply = self.http.send(retry, |c| c.post(&url).form(form)).await?;
+        let text = String::from_utf8_lossy(&reply.body).trim().to_string();
+        let rejected = |code: String, message: String| ProviderError::Rejected {
+            provider: PROVIDER,
+            status: reply.status.as_u16(),
+            code,
+            message,
+        };
+        if !reply.status.is_success() {
+            return Err(rejected(
+                format!("http_{}", reply.status.as_u16()),
+                excerpt(&reply.body),
+            ));
+        }
+        if text.is_empty() {
+            return Err(rejected(
+                "empty".into(),
+                "ToyyibPay answered with nothing".into(),
+            ));
+        }
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Array(rows)) => Ok(rows),
+            Ok(other) => Err(ProviderError::Decode {
+                provider: PROVIDER,
+                reason: format!(
+                    "expected an array, got {}",
+                    excerpt(other.to_string().as_bytes())
+                ),
+            }),
+            // `[FALSE]`, `[KEY-DID-NOT-EXIST]`: not JSON, an error word.
+            Err(_) => Err(rejected(
+                text.trim_matches(['[', ']']).chars().take(60).collect(),
+                "ToyyibPay refused the request".into(),
+            )),
+        }
+    }
+
+    fn secret(&self) -> String {
+        self.config.secret_key.expose().clone()
+    }
+
+    /// The bill category code.
+    pub async fn category(&self) -> Result<String, ProviderError> {
+        if let Some(code) = &self.config.category_code {
+            return Ok(code.clone());
+        }
+        self.category
+            .get_or_try_init(|| async {
+                let rows = self
+                    .call(
+                        Retry::Safe,
+                        "createCategory",
+                        &[
+                            ("catname", self.config.category_name.clone()),
+                            ("catdescription", "paygate payments".into()),
+                            ("userSecretKey", self.secret()),
+                        ],
+                    )
+                    .await?;
+                rows.iter()
+                    .find_map(|r| {
+                        r.get("CategoryCode")
+                            .and_then(|c| c.as_str())
+                            .map(str::to_string)
+                    })
+                    .ok_or_else(|| ProviderError::Rejected {
+                        provider: PROVIDER,
+                        status: 200,
+                        code: "no_category".into(),
+                        message: msg(&rows),
+                    })
+            })
+            .await
+            .cloned()
+    }
+
+    /// Deactivates an unpaid bill.
+    pub async fn inactive_bill(&self, bill_code: &str) -> Result<(), ProviderError> {
+        // The official sample names the field secretKey, other docs
+        // userSecretKey: send both.
+        let rows = self
+            .call(
+                Retry::Safe,
+                "inactiveBill",
+                &[
+                    ("billCode", bill_code.to_string()),
+                    ("secretKey", self.secret()),
+                    ("userSecretKey", self.secret()),
+                ],
+            )
+            .await?;
+        let text = msg(&rows).to_ascii_lowercase();
+        if text.contains("success") {
+            Ok(())
+        } else {
+            Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                status: 200,
+                code: "inactive_bill".into(),
+                message: msg(&rows),
+            })
+        }
+    }
+}
+
+fn msg(rows: &[serde_json::Value]) -> String {
+    rows.iter()
+        .find_map(|r| r.get("msg").and_then(|m| m.as_str()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[async_trait::async_trait]
+impl Gateway for ToyyibPayClient {
+    fn provider(&self) -> Provider {
+        Provider::Toyyibpay
+    }
+
+    /// createBill with our payment id as `billExternalReferenceNo`. Not
+    /// repeated after it may have arrived: ToyyibPay would make a second bill.
+    async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
+        let sen = to_sen(request.amount)?;
+        let category = self.category().await?;
+        let id = request.payment_id.to_string();
+        let name = sanitize(request.description.unwrap_or("paygate payment"), 30);
+        let description = sanitize(request.description.unwrap_or(&id), 100);
+        let channel = match request.method {
+            Some("card") => "1",
+            Some("both") => "2",
+            _ => "0",
+        };
+        let customer = request.customer;
+        let payor_info = customer.email.is_some() || customer.name.is_some();
+        let form = [
+            ("userSecretKey", self.secret()),
+            ("categoryCode", category),
+            (
+                "billName",
+                if name.is_empty() {
+                    "paygate payment".into()
+                } else {
+                    name
+                },
+            ),
+            (
+                "billDescription",
+                if description.is_empty() {
+                    "paygate payment".into()
+                } else {
+                    description
+                },
+            ),
+            ("billPriceSetting", "1".into()),
+            ("billPayorInfo", if payor_info { "1" } else { "0" }.into()),
+            ("billAmount", sen.to_string()),
+            (
+                "billReturnUrl",
+                request.return_url.unwrap_or_default().to_string(),
+            ),
+            ("billCallbackUrl", request.webhook_url.to_string()),
+            ("billExternalReferenceNo", id),
+            ("billTo", customer.name.clone().unwrap_or_default()),
+            ("billEmail", customer.email.clone().unwrap_or_default()),
+            ("billPhone", customer.phone.clone().unwrap_or_default()),
+            ("billPaymentChannel", channel.into()),
+        ];
+        let rows = self.call(Retry::NotSent, "createBill", &form).await?;
+        let code = rows
+            .iter()
+            .find_map(|r| r.get("BillCode").and_then(|c| c.as_str()))
+            .ok_or_else(|| ProviderError::Rejected {
+                provider: PROVIDER,
+                status: 200,
+                code: "create_bill".into(),
+                message: msg(&rows),
+            })?;
+        Ok(Created {
+            provider_reference: code.parse().map_err(|_| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: "BillCode is not a usable reference".into(),
+            })?,
+            checkout: Checkout {
+                url: Some(format!(
+                    "{}/{code}",
+                    self.config.base_url.trim_end_matches('/')
+                )),
+                ..Checkout::default()
+            },
+            expires_at: None,
+        })
+    }
+
+    /// getBillTransactions: a successful attempt is the payment; otherwise
+    /// the latest attempt's state (none yet: pending).
+    async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
+        let code = payment
+            .provider_reference
+            .as_ref()
+            .ok_or_else(|| ProviderError::NotFound {
+                provider: PROVIDER,
+                reference: payment.id.to_string(),
+            })?;
+        let rows = self
+            .call(
+                Retry::Safe,
+                "getBillTransactions",
+                &[
+                    ("userSecretKey", self.secret()),
+                    ("billCode", code.to_string()),
+                ],
+            )
+            .await?;
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .filter_map(|r| serde_json::from_value(r).ok())
+            .collect();
+        let paid = rows
+            .iter()
+            .find(|r| r.status.as_deref().map(str::trim) == Some("1"));
+        let chosen = paid.or(rows.last());
+        let Some(row) = chosen else {
+            return Ok(Confirmation {
+                status: PaymentStatus::Pending,
+                amount: None,
+                provider_status: "no_attempts".into(),
+            });
+        };
+        let word = row.status.clone().unwrap_or_default();
+        let amount = match &row.amount {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }
+        .map(|text| reported_amount(&text))
+        .transpose()
+        .map_err(|e| ProviderError::Decode {
+            provider: PROVIDER,
+            reason: format!("billpaymentAmount: {e}"),
+        })?;
+        Ok(Confirmation {
+            status: status_from_code(&word),
+            amount,
+            provider_status: word,
+        })
+    }
+}

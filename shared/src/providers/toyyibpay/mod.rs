@@ -1,0 +1,112 @@
+//! ToyyibPay (FPX and cards, MYR). Every call is `POST
+//! {base}/index.php/api/<method>` with form fields; errors come as HTTP 200
+//! with bodies like `[FALSE]`, `[KEY-DID-NOT-EXIST]` or `[{"msg": ..}]`.
+//! Callbacks carry an MD5 `hash` (and, where configured, the seed's
+//! `x-signature` HMAC); they have no timestamp, so every one is confirmed
+//! with `getBillTransactions` before money moves.
+
+mod client;
+mod webhook;
+
+pub use client::{ToyyibPayClient, ToyyibPayConfig};
+pub use webhook::ToyyibPayWebhooks;
+
+use crate::money::{Currency, Money, MoneyError};
+use crate::payment::PaymentStatus;
+use crate::providers::ProviderError;
+
+const PROVIDER: &str = "toyyibpay";
+
+/// createBill's `billAmount`: sen, an integer. The one place MYR goes out.
+pub(crate) fn to_sen(amount: Money) -> Result<i64, ProviderError> {
+    if amount.currency() != Currency::Myr {
+        return Err(ProviderError::Amount {
+            provider: PROVIDER,
+            source: MoneyError::CurrencyMismatch(Currency::Myr, amount.currency()),
+        });
+    }
+    Ok(amount.minor())
+}
+
+/// An amount ToyyibPay reports: a major-unit string ("1.00") in the real
+/// API, sen ("9990") in the seed's documents. With a decimal point it is
+/// ringgit; without one it is sen.
+pub(crate) fn reported_amount(text: &str) -> Result<Money, MoneyError> {
+    let text = text.trim();
+    if text.contains('.') {
+        Money::from_major_str(text, Currency::Myr)
+    } else {
+        let sen: i64 = text
+            .parse()
+            .map_err(|_| MoneyError::Malformed(text.chars().take(40).collect()))?;
+        Money::new(sen, Currency::Myr)
+    }
+}
+
+/// billpaymentStatus / callback status: 1 success, 2 and 4 pending, 3 failed.
+pub(crate) fn status_from_code(code: &str) -> PaymentStatus {
+    match code.trim() {
+        "1" => PaymentStatus::Completed,
+        "3" => PaymentStatus::Failed,
+        _ => PaymentStatus::Pending,
+    }
+}
+
+/// billName and billDescription allow letters, digits, space and `_` only.
+pub(crate) fn sanitize(text: &str, max: usize) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ' ' || c == '_' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let collapsed = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_sen_out_and_either_form_in() {
+        let rm = |sen| Money::new(sen, Currency::Myr).unwrap();
+        assert_eq!(to_sen(rm(9990)).unwrap(), 9990);
+        assert!(to_sen(Money::new(1, Currency::Php).unwrap()).is_err());
+        assert_eq!(reported_amount("99.90").unwrap(), rm(9990));
+        assert_eq!(reported_amount("1.00").unwrap(), rm(100));
+        assert_eq!(reported_amount("9990").unwrap(), rm(9990));
+        assert!(reported_amount("1.001").is_err());
+        assert!(reported_amount("abc").is_err());
+        assert!(reported_amount("-5").is_err());
+    }
+
+    #[test]
+    fn names_keep_only_what_toyyibpay_accepts() {
+        assert_eq!(
+            sanitize("Order ORD-2025-0001 (gift!)", 30),
+            "Order ORD 2025 0001 gift"
+        );
+        assert_eq!(sanitize("a_b  c", 30), "a_b c");
+        assert_eq!(sanitize(&"x".repeat(50), 30).len(), 30);
+        assert_eq!(sanitize("Pesanan café", 100), "Pesanan caf");
+    }
+
+    #[test]
+    fn only_explicit_codes_move_a_payment() {
+        assert_eq!(status_from_code("1"), PaymentStatus::Completed);
+        assert_eq!(status_from_code("3"), PaymentStatus::Failed);
+        for pending in ["2", "4", "", "9"] {
+            assert_eq!(status_from_code(pending), PaymentStatus::Pending);
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! ToyyibPay end to end against the sandbox: the client's contract, and
+//! callbacks (urlencoded and multipart) through the webhook handler.
+
+mod common;
+
+use common::harness::Harness;
+use serde_json::json;
+use shared::ids::PaymentId;
+use shared::money::{Currency, Money};
+use shared::payment::PaymentStatus;
+use shared::providers::http::HttpPolicy;
+use shared::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig};
+use shared::providers::{CreateRequest, Gateway, ProviderError};
+
+fn myr(sen: i64) -> Money {
+    Money::new(sen, Currency::Myr).unwrap()
+}
+
+fn client(h: &Harness, key: &str) -> ToyyibPayClient {
+    ToyyibPayClient::new(
+        ToyyibPayConfig {
+            base_url: format!("{}/toyyibpay", h.sandbox.url()),
+            secret_key: key.to_string().into(),
+            category_code: None,
+            category_name: "paygate".into(),
+            webhook_hmac_secret: None,
+        },
+        HttpPolicy::default(),
+    )
+    .unwrap()
+}
+
+/// Creates a MYR payment through the API; returns (id, bill code).
+async fn create(h: &Harness, sen: i64, user: &str) -> (PaymentId, String) {
+    let r = h
+        .create(
+            &format!("k-{}", ulid::Ulid::new()),
+            &json!({"provider": "toyyibpay", "amount": sen, "currency": "MYR",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()),
+                    "description": "Order ORD-2025-0001 (2 items)", "method": "fpx",
+                    "customer": {"name": "Aisyah", "email": "a@example.com", "phone": "+60123456789"},
+                    "return_url": "https://shop.example.com/thank-you", "wallet_user_id": user}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let code = r.body["provider_reference"].as_str().unwrap().to_string();
+    assert!(r.body["checkout"]["url"].as_str().unwrap().ends_with(&code));
+    (r.body["id"].as_str().unwrap().parse().unwrap(), code)
+}
+
+async fn attempt(h: &Harness, code: &str, body: serde_json::Value) -> serde_json::Value {
+    h.sandbox(&format!("/_sandbox/toyyibpay/bills/{code}/attempt"), body)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_creates_bills_and_reads_their_attempts() {
+    let h = Harness::start().await;
+    let c = client(&h, sandbox::toyyibpay::SECRET_KEY);
+    let request = CreateRequest {
+        payment_id: PaymentId::generate(),
+        amount: myr(9990),
+        description: Some("Order #1 — café & co."),
+        customer: &Default::default(),
+        return_url: None,
+        method: Some("both"),
+        webhook_url: "http://127.0.0.1:9/webhooks/toyyibpay",
+    };
+    let created = c.create(&request).await.unwrap();
+    let again = c
+        .create(&CreateRequest {
+            payment_id: PaymentId::generate(),
+            ..request.clone()
+        })
+        .await
+        .unwrap();
+    assert_ne!(created.provider_reference, again.provider_reference);
+    // One category, created once and reused.
+    assert_eq!(
+        h.sandbox.state.toyyibpay.categories.lock().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        h.sandbox
+            .state
+            .calls("/toyyibpay/index.php/api/createCategory"),
+        1
+    );
+    let bill = h.sandbox.state.toyyibpay.bills.lock().unwrap()[created.provider_reference.as_str()]
+        .clone();
+    assert_eq!(bill.amount_sen, 9990, "billAmount is sen");
+
+    let mut payment = shared::payment::Payment::new(
+        shared::payment::NewPayment {
+            id: request.payment_id,
+            merchant_id: "m_local".parse().unwrap(),
+            provider: shared::payment::Provider::Toyyibpay,
+            amount: myr(9990),
+            reference: "R1".parse().unwrap(),
+            description: None,
+            customer: Default::default(),
+            return_url: None,
+            method: None,
+            wallet_user_id: None,
+            casino_username: None,
+            provider_reference: Some(created.provider_reference.clone()),
+            checkout: Default::default(),
+            expires_at: time::OffsetDateTime::now_utc(),
+        },
+        shared::payment::ChangeSource::Api,
+        time::OffsetDateTime::now_utc(),
+    );
+    let none = c.status(&payment).await.unwrap();
+    assert_eq!(none.status, PaymentStatus::Pending);
+    let code = created.provider_reference.to_string();
+    attempt(&h, &code, json!({"status": 3, "callback": "none"})).await;
+    assert_eq!(
+        c.status(&payment).await.unwrap().status,
+        PaymentStatus::Failed
+    );
+    attempt(&h, &code, json!({"status": 1, "callback": "none"})).await;
+    let paid = c.status(&payment).await.unwrap();
+    assert_eq!(
+        (paid.status, paid.amount),
+        (PaymentStatus::Completed, Some(myr(9990)))
+    );
+
+    // A paid bill cannot be deactivated; an unpaid one can.
+    assert!(matches!(
+        c.inactive_bill(&code).await,
+        Err(ProviderError::Rejected { .. })
+    ));
+    c.inactive_bill(again.provider_reference.as_str())
+        .await
+        .unwrap();
+
+    // A wrong key is ToyyibPay's [KEY-DID-NOT-EXIST], not data.
+    payment.provider_reference = Some(code.parse().unwrap());
+    let err = client(&h, "wrong-key").status(&payment).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Rejected { code, .. } if code == "KEY-DID-NOT-EXIST"),
+        "{err:?}"
+    );
+    assert!(!format!("{err:?}").contains("wrong-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_bill_completes_once_whatever_the_callbacks_say() {
+    let h = Harness::start().await;
+    let user = format!("u_{}", ulid::Ulid::new());
+    let (id, code) = create(&h, 9990, &user).await;
+    let first = attempt(&h, &code, json!({"status": 1})).await;
+    assert_eq!(first["delivered"], 200);
+    // Duplicates in the other encoding, then a late failure.
+    for body in [
+        json!({"shape": "multipart"}),
+        json!({"shape": "urlencoded"}),
+        json!({"status": 3}),
+    ] {
+        let r = h
+            .sandbox(&format!("/_sandbox/toyyibpay/bills/{code}/callback"), body)
+            .await;
+        assert_eq!(r["delivered"], 200);
+    }
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    assert_eq!(p.provider_status.as_deref(), Some("1"));
+    let u = user.parse().unwrap();
+    assert_eq!(
+        h.store().balance(&u, Currency::Myr).await.unwrap(),
+        myr(9990)
+    );
+    assert_eq!(h.store().ledger_entries(&u, 50).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_hash_is_401_and_writes_nothing() {
+    let h = Harness::start().await;
+    let (id, code) = create(&h, 5000, "u_tamper").await;
+    attempt(&h, &code, json!({"status": 3, "callback": "none"})).await;
+    let before = h.items().await;
+    let forged = h
+        .sandbox(
+            &format!("/_sandbox/toyyibpay/bills/{code}/callback"),
+            json!({"status": 1, "tamper": true}),
+        )
+        .await;
+    assert_eq!(forged["delivered"], 401);
+    assert_eq!(h.items().await, before);
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amount_off_by_more_than_a_sen_goes_to_review_without_credit() {
+    let h = Harness::start().await;
+    let (id, code) = create(&h, 9990, "u_short").await;
+    let r = attempt(&h, &code, json!({"status": 1, "amount_sen": 9900})).await;
+    assert_eq!(r["delivered"], 200, "the delivery is accepted");
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::NeedsReview);
+    let u = "u_short".parse().unwrap();
+    assert!(h
+        .store()
+        .balance(&u, Currency::Myr)
+        .await
+        .unwrap()
+        .is_zero());
+    assert!(h.store().ledger_entries(&u, 50).await.unwrap().is_empty());
+
+    // One sen of rounding is the same money.
+    let (id, code) = create(&h, 9990, "u_round").await;
+    attempt(&h, &code, json!({"status": 1, "amount_sen": 9989})).await;
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    let u = "u_round".parse().unwrap();
+    assert_eq!(
+        h.store().balance(&u, Currency::Myr).await.unwrap(),
+        myr(9990)
+    );
+}
