@@ -52,6 +52,52 @@ impl Provider {
     }
 }
 
+/// How a provider can refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundSupport {
+    None,
+    /// Only the whole payment.
+    Full,
+    /// Any part of it, from `minimum` minor units.
+    Partial {
+        minimum: i64,
+    },
+}
+
+/// What a provider lets a merchant do after creating a payment
+/// (PROVIDERS.md): the support table of the refund and cancel routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operations {
+    pub cancel: bool,
+    pub refund: RefundSupport,
+}
+
+impl Provider {
+    pub const fn operations(self) -> Operations {
+        match self {
+            Provider::Directpay | Provider::Paygram | Provider::PaymentEngine => Operations {
+                cancel: false,
+                refund: RefundSupport::None,
+            },
+            // inactiveBill; ToyyibPay has no refund API.
+            Provider::Toyyibpay => Operations {
+                cancel: true,
+                refund: RefundSupport::None,
+            },
+            // DELETE /v2/invoice/{id}; refunds are whole card payments.
+            Provider::Qpay => Operations {
+                cancel: true,
+                refund: RefundSupport::Full,
+            },
+            // cancel from AUTH; refunds from CHARGE, partial ones >= 10 KZT.
+            Provider::Epayment => Operations {
+                cancel: true,
+                refund: RefundSupport::Partial { minimum: 1_000 },
+            },
+        }
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

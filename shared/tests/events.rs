@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 const P1: &str = "pay_01JG0000000000000000000001";
 const P2: &str = "pay_01JG0000000000000000000002";
 const P3: &str = "pay_01JG0000000000000000000003";
+const P4: &str = "pay_01JG0000000000000000000004";
 
 fn event_text(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
@@ -67,6 +68,16 @@ async fn fixtures(h: &Harness) {
             }],
         },
     );
+    h.sandbox.state.toyyibpay.bills.lock().unwrap().insert(
+        "tpsample04".into(),
+        sandbox::toyyibpay::Bill {
+            amount_sen: 1_000,
+            external_reference: P4.into(),
+            callback_url: String::new(),
+            active: true,
+            attempts: vec![],
+        },
+    );
     let now = OffsetDateTime::now_utc();
     for (id, provider, amount, reference, casino) in [
         (
@@ -81,6 +92,13 @@ async fn fixtures(h: &Harness) {
             Provider::Paygram,
             Money::new(25_000, Currency::Phpt).unwrap(),
             "PGSAMPLE0001",
+            false,
+        ),
+        (
+            P4,
+            Provider::Toyyibpay,
+            Money::new(1_000, Currency::Myr).unwrap(),
+            "tpsample04",
             false,
         ),
         (
@@ -123,6 +141,9 @@ async fn every_sample_event_is_accepted_by_its_handler() {
 
     let created = shared::api::payments::create(s, http_event("api-create-payment")).await;
     assert_eq!(created.status(), 201, "{:?}", created.body());
+
+    let cancelled = shared::api::payments::cancel(s, http_event("api-cancel-payment")).await;
+    assert_eq!(cancelled.status(), 200, "{:?}", cancelled.body());
 
     let got = shared::api::payments::get(s, http_event("api-get-payment")).await;
     assert_eq!(got.status(), 200, "{:?}", got.body());

@@ -221,3 +221,66 @@ async fn an_amount_off_by_more_than_a_sen_goes_to_review_without_credit() {
         myr(9990)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_bill_is_cancelled_at_toyyibpay_first() {
+    let h = Harness::start().await;
+    let (id, code) = create(&h, 4500, "u_cancel").await;
+    let path = format!("/v1/payments/{id}/cancel");
+    let body = json!({"reason": "customer changed their mind"});
+    let first = h.post(&path, "cancel-1", &body).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.body["status"], "cancelled");
+    assert!(!h.sandbox.state.toyyibpay.bills.lock().unwrap()[&code].active);
+    let replay = h.post(&path, "cancel-1", &body).await;
+    assert_eq!(
+        (replay.status, replay.text.as_str()),
+        (200, first.text.as_str())
+    );
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        h.sandbox
+            .state
+            .calls("/toyyibpay/index.php/api/inactiveBill"),
+        1
+    );
+
+    let again = h.post(&path, "cancel-2", &body).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.body["error"]["code"], "invalid_state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_pending_payments_at_providers_that_cancel_can_be_cancelled() {
+    let h = Harness::start().await;
+    let (id, code) = create(&h, 4500, "u_paid").await;
+    attempt(&h, &code, json!({"status": 1})).await;
+    let paid = h
+        .post(&format!("/v1/payments/{id}/cancel"), "c-1", &json!({}))
+        .await;
+    assert_eq!(paid.status, 409);
+    assert_eq!(paid.body["error"]["code"], "invalid_state");
+
+    let gcash = h
+        .create(
+            "gcash-1",
+            &json!({"provider": "directpay", "amount": 1000, "currency": "PHP", "reference": "ORD-GC-1"}),
+        )
+        .await;
+    let before = h.items().await;
+    let id = gcash.body["id"].as_str().unwrap();
+    let unsupported = h
+        .post(&format!("/v1/payments/{id}/cancel"), "c-2", &json!({}))
+        .await;
+    assert_eq!(unsupported.status, 422);
+    assert_eq!(unsupported.body["error"]["code"], "unsupported_operation");
+    assert_eq!(h.items().await, before, "a refused cancel writes nothing");
+    let missing = h
+        .post(
+            &format!("/v1/payments/{}/cancel", PaymentId::generate()),
+            "c-3",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+}

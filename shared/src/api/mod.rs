@@ -12,6 +12,7 @@ use crate::payment::{Checkout, HistoryEntry, Payment};
 use crate::store::{TopUp, TopUpStatus};
 
 pub mod authorizer;
+mod idempotent;
 pub mod payments;
 pub mod wallets;
 pub mod webhooks;

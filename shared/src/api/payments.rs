@@ -1,18 +1,19 @@
 //! `POST /v1/payments`, `GET /v1/payments/{id}`, `GET /v1/payments?reference=`.
 
-use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::idempotent::{self, Begun};
 use super::{respond, PaymentView};
 use crate::http::{self, ApiError};
-use crate::ids::{CasinoUsername, IdempotencyKey, MerchantReference, PaymentId, WalletUserId};
+use crate::ids::{CasinoUsername, MerchantReference, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
 use crate::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
 use crate::providers::{CreateRequest, ProviderError};
 use crate::services::Services;
-use crate::store::{fingerprint, BeginOutcome, CreateOutcome, IdempotencyScope, StoredResponse};
+use crate::store::CreateOutcome;
 
 /// How often a pending payment's reader may ask the provider.
 const POLL_INTERVAL: time::Duration = time::Duration::seconds(10);
@@ -177,123 +178,31 @@ fn provider_error(e: &ProviderError) -> ApiError {
 /// `POST /v1/payments`.
 pub async fn create(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    match create_inner(services, &req, &request_id).await {
+    match create_inner(services, &req).await {
         Ok(r) => r,
         Err(e) => e.into_response(&request_id),
     }
 }
 
-async fn create_inner(
-    services: &Services,
-    req: &Request,
-    request_id: &str,
-) -> Result<Response<Body>, ApiError> {
+async fn create_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
     let merchant = http::merchant(req)?;
-    let key: IdempotencyKey = http::header(req, "idempotency-key")
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "idempotency_key_missing",
-                "POST needs an Idempotency-Key header",
-            )
-        })?
-        .parse()
-        .map_err(|e: crate::ids::IdError| {
-            ApiError::bad_request("idempotency_key_invalid", e.to_string())
-        })?;
     let raw: serde_json::Value = http::json_body(req)?;
-    let scope = IdempotencyScope {
-        merchant: merchant.clone(),
-        operation: "create_payment",
-    };
-    let hash = fingerprint(scope.operation, &raw);
-    let body: CreateBody = serde_json::from_value(raw).map_err(|e| {
+    let body: CreateBody = serde_json::from_value(raw.clone()).map_err(|e| {
         ApiError::bad_request(
             "malformed_body",
             e.to_string().chars().take(300).collect::<String>(),
         )
     })?;
     let valid = validate(body)?;
-
-    let now = OffsetDateTime::now_utc();
-    let deadline = lambda_deadline(req).unwrap_or(now + time::Duration::seconds(30));
-    let token = match services
-        .store
-        .begin_idempotent(
-            &scope,
-            &key,
-            &hash,
-            now,
-            deadline,
-            now + time::Duration::hours(24),
-        )
-        .await?
-    {
-        BeginOutcome::New { token } => token,
-        BeginOutcome::Replay(stored) => return Ok(replay(stored)),
-        BeginOutcome::InProgress => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is still running",
-            ))
-        }
-        BeginOutcome::Mismatch => {
-            return Err(invalid(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-            ))
-        }
+    let claim = match idempotent::begin(services, req, &merchant, "create_payment", &raw).await? {
+        Begun::Run(claim) => claim,
+        Begun::Answer(response) => return Ok(response),
     };
-    let result = create_payment(services, &merchant, valid, now).await;
-    match result {
-        Ok(payment) => {
-            let view = PaymentView::of(&payment, None);
-            let response = http::json(StatusCode::CREATED, &view);
-            let stored = StoredResponse {
-                status: 201,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: response.body().as_ref().to_vec(),
-            };
-            if let Err(e) = services
-                .store
-                .complete_idempotent(&scope, &key, &token, &stored)
-                .await
-            {
-                tracing::error!(error = %e, request_id, "could not store the idempotent response");
-            }
-            Ok(response)
-        }
-        Err(e) => {
-            // Errors are not stored: the client may fix and retry with the key.
-            services
-                .store
-                .release_idempotent(&scope, &key, &token)
-                .await?;
-            Err(e)
-        }
-    }
-}
-
-fn lambda_deadline(req: &Request) -> Option<OffsetDateTime> {
-    let ctx = req.lambda_context_ref()?;
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ctx.deadline) * 1_000_000).ok()
-}
-
-fn replay(stored: StoredResponse) -> Response<Body> {
-    let mut response = Response::new(Body::from(stored.body));
-    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    for (name, value) in stored.headers {
-        if let (Ok(name), Ok(value)) = (
-            lambda_http::http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    response
+    let now = OffsetDateTime::now_utc();
+    let result = create_payment(services, &merchant, valid, now)
+        .await
+        .map(|payment| http::json(StatusCode::CREATED, &PaymentView::of(&payment, None)));
+    idempotent::finish(services, claim, result).await
 }
 
 async fn create_payment(
@@ -375,18 +284,7 @@ pub async fn get(services: &Services, req: Request) -> Response<Body> {
 
 async fn get_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
     let merchant = http::merchant(req)?;
-    let params = req.path_parameters();
-    let id: PaymentId = params
-        .first("id")
-        .ok_or_else(|| ApiError::bad_request("missing_id", "the payment id is missing"))?
-        .parse()
-        .map_err(|_| ApiError::not_found("payment_not_found", "no such payment"))?;
-    let payment = services
-        .store
-        .payment(id)
-        .await?
-        .filter(|p| p.merchant_id == merchant)
-        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))?;
+    let payment = merchant_payment(services, req, &merchant).await?;
     let payment = refresh(services, payment).await;
     let topup = match payment.casino_username {
         Some(_) => services.store.topup(payment.id).await?,
@@ -473,4 +371,94 @@ async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>
         None => vec![],
     };
     Ok(http::json(StatusCode::OK, &List { data }))
+}
+
+/// `POST /v1/payments/{id}/cancel`: only pending payments, at providers that
+/// can cancel; the provider is told first, then the payment moves.
+pub async fn cancel(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    respond(&request_id, cancel_inner(services, &req).await)
+}
+
+async fn cancel_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    let merchant = http::merchant(req)?;
+    let payment = merchant_payment(services, req, &merchant).await?;
+    // The body is optional ({"reason": ...}); it is part of the request's identity.
+    let body: serde_json::Value = if req.body().as_ref().is_empty() {
+        serde_json::Value::Null
+    } else {
+        http::json_body(req)?
+    };
+    let request = serde_json::json!({"payment": payment.id.to_string(), "body": body});
+    let claim =
+        match idempotent::begin(services, req, &merchant, "cancel_payment", &request).await? {
+            Begun::Run(claim) => claim,
+            Begun::Answer(response) => return Ok(response),
+        };
+    let result = cancel_payment(services, payment).await;
+    idempotent::finish(services, claim, result).await
+}
+
+fn invalid_state(payment: &Payment, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "invalid_state",
+        format!("a {} payment cannot be {what}", payment.status),
+    )
+}
+
+async fn cancel_payment(services: &Services, payment: Payment) -> Result<Response<Body>, ApiError> {
+    if !payment.provider.operations().cancel {
+        return Err(invalid(
+            "unsupported_operation",
+            format!("{} payments cannot be cancelled", payment.provider),
+        ));
+    }
+    if payment.status != PaymentStatus::Pending {
+        return Err(invalid_state(&payment, "cancelled"));
+    }
+    let gateway = services
+        .gateway(payment.provider)
+        .await
+        .map_err(|e| provider_error(&e))?;
+    gateway
+        .cancel(&payment)
+        .await
+        .map_err(|e| provider_error(&e))?;
+    let change = crate::store::StatusChange::new(
+        PaymentStatus::Cancelled,
+        ChangeSource::Api,
+        OffsetDateTime::now_utc(),
+    );
+    match services.store.transition(&payment, change, vec![]).await? {
+        crate::store::TransitionOutcome::Applied(p)
+        | crate::store::TransitionOutcome::AlreadyInState(p) => {
+            Ok(http::json(StatusCode::OK, &PaymentView::of(&p, None)))
+        }
+        // It moved while we asked the provider (paid, say): say so.
+        crate::store::TransitionOutcome::Rejected { current }
+        | crate::store::TransitionOutcome::Stale { current } => {
+            Err(invalid_state(&current, "cancelled"))
+        }
+    }
+}
+
+/// The payment named by the path, if it is this merchant's.
+async fn merchant_payment(
+    services: &Services,
+    req: &Request,
+    merchant: &crate::ids::MerchantId,
+) -> Result<Payment, ApiError> {
+    let id: PaymentId = req
+        .path_parameters()
+        .first("id")
+        .ok_or_else(|| ApiError::bad_request("missing_id", "the payment id is missing"))?
+        .parse()
+        .map_err(|_| ApiError::not_found("payment_not_found", "no such payment"))?;
+    services
+        .store
+        .payment(id)
+        .await?
+        .filter(|p| &p.merchant_id == merchant)
+        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))
 }

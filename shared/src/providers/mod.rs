@@ -64,6 +64,14 @@ pub trait Gateway: Send + Sync {
     /// Asks the provider about `payment` (the confirmation of a callback,
     /// a poll, a sweep).
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError>;
+
+    /// Stops an unpaid payment at the provider, so it can no longer be paid.
+    async fn cancel(&self, _payment: &Payment) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported {
+            provider: self.provider().as_str(),
+            operation: "cancel",
+        })
+    }
 }
 
 /// An inbound callback as it arrived, before any parsing.
@@ -154,6 +162,11 @@ pub enum ProviderError {
     Decode {
         provider: &'static str,
         reason: String,
+    },
+    #[error("{provider} cannot {operation}")]
+    Unsupported {
+        provider: &'static str,
+        operation: &'static str,
     },
     #[error("{provider} has no such payment: {reference}")]
     NotFound {

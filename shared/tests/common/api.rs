@@ -29,6 +29,7 @@ struct App {
 #[derive(Clone, Copy)]
 enum Route {
     CreatePayment,
+    CancelPayment,
     GetPayment,
     ListPayments,
     Wallet,
@@ -64,6 +65,7 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
             post(r(Route::CreatePayment)).get(r(Route::ListPayments)),
         )
         .route("/v1/payments/{id}", get(r(Route::GetPayment)))
+        .route("/v1/payments/{id}/cancel", post(r(Route::CancelPayment)))
         .route("/v1/wallets/{user_id}", get(r(Route::Wallet)))
         .route("/v1/casino/users/{username}", get(r(Route::CasinoUser)))
         .route(
@@ -145,6 +147,7 @@ async fn dispatch(
     let s = &app.services;
     let response = match route {
         Route::CreatePayment => shared::api::payments::create(s, req).await,
+        Route::CancelPayment => shared::api::payments::cancel(s, req).await,
         Route::GetPayment => shared::api::payments::get(s, req).await,
         Route::ListPayments => shared::api::payments::list(s, req).await,
         Route::Wallet => shared::api::wallets::wallet(s, req).await,

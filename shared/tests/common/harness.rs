@@ -157,6 +157,20 @@ impl Harness {
         Self::reply(r).await
     }
 
+    /// POST JSON to a merchant route with the test API key.
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        Self::reply(r).await
+    }
+
     /// GET with the test API key.
     pub async fn get(&self, path: &str) -> Reply {
         let r = self

@@ -266,6 +266,18 @@ impl Gateway for ToyyibPayClient {
         })
     }
 
+    /// inactiveBill: the bill can no longer be paid.
+    async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
+        let code = payment
+            .provider_reference
+            .as_ref()
+            .ok_or_else(|| ProviderError::NotFound {
+                provider: PROVIDER,
+                reference: payment.id.to_string(),
+            })?;
+        self.inactive_bill(code.as_str()).await
+    }
+
     /// getBillTransactions: a successful attempt is the payment; otherwise
     /// the latest attempt's state (none yet: pending).
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {

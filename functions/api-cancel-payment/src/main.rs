@@ -1,0 +1,14 @@
+//! POST /v1/payments/{id}/cancel: stop a pending payment at its provider.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::payments::cancel(services, req).await)
+    }))
+    .await
+}
