@@ -14,6 +14,7 @@ use crate::config::{self, ConfigError};
 use crate::payment::Provider;
 use crate::providers::casino::{CasinoClient, CasinoConfig};
 use crate::providers::directpay::{DirectPayClient, DirectPayConfig, DirectPayWebhooks};
+use crate::providers::epayment::{EpaymentClient, EpaymentConfig, EpaymentWebhooks};
 use crate::providers::http::HttpPolicy;
 use crate::providers::paygram::{PaygramClient, PaygramConfig, PaygramWebhooks};
 use crate::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig, ToyyibPayWebhooks};
@@ -154,6 +155,10 @@ impl Services {
                     self.config::<PaygramConfig>("paygram").await?,
                     policy,
                 )?),
+                Provider::Epayment => Arc::new(EpaymentClient::new(
+                    self.config::<EpaymentConfig>("epayment").await?,
+                    policy,
+                )?),
                 Provider::Toyyibpay => Arc::new(ToyyibPayClient::new(
                     self.config::<ToyyibPayConfig>("toyyibpay").await?,
                     policy,
@@ -183,6 +188,11 @@ impl Services {
                     self.config::<PaygramConfig>("paygram")
                         .await?
                         .callback_secret,
+                )),
+                Provider::Epayment => Arc::new(EpaymentWebhooks::new(
+                    self.config::<EpaymentConfig>("epayment")
+                        .await?
+                        .callback_key,
                 )),
                 Provider::Toyyibpay => {
                     let config = self.config::<ToyyibPayConfig>("toyyibpay").await?;

@@ -18,6 +18,7 @@ const P1: &str = "pay_01JG0000000000000000000001";
 const P2: &str = "pay_01JG0000000000000000000002";
 const P3: &str = "pay_01JG0000000000000000000003";
 const P4: &str = "pay_01JG0000000000000000000004";
+const P5: &str = "pay_01JG0000000000000000000005";
 
 fn event_text(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
@@ -78,6 +79,23 @@ async fn fixtures(h: &Harness) {
             attempts: vec![],
         },
     );
+    let invoice = shared::providers::epayment::invoice_id(P5.parse().unwrap());
+    h.sandbox.state.epayment.invoices.lock().unwrap().insert(
+        invoice.clone(),
+        sandbox::epayment::Invoice {
+            amount: "5000".into(),
+            currency: "KZT".into(),
+            post_link: String::new(),
+            failure_post_link: String::new(),
+            secret_hash: String::new(),
+            transaction: Some(sandbox::epayment::Transaction {
+                id: "700000001".into(),
+                status: "CHARGE".into(),
+                amount: "5000".into(),
+                refunded: 0,
+            }),
+        },
+    );
     let now = OffsetDateTime::now_utc();
     for (id, provider, amount, reference, casino) in [
         (
@@ -92,6 +110,13 @@ async fn fixtures(h: &Harness) {
             Provider::Paygram,
             Money::new(25_000, Currency::Phpt).unwrap(),
             "PGSAMPLE0001",
+            false,
+        ),
+        (
+            P5,
+            Provider::Epayment,
+            Money::new(500_000, Currency::Kzt).unwrap(),
+            invoice.as_str(),
             false,
         ),
         (
@@ -184,6 +209,17 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         .unwrap();
     assert_eq!(p3.status, PaymentStatus::Completed);
 
+    let hook =
+        shared::api::webhooks::handle(s, Provider::Epayment, http_event("webhook-epayment")).await;
+    assert_eq!(hook.status(), 200, "{:?}", hook.body());
+    let p5 = h
+        .store()
+        .payment(P5.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p5.status, PaymentStatus::Completed);
+
     let sqs: SqsEvent = serde_json::from_str(&event_text("worker-casino-topup")).unwrap();
     let batch = shared::api::worker::handle(s, sqs, OffsetDateTime::now_utc()).await;
     assert!(batch.batch_item_failures.is_empty());
@@ -198,6 +234,7 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         serde_json::json!([
             {"currency": "PHP", "amount": 0},
             {"currency": "MYR", "amount": 9_990},
+            {"currency": "KZT", "amount": 500_000},
             {"currency": "PHPT", "amount": 25_000}
         ])
     );

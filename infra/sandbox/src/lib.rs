@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 pub mod casino;
 pub mod directpay;
+pub mod epayment;
 pub mod paygram;
 pub mod toyyibpay;
 
@@ -66,6 +67,7 @@ pub struct Sandbox {
     pub paygram: paygram::State,
     pub casino: casino::State,
     pub toyyibpay: toyyibpay::State,
+    pub epayment: epayment::State,
 }
 
 pub type Shared = Arc<Sandbox>;
@@ -168,6 +170,9 @@ pub fn router(sandbox: Shared) -> Router {
         .nest("/_sandbox/directpay", directpay::controls())
         .nest("/paygram", paygram::routes())
         .nest("/_sandbox/paygram", paygram::controls())
+        .nest("/epayment/oauth", epayment::oauth_routes())
+        .nest("/epayment/api", epayment::api_routes())
+        .nest("/_sandbox/epayment", epayment::controls())
         .nest("/toyyibpay", toyyibpay::routes())
         .nest("/_sandbox/toyyibpay", toyyibpay::controls())
         .nest("/casino", casino::routes())

@@ -17,6 +17,7 @@ use crate::payment::{Checkout, Customer, Payment, PaymentStatus, Provider};
 
 pub mod casino;
 pub mod directpay;
+pub mod epayment;
 pub mod http;
 pub mod paygram;
 pub mod toyyibpay;

@@ -77,6 +77,10 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
             post(r(Route::Webhook(Provider::Paygram))),
         )
         .route(
+            "/webhooks/epayment",
+            post(r(Route::Webhook(Provider::Epayment))),
+        )
+        .route(
             "/webhooks/toyyibpay",
             post(r(Route::Webhook(Provider::Toyyibpay))),
         )

@@ -72,6 +72,13 @@ impl Harness {
                 json!({"base_url": format!("{sb}/paygram"), "api_token": sandbox::paygram::TOKEN, "callback_secret": paygram_secret}),
             ),
             (
+                "epayment",
+                json!({"oauth_url": format!("{sb}/epayment/oauth"), "api_url": format!("{sb}/epayment/api"),
+                       "widget_url": "https://test-epay.epayment.kz/redesign-payform/payment-api.js",
+                       "client_id": sandbox::epayment::CLIENT_ID, "client_secret": sandbox::epayment::CLIENT_SECRET,
+                       "terminal": sandbox::epayment::TERMINAL, "callback_key": "local-epayment-callback-key"}),
+            ),
+            (
                 "toyyibpay",
                 json!({"base_url": format!("{sb}/toyyibpay"), "secret_key": sandbox::toyyibpay::SECRET_KEY}),
             ),

@@ -1,0 +1,339 @@
+//! epayment.kz (Halyk): OAuth2 client credentials at
+//! `/epayment/oauth/oauth2/token` (a payment token when an invoiceID is
+//! given), `GET /epayment/api/check-status/payment/transaction/{invoice}`,
+//! `POST /epayment/api/operation/{id}/refund[?amount=&externalID=]` and
+//! `.../cancel`.
+//!
+//! Controls under `/_sandbox/epayment/`: `invoices/{invoice}/pay`
+//! `{"status": "CHARGE"|"AUTH"|"FAILED", "amount": "99.5"?, "callback":
+//! false?}` makes the payer pay and posts the callback to the postLink;
+//! `busy` `{"count"}` answers the next check-status calls with resultCode
+//! 107; `expire-tokens`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{deliver, lock, Shared};
+
+pub const CLIENT_ID: &str = "sandbox-epay-client";
+pub const CLIENT_SECRET: &str = "sandbox-epay-secret";
+pub const TERMINAL: &str = "sandbox-terminal";
+
+#[derive(Debug, Clone)]
+pub struct Invoice {
+    pub amount: String,
+    pub currency: String,
+    pub post_link: String,
+    pub failure_post_link: String,
+    pub secret_hash: String,
+    pub transaction: Option<Transaction>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub id: String,
+    pub status: String,
+    pub amount: String,
+    /// Tiyn refunded so far.
+    pub refunded: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Refund {
+    pub transaction_id: String,
+    pub amount: Option<String>,
+    pub external_id: Option<String>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub invoices: Mutex<HashMap<String, Invoice>>,
+    tokens: Mutex<HashSet<String>>,
+    pub tokens_issued: Mutex<u32>,
+    busy: Mutex<u32>,
+    pub refunds: Mutex<Vec<Refund>>,
+}
+
+pub fn oauth_routes() -> Router<Shared> {
+    Router::new().route("/oauth2/token", post(token))
+}
+
+pub fn api_routes() -> Router<Shared> {
+    Router::new()
+        .route("/check-status/payment/transaction/{invoice}", get(check))
+        .route("/operation/{id}/refund", post(refund))
+        .route("/operation/{id}/cancel", post(cancel))
+}
+
+pub fn controls() -> Router<Shared> {
+    Router::new()
+        .route("/invoices/{invoice}/pay", post(pay))
+        .route("/busy", post(busy))
+        .route("/expire-tokens", post(expire))
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "message": message})),
+    )
+        .into_response()
+}
+
+/// Tiyn from a KZT decimal text with at most 2 decimals.
+fn tiyn(text: &str) -> Option<i64> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 2 || int.starts_with('-') {
+        return None;
+    }
+    int.parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(format!("{frac:0<2}").parse().ok()?)
+}
+
+async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    if get("grant_type") != "client_credentials"
+        || get("client_id") != CLIENT_ID
+        || get("client_secret") != CLIENT_SECRET
+        || get("terminal") != TERMINAL
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let token = format!("epay-{}", ulid::Ulid::new());
+    let invoice = get("invoiceID");
+    if !invoice.is_empty() {
+        let digits = invoice.len() >= 6
+            && invoice.len() <= 15
+            && invoice.bytes().all(|b| b.is_ascii_digit());
+        if !digits || tiyn(&get("amount")).is_none() {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_request"})),
+            )
+                .into_response();
+        }
+        lock(&s.epayment.invoices).insert(
+            invoice,
+            Invoice {
+                amount: get("amount"),
+                currency: get("currency"),
+                post_link: get("postLink"),
+                failure_post_link: get("failurePostLink"),
+                secret_hash: get("secret_hash"),
+                transaction: None,
+            },
+        );
+    }
+    lock(&s.epayment.tokens).insert(token.clone());
+    *lock(&s.epayment.tokens_issued) += 1;
+    // expires_in as a string, as the real service sometimes sends it.
+    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": "7200", "scope": "payment"})).into_response()
+}
+
+fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| lock(&s.epayment.tokens).contains(t))
+}
+
+async fn check(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(invoice): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "invalid token");
+    }
+    {
+        let mut busy = lock(&s.epayment.busy);
+        if *busy > 0 {
+            *busy -= 1;
+            return Json(json!({"resultCode": "107", "resultMessage": "Try again later"}))
+                .into_response();
+        }
+    }
+    let Some(t) = lock(&s.epayment.invoices)
+        .get(&invoice)
+        .and_then(|i| i.transaction.clone())
+    else {
+        return Json(json!({"resultCode": "102", "resultMessage": "Invoice not found"}))
+            .into_response();
+    };
+    Json(json!({
+        "resultCode": "100",
+        "resultMessage": "SUCCESS",
+        "transaction": {
+            "id": t.id, "invoiceID": invoice, "amount": t.amount.parse::<serde_json::Number>().ok(),
+            "currency": "KZT", "statusName": t.status, "cardMask": "440043******6531",
+            "reference": "SANDBOXREF", "reasonCode": "00", "approvalCode": "123456",
+        }
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct RefundQuery {
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default, rename = "externalID")]
+    external_id: Option<String>,
+}
+
+async fn refund(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RefundQuery>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "invalid token");
+    }
+    let mut invoices = lock(&s.epayment.invoices);
+    let Some(t) = invoices
+        .values_mut()
+        .filter_map(|i| i.transaction.as_mut())
+        .find(|t| t.id == id)
+    else {
+        return error(StatusCode::BAD_REQUEST, "Transaction not found");
+    };
+    if t.status != "CHARGE" {
+        return error(StatusCode::BAD_REQUEST, "Invalid transaction status");
+    }
+    let total = tiyn(&t.amount).unwrap_or(0);
+    let amount = match &q.amount {
+        Some(a) => match tiyn(a) {
+            Some(v) if v >= 1_000 => v,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Partial refund must be at least 10 KZT",
+                )
+            }
+        },
+        None => total - t.refunded,
+    };
+    if amount <= 0 || t.refunded + amount > total {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Refund exceeds the transaction amount",
+        );
+    }
+    t.refunded += amount;
+    if t.refunded == total {
+        t.status = "REFUND".into();
+    }
+    lock(&s.epayment.refunds).push(Refund {
+        transaction_id: id,
+        amount: q.amount,
+        external_id: q.external_id,
+    });
+    StatusCode::OK.into_response()
+}
+
+async fn cancel(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "invalid token");
+    }
+    let mut invoices = lock(&s.epayment.invoices);
+    match invoices
+        .values_mut()
+        .filter_map(|i| i.transaction.as_mut())
+        .find(|t| t.id == id)
+    {
+        Some(t) if t.status == "AUTH" => {
+            t.status = "CANCEL".into();
+            StatusCode::OK.into_response()
+        }
+        Some(_) => error(StatusCode::BAD_REQUEST, "Transaction cannot be cancelled"),
+        None => error(StatusCode::BAD_REQUEST, "Transaction not found"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Pay {
+    status: String,
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default = "yes")]
+    callback: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn pay(
+    AxState(s): AxState<Shared>,
+    Path(invoice): Path<String>,
+    Json(body): Json<Pay>,
+) -> Response {
+    let (i, t) = {
+        let mut invoices = lock(&s.epayment.invoices);
+        let Some(i) = invoices.get_mut(&invoice) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let t = Transaction {
+            id: format!("{}", 700_000_000 + (ulid::Ulid::new().0 % 100_000_000)),
+            status: body.status.clone(),
+            amount: body.amount.clone().unwrap_or_else(|| i.amount.clone()),
+            refunded: 0,
+        };
+        i.transaction = Some(t.clone());
+        (i.clone(), t)
+    };
+    if !body.callback {
+        return Json(json!({"delivered": 0, "transaction_id": t.id})).into_response();
+    }
+    let failed = t.status == "FAILED";
+    let callback = json!({
+        "id": t.id, "invoiceId": invoice, "amount": t.amount.parse::<serde_json::Number>().ok(),
+        "currency": i.currency, "terminal": TERMINAL,
+        "code": if failed { "error" } else { "ok" },
+        "reason": if failed { "declined" } else { "success" },
+        "reasonCode": if failed { "05" } else { "00" },
+        "reference": "SANDBOXREF", "approvalCode": "123456", "cardMask": "440043******6531",
+        "secret_hash": i.secret_hash,
+    });
+    let url = if failed {
+        &i.failure_post_link
+    } else {
+        &i.post_link
+    };
+    let delivered = deliver(url, &callback).await;
+    Json(json!({"delivered": delivered, "transaction_id": t.id})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Busy {
+    count: u32,
+}
+
+async fn busy(AxState(s): AxState<Shared>, Json(b): Json<Busy>) -> StatusCode {
+    *lock(&s.epayment.busy) = b.count;
+    StatusCode::NO_CONTENT
+}
+
+async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
+    lock(&s.epayment.tokens).clear();
+    StatusCode::NO_CONTENT
+}

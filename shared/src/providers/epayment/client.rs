@@ -1,0 +1,421 @@
+//! epayment.kz's outbound calls.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::{invoice_id, secret_hash, status_from_name, to_wire_amount, PROVIDER};
+use crate::money::{Currency, MajorAmount, Money};
+use crate::payment::{Checkout, Payment, Provider};
+use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::secrets::SecretString;
+
+/// epayment.kz's settings, as stored in Secrets Manager.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EpaymentConfig {
+    /// `https://test-epay-oauth.epayment.kz` or `https://epay-oauth.homebank.kz`.
+    pub oauth_url: String,
+    /// `https://test-epay-api.epayment.kz` or `https://epay-api.homebank.kz`.
+    pub api_url: String,
+    /// The payment widget's script.
+    pub widget_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub terminal: String,
+    /// Our key for each invoice's `secret_hash`.
+    pub callback_key: SecretString,
+}
+
+const SCOPE: &str = "webapi usermanagement email_send verification statement statistics payment";
+/// Tokens are renewed this long before they expire.
+const MARGIN: Duration = Duration::from_secs(300);
+/// check-status's resultCode 107 ("try again later"): how often we do.
+const BUSY_RETRIES: u32 = 3;
+
+#[derive(Debug, Clone)]
+struct Token {
+    value: SecretString,
+    renew_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+    /// A number or a string, depending on the day.
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusReply {
+    result_code: serde_json::Value,
+    #[serde(default)]
+    result_message: Option<String>,
+    #[serde(default)]
+    transaction: Option<Transaction>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Transaction {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default)]
+    amount: Option<MajorAmount>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    status_name: Option<String>,
+}
+
+/// What check-status says, with the bank's transaction id for operations.
+#[derive(Debug, Clone)]
+pub struct EpaymentStatus {
+    pub confirmation: Confirmation,
+    pub transaction_id: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct EpaymentClient {
+    http: ProviderHttp,
+    config: EpaymentConfig,
+    token: Mutex<Option<Token>>,
+}
+
+fn seconds(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl EpaymentClient {
+    pub fn new(
+        config: EpaymentConfig,
+        policy: HttpPolicy,
+    ) -> Result<EpaymentClient, ProviderError> {
+        Ok(EpaymentClient {
+            http: ProviderHttp::new(PROVIDER, policy)?,
+            config,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &EpaymentConfig {
+        &self.config
+    }
+
+    async fn request_token(
+        &self,
+        extra: &[(&str, String)],
+    ) -> Result<(SecretString, Duration), ProviderError> {
+        let url = format!(
+            "{}/oauth2/token",
+            self.config.oauth_url.trim_end_matches('/')
+        );
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "client_credentials".into()),
+            ("scope", SCOPE.into()),
+            ("client_id", self.config.client_id.clone()),
+            ("client_secret", self.config.client_secret.expose().clone()),
+            ("terminal", self.config.terminal.clone()),
+        ];
+        form.extend(extra.iter().cloned());
+        let reply = self
+            .http
+            .send(Retry::Safe, |c| c.post(&url).form(&form))
+            .await?;
+        if !reply.status.is_success() {
+            return Err(ProviderError::Auth {
+                provider: PROVIDER,
+                reason: format!("token refused: HTTP {}", reply.status.as_u16()),
+            });
+        }
+        let token: TokenReply = reply.json(PROVIDER)?;
+        let lifetime = token.expires_in.as_ref().and_then(seconds).unwrap_or(0);
+        Ok((token.access_token.into(), Duration::from_secs(lifetime)))
+    }
+
+    /// The API token, cached until five minutes before it expires.
+    async fn token(&self) -> Result<SecretString, ProviderError> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref() {
+            if Instant::now() < t.renew_at {
+                return Ok(t.value.clone());
+            }
+        }
+        let (value, lifetime) = self.request_token(&[]).await?;
+        *cached = Some(Token {
+            value: value.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(MARGIN),
+        });
+        Ok(value)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// A bearer call; a 401 renews the token once.
+    async fn authed(
+        &self,
+        retry: Retry,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        let token = self.token().await?;
+        let reply = self.http.send(retry, |c| build(c, token.expose())).await?;
+        if reply.status != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        self.forget_token().await;
+        let token = self.token().await?;
+        self.http.send(retry, |c| build(c, token.expose())).await
+    }
+
+    /// check-status for an invoice; resultCode 107 is retried a few times.
+    pub async fn check(&self, invoice: &str) -> Result<EpaymentStatus, ProviderError> {
+        let url = format!(
+            "{}/check-status/payment/transaction/{invoice}",
+            self.config.api_url.trim_end_matches('/')
+        );
+        for attempt in 1..=BUSY_RETRIES {
+            let reply = self
+                .authed(Retry::Safe, |c, t| c.get(&url).bearer_auth(t))
+                .await?;
+            if !reply.status.is_success() {
+                return Err(operation_error(&reply));
+            }
+            let status: StatusReply = reply.json(PROVIDER)?;
+            let code = text(&status.result_code).unwrap_or_default();
+            let message = status.result_message.clone().unwrap_or_default();
+            match code.as_str() {
+                "100" => return self.read_transaction(status),
+                "102" => {
+                    return Err(ProviderError::NotFound {
+                        provider: PROVIDER,
+                        reference: invoice.to_string(),
+                    })
+                }
+                "107" if attempt < BUSY_RETRIES => {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                "107" => {
+                    return Err(ProviderError::Unavailable {
+                        provider: PROVIDER,
+                        attempts: attempt,
+                        reason: "resultCode 107: try again later".into(),
+                    })
+                }
+                _ => {
+                    return Err(ProviderError::Rejected {
+                        provider: PROVIDER,
+                        status: reply.status.as_u16(),
+                        code,
+                        message,
+                    })
+                }
+            }
+        }
+        Err(ProviderError::Unavailable {
+            provider: PROVIDER,
+            attempts: BUSY_RETRIES,
+            reason: "resultCode 107: try again later".into(),
+        })
+    }
+
+    fn read_transaction(&self, status: StatusReply) -> Result<EpaymentStatus, ProviderError> {
+        let t = status.transaction.ok_or_else(|| ProviderError::Decode {
+            provider: PROVIDER,
+            reason: "check-status without a transaction".into(),
+        })?;
+        let currency = match t.currency.as_deref() {
+            Some(c) => Currency::from_code_ignore_case(c).map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            })?,
+            None => Currency::Kzt,
+        };
+        let amount = t
+            .amount
+            .map(|a| a.to_money(currency))
+            .transpose()
+            .map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: format!("amount: {e}"),
+            })?;
+        let word = t.status_name.unwrap_or_default();
+        Ok(EpaymentStatus {
+            confirmation: Confirmation {
+                status: status_from_name(&word),
+                amount,
+                provider_status: word,
+            },
+            transaction_id: t.id.as_ref().and_then(text),
+        })
+    }
+
+    /// Refunds `amount` (all of it when `None`) of a charged transaction.
+    pub async fn refund(
+        &self,
+        transaction_id: &str,
+        amount: Option<Money>,
+        external_id: &str,
+    ) -> Result<(), ProviderError> {
+        let mut url = format!(
+            "{}/operation/{transaction_id}/refund",
+            self.config.api_url.trim_end_matches('/')
+        );
+        if let Some(a) = amount {
+            url.push_str(&format!(
+                "?amount={}&externalID={external_id}",
+                to_wire_amount(a)?
+            ));
+        }
+        // The externalID makes a repeat recognisable; without an amount there
+        // is nothing to repeat twice (the second full refund is refused).
+        let reply = self
+            .authed(Retry::NotSent, |c, t| c.post(&url).bearer_auth(t))
+            .await?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(operation_error(&reply))
+        }
+    }
+
+    /// Releases an authorised (not charged) transaction.
+    pub async fn cancel_transaction(&self, transaction_id: &str) -> Result<(), ProviderError> {
+        let url = format!(
+            "{}/operation/{transaction_id}/cancel",
+            self.config.api_url.trim_end_matches('/')
+        );
+        let reply = self
+            .authed(Retry::Safe, |c, t| c.post(&url).bearer_auth(t))
+            .await?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(operation_error(&reply))
+        }
+    }
+}
+
+/// An operation's error body: `{"code": .., "message": ..}`.
+fn operation_error(reply: &Reply) -> ProviderError {
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let body: Option<Body> = serde_json::from_slice(&reply.body).ok();
+    ProviderError::Rejected {
+        provider: PROVIDER,
+        status: reply.status.as_u16(),
+        code: body
+            .as_ref()
+            .and_then(|b| b.code.as_ref())
+            .and_then(text)
+            .unwrap_or_else(|| format!("http_{}", reply.status.as_u16())),
+        message: body
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| excerpt(&reply.body)),
+    }
+}
+
+#[async_trait::async_trait]
+impl Gateway for EpaymentClient {
+    fn provider(&self) -> Provider {
+        Provider::Epayment
+    }
+
+    /// A payment token bound to the invoice, and what the widget needs.
+    async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
+        let amount = to_wire_amount(request.amount)?;
+        let invoice = invoice_id(request.payment_id);
+        let hash = secret_hash(self.config.callback_key.expose(), &invoice);
+        let (token, _) = self
+            .request_token(&[
+                ("invoiceID", invoice.clone()),
+                ("amount", amount.clone()),
+                ("currency", "KZT".into()),
+                ("postLink", request.webhook_url.to_string()),
+                ("failurePostLink", request.webhook_url.to_string()),
+                ("secret_hash", hash),
+            ])
+            .await?;
+        let amount_number: serde_json::Value =
+            serde_json::from_str(&amount).map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            })?;
+        let mut widget = serde_json::Map::new();
+        widget.insert("script".into(), self.config.widget_url.clone().into());
+        widget.insert("invoiceId".into(), invoice.clone().into());
+        widget.insert("terminal".into(), self.config.terminal.clone().into());
+        widget.insert("amount".into(), amount_number);
+        widget.insert("currency".into(), "KZT".into());
+        widget.insert("auth".into(), token.expose().clone().into());
+        widget.insert(
+            "backLink".into(),
+            request.return_url.unwrap_or_default().into(),
+        );
+        widget.insert(
+            "failureBackLink".into(),
+            request.return_url.unwrap_or_default().into(),
+        );
+        widget.insert("postLink".into(), request.webhook_url.into());
+        widget.insert("failurePostLink".into(), request.webhook_url.into());
+        Ok(Created {
+            provider_reference: invoice.parse().map_err(|_| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: "invoiceID is not a usable reference".into(),
+            })?,
+            checkout: Checkout {
+                widget: Some(widget),
+                ..Checkout::default()
+            },
+            expires_at: None,
+        })
+    }
+
+    async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
+        Ok(self.check(&invoice_id(payment.id)).await?.confirmation)
+    }
+
+    /// A payment still only authorised is released; one never paid has
+    /// nothing at the bank to cancel (its payment token just expires).
+    async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
+        match self.check(&invoice_id(payment.id)).await {
+            Ok(s) if s.confirmation.provider_status.eq_ignore_ascii_case("AUTH") => {
+                let id = s.transaction_id.ok_or_else(|| ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: "AUTH without a transaction id".into(),
+                })?;
+                self.cancel_transaction(&id).await
+            }
+            Ok(s) if s.confirmation.status == crate::payment::PaymentStatus::Pending => Ok(()),
+            Ok(s) => Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                status: 200,
+                code: s.confirmation.provider_status,
+                message: "the transaction cannot be cancelled".into(),
+            }),
+            Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! epayment.kz postLink callbacks: JSON with invoiceId, amount, currency,
+//! code ("ok" | "error"), secret_hash, ... The secret_hash must be the one
+//! we made for the invoice (compared in constant time); the amount and
+//! currency must parse; the payment is then confirmed with check-status.
+
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::secret_hash;
+use crate::money::{Currency, MajorAmount};
+use crate::payment::{PaymentStatus, Provider};
+use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
+use crate::secrets::SecretString;
+
+#[derive(Debug, Clone)]
+pub struct EpaymentWebhooks {
+    callback_key: SecretString,
+}
+
+impl EpaymentWebhooks {
+    pub fn new(callback_key: SecretString) -> EpaymentWebhooks {
+        EpaymentWebhooks { callback_key }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Callback {
+    invoice_id: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    amount: Option<MajorAmount>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default, rename = "secret_hash", alias = "secretHash")]
+    secret_hash: Option<String>,
+}
+
+impl WebhookSource for EpaymentWebhooks {
+    fn provider(&self) -> Provider {
+        Provider::Epayment
+    }
+
+    fn parse(&self, request: &WebhookRequest) -> Result<WebhookEvent, WebhookError> {
+        let callback: Callback = serde_json::from_slice(&request.body)
+            .map_err(|e| WebhookError::Malformed(e.to_string().chars().take(200).collect()))?;
+        let given = callback.secret_hash.as_deref().unwrap_or_default();
+        let expected = secret_hash(self.callback_key.expose(), &callback.invoice_id);
+        if given.is_empty() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(WebhookError::Unauthenticated("secret_hash"));
+        }
+        let currency = match callback.currency.as_deref() {
+            Some(c) => Currency::from_code_ignore_case(c)
+                .map_err(|e| WebhookError::Malformed(e.to_string()))?,
+            None => Currency::Kzt,
+        };
+        let amount = callback
+            .amount
+            .map(|a| a.to_money(currency))
+            .transpose()
+            .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
+        let code = callback.code.unwrap_or_default();
+        let status = match code.as_str() {
+            "ok" => PaymentStatus::Completed,
+            "error" => PaymentStatus::Failed,
+            _ => PaymentStatus::Pending,
+        };
+        Ok(WebhookEvent {
+            payment: PaymentRef::Provider(callback.invoice_id),
+            status,
+            amount,
+            provider_status: code,
+            verified: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<WebhookEvent, WebhookError> {
+        EpaymentWebhooks::new("cb-key".to_string().into()).parse(&WebhookRequest {
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_callback_with_its_invoices_hash_is_read() {
+        let hash = secret_hash("cb-key", "000000000012345");
+        let e = parse(&format!(
+            r#"{{"id":"T1","invoiceId":"000000000012345","amount":10000.5,"currency":"KZT","code":"ok","reason":"success","secret_hash":"{hash}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(e.payment, PaymentRef::Provider("000000000012345".into()));
+        assert_eq!(e.status, PaymentStatus::Completed);
+        assert_eq!(e.amount.unwrap().minor(), 1_000_050);
+    }
+
+    #[test]
+    fn another_invoices_hash_or_none_is_refused() {
+        let other = secret_hash("cb-key", "000000000099999");
+        for body in [
+            format!(r#"{{"invoiceId":"000000000012345","code":"ok","secret_hash":"{other}"}}"#),
+            r#"{"invoiceId":"000000000012345","code":"ok"}"#.to_string(),
+        ] {
+            assert_eq!(
+                parse(&body),
+                Err(WebhookError::Unauthenticated("secret_hash"))
+            );
+        }
+        assert!(matches!(parse("{}"), Err(WebhookError::Malformed(_))));
+        let hash = secret_hash("cb-key", "1");
+        assert!(matches!(
+            parse(&format!(
+                r#"{{"invoiceId":"1","code":"ok","amount":1.234,"secret_hash":"{hash}"}}"#
+            )),
+            Err(WebhookError::Malformed(_))
+        ));
+    }
+}
