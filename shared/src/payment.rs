@@ -281,6 +281,9 @@ pub struct Payment {
     pub checkout: Checkout,
     /// Refunded so far, in the payment's currency.
     pub refunded_amount: Money,
+    /// Refunds reserved and sent to the provider but not yet confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_pending: Option<Money>,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -322,6 +325,7 @@ impl Payment {
             provider: new.provider,
             amount: new.amount,
             refunded_amount: Money::zero(new.amount.currency()),
+            refund_pending: None,
             reference: new.reference,
             description: new.description,
             customer: new.customer,
@@ -346,12 +350,21 @@ impl Payment {
         }
     }
 
-    /// What is left to refund.
+    /// Refunds reserved but not yet confirmed (zero when none).
+    pub fn refund_pending(&self) -> Money {
+        self.refund_pending
+            .unwrap_or(Money::zero(self.amount.currency()))
+    }
+
+    /// What is left to refund: the amount less what was refunded and what
+    /// is being refunded.
     pub fn refundable(&self) -> Money {
-        // refunded_amount never exceeds amount: the store's refund condition
-        // guarantees it, so a failure here is a corrupted record.
+        // Reservations never exceed the amount (the store's refund writes are
+        // conditional on the version the check was made on); a failure here
+        // is a corrupted record, and nothing more can be refunded from it.
         self.amount
             .checked_sub(self.refunded_amount)
+            .and_then(|rest| rest.checked_sub(self.refund_pending()))
             .unwrap_or(Money::zero(self.amount.currency()))
     }
 }

@@ -215,3 +215,161 @@ async fn tokens_are_cached_renewed_on_401_and_refunds_and_cancels_follow_the_ban
         "CANCEL"
     );
 }
+
+async fn paid(h: &Harness, tiyn: i64, user: &str) -> PaymentId {
+    let (id, invoice) = create(h, tiyn, user).await;
+    pay(h, &invoice, json!({"status": "CHARGE"})).await;
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_refunds_of_sixty_percent_one_wins() {
+    let h = std::sync::Arc::new(Harness::start().await);
+    let id = paid(&h, 1_000_000, "u_refund").await;
+    let mut tasks = Vec::new();
+    for key in ["refund-a", "refund-b"] {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.post(
+                &format!("/v1/payments/{id}/refund"),
+                key,
+                &json!({"amount": 600_000}),
+            )
+            .await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 422 {
+            assert_eq!(
+                r.body["error"]["code"], "refund_exceeds_remaining",
+                "{}",
+                r.text
+            );
+        }
+        statuses.push(r.status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 422]);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::PartiallyRefunded);
+    assert_eq!(p.refunded_amount, kzt(600_000));
+    assert!(p.refund_pending().is_zero());
+    assert_eq!(
+        h.sandbox.state.epayment.refunds.lock().unwrap().len(),
+        1,
+        "one refund at the bank"
+    );
+    let u = "u_refund".parse().unwrap();
+    assert_eq!(
+        h.store().balance(&u, Currency::Kzt).await.unwrap(),
+        kzt(400_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_then_the_rest_ends_refunded_and_never_more() {
+    let h = Harness::start().await;
+    let id = paid(&h, 500_000, "u_rest").await;
+    let path = format!("/v1/payments/{id}/refund");
+    let first = h
+        .post(
+            &path,
+            "r-1",
+            &json!({"amount": 200_000, "reason": "one item back"}),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.body["status"], "partially_refunded");
+    assert_eq!(first.body["refunded_amount"], 200_000);
+    let replay = h
+        .post(
+            &path,
+            "r-1",
+            &json!({"amount": 200_000, "reason": "one item back"}),
+        )
+        .await;
+    assert_eq!(replay.text, first.text);
+    let too_much = h.post(&path, "r-2", &json!({"amount": 300_001})).await;
+    assert_eq!(too_much.status, 422);
+    assert_eq!(too_much.body["error"]["code"], "refund_exceeds_remaining");
+    let small = h.post(&path, "r-3", &json!({"amount": 500})).await;
+    assert_eq!(small.body["error"]["code"], "refund_below_minimum");
+    let rest = h.post(&path, "r-4", &json!({})).await;
+    assert_eq!(rest.status, 200, "{}", rest.text);
+    assert_eq!(rest.body["status"], "refunded");
+    assert_eq!(rest.body["refunded_amount"], 500_000);
+    let again = h.post(&path, "r-5", &json!({})).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.body["error"]["code"], "invalid_state");
+    let u = "u_rest".parse().unwrap();
+    assert!(h
+        .store()
+        .balance(&u, Currency::Kzt)
+        .await
+        .unwrap()
+        .is_zero());
+    assert_eq!(h.store().ledger_entries(&u, 50).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_the_bank_refuses_gives_the_reservation_back() {
+    let h = Harness::start().await;
+    let id = paid(&h, 500_000, "u_refused").await;
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/epayment/api/operation/", "mode": "fail", "count": 1, "status": 400}),
+    )
+    .await;
+    let r = h
+        .post(
+            &format!("/v1/payments/{id}/refund"),
+            "r-1",
+            &json!({"amount": 100_000}),
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    assert!(p.refund_pending().is_zero());
+    assert!(p.refunded_amount.is_zero());
+    let u = "u_refused".parse().unwrap();
+    assert_eq!(
+        h.store().balance(&u, Currency::Kzt).await.unwrap(),
+        kzt(500_000)
+    );
+    // The same key may be used again after an error.
+    let again = h
+        .post(
+            &format!("/v1/payments/{id}/refund"),
+            "r-1",
+            &json!({"amount": 100_000}),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_without_refunds_say_so() {
+    let h = Harness::start().await;
+    let gcash = h
+        .create("g-1", &json!({"provider": "directpay", "amount": 1000, "currency": "PHP", "reference": "ORD-R-1"}))
+        .await;
+    let id = gcash.body["id"].as_str().unwrap();
+    let r = h
+        .post(&format!("/v1/payments/{id}/refund"), "r-1", &json!({}))
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["error"]["code"], "unsupported_operation");
+    // A pending epayment payment is not refundable yet.
+    let (pending, _) = create(&h, 100_000, "u_pending").await;
+    let r = h
+        .post(&format!("/v1/payments/{pending}/refund"), "r-2", &json!({}))
+        .await;
+    assert_eq!(r.status, 409);
+}

@@ -10,6 +10,7 @@ use super::{respond, PaymentView};
 use crate::http::{self, ApiError};
 use crate::ids::{CasinoUsername, MerchantReference, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
+
 use crate::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
 use crate::providers::{CreateRequest, ProviderError};
 use crate::services::Services;
@@ -461,4 +462,271 @@ async fn merchant_payment(
         .await?
         .filter(|p| &p.merchant_id == merchant)
         .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    #[serde(default)]
+    amount: Option<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/payments/{id}/refund`: all of what is left, or `amount` of it.
+/// The refund is reserved on the payment (and held in the wallet) before
+/// the provider is asked, so concurrent refunds can never add up to more
+/// than was paid; the provider's refusal gives the reservation back.
+pub async fn refund(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    respond(&request_id, refund_inner(services, &req).await)
+}
+
+async fn refund_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    let merchant = http::merchant(req)?;
+    let payment = merchant_payment(services, req, &merchant).await?;
+    let raw: serde_json::Value = if req.body().as_ref().is_empty() {
+        serde_json::json!({})
+    } else {
+        http::json_body(req)?
+    };
+    let body: RefundBody = serde_json::from_value(raw.clone()).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_body",
+            e.to_string().chars().take(300).collect::<String>(),
+        )
+    })?;
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 255)
+    {
+        return Err(invalid(
+            "invalid_field",
+            "reason is longer than 255 characters",
+        ));
+    }
+    let request = serde_json::json!({"payment": payment.id.to_string(), "body": raw});
+    let claim =
+        match idempotent::begin(services, req, &merchant, "refund_payment", &request).await? {
+            Begun::Run(claim) => claim,
+            Begun::Answer(response) => return Ok(response),
+        };
+    let result = refund_payment(services, payment, body.amount).await;
+    idempotent::finish(services, claim, result).await
+}
+
+async fn refund_payment(
+    services: &Services,
+    payment: Payment,
+    requested: Option<i64>,
+) -> Result<Response<Body>, ApiError> {
+    use crate::payment::RefundSupport;
+    use crate::store::{
+        LedgerEntry, LedgerPurpose, ReserveOutcome, StatusChange, TransitionOutcome,
+    };
+
+    let support = payment.provider.operations().refund;
+    if support == RefundSupport::None {
+        return Err(invalid(
+            "unsupported_operation",
+            format!("{} payments cannot be refunded", payment.provider),
+        ));
+    }
+    let refund_id = ulid::Ulid::new();
+    let mut current = payment;
+    let (reserved, amount) = loop {
+        if !matches!(
+            current.status,
+            PaymentStatus::Completed | PaymentStatus::PartiallyRefunded
+        ) {
+            return Err(invalid_state(&current, "refunded"));
+        }
+        let rest = current.refundable();
+        let amount = match requested {
+            Some(minor) if minor <= 0 => {
+                return Err(invalid(
+                    "invalid_amount",
+                    "amount must be a positive number of minor units",
+                ))
+            }
+            Some(minor) => Money::new(minor, current.amount.currency())
+                .map_err(|e| invalid("invalid_amount", e.to_string()))?,
+            None => rest,
+        };
+        if amount.is_zero() || amount.minor() > rest.minor() {
+            return Err(invalid(
+                "refund_exceeds_remaining",
+                format!("{} is left to refund", rest.minor()),
+            ));
+        }
+        match support {
+            RefundSupport::Full
+                if amount != current.amount || !current.refunded_amount.is_zero() =>
+            {
+                return Err(invalid(
+                    "unsupported_operation",
+                    format!("{} refunds whole payments only", current.provider),
+                ))
+            }
+            RefundSupport::Partial { minimum } if amount != rest && amount.minor() < minimum => {
+                return Err(invalid(
+                    "refund_below_minimum",
+                    format!(
+                        "{} refunds at least {minimum} minor units",
+                        current.provider
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        let hold = match &current.wallet_user_id {
+            Some(user) => services
+                .store
+                .ledger_writes(&LedgerEntry {
+                    user: user.clone(),
+                    payment_id: current.id,
+                    purpose: LedgerPurpose::Refund(refund_id),
+                    amount,
+                    at: OffsetDateTime::now_utc(),
+                    memo: format!("refund {refund_id}"),
+                })?
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let pending = current
+            .refund_pending()
+            .checked_add(amount)
+            .map_err(|e| invalid("invalid_amount", e.to_string()))?;
+        match services
+            .store
+            .set_refund_pending(&current, pending, hold)
+            .await?
+        {
+            ReserveOutcome::Done(p) => break (p, amount),
+            ReserveOutcome::Stale { current: p } => current = p,
+            ReserveOutcome::Refused(_) => {
+                return Err(invalid(
+                    "insufficient_wallet_balance",
+                    "the wallet no longer holds this money (it moved on, to the casino say)",
+                ))
+            }
+        }
+    };
+
+    let gateway = services.gateway(reserved.provider).await;
+    let rest = amount
+        == reserved
+            .amount
+            .checked_sub(reserved.refunded_amount)
+            .unwrap_or(amount);
+    let answer = match gateway {
+        Ok(g) => {
+            g.refund(&reserved, amount, rest, &refund_id.to_string())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = answer {
+        release_refund(services, &reserved, amount, refund_id).await?;
+        return Err(provider_error(&e));
+    }
+
+    // Confirmed: the reservation becomes a refund.
+    let refunded = reserved
+        .refunded_amount
+        .checked_add(amount)
+        .map_err(|e| invalid("invalid_amount", e.to_string()))?;
+    let to = if refunded == reserved.amount {
+        PaymentStatus::Refunded
+    } else {
+        PaymentStatus::PartiallyRefunded
+    };
+    let mut change = StatusChange::new(to, ChangeSource::Api, OffsetDateTime::now_utc());
+    change.refunded_amount = Some(refunded);
+    change.refund_pending = Some(
+        reserved
+            .refund_pending()
+            .checked_sub(amount)
+            .unwrap_or(Money::zero(reserved.amount.currency())),
+    );
+    let mut current = reserved;
+    for _ in 0..3 {
+        match services
+            .store
+            .transition(&current, change.clone(), vec![])
+            .await?
+        {
+            TransitionOutcome::Applied(p) => {
+                tracing::info!(payment_id = %p.id, refund_id = %refund_id, amount = amount.minor(), "refund done");
+                return Ok(http::json(StatusCode::OK, &PaymentView::of(&p, None)));
+            }
+            // Another refund finished in between: apply ours to what it left.
+            TransitionOutcome::Stale { current: p } => {
+                let refunded = p
+                    .refunded_amount
+                    .checked_add(amount)
+                    .map_err(|e| invalid("invalid_amount", e.to_string()))?;
+                change.to = if refunded == p.amount {
+                    PaymentStatus::Refunded
+                } else {
+                    PaymentStatus::PartiallyRefunded
+                };
+                change.refunded_amount = Some(refunded);
+                change.refund_pending = Some(
+                    p.refund_pending()
+                        .checked_sub(amount)
+                        .unwrap_or(Money::zero(p.amount.currency())),
+                );
+                current = p;
+            }
+            other => {
+                tracing::error!(payment_id = %current.id, ?other, "refund done at the provider but not recorded");
+                return Err(ApiError::internal(&"refund not recorded"));
+            }
+        }
+    }
+    Err(ApiError::internal(&"refund not recorded after retries"))
+}
+
+/// Gives back a reservation the provider refused: the pending total goes
+/// down and the wallet hold is credited back.
+async fn release_refund(
+    services: &Services,
+    reserved: &Payment,
+    amount: Money,
+    refund_id: ulid::Ulid,
+) -> Result<(), ApiError> {
+    use crate::store::{LedgerEntry, LedgerPurpose, ReserveOutcome};
+    let mut current = reserved.clone();
+    for _ in 0..5 {
+        let reversal = match &current.wallet_user_id {
+            Some(user) => services
+                .store
+                .ledger_writes(&LedgerEntry {
+                    user: user.clone(),
+                    payment_id: current.id,
+                    purpose: LedgerPurpose::RefundReversal(refund_id),
+                    amount,
+                    at: OffsetDateTime::now_utc(),
+                    memo: format!("refund {refund_id} refused by the provider"),
+                })?
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let pending = current
+            .refund_pending()
+            .checked_sub(amount)
+            .unwrap_or(Money::zero(current.amount.currency()));
+        match services
+            .store
+            .set_refund_pending(&current, pending, reversal)
+            .await?
+        {
+            ReserveOutcome::Done(_) => return Ok(()),
+            ReserveOutcome::Stale { current: p } => current = p,
+            ReserveOutcome::Refused(what) => return Err(ApiError::internal(&what)),
+        }
+    }
+    Err(ApiError::internal(&"refund reservation not released"))
 }

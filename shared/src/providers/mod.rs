@@ -66,6 +66,21 @@ pub trait Gateway: Send + Sync {
     /// a poll, a sweep).
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError>;
 
+    /// Gives `amount` of a completed payment back to the payer; `rest` says
+    /// it is all that is left. `refund_id` is ours, the same on a retry.
+    async fn refund(
+        &self,
+        _payment: &Payment,
+        _amount: Money,
+        _rest: bool,
+        _refund_id: &str,
+    ) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported {
+            provider: self.provider().as_str(),
+            operation: "refund",
+        })
+    }
+
     /// Stops an unpaid payment at the provider, so it can no longer be paid.
     async fn cancel(&self, _payment: &Payment) -> Result<(), ProviderError> {
         Err(ProviderError::Unsupported {

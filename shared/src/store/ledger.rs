@@ -34,14 +34,17 @@ pub enum LedgerPurpose {
     Deposit,
     /// The deposit moved on to the casino.
     CasinoTransfer,
-    /// One refund of the payment, by refund id.
+    /// One refund of the payment, by refund id (held when the refund is
+    /// reserved).
     Refund(ulid::Ulid),
+    /// The hold of a refund the provider refused, given back.
+    RefundReversal(ulid::Ulid),
 }
 
 impl LedgerPurpose {
     pub fn kind(&self) -> EntryKind {
         match self {
-            LedgerPurpose::Deposit => EntryKind::Credit,
+            LedgerPurpose::Deposit | LedgerPurpose::RefundReversal(_) => EntryKind::Credit,
             LedgerPurpose::CasinoTransfer | LedgerPurpose::Refund(_) => EntryKind::Debit,
         }
     }
@@ -51,6 +54,7 @@ impl LedgerPurpose {
             LedgerPurpose::Deposit => "deposit".into(),
             LedgerPurpose::CasinoTransfer => "casino_transfer".into(),
             LedgerPurpose::Refund(id) => format!("refund:{id}"),
+            LedgerPurpose::RefundReversal(id) => format!("refund_reversal:{id}"),
         }
     }
 
@@ -58,10 +62,16 @@ impl LedgerPurpose {
         match key {
             "deposit" => Some(LedgerPurpose::Deposit),
             "casino_transfer" => Some(LedgerPurpose::CasinoTransfer),
-            other => other
-                .strip_prefix("refund:")
-                .and_then(|id| ulid::Ulid::from_string(id).ok())
-                .map(LedgerPurpose::Refund),
+            other => {
+                let id = |prefix: &str| {
+                    other
+                        .strip_prefix(prefix)
+                        .and_then(|id| ulid::Ulid::from_string(id).ok())
+                };
+                id("refund:")
+                    .map(LedgerPurpose::Refund)
+                    .or_else(|| id("refund_reversal:").map(LedgerPurpose::RefundReversal))
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ mod topups;
 pub use deliveries::DeliveryOutcome;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 pub use ledger::{Balance, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
-pub use payments::{CreateOutcome, StatusChange, TransitionOutcome};
+pub use payments::{CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
 pub use topups::{AcquireOutcome, FinishOutcome, TopUp, TopUpStatus};
 
 pub type Item = HashMap<String, AttributeValue>;

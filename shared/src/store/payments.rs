@@ -13,6 +13,18 @@ use crate::ids::{MerchantId, MerchantReference, PaymentId};
 use crate::money::Money;
 use crate::payment::{ChangeSource, HistoryEntry, Payment, PaymentStatus, Provider};
 
+/// How [`Store::set_refund_pending`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Done(Payment),
+    /// The payment changed since it was read: decide again.
+    Stale {
+        current: Payment,
+    },
+    /// An extra write was refused (the wallet balance is too small).
+    Refused(&'static str),
+}
+
 /// How [`Store::create_payment`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -35,6 +47,8 @@ pub struct StatusChange {
     pub provider_status: Option<String>,
     /// The new refunded total, for refunds.
     pub refunded_amount: Option<Money>,
+    /// The new total of reserved refunds, for refunds.
+    pub refund_pending: Option<Money>,
 }
 
 impl StatusChange {
@@ -45,6 +59,7 @@ impl StatusChange {
             at,
             provider_status: None,
             refunded_amount: None,
+            refund_pending: None,
         }
     }
 }
@@ -76,6 +91,9 @@ impl Payment {
         }
         if let Some(refunded) = change.refunded_amount {
             next.refunded_amount = refunded;
+        }
+        if let Some(pending) = change.refund_pending {
+            next.refund_pending = Some(pending);
         }
         next.history.push(HistoryEntry {
             status: change.to,
@@ -337,12 +355,74 @@ impl Store {
                 serde_dynamo::to_attribute_value(refunded)?,
             );
         }
+        if let Some(pending) = change.refund_pending {
+            set.push("refund_pending = :pending");
+            update = update.expression_attribute_values(
+                ":pending",
+                serde_dynamo::to_attribute_value(pending)?,
+            );
+        }
         let mut expression = format!("SET {}", set.join(", "));
         if change.to != PaymentStatus::Pending {
             // No longer open work for the sweep.
             expression.push_str(" REMOVE gsi2pk, gsi2sk");
         }
         Ok(update.update_expression(expression).build()?)
+    }
+
+    /// Sets the payment's reserved refunds to `pending`, with `extra` writes
+    /// (the wallet hold), if the payment is still as the caller read it. Not
+    /// a status change, but it bumps the version: two refunds decided on one
+    /// reading cannot both reserve.
+    pub async fn set_refund_pending(
+        &self,
+        current: &Payment,
+        pending: Money,
+        extra: Vec<Write>,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(current.id)))
+            .key(schema::SK, s(keys::PAYMENT_SK))
+            .update_expression("SET refund_pending = :pending, #version = :next")
+            .condition_expression("#status = :status AND #version = :version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":pending", serde_dynamo::to_attribute_value(pending)?)
+            .expression_attribute_values(":status", s(current.status.as_str()))
+            .expression_attribute_values(":version", n(current.version))
+            .expression_attribute_values(":next", n(current.version + 1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()?;
+        let mut writes = vec![Write {
+            what: "payment",
+            item: TransactWriteItem::builder().update(update).build(),
+        }];
+        writes.extend(extra);
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            match self.transact(writes.clone()).await? {
+                Ok(()) => {
+                    let mut next = current.clone();
+                    next.refund_pending = Some(pending);
+                    next.version += 1;
+                    return Ok(ReserveOutcome::Done(next));
+                }
+                Err(Cancelled::Condition { index: 0, item }) => {
+                    let found = match item {
+                        Some(item) => payment_from(item)?,
+                        None => self.payment(current.id).await?.ok_or_else(|| {
+                            StoreError::Corrupt(format!("payment {} vanished", current.id))
+                        })?,
+                    };
+                    return Ok(ReserveOutcome::Stale { current: found });
+                }
+                Err(Cancelled::Condition { index, .. }) => {
+                    return Ok(ReserveOutcome::Refused(writes[index].what))
+                }
+                Err(Cancelled::Conflict) => conflict_backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Contention)
     }
 
     /// Records that we asked the provider about the payment just now. Not a

@@ -30,6 +30,7 @@ struct App {
 enum Route {
     CreatePayment,
     CancelPayment,
+    RefundPayment,
     GetPayment,
     ListPayments,
     Wallet,
@@ -66,6 +67,7 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
         )
         .route("/v1/payments/{id}", get(r(Route::GetPayment)))
         .route("/v1/payments/{id}/cancel", post(r(Route::CancelPayment)))
+        .route("/v1/payments/{id}/refund", post(r(Route::RefundPayment)))
         .route("/v1/wallets/{user_id}", get(r(Route::Wallet)))
         .route("/v1/casino/users/{username}", get(r(Route::CasinoUser)))
         .route(
@@ -152,6 +154,7 @@ async fn dispatch(
     let response = match route {
         Route::CreatePayment => shared::api::payments::create(s, req).await,
         Route::CancelPayment => shared::api::payments::cancel(s, req).await,
+        Route::RefundPayment => shared::api::payments::refund(s, req).await,
         Route::GetPayment => shared::api::payments::get(s, req).await,
         Route::ListPayments => shared::api::payments::list(s, req).await,
         Route::Wallet => shared::api::wallets::wallet(s, req).await,

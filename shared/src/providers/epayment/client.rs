@@ -396,6 +396,25 @@ impl Gateway for EpaymentClient {
         Ok(self.check(&invoice_id(payment.id)).await?.confirmation)
     }
 
+    /// By the bank's transaction id; the rest of a payment goes without an
+    /// amount (a full refund), a part with it and our refund id as externalID.
+    async fn refund(
+        &self,
+        payment: &Payment,
+        amount: Money,
+        rest: bool,
+        refund_id: &str,
+    ) -> Result<(), ProviderError> {
+        let status = self.check(&invoice_id(payment.id)).await?;
+        let id = status.transaction_id.ok_or_else(|| ProviderError::Decode {
+            provider: PROVIDER,
+            reason: "check-status without a transaction id".into(),
+        })?;
+        let whole = rest && payment.refunded_amount.is_zero();
+        self.refund(&id, (!whole).then_some(amount), refund_id)
+            .await
+    }
+
     /// A payment still only authorised is released; one never paid has
     /// nothing at the bank to cancel (its payment token just expires).
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {

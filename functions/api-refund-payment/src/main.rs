@@ -1,0 +1,14 @@
+//! POST /v1/payments/{id}/refund: full or partial, never more than was paid.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::payments::refund(services, req).await)
+    }))
+    .await
+}
