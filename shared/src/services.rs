@@ -17,6 +17,7 @@ use crate::providers::directpay::{DirectPayClient, DirectPayConfig, DirectPayWeb
 use crate::providers::epayment::{EpaymentClient, EpaymentConfig, EpaymentWebhooks};
 use crate::providers::http::HttpPolicy;
 use crate::providers::paygram::{PaygramClient, PaygramConfig, PaygramWebhooks};
+use crate::providers::qpay::{QpayClient, QpayConfig, QpayWebhooks};
 use crate::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig, ToyyibPayWebhooks};
 use crate::providers::{Gateway, ProviderError, WebhookSource};
 use crate::queue::TopUpQueue;
@@ -155,6 +156,10 @@ impl Services {
                     self.config::<PaygramConfig>("paygram").await?,
                     policy,
                 )?),
+                Provider::Qpay => Arc::new(QpayClient::new(
+                    self.config::<QpayConfig>("qpay").await?,
+                    policy,
+                )?),
                 Provider::Epayment => Arc::new(EpaymentClient::new(
                     self.config::<EpaymentConfig>("epayment").await?,
                     policy,
@@ -189,6 +194,7 @@ impl Services {
                         .await?
                         .callback_secret,
                 )),
+                Provider::Qpay => Arc::new(QpayWebhooks),
                 Provider::Epayment => Arc::new(EpaymentWebhooks::new(
                     self.config::<EpaymentConfig>("epayment")
                         .await?

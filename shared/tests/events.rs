@@ -19,6 +19,7 @@ const P2: &str = "pay_01JG0000000000000000000002";
 const P3: &str = "pay_01JG0000000000000000000003";
 const P4: &str = "pay_01JG0000000000000000000004";
 const P5: &str = "pay_01JG0000000000000000000005";
+const P6: &str = "pay_01JG0000000000000000000006";
 
 fn event_text(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
@@ -96,6 +97,21 @@ async fn fixtures(h: &Harness) {
             }),
         },
     );
+    h.sandbox.state.qpay.invoices.lock().unwrap().insert(
+        "qpsample06".into(),
+        sandbox::qpay::Invoice {
+            amount: "1500".into(),
+            callback_url: String::new(),
+            sender_invoice_no: "sample".into(),
+            deleted: false,
+            payments: vec![sandbox::qpay::Payment {
+                id: "900000001".into(),
+                status: "PAID".into(),
+                amount: "1500".into(),
+                kind: "CARD".into(),
+            }],
+        },
+    );
     let now = OffsetDateTime::now_utc();
     for (id, provider, amount, reference, casino) in [
         (
@@ -110,6 +126,13 @@ async fn fixtures(h: &Harness) {
             Provider::Paygram,
             Money::new(25_000, Currency::Phpt).unwrap(),
             "PGSAMPLE0001",
+            false,
+        ),
+        (
+            P6,
+            Provider::Qpay,
+            Money::new(150_000, Currency::Mnt).unwrap(),
+            "qpsample06",
             false,
         ),
         (
@@ -230,6 +253,17 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         .unwrap();
     assert_eq!(p5.status, PaymentStatus::PartiallyRefunded);
 
+    let hook = shared::api::webhooks::handle(s, Provider::Qpay, http_event("webhook-qpay")).await;
+    assert_eq!(hook.status(), 200, "{:?}", hook.body());
+    assert_eq!(hook.body().as_ref(), b"SUCCESS");
+    let p6 = h
+        .store()
+        .payment(P6.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p6.status, PaymentStatus::Completed);
+
     let sqs: SqsEvent = serde_json::from_str(&event_text("worker-casino-topup")).unwrap();
     let batch = shared::api::worker::handle(s, sqs, OffsetDateTime::now_utc()).await;
     assert!(batch.batch_item_failures.is_empty());
@@ -244,6 +278,7 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         serde_json::json!([
             {"currency": "PHP", "amount": 0},
             {"currency": "MYR", "amount": 9_990},
+            {"currency": "MNT", "amount": 150_000},
             {"currency": "KZT", "amount": 300_000},
             {"currency": "PHPT", "amount": 25_000}
         ])

@@ -29,6 +29,7 @@ pub mod casino;
 pub mod directpay;
 pub mod epayment;
 pub mod paygram;
+pub mod qpay;
 pub mod toyyibpay;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +69,7 @@ pub struct Sandbox {
     pub casino: casino::State,
     pub toyyibpay: toyyibpay::State,
     pub epayment: epayment::State,
+    pub qpay: qpay::State,
 }
 
 pub type Shared = Arc<Sandbox>;
@@ -173,6 +175,8 @@ pub fn router(sandbox: Shared) -> Router {
         .nest("/epayment/oauth", epayment::oauth_routes())
         .nest("/epayment/api", epayment::api_routes())
         .nest("/_sandbox/epayment", epayment::controls())
+        .nest("/qpay", qpay::routes())
+        .nest("/_sandbox/qpay", qpay::controls())
         .nest("/toyyibpay", toyyibpay::routes())
         .nest("/_sandbox/toyyibpay", toyyibpay::controls())
         .nest("/casino", casino::routes())

@@ -163,6 +163,10 @@ fn provider_error(e: &ProviderError) -> ApiError {
             "the provider rejected the request",
         )
         .with_details(serde_json::json!({"provider_code": code, "provider_message": message})),
+        ProviderError::Unsupported { operation, .. } => ApiError::unprocessable(
+            "unsupported_operation",
+            format!("the provider cannot {operation}"),
+        ),
         e if e.is_unavailable() => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "provider_unavailable",

@@ -20,6 +20,7 @@ pub mod directpay;
 pub mod epayment;
 pub mod http;
 pub mod paygram;
+pub mod qpay;
 pub mod toyyibpay;
 
 /// What a gateway needs to create a payment at the provider.

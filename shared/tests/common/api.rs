@@ -79,6 +79,10 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
             post(r(Route::Webhook(Provider::Paygram))),
         )
         .route(
+            "/webhooks/qpay",
+            get(r(Route::Webhook(Provider::Qpay))).post(r(Route::Webhook(Provider::Qpay))),
+        )
+        .route(
             "/webhooks/epayment",
             post(r(Route::Webhook(Provider::Epayment))),
         )

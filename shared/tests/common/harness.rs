@@ -72,6 +72,11 @@ impl Harness {
                 json!({"base_url": format!("{sb}/paygram"), "api_token": sandbox::paygram::TOKEN, "callback_secret": paygram_secret}),
             ),
             (
+                "qpay",
+                json!({"base_url": format!("{sb}/qpay"), "client_id": sandbox::qpay::CLIENT_ID,
+                       "client_secret": sandbox::qpay::CLIENT_SECRET, "invoice_code": sandbox::qpay::INVOICE_CODE}),
+            ),
+            (
                 "epayment",
                 json!({"oauth_url": format!("{sb}/epayment/oauth"), "api_url": format!("{sb}/epayment/api"),
                        "widget_url": "https://test-epay.epayment.kz/redesign-payform/payment-api.js",

@@ -1,0 +1,16 @@
+//! GET and POST /webhooks/qpay: QPay callbacks (our payment id in the
+//! query), confirmed with payment/check; the answer is `SUCCESS`.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::payment::Provider;
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::webhooks::handle(services, Provider::Qpay, req).await)
+    }))
+    .await
+}

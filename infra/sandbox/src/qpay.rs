@@ -1,0 +1,359 @@
+//! QPay v2: `/qpay/v2/auth/token` (Basic), `/qpay/v2/auth/refresh`
+//! (Bearer refresh token), `/qpay/v2/invoice`, `/qpay/v2/payment/check`,
+//! `DELETE /qpay/v2/invoice/{id}`, `DELETE /qpay/v2/payment/refund/{id}`.
+//! `expires_in` and `refresh_expires_in` are Unix times. Errors are
+//! `{"error": "INVOICE_NOTFOUND", "message": ..}` with a 4xx.
+//!
+//! Controls under `/_sandbox/qpay/`: `invoices/{id}/pay` `{"amount"?,
+//! "type": "CARD"|"P2P", "callback": "get"|"post"|"none"}`;
+//! `invoices/{id}/callback` `{"method": "get"|"post"}`; `expire-tokens`
+//! (access tokens only, so the client must refresh).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{deliver, lock, Shared};
+
+pub const CLIENT_ID: &str = "sandbox-qpay-client";
+pub const CLIENT_SECRET: &str = "sandbox-qpay-secret";
+pub const INVOICE_CODE: &str = "SANDBOX_INVOICE";
+
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub id: String,
+    pub status: String,
+    pub amount: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Invoice {
+    pub amount: String,
+    pub callback_url: String,
+    pub sender_invoice_no: String,
+    pub deleted: bool,
+    pub payments: Vec<Payment>,
+}
+
+#[derive(Default)]
+pub struct State {
+    access: Mutex<HashSet<String>>,
+    refresh: Mutex<HashSet<String>>,
+    pub logins: Mutex<u32>,
+    pub refreshes: Mutex<u32>,
+    pub invoices: Mutex<HashMap<String, Invoice>>,
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v2/auth/token", post(token))
+        .route("/v2/auth/refresh", post(refresh))
+        .route("/v2/invoice", post(invoice))
+        .route("/v2/invoice/{id}", delete(delete_invoice))
+        .route("/v2/payment/check", post(check))
+        .route("/v2/payment/refund/{id}", delete(refund))
+}
+
+pub fn controls() -> Router<Shared> {
+    Router::new()
+        .route("/invoices/{id}/pay", post(pay))
+        .route("/invoices/{id}/callback", post(callback))
+        .route("/expire-tokens", post(expire))
+}
+
+fn error(status: StatusCode, code: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": code, "message": code.to_lowercase()})),
+    )
+        .into_response()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn issue(s: &Shared) -> Value {
+    let access = format!("qa-{}", ulid::Ulid::new());
+    let refresh = format!("qr-{}", ulid::Ulid::new());
+    lock(&s.qpay.access).insert(access.clone());
+    lock(&s.qpay.refresh).insert(refresh.clone());
+    json!({
+        "token_type": "bearer",
+        "access_token": access,
+        "expires_in": now() + 86_400,
+        "refresh_token": refresh,
+        "refresh_expires_in": now() + 2 * 86_400,
+        "scope": "profile email",
+    })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_string)
+}
+
+async fn token(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
+    use base64::Engine as _;
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if given != Some(&format!("Basic {expected}")) {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    }
+    *lock(&s.qpay.logins) += 1;
+    Json(issue(&s)).into_response()
+}
+
+async fn refresh(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
+    let Some(t) = bearer(&headers) else {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    };
+    if !lock(&s.qpay.refresh).remove(&t) {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    }
+    *lock(&s.qpay.refreshes) += 1;
+    Json(issue(&s)).into_response()
+}
+
+fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
+    bearer(headers).is_some_and(|t| lock(&s.qpay.access).contains(&t))
+}
+
+async fn invoice(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    }
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if text("invoice_code") != INVOICE_CODE {
+        return error(StatusCode::BAD_REQUEST, "INVOICE_CODE_INVALID");
+    }
+    let sender = text("sender_invoice_no");
+    if sender.is_empty() || sender.len() > 45 {
+        return error(StatusCode::BAD_REQUEST, "SENDER_INVOICE_NO_INVALID");
+    }
+    let Some(amount) = body
+        .get("amount")
+        .and_then(Value::as_number)
+        .map(|n| n.to_string())
+    else {
+        return error(StatusCode::BAD_REQUEST, "INVALID_AMOUNT");
+    };
+    let mut invoices = lock(&s.qpay.invoices);
+    if invoices.values().any(|i| i.sender_invoice_no == sender) {
+        return error(StatusCode::CONFLICT, "SENDER_INVOICE_NO_DUPLICATED");
+    }
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    invoices.insert(
+        id.clone(),
+        Invoice {
+            amount,
+            callback_url: text("callback_url"),
+            sender_invoice_no: sender,
+            deleted: false,
+            payments: Vec::new(),
+        },
+    );
+    Json(json!({
+        "invoice_id": id,
+        "qr_text": format!("0002010102121531SANDBOXQPAY{id}"),
+        "qr_image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        "qPay_shortUrl": format!("https://s.qpay.mn/{id}"),
+        "urls": [{"name": "Khan bank", "description": "Khan bank", "link": format!("khanbank://q?qPay_QRcode={id}")}],
+    }))
+    .into_response()
+}
+
+async fn delete_invoice(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    }
+    match lock(&s.qpay.invoices).get_mut(&id) {
+        Some(i) if i.payments.iter().any(|p| p.status == "PAID") => {
+            error(StatusCode::BAD_REQUEST, "INVOICE_PAID")
+        }
+        Some(i) => {
+            i.deleted = true;
+            Json(json!({"message": "ok"})).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "INVOICE_NOTFOUND"),
+    }
+}
+
+async fn check(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    }
+    let id = body
+        .get("object_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(i) = lock(&s.qpay.invoices).get(id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "INVOICE_NOTFOUND");
+    };
+    let rows: Vec<Value> = i
+        .payments
+        .iter()
+        .map(|p| {
+            json!({"payment_id": p.id, "payment_status": p.status, "payment_amount": p.amount.parse::<serde_json::Number>().ok(),
+                   "payment_currency": "MNT", "payment_wallet": "sandbox", "transaction_type": p.kind})
+        })
+        .collect();
+    Json(json!({"count": rows.len(), "paid_amount": 0, "rows": rows})).into_response()
+}
+
+async fn refund(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    }
+    let mut invoices = lock(&s.qpay.invoices);
+    match invoices
+        .values_mut()
+        .flat_map(|i| i.payments.iter_mut())
+        .find(|p| p.id == id)
+    {
+        Some(p) if p.status == "PAID" && p.kind == "CARD" => {
+            p.status = "REFUNDED".into();
+            Json(json!({"message": "ok"})).into_response()
+        }
+        Some(_) => error(StatusCode::BAD_REQUEST, "PAYMENT_NOT_REFUNDABLE"),
+        None => error(StatusCode::NOT_FOUND, "PAYMENT_NOTFOUND"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Pay {
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default)]
+    r#type: Option<String>,
+    #[serde(default)]
+    callback: Option<String>,
+}
+
+async fn pay(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(body): Json<Pay>,
+) -> Response {
+    let (invoice, payment) = {
+        let mut invoices = lock(&s.qpay.invoices);
+        let Some(i) = invoices.get_mut(&id) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let p = Payment {
+            id: format!("{}", 900_000_000 + ulid::Ulid::new().0 % 100_000_000),
+            status: "PAID".into(),
+            amount: body.amount.unwrap_or_else(|| i.amount.clone()),
+            kind: body.r#type.unwrap_or_else(|| "P2P".into()),
+        };
+        i.payments.push(p.clone());
+        (i.clone(), p)
+    };
+    let delivered = send(
+        &invoice,
+        &id,
+        &payment,
+        body.callback.as_deref().unwrap_or("get"),
+    )
+    .await;
+    Json(json!({"delivered": delivered, "payment_id": payment.id})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Again {
+    #[serde(default)]
+    method: Option<String>,
+}
+
+async fn callback(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(body): Json<Again>,
+) -> Response {
+    let Some(i) = lock(&s.qpay.invoices).get(&id).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let p = i.payments.last().cloned().unwrap_or(Payment {
+        id: "0".into(),
+        status: "NEW".into(),
+        amount: i.amount.clone(),
+        kind: "P2P".into(),
+    });
+    let delivered = send(&i, &id, &p, body.method.as_deref().unwrap_or("get")).await;
+    Json(json!({ "delivered": delivered })).into_response()
+}
+
+/// QPay's callback: GET with `qpay_payment_id` appended (real), or the
+/// seed's POST with a JSON body.
+async fn send(i: &Invoice, invoice_id: &str, p: &Payment, method: &str) -> u16 {
+    let sep = if i.callback_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!("{}{sep}qpay_payment_id={}", i.callback_url, p.id);
+    match method {
+        "none" => 0,
+        "post" => {
+            let body = json!({"payment_id": p.id, "payment_status": p.status, "payment_amount": p.amount,
+                              "object_type": "INVOICE", "object_id": invoice_id});
+            deliver(&url, &body).await
+        }
+        _ => match reqwest::Client::new().get(&url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                // QPay wants the body SUCCESS; anything else counts as a failure.
+                match r.text().await {
+                    Ok(text) if text == "SUCCESS" => status,
+                    _ if status == 200 => 299,
+                    _ => status,
+                }
+            }
+            Err(_) => 0,
+        },
+    }
+}
+
+async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
+    lock(&s.qpay.access).clear();
+    StatusCode::NO_CONTENT
+}

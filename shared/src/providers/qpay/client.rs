@@ -1,0 +1,388 @@
+//! QPay v2's outbound calls.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::{seconds_left, to_wire_amount, PROVIDER};
+use crate::money::{Currency, MajorAmount, Money};
+use crate::payment::{Checkout, Payment, PaymentStatus, Provider};
+use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::secrets::SecretString;
+
+/// QPay's settings, as stored in Secrets Manager.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QpayConfig {
+    /// `https://merchant-sandbox.qpay.mn` or `https://merchant.qpay.mn`.
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// The merchant's invoice template code.
+    pub invoice_code: String,
+}
+
+/// Tokens are renewed this long before QPay's expiry.
+const MARGIN: i64 = 60;
+
+#[derive(Debug, Clone)]
+struct Tokens {
+    access: SecretString,
+    access_until: Instant,
+    refresh: SecretString,
+    refresh_until: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+    expires_in: i64,
+    refresh_token: String,
+    refresh_expires_in: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+struct InvoiceReply {
+    invoice_id: String,
+    #[serde(default)]
+    qr_text: Option<String>,
+    #[serde(default)]
+    qr_image: Option<String>,
+    #[serde(default, rename = "qPay_shortUrl")]
+    short_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CheckReply {
+    #[serde(default)]
+    rows: Vec<Row>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    payment_id: serde_json::Value,
+    payment_status: String,
+    #[serde(default)]
+    payment_amount: Option<MajorAmount>,
+    #[serde(default)]
+    payment_currency: Option<String>,
+    #[serde(default)]
+    transaction_type: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct QpayClient {
+    http: ProviderHttp,
+    config: QpayConfig,
+    tokens: Mutex<Option<Tokens>>,
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn until(expires_in: i64) -> Instant {
+    let secs = seconds_left(expires_in, now_unix()) - MARGIN;
+    Instant::now() + Duration::from_secs(secs.max(0) as u64)
+}
+
+fn error(reply: &Reply) -> ProviderError {
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let body: Option<Body> = serde_json::from_slice(&reply.body).ok();
+    ProviderError::Rejected {
+        provider: PROVIDER,
+        status: reply.status.as_u16(),
+        code: body
+            .as_ref()
+            .and_then(|b| b.error.clone())
+            .unwrap_or_else(|| format!("http_{}", reply.status.as_u16())),
+        message: body
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| excerpt(&reply.body)),
+    }
+}
+
+impl QpayClient {
+    pub fn new(config: QpayConfig, policy: HttpPolicy) -> Result<QpayClient, ProviderError> {
+        Ok(QpayClient {
+            http: ProviderHttp::new(PROVIDER, policy)?,
+            config,
+            tokens: Mutex::new(None),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{path}", self.config.base_url.trim_end_matches('/'))
+    }
+
+    /// The access token: cached; refreshed with the refresh token while it
+    /// lives, else a new login (QPay asks not to request tokens needlessly).
+    async fn access(&self, renew: bool) -> Result<SecretString, ProviderError> {
+        let mut tokens = self.tokens.lock().await;
+        let now = Instant::now();
+        if let Some(t) = tokens.as_ref() {
+            if !renew && now < t.access_until {
+                return Ok(t.access.clone());
+            }
+        }
+        let refreshable = tokens
+            .as_ref()
+            .filter(|t| now < t.refresh_until)
+            .map(|t| t.refresh.clone());
+        let reply = match refreshable {
+            Some(refresh) => {
+                let url = self.url("auth/refresh");
+                let r = self
+                    .http
+                    .send(Retry::Safe, |c| c.post(&url).bearer_auth(refresh.expose()))
+                    .await?;
+                if r.status.is_success() {
+                    Some(r)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let reply = match reply {
+            Some(r) => r,
+            None => {
+                let url = self.url("auth/token");
+                let r = self
+                    .http
+                    .send(Retry::Safe, |c| {
+                        c.post(&url).basic_auth(
+                            &self.config.client_id,
+                            Some(self.config.client_secret.expose()),
+                        )
+                    })
+                    .await?;
+                if !r.status.is_success() {
+                    return Err(ProviderError::Auth {
+                        provider: PROVIDER,
+                        reason: format!("token refused: HTTP {}", r.status.as_u16()),
+                    });
+                }
+                r
+            }
+        };
+        let t: TokenReply = reply.json(PROVIDER)?;
+        let fresh = Tokens {
+            access: t.access_token.into(),
+            access_until: until(t.expires_in),
+            refresh: t.refresh_token.into(),
+            refresh_until: until(t.refresh_expires_in),
+        };
+        let access = fresh.access.clone();
+        *tokens = Some(fresh);
+        Ok(access)
+    }
+
+    /// A bearer call; a 401 renews the token once.
+    async fn authed(
+        &self,
+        retry: Retry,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        let token = self.access(false).await?;
+        let reply = self.http.send(retry, |c| build(c, token.expose())).await?;
+        if reply.status != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        let token = self.access(true).await?;
+        self.http.send(retry, |c| build(c, token.expose())).await
+    }
+
+    async fn rows(&self, invoice: &str) -> Result<Vec<Row>, ProviderError> {
+        let url = self.url("payment/check");
+        let body = serde_json::json!({
+            "object_type": "INVOICE",
+            "object_id": invoice,
+            "offset": {"page_number": 1, "page_limit": 100},
+        });
+        let reply = self
+            .authed(Retry::Safe, |c, t| c.post(&url).bearer_auth(t).json(&body))
+            .await?;
+        if !reply.status.is_success() {
+            return Err(error(&reply));
+        }
+        Ok(reply.json::<CheckReply>(PROVIDER)?.rows)
+    }
+}
+
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Gateway for QpayClient {
+    fn provider(&self) -> Provider {
+        Provider::Qpay
+    }
+
+    /// An invoice whose callback URL names our payment. `sender_invoice_no`
+    /// is our payment's ULID (unique, within QPay's 45 characters).
+    async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
+        let amount: serde_json::Value = serde_json::from_str(&to_wire_amount(request.amount)?)
+            .map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            })?;
+        let body = serde_json::json!({
+            "invoice_code": self.config.invoice_code,
+            "sender_invoice_no": request.payment_id.ulid().to_string(),
+            "invoice_receiver_code": "terminal",
+            "invoice_description": request.description.unwrap_or("paygate payment"),
+            "amount": amount,
+            "callback_url": format!("{}?payment_id={}", request.webhook_url, request.payment_id),
+        });
+        let url = self.url("invoice");
+        let reply = self
+            .authed(Retry::NotSent, |c, t| {
+                c.post(&url).bearer_auth(t).json(&body)
+            })
+            .await?;
+        if !reply.status.is_success() {
+            return Err(error(&reply));
+        }
+        let invoice: InvoiceReply = reply.json(PROVIDER)?;
+        Ok(Created {
+            provider_reference: invoice
+                .invoice_id
+                .parse()
+                .map_err(|_| ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: "invoice_id is not a usable reference".into(),
+                })?,
+            checkout: Checkout {
+                url: invoice.short_url,
+                qr_text: invoice.qr_text,
+                qr_image: invoice.qr_image,
+                widget: None,
+            },
+            expires_at: None,
+        })
+    }
+
+    /// payment/check: what was PAID is the payment; nothing yet is pending
+    /// (a FAILED attempt does not close an invoice).
+    async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
+        let invoice = reference(payment)?;
+        let rows = self.rows(invoice).await?;
+        let paid: Vec<&Row> = rows.iter().filter(|r| r.payment_status == "PAID").collect();
+        if paid.is_empty() {
+            let word = rows
+                .last()
+                .map(|r| r.payment_status.clone())
+                .unwrap_or_else(|| "NEW".into());
+            return Ok(Confirmation {
+                status: PaymentStatus::Pending,
+                amount: None,
+                provider_status: word,
+            });
+        }
+        let mut total = Money::zero(Currency::Mnt);
+        for row in paid {
+            let currency = match row.payment_currency.as_deref() {
+                Some(c) => {
+                    Currency::from_code_ignore_case(c).map_err(|e| ProviderError::Decode {
+                        provider: PROVIDER,
+                        reason: e.to_string(),
+                    })?
+                }
+                None => Currency::Mnt,
+            };
+            let amount = row
+                .payment_amount
+                .as_ref()
+                .map(|a| a.to_money(currency))
+                .transpose()
+                .map_err(|e| ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: format!("payment_amount: {e}"),
+                })?
+                .unwrap_or(Money::zero(currency));
+            total = total
+                .checked_add(amount)
+                .map_err(|e| ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(Confirmation {
+            status: PaymentStatus::Completed,
+            amount: Some(total),
+            provider_status: "PAID".into(),
+        })
+    }
+
+    /// An unpaid invoice is deleted.
+    async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
+        let url = self.url(&format!("invoice/{}", reference(payment)?));
+        let reply = self
+            .authed(Retry::Safe, |c, t| c.delete(&url).bearer_auth(t))
+            .await?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(error(&reply))
+        }
+    }
+
+    /// Whole card payments only: each PAID card payment is refunded.
+    async fn refund(
+        &self,
+        payment: &Payment,
+        _amount: Money,
+        _rest: bool,
+        refund_id: &str,
+    ) -> Result<(), ProviderError> {
+        let rows = self.rows(reference(payment)?).await?;
+        let paid: Vec<&Row> = rows.iter().filter(|r| r.payment_status == "PAID").collect();
+        if paid.is_empty()
+            || paid
+                .iter()
+                .any(|r| r.transaction_type.as_deref() != Some("CARD"))
+        {
+            return Err(ProviderError::Unsupported {
+                provider: PROVIDER,
+                operation: "refund a payment that was not made by card",
+            });
+        }
+        for row in paid {
+            let url = self.url(&format!("payment/refund/{}", text(&row.payment_id)));
+            let note = serde_json::json!({"note": format!("paygate refund {refund_id}")});
+            let reply = self
+                .authed(Retry::Safe, |c, t| {
+                    c.delete(&url).bearer_auth(t).json(&note)
+                })
+                .await?;
+            if !reply.status.is_success() {
+                return Err(error(&reply));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reference(payment: &Payment) -> Result<&str, ProviderError> {
+    payment
+        .provider_reference
+        .as_ref()
+        .map(|r| r.as_str())
+        .ok_or_else(|| ProviderError::NotFound {
+            provider: PROVIDER,
+            reference: payment.id.to_string(),
+        })
+}

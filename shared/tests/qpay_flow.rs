@@ -1,0 +1,135 @@
+//! QPay v2 against the sandbox: tokens that are instants and get refreshed,
+//! QR invoices, GET and POST callbacks, cancel, whole-card refunds.
+
+mod common;
+
+use common::harness::Harness;
+use serde_json::json;
+use shared::ids::PaymentId;
+use shared::money::{Currency, Money};
+use shared::payment::PaymentStatus;
+
+fn mnt(minor: i64) -> Money {
+    Money::new(minor, Currency::Mnt).unwrap()
+}
+
+async fn create(h: &Harness, minor: i64, user: &str) -> (PaymentId, String) {
+    let r = h
+        .create(
+            &format!("k-{}", ulid::Ulid::new()),
+            &json!({"provider": "qpay", "amount": minor, "currency": "MNT",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": user}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.body["checkout"]["qr_text"].is_string());
+    assert!(r.body["checkout"]["qr_image"].is_string());
+    assert!(r.body["checkout"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://s.qpay.mn/"));
+    let invoice = r.body["provider_reference"].as_str().unwrap().to_string();
+    (r.body["id"].as_str().unwrap().parse().unwrap(), invoice)
+}
+
+async fn pay(h: &Harness, invoice: &str, body: serde_json::Value) -> serde_json::Value {
+    h.sandbox(&format!("/_sandbox/qpay/invoices/{invoice}/pay"), body)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_post_callbacks_complete_a_payment_once() {
+    let h = Harness::start().await;
+    let (id, invoice) = create(&h, 150_000, "u_mn").await;
+    let amount = h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice]
+        .amount
+        .clone();
+    assert_eq!(amount, "1500", "MNT goes out as major units");
+    let r = pay(&h, &invoice, json!({"callback": "get"})).await;
+    assert_eq!(r["delivered"], 200, "answered SUCCESS");
+    for method in ["post", "get", "post"] {
+        let again = h
+            .sandbox(
+                &format!("/_sandbox/qpay/invoices/{invoice}/callback"),
+                json!({"method": method}),
+            )
+            .await;
+        assert_eq!(again["delivered"], 200);
+    }
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    let u = "u_mn".parse().unwrap();
+    assert_eq!(
+        h.store().balance(&u, Currency::Mnt).await.unwrap(),
+        mnt(150_000)
+    );
+    assert_eq!(h.store().ledger_entries(&u, 50).await.unwrap().len(), 1);
+
+    // A POST callback alone completes another payment too.
+    let (id2, invoice2) = create(&h, 20_000, "u_mn2").await;
+    pay(&h, &invoice2, json!({"callback": "post"})).await;
+    assert_eq!(
+        h.store().payment(id2).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_not_requested_again() {
+    let h = Harness::start().await;
+    let (id, invoice) = create(&h, 10_000, "u_tok").await;
+    assert_eq!(*h.sandbox.state.qpay.logins.lock().unwrap(), 1);
+    h.sandbox("/_sandbox/qpay/expire-tokens", json!({})).await;
+    // The poll meets a 401 and refreshes.
+    pay(&h, &invoice, json!({"callback": "none"})).await;
+    let view = h.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(view.body["status"], "completed", "{}", view.text);
+    assert_eq!(*h.sandbox.state.qpay.refreshes.lock().unwrap(), 1);
+    assert_eq!(*h.sandbox.state.qpay.logins.lock().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpaid_invoices_cancel_and_card_payments_refund_whole() {
+    let h = Harness::start().await;
+    let (id, invoice) = create(&h, 10_000, "u_c").await;
+    let r = h
+        .post(&format!("/v1/payments/{id}/cancel"), "c-1", &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice].deleted);
+
+    let (card, invoice) = create(&h, 30_000, "u_card").await;
+    pay(&h, &invoice, json!({"type": "CARD"})).await;
+    let partial = h
+        .post(
+            &format!("/v1/payments/{card}/refund"),
+            "r-1",
+            &json!({"amount": 10_000}),
+        )
+        .await;
+    assert_eq!(partial.status, 422);
+    assert_eq!(partial.body["error"]["code"], "unsupported_operation");
+    let whole = h
+        .post(&format!("/v1/payments/{card}/refund"), "r-2", &json!({}))
+        .await;
+    assert_eq!(whole.status, 200, "{}", whole.text);
+    assert_eq!(whole.body["status"], "refunded");
+
+    // A wallet payment (not a card) cannot be refunded through QPay.
+    let (p2p, invoice) = create(&h, 30_000, "u_p2p").await;
+    pay(&h, &invoice, json!({"type": "P2P"})).await;
+    let refused = h
+        .post(&format!("/v1/payments/{p2p}/refund"), "r-3", &json!({}))
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(refused.body["error"]["code"], "unsupported_operation");
+    let p = h.store().payment(p2p).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    assert_eq!(
+        h.store()
+            .balance(&"u_p2p".parse().unwrap(), Currency::Mnt)
+            .await
+            .unwrap(),
+        mnt(30_000)
+    );
+}
