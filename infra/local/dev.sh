@@ -58,6 +58,7 @@ ENV
 
 PAYGATE_SANDBOX_ADDR="$sandbox_addr" \
 PAYGATE_SANDBOX_PAYGRAM_CALLBACK_URL="http://$api_addr/webhooks/paygram/$paygram_secret" \
+PAYGATE_SANDBOX_PAYMENT_ENGINE_WEBHOOK_URL="http://$api_addr/webhooks/payment-engine" \
   "$root/target/debug/sandbox" >"$logs/sandbox.log" 2>&1 &
 pids+=($!)
 

@@ -17,6 +17,9 @@ use crate::providers::directpay::{DirectPayClient, DirectPayConfig, DirectPayWeb
 use crate::providers::epayment::{EpaymentClient, EpaymentConfig, EpaymentWebhooks};
 use crate::providers::http::HttpPolicy;
 use crate::providers::paygram::{PaygramClient, PaygramConfig, PaygramWebhooks};
+use crate::providers::payment_engine::{
+    PaymentEngineClient, PaymentEngineConfig, PaymentEngineWebhooks, Verifier,
+};
 use crate::providers::qpay::{QpayClient, QpayConfig, QpayWebhooks};
 use crate::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig, ToyyibPayWebhooks};
 use crate::providers::{Gateway, ProviderError, WebhookSource};
@@ -156,6 +159,10 @@ impl Services {
                     self.config::<PaygramConfig>("paygram").await?,
                     policy,
                 )?),
+                Provider::PaymentEngine => Arc::new(PaymentEngineClient::new(
+                    self.config::<PaymentEngineConfig>("payment-engine").await?,
+                    policy,
+                )?),
                 Provider::Qpay => Arc::new(QpayClient::new(
                     self.config::<QpayConfig>("qpay").await?,
                     policy,
@@ -168,7 +175,6 @@ impl Services {
                     self.config::<ToyyibPayConfig>("toyyibpay").await?,
                     policy,
                 )?),
-                other => return Err(unavailable(other.as_str(), "not supported yet")),
             };
             Ok(gateway)
         })
@@ -195,6 +201,15 @@ impl Services {
                         .callback_secret,
                 )),
                 Provider::Qpay => Arc::new(QpayWebhooks),
+                Provider::PaymentEngine => {
+                    let config = self.config::<PaymentEngineConfig>("payment-engine").await?;
+                    let verifier = Verifier::new(
+                        config.webhook_secret,
+                        config.standard_webhooks_secret.as_ref(),
+                    )
+                    .map_err(|e| unavailable("payment_engine", e.to_string()))?;
+                    Arc::new(PaymentEngineWebhooks::new(verifier))
+                }
                 Provider::Epayment => Arc::new(EpaymentWebhooks::new(
                     self.config::<EpaymentConfig>("epayment")
                         .await?
@@ -207,7 +222,6 @@ impl Services {
                         config.webhook_hmac_secret,
                     ))
                 }
-                other => return Err(unavailable(other.as_str(), "not supported yet")),
             };
             Ok(source)
         })

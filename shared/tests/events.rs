@@ -20,6 +20,7 @@ const P3: &str = "pay_01JG0000000000000000000003";
 const P4: &str = "pay_01JG0000000000000000000004";
 const P5: &str = "pay_01JG0000000000000000000005";
 const P6: &str = "pay_01JG0000000000000000000006";
+const P7: &str = "pay_01JG0000000000000000000007";
 
 fn event_text(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
@@ -126,6 +127,13 @@ async fn fixtures(h: &Harness) {
             Provider::Paygram,
             Money::new(25_000, Currency::Phpt).unwrap(),
             "PGSAMPLE0001",
+            false,
+        ),
+        (
+            P7,
+            Provider::PaymentEngine,
+            Money::new(1_250, Currency::Usd).unwrap(),
+            "txn_sample_0001",
             false,
         ),
         (
@@ -264,6 +272,21 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         .unwrap();
     assert_eq!(p6.status, PaymentStatus::Completed);
 
+    let hook = shared::api::webhooks::handle(
+        s,
+        Provider::PaymentEngine,
+        http_event("webhook-payment-engine"),
+    )
+    .await;
+    assert_eq!(hook.status(), 200, "{:?}", hook.body());
+    let p7 = h
+        .store()
+        .payment(P7.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p7.status, PaymentStatus::Completed);
+
     let sqs: SqsEvent = serde_json::from_str(&event_text("worker-casino-topup")).unwrap();
     let batch = shared::api::worker::handle(s, sqs, OffsetDateTime::now_utc()).await;
     assert!(batch.batch_item_failures.is_empty());
@@ -280,6 +303,7 @@ async fn every_sample_event_is_accepted_by_its_handler() {
             {"currency": "MYR", "amount": 9_990},
             {"currency": "MNT", "amount": 150_000},
             {"currency": "KZT", "amount": 300_000},
+            {"currency": "USD", "amount": 1_250},
             {"currency": "PHPT", "amount": 25_000}
         ])
     );

@@ -29,6 +29,7 @@ pub mod casino;
 pub mod directpay;
 pub mod epayment;
 pub mod paygram;
+pub mod payment_engine;
 pub mod qpay;
 pub mod toyyibpay;
 
@@ -70,6 +71,7 @@ pub struct Sandbox {
     pub toyyibpay: toyyibpay::State,
     pub epayment: epayment::State,
     pub qpay: qpay::State,
+    pub payment_engine: payment_engine::State,
 }
 
 pub type Shared = Arc<Sandbox>;
@@ -175,6 +177,8 @@ pub fn router(sandbox: Shared) -> Router {
         .nest("/epayment/oauth", epayment::oauth_routes())
         .nest("/epayment/api", epayment::api_routes())
         .nest("/_sandbox/epayment", epayment::controls())
+        .nest("/payment-engine", payment_engine::routes())
+        .nest("/_sandbox/payment-engine", payment_engine::controls())
         .nest("/qpay", qpay::routes())
         .nest("/_sandbox/qpay", qpay::controls())
         .nest("/toyyibpay", toyyibpay::routes())

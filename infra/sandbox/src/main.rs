@@ -19,6 +19,9 @@ async fn main() -> std::process::ExitCode {
             if let Ok(url) = std::env::var("PAYGATE_SANDBOX_PAYGRAM_CALLBACK_URL") {
                 running.state.paygram.set_callback_url(url);
             }
+            if let Ok(url) = std::env::var("PAYGATE_SANDBOX_PAYMENT_ENGINE_WEBHOOK_URL") {
+                running.state.payment_engine.set_webhook_url(url);
+            }
             println!("sandbox listening on {}", running.url());
             println!("  DirectPay: {}/directpay/api", running.url());
             println!("  Paygram:   {}/paygram", running.url());

@@ -83,6 +83,18 @@ async fn handle_inner(
         ),
         WebhookError::Malformed(why) => ApiError::bad_request("malformed_callback", why),
     })?;
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(id) = &event.event_id {
+        // A delivery seen before has had its effect: answer, change nothing.
+        if services.store.delivery_seen(provider, id, now).await? {
+            return Ok(accepted(provider));
+        }
+    }
+    if event.payment == PaymentRef::None {
+        // About no payment (an account balance): recorded, nothing to apply.
+        record(services, provider, &event, now).await?;
+        return Ok(accepted(provider));
+    }
     let payment = find(services, provider, &event.payment)
         .await?
         .ok_or_else(|| {
@@ -90,6 +102,7 @@ async fn handle_inner(
         })?;
     if already_settled(&payment, event.status) {
         // A duplicate or a late callback: one read, no provider call, no write.
+        record(services, provider, &event, now).await?;
         return Ok(accepted(provider));
     }
     let confirmation = if event.verified {
@@ -120,7 +133,28 @@ async fn handle_inner(
     }
     crate::flow::apply_confirmation(services, &payment, &confirmation, ChangeSource::Webhook)
         .await?;
+    // After the effect: a crash before this line means a redelivery, which
+    // the state machine answers without a second effect.
+    record(services, provider, &event, now).await?;
     Ok(accepted(provider))
+}
+
+/// Deliveries are remembered for 30 days, longer than any provider retries.
+const DELIVERY_TTL: time::Duration = time::Duration::days(30);
+
+async fn record(
+    services: &Services,
+    provider: Provider,
+    event: &crate::providers::WebhookEvent,
+    now: time::OffsetDateTime,
+) -> Result<(), ApiError> {
+    if let Some(id) = &event.event_id {
+        services
+            .store
+            .record_delivery(provider, id, now, now + DELIVERY_TTL)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Nothing a callback says can change a payment in these states, or the
@@ -144,6 +178,7 @@ async fn find(
     let payment = match reference {
         PaymentRef::Ours(id) => services.store.payment(*id).await?,
         PaymentRef::Provider(r) => services.store.payment_by_provider_ref(provider, r).await?,
+        PaymentRef::None => None,
     };
     // A callback of one provider never touches another provider's payment.
     Ok(payment.filter(|p| p.provider == provider))

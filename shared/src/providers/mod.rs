@@ -20,6 +20,7 @@ pub mod directpay;
 pub mod epayment;
 pub mod http;
 pub mod paygram;
+pub mod payment_engine;
 pub mod qpay;
 pub mod toyyibpay;
 
@@ -110,6 +111,8 @@ pub enum PaymentRef {
     Ours(PaymentId),
     /// The provider's reference only.
     Provider(String),
+    /// An event about no payment (an account balance, say).
+    None,
 }
 
 /// A callback mapped to our terms. Unless `verified`, it is a hint: the
@@ -121,6 +124,9 @@ pub struct WebhookEvent {
     pub amount: Option<Money>,
     pub provider_status: String,
     pub verified: bool,
+    /// The provider's id of the delivery, where it gives one: recorded so a
+    /// replay is recognised.
+    pub event_id: Option<String>,
 }
 
 /// Why a callback was refused; nothing is written for either.

@@ -83,6 +83,10 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
             get(r(Route::Webhook(Provider::Qpay))).post(r(Route::Webhook(Provider::Qpay))),
         )
         .route(
+            "/webhooks/payment-engine",
+            post(r(Route::Webhook(Provider::PaymentEngine))),
+        )
+        .route(
             "/webhooks/epayment",
             post(r(Route::Webhook(Provider::Epayment))),
         )

@@ -72,6 +72,14 @@ impl Harness {
                 json!({"base_url": format!("{sb}/paygram"), "api_token": sandbox::paygram::TOKEN, "callback_secret": paygram_secret}),
             ),
             (
+                "payment-engine",
+                json!({"base_url": format!("{sb}/payment-engine"),
+                       "auth": {"username": sandbox::payment_engine::USERNAME, "password": sandbox::payment_engine::PASSWORD},
+                       "to_account_id": sandbox::payment_engine::ACCOUNT,
+                       "webhook_secret": sandbox::payment_engine::WEBHOOK_SECRET,
+                       "standard_webhooks_secret": sandbox::payment_engine::STANDARD_SECRET}),
+            ),
+            (
                 "qpay",
                 json!({"base_url": format!("{sb}/qpay"), "client_id": sandbox::qpay::CLIENT_ID,
                        "client_secret": sandbox::qpay::CLIENT_SECRET, "invoice_code": sandbox::qpay::INVOICE_CODE}),
@@ -122,6 +130,11 @@ impl Harness {
         );
         super::api::serve(listener, services.clone()).await;
         let http = reqwest::Client::new();
+        http.post(format!("{sb}/_sandbox/payment-engine/webhook"))
+            .json(&json!({"url": format!("{api}/webhooks/payment-engine")}))
+            .send()
+            .await
+            .unwrap();
         http.post(format!("{sb}/_sandbox/paygram/callback-url"))
             .json(&json!({"url": format!("{api}/webhooks/paygram/{paygram_secret}")}))
             .send()

@@ -74,6 +74,7 @@ impl WebhookSource for DirectPayWebhooks {
             amount,
             provider_status: callback.status,
             verified: false,
+            event_id: None,
         })
     }
 }

@@ -72,6 +72,7 @@ impl WebhookSource for EpaymentWebhooks {
             amount,
             provider_status: code,
             verified: false,
+            event_id: None,
         })
     }
 }

@@ -104,6 +104,7 @@ impl WebhookSource for PaygramWebhooks {
             amount: None,
             provider_status: word,
             verified: false,
+            event_id: None,
         })
     }
 }

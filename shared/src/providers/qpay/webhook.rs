@@ -58,6 +58,7 @@ impl WebhookSource for QpayWebhooks {
             amount: None,
             provider_status: word,
             verified: false,
+            event_id: None,
         })
     }
 }

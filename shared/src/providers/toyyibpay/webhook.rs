@@ -171,6 +171,7 @@ impl WebhookSource for ToyyibPayWebhooks {
             amount,
             provider_status: status.to_string(),
             verified: false,
+            event_id: None,
         })
     }
 }

@@ -1,0 +1,16 @@
+//! POST /webhooks/payment-engine: signed Payment Engine events, verified
+//! over the raw bytes and deduplicated by eventId in DynamoDB.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::payment::Provider;
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::webhooks::handle(services, Provider::PaymentEngine, req).await)
+    }))
+    .await
+}

@@ -1,0 +1,331 @@
+//! The Payment Engine (seed 002) under `/payment-engine/api/v1`: login and
+//! refresh (or `X-API-Key`), transactions, their status, account balances,
+//! errors as `{"error": {"code", "message", "details", "timestamp",
+//! "requestId"}}`.
+//!
+//! Controls under `/_sandbox/payment-engine/`: `webhook` `{"url"}`;
+//! `transactions/{id}/settle` `{"status": "COMPLETED"|"FAILED",
+//! "scheme": "sha256"|"standard", "event_id"?, "timestamp_offset"?,
+//! "amount"?}` sends the signed event (the same event_id again is a
+//! replay); `balance-event` sends account.balance.updated; `expire-tokens`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::{lock, Shared};
+
+pub const USERNAME: &str = "sandbox-pe-user";
+pub const PASSWORD: &str = "sandbox-pe-password";
+pub const API_KEY: &str = "sandbox-pe-api-key";
+pub const WEBHOOK_SECRET: &str = "sandbox-pe-webhook-secret";
+/// `whsec_` + base64 of the Standard Webhooks key.
+pub const STANDARD_SECRET: &str = "whsec_c2FuZGJveC1zdGFuZGFyZC13ZWJob29rcy1rZXk=";
+pub const ACCOUNT: &str = "acc_merchant_001";
+
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub amount: String,
+    pub currency: String,
+    pub external_reference: String,
+    pub status: String,
+}
+
+#[derive(Default)]
+pub struct State {
+    access: Mutex<HashSet<String>>,
+    refresh: Mutex<HashSet<String>>,
+    pub logins: Mutex<u32>,
+    pub refreshes: Mutex<u32>,
+    pub transactions: Mutex<HashMap<String, Transaction>>,
+    webhook: Mutex<Option<String>>,
+}
+
+impl State {
+    pub fn set_webhook_url(&self, url: String) {
+        *lock(&self.webhook) = Some(url);
+    }
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/transactions", post(create))
+        .route("/api/v1/transactions/{id}/status", get(status))
+        .route("/api/v1/accounts/{id}/balance", get(balance))
+}
+
+pub fn controls() -> Router<Shared> {
+    Router::new()
+        .route("/webhook", post(set_webhook))
+        .route("/transactions/{id}/settle", post(settle))
+        .route("/balance-event", post(balance_event))
+        .route("/expire-tokens", post(expire))
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message, "details": {},
+                               "timestamp": "2025-12-07T10:00:00Z", "requestId": ulid::Ulid::new().to_string()}})),
+    )
+        .into_response()
+}
+
+fn tokens(s: &Shared) -> Value {
+    let access = format!("pe-a-{}", ulid::Ulid::new());
+    let refresh = format!("pe-r-{}", ulid::Ulid::new());
+    lock(&s.payment_engine.access).insert(access.clone());
+    lock(&s.payment_engine.refresh).insert(refresh.clone());
+    json!({"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": 3600,
+           "scope": "transaction:read transaction:create account:read"})
+}
+
+async fn login(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
+    if body["username"] != USERNAME || body["password"] != PASSWORD {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_CREDENTIALS",
+            "invalid username or password",
+        );
+    }
+    *lock(&s.payment_engine.logins) += 1;
+    Json(tokens(&s)).into_response()
+}
+
+async fn refresh(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
+    let token = body["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !lock(&s.payment_engine.refresh).remove(&token) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_TOKEN",
+            "refresh token is not valid",
+        );
+    }
+    *lock(&s.payment_engine.refreshes) += 1;
+    Json(tokens(&s)).into_response()
+}
+
+fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY) {
+        return true;
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| lock(&s.payment_engine.access).contains(t))
+}
+
+async fn create(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        );
+    }
+    if body["toAccountId"] != ACCOUNT {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ACCOUNT_NOT_FOUND",
+            "toAccountId is unknown",
+        );
+    }
+    let Some(amount) = body["amount"].as_number().map(|n| n.to_string()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "amount is required",
+        );
+    };
+    let id = format!("txn_{}", ulid::Ulid::new().to_string().to_lowercase());
+    lock(&s.payment_engine.transactions).insert(
+        id.clone(),
+        Transaction {
+            amount: amount.clone(),
+            currency: body["currencyCode"].as_str().unwrap_or("USD").to_string(),
+            external_reference: body["externalReference"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            status: "PENDING".into(),
+        },
+    );
+    (StatusCode::CREATED, Json(json!({"id": id, "status": "PENDING", "amount": amount.parse::<serde_json::Number>().ok()}))).into_response()
+}
+
+async fn status(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        );
+    }
+    match lock(&s.payment_engine.transactions).get(&id).cloned() {
+        Some(t) => Json(json!({"id": id, "status": t.status, "amount": t.amount.parse::<serde_json::Number>().ok(),
+                                "currencyCode": t.currency})).into_response(),
+        None => error(StatusCode::NOT_FOUND, "TRANSACTION_NOT_FOUND", "no such transaction"),
+    }
+}
+
+async fn balance(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        );
+    }
+    if id != ACCOUNT {
+        return error(
+            StatusCode::NOT_FOUND,
+            "ACCOUNT_NOT_FOUND",
+            "no such account",
+        );
+    }
+    Json(json!({"accountId": id, "availableBalance": "1250.75", "currencyCode": "USD"}))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Url {
+    url: String,
+}
+
+async fn set_webhook(AxState(s): AxState<Shared>, Json(body): Json<Url>) -> StatusCode {
+    s.payment_engine.set_webhook_url(body.url);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Settle {
+    status: String,
+    #[serde(default)]
+    scheme: Option<String>,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    timestamp_offset: i64,
+    #[serde(default)]
+    amount: Option<String>,
+}
+
+async fn settle(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(body): Json<Settle>,
+) -> Response {
+    let t = {
+        let mut all = lock(&s.payment_engine.transactions);
+        let Some(t) = all.get_mut(&id) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        t.status = body.status.clone();
+        t.clone()
+    };
+    let event_type = if body.status == "COMPLETED" {
+        "transaction.completed"
+    } else {
+        "transaction.failed"
+    };
+    let event_id = body
+        .event_id
+        .unwrap_or_else(|| format!("evt_{}", ulid::Ulid::new()));
+    let event = json!({
+        "eventId": event_id, "eventType": event_type, "timestamp": "2025-12-07T10:00:00Z",
+        "data": {"transactionId": id, "transactionReference": t.external_reference, "status": t.status,
+                 "amount": body.amount.unwrap_or(t.amount).parse::<serde_json::Number>().ok(), "currencyCode": t.currency},
+    });
+    let delivered = send(
+        &s,
+        &event,
+        body.scheme.as_deref(),
+        &event_id,
+        body.timestamp_offset,
+    )
+    .await;
+    Json(json!({"delivered": delivered, "event_id": event_id})).into_response()
+}
+
+async fn balance_event(AxState(s): AxState<Shared>) -> Response {
+    let event_id = format!("evt_{}", ulid::Ulid::new());
+    let event = json!({"eventId": event_id, "eventType": "account.balance.updated", "timestamp": "2025-12-07T10:00:00Z",
+                       "data": {"accountId": ACCOUNT, "availableBalance": "1250.75", "currencyCode": "USD"}});
+    let delivered = send(&s, &event, None, &event_id, 0).await;
+    Json(json!({"delivered": delivered, "event_id": event_id})).into_response()
+}
+
+async fn send(s: &Shared, event: &Value, scheme: Option<&str>, event_id: &str, offset: i64) -> u16 {
+    let Some(url) = lock(&s.payment_engine.webhook).clone() else {
+        return 0;
+    };
+    let body = event.to_string();
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json");
+    if scheme == Some("standard") {
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(STANDARD_SECRET.trim_start_matches("whsec_"))
+            .unwrap_or_default();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+            + offset;
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+            return 0;
+        };
+        mac.update(format!("{event_id}.{ts}.{body}").as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        request = request
+            .header("webhook-id", event_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", format!("v1,{sig}"));
+    } else {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()) else {
+            return 0;
+        };
+        mac.update(body.as_bytes());
+        request = request.header(
+            "x-webhook-signature",
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        );
+    }
+    match request.body(body).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
+    lock(&s.payment_engine.access).clear();
+    StatusCode::NO_CONTENT
+}

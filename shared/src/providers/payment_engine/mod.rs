@@ -1,0 +1,30 @@
+//! The Payment Engine (seed 002): `/api/v1/auth/login` and `/refresh`, or
+//! `X-API-Key`; transactions, their status, account balances. Webhooks are
+//! signed: `X-Webhook-Signature: sha256=<hex HMAC-SHA256(raw body)>`, or,
+//! where configured, Standard Webhooks headers. Each delivery's `eventId`
+//! is recorded in DynamoDB so a replay has no second effect.
+
+mod client;
+mod webhook;
+
+pub use client::{PaymentEngineAuth, PaymentEngineClient, PaymentEngineConfig};
+pub use webhook::{PaymentEngineWebhooks, Verifier, VerifyError};
+
+use crate::money::Money;
+use crate::payment::PaymentStatus;
+
+const PROVIDER: &str = "payment_engine";
+
+/// Payment Engine amounts: major units as a JSON number, any ISO currency
+/// we know. The one place they go out.
+pub(crate) fn to_wire_amount(amount: Money) -> String {
+    amount.to_major_string_trimmed()
+}
+
+pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
+    match word.trim().to_ascii_uppercase().as_str() {
+        "COMPLETED" => PaymentStatus::Completed,
+        "FAILED" | "REJECTED" | "CANCELLED" => PaymentStatus::Failed,
+        _ => PaymentStatus::Pending,
+    }
+}
