@@ -171,10 +171,13 @@ impl Services {
                     self.config::<EpaymentConfig>("epayment").await?,
                     policy,
                 )?),
-                Provider::Toyyibpay => Arc::new(ToyyibPayClient::new(
-                    self.config::<ToyyibPayConfig>("toyyibpay").await?,
-                    policy,
-                )?),
+                Provider::Toyyibpay => {
+                    let mut config = self.config::<ToyyibPayConfig>("toyyibpay").await?;
+                    if config.category_code.is_none() {
+                        config.category_code = Some(self.toyyibpay_category(&config).await?);
+                    }
+                    Arc::new(ToyyibPayClient::new(config, policy)?)
+                }
             };
             Ok(gateway)
         })
@@ -238,6 +241,20 @@ impl Services {
             })
             .await
             .cloned()
+    }
+
+    /// ToyyibPay's bill category: learned once (got or created by name) and
+    /// kept in the table, so later cold starts need not ask again.
+    async fn toyyibpay_category(&self, config: &ToyyibPayConfig) -> Result<String, ProviderError> {
+        let name = format!("toyyibpay-category#{}", config.category_name);
+        let stored = |e: crate::store::StoreError| unavailable("toyyibpay", e.to_string());
+        if let Some(code) = self.store.setting(&name).await.map_err(stored)? {
+            return Ok(code);
+        }
+        let code = ToyyibPayClient::new(config.clone(), self.settings.http)?
+            .category()
+            .await?;
+        self.store.put_setting(&name, &code).await.map_err(stored)
     }
 
     /// Where a provider sends callbacks for a payment.

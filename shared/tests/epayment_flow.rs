@@ -72,6 +72,24 @@ async fn a_paid_invoice_completes_once() {
     assert_eq!(widget_amount, "10000.5", "major units, exactly");
     let r = pay(&h, &invoice, json!({"status": "CHARGE"})).await;
     assert_eq!(r["delivered"], 200);
+    // The bank repeats itself, then reports a failed retry: nothing changes.
+    let before = h.items().await;
+    for status in ["CHARGE", "FAILED"] {
+        let again = pay(&h, &invoice, json!({"status": "CHARGE", "callback": false})).await;
+        let txn = again["transaction_id"].as_str().unwrap().to_string();
+        let callback = json!({"id": txn, "invoiceId": invoice, "amount": 10000.5, "currency": "KZT",
+            "code": if status == "CHARGE" { "ok" } else { "error" },
+            "secret_hash": shared::providers::epayment::secret_hash("local-epayment-callback-key", &invoice)});
+        let r = h
+            .post_raw(
+                "/webhooks/epayment",
+                "application/json",
+                &callback.to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(h.items().await, before);
     let p = h.store().payment(id).await.unwrap().unwrap();
     assert_eq!(p.status, PaymentStatus::Completed);
     assert_eq!(p.provider_status.as_deref(), Some("CHARGE"));

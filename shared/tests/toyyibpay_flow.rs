@@ -145,6 +145,50 @@ async fn the_client_creates_bills_and_reads_their_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_category_is_learned_once_and_kept_for_later_cold_starts() {
+    let h = Harness::start().await;
+    create(&h, 1000, "u_cat").await;
+    assert_eq!(
+        h.sandbox
+            .state
+            .calls("/toyyibpay/index.php/api/createCategory"),
+        1
+    );
+    let code = h
+        .store()
+        .setting("toyyibpay-category#paygate")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(h
+        .sandbox
+        .state
+        .toyyibpay
+        .categories
+        .lock()
+        .unwrap()
+        .values()
+        .any(|c| *c == code));
+    // A new process (fresh caches) over the same table.
+    let s = &h.services;
+    let cold = shared::services::Services::new(
+        s.store.clone(),
+        s.queue.clone(),
+        s.secrets.clone(),
+        s.settings.clone(),
+    );
+    cold.gateway(shared::payment::Provider::Toyyibpay)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.sandbox
+            .state
+            .calls("/toyyibpay/index.php/api/createCategory"),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_bill_completes_once_whatever_the_callbacks_say() {
     let h = Harness::start().await;
     let user = format!("u_{}", ulid::Ulid::new());

@@ -20,6 +20,7 @@ mod deliveries;
 mod idempotency;
 mod ledger;
 mod payments;
+mod settings;
 mod topups;
 
 pub use deliveries::DeliveryOutcome;
