@@ -98,6 +98,23 @@ async fn unpaid_invoices_cancel_and_card_payments_refund_whole() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice].deleted);
 
+    // A card payment still in progress is cancelled with the invoice.
+    let (started, invoice) = create(&h, 10_000, "u_started").await;
+    let row = pay(
+        &h,
+        &invoice,
+        json!({"type": "CARD", "status": "NEW", "callback": "none"}),
+    )
+    .await;
+    let r = h
+        .post(&format!("/v1/payments/{started}/cancel"), "c-2", &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let state = h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice].clone();
+    assert!(state.deleted);
+    assert_eq!(state.payments[0].id, row["payment_id"].as_str().unwrap());
+    assert_eq!(state.payments[0].status, "CANCELLED");
+
     let (card, invoice) = create(&h, 30_000, "u_card").await;
     pay(&h, &invoice, json!({"type": "CARD"})).await;
     let partial = h

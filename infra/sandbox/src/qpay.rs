@@ -5,7 +5,8 @@
 //! `{"error": "INVOICE_NOTFOUND", "message": ..}` with a 4xx.
 //!
 //! Controls under `/_sandbox/qpay/`: `invoices/{id}/pay` `{"amount"?,
-//! "type": "CARD"|"P2P", "callback": "get"|"post"|"none"}`;
+//! "type": "CARD"|"P2P", "status": "PAID"|"NEW"?, "callback":
+//! "get"|"post"|"none"}`;
 //! `invoices/{id}/callback` `{"method": "get"|"post"}`; `expire-tokens`
 //! (access tokens only, so the client must refresh).
 
@@ -60,6 +61,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v2/invoice/{id}", delete(delete_invoice))
         .route("/v2/payment/check", post(check))
         .route("/v2/payment/refund/{id}", delete(refund))
+        .route("/v2/payment/cancel/{id}", delete(cancel_payment))
 }
 
 pub fn controls() -> Router<Shared> {
@@ -259,8 +261,33 @@ async fn refund(
     }
 }
 
+async fn cancel_payment(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
+    }
+    let mut invoices = lock(&s.qpay.invoices);
+    match invoices
+        .values_mut()
+        .flat_map(|i| i.payments.iter_mut())
+        .find(|p| p.id == id)
+    {
+        Some(p) if p.status == "NEW" && p.kind == "CARD" => {
+            p.status = "CANCELLED".into();
+            Json(json!({"message": "ok"})).into_response()
+        }
+        Some(_) => error(StatusCode::BAD_REQUEST, "PAYMENT_NOT_CANCELLABLE"),
+        None => error(StatusCode::NOT_FOUND, "PAYMENT_NOTFOUND"),
+    }
+}
+
 #[derive(Deserialize)]
 struct Pay {
+    #[serde(default)]
+    status: Option<String>,
     #[serde(default)]
     amount: Option<String>,
     #[serde(default)]
@@ -281,7 +308,7 @@ async fn pay(
         };
         let p = Payment {
             id: format!("{}", 900_000_000 + ulid::Ulid::new().0 % 100_000_000),
-            status: "PAID".into(),
+            status: body.status.unwrap_or_else(|| "PAID".into()),
             amount: body.amount.unwrap_or_else(|| i.amount.clone()),
             kind: body.r#type.unwrap_or_else(|| "P2P".into()),
         };

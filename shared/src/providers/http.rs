@@ -178,7 +178,7 @@ impl ProviderHttp {
             .base_backoff
             .saturating_mul(1 << (attempt - 1).min(16))
             .min(self.policy.max_backoff);
-        let jittered = ceiling.mul_f64(jitter_fraction());
+        let jittered = jitter(ceiling);
         match hint {
             Some(h) => h.min(self.policy.max_backoff).max(jittered),
             None => jittered,
@@ -208,10 +208,15 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// A number in [0, 1) for jitter. Not for anything secret.
-fn jitter_fraction() -> f64 {
-    let r = ulid::Ulid::new().random() as u32;
-    f64::from(r) / (f64::from(u32::MAX) + 1.0)
+/// A random duration in [0, ceiling), in whole microseconds. Not for
+/// anything secret.
+fn jitter(ceiling: Duration) -> Duration {
+    let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+    if micros == 0 {
+        return Duration::ZERO;
+    }
+    let r = ulid::Ulid::new().random() as u64;
+    Duration::from_micros(r % micros)
 }
 
 /// reqwest's errors print the URL, which carries credentials for some

@@ -215,6 +215,22 @@ impl ProviderError {
     }
 }
 
+/// The provider's reference of a payment, which every call after the
+/// create needs.
+pub(crate) fn provider_ref<'a>(
+    payment: &'a Payment,
+    provider: &'static str,
+) -> Result<&'a str, ProviderError> {
+    payment
+        .provider_reference
+        .as_ref()
+        .map(|r| r.as_str())
+        .ok_or_else(|| ProviderError::NotFound {
+            provider,
+            reference: payment.id.to_string(),
+        })
+}
+
 /// A provider's text in an error: cut short, control characters dropped.
 pub(crate) fn excerpt(body: &[u8]) -> String {
     String::from_utf8_lossy(body)

@@ -387,14 +387,7 @@ impl Gateway for DirectPayClient {
     }
 
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
-        let reference =
-            payment
-                .provider_reference
-                .as_ref()
-                .ok_or_else(|| ProviderError::NotFound {
-                    provider: PROVIDER,
-                    reference: payment.id.to_string(),
-                })?;
-        DirectPayClient::status(self, reference.as_str()).await
+        let reference = crate::providers::provider_ref(payment, PROVIDER)?;
+        DirectPayClient::status(self, reference).await
     }
 }

@@ -194,20 +194,12 @@ impl Gateway for PaygramClient {
     }
 
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
-        let code = payment
-            .provider_reference
-            .as_ref()
-            .ok_or_else(|| ProviderError::NotFound {
-                provider: PROVIDER,
-                reference: payment.id.to_string(),
-            })?;
+        let code = crate::providers::provider_ref(payment, PROVIDER)?;
         let reply = self
             .call(
                 Retry::Safe,
                 "InvoiceInfo",
-                &InvoiceInfoRequest {
-                    invoice_code: code.as_str(),
-                },
+                &InvoiceInfoRequest { invoice_code: code },
             )
             .await?;
         let status = reply.status.unwrap_or(0);

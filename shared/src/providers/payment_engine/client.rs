@@ -290,13 +290,7 @@ impl Gateway for PaymentEngineClient {
     }
 
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
-        let id = payment
-            .provider_reference
-            .as_ref()
-            .ok_or_else(|| ProviderError::NotFound {
-                provider: PROVIDER,
-                reference: payment.id.to_string(),
-            })?;
+        let id = crate::providers::provider_ref(payment, PROVIDER)?;
         let url = self.url(&format!("transactions/{id}/status"));
         let reply = self.authed(Retry::Safe, |c| c.get(&url)).await?;
         if !reply.status.is_success() {

@@ -327,9 +327,36 @@ impl Gateway for QpayClient {
         })
     }
 
-    /// An unpaid invoice is deleted.
+    /// A card payment still in progress on the invoice is cancelled
+    /// (`DELETE /v2/payment/cancel/{id}`), then the unpaid invoice deleted.
+    /// A paid invoice is not cancelled: it is refunded.
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
-        let url = self.url(&format!("invoice/{}", reference(payment)?));
+        let invoice = reference(payment)?;
+        let rows = self.rows(invoice).await?;
+        if rows.iter().any(|r| r.payment_status == "PAID") {
+            return Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                status: 409,
+                code: "INVOICE_PAID".into(),
+                message: "the invoice is paid; refund it instead".into(),
+            });
+        }
+        for row in rows
+            .iter()
+            .filter(|r| r.payment_status == "NEW" && r.transaction_type.as_deref() == Some("CARD"))
+        {
+            let url = self.url(&format!("payment/cancel/{}", text(&row.payment_id)));
+            let body = serde_json::json!({"callback_url": "", "note": format!("paygate cancel {}", payment.id)});
+            let reply = self
+                .authed(Retry::Safe, |c, t| {
+                    c.delete(&url).bearer_auth(t).json(&body)
+                })
+                .await?;
+            if !reply.status.is_success() {
+                return Err(error(&reply));
+            }
+        }
+        let url = self.url(&format!("invoice/{invoice}"));
         let reply = self
             .authed(Retry::Safe, |c, t| c.delete(&url).bearer_auth(t))
             .await?;
@@ -377,12 +404,5 @@ impl Gateway for QpayClient {
 }
 
 fn reference(payment: &Payment) -> Result<&str, ProviderError> {
-    payment
-        .provider_reference
-        .as_ref()
-        .map(|r| r.as_str())
-        .ok_or_else(|| ProviderError::NotFound {
-            provider: PROVIDER,
-            reference: payment.id.to_string(),
-        })
+    crate::providers::provider_ref(payment, PROVIDER)
 }

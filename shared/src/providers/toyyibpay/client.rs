@@ -268,26 +268,14 @@ impl Gateway for ToyyibPayClient {
 
     /// inactiveBill: the bill can no longer be paid.
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
-        let code = payment
-            .provider_reference
-            .as_ref()
-            .ok_or_else(|| ProviderError::NotFound {
-                provider: PROVIDER,
-                reference: payment.id.to_string(),
-            })?;
-        self.inactive_bill(code.as_str()).await
+        let code = crate::providers::provider_ref(payment, PROVIDER)?;
+        self.inactive_bill(code).await
     }
 
     /// getBillTransactions: a successful attempt is the payment; otherwise
     /// the latest attempt's state (none yet: pending).
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
-        let code = payment
-            .provider_reference
-            .as_ref()
-            .ok_or_else(|| ProviderError::NotFound {
-                provider: PROVIDER,
-                reference: payment.id.to_string(),
-            })?;
+        let code = crate::providers::provider_ref(payment, PROVIDER)?;
         let rows = self
             .call(
                 Retry::Safe,
