@@ -311,7 +311,7 @@ impl fmt::Display for Money {
 }
 
 /// A major-unit amount as a provider sent it, kept as text: deserialises from
-/// a JSON number (read from its literal text, never through `f64`) or from a
+/// a JSON number (read from its literal text, never through floating point) or from a
 /// string. Convert with [`MajorAmount::to_money`] once the currency is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MajorAmount(String);
