@@ -487,3 +487,36 @@ async fn paygram_retries_server_errors_but_not_client_errors() {
     ));
     assert_eq!(sb.calls(path) - before, 4);
 }
+
+#[tokio::test]
+async fn casino_client_errors_are_not_retried_and_hangs_are_cut() {
+    let sb = Sandbox::start().await;
+    let casino = sb.casino(&sandbox::casino::TOKENS);
+    let player = casino
+        .player(&"player2".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let path = "/casino/Default/Transfer";
+    sb.fault(path, "fail", 1, 400).await;
+    let err = casino
+        .transfer(&player, php(100), "n-4xx", "t")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Rejected { status: 400, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sb.calls(path), 1);
+    sb.fault(path, "hang", 3, 0).await;
+    let err = casino
+        .transfer(&player, php(100), "n-hang", "t")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Timeout { attempts: 3, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sb.calls(path), 4);
+    assert!(sb.running.state.casino.transfers.lock().unwrap().is_empty());
+}
