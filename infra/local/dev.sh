@@ -17,7 +17,9 @@ paygram_secret="local-paygram-callback-secret"
 say() { printf 'paygate-dev: %s\n' "$*" >&2; }
 
 started_stack=no
-if ! "$stack" status | grep -q 'dynamodb: running' || ! "$stack" status | grep -q 'moto: running'; then
+# Capture first: with pipefail, `status | grep -q` can fail on SIGPIPE.
+stack_status="$("$stack" status)"
+if [[ "$stack_status" != *"dynamodb: running"* || "$stack_status" != *"moto: running"* ]]; then
   started_stack=yes
 fi
 "$stack" up >/dev/null

@@ -311,6 +311,17 @@ async fn every_sample_event_is_accepted_by_its_handler() {
     let player = shared::api::wallets::casino_user(s, http_event("api-casino-user")).await;
     assert_eq!(player.status(), 200, "{:?}", player.body());
 
+    let scheduled: serde_json::Value = serde_json::from_str(&event_text("job-sweep")).unwrap();
+    assert_eq!(scheduled["detail-type"], "Scheduled Event");
+    let report = shared::api::jobs::sweep(s, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        shared::api::jobs::SweepReport::default(),
+        "nothing is due yet"
+    );
+
     let request: ApiGatewayV2CustomAuthorizerV2Request =
         serde_json::from_str(&event_text("authorizer")).unwrap();
     let keys = ApiKeys::load(&s.secrets, &s.settings.secret_prefix)

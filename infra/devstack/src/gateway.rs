@@ -420,6 +420,26 @@ fn to_response(answer: &Value) -> Response {
     response
 }
 
+impl Gateway {
+    /// Invokes a scheduled function every `every`, as EventBridge would on
+    /// its (here compressed) schedule, forever.
+    pub async fn schedule(&self, function: FunctionDef, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let event = json!({
+                "version": "0", "id": ulid::Ulid::new().to_string(), "detail-type": "Scheduled Event",
+                "source": "aws.events", "account": "000000000000", "region": "us-east-1",
+                "resources": [format!("arn:aws:events:us-east-1:000000000000:rule/{}", function.binary)],
+                "detail": {},
+            });
+            match self.invoke(&function.binary, &event).await {
+                Ok(answer) => println!("schedule {}: {answer}", function.binary),
+                Err(e) => eprintln!("schedule {}: {e}", function.binary),
+            }
+        }
+    }
+}
+
 /// Serves the gateway on `listener` until the process ends.
 pub async fn serve(
     gateway: Arc<Gateway>,

@@ -104,6 +104,25 @@ async fn run_gateway() -> Result<(), String> {
             tokio::spawn(async move { g.poll(sqs, url, f).await });
         }
     }
+    // Schedules run on a compressed clock locally: every minute by default.
+    let every = std::env::var("PAYGATE_SCHEDULE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(60));
+    for function in template
+        .functions
+        .iter()
+        .filter(|f| !f.schedules.is_empty())
+    {
+        println!(
+            "  EVERY  {:<34} -> {}",
+            format!("{}s ({})", every.as_secs(), function.schedules.join(", ")),
+            function.binary
+        );
+        let (g, f) = (gateway.clone(), function.clone());
+        tokio::spawn(async move { g.schedule(f, every).await });
+    }
     gateway::serve(gateway, listener)
         .await
         .map_err(|e| e.to_string())

@@ -76,6 +76,8 @@ pub struct FunctionDef {
     pub routes: Vec<RouteDef>,
     /// Logical ids of the queues that trigger it.
     pub queues: Vec<String>,
+    /// Schedule expressions (`rate(5 minutes)`) that trigger it.
+    pub schedules: Vec<String>,
 }
 
 /// The parts of the template the local stack builds.
@@ -260,6 +262,7 @@ fn function(id: &str, resource: &Value) -> Result<FunctionDef, TemplateError> {
         .ok_or_else(|| shape(format!("{id}: no Metadata.BuildProperties.Binary")))?;
     let mut routes = Vec::new();
     let mut queues = Vec::new();
+    let mut schedules = Vec::new();
     let events = resource
         .get("Properties")
         .and_then(|p| p.get("Events"))
@@ -276,6 +279,8 @@ fn function(id: &str, resource: &Value) -> Result<FunctionDef, TemplateError> {
                     .and_then(Value::as_str)
                     == Some("NONE"),
             }),
+            Some("Schedule") | Some("ScheduleV2") => schedules
+                .push(text(props, "Schedule").or_else(|_| text(props, "ScheduleExpression"))?),
             Some("SQS") => {
                 let queue = props
                     .get("Queue")
@@ -290,6 +295,7 @@ fn function(id: &str, resource: &Value) -> Result<FunctionDef, TemplateError> {
         binary,
         routes,
         queues,
+        schedules,
     })
 }
 

@@ -297,6 +297,7 @@ fn functions_template_and_events_are_in_step() {
     for f in &template.functions {
         let triggered = !f.routes.is_empty()
             || !f.queues.is_empty()
+            || !f.schedules.is_empty()
             || template.authorizer.as_deref() == Some(&f.binary);
         assert!(triggered, "{} has no trigger", f.binary);
     }

@@ -13,6 +13,7 @@ use crate::store::{TopUp, TopUpStatus};
 
 pub mod authorizer;
 mod idempotent;
+pub mod jobs;
 pub mod payments;
 pub mod wallets;
 pub mod webhooks;
