@@ -204,52 +204,34 @@ async fn every_sample_event_is_accepted_by_its_handler() {
     let got = shared::api::payments::get(s, http_event("api-get-payment")).await;
     assert_eq!(got.status(), 200, "{:?}", got.body());
 
-    let hook =
-        shared::api::webhooks::handle(s, Provider::Directpay, http_event("webhook-directpay"))
-            .await;
-    assert_eq!(hook.status(), 200, "{:?}", hook.body());
-    let p1 = h
-        .store()
-        .payment(P1.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(p1.status, PaymentStatus::Completed);
-
-    let hook =
-        shared::api::webhooks::handle(s, Provider::Paygram, http_event("webhook-paygram")).await;
-    assert_eq!(hook.status(), 200, "{:?}", hook.body());
-    assert_eq!(hook.body().as_ref(), b"ok");
-    let p2 = h
-        .store()
-        .payment(P2.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(p2.status, PaymentStatus::Completed);
-
-    let hook =
-        shared::api::webhooks::handle(s, Provider::Toyyibpay, http_event("webhook-toyyibpay"))
-            .await;
-    assert_eq!(hook.status(), 200, "{:?}", hook.body());
-    let p3 = h
-        .store()
-        .payment(P3.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(p3.status, PaymentStatus::Completed);
-
-    let hook =
-        shared::api::webhooks::handle(s, Provider::Epayment, http_event("webhook-epayment")).await;
-    assert_eq!(hook.status(), 200, "{:?}", hook.body());
-    let p5 = h
-        .store()
-        .payment(P5.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(p5.status, PaymentStatus::Completed);
+    // Every provider's callback sample completes its fixture payment and is
+    // answered the way that provider expects.
+    for (provider, event, id, answer) in [
+        (Provider::Directpay, "webhook-directpay", P1, None),
+        (Provider::Paygram, "webhook-paygram", P2, Some("ok")),
+        (Provider::Toyyibpay, "webhook-toyyibpay", P3, None),
+        (Provider::Epayment, "webhook-epayment", P5, None),
+        (Provider::Qpay, "webhook-qpay", P6, Some("SUCCESS")),
+        (
+            Provider::PaymentEngine,
+            "webhook-payment-engine",
+            P7,
+            Some("OK"),
+        ),
+    ] {
+        let hook = shared::api::webhooks::handle(s, provider, http_event(event)).await;
+        assert_eq!(hook.status(), 200, "{event}: {:?}", hook.body());
+        if let Some(answer) = answer {
+            assert_eq!(hook.body().as_ref(), answer.as_bytes(), "{event}");
+        }
+        let p = h
+            .store()
+            .payment(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.status, PaymentStatus::Completed, "{event}");
+    }
 
     let refunded = shared::api::payments::refund(s, http_event("api-refund-payment")).await;
     assert_eq!(refunded.status(), 200, "{:?}", refunded.body());
@@ -260,32 +242,6 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         .unwrap()
         .unwrap();
     assert_eq!(p5.status, PaymentStatus::PartiallyRefunded);
-
-    let hook = shared::api::webhooks::handle(s, Provider::Qpay, http_event("webhook-qpay")).await;
-    assert_eq!(hook.status(), 200, "{:?}", hook.body());
-    assert_eq!(hook.body().as_ref(), b"SUCCESS");
-    let p6 = h
-        .store()
-        .payment(P6.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(p6.status, PaymentStatus::Completed);
-
-    let hook = shared::api::webhooks::handle(
-        s,
-        Provider::PaymentEngine,
-        http_event("webhook-payment-engine"),
-    )
-    .await;
-    assert_eq!(hook.status(), 200, "{:?}", hook.body());
-    let p7 = h
-        .store()
-        .payment(P7.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(p7.status, PaymentStatus::Completed);
 
     let sqs: SqsEvent = serde_json::from_str(&event_text("worker-casino-topup")).unwrap();
     let batch = shared::api::worker::handle(s, sqs, OffsetDateTime::now_utc()).await;

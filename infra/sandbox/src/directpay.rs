@@ -219,11 +219,7 @@ async fn login(AxState(s): AxState<Shared>, headers: HeaderMap, body: Json<Login
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| lock(&s.directpay.tokens).contains(t))
+    crate::bearer(headers).is_some_and(|t| lock(&s.directpay.tokens).contains(t))
 }
 
 async fn pay_cashin(

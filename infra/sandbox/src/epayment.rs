@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use axum::extract::{Path, Query, State as AxState};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -145,11 +145,7 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| lock(&s.epayment.tokens).contains(t))
+    crate::bearer(headers).is_some_and(|t| lock(&s.epayment.tokens).contains(t))
 }
 
 async fn check(

@@ -76,6 +76,15 @@ pub struct Sandbox {
 
 pub type Shared = Arc<Sandbox>;
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
 /// Locks a mutex, recovering from a panicked holder (the sandbox's state
 /// stays usable for the rest of a test run).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use axum::extract::{Path, State as AxState};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -124,11 +124,7 @@ fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY) {
         return true;
     }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| lock(&s.payment_engine.access).contains(t))
+    crate::bearer(headers).is_some_and(|t| lock(&s.payment_engine.access).contains(t))
 }
 
 async fn create(

@@ -101,15 +101,6 @@ fn issue(s: &Shared) -> Value {
     })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::to_string)
-}
-
 async fn token(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
     use base64::Engine as _;
     let expected =
@@ -125,7 +116,7 @@ async fn token(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn refresh(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
-    let Some(t) = bearer(&headers) else {
+    let Some(t) = crate::bearer(&headers).map(str::to_string) else {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     };
     if !lock(&s.qpay.refresh).remove(&t) {
@@ -136,7 +127,7 @@ async fn refresh(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    bearer(headers).is_some_and(|t| lock(&s.qpay.access).contains(&t))
+    crate::bearer(headers).is_some_and(|t| lock(&s.qpay.access).contains(t))
 }
 
 async fn invoice(
