@@ -80,7 +80,8 @@ pub fn target(payment: &Payment, confirmation: &Confirmation) -> Option<PaymentS
 }
 
 /// Applies the provider's confirmed answer, exactly once however often it
-/// arrives. A completion credits the wallet and queues the casino top-up in
+/// arrives. `also` are writes that must commit with the change (a webhook's
+/// delivery record); they are written only if the payment moves. A completion credits the wallet and queues the casino top-up in
 /// the same transaction; the queue message follows the commit (the sweep
 /// re-sends it if this process dies in between).
 pub async fn apply_confirmation(
@@ -88,6 +89,7 @@ pub async fn apply_confirmation(
     payment: &Payment,
     confirmation: &Confirmation,
     source: ChangeSource,
+    also: Vec<crate::store::Write>,
 ) -> Result<Applied, StoreError> {
     let mut current = payment.clone();
     for _ in 0..3 {
@@ -109,7 +111,8 @@ pub async fn apply_confirmation(
         let now = OffsetDateTime::now_utc();
         let mut change = StatusChange::new(to, source, now);
         change.provider_status = Some(confirmation.provider_status.clone());
-        let (extra, topup) = completion_writes(services, &current, to, now)?;
+        let (mut extra, topup) = completion_writes(services, &current, to, now)?;
+        extra.extend(also.iter().cloned());
         match services.store.transition(&current, change, extra).await? {
             TransitionOutcome::Applied(moved) => {
                 if let Some(topup) = topup {

@@ -66,7 +66,15 @@ pub async fn sweep(services: &Services, now: OffsetDateTime) -> Result<SweepRepo
             },
             _ => confirmation,
         };
-        match apply_confirmation(services, &payment, &confirmation, ChangeSource::Sweep).await? {
+        match apply_confirmation(
+            services,
+            &payment,
+            &confirmation,
+            ChangeSource::Sweep,
+            vec![],
+        )
+        .await?
+        {
             Applied::Moved(p) => match p.status {
                 PaymentStatus::Expired => report.expired += 1,
                 PaymentStatus::Failed => report.failed += 1,

@@ -330,8 +330,14 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
     {
         tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider check");
     }
-    match crate::flow::apply_confirmation(services, &payment, &confirmation, ChangeSource::Poll)
-        .await
+    match crate::flow::apply_confirmation(
+        services,
+        &payment,
+        &confirmation,
+        ChangeSource::Poll,
+        vec![],
+    )
+    .await
     {
         Ok(applied) => {
             let mut p = applied.payment().clone();

@@ -131,11 +131,30 @@ async fn handle_inner(
             "callback disagrees with the provider; the provider's answer counts"
         );
     }
-    crate::flow::apply_confirmation(services, &payment, &confirmation, ChangeSource::Webhook)
-        .await?;
-    // After the effect: a crash before this line means a redelivery, which
-    // the state machine answers without a second effect.
-    record(services, provider, &event, now).await?;
+    // The delivery record commits with the change it causes: one
+    // transaction, and a replay finds it.
+    let also = match &event.event_id {
+        Some(id) => vec![services
+            .store
+            .delivery_write(provider, id, now, now + DELIVERY_TTL)?],
+        None => vec![],
+    };
+    match crate::flow::apply_confirmation(
+        services,
+        &payment,
+        &confirmation,
+        ChangeSource::Webhook,
+        also,
+    )
+    .await
+    {
+        Ok(crate::flow::Applied::Moved(_)) => {}
+        // Nothing moved, so nothing recorded the delivery yet.
+        Ok(crate::flow::Applied::Unchanged(_)) => record(services, provider, &event, now).await?,
+        // The same delivery committed concurrently: it had its effect.
+        Err(crate::store::StoreError::Refused("webhook delivery")) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(accepted(provider))
 }
 
