@@ -90,7 +90,9 @@ $(sed -n 's/^  /    /p' "$logs/gateway.log")
   moto (SQS, Secrets Manager)   $AWS_ENDPOINT_URL_SQS
   Logs                          .local/log/{functions,gateway,sandbox}.log
 
-The README walks through a GCash deposit with curl. Ctrl-C stops everything.
+Drive a provider:  cargo run -q -p sandbox -- trigger <provider> <paid|failed|expired|duplicate|out-of-order> <payment id>
+Inject a fault:    cargo run -q -p sandbox -- faults <path prefix> <fail|delay|hang> [--count N] [--status S]
+The README walks through a deposit per provider. Ctrl-C stops everything.
 MSG
 
 wait -n "${pids[@]}" || true

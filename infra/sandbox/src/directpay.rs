@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::trigger::{Event, Report, TriggerError};
 use crate::{deliver, lock, Shape, Shared};
 
 /// The one merchant login the sandbox accepts.
@@ -375,4 +376,55 @@ fn callback_body(id: &str, t: &Transaction, status: &str, shape: Shape) -> Value
 async fn expire_tokens(AxState(s): AxState<Shared>) -> StatusCode {
     lock(&s.directpay.tokens).clear();
     StatusCode::NO_CONTENT
+}
+
+/// `trigger` for DirectPay: the transaction whose merchant reference is our
+/// payment id; callbacks in DirectPay's real shape.
+pub(crate) async fn trigger(
+    s: &Shared,
+    event: Event,
+    payment_id: &str,
+) -> Result<Report, TriggerError> {
+    let id = lock(&s.directpay.transactions)
+        .iter()
+        .find(|(_, t)| t.reference == payment_id)
+        .map(|(id, _)| id.clone())
+        .ok_or(TriggerError::UnknownPayment)?;
+    let set = |status: &str, callback: Option<&str>| {
+        set_status(
+            AxState(s.clone()),
+            Path(id.clone()),
+            Json(SetStatus {
+                status: status.into(),
+                callback: callback.map(str::to_string),
+            }),
+        )
+    };
+    let again = |status: Option<&str>| {
+        send_callback(
+            AxState(s.clone()),
+            Path(id.clone()),
+            Json(SendCallback {
+                shape: Shape::Real,
+                status: status.map(str::to_string),
+            }),
+        )
+    };
+    let mut report = Report::new(&id);
+    match event {
+        Event::Paid => report.sent("SUCCESS", set("SUCCESS", None).await).await,
+        Event::Failed => report.sent("FAILED", set("FAILED", None).await).await,
+        Event::Expired => report.sent("EXPIRED", set("EXPIRED", None).await).await,
+        Event::Duplicate => {
+            report.sent("SUCCESS", set("SUCCESS", None).await).await;
+            report.sent("SUCCESS again", again(None).await).await;
+        }
+        Event::OutOfOrder => {
+            report.sent("SUCCESS", set("SUCCESS", None).await).await;
+            report
+                .sent("PENDING (late)", again(Some("PENDING")).await)
+                .await;
+        }
+    }
+    Ok(report)
 }

@@ -21,6 +21,7 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::trigger::{Event, Report, TriggerError};
 use crate::{deliver, lock, Shared};
 
 pub const CLIENT_ID: &str = "sandbox-epay-client";
@@ -300,6 +301,13 @@ async fn pay(
     if !body.callback {
         return Json(json!({"delivered": 0, "transaction_id": t.id})).into_response();
     }
+    let delivered = post_callback(&invoice, &i, &t).await;
+    Json(json!({"delivered": delivered, "transaction_id": t.id})).into_response()
+}
+
+/// Posts the bank's callback for a transaction: the postLink on success,
+/// the failurePostLink on a decline.
+async fn post_callback(invoice: &str, i: &Invoice, t: &Transaction) -> u16 {
     let failed = t.status == "FAILED";
     let callback = json!({
         "id": t.id, "invoiceId": invoice, "amount": t.amount.parse::<serde_json::Number>().ok(),
@@ -315,8 +323,7 @@ async fn pay(
     } else {
         &i.post_link
     };
-    let delivered = deliver(url, &callback).await;
-    Json(json!({"delivered": delivered, "transaction_id": t.id})).into_response()
+    deliver(url, &callback).await
 }
 
 #[derive(Deserialize)]
@@ -332,4 +339,66 @@ async fn busy(AxState(s): AxState<Shared>, Json(b): Json<Busy>) -> StatusCode {
 async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
     lock(&s.epayment.tokens).clear();
     StatusCode::NO_CONTENT
+}
+
+/// `trigger` for epayment.kz: the invoice paygate derives from the payment
+/// id (its ULID modulo 10^15, fifteen digits, as the client makes it). The bank
+/// sends nothing when an unpaid invoice lapses. A late callback is the
+/// AUTH (hold) notice arriving after the CHARGE.
+pub(crate) async fn trigger(
+    s: &Shared,
+    event: Event,
+    payment_id: &str,
+) -> Result<Report, TriggerError> {
+    let ulid = payment_id
+        .strip_prefix("pay_")
+        .and_then(|u| ulid::Ulid::from_string(u).ok())
+        .ok_or(TriggerError::UnknownPayment)?;
+    let invoice = format!("{:015}", ulid.0 % 1_000_000_000_000_000);
+    if !lock(&s.epayment.invoices).contains_key(&invoice) {
+        return Err(TriggerError::UnknownPayment);
+    }
+    let charge = |status: &str| {
+        pay(
+            AxState(s.clone()),
+            Path(invoice.clone()),
+            Json(Pay {
+                status: status.into(),
+                amount: None,
+                callback: true,
+            }),
+        )
+    };
+    let again = |status: &str| {
+        let found = lock(&s.epayment.invoices).get(&invoice).cloned();
+        let status = status.to_string();
+        let invoice = invoice.clone();
+        async move {
+            let Some(i) = found else { return 0 };
+            let Some(mut t) = i.transaction.clone() else {
+                return 0;
+            };
+            t.status = status;
+            post_callback(&invoice, &i, &t).await
+        }
+    };
+    let mut report = Report::new(&invoice);
+    match event {
+        Event::Paid => report.sent("CHARGE", charge("CHARGE").await).await,
+        Event::Failed => report.sent("FAILED", charge("FAILED").await).await,
+        Event::Expired => {
+            report = report.note("epayment.kz sends no callback for a lapsed invoice");
+        }
+        Event::Duplicate => {
+            report.sent("CHARGE", charge("CHARGE").await).await;
+            let answer = again("CHARGE").await;
+            report.delivered("CHARGE again", answer);
+        }
+        Event::OutOfOrder => {
+            report.sent("CHARGE", charge("CHARGE").await).await;
+            let answer = again("AUTH").await;
+            report.delivered("AUTH (late)", answer);
+        }
+    }
+    Ok(report)
 }

@@ -7,9 +7,12 @@
 //! - `POST /_sandbox/faults` `{"path": "/directpay/api/pay_cashin", "mode":
 //!   "fail" | "delay" | "hang", "count": 2, "status": 503, "delay_ms": 100}`:
 //!   the next `count` calls whose path starts with `path` fail, wait, or hang
-//!   past any client timeout.
+//!   past any client timeout. `DELETE /_sandbox/faults` forgets them all.
 //! - `GET /_sandbox/calls?path=...`: how many calls reached paths starting
 //!   with `path` (faulted ones included).
+//! - `POST /_sandbox/trigger` `{"provider", "event", "payment_id"}`: plays
+//!   `paid`, `failed`, `expired`, `duplicate` or `out-of-order` for one of
+//!   paygate's payments as that provider would (see `trigger`).
 //! - provider-specific controls under `/_sandbox/<provider>/`.
 
 use std::collections::HashMap;
@@ -32,6 +35,7 @@ pub mod paygram;
 pub mod payment_engine;
 pub mod qpay;
 pub mod toyyibpay;
+pub mod trigger;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,6 +166,11 @@ async fn add_fault(State(sandbox): State<Shared>, Json(fault): Json<Fault>) -> S
     StatusCode::NO_CONTENT
 }
 
+async fn clear_faults(State(sandbox): State<Shared>) -> StatusCode {
+    lock(&sandbox.faults).clear();
+    StatusCode::NO_CONTENT
+}
+
 #[derive(Deserialize)]
 struct CallsQuery {
     path: String,
@@ -177,8 +186,9 @@ async fn calls(
 /// The whole sandbox as a router.
 pub fn router(sandbox: Shared) -> Router {
     Router::new()
-        .route("/_sandbox/faults", post(add_fault))
+        .route("/_sandbox/faults", post(add_fault).delete(clear_faults))
         .route("/_sandbox/calls", get(calls))
+        .route("/_sandbox/trigger", post(trigger::handle))
         .nest("/directpay/api", directpay::routes())
         .nest("/_sandbox/directpay", directpay::controls())
         .nest("/paygram", paygram::routes())

@@ -1,17 +1,156 @@
-//! `cargo run -p sandbox`: serve every provider's sandbox on
-//! `PAYGATE_SANDBOX_ADDR` (default 127.0.0.1:8900). Paygram keeps its
-//! callback URL per merchant: `PAYGATE_SANDBOX_PAYGRAM_CALLBACK_URL` sets it.
+//! The sandbox's command line.
+//!
+//! - `cargo run -p sandbox` (or `... -- serve`): serve every provider's
+//!   sandbox on `PAYGATE_SANDBOX_ADDR` (default 127.0.0.1:8900). Paygram and
+//!   the Payment Engine keep one callback URL per merchant:
+//!   `PAYGATE_SANDBOX_PAYGRAM_CALLBACK_URL` and
+//!   `PAYGATE_SANDBOX_PAYMENT_ENGINE_WEBHOOK_URL` set them.
+//! - `... -- trigger <provider> <paid|failed|expired|duplicate|out-of-order> <payment id>`:
+//!   the provider plays that event for one of paygate's payments.
+//! - `... -- faults <path prefix> <fail|delay|hang> [--count N] [--status S] [--delay-ms MS]`:
+//!   the next calls to that provider path fail, wait or hang;
+//!   `... -- faults clear` forgets every fault.
+//! - `... -- calls <path prefix>`: how many calls reached that path.
+//!
+//! The client commands talk to a running sandbox at `PAYGATE_SANDBOX_URL`
+//! (default `http://127.0.0.1:8900`).
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use sandbox::trigger::{Event, PROVIDERS};
+use serde_json::{json, Value};
+
+const USAGE: &str = "usage:
+  sandbox [serve]
+  sandbox trigger <provider> <paid|failed|expired|duplicate|out-of-order> <payment id>
+  sandbox faults <path prefix> <fail|delay|hang> [--count N] [--status S] [--delay-ms MS]
+  sandbox faults clear
+  sandbox calls <path prefix>
+providers: directpay, paygram, toyyibpay, qpay, epayment, payment_engine
+a running sandbox is found at PAYGATE_SANDBOX_URL (default http://127.0.0.1:8900)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match words.as_slice() {
+        [] | ["serve"] => return serve().await,
+        ["trigger", provider, event, payment_id] => trigger(provider, event, payment_id).await,
+        ["faults", "clear"] => client("DELETE", "/_sandbox/faults", None).await,
+        ["faults", path, mode, options @ ..] => faults(path, mode, options).await,
+        ["calls", path] => {
+            let query = format!("/_sandbox/calls?path={}", encode(path));
+            client("GET", &query, None).await
+        }
+        ["help" | "--help" | "-h"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(format!("unknown command\n{USAGE}")),
+    };
+    match result {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("sandbox: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn trigger(provider: &str, event: &str, payment_id: &str) -> Result<Value, String> {
+    if !PROVIDERS.contains(&provider) && provider != "payment-engine" {
+        return Err(format!(
+            "unknown provider {provider:?}; one of {}",
+            PROVIDERS.join(", ")
+        ));
+    }
+    if Event::parse(event).is_none() {
+        let events: Vec<&str> = Event::ALL.iter().map(|(w, _)| *w).collect();
+        return Err(format!(
+            "unknown event {event:?}; one of {}",
+            events.join(", ")
+        ));
+    }
+    let body = json!({"provider": provider, "event": event, "payment_id": payment_id});
+    client("POST", "/_sandbox/trigger", Some(body)).await
+}
+
+async fn faults(path: &str, mode: &str, options: &[&str]) -> Result<Value, String> {
+    if !matches!(mode, "fail" | "delay" | "hang") {
+        return Err(format!("unknown fault {mode:?}; one of fail, delay, hang"));
+    }
+    let mut fault = json!({"path": path, "mode": mode});
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        let key = match *option {
+            "--count" => "count",
+            "--status" => "status",
+            "--delay-ms" => "delay_ms",
+            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
+        };
+        let value: u64 = rest
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{option} needs a whole number"))?;
+        fault[key] = value.into();
+    }
+    client("POST", "/_sandbox/faults", Some(fault.clone())).await?;
+    Ok(json!({"added": fault}))
+}
+
+/// One call to a running sandbox's control API.
+async fn client(method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    let base =
+        std::env::var("PAYGATE_SANDBOX_URL").unwrap_or_else(|_| "http://127.0.0.1:8900".into());
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = reqwest::Client::new().request(method, &url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.map_err(|e| {
+        format!("no sandbox at {base} ({e}); start it with `make dev` or `cargo run -p sandbox`")
+    })?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    let answer = if text.is_empty() {
+        json!({"status": status.as_u16()})
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if status.is_success() {
+        Ok(answer)
+    } else {
+        Err(format!("{status}: {answer}"))
+    }
+}
+
+/// Percent-encodes a path prefix for a query string.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn serve() -> ExitCode {
     let addr = std::env::var("PAYGATE_SANDBOX_ADDR").unwrap_or_else(|_| "127.0.0.1:8900".into());
     let addr: SocketAddr = match addr.parse() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("sandbox: PAYGATE_SANDBOX_ADDR {addr:?}: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     match sandbox::start(addr).await {
@@ -23,16 +162,24 @@ async fn main() -> std::process::ExitCode {
                 running.state.payment_engine.set_webhook_url(url);
             }
             println!("sandbox listening on {}", running.url());
-            println!("  DirectPay: {}/directpay/api", running.url());
-            println!("  Paygram:   {}/paygram", running.url());
-            println!("  Casino:    {}/casino", running.url());
-            println!("  Controls:  {}/_sandbox/...", running.url());
+            for (name, path) in [
+                ("DirectPay", "/directpay/api"),
+                ("Paygram", "/paygram"),
+                ("ToyyibPay", "/toyyibpay"),
+                ("QPay", "/qpay"),
+                ("epayment.kz", "/epayment"),
+                ("Payment Engine", "/payment-engine"),
+                ("Casino", "/casino"),
+                ("Controls", "/_sandbox/..."),
+            ] {
+                println!("  {name:<15} {}{path}", running.url());
+            }
             std::future::pending::<()>().await;
-            std::process::ExitCode::SUCCESS
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("sandbox: cannot listen on {addr}: {e}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::trigger::{Event, Report, TriggerError};
 use crate::{deliver, lock, Shape, Shared};
 
 pub const TOKEN: &str = "sandbox-paygram-token";
@@ -242,4 +243,59 @@ async fn send(s: &Shared, code: &str, i: &Invoice, status: &str, shape: Shape) -
         }),
     };
     deliver(&url, &body).await
+}
+
+/// `trigger` for Paygram: the invoice whose callbackData is our payment id.
+/// Paygram's real callback carries no status (the receiver asks
+/// InvoiceInfo), so a late one is the same callback again; an unpaid
+/// invoice that lapses becomes cancelled (3).
+pub(crate) async fn trigger(
+    s: &Shared,
+    event: Event,
+    payment_id: &str,
+) -> Result<Report, TriggerError> {
+    let code = lock(&s.paygram.invoices)
+        .iter()
+        .find(|(_, i)| i.callback_data == payment_id)
+        .map(|(code, _)| code.clone())
+        .ok_or(TriggerError::UnknownPayment)?;
+    let set = |status: i64| {
+        set_status(
+            AxState(s.clone()),
+            Path(code.clone()),
+            Json(SetStatus {
+                status,
+                callback: None,
+            }),
+        )
+    };
+    let again = || {
+        send_callback(
+            AxState(s.clone()),
+            Path(code.clone()),
+            Json(SendCallback {
+                shape: Shape::Real,
+                status: None,
+            }),
+        )
+    };
+    let mut report = Report::new(&code);
+    match event {
+        Event::Paid => report.sent("paid (2)", set(2).await).await,
+        Event::Failed => report.sent("failed (5)", set(5).await).await,
+        Event::Expired => report.sent("cancelled (3)", set(3).await).await,
+        Event::Duplicate => {
+            report.sent("paid (2)", set(2).await).await;
+            report.sent("paid (2) again", again().await).await;
+        }
+        Event::OutOfOrder => {
+            report.sent("paid (2)", set(2).await).await;
+            report
+                .sent("an earlier callback (late)", again().await)
+                .await;
+            report =
+                report.note("Paygram's callback carries no status; the late one is the same ping");
+        }
+    }
+    Ok(report)
 }

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::trigger::{Event, Report, TriggerError};
 use crate::{lock, Shared};
 
 pub const USERNAME: &str = "sandbox-pe-user";
@@ -324,4 +325,73 @@ async fn send(s: &Shared, event: &Value, scheme: Option<&str>, event_id: &str, o
 async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
     lock(&s.payment_engine.access).clear();
     StatusCode::NO_CONTENT
+}
+
+/// `trigger` for the Payment Engine: the transaction whose
+/// externalReference is our payment id; events signed with the sha256
+/// scheme. It has no expiry event. `duplicate` replays the same eventId;
+/// `out-of-order` follows the completion with an older, contradicting
+/// `transaction.failed` event (the sandbox's record stays COMPLETED).
+pub(crate) async fn trigger(
+    s: &Shared,
+    event: Event,
+    payment_id: &str,
+) -> Result<Report, TriggerError> {
+    let (id, t) = lock(&s.payment_engine.transactions)
+        .iter()
+        .find(|(_, t)| t.external_reference == payment_id)
+        .map(|(id, t)| (id.clone(), t.clone()))
+        .ok_or(TriggerError::UnknownPayment)?;
+    let event_id = format!("evt_{}", ulid::Ulid::new());
+    let settle_as = |status: &str| {
+        settle(
+            AxState(s.clone()),
+            Path(id.clone()),
+            Json(Settle {
+                status: status.into(),
+                scheme: None,
+                event_id: Some(event_id.clone()),
+                timestamp_offset: 0,
+                amount: None,
+            }),
+        )
+    };
+    let mut report = Report::new(&id);
+    match event {
+        Event::Paid => {
+            report
+                .sent("transaction.completed", settle_as("COMPLETED").await)
+                .await
+        }
+        Event::Failed => {
+            report
+                .sent("transaction.failed", settle_as("FAILED").await)
+                .await
+        }
+        Event::Expired => {
+            report = report.note("the Payment Engine sends no event for an expired transaction");
+        }
+        Event::Duplicate => {
+            report
+                .sent("transaction.completed", settle_as("COMPLETED").await)
+                .await;
+            report
+                .sent("the same event again", settle_as("COMPLETED").await)
+                .await;
+        }
+        Event::OutOfOrder => {
+            report
+                .sent("transaction.completed", settle_as("COMPLETED").await)
+                .await;
+            let stale_id = format!("evt_{}", ulid::Ulid::new());
+            let stale = json!({
+                "eventId": stale_id, "eventType": "transaction.failed", "timestamp": "2025-12-07T09:59:00Z",
+                "data": {"transactionId": id, "transactionReference": t.external_reference, "status": "FAILED",
+                         "amount": t.amount.parse::<serde_json::Number>().ok(), "currencyCode": t.currency},
+            });
+            let answer = send(s, &stale, None, &stale_id, 0).await;
+            report.delivered("transaction.failed (older, late)", answer);
+        }
+    }
+    Ok(report)
 }

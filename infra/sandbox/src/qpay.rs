@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::trigger::{Event, Report, TriggerError};
 use crate::{deliver, lock, Shared};
 
 pub const CLIENT_ID: &str = "sandbox-qpay-client";
@@ -374,4 +375,66 @@ async fn send(i: &Invoice, invoice_id: &str, p: &Payment, method: &str) -> u16 {
 async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
     lock(&s.qpay.access).clear();
     StatusCode::NO_CONTENT
+}
+
+/// `trigger` for QPay: the invoice whose callback URL names our payment.
+/// QPay's callback is a bare ping (the receiver asks payment/check), it
+/// sends none when an invoice lapses, and `failed` records a FAILED payment
+/// attempt (which leaves the invoice payable).
+pub(crate) async fn trigger(
+    s: &Shared,
+    event: Event,
+    payment_id: &str,
+) -> Result<Report, TriggerError> {
+    let needle = format!("payment_id={payment_id}");
+    let id = lock(&s.qpay.invoices)
+        .iter()
+        .find(|(_, i)| i.callback_url.contains(&needle))
+        .map(|(id, _)| id.clone())
+        .ok_or(TriggerError::UnknownPayment)?;
+    let pay_with = |status: &str| {
+        pay(
+            AxState(s.clone()),
+            Path(id.clone()),
+            Json(Pay {
+                status: Some(status.into()),
+                amount: None,
+                r#type: None,
+                callback: None,
+            }),
+        )
+    };
+    let again = || {
+        callback(
+            AxState(s.clone()),
+            Path(id.clone()),
+            Json(Again { method: None }),
+        )
+    };
+    let mut report = Report::new(&id);
+    match event {
+        Event::Paid => report.sent("PAID", pay_with("PAID").await).await,
+        Event::Failed => {
+            report.sent("FAILED", pay_with("FAILED").await).await;
+            report = report
+                .note("a failed attempt leaves a QPay invoice open: the payer may scan again");
+        }
+        Event::Expired => {
+            if let Some(i) = lock(&s.qpay.invoices).get_mut(&id) {
+                i.deleted = true;
+            }
+            report = report.note("invoice closed; QPay sends no callback for a lapsed invoice");
+        }
+        Event::Duplicate => {
+            report.sent("PAID", pay_with("PAID").await).await;
+            report.sent("PAID again", again().await).await;
+        }
+        Event::OutOfOrder => {
+            report.sent("PAID", pay_with("PAID").await).await;
+            report.sent("an earlier ping (late)", again().await).await;
+            report =
+                report.note("QPay's callback carries no status; the late one is the same ping");
+        }
+    }
+    Ok(report)
 }

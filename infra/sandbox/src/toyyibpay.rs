@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::trigger::{Event, Report, TriggerError};
 use crate::{lock, Shared};
 
 pub const SECRET_KEY: &str = "sandbox-toyyibpay-secret";
@@ -338,4 +339,63 @@ fn urlencode(v: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+/// `trigger` for ToyyibPay: the bill whose external reference is our
+/// payment id. ToyyibPay sends no callback when a bill lapses; `expired`
+/// deactivates the bill and leaves the asking to paygate's sweep.
+pub(crate) async fn trigger(
+    s: &Shared,
+    event: Event,
+    payment_id: &str,
+) -> Result<Report, TriggerError> {
+    let code = lock(&s.toyyibpay.bills)
+        .iter()
+        .find(|(_, b)| b.external_reference == payment_id)
+        .map(|(code, _)| code.clone())
+        .ok_or(TriggerError::UnknownPayment)?;
+    let pay = |status: u8| {
+        attempt(
+            AxState(s.clone()),
+            Path(code.clone()),
+            Json(AttemptBody {
+                status,
+                amount_sen: None,
+                callback: None,
+            }),
+        )
+    };
+    let again = |status: Option<u8>| {
+        resend(
+            AxState(s.clone()),
+            Path(code.clone()),
+            Json(Resend {
+                status,
+                shape: None,
+                tamper: false,
+            }),
+        )
+    };
+    let mut report = Report::new(&code);
+    match event {
+        Event::Paid => report.sent("status_id 1", pay(1).await).await,
+        Event::Failed => report.sent("status_id 3", pay(3).await).await,
+        Event::Expired => {
+            if let Some(bill) = lock(&s.toyyibpay.bills).get_mut(&code) {
+                bill.active = false;
+            }
+            report = report.note("bill deactivated; ToyyibPay sends no callback for a lapsed bill");
+        }
+        Event::Duplicate => {
+            report.sent("status_id 1", pay(1).await).await;
+            report.sent("status_id 1 again", again(None).await).await;
+        }
+        Event::OutOfOrder => {
+            report.sent("status_id 1", pay(1).await).await;
+            report
+                .sent("status_id 2 (late)", again(Some(2)).await)
+                .await;
+        }
+    }
+    Ok(report)
 }
