@@ -54,6 +54,27 @@ pub fn amount_matches(payment: &Payment, reported: Money) -> bool {
         && (reported.minor() - payment.amount.minor()).abs() <= tolerance(payment.provider)
 }
 
+/// Asks the payment's provider where it stands. A provider that never saw
+/// the payment (epayment.kz before the payer opened the widget) answers
+/// "pending": nothing was paid.
+pub async fn ask_provider(
+    services: &Services,
+    payment: &Payment,
+) -> Result<Confirmation, crate::providers::ProviderError> {
+    let answer = match services.gateway(payment.provider).await {
+        Ok(g) => g.status(payment).await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Err(crate::providers::ProviderError::NotFound { .. }) => Ok(Confirmation {
+            status: PaymentStatus::Pending,
+            amount: None,
+            provider_status: "not_found".into(),
+        }),
+        other => other,
+    }
+}
+
 /// The state a confirmed provider answer asks for, from `payment`'s state:
 /// `None` when it asks for nothing.
 pub fn target(payment: &Payment, confirmation: &Confirmation) -> Option<PaymentStatus> {
@@ -118,7 +139,8 @@ pub async fn apply_confirmation(
                 if let Some(topup) = topup {
                     enqueue(services, &topup).await;
                 }
-                tracing::info!(payment_id = %moved.id, status = %moved.status, ?source, "payment moved");
+                tracing::info!(payment_id = %moved.id, provider = %moved.provider, from = %current.status, status = %moved.status, ?source, "payment moved");
+                crate::telemetry::payment_settled(moved.provider.as_str(), moved.status);
                 return Ok(Applied::Moved(moved));
             }
             TransitionOutcome::AlreadyInState(p) | TransitionOutcome::Rejected { current: p } => {
@@ -221,6 +243,7 @@ pub async fn process_topup(
                 .release_topup(&held, "casino player not found", true, now)
                 .await?;
             tracing::error!(payment_id = %held.payment_id, "casino player not found; top-up failed");
+            crate::telemetry::topup_attempt("failed");
             return Ok(TopUpResult::Settled);
         }
         Err(e) => return release(services, &held, &e.to_string(), give_up, now).await,
@@ -238,6 +261,7 @@ pub async fn process_topup(
             {
                 FinishOutcome::Finished => {
                     tracing::info!(payment_id = %held.payment_id, attempts = held.attempts, "casino top-up done");
+                    crate::telemetry::topup_attempt("done");
                     Ok(TopUpResult::Settled)
                 }
                 // Someone else took over after our lease ran out; their
@@ -261,6 +285,7 @@ async fn release(
         .store
         .release_topup(held, error, give_up, now)
         .await?;
+    crate::telemetry::topup_attempt(if give_up { "failed" } else { "retry" });
     Ok(if give_up {
         TopUpResult::Settled
     } else {

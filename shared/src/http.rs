@@ -167,6 +167,34 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Api
     })
 }
 
+/// An error message with every quoted value taken out (`` `...` `` and
+/// `"..."` become `` `…` `` and `"…"`). Parser messages quote what they
+/// could not read; from outside input that can be a card number or a
+/// token, which must reach neither a log nor an answer.
+pub fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None if c == '`' || c == '"' => {
+                out.push(c);
+                open = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// A header's value as text, if present and visible ASCII.
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -211,5 +239,29 @@ mod tests {
     fn no_authorizer_context_is_unauthorized() {
         let req = Request::new(Body::Empty);
         assert_eq!(merchant(&req).unwrap_err().status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::scrub;
+
+    #[test]
+    fn quoted_values_are_taken_out() {
+        assert_eq!(
+            scrub(
+                "invalid type: integer `4400430212346531`, expected a string at line 1 column 71"
+            ),
+            "invalid type: integer `…`, expected a string at line 1 column 71"
+        );
+        assert_eq!(
+            scrub(r#"invalid type: string "tok_secret", expected u64"#),
+            r#"invalid type: string "…", expected u64"#
+        );
+        assert_eq!(
+            scrub("EOF while parsing a value"),
+            "EOF while parsing a value"
+        );
+        assert_eq!(scrub("cut off `4400"), "cut off `…");
     }
 }

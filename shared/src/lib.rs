@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod flow;
+pub mod health;
 pub mod http;
 pub mod ids;
 pub mod money;
@@ -21,3 +22,4 @@ pub mod queue;
 pub mod secrets;
 pub mod services;
 pub mod store;
+pub mod telemetry;

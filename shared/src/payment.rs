@@ -211,6 +211,7 @@ pub enum ChangeSource {
     Webhook,
     Poll,
     Sweep,
+    Reconcile,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::config::{self, ConfigError};
+use crate::health::HealthRecorder;
 use crate::payment::Provider;
 use crate::providers::casino::{CasinoClient, CasinoConfig};
 use crate::providers::directpay::{DirectPayClient, DirectPayConfig, DirectPayWebhooks};
@@ -58,6 +59,8 @@ pub struct Services {
     pub queue: TopUpQueue,
     pub secrets: SecretsCache,
     pub settings: Settings,
+    /// Provider call outcomes, for `GET /v1/health` and the metrics.
+    pub health: HealthRecorder,
     providers: Arc<Providers>,
 }
 
@@ -107,6 +110,7 @@ impl Services {
             casino: OnceCell::new(),
         };
         Services {
+            health: HealthRecorder::new(store.clone()),
             store,
             queue,
             secrets,
@@ -125,6 +129,14 @@ impl Services {
             SecretsCache::DEFAULT_TTL,
         );
         Ok(Services::new(store, queue, secrets, Settings::from_env()?))
+    }
+
+    /// The provider HTTP policy, reporting to this process's health recorder.
+    fn http_policy(&self) -> HttpPolicy {
+        HttpPolicy {
+            health: Some(self.health.clone()),
+            ..self.settings.http.clone()
+        }
     }
 
     fn secret_name(&self, provider: &str) -> String {
@@ -149,7 +161,7 @@ impl Services {
             .get(&provider)
             .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
         cell.get_or_try_init(|| async {
-            let policy = self.settings.http;
+            let policy = self.http_policy();
             let gateway: Arc<dyn Gateway> = match provider {
                 Provider::Directpay => Arc::new(DirectPayClient::new(
                     self.config::<DirectPayConfig>("directpay").await?,
@@ -237,7 +249,7 @@ impl Services {
             .casino
             .get_or_try_init(|| async {
                 let config = self.config::<CasinoConfig>("casino").await?;
-                Ok(Arc::new(CasinoClient::new(config, self.settings.http)?))
+                Ok(Arc::new(CasinoClient::new(config, self.http_policy())?))
             })
             .await
             .cloned()
@@ -251,7 +263,7 @@ impl Services {
         if let Some(code) = self.store.setting(&name).await.map_err(stored)? {
             return Ok(code);
         }
-        let code = ToyyibPayClient::new(config.clone(), self.settings.http)?
+        let code = ToyyibPayClient::new(config.clone(), self.http_policy())?
             .category()
             .await?;
         self.store.put_setting(&name, &code).await.map_err(stored)

@@ -264,6 +264,11 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         ])
     );
 
+    let health = shared::api::health::health(s, http_event("api-health")).await;
+    assert_eq!(health.status(), 200);
+    let health: serde_json::Value = serde_json::from_slice(health.body().as_ref()).unwrap();
+    assert_eq!(health["providers"].as_object().unwrap().len(), 7);
+
     let player = shared::api::wallets::casino_user(s, http_event("api-casino-user")).await;
     assert_eq!(player.status(), 200, "{:?}", player.body());
 
@@ -277,6 +282,20 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         shared::api::jobs::SweepReport::default(),
         "nothing is due yet"
     );
+
+    let scheduled: serde_json::Value = serde_json::from_str(&event_text("job-reconcile")).unwrap();
+    assert_eq!(scheduled["detail-type"], "Scheduled Event");
+    let report = shared::api::reconcile::reconcile(s, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(
+        report.checked >= 7,
+        "every sample payment changed today: {report:?}"
+    );
+    // The Payment Engine fixture lives only in its signed sample event; the
+    // sandbox has never seen that transaction and says so.
+    assert_eq!(report.unanswered, 1, "{report:?}");
+    assert!(report.differences.is_empty(), "{report:?}");
 
     let request: ApiGatewayV2CustomAuthorizerV2Request =
         serde_json::from_str(&event_text("authorizer")).unwrap();

@@ -23,6 +23,7 @@ fn policy() -> HttpPolicy {
         max_attempts: 3,
         base_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
+        health: None,
     }
 }
 

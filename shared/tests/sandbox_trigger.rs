@@ -5,85 +5,10 @@
 
 mod common;
 
+use common::cases::{cases, create, trigger};
 use common::harness::Harness;
-use serde_json::{json, Value};
 use shared::ids::{PaymentId, WalletUserId};
-use shared::money::Currency;
 use shared::payment::PaymentStatus;
-
-struct Case {
-    provider: &'static str,
-    currency: Currency,
-    amount: i64,
-    extra: Value,
-}
-
-fn cases() -> Vec<Case> {
-    vec![
-        Case {
-            provider: "directpay",
-            currency: Currency::Php,
-            amount: 25_000,
-            extra: json!({}),
-        },
-        Case {
-            provider: "paygram",
-            currency: Currency::Phpt,
-            amount: 12_345,
-            extra: json!({}),
-        },
-        Case {
-            provider: "toyyibpay",
-            currency: Currency::Myr,
-            amount: 9_990,
-            extra: json!({"description": "Order", "method": "fpx",
-                          "customer": {"name": "Aisyah", "email": "a@example.com", "phone": "+60123456789"}}),
-        },
-        Case {
-            provider: "qpay",
-            currency: Currency::Mnt,
-            amount: 150_000,
-            extra: json!({}),
-        },
-        Case {
-            provider: "epayment",
-            currency: Currency::Kzt,
-            amount: 500_000,
-            extra: json!({"return_url": "https://shop.example.com/done"}),
-        },
-        Case {
-            provider: "payment_engine",
-            currency: Currency::Usd,
-            amount: 4_200,
-            extra: json!({"method": "RTP"}),
-        },
-    ]
-}
-
-async fn create(h: &Harness, case: &Case, user: &str) -> PaymentId {
-    let mut body = json!({"provider": case.provider, "amount": case.amount,
-                          "currency": case.currency.code(),
-                          "reference": format!("ORD-{}", ulid::Ulid::new()),
-                          "wallet_user_id": user});
-    if let (Some(b), Some(extra)) = (body.as_object_mut(), case.extra.as_object()) {
-        b.extend(extra.clone());
-    }
-    let r = h.create(&format!("k-{}", ulid::Ulid::new()), &body).await;
-    assert_eq!(r.status, 201, "{}: {}", case.provider, r.text);
-    r.body["id"].as_str().unwrap().parse().unwrap()
-}
-
-async fn trigger(h: &Harness, provider: &str, event: &str, id: PaymentId) -> (u16, Value) {
-    let r = h
-        .http
-        .post(format!("{}/_sandbox/trigger", h.sandbox.url()))
-        .json(&json!({"provider": provider, "event": event, "payment_id": id.to_string()}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 async fn status(h: &Harness, id: PaymentId) -> PaymentStatus {
     h.store().payment(id).await.unwrap().unwrap().status

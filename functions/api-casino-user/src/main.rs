@@ -5,7 +5,7 @@ use shared::services::Services;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::telemetry::init();
     let services = &Services::from_env().await?;
     run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(shared::api::wallets::casino_user(services, req).await)

@@ -10,7 +10,7 @@ use shared::secrets::SecretsCache;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init();
     let sdk = shared::config::aws().await;
     let secrets = &SecretsCache::new(
         aws_sdk_secretsmanager::Client::new(&sdk),

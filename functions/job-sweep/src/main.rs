@@ -7,7 +7,7 @@ use shared::services::Services;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init();
     let services = &Services::from_env().await?;
     run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {

@@ -46,6 +46,18 @@ pub struct State {
     pub transactions: Mutex<HashMap<String, Transaction>>,
 }
 
+impl State {
+    pub(crate) fn credentials(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        all.extend(lock(&self.tokens).iter().cloned());
+        for (session, csrf) in lock(&self.sessions).iter() {
+            all.push(session.clone());
+            all.push(csrf.clone());
+        }
+        all
+    }
+}
+
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/csrf_token", get(csrf_token))

@@ -63,6 +63,14 @@ pub struct State {
     pub refunds: Mutex<Vec<Refund>>,
 }
 
+impl State {
+    pub(crate) fn credentials(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        all.extend(lock(&self.tokens).iter().cloned());
+        all
+    }
+}
+
 pub fn oauth_routes() -> Router<Shared> {
     Router::new().route("/oauth2/token", post(token))
 }

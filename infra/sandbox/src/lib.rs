@@ -119,6 +119,18 @@ impl Sandbox {
             .sum()
     }
 
+    /// Every credential the sandbox has issued and still honours (bearer,
+    /// refresh and payment tokens, session ids and CSRF tokens): tests look
+    /// for them where they must never appear.
+    pub fn issued_credentials(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        all.extend(self.directpay.credentials());
+        all.extend(self.qpay.credentials());
+        all.extend(self.payment_engine.credentials());
+        all.extend(self.epayment.credentials());
+        all
+    }
+
     pub fn add_fault(&self, fault: Fault) {
         if fault.count > 0 {
             lock(&self.faults).push(fault);

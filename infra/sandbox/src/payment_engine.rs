@@ -53,6 +53,15 @@ pub struct State {
 }
 
 impl State {
+    pub(crate) fn credentials(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        all.extend(lock(&self.access).iter().cloned());
+        all.extend(lock(&self.refresh).iter().cloned());
+        all
+    }
+}
+
+impl State {
     pub fn set_webhook_url(&self, url: String) {
         *lock(&self.webhook) = Some(url);
     }

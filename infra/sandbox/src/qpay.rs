@@ -54,6 +54,15 @@ pub struct State {
     pub invoices: Mutex<HashMap<String, Invoice>>,
 }
 
+impl State {
+    pub(crate) fn credentials(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        all.extend(lock(&self.access).iter().cloned());
+        all.extend(lock(&self.refresh).iter().cloned());
+        all
+    }
+}
+
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v2/auth/token", post(token))

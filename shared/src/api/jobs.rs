@@ -6,9 +6,9 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::flow::{apply_confirmation, enqueue, Applied};
+use crate::flow::{apply_confirmation, ask_provider, enqueue, Applied};
 use crate::payment::{ChangeSource, PaymentStatus};
-use crate::providers::{Confirmation, ProviderError};
+use crate::providers::Confirmation;
 use crate::services::Services;
 use crate::store::{StoreError, TopUpStatus};
 
@@ -39,19 +39,8 @@ pub async fn sweep(services: &Services, now: OffsetDateTime) -> Result<SweepRepo
         if payment.status != PaymentStatus::Pending {
             continue;
         }
-        let answer = match services.gateway(payment.provider).await {
-            Ok(g) => g.status(&payment).await,
-            Err(e) => Err(e),
-        };
-        let confirmation = match answer {
+        let confirmation = match ask_provider(services, &payment).await {
             Ok(c) => c,
-            // The provider never saw a payment (epayment.kz before the payer
-            // opened the widget): nothing was paid.
-            Err(ProviderError::NotFound { .. }) => Confirmation {
-                status: PaymentStatus::Pending,
-                amount: None,
-                provider_status: "not_found".into(),
-            },
             Err(e) => {
                 tracing::warn!(payment_id = %payment.id, error = %e, "sweep: provider did not answer; next run");
                 report.skipped += 1;

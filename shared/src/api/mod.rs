@@ -12,15 +12,53 @@ use crate::payment::{Checkout, HistoryEntry, Payment};
 use crate::store::{TopUp, TopUpStatus};
 
 pub mod authorizer;
+pub mod health;
 mod idempotent;
 pub mod jobs;
 pub mod payments;
+pub mod reconcile;
 pub mod wallets;
 pub mod webhooks;
 pub mod worker;
 
 fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Response<Body> {
     result.unwrap_or_else(|e| e.into_response(request_id))
+}
+
+/// The span every request runs in: its route and request id, and the
+/// provider and payment once known ([`note_payment`]), so each log line
+/// of the request carries them.
+pub(crate) fn request_span(route: &'static str, request_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        route,
+        request_id,
+        provider = tracing::field::Empty,
+        payment_id = tracing::field::Empty
+    )
+}
+
+/// Names the payment (and its provider) on the current request's span.
+pub(crate) fn note_payment(payment: &Payment) {
+    let span = tracing::Span::current();
+    span.record("payment_id", tracing::field::display(payment.id));
+    span.record("provider", payment.provider.as_str());
+}
+
+/// Runs a handler in its request span and logs the answer's status.
+async fn handled(
+    route: &'static str,
+    request_id: &str,
+    handler: impl std::future::Future<Output = Result<Response<Body>, ApiError>>,
+) -> Response<Body> {
+    use tracing::Instrument;
+    async {
+        let response = respond(request_id, handler.await);
+        tracing::info!(status = response.status().as_u16(), "answered");
+        response
+    }
+    .instrument(request_span(route, request_id))
+    .await
 }
 
 /// Times as API.md writes them: RFC 3339, UTC.

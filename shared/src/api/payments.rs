@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::idempotent::{self, Begun};
-use super::{respond, PaymentView};
+use super::{handled, note_payment, PaymentView};
 use crate::http::{self, ApiError};
 use crate::ids::{CasinoUsername, MerchantReference, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
@@ -183,10 +183,7 @@ fn provider_error(e: &ProviderError) -> ApiError {
 /// `POST /v1/payments`.
 pub async fn create(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    match create_inner(services, &req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(&request_id),
-    }
+    handled("create_payment", &request_id, create_inner(services, &req)).await
 }
 
 async fn create_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -267,8 +264,14 @@ async fn create_payment(
         ChangeSource::Api,
         now,
     );
+    note_payment(&payment);
     match services.store.create_payment(&payment).await? {
-        CreateOutcome::Created | CreateOutcome::AlreadyExists => Ok(payment),
+        CreateOutcome::Created => {
+            tracing::info!(amount = payment.amount.minor(), currency = %payment.amount.currency(), "payment created");
+            crate::telemetry::payment_created(payment.provider.as_str());
+            Ok(payment)
+        }
+        CreateOutcome::AlreadyExists => Ok(payment),
         CreateOutcome::DuplicateReference { existing } => {
             tracing::warn!(payment_id = %id, %existing, "reference taken while the provider was called; its invoice is left unpaid");
             Err(ApiError::new(
@@ -284,7 +287,7 @@ async fn create_payment(
 /// pending and was last checked more than 10 seconds ago.
 pub async fn get(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    respond(&request_id, get_inner(services, &req).await)
+    handled("get_payment", &request_id, get_inner(services, &req)).await
 }
 
 async fn get_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -360,7 +363,7 @@ struct List {
 /// `GET /v1/payments?reference=`.
 pub async fn list(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    respond(&request_id, list_inner(services, &req).await)
+    handled("list_payment", &request_id, list_inner(services, &req)).await
 }
 
 async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -388,7 +391,7 @@ async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>
 /// can cancel; the provider is told first, then the payment moves.
 pub async fn cancel(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    respond(&request_id, cancel_inner(services, &req).await)
+    handled("cancel_payment", &request_id, cancel_inner(services, &req)).await
 }
 
 async fn cancel_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -466,12 +469,14 @@ async fn merchant_payment(
         .ok_or_else(|| ApiError::bad_request("missing_id", "the payment id is missing"))?
         .parse()
         .map_err(|_| ApiError::not_found("payment_not_found", "no such payment"))?;
-    services
+    let payment = services
         .store
         .payment(id)
         .await?
         .filter(|p| &p.merchant_id == merchant)
-        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))
+        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))?;
+    note_payment(&payment);
+    Ok(payment)
 }
 
 #[derive(Deserialize)]
@@ -489,7 +494,7 @@ struct RefundBody {
 /// than was paid; the provider's refusal gives the reservation back.
 pub async fn refund(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    respond(&request_id, refund_inner(services, &req).await)
+    handled("refund_payment", &request_id, refund_inner(services, &req)).await
 }
 
 async fn refund_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {

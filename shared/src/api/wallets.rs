@@ -4,7 +4,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
-use super::respond;
+use super::handled;
 use crate::http::{self, ApiError};
 use crate::ids::{CasinoUsername, WalletUserId};
 use crate::services::Services;
@@ -42,7 +42,7 @@ struct WalletView {
 /// entries, newest first. A wallet nobody paid into is empty, not missing.
 pub async fn wallet(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    respond(&request_id, wallet_inner(services, &req).await)
+    handled("wallet", &request_id, wallet_inner(services, &req)).await
 }
 
 async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -110,7 +110,12 @@ struct CasinoUserView {
 /// `GET /v1/casino/users/{username}`.
 pub async fn casino_user(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    respond(&request_id, casino_user_inner(services, &req).await)
+    handled(
+        "casino_user",
+        &request_id,
+        casino_user_inner(services, &req),
+    )
+    .await
 }
 
 async fn casino_user_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {

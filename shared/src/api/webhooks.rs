@@ -51,14 +51,31 @@ pub fn webhook_request(req: &Request) -> WebhookRequest {
 
 /// Handles one callback of `provider`.
 pub async fn handle(services: &Services, provider: Provider, req: Request) -> Response<Body> {
+    use tracing::Instrument;
     let request_id = http::request_id(&req);
-    match handle_inner(services, provider, &req).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(%provider, code = e.code, status = e.status.as_u16(), "webhook refused");
-            e.into_response(&request_id)
+    let span = super::request_span("webhook", &request_id);
+    span.record("provider", provider.as_str());
+    async {
+        match handle_inner(services, provider, &req).await {
+            Ok(r) => {
+                tracing::info!(status = r.status().as_u16(), "callback answered");
+                r
+            }
+            Err(e) => {
+                if e.status.is_client_error() {
+                    tracing::warn!(
+                        code = e.code,
+                        status = e.status.as_u16(),
+                        "callback rejected"
+                    );
+                    crate::telemetry::webhook_rejected(provider.as_str(), e.code);
+                }
+                e.into_response(&request_id)
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 async fn handle_inner(
@@ -81,7 +98,9 @@ async fn handle_inner(
             "invalid_signature",
             format!("the {what} does not match"),
         ),
-        WebhookError::Malformed(why) => ApiError::bad_request("malformed_callback", why),
+        WebhookError::Malformed(why) => {
+            ApiError::bad_request("malformed_callback", http::scrub(&why))
+        }
     })?;
     let now = time::OffsetDateTime::now_utc();
     if let Some(id) = &event.event_id {
@@ -100,6 +119,7 @@ async fn handle_inner(
         .ok_or_else(|| {
             ApiError::not_found("payment_not_found", "no payment matches this callback")
         })?;
+    super::note_payment(&payment);
     if already_settled(&payment, event.status) {
         // A duplicate or a late callback: one read, no provider call, no write.
         record(services, provider, &event, now).await?;

@@ -19,7 +19,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use super::ProviderError;
 
 /// Timeouts and retry limits of one provider's client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpPolicy {
     pub connect_timeout: Duration,
     /// For one attempt, from sending to the whole body.
@@ -28,6 +28,9 @@ pub struct HttpPolicy {
     pub max_attempts: u32,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Where each call's outcome and latency go (health counters and
+    /// metrics); none in unit tests of the HTTP layer.
+    pub health: Option<crate::health::HealthRecorder>,
 }
 
 impl Default for HttpPolicy {
@@ -38,6 +41,7 @@ impl Default for HttpPolicy {
             max_attempts: 3,
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
+            health: None,
         }
     }
 }
@@ -109,6 +113,22 @@ impl ProviderHttp {
     /// persists becomes [`ProviderError::Unavailable`]; the final non-2xx
     /// answer is returned as a [`Reply`] for the caller to interpret.
     pub async fn send(
+        &self,
+        retry: Retry,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        let started = std::time::Instant::now();
+        let result = self.send_with_retries(retry, build).await;
+        if let Some(health) = &self.policy.health {
+            // The provider answered (even a 4xx is an answer); a 5xx that
+            // outlived the retries, a timeout or no connection is a failure.
+            let ok = matches!(&result, Ok(reply) if !reply.status.is_server_error());
+            health.observe(self.provider, ok, started.elapsed());
+        }
+        result
+    }
+
+    async fn send_with_retries(
         &self,
         retry: Retry,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,

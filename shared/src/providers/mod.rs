@@ -181,7 +181,7 @@ pub enum ProviderError {
         code: String,
         message: String,
     },
-    #[error("{provider} sent an answer we cannot read: {reason}")]
+    #[error("{provider} sent an answer we cannot read: {}", crate::http::scrub(.reason))]
     Decode {
         provider: &'static str,
         reason: String,

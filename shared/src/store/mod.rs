@@ -17,13 +17,16 @@ use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
 mod deliveries;
+mod health;
 mod idempotency;
 mod ledger;
 mod payments;
+mod reconcile;
 mod settings;
 mod topups;
 
 pub use deliveries::DeliveryOutcome;
+pub use health::ProviderHealth;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 pub use ledger::{Balance, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
 pub use payments::{CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
@@ -43,6 +46,10 @@ pub mod schema {
     pub const GSI2: &str = "GSI2";
     pub const GSI2_PK: &str = "gsi2pk";
     pub const GSI2_SK: &str = "gsi2sk";
+    /// GSI3: payments by the UTC day and time they last changed, for reconcile.
+    pub const GSI3: &str = "GSI3";
+    pub const GSI3_PK: &str = "gsi3pk";
+    pub const GSI3_SK: &str = "gsi3sk";
     /// LSI1: a wallet's ledger entries by time.
     pub const LSI1: &str = "LSI1";
     pub const LSI1_SK: &str = "lsi1sk";
@@ -220,6 +227,22 @@ pub(crate) mod keys {
     pub fn balance_sk(currency: Currency) -> String {
         format!("BAL#{currency}")
     }
+
+    /// The GSI3 partition of payments changed on `at`'s UTC day.
+    pub fn changed_day(at: time::OffsetDateTime) -> String {
+        let d = at.to_offset(time::UtcOffset::UTC).date();
+        format!(
+            "CHANGED#{:04}-{:02}-{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day()
+        )
+    }
+
+    pub fn reconcile_run(at: time::OffsetDateTime) -> String {
+        format!("RECON#{}", super::time_key(at))
+    }
+    pub const RECONCILE_SK: &str = "RECON";
 
     pub const OPEN_PAYMENTS: &str = "OPEN#PAYMENT";
     pub const OPEN_TOPUPS: &str = "OPEN#TOPUP";

@@ -114,6 +114,11 @@ fn payment_item(p: &Payment) -> Result<Item, StoreError> {
             s(keys::provider_ref(p.provider, r.as_str())),
         );
     }
+    item.insert(schema::GSI3_PK.into(), s(keys::changed_day(p.updated_at)));
+    item.insert(
+        schema::GSI3_SK.into(),
+        s(format!("{}#{}", time_key(p.updated_at), p.id)),
+    );
     if p.status == PaymentStatus::Pending {
         item.insert(schema::GSI2_PK.into(), s(keys::OPEN_PAYMENTS));
         item.insert(
@@ -324,6 +329,8 @@ impl Store {
             "#status = :to",
             "#version = :next",
             "updated_at = :at",
+            "gsi3pk = :changed_day",
+            "gsi3sk = :changed_at",
             "history = list_append(if_not_exists(history, :empty), :entry)",
         ];
         let mut update = Update::builder()
@@ -338,6 +345,11 @@ impl Store {
             .expression_attribute_values(":to", s(change.to.as_str()))
             .expression_attribute_values(":next", n(current.version + 1))
             .expression_attribute_values(":at", serde_dynamo::to_attribute_value(entry.at_text())?)
+            .expression_attribute_values(":changed_day", s(keys::changed_day(change.at)))
+            .expression_attribute_values(
+                ":changed_at",
+                s(format!("{}#{}", time_key(change.at), current.id)),
+            )
             .expression_attribute_values(":empty", AttributeValue::L(vec![]))
             .expression_attribute_values(
                 ":entry",
@@ -455,6 +467,49 @@ impl Store {
     }
 
     /// Pending payments whose expiry is before `before`, oldest first.
+    /// Payments whose last change falls in `[since, until)`, oldest first,
+    /// at most `limit`.
+    pub async fn payments_changed(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<PaymentId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut day = since;
+        while day < until + time::Duration::days(1) && ids.len() < limit {
+            let mut start: Option<Item> = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(schema::GSI3)
+                    .key_condition_expression("gsi3pk = :day AND gsi3sk BETWEEN :from AND :to")
+                    .expression_attribute_values(":day", s(keys::changed_day(day)))
+                    .expression_attribute_values(":from", s(time_key(since)))
+                    .expression_attribute_values(":to", s(time_key(until)))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await?;
+                for item in out.items.unwrap_or_default() {
+                    if ids.len() < limit {
+                        ids.push(item_payment_id(&item)?);
+                    }
+                }
+                match out.last_evaluated_key {
+                    Some(key) if ids.len() < limit => start = Some(key),
+                    _ => break,
+                }
+            }
+            day += time::Duration::days(1);
+            if keys::changed_day(day) > keys::changed_day(until) {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
     pub async fn pending_payments_due(
         &self,
         before: OffsetDateTime,

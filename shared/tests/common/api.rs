@@ -35,12 +35,13 @@ enum Route {
     ListPayments,
     Wallet,
     CasinoUser,
+    Health,
     Webhook(Provider),
 }
 
 impl Route {
     fn needs_key(self) -> bool {
-        !matches!(self, Route::Webhook(_))
+        !matches!(self, Route::Webhook(_) | Route::Health)
     }
 }
 
@@ -70,6 +71,7 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
         .route("/v1/payments/{id}/refund", post(r(Route::RefundPayment)))
         .route("/v1/wallets/{user_id}", get(r(Route::Wallet)))
         .route("/v1/casino/users/{username}", get(r(Route::CasinoUser)))
+        .route("/v1/health", get(r(Route::Health)))
         .route(
             "/webhooks/directpay",
             post(r(Route::Webhook(Provider::Directpay))),
@@ -167,6 +169,7 @@ async fn dispatch(
         Route::ListPayments => shared::api::payments::list(s, req).await,
         Route::Wallet => shared::api::wallets::wallet(s, req).await,
         Route::CasinoUser => shared::api::wallets::casino_user(s, req).await,
+        Route::Health => shared::api::health::health(s, req).await,
         Route::Webhook(p) => shared::api::webhooks::handle(s, p, req).await,
     };
     let (parts, body) = response.into_parts();

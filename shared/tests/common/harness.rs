@@ -125,6 +125,7 @@ impl Harness {
                     max_attempts: 3,
                     base_backoff: Duration::from_millis(5),
                     max_backoff: Duration::from_millis(20),
+                    health: None,
                 },
             },
         );
@@ -278,7 +279,9 @@ impl Harness {
         self.sandbox.state.casino.transfers.lock().unwrap().clone()
     }
 
-    /// Every item in the table.
+    /// Every item in the table but the provider health counters (a
+    /// provider call's outcome is recorded whatever the request decides;
+    /// `health.rs` tests those).
     pub async fn items(
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
@@ -291,7 +294,14 @@ impl Harness {
             .send()
             .await
             .unwrap();
-        let mut items = out.items.unwrap_or_default();
+        let mut items: Vec<_> = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| {
+                !matches!(i.get("pk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(pk)) if pk.starts_with("HEALTH#"))
+            })
+            .collect();
         items.sort_by_key(|i| format!("{:?}{:?}", i.get("pk"), i.get("sk")));
         items
     }

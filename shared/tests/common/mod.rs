@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod cases;
 pub mod harness;
 
 use shared::ids::{MerchantId, PaymentId};

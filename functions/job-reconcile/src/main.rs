@@ -1,0 +1,22 @@
+#![recursion_limit = "256"]
+//! Daily: compare every payment changed in the last day with its provider,
+//! report the differences (one report item per run), and correct only what
+//! the provider's own answer proves.
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let services = &Services::from_env().await?;
+    run(service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            let report =
+                shared::api::reconcile::reconcile(services, time::OffsetDateTime::now_utc())
+                    .await?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        },
+    ))
+    .await
+}

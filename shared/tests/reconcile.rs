@@ -1,0 +1,181 @@
+//! job-reconcile against DynamoDB Local and the sandbox: a payment paid at
+//! the provider whose callback never came is completed and credited once;
+//! one we completed that the provider now calls failed, or whose amount
+//! differs, is reported and its money left alone; a silent provider is
+//! counted; the run's report is stored; payments outside the day are not
+//! asked about.
+
+mod common;
+
+use common::cases::{cases, create, trigger};
+use common::harness::Harness;
+use serde_json::json;
+use shared::api::reconcile::{reconcile, Action, DifferenceKind, ReconcileReport};
+use shared::ids::{PaymentId, WalletUserId};
+use shared::money::Currency;
+use shared::payment::PaymentStatus;
+
+async fn directpay(h: &Harness, user: &str) -> (PaymentId, String) {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.provider == "directpay")
+        .unwrap();
+    let id = create(h, &case, user).await;
+    let txn = h
+        .store()
+        .payment(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .provider_reference
+        .unwrap()
+        .to_string();
+    (id, txn)
+}
+
+/// The provider's record changes without telling us.
+async fn quietly(h: &Harness, txn: &str, status: &str) {
+    h.sandbox(
+        &format!("/_sandbox/directpay/transactions/{txn}/status"),
+        json!({"status": status, "callback": "none"}),
+    )
+    .await;
+}
+
+async fn balance(h: &Harness, user: &str) -> i64 {
+    let user: WalletUserId = user.parse().unwrap();
+    h.store()
+        .balance(&user, Currency::Php)
+        .await
+        .unwrap()
+        .minor()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_corrects_on_the_providers_answer_and_reports_the_rest() {
+    let h = Harness::start().await;
+    let store = h.store();
+
+    // Paid at DirectPay, the callback lost.
+    let (lost, lost_txn) = directpay(&h, "u_lost").await;
+    quietly(&h, &lost_txn, "SUCCESS").await;
+    // Completed here, failed there.
+    let (reversed, reversed_txn) = directpay(&h, "u_reversed").await;
+    trigger(&h, "directpay", "paid", reversed).await;
+    quietly(&h, &reversed_txn, "FAILED").await;
+    // Completed here, a different amount there.
+    let (short, short_txn) = directpay(&h, "u_short").await;
+    trigger(&h, "directpay", "paid", short).await;
+    h.sandbox
+        .state
+        .directpay
+        .transactions
+        .lock()
+        .unwrap()
+        .get_mut(&short_txn)
+        .unwrap()
+        .amount = "1.00".into();
+    // Completed everywhere: nothing to say.
+    let (fine, _) = directpay(&h, "u_fine").await;
+    trigger(&h, "directpay", "paid", fine).await;
+
+    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let report = reconcile(&h.services, now).await.unwrap();
+    assert_eq!(report.checked, 4, "{report:?}");
+    assert_eq!(report.unanswered, 0);
+    assert_eq!(report.corrected, 1, "the lost payment only: {report:?}");
+    assert_eq!(report.matched, 1, "{report:?}");
+
+    let lost_payment = store.payment(lost).await.unwrap().unwrap();
+    assert_eq!(lost_payment.status, PaymentStatus::Completed);
+    assert_eq!(balance(&h, "u_lost").await, 25_000);
+    let d = report
+        .differences
+        .iter()
+        .find(|d| d.payment_id == lost.to_string())
+        .unwrap();
+    assert_eq!(
+        (d.kind, d.action),
+        (DifferenceKind::Status, Action::Corrected)
+    );
+    assert_eq!(d.ours, "pending");
+
+    // The money we credited stays; a person decides.
+    let d = report
+        .differences
+        .iter()
+        .find(|d| d.payment_id == reversed.to_string())
+        .unwrap();
+    assert_eq!(
+        (d.kind, d.action),
+        (DifferenceKind::Status, Action::LeftForReview)
+    );
+    assert!(d.theirs.starts_with("failed"), "{d:?}");
+    assert_eq!(
+        store.payment(reversed).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+    assert_eq!(balance(&h, "u_reversed").await, 25_000);
+
+    let d = report
+        .differences
+        .iter()
+        .find(|d| d.payment_id == short.to_string())
+        .unwrap();
+    // A completed payment stays completed (nothing moves back); the
+    // difference is for a person.
+    assert_eq!(
+        (d.kind, d.action),
+        (DifferenceKind::Amount, Action::LeftForReview)
+    );
+    assert_eq!(
+        (d.ours.as_str(), d.theirs.as_str()),
+        ("25000 PHP", "100 PHP")
+    );
+    assert_eq!(balance(&h, "u_short").await, 25_000, "no money moved back");
+
+    // The run's report is stored as it was returned.
+    let stored: ReconcileReport = store.reconcile_report(now).await.unwrap().unwrap();
+    assert_eq!(stored, report);
+
+    // Again: the lost payment is credited once, not twice.
+    let again = reconcile(&h.services, now + time::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(balance(&h, "u_lost").await, 25_000);
+    assert_eq!(
+        store
+            .ledger_entries(&"u_lost".parse().unwrap(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(again.corrected, 0, "{again:?}");
+
+    // A day later none of them changed in the window.
+    let later = reconcile(&h.services, now + time::Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(later.checked, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_provider_is_counted_and_nothing_changes() {
+    let h = Harness::start().await;
+    let (id, txn) = directpay(&h, "u_silent").await;
+    quietly(&h, &txn, "SUCCESS").await;
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/directpay/api/cashin_transactions_status", "mode": "fail", "count": 100, "status": 503}),
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let report = reconcile(&h.services, now).await.unwrap();
+    assert_eq!((report.checked, report.unanswered), (1, 1), "{report:?}");
+    assert!(report.differences.is_empty());
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+}
