@@ -4,10 +4,10 @@
 SHELL := /bin/bash
 STACK := infra/local/stack.sh
 
-.PHONY: help dev test lint up down status env install clean
+.PHONY: help dev test lint build-arm64 up down status env install clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 dev: ## the whole system locally: stack, sandbox, every function, the API on :3000 (Ctrl-C stops)
 	@infra/local/dev.sh
@@ -21,6 +21,13 @@ test: ## run every test against the local stack (started and stopped if not runn
 lint: ## rustfmt and clippy, warnings as errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+build-arm64: ## release build of every function for Lambda arm64 (target/lambda/<function>/bootstrap; not in CI)
+	@$(STACK) install
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/.local/venv/bin:$$PATH" cargo lambda build --release --arm64 --locked \
+		  $(addprefix -p ,$(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml))))
+	@ls -l target/lambda/*/bootstrap
 
 up: ## start the local stack
 	@$(STACK) up

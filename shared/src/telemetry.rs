@@ -17,6 +17,7 @@
 //!   [Provider], one per provider call (retries included).
 //! - `TopUpAttempts` [Outcome]: `done`, `retry`, `failed`; `TopUpFailures`
 //!   counts the `failed` ones (a top-up that needs a person).
+//! - `ReconcileChecked`, `ReconcileDifferences`: one pair per daily run.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -217,6 +218,17 @@ pub fn topup_attempt(outcome: &str) {
     if outcome == "failed" {
         emit(&[("TopUpFailures", "Count", 1)], &[]);
     }
+}
+
+/// One reconcile run: payments checked, differences found.
+pub fn reconcile_run(checked: u32, differences: usize) {
+    emit(
+        &[
+            ("ReconcileChecked", "Count", u64::from(checked)),
+            ("ReconcileDifferences", "Count", differences as u64),
+        ],
+        &[],
+    );
 }
 
 #[cfg(test)]

@@ -302,3 +302,79 @@ fn functions_template_and_events_are_in_step() {
         assert!(triggered, "{} has no trigger", f.binary);
     }
 }
+
+/// What operating paygate needs from the template: every function's logs
+/// kept for a bounded time, every route throttled, and an alarm on each
+/// metric that means money or callbacks are going wrong, each one a metric
+/// the code really emits.
+#[test]
+fn logs_throttling_and_alarms_are_declared() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let raw = raw_template();
+    let resources = raw["Resources"].as_mapping().unwrap();
+    let of_type = |t: &str| -> Vec<(String, Value)> {
+        resources
+            .iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(t))
+            .map(|(k, r)| (s(k), r.clone()))
+            .collect()
+    };
+
+    let log_groups: BTreeSet<String> = of_type("AWS::Logs::LogGroup")
+        .iter()
+        .map(|(_, r)| {
+            assert!(
+                !r["Properties"]["RetentionInDays"].is_null(),
+                "a log group without retention: {r:?}"
+            );
+            // `!Sub /aws/lambda/${Function}`
+            let name = format!("{:?}", r["Properties"]["LogGroupName"]);
+            let start = name.find("${").expect("named after its function") + 2;
+            let end = name[start..].find('}').unwrap() + start;
+            name[start..end].to_string()
+        })
+        .collect();
+    let functions: BTreeSet<String> = of_type("AWS::Serverless::Function")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        log_groups, functions,
+        "every function has its own log group"
+    );
+
+    let api = &of_type("AWS::Serverless::HttpApi")[0].1;
+    let throttle = &api["Properties"]["DefaultRouteSettings"];
+    assert!(!throttle["ThrottlingRateLimit"].is_null());
+    assert!(!throttle["ThrottlingBurstLimit"].is_null());
+
+    let telemetry = std::fs::read_to_string(root.join("shared/src/telemetry.rs")).unwrap();
+    let alarmed: BTreeSet<String> = of_type("AWS::CloudWatch::Alarm")
+        .iter()
+        .map(|(name, r)| {
+            let p = &r["Properties"];
+            assert!(!p["AlarmActions"].is_null(), "{name} notifies no one");
+            let metric = s(&p["MetricName"]);
+            if s(&p["Namespace"]) == "paygate" {
+                assert!(
+                    telemetry.contains(&format!("(\"{metric}\", \"Count\"")),
+                    "{name} watches {metric}, which nothing emits"
+                );
+                assert!(
+                    p["Dimensions"].is_null(),
+                    "{name}: the code publishes it without dimensions"
+                );
+            }
+            metric
+        })
+        .collect();
+    for metric in [
+        "ApproximateNumberOfMessagesVisible",
+        "WebhooksRejected",
+        "TopUpFailures",
+        "ProviderErrors",
+        "ReconcileDifferences",
+    ] {
+        assert!(alarmed.contains(metric), "no alarm on {metric}");
+    }
+}

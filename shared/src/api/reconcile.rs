@@ -121,17 +121,7 @@ pub async fn reconcile(
             "reconcile difference"
         );
     }
-    crate::telemetry::emit(
-        &[
-            ("ReconcileChecked", "Count", u64::from(report.checked)),
-            (
-                "ReconcileDifferences",
-                "Count",
-                report.differences.len() as u64,
-            ),
-        ],
-        &[],
-    );
+    crate::telemetry::reconcile_run(report.checked, report.differences.len());
     services.store.put_reconcile_report(now, &report).await?;
     tracing::info!(
         checked = report.checked,
