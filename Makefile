@@ -4,19 +4,23 @@
 SHELL := /bin/bash
 STACK := infra/local/stack.sh
 
-.PHONY: help dev test lint build-arm64 up down status env install clean
+.PHONY: help dev test api-test lint build-arm64 up down status env install clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 dev: ## the whole system locally: stack, sandbox, every function, the API on :3000 (Ctrl-C stops)
 	@infra/local/dev.sh
 
-test: ## run every test against the local stack (started and stopped if not running)
+test: ## every test: cargo's against the local stack, then schemathesis against make dev
 	@mkdir -p .local; set -o pipefail; \
 	$(STACK) run cargo test --workspace --locked 2>&1 | tee .local/test.log; status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' .local/test.log; \
 	exit $$status
+	@$(MAKE) --no-print-directory api-test
+
+api-test: ## schemathesis against make dev: every response as openapi.yaml says, no 5xx
+	@infra/local/api-test.sh
 
 lint: ## rustfmt and clippy, warnings as errors
 	cargo fmt --all --check

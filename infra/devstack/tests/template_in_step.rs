@@ -378,3 +378,59 @@ fn logs_throttling_and_alarms_are_declared() {
         assert!(alarmed.contains(metric), "no alarm on {metric}");
     }
 }
+
+/// openapi.yaml describes exactly the routes template.yaml deploys, and
+/// says which need no API key exactly where the template opens them.
+#[test]
+fn openapi_and_template_routes_are_the_same() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let spec: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("openapi.yaml")).unwrap()).unwrap();
+    assert_eq!(s(&spec["openapi"]), "3.1.0");
+    let template = Template::load(&default_path()).unwrap();
+    let deployed: BTreeMap<(String, String), bool> = template
+        .functions
+        .iter()
+        .flat_map(|f| f.routes.iter())
+        .map(|r| ((r.method.to_uppercase(), r.path.clone()), r.public))
+        .collect();
+    let default_secured = spec["security"]
+        .as_sequence()
+        .is_some_and(|s| !s.is_empty());
+    let mut documented = BTreeMap::new();
+    for (path, item) in spec["paths"].as_mapping().unwrap() {
+        for (method, op) in item.as_mapping().unwrap() {
+            let method = s(method);
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let public = match op.get("security") {
+                Some(sec) => sec.as_sequence().is_some_and(|s| s.is_empty()),
+                None => !default_secured,
+            };
+            documented.insert((method.to_uppercase(), s(path)), public);
+        }
+    }
+    let only_deployed: Vec<_> = deployed
+        .keys()
+        .filter(|k| !documented.contains_key(*k))
+        .collect();
+    let only_documented: Vec<_> = documented
+        .keys()
+        .filter(|k| !deployed.contains_key(*k))
+        .collect();
+    assert!(
+        only_deployed.is_empty(),
+        "routes missing from openapi.yaml: {only_deployed:?}"
+    );
+    assert!(
+        only_documented.is_empty(),
+        "routes openapi.yaml has but template.yaml does not: {only_documented:?}"
+    );
+    for (route, public) in &deployed {
+        assert_eq!(
+            documented[route], *public,
+            "{route:?}: the template and the spec disagree on whether it needs an API key"
+        );
+    }
+}

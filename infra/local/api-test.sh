@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# make api-test: the running system checked against openapi.yaml.
+#   Starts `make dev` (infra/local/dev.sh) in the background, waits for it,
+#   runs schemathesis (pinned, installed into .local/schemathesis) with a
+#   fixed seed and a bounded number of examples per operation, then stops
+#   everything it started. Fails on any 5xx, any status, content type or
+#   body the spec does not allow.
+#   PAYGATE_API_TEST_EXAMPLES (default 25) and PAYGATE_API_TEST_SEED
+#   (default 20261123) change the run.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+venv="$root/.local/schemathesis"
+requirements="$root/infra/local/requirements-api-test.txt"
+logs="$root/.local/log"
+api_addr="${PAYGATE_GATEWAY_ADDR:-127.0.0.1:3000}"
+examples="${PAYGATE_API_TEST_EXAMPLES:-25}"
+seed="${PAYGATE_API_TEST_SEED:-20261123}"
+
+say() { printf 'paygate-api-test: %s\n' "$*" >&2; }
+# 0 when the URL answers 2xx (python3 rather than curl: it is always here).
+answers() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' "$1" 2>/dev/null
+}
+
+mkdir -p "$logs"
+if ! cmp -s "$requirements" "$venv/.installed" 2>/dev/null; then
+  say "installing schemathesis into .local/schemathesis"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/.installed"
+fi
+
+if answers "http://$api_addr/v1/health"; then
+  say "something already answers on $api_addr; stop it (or set PAYGATE_GATEWAY_ADDR)"
+  exit 1
+fi
+
+# dev.sh in a session of its own, so stopping it stops everything it runs.
+setsid "$root/infra/local/dev.sh" >"$logs/api-test-dev.log" 2>&1 &
+dev=$!
+stop() {
+  kill -TERM "$dev" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$dev" 2>/dev/null || break; sleep 0.2; done
+  kill -TERM -- "-$dev" 2>/dev/null || true
+  wait "$dev" 2>/dev/null || true
+}
+trap stop EXIT
+
+say "starting make dev (log: .local/log/api-test-dev.log)"
+for _ in $(seq 1 900); do
+  if grep -q 'paygate is running' "$logs/api-test-dev.log" 2>/dev/null; then break; fi
+  if ! kill -0 "$dev" 2>/dev/null; then
+    tail -20 "$logs/api-test-dev.log" >&2
+    say "make dev stopped before it was ready"
+    exit 1
+  fi
+  sleep 1
+done
+# The Lambda emulator starts a function on its first call: wait for one.
+ready=no
+for _ in $(seq 1 120); do
+  if answers "http://$api_addr/v1/health"; then ready=yes; break; fi
+  sleep 1
+done
+[ "$ready" = yes ] || { say "make dev is not answering on $api_addr"; exit 1; }
+
+say "schemathesis: $examples examples per operation, seed $seed"
+"$venv/bin/st" run "$root/openapi.yaml" \
+  --url "http://$api_addr" \
+  --header "Authorization: Bearer pk_local_paygate_dev_key" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --phases examples,coverage,fuzzing,stateful \
+  --max-examples "$examples" \
+  --seed "$seed" \
+  --workers 1 \
+  --generation-database none \
+  --request-timeout 30 \
+  --report junit --report-junit-path "$logs/api-test.junit.xml"
