@@ -363,7 +363,7 @@ struct List {
 /// `GET /v1/payments?reference=`.
 pub async fn list(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
-    handled("list_payment", &request_id, list_inner(services, &req)).await
+    handled("list_payments", &request_id, list_inner(services, &req)).await
 }
 
 async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {

@@ -69,6 +69,12 @@ pub async fn handle(services: &Services, provider: Provider, req: Request) -> Re
                         "callback rejected"
                     );
                     crate::telemetry::webhook_rejected(provider.as_str(), e.code);
+                } else {
+                    tracing::warn!(
+                        code = e.code,
+                        status = e.status.as_u16(),
+                        "callback not processed; the provider will send it again"
+                    );
                 }
                 e.into_response(&request_id)
             }
