@@ -31,7 +31,7 @@ build-arm64: ## release build of every function for Lambda arm64 (target/lambda/
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/.local/venv/bin:$$PATH" cargo lambda build --release --arm64 --locked \
 		  $(addprefix -p ,$(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml))))
-	@ls -l target/lambda/*/bootstrap
+	@ls -l $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap
 
 up: ## start the local stack
 	@$(STACK) up
