@@ -293,6 +293,13 @@ impl Gateway for PaymentEngineClient {
         let id = crate::providers::provider_ref(payment, PROVIDER)?;
         let url = self.url(&format!("transactions/{id}/status"));
         let reply = self.authed(Retry::Safe, |c| c.get(&url)).await?;
+        if reply.status == reqwest::StatusCode::NOT_FOUND {
+            // The engine has never seen this transaction.
+            return Err(ProviderError::NotFound {
+                provider: PROVIDER,
+                reference: id.to_string(),
+            });
+        }
         if !reply.status.is_success() {
             return Err(error(&reply));
         }
