@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# make api-test: the running system checked against openapi.yaml.
-#   Starts `make dev` (infra/local/dev.sh) in the background, waits for it,
-#   runs schemathesis (pinned, installed into .local/schemathesis) with a
-#   fixed seed and a bounded number of examples per operation, then stops
-#   everything it started. Fails on any 5xx, any status, content type or
-#   body the spec does not allow.
+# make api-test: the running system, end to end.
+#   Starts `make dev` (infra/local/dev.sh) in the background with its
+#   schedules every 5 seconds, waits for it, then
+#   1. dev_smoke.py: every provider paid through the sandbox's command line
+#      and completed by its webhook, a casino top-up through SQS and the
+#      worker, the health endpoint, both scheduled jobs answering;
+#   2. schemathesis (pinned, installed into .local/schemathesis) with a
+#      fixed seed and a bounded number of examples per operation: fails on
+#      any 5xx, any status, content type or body openapi.yaml does not allow;
+#   and stops everything it started.
 #   PAYGATE_API_TEST_EXAMPLES (default 25) and PAYGATE_API_TEST_SEED
 #   (default 20261123) change the run.
 set -euo pipefail
@@ -38,6 +42,7 @@ if answers "http://$api_addr/v1/health"; then
 fi
 
 # dev.sh in a session of its own, so stopping it stops everything it runs.
+export PAYGATE_SCHEDULE_SECONDS="${PAYGATE_SCHEDULE_SECONDS:-5}"
 setsid "$root/infra/local/dev.sh" >"$logs/api-test-dev.log" 2>&1 &
 dev=$!
 stop() {
@@ -66,7 +71,13 @@ for _ in $(seq 1 120); do
 done
 [ "$ready" = yes ] || { say "make dev is not answering on $api_addr"; exit 1; }
 
+python3 "$root/infra/local/dev_smoke.py"
+
 say "schemathesis: $examples examples per operation, seed $seed"
+# From inside .local: schemathesis (hypothesis) writes caches into its
+# working directory, and a file appearing in the workspace makes
+# `cargo lambda watch` restart every function, dropping the request in flight.
+cd "$venv"
 "$venv/bin/st" run "$root/openapi.yaml" \
   --url "http://$api_addr" \
   --header "Authorization: Bearer pk_local_paygate_dev_key" \

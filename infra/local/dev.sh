@@ -76,6 +76,11 @@ for _ in $(seq 1 100); do
   grep -q 'paygate API on' "$logs/gateway.log" 2>/dev/null && break
   sleep 0.2
 done
+# The Lambda emulator takes a moment to listen; the routes work from then.
+for _ in $(seq 1 300); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$lambda_port") 2>/dev/null && break
+  sleep 0.2
+done
 
 cat <<MSG
 

@@ -130,6 +130,7 @@ impl Gateway {
             "{}/2015-03-31/functions/{function}/invocations",
             self.lambda
         );
+        let started = std::time::Instant::now();
         let response = self
             .client
             .post(url)
@@ -137,6 +138,12 @@ impl Gateway {
             .send()
             .await
             .map_err(|e| format!("invoke {function}: {e}"))?;
+        if started.elapsed() > Duration::from_secs(5) {
+            eprintln!(
+                "gateway: {function} took {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         let status = response.status();
         let body: Value = response
             .json()
