@@ -12,14 +12,14 @@ help: ## list the targets
 dev: ## the whole system locally: stack, sandbox, every function, the API on :3000 (Ctrl-C stops)
 	@infra/local/dev.sh
 
-test: ## every test: cargo's against the local stack, then schemathesis against make dev
+test: ## every test: cargo's against the local stack, then make dev end to end (make api-test)
 	@mkdir -p .local; set -o pipefail; \
 	$(STACK) run cargo test --workspace --locked 2>&1 | tee .local/test.log; status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' .local/test.log; \
 	exit $$status
 	@$(MAKE) --no-print-directory api-test
 
-api-test: ## schemathesis against make dev: every response as openapi.yaml says, no 5xx
+api-test: ## make dev end to end: every provider via the sandbox CLI, then schemathesis (no 5xx, all as openapi.yaml says)
 	@infra/local/api-test.sh
 
 lint: ## rustfmt and clippy, warnings as errors
