@@ -80,7 +80,6 @@ fn agree(ours: PaymentStatus, theirs: PaymentStatus) -> bool {
             // A payment that lapsed or was cancelled unpaid, which the
             // provider still lists as open or failed.
             | (S::Expired | S::Cancelled, S::Pending | S::Failed | S::Expired)
-            | (S::Cancelled, S::Cancelled)
         )
 }
 
