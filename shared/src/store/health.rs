@@ -7,20 +7,12 @@
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use time::OffsetDateTime;
 
-use super::{n, s, schema, Store, StoreError};
+use super::{from_millis, millis, n, s, schema, Store, StoreError};
 
 const SK: &str = "HEALTH";
 
 fn pk(provider: &str) -> String {
     format!("HEALTH#{provider}")
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_millis(ms: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }
 
 /// One provider's stored health.
@@ -145,8 +137,10 @@ impl Store {
             .iter()
             .map(|p| match found.get(&pk(p)) {
                 Some(item) => ProviderHealth {
-                    last_success: number(item, "last_success").and_then(from_millis),
-                    last_failure: number(item, "last_failure").and_then(from_millis),
+                    last_success: number(item, "last_success")
+                        .and_then(|ms| from_millis(ms.into())),
+                    last_failure: number(item, "last_failure")
+                        .and_then(|ms| from_millis(ms.into())),
                     consecutive_failures: number(item, "consecutive_failures")
                         .and_then(|v| u32::try_from(v).ok())
                         .unwrap_or(0),

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{n, s, schema, Item, Store, StoreError};
+use super::{millis, n, s, schema, Item, Store, StoreError};
 use crate::ids::{IdempotencyKey, MerchantId};
 
 /// Whose key and for which operation: keys of different merchants or
@@ -203,10 +203,6 @@ impl Store {
             Err(err) => Err(err.into()),
         }
     }
-}
-
-fn millis(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1_000_000
 }
 
 fn text<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {

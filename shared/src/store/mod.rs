@@ -248,11 +248,20 @@ pub(crate) mod keys {
     pub const OPEN_TOPUPS: &str = "OPEN#TOPUP";
 }
 
+/// Epoch milliseconds: how times that conditions compare are stored.
+pub(crate) fn millis(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000_000
+}
+
+/// The time stored as [`millis`].
+pub(crate) fn from_millis(ms: i128) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(ms.checked_mul(1_000_000)?).ok()
+}
+
 /// A sort key for time: zero-padded epoch milliseconds, so string order is
 /// time order.
 pub(crate) fn time_key(t: OffsetDateTime) -> String {
-    let millis = t.unix_timestamp_nanos() / 1_000_000;
-    format!("{millis:015}")
+    format!("{:015}", millis(t))
 }
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {

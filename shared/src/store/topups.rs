@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    conflict_backoff, keys, n, s, schema, time_key, Cancelled, Item, LedgerEntry, LedgerPurpose,
-    Store, StoreError, Write, MAX_CONFLICT_RETRIES,
+    conflict_backoff, keys, millis, n, s, schema, time_key, Cancelled, Item, LedgerEntry,
+    LedgerPurpose, Store, StoreError, Write, MAX_CONFLICT_RETRIES,
 };
 use crate::ids::{CasinoUsername, PaymentId, WalletUserId};
 use crate::money::Money;
@@ -130,10 +130,6 @@ fn topup_item(t: &TopUp) -> Result<Item, StoreError> {
         s(format!("{}#{}", time_key(t.updated_at), t.payment_id)),
     );
     Ok(item)
-}
-
-fn millis(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1_000_000
 }
 
 fn rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
