@@ -476,8 +476,14 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<PaymentId>, StoreError> {
         let mut ids = Vec::new();
+        // Every UTC day from `since`'s to `until`'s: one partition each.
+        let last_day = keys::changed_day(until);
         let mut day = since;
-        while day < until + time::Duration::days(1) && ids.len() < limit {
+        loop {
+            let partition = keys::changed_day(day);
+            if partition > last_day || ids.len() >= limit {
+                break;
+            }
             let mut start: Option<Item> = None;
             loop {
                 let out = self
@@ -486,7 +492,7 @@ impl Store {
                     .table_name(&self.table)
                     .index_name(schema::GSI3)
                     .key_condition_expression("gsi3pk = :day AND gsi3sk BETWEEN :from AND :to")
-                    .expression_attribute_values(":day", s(keys::changed_day(day)))
+                    .expression_attribute_values(":day", s(partition.as_str()))
                     .expression_attribute_values(":from", s(time_key(since)))
                     .expression_attribute_values(":to", s(time_key(until)))
                     .set_exclusive_start_key(start.take())
@@ -503,9 +509,6 @@ impl Store {
                 }
             }
             day += time::Duration::days(1);
-            if keys::changed_day(day) > keys::changed_day(until) {
-                break;
-            }
         }
         Ok(ids)
     }
