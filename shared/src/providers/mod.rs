@@ -136,7 +136,8 @@ pub enum WebhookError {
     #[error("callback authentication failed: {0}")]
     Unauthenticated(&'static str),
     /// 400: not a callback of the shape we know.
-    #[error("malformed callback: {0}")]
+    /// The text is scrubbed of quoted values when shown (`http::scrub`).
+    #[error("malformed callback: {}", crate::http::scrub(.0))]
     Malformed(String),
 }
 
