@@ -315,11 +315,7 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
     if payment.status != PaymentStatus::Pending || !due {
         return payment;
     }
-    let answer = match services.gateway(payment.provider).await {
-        Ok(g) => g.status(&payment).await,
-        Err(e) => Err(e),
-    };
-    let confirmation = match answer {
+    let confirmation = match crate::flow::ask_provider(services, &payment).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(payment_id = %payment.id, error = %e, "provider status check failed");
