@@ -221,11 +221,11 @@ pub fn topup_attempt(outcome: &str) {
 }
 
 /// One reconcile run: payments checked, differences found.
-pub fn reconcile_run(checked: u32, differences: usize) {
+pub fn reconcile_run(checked: u32, differences: u32) {
     emit(
         &[
             ("ReconcileChecked", "Count", u64::from(checked)),
-            ("ReconcileDifferences", "Count", differences as u64),
+            ("ReconcileDifferences", "Count", u64::from(differences)),
         ],
         &[],
     );

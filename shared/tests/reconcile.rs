@@ -85,6 +85,8 @@ async fn reconcile_corrects_on_the_providers_answer_and_reports_the_rest() {
     assert_eq!(report.unanswered, 0);
     assert_eq!(report.corrected, 1, "the lost payment only: {report:?}");
     assert_eq!(report.matched, 1, "{report:?}");
+    assert_eq!(report.difference_count, 3, "{report:?}");
+    assert_eq!(report.differences.len(), 3);
 
     let lost_payment = store.payment(lost).await.unwrap().unwrap();
     assert_eq!(lost_payment.status, PaymentStatus::Completed);

@@ -22,6 +22,9 @@ use crate::store::StoreError;
 pub const WINDOW: time::Duration = time::Duration::days(1);
 /// At most this many payments per run; the report says when there were more.
 pub const MAX_PER_RUN: usize = 2_000;
+/// At most this many differences are listed in the stored report (a
+/// DynamoDB item holds 400 KB); every one is logged and counted.
+pub const MAX_LISTED: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,7 +69,28 @@ pub struct ReconcileReport {
     pub unanswered: u32,
     /// More payments changed than one run checks.
     pub truncated: bool,
+    /// Every difference found; the first [`MAX_LISTED`] are in `differences`.
+    pub difference_count: u32,
     pub differences: Vec<Difference>,
+}
+
+impl ReconcileReport {
+    /// Logs a difference, counts it, and lists it while there is room.
+    fn add(&mut self, d: Difference) {
+        tracing::warn!(
+            payment_id = %d.payment_id,
+            provider = %d.provider,
+            kind = ?d.kind,
+            ours = %d.ours,
+            theirs = %d.theirs,
+            action = ?d.action,
+            "reconcile difference"
+        );
+        self.difference_count += 1;
+        if self.differences.len() < MAX_LISTED {
+            self.differences.push(d);
+        }
+    }
 }
 
 /// Our status and the provider's say the same thing.
@@ -100,6 +124,7 @@ pub async fn reconcile(
         corrected: 0,
         unanswered: 0,
         truncated: ids.len() > MAX_PER_RUN,
+        difference_count: 0,
         differences: Vec::new(),
     };
     for id in ids.into_iter().take(MAX_PER_RUN) {
@@ -109,25 +134,14 @@ pub async fn reconcile(
         report.checked += 1;
         check(services, &payment, &mut report).await?;
     }
-    for d in &report.differences {
-        tracing::warn!(
-            payment_id = %d.payment_id,
-            provider = %d.provider,
-            kind = ?d.kind,
-            ours = %d.ours,
-            theirs = %d.theirs,
-            action = ?d.action,
-            "reconcile difference"
-        );
-    }
-    crate::telemetry::reconcile_run(report.checked, report.differences.len());
+    crate::telemetry::reconcile_run(report.checked, report.difference_count);
     services.store.put_reconcile_report(now, &report).await?;
     tracing::info!(
         checked = report.checked,
         matched = report.matched,
         corrected = report.corrected,
         unanswered = report.unanswered,
-        differences = report.differences.len(),
+        differences = report.difference_count,
         "reconcile done"
     );
     Ok(report)
@@ -147,7 +161,7 @@ async fn check(
         action,
     };
     if let Some(pending) = payment.refund_pending.filter(|p| !p.is_zero()) {
-        report.differences.push(difference(
+        report.add(difference(
             DifferenceKind::RefundPending,
             format!("{} {} refund pending", pending.minor(), pending.currency()),
             "unknown".into(),
@@ -200,7 +214,7 @@ async fn check(
             .amount
             .map(|a| format!("{} {}", a.minor(), a.currency()))
             .unwrap_or_default();
-        report.differences.push(difference(
+        report.add(difference(
             DifferenceKind::Amount,
             format!("{} {}", payment.amount.minor(), payment.amount.currency()),
             theirs,
@@ -208,7 +222,7 @@ async fn check(
         ));
     }
     if !status_agrees {
-        report.differences.push(difference(
+        report.add(difference(
             DifferenceKind::Status,
             payment.status.to_string(),
             format!("{} ({})", confirmation.status, confirmation.provider_status),
@@ -220,8 +234,39 @@ async fn check(
 
 #[cfg(test)]
 mod tests {
-    use super::agree;
+    use super::*;
     use crate::payment::PaymentStatus as S;
+
+    #[test]
+    fn a_report_lists_a_bounded_number_of_differences_and_counts_all() {
+        let now = OffsetDateTime::now_utc();
+        let mut report = ReconcileReport {
+            run_at: now,
+            since: now - WINDOW,
+            checked: 0,
+            matched: 0,
+            corrected: 0,
+            unanswered: 0,
+            truncated: false,
+            difference_count: 0,
+            differences: Vec::new(),
+        };
+        for n in 0..MAX_LISTED + 7 {
+            report.add(Difference {
+                payment_id: format!("pay_{n}"),
+                provider: Provider::Qpay,
+                kind: DifferenceKind::Status,
+                ours: "completed".into(),
+                theirs: "failed".into(),
+                action: Action::LeftForReview,
+            });
+        }
+        assert_eq!(report.difference_count as usize, MAX_LISTED + 7);
+        assert_eq!(report.differences.len(), MAX_LISTED);
+        assert_eq!(report.differences[0].payment_id, "pay_0");
+        // What is stored stays far under DynamoDB's 400 KB item limit.
+        assert!(serde_json::to_vec(&report).unwrap().len() < 200 * 1024);
+    }
 
     #[test]
     fn what_counts_as_agreement() {
