@@ -244,22 +244,14 @@ async fn refund(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
-    }
-    let mut invoices = lock(&s.qpay.invoices);
-    match invoices
-        .values_mut()
-        .flat_map(|i| i.payments.iter_mut())
-        .find(|p| p.id == id)
-    {
-        Some(p) if p.status == "PAID" && p.kind == "CARD" => {
-            p.status = "REFUNDED".into();
-            Json(json!({"message": "ok"})).into_response()
-        }
-        Some(_) => error(StatusCode::BAD_REQUEST, "PAYMENT_NOT_REFUNDABLE"),
-        None => error(StatusCode::NOT_FOUND, "PAYMENT_NOTFOUND"),
-    }
+    move_card_payment(
+        &s,
+        &headers,
+        &id,
+        "PAID",
+        "REFUNDED",
+        "PAYMENT_NOT_REFUNDABLE",
+    )
 }
 
 async fn cancel_payment(
@@ -267,7 +259,27 @@ async fn cancel_payment(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !authorised(&s, &headers) {
+    move_card_payment(
+        &s,
+        &headers,
+        &id,
+        "NEW",
+        "CANCELLED",
+        "PAYMENT_NOT_CANCELLABLE",
+    )
+}
+
+/// Moves a card payment from `from` to `to` (QPay refunds and cancels
+/// only card payments, whole), or refuses with `refusal`.
+fn move_card_payment(
+    s: &Shared,
+    headers: &HeaderMap,
+    id: &str,
+    from: &str,
+    to: &str,
+    refusal: &str,
+) -> Response {
+    if !authorised(s, headers) {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     }
     let mut invoices = lock(&s.qpay.invoices);
@@ -276,11 +288,11 @@ async fn cancel_payment(
         .flat_map(|i| i.payments.iter_mut())
         .find(|p| p.id == id)
     {
-        Some(p) if p.status == "NEW" && p.kind == "CARD" => {
-            p.status = "CANCELLED".into();
+        Some(p) if p.status == from && p.kind == "CARD" => {
+            p.status = to.into();
             Json(json!({"message": "ok"})).into_response()
         }
-        Some(_) => error(StatusCode::BAD_REQUEST, "PAYMENT_NOT_CANCELLABLE"),
+        Some(_) => error(StatusCode::BAD_REQUEST, refusal),
         None => error(StatusCode::NOT_FOUND, "PAYMENT_NOTFOUND"),
     }
 }
