@@ -16,7 +16,7 @@ use crate::queue::TopUpMessage;
 use crate::services::{Services, TOPUP_LEASE};
 use crate::store::{
     AcquireOutcome, FinishOutcome, LedgerEntry, LedgerPurpose, StatusChange, StoreError, TopUp,
-    TransitionOutcome,
+    TopUpStatus, TransitionOutcome,
 };
 
 /// What applying a confirmation did.
@@ -80,12 +80,19 @@ pub async fn ask_provider(
 pub fn target(payment: &Payment, confirmation: &Confirmation) -> Option<PaymentStatus> {
     match confirmation.status {
         PaymentStatus::Completed => {
+            // No amount in the provider's answer is not credited blindly;
+            // money that is not what was asked: a person decides.
             let amount_ok = confirmation
                 .amount
-                .is_none_or(|a| amount_matches(payment, a));
+                .is_some_and(|a| amount_matches(payment, a));
             if !amount_ok {
-                // Money arrived, but not what was asked: a person decides.
-                return Some(PaymentStatus::NeedsReview);
+                return match payment.status {
+                    PaymentStatus::Pending
+                    | PaymentStatus::Expired
+                    | PaymentStatus::Failed
+                    | PaymentStatus::Cancelled => Some(PaymentStatus::NeedsReview),
+                    _ => None,
+                };
             }
             match payment.status {
                 PaymentStatus::Pending | PaymentStatus::Expired => Some(PaymentStatus::Completed),
@@ -166,6 +173,7 @@ fn completion_writes(
         return Ok((Vec::new(), None));
     };
     let credit = LedgerEntry {
+        merchant: payment.merchant_id.clone(),
         user: user.clone(),
         payment_id: payment.id,
         purpose: LedgerPurpose::Deposit,
@@ -177,6 +185,7 @@ fn completion_writes(
     let topup = payment.casino_username.as_ref().map(|username| {
         TopUp::queued(
             payment.id,
+            payment.merchant_id.clone(),
             user.clone(),
             username.clone(),
             payment.amount,
@@ -209,18 +218,24 @@ pub enum TopUpResult {
     Retry(String),
 }
 
-/// Attempts after which a failing top-up is given up (and the money left in
-/// the wallet for a person; the DLQ alarm fires for the message).
+/// Attempts after which a failing top-up is given up (the money stays in
+/// the wallet; `failed` if no attempt can have reached the casino,
+/// `unknown` otherwise).
 pub const MAX_TOPUP_ATTEMPTS: u32 = 5;
 
 /// Moves one completed deposit to the casino, exactly once.
+///
+/// A transfer whose outcome is unknown (a timeout, a 5xx, a worker that
+/// died holding the lease) is sent again, with the same nonce, only where
+/// the casino bridge deduplicates nonces; otherwise the top-up becomes
+/// `unknown` and waits for a person.
 pub async fn process_topup(
     services: &Services,
     casino: &CasinoClient,
     message: &TopUpMessage,
     now: OffsetDateTime,
 ) -> Result<TopUpResult, StoreError> {
-    let held = match services
+    let mut held = match services
         .store
         .acquire_topup(message.payment_id, now, TOPUP_LEASE)
         .await?
@@ -234,19 +249,34 @@ pub async fn process_topup(
         }
         AcquireOutcome::Finished(_) | AcquireOutcome::Missing => return Ok(TopUpResult::Settled),
     };
+    let resend_ok = casino.deduplicates_nonces();
+    if held.previous_status == Some(TopUpStatus::Sending) {
+        // The previous worker's lease ran out mid-attempt: its transfer may
+        // have reached the casino.
+        held.maybe_sent = true;
+        if !resend_ok {
+            return settle_unknown(services, &held, "an attempt was interrupted", now).await;
+        }
+    }
     let give_up = held.attempts >= MAX_TOPUP_ATTEMPTS;
     let player = match casino.player(&held.username).await {
         Ok(Some(p)) => p,
         Ok(None) => {
+            let end = if held.maybe_sent {
+                TopUpStatus::Unknown
+            } else {
+                TopUpStatus::Failed
+            };
             services
                 .store
-                .release_topup(&held, "casino player not found", true, now)
+                .release_topup(&held, "casino player not found", Some(end), false, now)
                 .await?;
-            tracing::error!(payment_id = %held.payment_id, "casino player not found; top-up failed");
-            crate::telemetry::topup_attempt("failed");
+            tracing::error!(payment_id = %held.payment_id, status = end.as_str(), "casino player not found; top-up ended");
+            crate::telemetry::topup_attempt(end.as_str());
             return Ok(TopUpResult::Settled);
         }
-        Err(e) => return release(services, &held, &e.to_string(), give_up, now).await,
+        // A lookup moves no money: a definite failure of this attempt.
+        Err(e) => return release(services, &held, &e, give_up, now).await,
     };
     let comment = format!("paygate deposit {}", held.payment_id);
     match casino
@@ -265,30 +295,149 @@ pub async fn process_topup(
                     Ok(TopUpResult::Settled)
                 }
                 // Someone else took over after our lease ran out; their
-                // transfer carries the same nonce, so nothing doubled.
+                // attempt carries the same nonce and settles it.
                 FinishOutcome::LeaseLost(_) => Ok(TopUpResult::Settled),
             }
         }
-        Err(e) => release(services, &held, &e.to_string(), give_up, now).await,
+        Err(e) if e.outcome_unknown() && !resend_ok => {
+            settle_unknown(services, &held, &e.to_string(), now).await
+        }
+        Err(e) => release(services, &held, &e, give_up, now).await,
     }
+}
+
+/// The transfer may have reached the casino and may not be sent again:
+/// `unknown`, for a person to settle.
+async fn settle_unknown(
+    services: &Services,
+    held: &TopUp,
+    error: &str,
+    now: OffsetDateTime,
+) -> Result<TopUpResult, StoreError> {
+    tracing::error!(payment_id = %held.payment_id, attempts = held.attempts, error, "casino top-up outcome unknown; not resent (the bridge is not known to deduplicate nonces)");
+    services
+        .store
+        .release_topup(held, error, Some(TopUpStatus::Unknown), true, now)
+        .await?;
+    crate::telemetry::topup_attempt("unknown");
+    Ok(TopUpResult::Settled)
 }
 
 async fn release(
     services: &Services,
     held: &TopUp,
-    error: &str,
+    error: &crate::providers::ProviderError,
     give_up: bool,
     now: OffsetDateTime,
 ) -> Result<TopUpResult, StoreError> {
-    tracing::warn!(payment_id = %held.payment_id, attempts = held.attempts, give_up, error, "casino top-up failed");
+    let maybe_sent = error.outcome_unknown();
+    let end = give_up.then_some(if held.maybe_sent || maybe_sent {
+        TopUpStatus::Unknown
+    } else {
+        TopUpStatus::Failed
+    });
+    let text = error.to_string();
+    tracing::warn!(payment_id = %held.payment_id, attempts = held.attempts, give_up, error = %text, "casino top-up failed");
     services
         .store
-        .release_topup(held, error, give_up, now)
+        .release_topup(held, &text, end, maybe_sent, now)
         .await?;
-    crate::telemetry::topup_attempt(if give_up { "failed" } else { "retry" });
+    crate::telemetry::topup_attempt(match end {
+        None => "retry",
+        Some(s) => s.as_str(),
+    });
     Ok(if give_up {
         TopUpResult::Settled
     } else {
-        TopUpResult::Retry(error.to_string())
+        TopUpResult::Retry(text)
     })
+}
+
+/// A person's decision on a top-up whose outcome is unknown, or that was
+/// given up: it was `sent` (with the casino's transaction id, as the
+/// player's casino history shows it) or it was not (it is queued again and
+/// sent with the same nonce). Returns the top-up as it is afterwards.
+pub async fn mark_topup(
+    services: &Services,
+    payment_id: crate::ids::PaymentId,
+    sent: Option<&str>,
+    by: &str,
+    now: OffsetDateTime,
+) -> Result<Result<TopUp, String>, StoreError> {
+    let Some(topup) = services.store.topup(payment_id).await? else {
+        return Ok(Err(format!("payment {payment_id} has no top-up")));
+    };
+    if !matches!(topup.status, TopUpStatus::Unknown | TopUpStatus::Failed) {
+        return Ok(Err(format!(
+            "the top-up is {}; only an unknown or failed one is settled by hand",
+            topup.status.as_str()
+        )));
+    }
+    match services.store.mark_topup(&topup, sent, by, now).await? {
+        FinishOutcome::Finished => {
+            tracing::warn!(payment_id = %payment_id, by, sent = sent.is_some(), "top-up settled by hand");
+            let after = services.store.topup(payment_id).await?;
+            if let Some(t) = &after {
+                if t.status == TopUpStatus::Queued {
+                    enqueue(services, t).await;
+                }
+            }
+            Ok(after.ok_or_else(|| "the top-up vanished".to_string()))
+        }
+        FinishOutcome::LeaseLost(now) => Ok(Err(format!(
+            "someone else settled it first: it is {}",
+            now.map_or("gone", |t| t.status.as_str())
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn pending(amount: i64) -> Payment {
+        Payment::sample(
+            Provider::Directpay,
+            Money::new(amount, Currency::Php).unwrap(),
+        )
+    }
+
+    fn paid(amount: Option<i64>) -> Confirmation {
+        Confirmation {
+            status: PaymentStatus::Completed,
+            amount: amount.map(|a| Money::new(a, Currency::Php).unwrap()),
+            provider_status: "SUCCESS".into(),
+        }
+    }
+
+    #[test]
+    fn a_completion_without_an_amount_is_never_credited_blindly() {
+        let p = pending(10_000);
+        assert_eq!(
+            target(&p, &paid(Some(10_000))),
+            Some(PaymentStatus::Completed)
+        );
+        assert_eq!(target(&p, &paid(None)), Some(PaymentStatus::NeedsReview));
+        assert_eq!(
+            target(&p, &paid(Some(9_999))),
+            Some(PaymentStatus::NeedsReview)
+        );
+        let mut done = p.clone();
+        done.status = PaymentStatus::Completed;
+        assert_eq!(target(&done, &paid(None)), None, "nothing to move");
+    }
+
+    #[test]
+    fn a_provider_refund_moves_nothing() {
+        let mut p = pending(10_000);
+        let refunded = Confirmation {
+            status: PaymentStatus::Refunded,
+            amount: None,
+            provider_status: "REFUNDED".into(),
+        };
+        assert_eq!(target(&p, &refunded), None);
+        p.status = PaymentStatus::Completed;
+        assert_eq!(target(&p, &refunded), None);
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`store`]: DynamoDB, every write conditional.
 //! - [`secrets`]: Secrets Manager with a cache, values redacted.
 //! - [`queue`]: SQS top-up messages.
+//! - [`refunds`]: refunds, exactly once at the provider.
 //! - [`config`]: environment and AWS SDK configuration.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod money;
 pub mod payment;
 pub mod providers;
 pub mod queue;
+pub mod refunds;
 pub mod secrets;
 pub mod services;
 pub mod store;

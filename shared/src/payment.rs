@@ -294,6 +294,10 @@ pub struct Payment {
     /// When we last asked the provider about this payment.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub provider_checked_at: Option<OffsetDateTime>,
+    /// Sweep checks that got no answer from the provider (each pushes the
+    /// next check further out).
+    #[serde(default)]
+    pub sweep_misses: u32,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
@@ -315,6 +319,34 @@ pub struct NewPayment {
     pub provider_reference: Option<ProviderReference>,
     pub checkout: Checkout,
     pub expires_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+impl Payment {
+    /// A pending payment of `amount` at `provider`, for unit tests.
+    pub(crate) fn sample(provider: Provider, amount: Money) -> Payment {
+        let now = OffsetDateTime::now_utc();
+        Payment::new(
+            NewPayment {
+                id: PaymentId::generate(),
+                merchant_id: "m_sample".parse().expect("a valid merchant id"),
+                provider,
+                amount,
+                reference: "ORD-SAMPLE".parse().expect("a valid reference"),
+                description: None,
+                customer: Customer::default(),
+                return_url: None,
+                method: None,
+                wallet_user_id: None,
+                casino_username: None,
+                provider_reference: None,
+                checkout: Checkout::default(),
+                expires_at: now,
+            },
+            ChangeSource::Api,
+            now,
+        )
+    }
 }
 
 impl Payment {
@@ -343,6 +375,7 @@ impl Payment {
             created_at: now,
             updated_at: now,
             provider_checked_at: None,
+            sweep_misses: 0,
             history: vec![HistoryEntry {
                 status: Pending,
                 at: now,

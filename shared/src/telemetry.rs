@@ -215,8 +215,20 @@ pub fn provider_call(provider: &str, ok: bool, latency: Duration) {
 /// `failed` (given up: needs a person).
 pub fn topup_attempt(outcome: &str) {
     emit(&[("TopUpAttempts", "Count", 1)], &[("Outcome", outcome)]);
-    if outcome == "failed" {
-        emit(&[("TopUpFailures", "Count", 1)], &[]);
+    match outcome {
+        "failed" => emit(&[("TopUpFailures", "Count", 1)], &[]),
+        // Sent, outcome unknown, not resent: a person or a check decides.
+        "unknown" => emit(&[("TopUpsUnknown", "Count", 1)], &[]),
+        _ => {}
+    }
+}
+
+/// A refund requested, done, refused, or sent with its outcome unknown
+/// (`RefundsUnknown`: it waits for the provider's word or a person).
+pub fn refund_outcome(outcome: &str) {
+    emit(&[("Refunds", "Count", 1)], &[("Outcome", outcome)]);
+    if outcome == "unknown" {
+        emit(&[("RefundsUnknown", "Count", 1)], &[]);
     }
 }
 

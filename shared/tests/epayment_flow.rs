@@ -95,7 +95,10 @@ async fn a_paid_invoice_completes_once() {
     assert_eq!(p.provider_status.as_deref(), Some("CHARGE"));
     let u = "u_kz".parse().unwrap();
     assert_eq!(
-        h.store().balance(&u, Currency::Kzt).await.unwrap(),
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Kzt)
+            .await
+            .unwrap(),
         kzt(1_000_050)
     );
 }
@@ -121,7 +124,11 @@ async fn a_forged_secret_hash_is_401_and_a_short_payment_goes_to_review() {
     assert_eq!(p.status, PaymentStatus::NeedsReview);
     assert!(h
         .store()
-        .balance(&"u_forge".parse().unwrap(), Currency::Kzt)
+        .balance(
+            &common::harness::merchant(),
+            &"u_forge".parse().unwrap(),
+            Currency::Kzt
+        )
         .await
         .unwrap()
         .is_zero());
@@ -285,7 +292,10 @@ async fn two_concurrent_refunds_of_sixty_percent_one_wins() {
     );
     let u = "u_refund".parse().unwrap();
     assert_eq!(
-        h.store().balance(&u, Currency::Kzt).await.unwrap(),
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Kzt)
+            .await
+            .unwrap(),
         kzt(400_000)
     );
 }
@@ -328,11 +338,19 @@ async fn partial_then_the_rest_ends_refunded_and_never_more() {
     let u = "u_rest".parse().unwrap();
     assert!(h
         .store()
-        .balance(&u, Currency::Kzt)
+        .balance(&common::harness::merchant(), &u, Currency::Kzt)
         .await
         .unwrap()
         .is_zero());
-    assert_eq!(h.store().ledger_entries(&u, 50).await.unwrap().len(), 3);
+    assert_eq!(
+        h.store()
+            .ledger_entries(&common::harness::merchant(), &u, 50, None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +376,10 @@ async fn a_refund_the_bank_refuses_gives_the_reservation_back() {
     assert!(p.refunded_amount.is_zero());
     let u = "u_refused".parse().unwrap();
     assert_eq!(
-        h.store().balance(&u, Currency::Kzt).await.unwrap(),
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Kzt)
+            .await
+            .unwrap(),
         kzt(500_000)
     );
     // The same key may be used again after an error.

@@ -70,7 +70,10 @@ async fn a_signed_completion_applies_once_and_a_replayed_event_id_changes_nothin
     assert_eq!(p.status, PaymentStatus::Completed);
     let u = "u_pe".parse().unwrap();
     assert_eq!(
-        h.store().balance(&u, Currency::Usd).await.unwrap(),
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Usd)
+            .await
+            .unwrap(),
         usd(1_250)
     );
 
@@ -165,7 +168,11 @@ async fn failures_and_mismatched_amounts_are_applied_from_the_signed_event() {
     );
     assert!(h
         .store()
-        .balance(&"u_s".parse().unwrap(), Currency::Usd)
+        .balance(
+            &common::harness::merchant(),
+            &"u_s".parse().unwrap(),
+            Currency::Usd
+        )
         .await
         .unwrap()
         .is_zero());

@@ -112,6 +112,8 @@ impl Sandbox {
                         .collect::<HashMap<_, _>>(),
                 ),
                 platform: 1,
+                // The sandbox's bridge deduplicates by nonce.
+                nonce_dedup: true,
             },
             policy(),
         )

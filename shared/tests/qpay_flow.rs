@@ -60,10 +60,21 @@ async fn get_and_post_callbacks_complete_a_payment_once() {
     assert_eq!(p.status, PaymentStatus::Completed);
     let u = "u_mn".parse().unwrap();
     assert_eq!(
-        h.store().balance(&u, Currency::Mnt).await.unwrap(),
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Mnt)
+            .await
+            .unwrap(),
         mnt(150_000)
     );
-    assert_eq!(h.store().ledger_entries(&u, 50).await.unwrap().len(), 1);
+    assert_eq!(
+        h.store()
+            .ledger_entries(&common::harness::merchant(), &u, 50, None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
 
     // A POST callback alone completes another payment too.
     let (id2, invoice2) = create(&h, 20_000, "u_mn2").await;
@@ -144,7 +155,11 @@ async fn unpaid_invoices_cancel_and_card_payments_refund_whole() {
     assert_eq!(p.status, PaymentStatus::Completed);
     assert_eq!(
         h.store()
-            .balance(&"u_p2p".parse().unwrap(), Currency::Mnt)
+            .balance(
+                &common::harness::merchant(),
+                &"u_p2p".parse().unwrap(),
+                Currency::Mnt
+            )
             .await
             .unwrap(),
         mnt(30_000)

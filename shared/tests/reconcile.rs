@@ -45,7 +45,7 @@ async fn quietly(h: &Harness, txn: &str, status: &str) {
 async fn balance(h: &Harness, user: &str) -> i64 {
     let user: WalletUserId = user.parse().unwrap();
     h.store()
-        .balance(&user, Currency::Php)
+        .balance(&common::harness::merchant(), &user, Currency::Php)
         .await
         .unwrap()
         .minor()
@@ -147,9 +147,15 @@ async fn reconcile_corrects_on_the_providers_answer_and_reports_the_rest() {
     assert_eq!(balance(&h, "u_lost").await, 25_000);
     assert_eq!(
         store
-            .ledger_entries(&"u_lost".parse().unwrap(), 10)
+            .ledger_entries(
+                &common::harness::merchant(),
+                &"u_lost".parse().unwrap(),
+                10,
+                None
+            )
             .await
             .unwrap()
+            .0
             .len(),
         1
     );

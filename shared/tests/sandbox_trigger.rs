@@ -44,9 +44,18 @@ async fn duplicate_and_out_of_order_callbacks_credit_once_for_every_provider() {
                 case.provider
             );
             let user: WalletUserId = user.parse().unwrap();
-            let balance = h.store().balance(&user, case.currency).await.unwrap();
+            let balance = h
+                .store()
+                .balance(&common::harness::merchant(), &user, case.currency)
+                .await
+                .unwrap();
             assert_eq!(balance.minor(), case.amount, "{} {event}", case.provider);
-            let entries = h.store().ledger_entries(&user, 10).await.unwrap();
+            let entries = h
+                .store()
+                .ledger_entries(&common::harness::merchant(), &user, 10, None)
+                .await
+                .unwrap()
+                .0;
             assert_eq!(entries.len(), 1, "{} {event}: credited once", case.provider);
         }
     }
@@ -94,9 +103,10 @@ async fn failed_and_expired_land_where_each_provider_says() {
     let nobody: WalletUserId = "u_fail".parse().unwrap();
     assert!(h
         .store()
-        .ledger_entries(&nobody, 10)
+        .ledger_entries(&common::harness::merchant(), &nobody, 10, None)
         .await
         .unwrap()
+        .0
         .is_empty());
 }
 

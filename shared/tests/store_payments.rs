@@ -24,6 +24,7 @@ fn completion() -> StatusChange {
 
 fn deposit(p: &Payment) -> LedgerEntry {
     LedgerEntry {
+        merchant: p.merchant_id.clone(),
         user: p.wallet_user_id.clone().unwrap(),
         payment_id: p.id,
         purpose: LedgerPurpose::Deposit,
@@ -69,8 +70,18 @@ async fn thirty_two_concurrent_completions_apply_once_and_credit_once() {
     assert_eq!(stored.status, PaymentStatus::Completed);
     assert_eq!(stored.version, 2);
     assert_eq!(stored.history.len(), 2);
-    assert_eq!(store.balance(&user, Currency::Php).await.unwrap(), p.amount);
-    let entries = store.ledger_entries(&user, 50).await.unwrap();
+    assert_eq!(
+        store
+            .balance(&common::merchant(), &user, Currency::Php)
+            .await
+            .unwrap(),
+        p.amount
+    );
+    let entries = store
+        .ledger_entries(&common::merchant(), &user, 50, None)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].amount, p.amount);
 }
@@ -139,7 +150,11 @@ async fn a_write_with_a_stale_version_is_rejected() {
         }
     );
     let user = p.wallet_user_id.clone().unwrap();
-    assert!(store.balance(&user, Currency::Php).await.unwrap().is_zero());
+    assert!(store
+        .balance(&common::merchant(), &user, Currency::Php)
+        .await
+        .unwrap()
+        .is_zero());
 
     // Re-read and retry: a confirmed late payment completes an expired one.
     let writes = store.ledger_writes(&deposit(&p)).unwrap().to_vec();
@@ -161,7 +176,13 @@ async fn a_write_with_a_stale_version_is_rejected() {
             PaymentStatus::Completed
         ]
     );
-    assert_eq!(store.balance(&user, Currency::Php).await.unwrap(), p.amount);
+    assert_eq!(
+        store
+            .balance(&common::merchant(), &user, Currency::Php)
+            .await
+            .unwrap(),
+        p.amount
+    );
 }
 
 #[tokio::test]
@@ -332,7 +353,7 @@ async fn pending_payments_past_expiry_are_listed_for_the_sweep() {
     store.create_payment(&overdue).await.unwrap();
     store.create_payment(&fresh).await.unwrap();
     assert_eq!(
-        store.pending_payments_due(now, 10).await.unwrap(),
+        store.pending_payments_due(now, 10, None).await.unwrap().0,
         vec![overdue.id]
     );
 
@@ -340,9 +361,10 @@ async fn pending_payments_past_expiry_are_listed_for_the_sweep() {
     let change = StatusChange::new(PaymentStatus::Expired, ChangeSource::Sweep, now);
     store.transition(&overdue, change, vec![]).await.unwrap();
     assert!(store
-        .pending_payments_due(now, 10)
+        .pending_payments_due(now, 10, None)
         .await
         .unwrap()
+        .0
         .is_empty());
 }
 

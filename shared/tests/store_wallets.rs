@@ -31,6 +31,7 @@ fn entry(
     amount: Money,
 ) -> LedgerEntry {
     LedgerEntry {
+        merchant: common::merchant(),
         user: user.clone(),
         payment_id: payment,
         purpose,
@@ -64,8 +65,22 @@ async fn a_credit_is_posted_once_per_payment_and_purpose() {
         }
     }
     assert_eq!(posted, 1);
-    assert_eq!(store.balance(&u, Currency::Php).await.unwrap(), php(2500));
-    assert_eq!(store.ledger_entries(&u, 50).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .balance(&common::merchant(), &u, Currency::Php)
+            .await
+            .unwrap(),
+        php(2500)
+    );
+    assert_eq!(
+        store
+            .ledger_entries(&common::merchant(), &u, 50, None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -93,7 +108,11 @@ async fn debits_never_take_a_balance_below_zero() {
         PostOutcome::AlreadyPosted
     );
     assert_eq!(store.post_entry(&r2).await.unwrap(), PostOutcome::Posted);
-    assert!(store.balance(&u, Currency::Php).await.unwrap().is_zero());
+    assert!(store
+        .balance(&common::merchant(), &u, Currency::Php)
+        .await
+        .unwrap()
+        .is_zero());
     // A wallet without a balance in a currency has none to debit.
     let usdt = entry(
         &u,
@@ -127,7 +146,7 @@ async fn balances_are_per_currency_and_entries_come_newest_first() {
         ids.push(pay);
     }
     let mut balances: Vec<Money> = store
-        .balances(&u)
+        .balances(&common::merchant(), &u)
         .await
         .unwrap()
         .into_iter()
@@ -138,11 +157,23 @@ async fn balances_are_per_currency_and_entries_come_newest_first() {
         balances,
         vec![php(350), Money::new(5_000_000, Currency::Usdt).unwrap()]
     );
-    let entries = store.ledger_entries(&u, 50).await.unwrap();
+    let entries = store
+        .ledger_entries(&common::merchant(), &u, 50, None)
+        .await
+        .unwrap()
+        .0;
     let order: Vec<PaymentId> = entries.iter().map(|e| e.payment_id).collect();
     assert_eq!(order, vec![ids[2], ids[1], ids[0]]);
     assert!(entries.iter().all(|e| e.kind() == EntryKind::Credit));
-    assert_eq!(store.ledger_entries(&u, 2).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .ledger_entries(&common::merchant(), &u, 2, None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        2
+    );
 }
 
 /// A completed payment with a queued top-up, as the webhook writes it.
@@ -152,6 +183,7 @@ async fn completed_with_topup(store: &shared::store::Store) -> TopUp {
     let now = OffsetDateTime::now_utc();
     let topup = TopUp::queued(
         p.id,
+        p.merchant_id.clone(),
         user.clone(),
         "player1".parse().unwrap(),
         p.amount,
@@ -174,7 +206,10 @@ async fn a_topup_is_leased_finished_and_debited_once() {
     let topup = completed_with_topup(&store).await;
     let user = topup.wallet_user_id.clone();
     assert_eq!(
-        store.balance(&user, Currency::Php).await.unwrap(),
+        store
+            .balance(&common::merchant(), &user, Currency::Php)
+            .await
+            .unwrap(),
         topup.amount
     );
     let now = OffsetDateTime::now_utc();
@@ -209,11 +244,16 @@ async fn a_topup_is_leased_finished_and_debited_once() {
     let done = store.topup(topup.payment_id).await.unwrap().unwrap();
     assert_eq!(done.status, TopUpStatus::Done);
     assert_eq!(done.casino_transaction_id.as_deref(), Some("casino-txn-1"));
-    assert!(store.balance(&user, Currency::Php).await.unwrap().is_zero());
-    let kinds: Vec<EntryKind> = store
-        .ledger_entries(&user, 50)
+    assert!(store
+        .balance(&common::merchant(), &user, Currency::Php)
         .await
         .unwrap()
+        .is_zero());
+    let kinds: Vec<EntryKind> = store
+        .ledger_entries(&common::merchant(), &user, 50, None)
+        .await
+        .unwrap()
+        .0
         .iter()
         .map(|e| e.kind())
         .collect();
@@ -235,7 +275,11 @@ async fn a_topup_is_leased_finished_and_debited_once() {
             .unwrap(),
         AcquireOutcome::Finished(_)
     ));
-    assert!(store.balance(&user, Currency::Php).await.unwrap().is_zero());
+    assert!(store
+        .balance(&common::merchant(), &user, Currency::Php)
+        .await
+        .unwrap()
+        .is_zero());
 }
 
 #[tokio::test]
@@ -277,8 +321,20 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish() {
         FinishOutcome::Finished
     );
     let user = topup.wallet_user_id.clone();
-    assert!(store.balance(&user, Currency::Php).await.unwrap().is_zero());
-    assert_eq!(store.ledger_entries(&user, 50).await.unwrap().len(), 2);
+    assert!(store
+        .balance(&common::merchant(), &user, Currency::Php)
+        .await
+        .unwrap()
+        .is_zero());
+    assert_eq!(
+        store
+            .ledger_entries(&common::merchant(), &user, 50, None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -295,17 +351,18 @@ async fn a_released_topup_is_queued_again_and_listed_for_the_sweep() {
         panic!("acquire")
     };
     // While leased it is due only when the lease runs out.
-    assert!(store.topups_due(now, 10).await.unwrap().is_empty());
+    assert!(store.topups_due(now, 10, None).await.unwrap().0.is_empty());
     assert_eq!(
         store
-            .topups_due(now + Duration::seconds(31), 10)
+            .topups_due(now + Duration::seconds(31), 10, None)
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
         vec![topup.payment_id]
     );
     assert_eq!(
         store
-            .release_topup(&held, "casino 503", false, now)
+            .release_topup(&held, "casino 503", None, false, now)
             .await
             .unwrap(),
         FinishOutcome::Finished
@@ -315,9 +372,10 @@ async fn a_released_topup_is_queued_again_and_listed_for_the_sweep() {
     assert_eq!(queued.last_error.as_deref(), Some("casino 503"));
     assert_eq!(
         store
-            .topups_due(now + Duration::seconds(1), 10)
+            .topups_due(now + Duration::seconds(1), 10, None)
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
         vec![topup.payment_id]
     );
     let AcquireOutcome::Acquired(again) = store
@@ -328,20 +386,27 @@ async fn a_released_topup_is_queued_again_and_listed_for_the_sweep() {
         panic!("a released top-up is acquired again")
     };
     store
-        .release_topup(&again, "player blocked", true, now)
+        .release_topup(
+            &again,
+            "player blocked",
+            Some(TopUpStatus::Failed),
+            false,
+            now,
+        )
         .await
         .unwrap();
     let failed = store.topup(topup.payment_id).await.unwrap().unwrap();
     assert_eq!(failed.status, TopUpStatus::Failed);
     assert!(store
-        .topups_due(now + Duration::hours(1), 10)
+        .topups_due(now + Duration::hours(1), 10, None)
         .await
         .unwrap()
+        .0
         .is_empty());
     // The money stays in the wallet for a person to move.
     assert_eq!(
         store
-            .balance(&topup.wallet_user_id, Currency::Php)
+            .balance(&common::merchant(), &topup.wallet_user_id, Currency::Php)
             .await
             .unwrap(),
         topup.amount

@@ -211,10 +211,21 @@ async fn a_paid_bill_completes_once_whatever_the_callbacks_say() {
     assert_eq!(p.provider_status.as_deref(), Some("1"));
     let u = user.parse().unwrap();
     assert_eq!(
-        h.store().balance(&u, Currency::Myr).await.unwrap(),
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Myr)
+            .await
+            .unwrap(),
         myr(9990)
     );
-    assert_eq!(h.store().ledger_entries(&u, 50).await.unwrap().len(), 1);
+    assert_eq!(
+        h.store()
+            .ledger_entries(&common::harness::merchant(), &u, 50, None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,11 +259,17 @@ async fn an_amount_off_by_more_than_a_sen_goes_to_review_without_credit() {
     let u = "u_short".parse().unwrap();
     assert!(h
         .store()
-        .balance(&u, Currency::Myr)
+        .balance(&common::harness::merchant(), &u, Currency::Myr)
         .await
         .unwrap()
         .is_zero());
-    assert!(h.store().ledger_entries(&u, 50).await.unwrap().is_empty());
+    assert!(h
+        .store()
+        .ledger_entries(&common::harness::merchant(), &u, 50, None)
+        .await
+        .unwrap()
+        .0
+        .is_empty());
 
     // One sen of rounding is the same money.
     let (id, code) = create(&h, 9990, "u_round").await;
@@ -261,7 +278,10 @@ async fn an_amount_off_by_more_than_a_sen_goes_to_review_without_credit() {
     assert_eq!(p.status, PaymentStatus::Completed);
     let u = "u_round".parse().unwrap();
     assert_eq!(
-        h.store().balance(&u, Currency::Myr).await.unwrap(),
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Myr)
+            .await
+            .unwrap(),
         myr(9990)
     );
 }

@@ -8,11 +8,22 @@ use shared::services::Services;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let services = &Services::from_env().await?;
+    let mut services = Services::from_env().await?;
+    // Shorter provider calls than the API's: one slow provider must not
+    // eat the run.
+    services.settings.http = shared::providers::http::HttpPolicy::background();
+    let services = &services;
     run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            let report =
-                shared::api::jobs::sweep(services, time::OffsetDateTime::now_utc()).await?;
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // Stop starting provider calls well before Lambda's deadline.
+            let deadline = shared::api::jobs::deadline(event.context.deadline);
+            let report = shared::api::jobs::sweep_until(
+                services,
+                time::OffsetDateTime::now_utc(),
+                Some(deadline),
+                100,
+            )
+            .await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         },
     ))

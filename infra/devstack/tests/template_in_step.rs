@@ -372,6 +372,8 @@ fn logs_throttling_and_alarms_are_declared() {
         "ApproximateNumberOfMessagesVisible",
         "WebhooksRejected",
         "TopUpFailures",
+        "TopUpsUnknown",
+        "RefundsUnknown",
         "ProviderErrors",
         "ReconcileDifferences",
     ] {

@@ -48,6 +48,10 @@ pub struct State {
     pub players: Mutex<HashMap<String, Player>>,
     /// nonce -> the first answer for it.
     pub transfers: Mutex<Vec<TransferRecord>>,
+    /// Whether a repeated nonce is answered with the first result (on by
+    /// default). Off, the bridge behaves as the public client suggests the
+    /// real one may: every call moves money.
+    pub dedup: Mutex<bool>,
 }
 
 impl Default for State {
@@ -75,6 +79,7 @@ impl Default for State {
         State {
             players: Mutex::new(players),
             transfers: Mutex::new(Vec::new()),
+            dedup: Mutex::new(true),
         }
     }
 }
@@ -89,6 +94,7 @@ pub fn routes() -> Router<Shared> {
 pub fn controls() -> Router<Shared> {
     Router::new()
         .route("/transfers", get(history))
+        .route("/dedup", post(set_dedup))
         .route("/players/{username}", get(player))
 }
 
@@ -168,7 +174,8 @@ async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
         return Json(json!({"status": 400, "message": "nonce is required"})).into_response();
     }
     let mut transfers = lock(&s.casino.transfers);
-    if let Some(first) = transfers.iter().find(|t| t.nonce == nonce) {
+    let dedup = *lock(&s.casino.dedup);
+    if let Some(first) = transfers.iter().find(|t| dedup && t.nonce == nonce) {
         // A repeated nonce gets the first answer and moves nothing.
         return Json(json!({"status": 0, "message": "ok", "transactionId": first.transaction_id}))
             .into_response();
@@ -183,6 +190,18 @@ async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
     let id = record.transaction_id.clone();
     transfers.push(record);
     Json(json!({"status": 0, "message": "ok", "transactionId": id})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Dedup {
+    enabled: bool,
+}
+
+/// `POST /_sandbox/casino/dedup` `{"enabled": false}`: a bridge that does
+/// not deduplicate nonces.
+async fn set_dedup(AxState(s): AxState<Shared>, Json(body): Json<Dedup>) -> Json<Value> {
+    *lock(&s.casino.dedup) = body.enabled;
+    Json(json!({"dedup": body.enabled}))
 }
 
 async fn balances(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {

@@ -5,9 +5,14 @@
 //! Every provider lives under its own prefix (`/directpay/api/...`); the
 //! control API is under `/_sandbox/`:
 //! - `POST /_sandbox/faults` `{"path": "/directpay/api/pay_cashin", "mode":
-//!   "fail" | "delay" | "hang", "count": 2, "status": 503, "delay_ms": 100}`:
-//!   the next `count` calls whose path starts with `path` fail, wait, or hang
-//!   past any client timeout. `DELETE /_sandbox/faults` forgets them all.
+//!   "fail" | "delay" | "hang" | "apply_fail" | "apply_hang", "count": 2,
+//!   "status": 503, "delay_ms": 100}`: the next `count` calls whose path
+//!   starts with `path` fail, wait, or hang past any client timeout without
+//!   being applied; `apply_fail` and `apply_hang` apply the call (the refund
+//!   is made, the transfer booked) and then lose the answer: a `status`
+//!   error instead of it, or no answer before the caller gives up. They
+//!   model a call that reached the provider whose answer never came back.
+//!   `DELETE /_sandbox/faults` forgets them all.
 //! - `GET /_sandbox/calls?path=...`: how many calls reached paths starting
 //!   with `path` (faulted ones included).
 //! - `POST /_sandbox/trigger` `{"provider", "event", "payment_id"}`: plays
@@ -43,6 +48,10 @@ pub enum FaultMode {
     Fail,
     Delay,
     Hang,
+    /// Apply the call, then answer `status` instead of its answer.
+    ApplyFail,
+    /// Apply the call, then hold the answer past any client timeout.
+    ApplyHang,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +177,21 @@ async fn faults(State(sandbox): State<Shared>, request: Request, next: Next) -> 
             // Longer than any client timeout; the client gives up first.
             tokio::time::sleep(Duration::from_secs(600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Some(Fault {
+            mode: mode @ (FaultMode::ApplyFail | FaultMode::ApplyHang),
+            status,
+            ..
+        }) => {
+            // The handler runs in its own task, so it completes even when
+            // the caller gives up and drops the connection.
+            let applied = tokio::spawn(next.run(request)).await;
+            if matches!(mode, FaultMode::ApplyHang) {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+            drop(applied);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, "sandbox: injected failure after applying the call").into_response()
         }
         None => next.run(request).await,
     }

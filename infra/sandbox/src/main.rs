@@ -7,7 +7,7 @@
 //!   `PAYGATE_SANDBOX_PAYMENT_ENGINE_WEBHOOK_URL` set them.
 //! - `... -- trigger <provider> <paid|failed|expired|duplicate|out-of-order> <payment id>`:
 //!   the provider plays that event for one of paygate's payments.
-//! - `... -- faults <path prefix> <fail|delay|hang> [--count N] [--status S] [--delay-ms MS]`:
+//! - `... -- faults <path prefix> <fail|delay|hang|apply_fail|apply_hang> [--count N] [--status S] [--delay-ms MS]`:
 //!   the next calls to that provider path fail, wait or hang;
 //!   `... -- faults clear` forgets every fault.
 //! - `... -- calls <path prefix>`: how many calls reached that path.
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 const USAGE: &str = "usage:
   sandbox [serve]
   sandbox trigger <provider> <paid|failed|expired|duplicate|out-of-order> <payment id>
-  sandbox faults <path prefix> <fail|delay|hang> [--count N] [--status S] [--delay-ms MS]
+  sandbox faults <path prefix> <fail|delay|hang|apply_fail|apply_hang> [--count N] [--status S] [--delay-ms MS]
   sandbox faults clear
   sandbox calls <path prefix>
 providers: directpay, paygram, toyyibpay, qpay, epayment, payment_engine
@@ -83,8 +83,13 @@ async fn trigger(provider: &str, event: &str, payment_id: &str) -> Result<Value,
 }
 
 async fn faults(path: &str, mode: &str, options: &[&str]) -> Result<Value, String> {
-    if !matches!(mode, "fail" | "delay" | "hang") {
-        return Err(format!("unknown fault {mode:?}; one of fail, delay, hang"));
+    if !matches!(
+        mode,
+        "fail" | "delay" | "hang" | "apply_fail" | "apply_hang"
+    ) {
+        return Err(format!(
+            "unknown fault {mode:?}; one of fail, delay, hang, apply_fail, apply_hang"
+        ));
     }
     let mut fault = json!({"path": path, "mode": mode});
     let mut rest = options.iter();

@@ -2,7 +2,9 @@
 //! response replayed (with `Idempotent-Replayed: true`) for a repeat, 422
 //! `idempotency_key_reused` for another request under the same key, 409
 //! `idempotency_in_progress` while the first still runs. Only successful
-//! responses are kept; after an error the key is free again.
+//! responses are kept; after an error the key is free again, and after a
+//! 202 (work whose outcome is not known yet, a refund whose answer was
+//! lost) too, so that a retry with the key resumes the same work.
 
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -21,6 +23,13 @@ pub(crate) struct Claim {
     scope: IdempotencyScope,
     key: IdempotencyKey,
     token: String,
+}
+
+impl Claim {
+    /// The request's Idempotency-Key.
+    pub(crate) fn key(&self) -> &IdempotencyKey {
+        &self.key
+    }
 }
 
 pub(crate) enum Begun {
@@ -93,6 +102,13 @@ pub(crate) async fn finish(
     result: Result<Response<Body>, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
     match result {
+        Ok(response) if response.status() == StatusCode::ACCEPTED => {
+            services
+                .store
+                .release_idempotent(&claim.scope, &claim.key, &claim.token)
+                .await?;
+            Ok(response)
+        }
         Ok(response) => {
             let stored = StoredResponse {
                 status: response.status().as_u16(),

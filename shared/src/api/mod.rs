@@ -71,6 +71,19 @@ pub struct TopUpView {
     pub status: TopUpStatus,
     pub casino_transaction_id: Option<String>,
     pub attempts: u32,
+    /// Why the latest attempt failed or has no known outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One refund of a payment, as the API shows it.
+#[derive(Serialize)]
+pub struct RefundView {
+    pub id: String,
+    pub amount: i64,
+    pub status: crate::store::RefundStatus,
+    #[serde(with = "rfc3339")]
+    pub created_at: time::OffsetDateTime,
 }
 
 /// A payment as the API shows it.
@@ -85,6 +98,11 @@ pub struct PaymentView {
     pub provider_reference: Option<String>,
     pub provider_status: Option<String>,
     pub refunded_amount: i64,
+    /// Refunds sent whose outcome is not recorded yet.
+    pub refund_pending: i64,
+    /// The payment's refunds, where it has any (refund and get answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunds: Option<Vec<RefundView>>,
     pub checkout: Checkout,
     pub wallet_user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +130,8 @@ impl PaymentView {
             provider_reference: p.provider_reference.as_ref().map(|r| r.to_string()),
             provider_status: p.provider_status.clone(),
             refunded_amount: p.refunded_amount.minor(),
+            refund_pending: p.refund_pending().minor(),
+            refunds: None,
             checkout: p.checkout.clone(),
             wallet_user_id: p.wallet_user_id.as_ref().map(|w| w.to_string()),
             casino: p
@@ -126,8 +146,36 @@ impl PaymentView {
                 status: t.status,
                 casino_transaction_id: t.casino_transaction_id.clone(),
                 attempts: t.attempts,
+                last_error: t.last_error.clone(),
             }),
         }
+    }
+}
+
+impl PaymentView {
+    /// The view with the payment's refunds listed, where it has any.
+    pub async fn with_refunds(
+        mut self,
+        services: &crate::services::Services,
+        p: &Payment,
+    ) -> Result<PaymentView, crate::store::StoreError> {
+        if !p.refunded_amount.is_zero() || !p.refund_pending().is_zero() {
+            self.refunds = Some(
+                services
+                    .store
+                    .refunds_of(p.id)
+                    .await?
+                    .into_iter()
+                    .map(|r| RefundView {
+                        id: format!("ref_{}", r.refund_id),
+                        amount: r.amount.minor(),
+                        status: r.status,
+                        created_at: r.created_at,
+                    })
+                    .collect(),
+            );
+        }
+        Ok(self)
     }
 }
 

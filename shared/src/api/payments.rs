@@ -155,29 +155,7 @@ fn validate(body: CreateBody) -> Result<Valid, ApiError> {
 }
 
 fn provider_error(e: &ProviderError) -> ApiError {
-    tracing::warn!(error = %e, "provider call failed");
-    match e {
-        ProviderError::Rejected { code, message, .. } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "provider_error",
-            "the provider rejected the request",
-        )
-        .with_details(serde_json::json!({"provider_code": code, "provider_message": message})),
-        ProviderError::Unsupported { operation, .. } => ApiError::unprocessable(
-            "unsupported_operation",
-            format!("the provider cannot {operation}"),
-        ),
-        e if e.is_unavailable() => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "provider_unavailable",
-            "the provider did not answer; retry with the same Idempotency-Key",
-        ),
-        _ => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "provider_error",
-            "the provider's answer could not be used",
-        ),
-    }
+    crate::refunds::provider_error(e)
 }
 
 /// `POST /v1/payments`.
@@ -298,10 +276,10 @@ async fn get_inner(services: &Services, req: &Request) -> Result<Response<Body>,
         Some(_) => services.store.topup(payment.id).await?,
         None => None,
     };
-    Ok(http::json(
-        StatusCode::OK,
-        &PaymentView::of(&payment, topup.as_ref()),
-    ))
+    let view = PaymentView::of(&payment, topup.as_ref())
+        .with_refunds(services, &payment)
+        .await?;
+    Ok(http::json(StatusCode::OK, &view))
 }
 
 /// Asks the provider about a pending payment (at most every 10 seconds) and
@@ -314,6 +292,19 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
         .is_none_or(|at| now - at > POLL_INTERVAL);
     if payment.status != PaymentStatus::Pending || !due {
         return payment;
+    }
+    // Many readers at once (or a reader racing a callback) ask once.
+    match services
+        .store
+        .claim_provider_check(payment.id, "poll", now, POLL_INTERVAL)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return payment,
+        Err(e) => {
+            tracing::warn!(payment_id = %payment.id, error = %e, "could not claim the provider check");
+            return payment;
+        }
     }
     let confirmation = match crate::flow::ask_provider(services, &payment).await {
         Ok(c) => c,
@@ -523,7 +514,7 @@ async fn refund_inner(services: &Services, req: &Request) -> Result<Response<Bod
             Begun::Run(claim) => claim,
             Begun::Answer(response) => return Ok(response),
         };
-    let result = refund_payment(services, payment, body.amount).await;
+    let result = refund_payment(services, payment, body.amount, &merchant, claim.key()).await;
     idempotent::finish(services, claim, result).await
 }
 
@@ -531,213 +522,17 @@ async fn refund_payment(
     services: &Services,
     payment: Payment,
     requested: Option<i64>,
+    merchant: &crate::ids::MerchantId,
+    key: &crate::ids::IdempotencyKey,
 ) -> Result<Response<Body>, ApiError> {
-    use crate::payment::RefundSupport;
-    use crate::store::{
-        LedgerEntry, LedgerPurpose, ReserveOutcome, StatusChange, TransitionOutcome,
-    };
-
-    let support = payment.provider.operations().refund;
-    if support == RefundSupport::None {
-        return Err(invalid(
-            "unsupported_operation",
-            format!("{} payments cannot be refunded", payment.provider),
-        ));
-    }
-    let refund_id = ulid::Ulid::new();
-    let mut current = payment;
-    let (reserved, amount) = loop {
-        if !matches!(
-            current.status,
-            PaymentStatus::Completed | PaymentStatus::PartiallyRefunded
-        ) {
-            return Err(invalid_state(&current, "refunded"));
-        }
-        let rest = current.refundable();
-        let amount = match requested {
-            Some(minor) if minor <= 0 => {
-                return Err(invalid(
-                    "invalid_amount",
-                    "amount must be a positive number of minor units",
-                ))
-            }
-            Some(minor) => Money::new(minor, current.amount.currency())
-                .map_err(|e| invalid("invalid_amount", e.to_string()))?,
-            None => rest,
+    use crate::refunds::RefundResult;
+    let (status, p) =
+        match crate::refunds::request(services, payment, requested, merchant, key).await? {
+            RefundResult::Done(p) => (StatusCode::OK, p),
+            // Sent, answer lost: neither done nor undone. The key stays free,
+            // so a retry with it resumes this refund.
+            RefundResult::Pending(p) => (StatusCode::ACCEPTED, p),
         };
-        if amount.is_zero() || amount.minor() > rest.minor() {
-            return Err(invalid(
-                "refund_exceeds_remaining",
-                format!("{} is left to refund", rest.minor()),
-            ));
-        }
-        match support {
-            RefundSupport::Full
-                if amount != current.amount || !current.refunded_amount.is_zero() =>
-            {
-                return Err(invalid(
-                    "unsupported_operation",
-                    format!("{} refunds whole payments only", current.provider),
-                ))
-            }
-            RefundSupport::Partial { minimum } if amount != rest && amount.minor() < minimum => {
-                return Err(invalid(
-                    "refund_below_minimum",
-                    format!(
-                        "{} refunds at least {minimum} minor units",
-                        current.provider
-                    ),
-                ))
-            }
-            _ => {}
-        }
-        let hold = match &current.wallet_user_id {
-            Some(user) => services
-                .store
-                .ledger_writes(&LedgerEntry {
-                    user: user.clone(),
-                    payment_id: current.id,
-                    purpose: LedgerPurpose::Refund(refund_id),
-                    amount,
-                    at: OffsetDateTime::now_utc(),
-                    memo: format!("refund {refund_id}"),
-                })?
-                .to_vec(),
-            None => Vec::new(),
-        };
-        let pending = current
-            .refund_pending()
-            .checked_add(amount)
-            .map_err(|e| invalid("invalid_amount", e.to_string()))?;
-        match services
-            .store
-            .set_refund_pending(&current, pending, hold)
-            .await?
-        {
-            ReserveOutcome::Done(p) => break (p, amount),
-            ReserveOutcome::Stale { current: p } => current = p,
-            ReserveOutcome::Refused(_) => {
-                return Err(invalid(
-                    "insufficient_wallet_balance",
-                    "the wallet no longer holds this money (it moved on, to the casino say)",
-                ))
-            }
-        }
-    };
-
-    let gateway = services.gateway(reserved.provider).await;
-    let rest = amount
-        == reserved
-            .amount
-            .checked_sub(reserved.refunded_amount)
-            .unwrap_or(amount);
-    let answer = match gateway {
-        Ok(g) => {
-            g.refund(&reserved, amount, rest, &refund_id.to_string())
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = answer {
-        release_refund(services, &reserved, amount, refund_id).await?;
-        return Err(provider_error(&e));
-    }
-
-    // Confirmed: the reservation becomes a refund.
-    let refunded = reserved
-        .refunded_amount
-        .checked_add(amount)
-        .map_err(|e| invalid("invalid_amount", e.to_string()))?;
-    let to = if refunded == reserved.amount {
-        PaymentStatus::Refunded
-    } else {
-        PaymentStatus::PartiallyRefunded
-    };
-    let mut change = StatusChange::new(to, ChangeSource::Api, OffsetDateTime::now_utc());
-    change.refunded_amount = Some(refunded);
-    change.refund_pending = Some(
-        reserved
-            .refund_pending()
-            .checked_sub(amount)
-            .unwrap_or(Money::zero(reserved.amount.currency())),
-    );
-    let mut current = reserved;
-    for _ in 0..3 {
-        match services
-            .store
-            .transition(&current, change.clone(), vec![])
-            .await?
-        {
-            TransitionOutcome::Applied(p) => {
-                tracing::info!(payment_id = %p.id, refund_id = %refund_id, amount = amount.minor(), "refund done");
-                return Ok(http::json(StatusCode::OK, &PaymentView::of(&p, None)));
-            }
-            // Another refund finished in between: apply ours to what it left.
-            TransitionOutcome::Stale { current: p } => {
-                let refunded = p
-                    .refunded_amount
-                    .checked_add(amount)
-                    .map_err(|e| invalid("invalid_amount", e.to_string()))?;
-                change.to = if refunded == p.amount {
-                    PaymentStatus::Refunded
-                } else {
-                    PaymentStatus::PartiallyRefunded
-                };
-                change.refunded_amount = Some(refunded);
-                change.refund_pending = Some(
-                    p.refund_pending()
-                        .checked_sub(amount)
-                        .unwrap_or(Money::zero(p.amount.currency())),
-                );
-                current = p;
-            }
-            other => {
-                tracing::error!(payment_id = %current.id, ?other, "refund done at the provider but not recorded");
-                return Err(ApiError::internal(&"refund not recorded"));
-            }
-        }
-    }
-    Err(ApiError::internal(&"refund not recorded after retries"))
-}
-
-/// Gives back a reservation the provider refused: the pending total goes
-/// down and the wallet hold is credited back.
-async fn release_refund(
-    services: &Services,
-    reserved: &Payment,
-    amount: Money,
-    refund_id: ulid::Ulid,
-) -> Result<(), ApiError> {
-    use crate::store::{LedgerEntry, LedgerPurpose, ReserveOutcome};
-    let mut current = reserved.clone();
-    for _ in 0..5 {
-        let reversal = match &current.wallet_user_id {
-            Some(user) => services
-                .store
-                .ledger_writes(&LedgerEntry {
-                    user: user.clone(),
-                    payment_id: current.id,
-                    purpose: LedgerPurpose::RefundReversal(refund_id),
-                    amount,
-                    at: OffsetDateTime::now_utc(),
-                    memo: format!("refund {refund_id} refused by the provider"),
-                })?
-                .to_vec(),
-            None => Vec::new(),
-        };
-        let pending = current
-            .refund_pending()
-            .checked_sub(amount)
-            .unwrap_or(Money::zero(current.amount.currency()));
-        match services
-            .store
-            .set_refund_pending(&current, pending, reversal)
-            .await?
-        {
-            ReserveOutcome::Done(_) => return Ok(()),
-            ReserveOutcome::Stale { current: p } => current = p,
-            ReserveOutcome::Refused(what) => return Err(ApiError::internal(&what)),
-        }
-    }
-    Err(ApiError::internal(&"refund reservation not released"))
+    let view = PaymentView::of(&p, None).with_refunds(services, &p).await?;
+    Ok(http::json(status, &view))
 }

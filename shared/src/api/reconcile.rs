@@ -7,8 +7,14 @@
 //! but we have pending or expired completes (and credits) as a late payment
 //! would; a pending one the provider failed or expired follows it. Anything
 //! else (we completed what the provider calls failed, an amount that
-//! differs, a refund whose outcome we never recorded) is reported and left
-//! for a person: reconcile never takes money back.
+//! differs, refunded totals that differ) is reported and left for a
+//! person: reconcile never takes money back.
+//!
+//! It also settles every refund still pending (whatever its age) on the
+//! provider's account of its refunds (`refunds::resume`): confirmed ones
+//! are recorded, ones the provider proves it never made are released, and
+//! the rest are reported; and it lists every top-up whose outcome is
+//! unknown.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -33,8 +39,12 @@ pub enum DifferenceKind {
     Status,
     /// The provider reports a different amount or currency.
     Amount,
-    /// A refund was sent but its outcome never recorded.
+    /// A refund was sent but its outcome is still unknown.
     RefundPending,
+    /// The provider's refunded total differs from ours.
+    RefundTotal,
+    /// A casino transfer may or may not have happened; a person decides.
+    TopUpUnknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +52,8 @@ pub enum DifferenceKind {
 pub enum Action {
     /// Moved to the provider's answer (a forward move on a verified answer).
     Corrected,
+    /// A pending refund the provider proves it never made: given back.
+    Released,
     /// Left as it is, for a person.
     LeftForReview,
 }
@@ -67,6 +79,12 @@ pub struct ReconcileReport {
     pub corrected: u32,
     /// The provider did not answer; the next run (or the sweep) asks again.
     pub unanswered: u32,
+    /// Pending refunds looked at, and how many were settled (recorded or
+    /// released) on the provider's word.
+    #[serde(default)]
+    pub refunds_checked: u32,
+    #[serde(default)]
+    pub refunds_settled: u32,
     /// More payments changed than one run checks.
     pub truncated: bool,
     /// Every difference found; the first [`MAX_LISTED`] are in `differences`.
@@ -100,7 +118,7 @@ fn agree(ours: PaymentStatus, theirs: PaymentStatus) -> bool {
         || matches!(
             (ours, theirs),
             // A refund is ours to record; the provider may still say paid.
-            (S::Refunded | S::PartiallyRefunded, S::Completed)
+            (S::Refunded | S::PartiallyRefunded, S::Completed | S::Refunded)
             // A payment that lapsed or was cancelled unpaid, which the
             // provider still lists as open or failed.
             | (S::Expired | S::Cancelled, S::Pending | S::Failed | S::Expired)
@@ -123,16 +141,42 @@ pub async fn reconcile(
         matched: 0,
         corrected: 0,
         unanswered: 0,
+        refunds_checked: 0,
+        refunds_settled: 0,
         truncated: ids.len() > MAX_PER_RUN,
         difference_count: 0,
         differences: Vec::new(),
     };
+    settle_refunds(services, now, &mut report).await?;
     for id in ids.into_iter().take(MAX_PER_RUN) {
         let Some(payment) = services.store.payment(id).await? else {
             continue;
         };
         report.checked += 1;
         check(services, &payment, &mut report).await?;
+    }
+    for id in services.store.unknown_topups(MAX_LISTED as i32).await? {
+        let (Some(t), Some(p)) = (
+            services.store.topup(id).await?,
+            services.store.payment(id).await?,
+        ) else {
+            continue;
+        };
+        {
+            report.add(Difference {
+                payment_id: id.to_string(),
+                provider: p.provider,
+                kind: DifferenceKind::TopUpUnknown,
+                ours: format!(
+                    "{} {} to {} unknown",
+                    t.amount.minor(),
+                    t.amount.currency(),
+                    t.username
+                ),
+                theirs: t.last_error.unwrap_or_default(),
+                action: Action::LeftForReview,
+            });
+        }
     }
     crate::telemetry::reconcile_run(report.checked, report.difference_count);
     services.store.put_reconcile_report(now, &report).await?;
@@ -160,14 +204,6 @@ async fn check(
         theirs,
         action,
     };
-    if let Some(pending) = payment.refund_pending.filter(|p| !p.is_zero()) {
-        report.add(difference(
-            DifferenceKind::RefundPending,
-            format!("{} {} refund pending", pending.minor(), pending.currency()),
-            "unknown".into(),
-            Action::LeftForReview,
-        ));
-    }
     let confirmation = match ask_provider(services, payment).await {
         Ok(c) => c,
         Err(e) => {
@@ -181,8 +217,19 @@ async fn check(
             .amount
             .is_some_and(|a| !crate::flow::amount_matches(payment, a));
     let status_agrees = agree(payment.status, confirmation.status);
+    let refunds_differ = refund_totals(services, payment).await;
+    if let Some((ours, theirs)) = &refunds_differ {
+        report.add(difference(
+            DifferenceKind::RefundTotal,
+            ours.clone(),
+            theirs.clone(),
+            Action::LeftForReview,
+        ));
+    }
     if status_agrees && !amount_differs {
-        report.matched += 1;
+        if refunds_differ.is_none() {
+            report.matched += 1;
+        }
         return Ok(());
     }
     // A forward move the state machine allows, on the provider's own
@@ -232,6 +279,97 @@ async fn check(
     Ok(())
 }
 
+/// Our refunded total against the provider's, for a paid payment with no
+/// refund in flight: `Some((ours, theirs))` when they differ.
+async fn refund_totals(services: &Services, payment: &Payment) -> Option<(String, String)> {
+    use crate::providers::ProviderRefunds;
+    if !matches!(
+        payment.status,
+        PaymentStatus::Completed | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
+    ) || !payment.refund_pending().is_zero()
+        || payment.provider.operations().refund == crate::payment::RefundSupport::None
+    {
+        return None;
+    }
+    let theirs = match services.gateway(payment.provider).await {
+        Ok(g) => g.refunds(payment).await,
+        Err(e) => Err(e),
+    };
+    let recorded = payment.refunded_amount;
+    let whole = recorded == payment.amount;
+    let ours = format!("{} {} refunded", recorded.minor(), recorded.currency());
+    match theirs {
+        Ok(ProviderRefunds::Total(t)) if t != recorded => {
+            Some((ours, format!("{} {} refunded", t.minor(), t.currency())))
+        }
+        Ok(ProviderRefunds::Whole) if !whole => Some((ours, "all refunded".into())),
+        Ok(ProviderRefunds::NotWhole) if whole => Some((ours, "not refunded in full".into())),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(payment_id = %payment.id, error = %e, "reconcile: refunds not compared");
+            None
+        }
+    }
+}
+
+/// Every refund still pending past `refunds::SETTLE_AFTER`, whatever its
+/// age: settled on the provider's word where it proves the outcome,
+/// reported where it cannot.
+async fn settle_refunds(
+    services: &Services,
+    now: OffsetDateTime,
+    report: &mut ReconcileReport,
+) -> Result<(), StoreError> {
+    use crate::refunds::{resume, Resumed};
+    let mut start = None;
+    loop {
+        let (ids, next) = services
+            .store
+            .open_refunds(now - crate::refunds::SETTLE_AFTER, 100, start)
+            .await?;
+        for (payment_id, refund_id) in ids {
+            let (Some(payment), Some(refund)) = (
+                services.store.payment(payment_id).await?,
+                services.store.refund(payment_id, refund_id).await?,
+            ) else {
+                continue;
+            };
+            report.refunds_checked += 1;
+            let amount = format!("{} {}", refund.amount.minor(), refund.amount.currency());
+            let provider = payment.provider;
+            let difference = |theirs: &str, action| Difference {
+                payment_id: payment_id.to_string(),
+                provider,
+                kind: DifferenceKind::RefundPending,
+                ours: format!("refund ref_{refund_id} of {amount} pending"),
+                theirs: theirs.to_string(),
+                action,
+            };
+            match resume(services, payment, refund, false, now).await {
+                Ok(Resumed::Done(_)) => {
+                    report.refunds_settled += 1;
+                    report.add(difference("refunded", Action::Corrected));
+                }
+                Ok(Resumed::Refused(_)) => {
+                    report.refunds_settled += 1;
+                    report.add(difference("not refunded", Action::Released));
+                }
+                Ok(Resumed::Pending(_)) => {
+                    report.add(difference("unknown", Action::LeftForReview));
+                }
+                Err(e) => {
+                    tracing::warn!(payment_id = %payment_id, error = ?e, "reconcile: pending refund not settled");
+                    report.add(difference("unknown", Action::LeftForReview));
+                }
+            }
+        }
+        match next {
+            Some(key) => start = Some(key),
+            None => return Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +385,8 @@ mod tests {
             matched: 0,
             corrected: 0,
             unanswered: 0,
+            refunds_checked: 0,
+            refunds_settled: 0,
             truncated: false,
             difference_count: 0,
             differences: Vec::new(),

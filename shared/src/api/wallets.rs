@@ -8,9 +8,9 @@ use super::handled;
 use crate::http::{self, ApiError};
 use crate::ids::{CasinoUsername, WalletUserId};
 use crate::services::Services;
-use crate::store::EntryKind;
+use crate::store::{EntryCursor, EntryKind};
 
-/// How many ledger entries the wallet view shows.
+/// How many ledger entries a page of the wallet view shows.
 const ENTRIES: i32 = 50;
 
 #[derive(Serialize)]
@@ -36,17 +36,21 @@ struct WalletView {
     user_id: String,
     balances: Vec<BalanceView>,
     entries: Vec<EntryView>,
+    /// Give it as `?cursor=` for the next page; `null` on the last.
+    next_cursor: Option<String>,
 }
 
-/// `GET /v1/wallets/{user_id}`: balances per currency and the latest 50
-/// entries, newest first. A wallet nobody paid into is empty, not missing.
+/// `GET /v1/wallets/{user_id}[?cursor=]`: balances per currency and a page
+/// of 50 entries, newest first, with the cursor of the next page, so the
+/// whole history can be read. The wallet is the asking merchant's user's:
+/// another merchant's user of the same id is another, empty, wallet.
 pub async fn wallet(services: &Services, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
     handled("wallet", &request_id, wallet_inner(services, &req)).await
 }
 
 async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::merchant(req)?;
+    let merchant = http::merchant(req)?;
     let user: WalletUserId = req
         .path_parameters()
         .first("user_id")
@@ -55,9 +59,15 @@ async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Bod
         .map_err(|e: crate::ids::IdError| {
             ApiError::bad_request("invalid_user_id", e.to_string())
         })?;
+    let cursor = match req.query_string_parameters().first("cursor") {
+        None => None,
+        Some(text) => Some(EntryCursor::decode(text).ok_or_else(|| {
+            ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave")
+        })?),
+    };
     let mut balances: Vec<BalanceView> = services
         .store
-        .balances(&user)
+        .balances(&merchant, &user)
         .await?
         .into_iter()
         .map(|b| BalanceView {
@@ -66,10 +76,11 @@ async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Bod
         })
         .collect();
     balances.sort_by_key(|b| b.currency);
-    let entries = services
+    let (entries, next) = services
         .store
-        .ledger_entries(&user, ENTRIES)
-        .await?
+        .ledger_entries(&merchant, &user, ENTRIES, cursor.as_ref())
+        .await?;
+    let entries = entries
         .into_iter()
         .map(|e| EntryView {
             id: e.id(),
@@ -87,6 +98,7 @@ async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Bod
             user_id: user.to_string(),
             balances,
             entries,
+            next_cursor: next.map(|c| c.encode()),
         },
     ))
 }

@@ -132,13 +132,35 @@ async fn handle_inner(
         return Ok(accepted(provider));
     }
     let confirmation = if event.verified {
+        // A signed event is the provider's word, but only about the
+        // transaction we stored for this payment.
+        let stored = payment.provider_reference.as_ref().map(|r| r.as_str());
+        if event.provider_reference.is_none() || event.provider_reference.as_deref() != stored {
+            return Err(ApiError::bad_request(
+                "reference_mismatch",
+                "the event names another transaction than the payment's",
+            ));
+        }
         crate::providers::Confirmation {
             status: event.status,
             amount: event.amount,
             provider_status: event.provider_status.clone(),
         }
     } else {
-        // An unverified callback is a hint: ask the provider.
+        // An unverified callback is a hint: ask the provider, at most once
+        // per payment, claimed status and window, whoever sends how many.
+        if !services
+            .store
+            .claim_provider_check(payment.id, event.status.as_str(), now, CONFIRM_WINDOW)
+            .await?
+        {
+            tracing::info!(payment_id = %payment.id, "provider asked about this payment moments ago; callback left for the provider's retry");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "confirmation_throttled",
+                "this payment was checked with the provider moments ago; retry later",
+            ));
+        }
         let gateway = services.gateway(provider).await;
         let answer = match gateway {
             Ok(g) => g.status(&payment).await,
@@ -183,6 +205,10 @@ async fn handle_inner(
     }
     Ok(accepted(provider))
 }
+
+/// Unverified callbacks claiming one status make at most one provider
+/// confirmation per payment in this window.
+pub const CONFIRM_WINDOW: time::Duration = time::Duration::seconds(5);
 
 /// Deliveries are remembered for 30 days, longer than any provider retries.
 const DELIVERY_TTL: time::Duration = time::Duration::days(30);

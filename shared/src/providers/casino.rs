@@ -1,7 +1,9 @@
 //! The 747 Casino: player lookup through the operator's bridge, and
 //! transfers into a player's account. Transfers carry a nonce derived from
-//! our payment id; the casino answers a repeated nonce with the first
-//! result, so a retried transfer never moves money twice.
+//! our payment id, the same on every attempt. Whether the bridge answers a
+//! repeated nonce with the first result is the operator's to confirm
+//! (`nonce_dedup`, off by default, PROVIDERS.md): only then is a transfer
+//! whose answer was lost sent again.
 //!
 //! Tokens are per top manager, kept in one secret as a map from manager to
 //! token; the token is chosen by the player's top manager. Lookups are
@@ -35,6 +37,11 @@ pub struct CasinoConfig {
     pub tokens: Secret<HashMap<String, String>>,
     #[serde(default = "platform")]
     pub platform: u32,
+    /// The operator confirms that the bridge deduplicates transfers by
+    /// nonce. Off (the default), a transfer whose outcome is unknown is
+    /// never sent again.
+    #[serde(default)]
+    pub nonce_dedup: bool,
 }
 
 fn platform() -> u32 {
@@ -186,8 +193,16 @@ impl CasinoClient {
         Ok(Some(player))
     }
 
-    /// Moves `amount` (PHP) into the player's account. The same `nonce` on
-    /// every retry: the casino applies it once. Retried like a safe call.
+    /// Whether a transfer may be sent again after an unknown outcome.
+    pub fn deduplicates_nonces(&self) -> bool {
+        self.config.nonce_dedup
+    }
+
+    /// Moves `amount` (PHP) into the player's account, with the same
+    /// `nonce` on every attempt. Where the bridge deduplicates nonces it is
+    /// retried like a safe call; otherwise only answers that say it was not
+    /// processed are retried, and a timeout or a 5xx is returned as it is
+    /// ([`ProviderError::outcome_unknown`]).
     pub async fn transfer(
         &self,
         player: &Player,
@@ -233,11 +248,12 @@ impl CasinoClient {
             "{}/Default/Transfer",
             self.config.base_url.trim_end_matches('/')
         );
-        // The nonce makes the transfer idempotent at the casino: safe to retry.
-        let reply = self
-            .http
-            .send(Retry::Safe, |c| c.post(&url).json(&body))
-            .await?;
+        let retry = if self.config.nonce_dedup {
+            Retry::Safe
+        } else {
+            Retry::NotSent
+        };
+        let reply = self.http.send(retry, |c| c.post(&url).json(&body)).await?;
         let done: TransferReply = ok_json(&reply)?;
         if done.status != 0 {
             return Err(ProviderError::Rejected {

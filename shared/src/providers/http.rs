@@ -46,6 +46,19 @@ impl Default for HttpPolicy {
     }
 }
 
+impl HttpPolicy {
+    /// For scheduled jobs: shorter calls and one retry, so one slow
+    /// provider cannot eat a run (at most about 12 s a call).
+    pub fn background() -> HttpPolicy {
+        HttpPolicy {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            max_attempts: 2,
+            ..HttpPolicy::default()
+        }
+    }
+}
+
 /// Whether a request may be repeated; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -161,8 +174,14 @@ impl ProviderHttp {
                             provider: self.provider,
                             attempts: attempt,
                         }
-                    } else {
+                    } else if e.is_connect() || e.is_builder() {
                         ProviderError::Unreachable {
+                            provider: self.provider,
+                            reason: describe(e),
+                        }
+                    } else {
+                        // Sent, then the exchange broke: it may have arrived.
+                        ProviderError::Interrupted {
                             provider: self.provider,
                             reason: describe(e),
                         }

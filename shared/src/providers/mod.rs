@@ -47,7 +47,9 @@ pub struct Created {
 }
 
 /// What the provider says about a payment, in our terms: the only thing
-/// that moves money. `status` is Pending, Completed, Failed or Expired.
+/// that moves money. `status` is Pending, Completed, Failed or Expired, or
+/// Refunded where the provider says the payment was paid and then given
+/// back (epayment.kz `REFUND`, QPay `REFUNDED`): never a reason to credit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmation {
     pub status: PaymentStatus,
@@ -55,6 +57,18 @@ pub struct Confirmation {
     pub amount: Option<Money>,
     /// The provider's own word for the state.
     pub provider_status: String,
+}
+
+/// What a provider says it has refunded of a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderRefunds {
+    /// The provider's total refunded so far (zero: nothing).
+    Total(Money),
+    /// The whole payment shows as refunded; the provider gives no amount.
+    Whole,
+    /// The payment still shows as paid: no refund of the whole of it was
+    /// made (a partial one may not show).
+    NotWhole,
 }
 
 /// A payment provider's outbound API, as the flows use it.
@@ -80,6 +94,16 @@ pub trait Gateway: Send + Sync {
         Err(ProviderError::Unsupported {
             provider: self.provider().as_str(),
             operation: "refund",
+        })
+    }
+
+    /// What the provider has refunded of `payment`, for settling a refund
+    /// whose answer was lost and for reconcile. Providers without a refund
+    /// API, or without a way to ask, answer `Unsupported`.
+    async fn refunds(&self, _payment: &Payment) -> Result<ProviderRefunds, ProviderError> {
+        Err(ProviderError::Unsupported {
+            provider: self.provider().as_str(),
+            operation: "report refunds",
         })
     }
 
@@ -127,6 +151,9 @@ pub struct WebhookEvent {
     /// The provider's id of the delivery, where it gives one: recorded so a
     /// replay is recognised.
     pub event_id: Option<String>,
+    /// The provider's own reference of the payment, as the event names it.
+    /// A verified event must name the reference we stored, or it is refused.
+    pub provider_reference: Option<String>,
 }
 
 /// Why a callback was refused; nothing is written for either.
@@ -164,8 +191,16 @@ pub enum ProviderError {
         attempts: u32,
         reason: String,
     },
+    /// Nothing was sent: no connection, or no client to send with.
     #[error("{provider} could not be reached: {reason}")]
     Unreachable {
+        provider: &'static str,
+        reason: String,
+    },
+    /// The request went out but the exchange broke before a whole answer
+    /// came back (a reset, a body cut short): the provider may have acted.
+    #[error("{provider} stopped answering part way: {reason}")]
+    Interrupted {
         provider: &'static str,
         reason: String,
     },
@@ -212,7 +247,30 @@ impl ProviderError {
             ProviderError::Timeout { .. }
                 | ProviderError::Unavailable { .. }
                 | ProviderError::Unreachable { .. }
+                | ProviderError::Interrupted { .. }
         )
+    }
+
+    /// Whether the call may have reached the provider and been acted on
+    /// although no usable answer came back: a timeout, a broken exchange,
+    /// a server error (after retries, or a 5xx the caller was not allowed
+    /// to retry), or a success we could not read. Such an outcome is
+    /// neither success nor failure: money is never undone or repeated on
+    /// it blindly. Everything else is a definite "not done": nothing was
+    /// sent, or the provider answered with a refusal of its own.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ProviderError::Timeout { .. }
+            | ProviderError::Interrupted { .. }
+            | ProviderError::Unavailable { .. }
+            | ProviderError::Decode { .. } => true,
+            ProviderError::Rejected { status, .. } => *status >= 500,
+            ProviderError::Unreachable { .. }
+            | ProviderError::Auth { .. }
+            | ProviderError::Unsupported { .. }
+            | ProviderError::NotFound { .. }
+            | ProviderError::Amount { .. } => false,
+        }
     }
 }
 

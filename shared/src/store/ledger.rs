@@ -16,7 +16,7 @@ use super::{
     conflict_backoff, keys, n, s, schema, time_key, Cancelled, Item, Store, StoreError, Write,
     MAX_CONFLICT_RETRIES,
 };
-use crate::ids::{PaymentId, WalletUserId};
+use crate::ids::{MerchantId, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
 
 /// Which way money moves in a wallet.
@@ -76,9 +76,11 @@ impl LedgerPurpose {
     }
 }
 
-/// One movement of money in a wallet.
+/// One movement of money in a wallet. A wallet is the merchant's user's:
+/// another merchant's user of the same id is another wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
+    pub merchant: MerchantId,
     pub user: WalletUserId,
     pub payment_id: PaymentId,
     pub purpose: LedgerPurpose,
@@ -155,7 +157,7 @@ impl Store {
             memo: entry.memo.clone(),
         };
         let mut item: Item = serde_dynamo::to_item(&record)?;
-        let pk = keys::wallet(&entry.user);
+        let pk = keys::wallet(&entry.merchant, &entry.user);
         item.insert(schema::PK.into(), s(pk.clone()));
         item.insert(
             schema::SK.into(),
@@ -232,14 +234,18 @@ impl Store {
         Err(StoreError::Contention)
     }
 
-    /// Every balance of the wallet, by currency.
-    pub async fn balances(&self, user: &WalletUserId) -> Result<Vec<Balance>, StoreError> {
+    /// Every balance of the merchant's wallet, by currency.
+    pub async fn balances(
+        &self,
+        merchant: &MerchantId,
+        user: &WalletUserId,
+    ) -> Result<Vec<Balance>, StoreError> {
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :bal)")
-            .expression_attribute_values(":pk", s(keys::wallet(user)))
+            .expression_attribute_values(":pk", s(keys::wallet(merchant, user)))
             .expression_attribute_values(":bal", s("BAL#"))
             .consistent_read(true)
             .send()
@@ -261,37 +267,59 @@ impl Store {
     /// The wallet's balance in one currency (zero if it has none).
     pub async fn balance(
         &self,
+        merchant: &MerchantId,
         user: &WalletUserId,
         currency: Currency,
     ) -> Result<Money, StoreError> {
         Ok(self
-            .balances(user)
+            .balances(merchant, user)
             .await?
             .into_iter()
             .find(|b| b.amount.currency() == currency)
             .map_or(Money::zero(currency), |b| b.amount))
     }
 
-    /// The wallet's latest entries, newest first.
+    /// One page of the wallet's entries, newest first: at most `limit`,
+    /// after `cursor` (from the previous page), and the cursor of the next
+    /// page when there may be one.
     pub async fn ledger_entries(
         &self,
+        merchant: &MerchantId,
         user: &WalletUserId,
         limit: i32,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        cursor: Option<&EntryCursor>,
+    ) -> Result<(Vec<LedgerEntry>, Option<EntryCursor>), StoreError> {
+        let pk = keys::wallet(merchant, user);
+        let start = cursor.map(|c| {
+            Item::from([
+                (schema::PK.to_string(), s(pk.clone())),
+                (schema::SK.to_string(), s(c.sk.clone())),
+                (schema::LSI1_SK.to_string(), s(c.lsi1sk.clone())),
+            ])
+        });
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(schema::LSI1)
             .key_condition_expression("pk = :pk AND begins_with(lsi1sk, :ent)")
-            .expression_attribute_values(":pk", s(keys::wallet(user)))
+            .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":ent", s("ENT#"))
             .scan_index_forward(false)
             .consistent_read(true)
             .limit(limit)
+            .set_exclusive_start_key(start)
             .send()
             .await?;
-        out.items
+        let next = out.last_evaluated_key.and_then(|key| {
+            let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned();
+            Some(EntryCursor {
+                sk: text(schema::SK)?,
+                lsi1sk: text(schema::LSI1_SK)?,
+            })
+        });
+        let entries = out
+            .items
             .unwrap_or_default()
             .into_iter()
             .map(|item| {
@@ -300,6 +328,7 @@ impl Store {
                     StoreError::Corrupt(format!("ledger purpose {:?}", r.purpose))
                 })?;
                 Ok(LedgerEntry {
+                    merchant: merchant.clone(),
                     user: user.clone(),
                     payment_id: r.payment_id,
                     purpose,
@@ -309,6 +338,63 @@ impl Store {
                     memo: r.memo,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((entries, next))
+    }
+}
+
+/// Where the next page of a wallet's entries starts: the last entry's keys.
+/// The wallet itself is never in it, so a cursor cannot reach another
+/// merchant's or user's wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryCursor {
+    sk: String,
+    lsi1sk: String,
+}
+
+impl EntryCursor {
+    /// The cursor as merchants see it: URL-safe base64 text.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}\n{}", self.sk, self.lsi1sk))
+    }
+
+    /// A cursor a merchant sent back, if it is one of ours.
+    pub fn decode(text: &str) -> Option<EntryCursor> {
+        use base64::Engine;
+        if text.len() > 512 {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (sk, lsi1sk) = raw.split_once('\n')?;
+        let ours = |k: &str| {
+            k.starts_with("ENT#") && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic())
+        };
+        (ours(sk) && ours(lsi1sk)).then(|| EntryCursor {
+            sk: sk.to_string(),
+            lsi1sk: lsi1sk.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_is_not_ours() {
+        let c = EntryCursor {
+            sk: "ENT#pay_01#deposit".into(),
+            lsi1sk: "ENT#000001700000000000#pay_01#deposit".into(),
+        };
+        assert_eq!(EntryCursor::decode(&c.encode()), Some(c));
+        assert_eq!(EntryCursor::decode("not base64!"), None);
+        use base64::Engine;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("BAL#PHP\nENT#1");
+        assert_eq!(EntryCursor::decode(&forged), None);
     }
 }

@@ -16,20 +16,24 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
+use crate::ids::PaymentId;
+
 mod deliveries;
 mod health;
 mod idempotency;
 mod ledger;
 mod payments;
 mod reconcile;
+mod refunds;
 mod settings;
 mod topups;
 
 pub use deliveries::DeliveryOutcome;
 pub use health::ProviderHealth;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
-pub use ledger::{Balance, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
+pub use ledger::{Balance, EntryCursor, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
 pub use payments::{CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
+pub use refunds::{Refund, RefundMove, RefundStatus};
 pub use topups::{AcquireOutcome, FinishOutcome, TopUp, TopUpStatus};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -212,6 +216,8 @@ pub(crate) mod keys {
     }
     pub const PAYMENT_SK: &str = "PAY";
     pub const TOPUP_SK: &str = "TOPUP";
+    /// A refund's sort key is this and the refund id.
+    pub const REFUND_SK_PREFIX: &str = "REFUND#";
 
     pub fn provider_ref(provider: Provider, reference: &str) -> String {
         format!("REF#{provider}#{reference}")
@@ -221,8 +227,10 @@ pub(crate) mod keys {
     }
     pub const MERCHANT_REF_SK: &str = "MREF";
 
-    pub fn wallet(user: &WalletUserId) -> String {
-        format!("WAL#{user}")
+    /// A wallet is the merchant's user's: `WAL#<merchant>#<user>`. Merchant
+    /// ids hold no `#`, so no two (merchant, user) pairs share a key.
+    pub fn wallet(merchant: &MerchantId, user: &WalletUserId) -> String {
+        format!("WAL#{merchant}#{user}")
     }
     pub fn balance_sk(currency: Currency) -> String {
         format!("BAL#{currency}")
@@ -246,6 +254,75 @@ pub(crate) mod keys {
 
     pub const OPEN_PAYMENTS: &str = "OPEN#PAYMENT";
     pub const OPEN_TOPUPS: &str = "OPEN#TOPUP";
+    pub const OPEN_REFUNDS: &str = "OPEN#REFUND";
+    /// Top-ups whose outcome is unknown: not swept, listed for people.
+    pub const UNKNOWN_TOPUPS: &str = "UNKNOWN#TOPUP";
+}
+
+/// Whether an update was applied (`true`) or refused by its condition
+/// (`false`); any other failure is an error.
+pub(crate) fn applied<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: std::error::Error + ConditionFailed + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|e| e.condition_failed()) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An operation error that can say its condition was refused.
+pub(crate) trait ConditionFailed {
+    fn condition_failed(&self) -> bool;
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+/// The payment id of an item keyed `PAY#<id>` (an index item's `pk`).
+pub(crate) fn item_payment_id(item: &Item) -> Result<PaymentId, StoreError> {
+    let pk = item
+        .get(schema::PK)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt("index item without pk".into()))?;
+    pk.strip_prefix("PAY#")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("index item with pk {pk:?}")))
+}
+
+impl Store {
+    /// One page of GSI2's open work in `partition` due before `before`
+    /// (every item when `None`), oldest first: at most `limit` after
+    /// `start`, and where the next page starts.
+    pub(crate) async fn open_work(
+        &self,
+        partition: &str,
+        before: Option<OffsetDateTime>,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(schema::GSI2)
+            .expression_attribute_values(":open", s(partition))
+            .limit(limit)
+            .set_exclusive_start_key(start);
+        let query = match before {
+            Some(before) => query
+                .key_condition_expression("gsi2pk = :open AND gsi2sk < :before")
+                .expression_attribute_values(":before", s(time_key(before))),
+            None => query.key_condition_expression("gsi2pk = :open"),
+        };
+        let out = query.send().await?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
 }
 
 /// Epoch milliseconds: how times that conditions compare are stored.

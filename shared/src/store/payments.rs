@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use super::{
-    conflict_backoff, keys, n, s, schema, time_key, Cancelled, Item, Store, StoreError, Write,
-    MAX_CONFLICT_RETRIES,
+    conflict_backoff, item_payment_id, keys, n, s, schema, time_key, Cancelled, Item, Store,
+    StoreError, Write, MAX_CONFLICT_RETRIES,
 };
 use crate::ids::{MerchantId, MerchantReference, PaymentId};
 use crate::money::Money;
@@ -466,7 +466,38 @@ impl Store {
         Ok(())
     }
 
-    /// Pending payments whose expiry is before `before`, oldest first.
+    /// Claims the right to ask the provider about the payment now, for one
+    /// `slot` (a reader's poll, or callbacks claiming one status): granted
+    /// to one caller per slot per `window`, across every instance (a
+    /// conditional write on `check_ms_<slot>`, epoch milliseconds), so a
+    /// flood of callbacks or reads costs the provider at most one call per
+    /// slot and window, while a callback saying something new still gets
+    /// its confirmation. Slots are a handful of fixed words.
+    pub async fn claim_provider_check(
+        &self,
+        id: PaymentId,
+        slot: &'static str,
+        now: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(id)))
+            .key(schema::SK, s(keys::PAYMENT_SK))
+            .update_expression("SET #slot = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot <= :cutoff)",
+            )
+            .expression_attribute_names("#slot", format!("check_ms_{slot}"))
+            .expression_attribute_values(":now", n(super::millis(now)))
+            .expression_attribute_values(":cutoff", n(super::millis(now - window)))
+            .send()
+            .await;
+        super::applied(result)
+    }
+
     /// Payments whose last change falls in `[since, until)`, oldest first,
     /// at most `limit`.
     pub async fn payments_changed(
@@ -513,27 +544,50 @@ impl Store {
         Ok(ids)
     }
 
+    /// Pending payments due for a check before `before` (their expiry, or
+    /// the later time a failed check pushed them to), oldest first: one
+    /// page of at most `limit` after `start`, and where the next starts.
     pub async fn pending_payments_due(
         &self,
         before: OffsetDateTime,
         limit: i32,
-    ) -> Result<Vec<PaymentId>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(schema::GSI2)
-            .key_condition_expression("gsi2pk = :open AND gsi2sk < :before")
-            .expression_attribute_values(":open", s(keys::OPEN_PAYMENTS))
-            .expression_attribute_values(":before", s(time_key(before)))
-            .limit(limit)
-            .send()
+        start: Option<Item>,
+    ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
+        let (items, next) = self
+            .open_work(keys::OPEN_PAYMENTS, Some(before), limit, start)
             .await?;
-        out.items
-            .unwrap_or_default()
+        let ids = items
             .iter()
             .map(item_payment_id)
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((ids, next))
+    }
+
+    /// Pushes a pending payment's next sweep check to `due` and counts the
+    /// miss, so a payment whose provider does not answer waits its turn
+    /// behind the others. Not a status change; a payment that moved on
+    /// meanwhile is left alone.
+    pub async fn defer_payment_check(
+        &self,
+        id: PaymentId,
+        due: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(id)))
+            .key(schema::SK, s(keys::PAYMENT_SK))
+            .update_expression("SET gsi2sk = :due ADD sweep_misses :one")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
+            .expression_attribute_values(":due", s(format!("{}#{id}", time_key(due))))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        // A payment that moved on meanwhile is no longer open work.
+        super::applied(result).map(|_| ())
     }
 }
 
@@ -555,16 +609,6 @@ fn classify(found: &Payment, read_version: u64, to: PaymentStatus) -> Option<Tra
         });
     }
     None
-}
-
-fn item_payment_id(item: &Item) -> Result<PaymentId, StoreError> {
-    let pk = item
-        .get(schema::PK)
-        .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| StoreError::Corrupt("index item without pk".into()))?;
-    pk.strip_prefix("PAY#")
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("index item with pk {pk:?}")))
 }
 
 fn claim_owner(item: &Item) -> Result<PaymentId, StoreError> {

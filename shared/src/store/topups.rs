@@ -1,11 +1,16 @@
-//! Casino top-ups: `queued -> sending (leased) -> done | failed`.
+//! Casino top-ups: `queued -> sending (leased) -> done | failed | unknown`.
 //!
 //! The record is written in the same transaction that completes its payment.
 //! A worker takes a lease (`acquire`), makes the casino transfer with the
 //! record's nonce (the same on every attempt), then `finish`es: the record
-//! becomes `done` and the wallet is debited in one transaction. A worker that
-//! dies leaves the lease to run out; the next attempt re-sends the same
-//! nonce, which the casino answers with the first result.
+//! becomes `done` and the wallet is debited in one transaction.
+//!
+//! An attempt whose outcome is unknown (a timeout, a 5xx, a worker that
+//! died holding the lease) may have paid the player. Where the operator's
+//! bridge deduplicates nonces, the same nonce is sent again; where it does
+//! not (the default), the top-up becomes `unknown` and waits for a person
+//! (`mark_topup`), who checks the player's casino history. A top-up that
+//! may have reached the casino is never `failed`.
 
 use std::time::Duration;
 
@@ -20,7 +25,7 @@ use super::{
     conflict_backoff, keys, millis, n, s, schema, time_key, Cancelled, Item, LedgerEntry,
     LedgerPurpose, Store, StoreError, Write, MAX_CONFLICT_RETRIES,
 };
-use crate::ids::{CasinoUsername, PaymentId, WalletUserId};
+use crate::ids::{CasinoUsername, MerchantId, PaymentId, WalletUserId};
 use crate::money::Money;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,16 +34,22 @@ pub enum TopUpStatus {
     Queued,
     Sending,
     Done,
+    /// Given up; no attempt can have reached the casino. The money stays
+    /// in the wallet.
     Failed,
+    /// An attempt may have reached the casino and was not resent: a person
+    /// decides (sent, or not sent and queued again).
+    Unknown,
 }
 
 impl TopUpStatus {
-    const fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             TopUpStatus::Queued => "queued",
             TopUpStatus::Sending => "sending",
             TopUpStatus::Done => "done",
             TopUpStatus::Failed => "failed",
+            TopUpStatus::Unknown => "unknown",
         }
     }
 }
@@ -47,6 +58,8 @@ impl TopUpStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopUp {
     pub payment_id: PaymentId,
+    /// The wallet is this merchant's user's.
+    pub merchant_id: MerchantId,
     pub wallet_user_id: WalletUserId,
     pub username: CasinoUsername,
     pub amount: Money,
@@ -61,6 +74,17 @@ pub struct TopUp {
     pub casino_transaction_id: Option<String>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// An earlier attempt may have reached the casino (its outcome was
+    /// unknown): the top-up can no longer be `failed`.
+    #[serde(default)]
+    pub maybe_sent: bool,
+    /// The status the latest `acquire` found: `sending` means the previous
+    /// worker's lease ran out mid-attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_status: Option<TopUpStatus>,
+    /// Who settled it by hand, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_by: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -71,6 +95,7 @@ impl TopUp {
     /// A queued top-up of `amount` for the payment.
     pub fn queued(
         payment_id: PaymentId,
+        merchant_id: MerchantId,
         wallet_user_id: WalletUserId,
         username: CasinoUsername,
         amount: Money,
@@ -78,6 +103,7 @@ impl TopUp {
     ) -> TopUp {
         TopUp {
             payment_id,
+            merchant_id,
             wallet_user_id,
             username,
             amount,
@@ -87,6 +113,9 @@ impl TopUp {
             lease_until: None,
             casino_transaction_id: None,
             last_error: None,
+            maybe_sent: false,
+            previous_status: None,
+            settled_by: None,
             created_at: now,
             updated_at: now,
         }
@@ -175,8 +204,8 @@ impl Store {
             .key(schema::PK, s(keys::payment(payment_id)))
             .key(schema::SK, s(keys::TOPUP_SK))
             .update_expression(
-                "SET #status = :sending, lease_until = :until, updated_at = :now_text, \
-                 gsi2sk = :due ADD attempts :one",
+                "SET previous_status = #status, #status = :sending, lease_until = :until, \
+                 updated_at = :now_text, gsi2sk = :due ADD attempts :one",
             )
             .condition_expression(
                 "attribute_exists(pk) AND (#status = :queued OR \
@@ -213,7 +242,12 @@ impl Store {
                 };
                 Ok(match found {
                     None => AcquireOutcome::Missing,
-                    Some(t) if matches!(t.status, TopUpStatus::Done | TopUpStatus::Failed) => {
+                    Some(t)
+                        if matches!(
+                            t.status,
+                            TopUpStatus::Done | TopUpStatus::Failed | TopUpStatus::Unknown
+                        ) =>
+                    {
                         AcquireOutcome::Finished(t)
                     }
                     Some(t) => AcquireOutcome::Leased(t),
@@ -240,6 +274,7 @@ impl Store {
             .expression_attribute_values(":txn", s(casino_transaction_id))
             .build()?;
         let debit = LedgerEntry {
+            merchant: held.merchant_id.clone(),
             user: held.wallet_user_id.clone(),
             payment_id: held.payment_id,
             purpose: LedgerPurpose::CasinoTransfer,
@@ -256,36 +291,50 @@ impl Store {
     }
 
     /// Gives the lease back after a failed attempt: `queued` again for a
-    /// retry, or `failed` for good when `give_up`.
+    /// retry, or, when `end` says so, `failed` (no attempt can have reached
+    /// the casino) or `unknown` (one may have). `maybe_sent` records that
+    /// this attempt's outcome is unknown.
     pub async fn release_topup(
         &self,
         held: &TopUp,
         error: &str,
-        give_up: bool,
+        end: Option<TopUpStatus>,
+        maybe_sent: bool,
         now: OffsetDateTime,
     ) -> Result<FinishOutcome, StoreError> {
-        let next = if give_up {
-            TopUpStatus::Failed
-        } else {
-            TopUpStatus::Queued
-        };
-        let expression = if give_up {
-            "SET #status = :next, last_error = :error, updated_at = :now \
-             REMOVE lease_until, gsi2pk, gsi2sk"
-        } else {
-            "SET #status = :next, last_error = :error, updated_at = :now, gsi2sk = :due \
-             REMOVE lease_until"
+        let next = end.unwrap_or(TopUpStatus::Queued);
+        let expression = match next {
+            TopUpStatus::Queued => {
+                "SET #status = :next, last_error = :error, updated_at = :now, gsi2sk = :due, \
+                 maybe_sent = :maybe REMOVE lease_until"
+            }
+            // Out of the sweep's index, into the one reconcile lists.
+            TopUpStatus::Unknown => {
+                "SET #status = :next, last_error = :error, updated_at = :now, gsi2pk = :held, \
+                 gsi2sk = :due, maybe_sent = :maybe REMOVE lease_until"
+            }
+            _ => {
+                "SET #status = :next, last_error = :error, updated_at = :now, \
+                 maybe_sent = :maybe REMOVE lease_until, gsi2pk, gsi2sk"
+            }
         };
         let mut update = self
             .lease_condition(held, now)?
             .update_expression(expression)
             .expression_attribute_values(":next", s(next.as_str()))
+            .expression_attribute_values(
+                ":maybe",
+                AttributeValue::Bool(held.maybe_sent || maybe_sent),
+            )
             .expression_attribute_values(":error", s(error.chars().take(500).collect::<String>()));
-        if !give_up {
+        if matches!(next, TopUpStatus::Queued | TopUpStatus::Unknown) {
             update = update.expression_attribute_values(
                 ":due",
                 s(format!("{}#{}", time_key(now), held.payment_id)),
             );
+        }
+        if next == TopUpStatus::Unknown {
+            update = update.expression_attribute_values(":held", s(keys::UNKNOWN_TOPUPS));
         }
         let writes = vec![Write {
             what: "top-up",
@@ -294,35 +343,100 @@ impl Store {
         self.finish_with(held, writes).await
     }
 
+    /// A person's decision on a top-up whose outcome is unknown (or that
+    /// was given up): `sent` with the casino's transaction id (done, and the
+    /// wallet debited once) or not sent (queued again, same nonce). Only
+    /// from `unknown` or `failed`: two people deciding at once, one wins.
+    pub async fn mark_topup(
+        &self,
+        topup: &TopUp,
+        sent: Option<&str>,
+        by: &str,
+        now: OffsetDateTime,
+    ) -> Result<FinishOutcome, StoreError> {
+        let settled_by = by.chars().take(300).collect::<String>();
+        let base = Update::builder()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(topup.payment_id)))
+            .key(schema::SK, s(keys::TOPUP_SK))
+            .condition_expression("#status = :was")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":was", s(topup.status.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)?))
+            .expression_attribute_values(":by", s(settled_by))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut writes = Vec::new();
+        match sent {
+            Some(txn) => {
+                let update = base
+                    .update_expression(
+                        "SET #status = :done, casino_transaction_id = :txn, updated_at = :now, \
+                         settled_by = :by REMOVE lease_until, gsi2pk, gsi2sk",
+                    )
+                    .expression_attribute_values(":done", s(TopUpStatus::Done.as_str()))
+                    .expression_attribute_values(":txn", s(txn))
+                    .build()?;
+                writes.push(Write {
+                    what: "top-up",
+                    item: TransactWriteItem::builder().update(update).build(),
+                });
+                writes.extend(self.ledger_writes(&LedgerEntry {
+                    merchant: topup.merchant_id.clone(),
+                    user: topup.wallet_user_id.clone(),
+                    payment_id: topup.payment_id,
+                    purpose: LedgerPurpose::CasinoTransfer,
+                    amount: topup.amount,
+                    at: now,
+                    memo: format!("casino top-up to {}", topup.username),
+                })?);
+            }
+            None => {
+                let update = base
+                    .update_expression(
+                        "SET #status = :queued, updated_at = :now, settled_by = :by, \
+                         maybe_sent = :no, gsi2pk = :open, gsi2sk = :due REMOVE lease_until",
+                    )
+                    .expression_attribute_values(":queued", s(TopUpStatus::Queued.as_str()))
+                    .expression_attribute_values(":no", AttributeValue::Bool(false))
+                    .expression_attribute_values(":open", s(keys::OPEN_TOPUPS))
+                    .expression_attribute_values(
+                        ":due",
+                        s(format!("{}#{}", time_key(now), topup.payment_id)),
+                    )
+                    .build()?;
+                writes.push(Write {
+                    what: "top-up",
+                    item: TransactWriteItem::builder().update(update).build(),
+                });
+            }
+        }
+        self.finish_with(topup, writes).await
+    }
+
+    /// Top-ups whose outcome is unknown, oldest first (for reports).
+    pub async fn unknown_topups(&self, limit: i32) -> Result<Vec<PaymentId>, StoreError> {
+        let (items, _) = self
+            .open_work(keys::UNKNOWN_TOPUPS, None, limit, None)
+            .await?;
+        items.iter().map(super::item_payment_id).collect()
+    }
+
     /// Unfinished top-ups that were last touched (or whose lease ends)
     /// before `before`, oldest first: the sweep re-enqueues them.
     pub async fn topups_due(
         &self,
         before: OffsetDateTime,
         limit: i32,
-    ) -> Result<Vec<PaymentId>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(schema::GSI2)
-            .key_condition_expression("gsi2pk = :open AND gsi2sk < :before")
-            .expression_attribute_values(":open", s(keys::OPEN_TOPUPS))
-            .expression_attribute_values(":before", s(time_key(before)))
-            .limit(limit)
-            .send()
+        start: Option<Item>,
+    ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
+        let (items, next) = self
+            .open_work(keys::OPEN_TOPUPS, Some(before), limit, start)
             .await?;
-        out.items
-            .unwrap_or_default()
+        let ids = items
             .iter()
-            .map(|item| {
-                item.get(schema::PK)
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|pk| pk.strip_prefix("PAY#"))
-                    .and_then(|id| id.parse().ok())
-                    .ok_or_else(|| StoreError::Corrupt("top-up index item".into()))
-            })
-            .collect()
+            .map(super::item_payment_id)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((ids, next))
     }
 
     /// An update of `held`'s item conditional on the caller still holding

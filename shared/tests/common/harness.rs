@@ -15,6 +15,16 @@ use shared::store::Store;
 
 pub const API_KEY: &str = "pk_local_paygate_dev_key";
 pub const MERCHANT: &str = "m_local";
+/// A second merchant of the same deployment.
+#[allow(dead_code)]
+pub const OTHER_API_KEY: &str = "pk_other_merchant_key";
+pub const OTHER_MERCHANT: &str = "m_other";
+
+/// The test API key's merchant, whose wallets the flows credit.
+#[allow(dead_code)]
+pub fn merchant() -> shared::ids::MerchantId {
+    MERCHANT.parse().unwrap()
+}
 
 pub struct Harness {
     pub stack: devstack::LocalStack,
@@ -97,12 +107,15 @@ impl Harness {
             ),
             (
                 "casino",
-                json!({"lookup_url": format!("{sb}/casino/lookup"), "base_url": format!("{sb}/casino"),
+                // The sandbox's bridge deduplicates by nonce; tests of the
+                // default (off) build their own client.
+                json!({"lookup_url": format!("{sb}/casino/lookup"), "base_url": format!("{sb}/casino"), "nonce_dedup": true,
                        "tokens": sandbox::casino::TOKENS.iter().map(|(m, t)| (m.to_string(), json!(t))).collect::<serde_json::Map<_, _>>()}),
             ),
             (
                 "api-keys",
-                json!({"keys": [{"merchant_id": MERCHANT, "sha256": hash_key(API_KEY), "name": "test"}]}),
+                json!({"keys": [{"merchant_id": MERCHANT, "sha256": hash_key(API_KEY), "name": "test"},
+                                {"merchant_id": OTHER_MERCHANT, "sha256": hash_key(OTHER_API_KEY), "name": "other"}]}),
             ),
         ];
         for (name, value) in secrets {

@@ -185,9 +185,18 @@ impl DirectPayClient {
                 .await?;
             let status: wire::LegacyStatusReply = ok_json(&reply)?;
             let word = status.status.unwrap_or_default();
+            let amount = status
+                .amount
+                .or(status.details.and_then(|d| d.amount))
+                .map(|a| a.to_money(Currency::Php))
+                .transpose()
+                .map_err(|e| ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: format!("amount: {e}"),
+                })?;
             return Ok(Confirmation {
                 status: wire::TransactionStatus::parse(&word).into(),
-                amount: None,
+                amount,
                 provider_status: word,
             });
         }

@@ -75,6 +75,7 @@ impl WebhookSource for DirectPayWebhooks {
             provider_status: callback.status,
             verified: false,
             event_id: None,
+            provider_reference: None,
         })
     }
 }

@@ -51,6 +51,19 @@ pub(super) struct LegacyQrReply {
 pub(super) struct LegacyStatusReply {
     #[serde(default)]
     pub status: Option<String>,
+    /// The seed's reply carries `details` of no documented shape; an
+    /// `amount` there (or beside `status`) is read, else a completion goes
+    /// to review.
+    #[serde(default)]
+    pub amount: Option<crate::money::MajorAmount>,
+    #[serde(default)]
+    pub details: Option<LegacyDetails>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct LegacyDetails {
+    #[serde(default)]
+    pub amount: Option<crate::money::MajorAmount>,
 }
 
 #[derive(Deserialize)]

@@ -415,6 +415,27 @@ impl Gateway for EpaymentClient {
             .await
     }
 
+    /// check-status has no refunded amount: REFUND is the whole payment
+    /// given back, CHARGE says no whole refund was made (a partial one
+    /// leaves CHARGE).
+    async fn refunds(
+        &self,
+        payment: &Payment,
+    ) -> Result<crate::providers::ProviderRefunds, ProviderError> {
+        use crate::providers::ProviderRefunds;
+        let status = self.check(&invoice_id(payment.id)).await?;
+        match status.confirmation.status {
+            crate::payment::PaymentStatus::Refunded => Ok(ProviderRefunds::Whole),
+            crate::payment::PaymentStatus::Completed => Ok(ProviderRefunds::NotWhole),
+            _ => Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                status: 200,
+                code: status.confirmation.provider_status,
+                message: "the transaction is not a charged one".into(),
+            }),
+        }
+    }
+
     /// A payment still only authorised is released; one never paid has
     /// nothing at the bank to cancel (its payment token just expires).
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {

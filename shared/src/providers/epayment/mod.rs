@@ -53,10 +53,13 @@ pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
     Ok(amount.to_major_string_trimmed())
 }
 
-/// statusName: only CHARGE is money taken; AUTH is held, not captured.
+/// statusName: only CHARGE is money taken; AUTH is held, not captured;
+/// REFUND is money taken and given back in full (public clients read it as
+/// "funds returned"; a partial refund leaves CHARGE).
 pub(crate) fn status_from_name(name: &str) -> PaymentStatus {
     match name.trim().to_ascii_uppercase().as_str() {
         "CHARGE" => PaymentStatus::Completed,
+        "REFUND" => PaymentStatus::Refunded,
         "FAILED" | "REJECT" => PaymentStatus::Failed,
         _ => PaymentStatus::Pending,
     }
@@ -86,7 +89,7 @@ mod tests {
     #[test]
     fn only_a_charge_is_money() {
         assert_eq!(status_from_name("CHARGE"), PaymentStatus::Completed);
-        for pending in ["NEW", "AUTH", "3D", "VERIFIED", "REFUND", "CANCEL", "?"] {
+        for pending in ["NEW", "AUTH", "3D", "VERIFIED", "CANCEL", "?"] {
             assert_eq!(
                 status_from_name(pending),
                 PaymentStatus::Pending,
@@ -94,6 +97,8 @@ mod tests {
             );
         }
         assert_eq!(status_from_name("REJECT"), PaymentStatus::Failed);
+        // Paid and given back: read as a refund, never as open or as money.
+        assert_eq!(status_from_name("refund"), PaymentStatus::Refunded);
         assert_eq!(
             to_wire_amount(Money::new(1_000_050, Currency::Kzt).unwrap()).unwrap(),
             "10000.5"

@@ -73,6 +73,7 @@ impl WebhookSource for EpaymentWebhooks {
             provider_status: code,
             verified: false,
             event_id: None,
+            provider_reference: None,
         })
     }
 }

@@ -105,6 +105,7 @@ impl WebhookSource for PaygramWebhooks {
             provider_status: word,
             verified: false,
             event_id: None,
+            provider_reference: None,
         })
     }
 }

@@ -33,6 +33,10 @@ pub enum VerifyError {
     Mismatch,
     #[error("timestamp outside the tolerance")]
     Stale,
+    /// A signing key that is empty or not decodable: refused when the
+    /// secret is loaded, for an empty key would verify anything.
+    #[error("the signing key is empty or malformed")]
+    BadKey,
 }
 
 /// Verifies deliveries. Keys print as `[redacted]`; the clock is injectable.
@@ -64,15 +68,20 @@ impl Verifier {
         key: SecretString,
         standard: Option<&SecretString>,
     ) -> Result<Verifier, VerifyError> {
+        if key.expose().trim().is_empty() {
+            return Err(VerifyError::BadKey);
+        }
         let standard_key = match standard {
             Some(s) => {
                 let text = s.expose();
                 let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-                Some(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .map_err(|_| VerifyError::Malformed)?,
-                )
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| VerifyError::BadKey)?;
+                if decoded.is_empty() {
+                    return Err(VerifyError::BadKey);
+                }
+                Some(decoded)
             }
             None => None,
         };
@@ -238,6 +247,7 @@ impl WebhookSource for PaymentEngineWebhooks {
                 .map(status_from_word)
                 .unwrap_or(PaymentStatus::Pending),
         };
+        let data_transaction_id = data.transaction_id.clone().filter(|t| !t.is_empty());
         let payment = match data.transaction_reference.as_deref().map(str::parse) {
             Some(Ok(id)) => PaymentRef::Ours(id),
             _ => match data.transaction_id.clone() {
@@ -265,6 +275,7 @@ impl WebhookSource for PaymentEngineWebhooks {
             // Signed by the provider: the event is the provider's own word.
             verified: true,
             event_id: Some(event.event_id),
+            provider_reference: data_transaction_id,
         })
     }
 }
@@ -275,6 +286,28 @@ mod tests {
     use std::collections::HashMap;
 
     const STANDARD: &str = "whsec_c2VjcmV0LWtleS1mb3Itc3RhbmRhcmQtd2ViaG9va3M=";
+
+    #[test]
+    fn an_empty_or_undecodable_key_is_refused_when_loaded() {
+        let key = |k: &str| SecretString::from(k.to_string());
+        assert_eq!(
+            Verifier::new(key(""), None).err(),
+            Some(VerifyError::BadKey),
+            "an empty key would verify anything"
+        );
+        assert_eq!(
+            Verifier::new(key("  "), None).err(),
+            Some(VerifyError::BadKey)
+        );
+        for standard in ["whsec_", "whsec_not base64!"] {
+            assert_eq!(
+                Verifier::new(key("k"), Some(&key(standard))).err(),
+                Some(VerifyError::BadKey),
+                "{standard}"
+            );
+        }
+        assert!(Verifier::new(key("k"), Some(&key(STANDARD))).is_ok());
+    }
 
     fn verifier() -> Verifier {
         Verifier::new(

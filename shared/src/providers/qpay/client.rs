@@ -281,6 +281,15 @@ impl Gateway for QpayClient {
         let invoice = reference(payment)?;
         let rows = self.rows(invoice).await?;
         let paid: Vec<&Row> = rows.iter().filter(|r| r.payment_status == "PAID").collect();
+        let refunded: Vec<&Row> = rows.iter().filter(|r| is_refunded(r)).collect();
+        if paid.is_empty() && !refunded.is_empty() {
+            // Paid, then given back: a refund, never money to credit.
+            return Ok(Confirmation {
+                status: PaymentStatus::Refunded,
+                amount: Some(total_of(&refunded)?),
+                provider_status: "REFUNDED".into(),
+            });
+        }
         if paid.is_empty() {
             let word = rows
                 .last()
@@ -292,39 +301,27 @@ impl Gateway for QpayClient {
                 provider_status: word,
             });
         }
-        let mut total = Money::zero(Currency::Mnt);
-        for row in paid {
-            let currency = match row.payment_currency.as_deref() {
-                Some(c) => {
-                    Currency::from_code_ignore_case(c).map_err(|e| ProviderError::Decode {
-                        provider: PROVIDER,
-                        reason: e.to_string(),
-                    })?
-                }
-                None => Currency::Mnt,
-            };
-            let amount = row
-                .payment_amount
-                .as_ref()
-                .map(|a| a.to_money(currency))
-                .transpose()
-                .map_err(|e| ProviderError::Decode {
-                    provider: PROVIDER,
-                    reason: format!("payment_amount: {e}"),
-                })?
-                .unwrap_or(Money::zero(currency));
-            total = total
-                .checked_add(amount)
-                .map_err(|e| ProviderError::Decode {
-                    provider: PROVIDER,
-                    reason: e.to_string(),
-                })?;
-        }
         Ok(Confirmation {
             status: PaymentStatus::Completed,
-            amount: Some(total),
+            amount: Some(total_of(&paid)?),
             provider_status: "PAID".into(),
         })
+    }
+
+    /// payment/check's REFUNDED rows are refunds of whole payments.
+    async fn refunds(
+        &self,
+        payment: &Payment,
+    ) -> Result<crate::providers::ProviderRefunds, ProviderError> {
+        let rows = self.rows(reference(payment)?).await?;
+        let refunded: Vec<&Row> = rows.iter().filter(|r| is_refunded(r)).collect();
+        Ok(crate::providers::ProviderRefunds::Total(
+            if refunded.is_empty() {
+                Money::zero(Currency::Mnt)
+            } else {
+                total_of(&refunded)?
+            },
+        ))
     }
 
     /// A card payment still in progress on the invoice is cancelled
@@ -390,8 +387,11 @@ impl Gateway for QpayClient {
         for row in paid {
             let url = self.url(&format!("payment/refund/{}", text(&row.payment_id)));
             let note = serde_json::json!({"note": format!("paygate refund {refund_id}")});
+            // Not retried once it may have arrived: a repeat would answer
+            // PAYMENT_NOT_REFUNDABLE for a refund that was made, which must
+            // not read as a refusal. payment/check settles a lost answer.
             let reply = self
-                .authed(Retry::Safe, |c, t| {
+                .authed(Retry::NotSent, |c, t| {
                     c.delete(&url).bearer_auth(t).json(&note)
                 })
                 .await?;
@@ -401,6 +401,42 @@ impl Gateway for QpayClient {
         }
         Ok(())
     }
+}
+
+/// A row QPay reports as refunded (`REFUNDED`, also seen as `REFUND`).
+fn is_refunded(row: &Row) -> bool {
+    matches!(row.payment_status.as_str(), "REFUNDED" | "REFUND")
+}
+
+/// The sum of the rows' amounts, in their currency (MNT when unsaid).
+fn total_of(rows: &[&Row]) -> Result<Money, ProviderError> {
+    let mut total = Money::zero(Currency::Mnt);
+    for row in rows {
+        let currency = match row.payment_currency.as_deref() {
+            Some(c) => Currency::from_code_ignore_case(c).map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            })?,
+            None => Currency::Mnt,
+        };
+        let amount = row
+            .payment_amount
+            .as_ref()
+            .map(|a| a.to_money(currency))
+            .transpose()
+            .map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: format!("payment_amount: {e}"),
+            })?
+            .unwrap_or(Money::zero(currency));
+        total = total
+            .checked_add(amount)
+            .map_err(|e| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(total)
 }
 
 fn reference(payment: &Payment) -> Result<&str, ProviderError> {

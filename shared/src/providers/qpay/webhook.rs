@@ -59,6 +59,7 @@ impl WebhookSource for QpayWebhooks {
             provider_status: word,
             verified: false,
             event_id: None,
+            provider_reference: None,
         })
     }
 }

@@ -172,6 +172,7 @@ impl WebhookSource for ToyyibPayWebhooks {
             provider_status: status.to_string(),
             verified: false,
             event_id: None,
+            provider_reference: None,
         })
     }
 }

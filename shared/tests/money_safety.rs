@@ -1,0 +1,690 @@
+//! Money stays right when a provider's answer is lost: refunds and casino
+//! top-ups whose call reached the other side but whose answer never came
+//! back, a sweep that cannot get stuck, wallets that are their merchant's
+//! alone, and callbacks that cannot make paygate hammer a provider. Each
+//! runs against DynamoDB Local and the sandbox, with the sandbox's
+//! "apply, then lose the answer" faults.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::harness::{Harness, OTHER_API_KEY};
+use serde_json::{json, Value};
+use shared::api::jobs::{sweep_until, SweepReport};
+use shared::api::reconcile::{reconcile, Action, DifferenceKind};
+use shared::flow::{mark_topup, process_topup, TopUpResult};
+use shared::ids::PaymentId;
+use shared::money::{Currency, Money};
+use shared::payment::PaymentStatus;
+use shared::providers::casino::{CasinoClient, CasinoConfig};
+use shared::providers::http::HttpPolicy;
+use shared::queue::TopUpMessage;
+use shared::secrets::Secret;
+use shared::store::{LedgerEntry, LedgerPurpose, RefundStatus, TopUpStatus};
+use time::{Duration, OffsetDateTime};
+
+fn kzt(tiyn: i64) -> Money {
+    Money::new(tiyn, Currency::Kzt).unwrap()
+}
+
+fn key() -> String {
+    format!("k-{}", ulid::Ulid::new())
+}
+
+/// An epayment.kz payment of `tiyn`, paid (CHARGE), crediting `user`.
+async fn epayment_paid(h: &Harness, tiyn: i64, user: &str) -> PaymentId {
+    let r = h
+        .create(
+            &key(),
+            &json!({"provider": "epayment", "amount": tiyn, "currency": "KZT",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": user}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let invoice = r.body["checkout"]["widget"]["invoiceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.sandbox(
+        &format!("/_sandbox/epayment/invoices/{invoice}/pay"),
+        json!({"status": "CHARGE"}),
+    )
+    .await;
+    let id: PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+    id
+}
+
+/// A DirectPay payment of `centavos` (optionally on to the casino's player1).
+async fn gcash(h: &Harness, centavos: i64, user: &str, casino: bool) -> (PaymentId, String) {
+    let mut body = json!({"provider": "directpay", "amount": centavos, "currency": "PHP",
+                          "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": user});
+    if casino {
+        body["casino"] = json!({"username": "player1"});
+    }
+    let r = h.create(&key(), &body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    (
+        r.body["id"].as_str().unwrap().parse().unwrap(),
+        r.body["provider_reference"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn gcash_paid(h: &Harness, centavos: i64, user: &str, casino: bool) -> PaymentId {
+    let (id, txn) = gcash(h, centavos, user, casino).await;
+    let b = h
+        .sandbox(
+            &format!("/_sandbox/directpay/transactions/{txn}/status"),
+            json!({"status": "SUCCESS"}),
+        )
+        .await;
+    assert_eq!(b["delivered"], 200, "{b}");
+    id
+}
+
+async fn wallet(h: &Harness, user: &str, currency: Currency) -> i64 {
+    h.store()
+        .balance(
+            &common::harness::merchant(),
+            &user.parse().unwrap(),
+            currency,
+        )
+        .await
+        .unwrap()
+        .minor()
+}
+
+async fn fault(h: &Harness, path: &str, mode: &str, count: u32) {
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": path, "mode": mode, "count": count, "status": 500}),
+    )
+    .await;
+}
+
+// ---- 1. Refunds are exactly-once at the provider ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_refund_whose_answer_is_lost_stays_pending_and_is_never_sent_twice() {
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 500_040, "u_lost_refund").await;
+    let path = format!("/v1/payments/{id}/refund");
+    // The bank refunds, and its answer arrives after our timeout.
+    fault(&h, "/epayment/api/operation/", "apply_hang", 1).await;
+    let r = h.post(&path, "refund-1", &json!({"amount": 300_000})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["status"], "completed");
+    assert_eq!(r.body["refund_pending"], 300_000);
+    assert_eq!(r.body["refunded_amount"], 0);
+    assert_eq!(r.body["refunds"][0]["status"], "pending");
+    assert_eq!(h.sandbox.state.epayment.refunds.lock().unwrap().len(), 1);
+    // The money is held in the wallet, not given back.
+    assert_eq!(wallet(&h, "u_lost_refund", Currency::Kzt).await, 200_040);
+
+    // The merchant retries with the same key: the same refund is resumed.
+    // check-status cannot prove a partial refund, so it stays pending;
+    // nothing is sent again.
+    let again = h.post(&path, "refund-1", &json!({"amount": 300_000})).await;
+    assert_eq!(again.status, 202, "{}", again.text);
+    assert_eq!(h.sandbox.state.calls("/epayment/api/operation/"), 1);
+    assert_eq!(h.sandbox.state.epayment.refunds.lock().unwrap().len(), 1);
+    // The same key for another amount is another request.
+    let other = h.post(&path, "refund-1", &json!({"amount": 1_000})).await;
+    assert_eq!(other.status, 422, "{}", other.text);
+    assert_eq!(other.body["error"]["code"], "idempotency_key_reused");
+
+    // Reconcile cannot settle it either: it reports it for a person.
+    let report = reconcile(
+        &h.services,
+        OffsetDateTime::now_utc() + Duration::minutes(3),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.refunds_checked, report.refunds_settled), (1, 0));
+    assert!(report
+        .differences
+        .iter()
+        .any(|d| d.payment_id == id.to_string()
+            && d.kind == DifferenceKind::RefundPending
+            && d.action == Action::LeftForReview));
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.refund_pending(), kzt(300_000));
+    assert!(p.refunded_amount.is_zero());
+    assert_eq!(h.sandbox.state.calls("/epayment/api/operation/"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_refund_whose_answer_is_lost_is_confirmed_on_the_retry() {
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 500_000, "u_whole").await;
+    let path = format!("/v1/payments/{id}/refund");
+    fault(&h, "/epayment/api/operation/", "apply_fail", 1).await;
+    let r = h.post(&path, "whole-1", &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["refund_pending"], 500_000);
+    // The bank shows REFUND: the retry records it, sends nothing.
+    let again = h.post(&path, "whole-1", &json!({})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["status"], "refunded");
+    assert_eq!(again.body["refunded_amount"], 500_000);
+    assert_eq!(again.body["refund_pending"], 0);
+    assert_eq!(again.body["refunds"][0]["status"], "succeeded");
+    assert_eq!(h.sandbox.state.calls("/epayment/api/operation/"), 1);
+    assert_eq!(h.sandbox.state.epayment.refunds.lock().unwrap().len(), 1);
+    assert_eq!(wallet(&h, "u_whole", Currency::Kzt).await, 0);
+    // Now a replay of the recorded answer.
+    let replay = h.post(&path, "whole-1", &json!({})).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    // And reconcile, reading REFUND as a refund, finds nothing to report.
+    let report = reconcile(&h.services, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(
+        !report
+            .differences
+            .iter()
+            .any(|d| d.payment_id == id.to_string()),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_that_never_reached_the_bank_is_released_by_reconcile_then_retried() {
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 500_000, "u_never").await;
+    let path = format!("/v1/payments/{id}/refund");
+    // The call hangs without the bank acting on it.
+    fault(&h, "/epayment/api/operation/", "hang", 1).await;
+    let r = h.post(&path, "never-1", &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(wallet(&h, "u_never", Currency::Kzt).await, 0);
+    // Too soon to take "not refunded" as proof: left alone.
+    let early = reconcile(&h.services, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(early.refunds_settled, 0);
+    // Later, the bank still shows CHARGE for a whole refund: released.
+    let report = reconcile(
+        &h.services,
+        OffsetDateTime::now_utc() + Duration::minutes(3),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.refunds_settled, 1, "{report:?}");
+    assert!(report
+        .differences
+        .iter()
+        .any(|d| d.payment_id == id.to_string() && d.action == Action::Released));
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    assert!(p.refund_pending().is_zero());
+    assert_eq!(wallet(&h, "u_never", Currency::Kzt).await, 500_000);
+    let refunds = h.store().refunds_of(id).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].status, RefundStatus::Failed);
+    // The merchant's retry with the same key now refunds, once.
+    let again = h.post(&path, "never-1", &json!({})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["status"], "refunded");
+    assert_eq!(h.sandbox.state.epayment.refunds.lock().unwrap().len(), 1);
+    assert_eq!(wallet(&h, "u_never", Currency::Kzt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_qpay_refund_is_confirmed_from_payment_check() {
+    let h = Harness::start().await;
+    let r = h
+        .create(
+            &key(),
+            &json!({"provider": "qpay", "amount": 150_000, "currency": "MNT",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": "u_q"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let invoice = r.body["provider_reference"].as_str().unwrap().to_string();
+    h.sandbox(
+        &format!("/_sandbox/qpay/invoices/{invoice}/pay"),
+        json!({"type": "CARD"}),
+    )
+    .await;
+    let path = format!("/v1/payments/{id}/refund");
+    fault(&h, "/qpay/v2/payment/refund/", "apply_hang", 1).await;
+    let lost = h.post(&path, "q-1", &json!({})).await;
+    assert_eq!(lost.status, 202, "{}", lost.text);
+    let again = h.post(&path, "q-1", &json!({})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["status"], "refunded");
+    assert_eq!(h.sandbox.state.calls("/qpay/v2/payment/refund/"), 1);
+    // Reconcile reads QPay's REFUNDED as the refund it is.
+    let report = reconcile(&h.services, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(
+        !report.differences.iter().any(|d| d.payment_id == id),
+        "{report:?}"
+    );
+}
+
+// ---- 2. Casino top-ups never pay a player twice ----
+
+fn casino(h: &Harness, nonce_dedup: bool) -> CasinoClient {
+    let sb = h.sandbox.url();
+    CasinoClient::new(
+        CasinoConfig {
+            lookup_url: format!("{sb}/casino/lookup"),
+            base_url: format!("{sb}/casino"),
+            tokens: Secret::new(
+                sandbox::casino::TOKENS
+                    .iter()
+                    .map(|(m, t)| (m.to_string(), t.to_string()))
+                    .collect(),
+            ),
+            platform: 1,
+            nonce_dedup,
+        },
+        HttpPolicy {
+            request_timeout: std::time::Duration::from_secs(2),
+            base_backoff: std::time::Duration::from_millis(5),
+            max_backoff: std::time::Duration::from_millis(20),
+            ..HttpPolicy::default()
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nonce_dedup_a_transfer_whose_answer_is_lost_is_held_not_resent() {
+    let h = Harness::start().await;
+    // A bridge that pays every call, as the public client suggests it may.
+    h.sandbox("/_sandbox/casino/dedup", json!({"enabled": false}))
+        .await;
+    let id = gcash_paid(&h, 150_000, "u_unknown", true).await;
+    h.drain_queue().await;
+    let client = casino(&h, false);
+    let message = TopUpMessage { payment_id: id };
+    fault(&h, "/casino/Default/Transfer", "apply_hang", 1).await;
+    let now = OffsetDateTime::now_utc();
+    let first = process_topup(&h.services, &client, &message, now)
+        .await
+        .unwrap();
+    assert_eq!(first, TopUpResult::Settled);
+    let t = h.store().topup(id).await.unwrap().unwrap();
+    assert_eq!(t.status, TopUpStatus::Unknown);
+    assert!(t.maybe_sent);
+    // Delivered again (SQS, the sweep): nothing is sent.
+    let later = now + Duration::minutes(10);
+    process_topup(&h.services, &client, &message, later)
+        .await
+        .unwrap();
+    let swept = shared::api::jobs::sweep(&h.services, later).await.unwrap();
+    assert_eq!(swept.topups_requeued, 0, "an unknown top-up is not swept");
+    assert_eq!(h.casino_transfers().len(), 1, "paid once, never twice");
+    assert_eq!(h.sandbox.state.calls("/casino/Default/Transfer"), 1);
+    // The merchant sees it; the wallet still holds the money.
+    let view = h.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(view.body["topup"]["status"], "unknown", "{}", view.text);
+    assert_eq!(wallet(&h, "u_unknown", Currency::Php).await, 150_000);
+    // Reconcile lists it for a person.
+    let report = reconcile(&h.services, later).await.unwrap();
+    assert!(report
+        .differences
+        .iter()
+        .any(|d| d.payment_id == id.to_string() && d.kind == DifferenceKind::TopUpUnknown));
+    // The person finds the transfer in the casino's history: sent.
+    let txn = h.casino_transfers()[0].transaction_id.clone();
+    let done = mark_topup(
+        &h.services,
+        id,
+        Some(&txn),
+        "ops: seen in casino history",
+        later,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(done.status, TopUpStatus::Done);
+    assert_eq!(wallet(&h, "u_unknown", Currency::Php).await, 0);
+    // A second decision is refused: it is settled.
+    assert!(mark_topup(&h.services, id, None, "ops", later)
+        .await
+        .unwrap()
+        .is_err());
+    assert_eq!(wallet(&h, "u_unknown", Currency::Php).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_died_mid_transfer_leaves_the_outcome_unknown() {
+    let h = Harness::start().await;
+    let id = gcash_paid(&h, 20_000, "u_died", true).await;
+    h.drain_queue().await;
+    let now = OffsetDateTime::now_utc();
+    // A worker took the lease and died during the transfer.
+    h.store()
+        .acquire_topup(id, now, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let after_lease = now + Duration::minutes(2);
+    process_topup(
+        &h.services,
+        &casino(&h, false),
+        &TopUpMessage { payment_id: id },
+        after_lease,
+    )
+    .await
+    .unwrap();
+    let t = h.store().topup(id).await.unwrap().unwrap();
+    assert_eq!(t.status, TopUpStatus::Unknown);
+    assert_eq!(h.sandbox.state.calls("/casino/Default/Transfer"), 0);
+    // Not sent after all (the casino has no such transfer): queued again,
+    // and sent once with the same nonce.
+    let queued = mark_topup(&h.services, id, None, "ops: not in history", after_lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued.status, TopUpStatus::Queued);
+    process_topup(
+        &h.services,
+        &casino(&h, false),
+        &TopUpMessage { payment_id: id },
+        after_lease,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        h.store().topup(id).await.unwrap().unwrap().status,
+        TopUpStatus::Done
+    );
+    assert_eq!(h.casino_transfers().len(), 1);
+    assert_eq!(wallet(&h, "u_died", Currency::Php).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nonce_dedup_a_lost_transfer_is_resent_and_never_marked_failed() {
+    let h = Harness::start().await;
+    let id = gcash_paid(&h, 30_000, "u_dedup", true).await;
+    h.drain_queue().await;
+    let client = casino(&h, true);
+    let message = TopUpMessage { payment_id: id };
+    // Applied, answer lost, on every attempt.
+    fault(&h, "/casino/Default/Transfer", "apply_fail", 100).await;
+    let now = OffsetDateTime::now_utc();
+    for attempt in 1..=shared::flow::MAX_TOPUP_ATTEMPTS {
+        let r = process_topup(&h.services, &client, &message, now)
+            .await
+            .unwrap();
+        let expect_retry = attempt < shared::flow::MAX_TOPUP_ATTEMPTS;
+        assert_eq!(matches!(r, TopUpResult::Retry(_)), expect_retry, "{r:?}");
+    }
+    let t = h.store().topup(id).await.unwrap().unwrap();
+    assert_eq!(
+        t.status,
+        TopUpStatus::Unknown,
+        "an attempt may have reached the casino: never failed"
+    );
+    // The bridge saw the same nonce every time: one transfer.
+    assert_eq!(h.casino_transfers().len(), 1);
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/none", "mode": "fail", "count": 0}),
+    )
+    .await;
+}
+
+// ---- 3. The sweep cannot get stuck ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_answers_cannot_hold_the_sweep() {
+    let h = Harness::start().await;
+    // Two payments whose provider never answers, older than the one paid.
+    let (stuck_a, txn_a) = gcash(&h, 10_000, "u_stuck", false).await;
+    let (stuck_b, txn_b) = gcash(&h, 10_000, "u_stuck", false).await;
+    let (paid, txn) = gcash(&h, 10_000, "u_found", false).await;
+    h.sandbox(
+        &format!("/_sandbox/directpay/transactions/{txn}/status"),
+        json!({"status": "SUCCESS", "callback": "none"}),
+    )
+    .await;
+    for t in [&txn_a, &txn_b] {
+        fault(
+            &h,
+            &format!("/directpay/api/cashin_transactions_status/{t}"),
+            "fail",
+            1_000,
+        )
+        .await;
+    }
+    // Long past expiry, a day and more: still reached.
+    let later = OffsetDateTime::now_utc() + Duration::days(2);
+    let report = sweep_until(&h.services, later, None, 1).await.unwrap();
+    assert_eq!((report.skipped, report.settled_late), (2, 1), "{report:?}");
+    assert_eq!(
+        h.store().payment(paid).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+    // The stuck ones were pushed back: the next run does not ask again.
+    let calls = h
+        .sandbox
+        .state
+        .calls("/directpay/api/cashin_transactions_status/");
+    let next = sweep_until(&h.services, later, None, 1).await.unwrap();
+    assert_eq!(next, SweepReport::default());
+    assert_eq!(
+        h.sandbox
+            .state
+            .calls("/directpay/api/cashin_transactions_status/"),
+        calls
+    );
+    // Once their backoff is over they are asked again.
+    let after = sweep_until(&h.services, later + Duration::minutes(2), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(after.skipped, 2);
+    for id in [stuck_a, stuck_b] {
+        let p = h.store().payment(id).await.unwrap().unwrap();
+        assert_eq!((p.status, p.sweep_misses), (PaymentStatus::Pending, 2));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_topups_are_requeued_first_and_a_run_stops_at_its_deadline() {
+    let h = Harness::start().await;
+    let with_topup = gcash_paid(&h, 10_000, "u_first", true).await;
+    h.drain_queue().await; // the message is lost
+    let (overdue, _) = gcash(&h, 10_000, "u_overdue", false).await;
+    let later = OffsetDateTime::now_utc() + Duration::hours(1);
+    let calls = h
+        .sandbox
+        .state
+        .calls("/directpay/api/cashin_transactions_status/");
+    // A run whose deadline has passed still re-queues the top-up, and
+    // starts no provider call.
+    let report = sweep_until(&h.services, later, Some(std::time::Instant::now()), 100)
+        .await
+        .unwrap();
+    assert!(report.stopped_early, "{report:?}");
+    assert_eq!(report.expired, 0);
+    assert_eq!(
+        h.sandbox
+            .state
+            .calls("/directpay/api/cashin_transactions_status/"),
+        calls
+    );
+    let requeued = h.drain_queue().await;
+    assert_eq!(requeued.records.len(), 1);
+    assert!(requeued.records[0]
+        .body
+        .as_deref()
+        .unwrap()
+        .contains(&with_topup.to_string()));
+    assert_eq!(
+        h.store().payment(overdue).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+}
+
+// ---- 4. One merchant's wallets are that merchant's alone ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_merchants_key_sees_an_empty_wallet() {
+    let h = Harness::start().await;
+    let id = gcash_paid(&h, 25_000, "u_shared_id", false).await;
+    let own = h.get("/v1/wallets/u_shared_id").await;
+    assert_eq!(own.status, 200);
+    assert_eq!(own.body["balances"][0]["amount"], 25_000);
+    assert_eq!(own.body["entries"][0]["payment_id"], id.to_string());
+    let other = h
+        .http
+        .get(format!("{}/v1/wallets/u_shared_id", h.api))
+        .bearer_auth(OTHER_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let body: Value = other.json().await.unwrap();
+    assert_eq!(body["balances"], json!([]));
+    assert_eq!(body["entries"], json!([]));
+    assert_eq!(body["next_cursor"], Value::Null);
+    let text = body.to_string();
+    assert!(!text.contains(&id.to_string()), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_wallets_whole_history_pages_and_adds_up() {
+    let h = Harness::start().await;
+    let user = "u_busy";
+    let merchant = common::harness::merchant();
+    let start = OffsetDateTime::now_utc();
+    for i in 0..120i64 {
+        h.store()
+            .post_entry(&LedgerEntry {
+                merchant: merchant.clone(),
+                user: user.parse().unwrap(),
+                payment_id: PaymentId::generate(),
+                purpose: LedgerPurpose::Deposit,
+                amount: Money::new(100 + i, Currency::Php).unwrap(),
+                at: start + Duration::milliseconds(i),
+                memo: "deposit".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0i64;
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/wallets/{user}?cursor={c}"),
+            None => format!("/v1/wallets/{user}"),
+        };
+        let page = h.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        pages += 1;
+        for e in page.body["entries"].as_array().unwrap() {
+            assert!(seen.insert(e["id"].as_str().unwrap().to_string()));
+            total += e["amount"].as_i64().unwrap();
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(seen.len(), 120);
+    assert_eq!(total, wallet(&h, user, Currency::Php).await);
+    let bad = h
+        .get(&format!("/v1/wallets/{user}?cursor=bm90LW91cnM"))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["code"], "invalid_cursor");
+}
+
+// ---- 5. Callbacks cannot make paygate hammer a provider ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_callbacks_costs_the_provider_one_confirmation() {
+    let h = Arc::new(Harness::start().await);
+    let (id, txn) = gcash(&h, 10_000, "u_flood", false).await;
+    let status_path = "/directpay/api/cashin_transactions_status/";
+    let before = h.sandbox.state.calls(status_path);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let h = h.clone();
+        let body = json!({"amount": "100", "currency": "PHP", "refId": id.to_string(),
+                          "txnId": txn, "status": "SUCCESS"})
+        .to_string();
+        tasks.push(tokio::spawn(async move {
+            h.post_raw("/webhooks/directpay", "application/json", &body)
+                .await
+                .status
+        }));
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(status == 200 || status == 503, "{status}");
+    }
+    assert!(
+        h.sandbox.state.calls(status_path) - before <= 1,
+        "at most one confirmation per payment per window"
+    );
+    // Not paid at DirectPay: nothing moved.
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+    // Callbacks for payments that do not exist never reach the provider.
+    let before = h.sandbox.state.calls(status_path);
+    for _ in 0..10 {
+        let body = json!({"amount": "100", "currency": "PHP",
+                          "txnId": format!("DP{}", ulid::Ulid::new()), "status": "SUCCESS"})
+        .to_string();
+        let r = h
+            .post_raw("/webhooks/directpay", "application/json", &body)
+            .await;
+        assert_eq!(r.status, 404, "{}", r.text);
+    }
+    assert_eq!(h.sandbox.state.calls(status_path), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_event_about_another_transaction_is_refused() {
+    use hmac::{Hmac, Mac};
+    let h = Harness::start().await;
+    let r = h
+        .create(
+            &key(),
+            &json!({"provider": "payment_engine", "amount": 500, "currency": "USD", "method": "RTP",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": "u_pe"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap();
+    let body = format!(
+        r#"{{"eventId":"evt_{}","eventType":"transaction.completed","data":{{"transactionId":"txn_someone_else","transactionReference":"{id}","status":"COMPLETED","amount":5,"currencyCode":"USD"}}}}"#,
+        ulid::Ulid::new()
+    );
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(sandbox::payment_engine::WEBHOOK_SECRET.as_bytes())
+            .unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let before = h.items().await;
+    let r = h
+        .http
+        .post(format!("{}/webhooks/payment-engine", h.api))
+        .header("content-type", "application/json")
+        .header("x-webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(h.items().await, before, "nothing written");
+}
