@@ -64,8 +64,11 @@ PAYGATE_SANDBOX_PAYMENT_ENGINE_WEBHOOK_URL="http://$api_addr/webhooks/payment-en
   "$root/target/debug/sandbox" >"$logs/sandbox.log" 2>&1 &
 pids+=($!)
 
+# Several instances of each function at once, as Lambda runs them, so two
+# callbacks for one payment can race across processes here too.
 (cd "$root" && PATH="$root/.local/venv/bin:$PATH" cargo lambda watch --quiet \
-  -A 127.0.0.1 -P "$lambda_port" --env-file "$run/functions.env") >"$logs/functions.log" 2>&1 &
+  -A 127.0.0.1 -P "$lambda_port" --concurrency "${PAYGATE_FUNCTION_CONCURRENCY:-4}" \
+  --env-file "$run/functions.env") >"$logs/functions.log" 2>&1 &
 pids+=($!)
 
 PAYGATE_LAMBDA_URL="http://127.0.0.1:$lambda_port" PAYGATE_GATEWAY_ADDR="$api_addr" \

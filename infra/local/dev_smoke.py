@@ -3,9 +3,15 @@
 
 Every provider: a payment created through the API, paid (and paid again)
 with the sandbox's command line, completed by its webhook; the DirectPay one
-goes on to the casino through SQS and the worker. Then the wallet, the
-health endpoint, and the scheduled jobs' answers in the gateway's log.
-Exits non-zero with a reason on the first thing that is not as it should be.
+goes on to the casino through SQS and the worker. Then a race: payments of
+every provider paid at the provider with no callback, then their callbacks
+fired concurrently (duplicates and late, earlier-state ones) at functions
+running several instances each (make dev's PAYGATE_FUNCTION_CONCURRENCY),
+and the money checked: one completion and one credit per payment, one
+casino transfer per top-up, every wallet's balance equal to its entries.
+Then the health endpoint, and the scheduled jobs' answers in the gateway's
+log. Exits non-zero with a reason on the first thing that is not as it
+should be.
 
 Run by infra/local/api-test.sh (so by `make test`); by hand:
     python3 infra/local/dev_smoke.py
@@ -13,6 +19,7 @@ Run by infra/local/api-test.sh (so by `make test`); by hand:
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import sys
 import time
@@ -77,6 +84,115 @@ def sandbox(*args):
     return json.loads(out.stdout)
 
 
+def control(path, body):
+    """A sandbox control call; its JSON answer."""
+    request = urllib.request.Request(SANDBOX + path, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as e:
+        fail(f"sandbox {path}: {e.code} {e.read().decode(errors='replace')}")
+
+
+# How each provider is paid without a callback, and which callbacks then race:
+# (pay path, pay body, [(callback path, body)...]) with {ref} the provider's reference.
+RACES = {
+    "directpay": ("/_sandbox/directpay/transactions/{ref}/status", {"status": "SUCCESS", "callback": "none"},
+                  [("/_sandbox/directpay/transactions/{ref}/callback", {})] * 6
+                  + [("/_sandbox/directpay/transactions/{ref}/callback", {"status": "PENDING"})] * 2),
+    "paygram": ("/_sandbox/paygram/invoices/{ref}/status", {"status": 2, "callback": "none"},
+                [("/_sandbox/paygram/invoices/{ref}/callback", {})] * 6),
+    "toyyibpay": ("/_sandbox/toyyibpay/bills/{ref}/attempt", {"status": 1, "callback": "none"},
+                  [("/_sandbox/toyyibpay/bills/{ref}/callback", {})] * 6
+                  + [("/_sandbox/toyyibpay/bills/{ref}/callback", {"status": 2})] * 2),
+    "qpay": ("/_sandbox/qpay/invoices/{ref}/pay", {"type": "CARD", "callback": "none"},
+             [("/_sandbox/qpay/invoices/{ref}/callback", {})] * 6),
+    # The bank pays as often as it is told; each payment of the invoice calls back.
+    "epayment": (None, None, [("/_sandbox/epayment/invoices/{ref}/pay", {"status": "CHARGE"})] * 6),
+    # Signed events: the same event delivered concurrently, and fresh ones.
+    "payment_engine": (None, None,
+                       [("/_sandbox/payment-engine/transactions/{ref}/settle",
+                         {"status": "COMPLETED", "event_id": "evt_race_{ref}"})] * 4
+                       + [("/_sandbox/payment-engine/transactions/{ref}/settle", {"status": "COMPLETED"})] * 2),
+}
+
+
+def wallet_entries(user):
+    """Every entry of the wallet, through its cursor, and its balances."""
+    entries, cursor, balances = [], None, None
+    while True:
+        path = f"/v1/wallets/{user}" + (f"?cursor={cursor}" if cursor else "")
+        status, page = call("GET", path)
+        if status != 200:
+            fail(f"wallet {user}: {status} {page}")
+        balances = page["balances"]
+        entries += page["entries"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return entries, balances
+
+
+def race():
+    created = []
+    for provider, extra in PROVIDERS:
+        for n in range(2):
+            user = f"u_race_{provider}_{n}_{RUN}"
+            body = {"provider": provider, "reference": f"RACE-{provider}-{n}-{RUN}",
+                    "wallet_user_id": user, **extra}
+            status, p = call("POST", "/v1/payments", body, idempotency=f"race-{provider}-{n}-{RUN}")
+            if status != 201:
+                fail(f"race create {provider}: {status} {p}")
+            pay_path, pay_body, callbacks = RACES[provider]
+            ref = p["provider_reference"]
+            if pay_path:
+                control(pay_path.format(ref=ref), pay_body)
+            created.append((provider, p, user, extra, ref, callbacks))
+    shots = []
+    for provider, p, user, extra, ref, callbacks in created:
+        for path, body in callbacks:
+            body = {k: (v.format(ref=ref) if isinstance(v, str) else v) for k, v in body.items()}
+            shots.append((provider, path.format(ref=ref), body))
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(lambda s: (s[0], control(s[1], s[2]).get("delivered")), shots))
+    odd = [a for a in answers if a[1] not in (200, 503)]
+    if odd:
+        fail(f"race: callbacks answered other than 200 or 503: {odd}")
+    print(f"dev-smoke: race: {len(shots)} concurrent callbacks for {len(created)} payments")
+
+    for provider, p, user, extra, ref, _ in created:
+        pid = p["id"]
+
+        def settled():
+            status, got = call("GET", f"/v1/payments/{pid}")
+            if status != 200 or got["status"] != "completed":
+                return None
+            if "casino" in extra and got.get("topup", {}).get("status") != "done":
+                return None
+            return got
+        got = until(f"race: {provider} {pid} completing", settled)
+        completions = [h for h in got["history"] if h["status"] == "completed"]
+        if len(completions) != 1:
+            fail(f"race: {pid} completed {len(completions)} times: {got['history']}")
+        entries, balances = wallet_entries(user)
+        credits = [e for e in entries if e["kind"] == "credit" and e["payment_id"] == pid]
+        if len(credits) != 1 or credits[0]["amount"] != extra["amount"]:
+            fail(f"race: {pid} credited {credits}, expected one credit of {extra['amount']}")
+        net = {}
+        for e in entries:
+            net[e["currency"]] = net.get(e["currency"], 0) + (e["amount"] if e["kind"] == "credit" else -e["amount"])
+        held = {b["currency"]: b["amount"] for b in balances}
+        if held != net:
+            fail(f"race: {user} balances {held} differ from its entries {net}")
+        if "casino" in extra:
+            nonce = "paygate-" + pid.removeprefix("pay_")
+            with urllib.request.urlopen(SANDBOX + "/_sandbox/casino/transfers", timeout=30) as r:
+                transfers = [t for t in json.loads(r.read()) if t["nonce"] == nonce]
+            if len(transfers) != 1:
+                fail(f"race: {pid} reached the casino {len(transfers)} times")
+    print("dev-smoke: race: one completion, one credit, one casino transfer each; balances equal entries")
+
+
 def main():
     payments = {}
     for provider, extra in PROVIDERS:
@@ -113,6 +229,8 @@ def main():
     if wallet["balances"] != [{"currency": "PHP", "amount": 0}]:
         fail(f"the wallet should be empty after the top-up: {wallet['balances']}")
     print(f"dev-smoke: casino top-up done ({p['topup']['casino_transaction_id']}), wallet back to 0")
+
+    race()
 
     status, health = call("GET", "/v1/health", key=False)
     if status != 200 or health["status"] != "ok":

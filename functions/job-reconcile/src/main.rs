@@ -9,7 +9,10 @@ use shared::services::Services;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let services = &Services::from_env().await?;
+    let mut services = Services::from_env().await?;
+    // A daily job: one slow provider must not eat the run.
+    services.settings.http = shared::providers::http::HttpPolicy::background();
+    let services = &services;
     run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
             let report =
