@@ -98,6 +98,14 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// Whether a create needs a number from the provider's sequence in the
+    /// table: epayment.kz's invoiceIDs must differ in their last 6 digits.
+    pub const fn needs_sequence(self) -> bool {
+        matches!(self, Provider::Epayment)
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -168,7 +168,7 @@ async fn directpay_deposit_reaches_the_casino_once() {
 async fn the_seed_callback_shape_completes_a_payment_too() {
     let h = Harness::start().await;
     let u = user();
-    let (id, txn) = paid_directpay(&h, 5_000, &u).await;
+    let (id, txn) = paid_directpay(&h, 15_000, &u).await;
     h.sandbox(
         &format!("/_sandbox/directpay/transactions/{txn}/status"),
         json!({"status": "SUCCESS", "callback": "seed"}),
@@ -328,7 +328,7 @@ async fn refused_callbacks_write_nothing() {
 async fn a_late_payment_after_expiry_completes() {
     let h = Harness::start().await;
     let u = user();
-    let (id, txn) = paid_directpay(&h, 7_500, &u).await;
+    let (id, txn) = paid_directpay(&h, 17_500, &u).await;
     mark_directpay(&h, &txn, "EXPIRED").await;
     assert_eq!(
         h.store().payment(id).await.unwrap().unwrap().status,
@@ -343,7 +343,7 @@ async fn a_late_payment_after_expiry_completes() {
             .balance(&common::harness::merchant(), &user, Currency::Php)
             .await
             .unwrap(),
-        Money::new(7_500, Currency::Php).unwrap()
+        Money::new(17_500, Currency::Php).unwrap()
     );
 }
 
@@ -351,7 +351,7 @@ async fn a_late_payment_after_expiry_completes() {
 async fn reading_a_pending_payment_asks_the_provider() {
     let h = Harness::start().await;
     let u = user();
-    let (id, txn) = paid_directpay(&h, 3_000, &u).await;
+    let (id, txn) = paid_directpay(&h, 13_000, &u).await;
     // Paid, but the callback is lost.
     h.sandbox(
         &format!("/_sandbox/directpay/transactions/{txn}/status"),
@@ -392,7 +392,7 @@ async fn the_casino_failing_twice_still_gets_one_transfer() {
 async fn a_casino_outage_is_retried_through_the_queue() {
     let h = Harness::start().await;
     let u = user();
-    let (id, txn) = paid_directpay(&h, 9_900, &u).await;
+    let (id, txn) = paid_directpay(&h, 19_900, &u).await;
     mark_directpay(&h, &txn, "SUCCESS").await;
     // Down for longer than one invocation's retries.
     h.sandbox(
@@ -413,7 +413,7 @@ async fn a_casino_outage_is_retried_through_the_queue() {
     // SQS delivers it again.
     let second = shared::api::worker::handle(&h.services, event, OffsetDateTime::now_utc()).await;
     assert!(second.batch_item_failures.is_empty());
-    assert_settled_once(&h, id, &u, Money::new(9_900, Currency::Php).unwrap()).await;
+    assert_settled_once(&h, id, &u, Money::new(19_900, Currency::Php).unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,7 +458,7 @@ async fn a_worker_that_dies_after_the_transfer_does_not_transfer_again() {
 async fn create_payment_honours_idempotency_keys() {
     let h = Harness::start().await;
     let k = key();
-    let body = gcash_body(1_000, &user(), None);
+    let body = gcash_body(11_000, &user(), None);
     let first = h.create(&k, &body).await;
     assert_eq!(first.status, 201);
     let replay = h.create(&k, &body).await;
@@ -472,7 +472,7 @@ async fn create_payment_honours_idempotency_keys() {
     );
 
     let mut other = body.clone();
-    other["amount"] = json!(1_001);
+    other["amount"] = json!(11_001);
     let mismatch = h.create(&k, &other).await;
     assert_eq!(mismatch.status, 422);
     assert_eq!(mismatch.body["error"]["code"], "idempotency_key_reused");
@@ -481,7 +481,7 @@ async fn create_payment_honours_idempotency_keys() {
     // A first request still running: begin it by hand, as a concurrent
     // invocation would.
     let running = key();
-    let body2 = gcash_body(2_000, &user(), None);
+    let body2 = gcash_body(12_000, &user(), None);
     let scope = shared::store::IdempotencyScope {
         merchant: common::harness::MERCHANT.parse().unwrap(),
         operation: "create_payment",
@@ -512,7 +512,7 @@ async fn create_payment_honours_idempotency_keys() {
 async fn merchant_routes_need_a_valid_api_key() {
     let h = Harness::start().await;
     let url = format!("{}/v1/payments", h.api);
-    let body = gcash_body(1_000, &user(), None);
+    let body = gcash_body(11_000, &user(), None);
     let none = h
         .http
         .post(&url)
@@ -586,6 +586,11 @@ async fn bad_create_requests_get_typed_errors_and_write_nothing() {
             "casino_requires_wallet",
         ),
         (
+            json!({"provider": "directpay", "amount": 9_999, "currency": "PHP", "reference": "R1"}),
+            422,
+            "amount_below_minimum",
+        ),
+        (
             json!({"provider": "directpay", "amount": 1.5, "currency": "PHP", "reference": "R1"}),
             400,
             "malformed_body",
@@ -604,6 +609,11 @@ async fn bad_create_requests_get_typed_errors_and_write_nothing() {
             "{body}"
         );
     }
+    assert_eq!(
+        h.sandbox.state.calls("/directpay/api/pay_cashin"),
+        0,
+        "each was refused before any provider call"
+    );
     let r = h.post_raw("/v1/payments", "application/json", "{}").await;
     assert_eq!(r.status, 401, "no API key");
     // A rejected provider call: 502 with the provider's words, nothing stored.
@@ -612,7 +622,7 @@ async fn bad_create_requests_get_typed_errors_and_write_nothing() {
         json!({"path": "/directpay/api/pay_cashin", "mode": "fail", "count": 1, "status": 422}),
     )
     .await;
-    let r = h.create(&key(), &gcash_body(100, &user(), None)).await;
+    let r = h.create(&key(), &gcash_body(10_000, &user(), None)).await;
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(r.body["error"]["code"], "provider_error");
     assert_eq!(h.items().await, before);

@@ -61,10 +61,9 @@ async fn pay(h: &Harness, invoice: &str, body: serde_json::Value) -> serde_json:
 async fn a_paid_invoice_completes_once() {
     let h = Harness::start().await;
     let (id, invoice) = create(&h, 1_000_050, "u_kz").await;
-    assert_eq!(
-        invoice,
-        invoice_id(id),
-        "the invoiceID is derived from the payment"
+    assert!(
+        invoice.len() >= 6 && invoice.bytes().all(|b| b.is_ascii_digit()),
+        "the invoiceID is 6-15 digits from the table's counter: {invoice}"
     );
     let widget_amount = h.sandbox.state.epayment.invoices.lock().unwrap()[&invoice]
         .amount
@@ -170,9 +169,10 @@ async fn tokens_are_cached_renewed_on_401_and_refunds_and_cancels_follow_the_ban
         return_url: None,
         method: None,
         webhook_url: "http://127.0.0.1:9/webhooks/epayment",
+        sequence: Some(1_000_001),
     };
     c.create(&request).await.unwrap();
-    let invoice = invoice_id(id);
+    let invoice = invoice_id(1_000_001).unwrap();
     let txn = pay(&h, &invoice, json!({"status": "CHARGE", "callback": false})).await
         ["transaction_id"]
         .as_str()
@@ -216,13 +216,14 @@ async fn tokens_are_cached_renewed_on_401_and_refunds_and_cancels_follow_the_ban
     let id2 = PaymentId::generate();
     c.create(&CreateRequest {
         payment_id: id2,
+        sequence: Some(1_000_002),
         ..request.clone()
     })
     .await
     .unwrap();
     let txn2 = pay(
         &h,
-        &invoice_id(id2),
+        &invoice_id(1_000_002).unwrap(),
         json!({"status": "AUTH", "callback": false}),
     )
     .await["transaction_id"]
@@ -232,7 +233,7 @@ async fn tokens_are_cached_renewed_on_401_and_refunds_and_cancels_follow_the_ban
     assert!(c.cancel_transaction(&txn).await.is_err());
     c.cancel_transaction(&txn2).await.unwrap();
     assert_eq!(
-        c.check(&invoice_id(id2))
+        c.check(&invoice_id(1_000_002).unwrap())
             .await
             .unwrap()
             .confirmation
@@ -397,7 +398,7 @@ async fn a_refund_the_bank_refuses_gives_the_reservation_back() {
 async fn providers_without_refunds_say_so() {
     let h = Harness::start().await;
     let gcash = h
-        .create("g-1", &json!({"provider": "directpay", "amount": 1000, "currency": "PHP", "reference": "ORD-R-1"}))
+        .create("g-1", &json!({"provider": "directpay", "amount": 10_000, "currency": "PHP", "reference": "ORD-R-1"}))
         .await;
     let id = gcash.body["id"].as_str().unwrap();
     let r = h
@@ -411,4 +412,45 @@ async fn providers_without_refunds_say_so() {
         .post(&format!("/v1/payments/{pending}/refund"), "r-2", &json!({}))
         .await;
     assert_eq!(r.status, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoice_ids_come_from_the_counter_and_the_bank_refuses_a_repeat_of_the_last_six_digits() {
+    let h = Harness::start().await;
+    let mut last6 = std::collections::HashSet::new();
+    for n in 0..3 {
+        let (_, invoice) = create(&h, 100_000 + n, "u_seq").await;
+        assert!(
+            last6.insert(invoice[invoice.len() - 6..].to_string()),
+            "{invoice}"
+        );
+    }
+    // The sandbox holds the bank's rule: a longer invoiceID that repeats
+    // the last 6 digits of another is refused.
+    let sb = h.sandbox.url();
+    let token = |invoice: &'static str| {
+        let http = h.http.clone();
+        let url = format!("{sb}/epayment/oauth/oauth2/token");
+        async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "payment"),
+                    ("client_id", sandbox::epayment::CLIENT_ID),
+                    ("client_secret", sandbox::epayment::CLIENT_SECRET),
+                    ("terminal", sandbox::epayment::TERMINAL),
+                    ("invoiceID", invoice),
+                    ("amount", "100"),
+                    ("currency", "KZT"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(token("4001234567").await, 200);
+    assert_eq!(token("9001234567").await, 400, "same last 6 digits");
+    assert_eq!(token("4001234568").await, 200);
 }

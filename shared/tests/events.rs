@@ -81,7 +81,8 @@ async fn fixtures(h: &Harness) {
             attempts: vec![],
         },
     );
-    let invoice = shared::providers::epayment::invoice_id(P5.parse().unwrap());
+    // The invoiceID the sample callback in events/ names (any 6-15 digits).
+    let invoice = "320517004918789".to_string();
     h.sandbox.state.epayment.invoices.lock().unwrap().insert(
         invoice.clone(),
         sandbox::epayment::Invoice {

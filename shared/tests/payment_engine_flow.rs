@@ -211,6 +211,7 @@ async fn the_client_logs_in_refreshes_or_uses_an_api_key_and_maps_errors() {
         return_url: None,
         method: None,
         webhook_url: "unused",
+        sequence: None,
     };
     let err = keyed.create(&request).await.unwrap_err();
     assert!(

@@ -293,6 +293,7 @@ async fn paygram_issues_and_confirms_phpt_and_usdt_invoices() {
                 return_url: None,
                 method: None,
                 webhook_url: "unused",
+                sequence: None,
             })
             .await
             .unwrap();
@@ -347,6 +348,7 @@ async fn paygram_errors_are_typed() {
             return_url: None,
             method: None,
             webhook_url: "unused",
+            sequence: None,
         })
         .await
         .unwrap_err();
@@ -467,6 +469,7 @@ async fn paygram_retries_server_errors_but_not_client_errors() {
             return_url: None,
             method: None,
             webhook_url: "unused",
+            sequence: None,
         })
         .await
         .unwrap();

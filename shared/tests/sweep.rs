@@ -33,8 +33,8 @@ async fn gcash(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overdue_payments_expire_or_complete_as_the_provider_says() {
     let h = Harness::start().await;
-    let (unpaid, _) = gcash(&h, 1_000, "u_sw1", false).await;
-    let (paid, txn) = gcash(&h, 2_000, "u_sw2", false).await;
+    let (unpaid, _) = gcash(&h, 11_000, "u_sw1", false).await;
+    let (paid, txn) = gcash(&h, 12_000, "u_sw2", false).await;
     // Paid, but the callback never came.
     h.sandbox(
         &format!("/_sandbox/directpay/transactions/{txn}/status"),
@@ -79,7 +79,7 @@ async fn overdue_payments_expire_or_complete_as_the_provider_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_does_not_answer_leaves_the_payment_for_the_next_run() {
     let h = Harness::start().await;
-    let (id, _) = gcash(&h, 1_000, "u_sw3", false).await;
+    let (id, _) = gcash(&h, 11_000, "u_sw3", false).await;
     h.sandbox(
         "/_sandbox/faults",
         json!({"path": "/directpay/api/cashin_transactions_status/", "mode": "fail", "count": 3, "status": 503}),
@@ -105,7 +105,7 @@ async fn a_provider_that_does_not_answer_leaves_the_payment_for_the_next_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_topup_message_is_sent_again_and_settles_once() {
     let h = Harness::start().await;
-    let (id, txn) = gcash(&h, 5_000, "u_sw4", true).await;
+    let (id, txn) = gcash(&h, 15_000, "u_sw4", true).await;
     h.sandbox(
         &format!("/_sandbox/directpay/transactions/{txn}/status"),
         json!({"status": "SUCCESS"}),

@@ -65,6 +65,7 @@ async fn the_client_creates_bills_and_reads_their_attempts() {
         return_url: None,
         method: Some("both"),
         webhook_url: "http://127.0.0.1:9/webhooks/toyyibpay",
+        sequence: None,
     };
     let created = c.create(&request).await.unwrap();
     let again = c
@@ -328,7 +329,7 @@ async fn only_pending_payments_at_providers_that_cancel_can_be_cancelled() {
     let gcash = h
         .create(
             "gcash-1",
-            &json!({"provider": "directpay", "amount": 1000, "currency": "PHP", "reference": "ORD-GC-1"}),
+            &json!({"provider": "directpay", "amount": 10_000, "currency": "PHP", "reference": "ORD-GC-1"}),
         )
         .await;
     let before = h.items().await;
@@ -347,4 +348,66 @@ async fn only_pending_payments_at_providers_that_cancel_can_be_cancelled() {
         )
         .await;
     assert_eq!(missing.status, 404);
+}
+
+/// Reads a `key=value`-per-line fixture form.
+fn form_fixture(name: &str) -> Vec<(String, String)> {
+    let path = format!(
+        "{}/tests/fixtures/toyyibpay/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_answers_the_documented_inactive_bill_request_in_its_documented_shape() {
+    let h = Harness::start().await;
+    let (_, code) = create(&h, 4500, "u_inactive").await;
+    // The official sample request, with this bill and the sandbox's key.
+    let form: Vec<(String, String)> = form_fixture("inactive_bill.request.form")
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "billCode" => (k, code.clone()),
+            "secretKey" => (k, sandbox::toyyibpay::SECRET_KEY.to_string()),
+            _ => (k, v),
+        })
+        .collect();
+    let url = format!("{}/toyyibpay/index.php/api/inactiveBill", h.sandbox.url());
+    let answer = |form: Vec<(String, String)>| {
+        let (http, url) = (h.http.clone(), url.clone());
+        async move {
+            http.post(url)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let keys = |v: &serde_json::Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let documented = |name: &str| {
+        let path = format!(
+            "{}/tests/fixtures/toyyibpay/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let first = answer(form.clone()).await;
+    assert_eq!(first, documented("inactive_bill.reply.success.json"));
+    let again = answer(form).await;
+    assert_eq!(again, documented("inactive_bill.reply.inactive.json"));
+    assert_eq!(keys(&first), keys(&again));
 }

@@ -167,6 +167,10 @@ async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
         )
             .into_response();
     }
+    // The bridge's clientId is a number (public integration code).
+    if body.get("clientId").and_then(Value::as_u64) != Some(player.client_id) {
+        return Json(json!({"status": 400, "message": "invalid clientId"})).into_response();
+    }
     let Some(amount) = body.get("amount").and_then(centavos).filter(|a| *a > 0) else {
         return Json(json!({"status": 400, "message": "invalid amount"})).into_response();
     };

@@ -135,6 +135,22 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
             )
                 .into_response();
         }
+        // The bank's rule: an invoiceID longer than 6 digits must be unique
+        // in its last 6 digits too.
+        let last6 = |i: &str| i[i.len() - 6..].to_string();
+        let clash = lock(&s.epayment.invoices).keys().any(|other| {
+            other != &invoice
+                && (invoice.len() > 6 || other.len() > 6)
+                && last6(other) == last6(&invoice)
+        });
+        if clash {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_request",
+                            "error_description": "invoiceID must be unique in its last 6 digits"})),
+            )
+                .into_response();
+        }
         lock(&s.epayment.invoices).insert(
             invoice,
             Invoice {
@@ -358,14 +374,13 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let ulid = payment_id
-        .strip_prefix("pay_")
-        .and_then(|u| ulid::Ulid::from_string(u).ok())
+    // paygate puts its payment id in the postLink it gives with the token.
+    let needle = format!("payment_id={payment_id}");
+    let invoice = lock(&s.epayment.invoices)
+        .iter()
+        .find(|(_, i)| i.post_link.contains(&needle))
+        .map(|(id, _)| id.clone())
         .ok_or(TriggerError::UnknownPayment)?;
-    let invoice = format!("{:015}", ulid.0 % 1_000_000_000_000_000);
-    if !lock(&s.epayment.invoices).contains_key(&invoice) {
-        return Err(TriggerError::UnknownPayment);
-    }
     let charge = |status: &str| {
         pay(
             AxState(s.clone()),

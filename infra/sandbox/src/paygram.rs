@@ -78,8 +78,13 @@ async fn call(
 
 fn issue(s: &Shared, body: &Value) -> Response {
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-    let Some(request_id) = text("requestId") else {
-        return reply(400, "requestId is required");
+    // The SDK's requestId is a C# long: a JSON integer, not a string.
+    let Some(request_id) = body
+        .get("requestId")
+        .and_then(Value::as_i64)
+        .map(|n| n.to_string())
+    else {
+        return reply(400, "requestId must be a 64-bit integer");
     };
     let currency_code = body
         .get("currencyCode")

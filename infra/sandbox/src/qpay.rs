@@ -232,8 +232,10 @@ async fn check(
         .payments
         .iter()
         .map(|p| {
-            json!({"payment_id": p.id, "payment_status": p.status, "payment_amount": p.amount.parse::<serde_json::Number>().ok(),
-                   "payment_currency": "MNT", "payment_wallet": "sandbox", "transaction_type": p.kind})
+            // payment_amount is a decimal string in QPay's answers
+            // (shared/tests/fixtures/qpay/payment_check.reply.*.json).
+            json!({"payment_id": p.id, "payment_status": p.status, "payment_amount": p.amount,
+                   "payment_currency": "MNT", "payment_wallet": "sandbox", "payment_type": p.kind})
         })
         .collect();
     Json(json!({"count": rows.len(), "paid_amount": 0, "rows": rows})).into_response()

@@ -1,7 +1,7 @@
 //! ToyyibPay: `POST /toyyibpay/index.php/api/{createCategory, createBill,
 //! getBillTransactions, inactiveBill}` with form fields, answering as the
-//! real API does (JSON arrays; errors as `[FALSE]`, `[KEY-DID-NOT-EXIST]`
-//! or `[{"msg": ..}]`, all with HTTP 200).
+//! real API does (JSON arrays, inactiveBill's object; errors as `[FALSE]`,
+//! `[KEY-DID-NOT-EXIST]` or `[{"msg": ..}]`, all with HTTP 200).
 //!
 //! Controls under `/_sandbox/toyyibpay/`: `bills/{code}/attempt`
 //! `{"status": 1|2|3, "amount_sen": 9990?, "callback": "urlencoded" |
@@ -161,16 +161,27 @@ async fn call(
                 .collect();
             Json(rows).into_response()
         }
-        "inactiveBill" => match lock(&t.bills).get_mut(&get("billCode")) {
-            Some(bill) if bill.attempts.iter().any(|a| a.status == 1) => {
-                msg("Bill has been paid and cannot be inactivated")
+        // inactiveBill answers with an object, not an array
+        // (shared/tests/fixtures/toyyibpay/inactive_bill.reply.*.json).
+        "inactiveBill" => {
+            let answer = |status: &str, result: &str| {
+                Json(json!({"status": status, "result": result})).into_response()
+            };
+            match lock(&t.bills).get_mut(&get("billCode")) {
+                Some(bill) if !bill.active => answer("failed", "Bill is inactive"),
+                Some(bill) if bill.attempts.iter().any(|a| a.status == 1) => {
+                    answer("failed", "Bill has been paid and cannot be inactivated")
+                }
+                Some(bill) if bill.attempts.iter().any(|a| matches!(a.status, 2 | 4)) => {
+                    answer("failed", "Bill has pending transaction process")
+                }
+                Some(bill) => {
+                    bill.active = false;
+                    answer("success", "Bill status changed to inactive")
+                }
+                None => text("[FALSE]"),
             }
-            Some(bill) => {
-                bill.active = false;
-                msg("Bill has been successfully inactivate!")
-            }
-            None => text("[FALSE]"),
-        },
+        }
         _ => (StatusCode::NOT_FOUND, "unknown method").into_response(),
     }
 }

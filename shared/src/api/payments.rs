@@ -16,6 +16,9 @@ use crate::providers::{CreateRequest, ProviderError};
 use crate::services::Services;
 use crate::store::CreateOutcome;
 
+/// DirectPay's smallest cash-in, in centavos.
+const DIRECTPAY_MINIMUM: i64 = 10_000;
+
 /// How often a pending payment's reader may ask the provider.
 const POLL_INTERVAL: time::Duration = time::Duration::seconds(10);
 
@@ -132,6 +135,14 @@ fn validate(body: CreateBody) -> Result<Valid, ApiError> {
         )),
         other => Ok(other),
     };
+    // DirectPay's cash-in starts at ₱100 (PROVIDERS.md): refused here,
+    // before any provider call.
+    if provider == Provider::Directpay && amount.minor() < DIRECTPAY_MINIMUM {
+        return Err(invalid(
+            "amount_below_minimum",
+            format!("{provider} takes at least {DIRECTPAY_MINIMUM} minor units (PHP 100.00)"),
+        ));
+    }
     let return_url = short("return_url", body.return_url, 2048)?;
     if let Some(url) = &return_url {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -208,6 +219,16 @@ async fn create_payment(
         .map_err(|e| provider_error(&e))?;
     let id = PaymentId::generate();
     let webhook_url = services.webhook_url(valid.provider);
+    let sequence = if valid.provider.needs_sequence() {
+        Some(
+            services
+                .store
+                .next_in_sequence(valid.provider.as_str())
+                .await?,
+        )
+    } else {
+        None
+    };
     let created = gateway
         .create(&CreateRequest {
             payment_id: id,
@@ -217,6 +238,7 @@ async fn create_payment(
             return_url: valid.return_url.as_deref(),
             method: valid.method.as_deref(),
             webhook_url: &webhook_url,
+            sequence,
         })
         .await
         .map_err(|e| provider_error(&e))?;

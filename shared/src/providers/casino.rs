@@ -89,7 +89,8 @@ struct TransferRequest<'a> {
     to_agent: bool,
     currency: &'a str,
     nonce: &'a str,
-    client_id: &'a str,
+    /// A number on the bridge (public integration code); sent as one.
+    client_id: serde_json::Value,
     username: &'a str,
     comment: &'a str,
 }
@@ -240,7 +241,7 @@ impl CasinoClient {
             to_agent: false,
             currency: "php",
             nonce,
-            client_id: &player.client_id,
+            client_id: client_id_on_wire(&player.client_id),
             username: &player.username,
             comment,
         };
@@ -273,6 +274,14 @@ impl CasinoClient {
     }
 }
 
+/// The player's clientId as the bridge takes it: a JSON number when it is
+/// one (it always is in public integration code), else the text as given.
+fn client_id_on_wire(id: &str) -> serde_json::Value {
+    id.parse::<u64>()
+        .map(serde_json::Value::from)
+        .unwrap_or_else(|_| serde_json::Value::from(id))
+}
+
 fn ok_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, ProviderError> {
     if reply.status == reqwest::StatusCode::UNAUTHORIZED
         || reply.status == reqwest::StatusCode::FORBIDDEN
@@ -291,4 +300,15 @@ fn ok_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, ProviderE
         });
     }
     reply.json(PROVIDER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_go_out_as_numbers() {
+        assert_eq!(client_id_on_wire("1001"), serde_json::json!(1001));
+        assert_eq!(client_id_on_wire("c-7"), serde_json::json!("c-7"));
+    }
 }

@@ -35,6 +35,10 @@ pub struct CreateRequest<'a> {
     pub method: Option<&'a str>,
     /// Where the provider should send its callbacks for this payment.
     pub webhook_url: &'a str,
+    /// A number of the provider's own sequence in the table, never given
+    /// twice, for providers whose reference must be one we allocate
+    /// ([`Provider::needs_sequence`]): epayment.kz's invoiceID.
+    pub sequence: Option<u64>,
 }
 
 /// The provider's answer to a create.

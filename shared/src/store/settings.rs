@@ -43,3 +43,28 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// The next number of the named sequence (1, 2, 3 …), from an atomic
+    /// counter item (`SEQ#<name>`): every caller, on every instance, gets
+    /// its own number, never one given before.
+    pub async fn next_in_sequence(&self, name: &str) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(format!("SEQ#{name}")))
+            .key(schema::SK, s("SEQ"))
+            .update_expression("ADD next_value :one")
+            .expression_attribute_values(":one", super::n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await?;
+        out.attributes
+            .as_ref()
+            .and_then(|a| a.get("next_value"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("sequence {name}")))
+    }
+}

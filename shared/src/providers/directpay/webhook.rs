@@ -18,13 +18,23 @@ struct Callback {
     ref_id: Option<String>,
     #[serde(default, rename = "invoiceNo")]
     invoice_no: Option<String>,
-    #[serde(default, rename = "txnId")]
+    #[serde(
+        default,
+        rename = "txnId",
+        alias = "transactionId",
+        alias = "transaction_id"
+    )]
     txn_id: Option<String>,
     #[serde(default)]
     merchantpaymentreferences: Option<String>,
     #[serde(default)]
     reference: Option<String>,
-    status: String,
+    /// `status` in the real and the seed's shape, `transaction_status`
+    /// where public clients name it so (as the status endpoint does).
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    transaction_status: Option<String>,
     #[serde(default)]
     amount: Option<MajorAmount>,
 }
@@ -63,6 +73,10 @@ impl WebhookSource for DirectPayWebhooks {
                     .ok_or_else(|| WebhookError::Malformed("no payment reference".into()))?,
             ),
         };
+        let word = callback
+            .status
+            .or(callback.transaction_status)
+            .ok_or_else(|| WebhookError::Malformed("no status".into()))?;
         let amount = callback
             .amount
             .map(|a| a.to_money(Currency::Php))
@@ -70,9 +84,9 @@ impl WebhookSource for DirectPayWebhooks {
             .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
         Ok(WebhookEvent {
             payment,
-            status: TransactionStatus::parse(&callback.status).into(),
+            status: TransactionStatus::parse(&word).into(),
             amount,
-            provider_status: callback.status,
+            provider_status: word,
             verified: false,
             event_id: None,
             provider_reference: None,
@@ -92,6 +106,36 @@ mod tests {
             body: body.as_bytes().to_vec(),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn public_clients_field_names_and_status_words_are_read() {
+        for (body, status) in [
+            (
+                r#"{"transactionId":"DP1","transaction_status":"successful"}"#,
+                PaymentStatus::Completed,
+            ),
+            (
+                r#"{"transaction_id":"DP1","status":"Paid"}"#,
+                PaymentStatus::Completed,
+            ),
+            (
+                r#"{"txnId":"DP1","status":"success"}"#,
+                PaymentStatus::Completed,
+            ),
+            (
+                r#"{"txnId":"DP1","transaction_status":"FAILED"}"#,
+                PaymentStatus::Failed,
+            ),
+        ] {
+            let e = parse(body).unwrap();
+            assert_eq!(e.payment, PaymentRef::Provider("DP1".into()), "{body}");
+            assert_eq!(e.status, status, "{body}");
+        }
+        assert!(matches!(
+            parse(r#"{"txnId":"DP1"}"#),
+            Err(WebhookError::Malformed(_))
+        ));
     }
 
     #[test]

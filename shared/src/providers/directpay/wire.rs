@@ -118,7 +118,7 @@ pub(super) enum TransactionStatus {
 impl TransactionStatus {
     pub fn parse(word: &str) -> TransactionStatus {
         match word.trim().to_ascii_uppercase().as_str() {
-            "SUCCESS" | "PAID" | "COMPLETED" => TransactionStatus::Success,
+            "SUCCESS" | "SUCCESSFUL" | "PAID" | "COMPLETED" => TransactionStatus::Success,
             "PENDING" | "PROCESSING" | "NEW" => TransactionStatus::Pending,
             "FAILED" | "FAIL" | "CANCELLED" | "DECLINED" => TransactionStatus::Failed,
             "EXPIRED" => TransactionStatus::Expired,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{invoice_id, secret_hash, status_from_name, to_wire_amount, PROVIDER};
+use super::{invoice_id, invoice_of, secret_hash, status_from_name, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
@@ -345,15 +345,18 @@ impl Gateway for EpaymentClient {
     /// A payment token bound to the invoice, and what the widget needs.
     async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
         let amount = to_wire_amount(request.amount)?;
-        let invoice = invoice_id(request.payment_id);
+        let invoice = invoice_id(request.sequence.unwrap_or(0))?;
+        // Our payment id rides along in the postLink, as in QPay's
+        // callback_url: the invoiceID alone no longer says which payment.
+        let post_link = format!("{}?payment_id={}", request.webhook_url, request.payment_id);
         let hash = secret_hash(self.config.callback_key.expose(), &invoice);
         let (token, _) = self
             .request_token(&[
                 ("invoiceID", invoice.clone()),
                 ("amount", amount.clone()),
                 ("currency", "KZT".into()),
-                ("postLink", request.webhook_url.to_string()),
-                ("failurePostLink", request.webhook_url.to_string()),
+                ("postLink", post_link.clone()),
+                ("failurePostLink", post_link.clone()),
                 ("secret_hash", hash),
             ])
             .await?;
@@ -377,8 +380,8 @@ impl Gateway for EpaymentClient {
             "failureBackLink".into(),
             request.return_url.unwrap_or_default().into(),
         );
-        widget.insert("postLink".into(), request.webhook_url.into());
-        widget.insert("failurePostLink".into(), request.webhook_url.into());
+        widget.insert("postLink".into(), post_link.clone().into());
+        widget.insert("failurePostLink".into(), post_link.into());
         Ok(Created {
             provider_reference: invoice.parse().map_err(|_| ProviderError::Decode {
                 provider: PROVIDER,
@@ -393,7 +396,7 @@ impl Gateway for EpaymentClient {
     }
 
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
-        Ok(self.check(&invoice_id(payment.id)).await?.confirmation)
+        Ok(self.check(invoice_of(payment)?).await?.confirmation)
     }
 
     /// By the bank's transaction id; the rest of a payment goes without an
@@ -405,7 +408,7 @@ impl Gateway for EpaymentClient {
         rest: bool,
         refund_id: &str,
     ) -> Result<(), ProviderError> {
-        let status = self.check(&invoice_id(payment.id)).await?;
+        let status = self.check(invoice_of(payment)?).await?;
         let id = status.transaction_id.ok_or_else(|| ProviderError::Decode {
             provider: PROVIDER,
             reason: "check-status without a transaction id".into(),
@@ -423,7 +426,7 @@ impl Gateway for EpaymentClient {
         payment: &Payment,
     ) -> Result<crate::providers::ProviderRefunds, ProviderError> {
         use crate::providers::ProviderRefunds;
-        let status = self.check(&invoice_id(payment.id)).await?;
+        let status = self.check(invoice_of(payment)?).await?;
         match status.confirmation.status {
             crate::payment::PaymentStatus::Refunded => Ok(ProviderRefunds::Whole),
             crate::payment::PaymentStatus::Completed => Ok(ProviderRefunds::NotWhole),
@@ -439,7 +442,7 @@ impl Gateway for EpaymentClient {
     /// A payment still only authorised is released; one never paid has
     /// nothing at the bank to cancel (its payment token just expires).
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
-        match self.check(&invoice_id(payment.id)).await {
+        match self.check(invoice_of(payment)?).await {
             Ok(s) if s.confirmation.provider_status.eq_ignore_ascii_case("AUTH") => {
                 let id = s.transaction_id.ok_or_else(|| ProviderError::Decode {
                     provider: PROVIDER,

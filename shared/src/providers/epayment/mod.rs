@@ -13,19 +13,32 @@ pub use webhook::EpaymentWebhooks;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::ids::PaymentId;
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::PaymentStatus;
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "epayment";
 
-/// The bank's invoiceID for a payment: 15 digits, a pure function of the
-/// payment id (its low bits), so it never has to be looked up to be made.
-/// It is stored as the payment's provider reference, which maps it back.
-pub fn invoice_id(payment: PaymentId) -> String {
-    let n = payment.ulid().0 % 1_000_000_000_000_000;
-    format!("{n:015}")
+/// The bank's invoiceID for the `sequence`th invoice: 6 to 15 digits, and
+/// (the bank's rule for invoiceIDs longer than 6 digits) unique in its last
+/// 6 digits for a million invoices in a row. Random ids would collide there
+/// by the birthday bound (about 1% within 140 payments), so numbers come
+/// from a counter in the table (`Store::next_in_sequence`). The invoiceID is
+/// stored as the payment's provider reference, which maps it back.
+pub fn invoice_id(sequence: u64) -> Result<String, ProviderError> {
+    let text = format!("{sequence:06}");
+    if sequence == 0 || text.len() > 15 {
+        return Err(ProviderError::Unreachable {
+            provider: PROVIDER,
+            reason: "no invoice number to send".into(),
+        });
+    }
+    Ok(text)
+}
+
+/// A stored payment's invoiceID.
+pub(crate) fn invoice_of(payment: &crate::payment::Payment) -> Result<&str, ProviderError> {
+    crate::providers::provider_ref(payment, PROVIDER)
 }
 
 /// The `secret_hash` for an invoice: HMAC-SHA256 of the invoiceID under our
@@ -70,13 +83,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn invoice_ids_are_fifteen_stable_digits() {
-        let id = PaymentId::generate();
-        let invoice = invoice_id(id);
-        assert_eq!(invoice.len(), 15);
-        assert!(invoice.bytes().all(|b| b.is_ascii_digit()));
-        assert_eq!(invoice, invoice_id(id));
-        assert_ne!(invoice, invoice_id(PaymentId::generate()));
+    fn invoice_ids_differ_in_their_last_six_digits_for_a_million_in_a_row() {
+        assert_eq!(invoice_id(1).unwrap(), "000001");
+        assert_eq!(invoice_id(999_999).unwrap(), "999999");
+        assert_eq!(invoice_id(1_000_001).unwrap(), "1000001");
+        let last6 = |n: u64| {
+            let t = invoice_id(n).unwrap();
+            t[t.len() - 6..].to_string()
+        };
+        let seen: std::collections::HashSet<String> = (500_000..1_500_000).map(last6).collect();
+        assert_eq!(seen.len(), 1_000_000);
+        assert!(invoice_id(0).is_err());
+        assert!(invoice_id(10u64.pow(15)).is_err());
+        assert_eq!(invoice_id(10u64.pow(15) - 1).unwrap().len(), 15);
     }
 
     #[test]

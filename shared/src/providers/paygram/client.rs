@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{currency_code, currency_from_code, status_from_code, to_wire_amount, PROVIDER};
+use super::{
+    currency_code, currency_from_wire, status_code_from_wire, status_from_code, to_wire_amount,
+    PROVIDER,
+};
 use crate::money::MajorAmount;
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
@@ -25,7 +28,7 @@ pub struct PaygramConfig {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IssueInvoice<'a> {
-    request_id: &'a str,
+    request_id: i64,
     currency_code: u32,
     amount: &'a serde_json::value::RawValue,
     callback_data: &'a str,
@@ -50,12 +53,14 @@ struct InvoiceReply {
     invoice_code: Option<String>,
     #[serde(default, rename = "payUrl", alias = "PayUrl")]
     pay_url: Option<String>,
+    /// The C# enum, as a number or its name.
     #[serde(default, alias = "Status")]
-    status: Option<i64>,
+    status: Option<serde_json::Value>,
     #[serde(default, alias = "Amount")]
     amount: Option<MajorAmount>,
+    /// The C# enum, as a number or its name.
     #[serde(default, rename = "currencyCode", alias = "CurrencyCode")]
-    currency_code: Option<u32>,
+    currency_code: Option<serde_json::Value>,
     #[serde(default, alias = "Message")]
     message: Option<String>,
 }
@@ -153,9 +158,10 @@ impl Gateway for PaygramClient {
         Provider::Paygram
     }
 
-    /// `requestId` and `callbackData` are our payment id. Paygram answers a
-    /// repeated requestId with 551 (duplicate) and no invoice, so a create
-    /// that may have arrived is not sent again.
+    /// `requestId` is a number derived from our payment id, `callbackData`
+    /// the payment id itself. Paygram answers a repeated requestId with 551
+    /// (duplicate) and no invoice, so a create that may have arrived is not
+    /// sent again.
     async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
         let amount = serde_json::value::RawValue::from_string(to_wire_amount(request.amount)?)
             .map_err(|e| ProviderError::Decode {
@@ -168,7 +174,7 @@ impl Gateway for PaygramClient {
                 Retry::NotSent,
                 "IssueInvoice",
                 &IssueInvoice {
-                    request_id: &id,
+                    request_id: super::request_id(request.payment_id),
                     currency_code: currency_code(request.amount.currency())?,
                     amount: &amount,
                     callback_data: &id,
@@ -202,11 +208,18 @@ impl Gateway for PaygramClient {
                 &InvoiceInfoRequest { invoice_code: code },
             )
             .await?;
-        let status = reply.status.unwrap_or(0);
+        let status = match &reply.status {
+            None => 0,
+            Some(v) => status_code_from_wire(v).ok_or_else(|| ProviderError::Decode {
+                provider: PROVIDER,
+                reason: "status is neither a number nor a known name".into(),
+            })?,
+        };
         // The amount is in the invoice's currency, which Paygram names by code.
         let currency = reply
             .currency_code
-            .and_then(currency_from_code)
+            .as_ref()
+            .and_then(currency_from_wire)
             .unwrap_or(payment.amount.currency());
         let amount = reply
             .amount

@@ -35,6 +35,66 @@ pub(crate) fn currency_from_code(code: u32) -> Option<Currency> {
     }
 }
 
+/// Paygram's `currencyCode` as it comes: the C# enum's number, or its
+/// name ("USDT"; an older SDK named networks, "USDT_ERC20").
+pub(crate) fn currency_from_wire(value: &serde_json::Value) -> Option<Currency> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|c| currency_from_code(c as u32)),
+        serde_json::Value::String(s) => match s.trim().parse::<u32>() {
+            Ok(code) => currency_from_code(code),
+            Err(_) => {
+                let name = s.trim().to_ascii_uppercase();
+                if name == "PHPT" {
+                    Some(Currency::Phpt)
+                } else if name == "USDT" || name.starts_with("USDT_") {
+                    Some(Currency::Usdt)
+                } else {
+                    None
+                }
+            }
+        },
+        _ => None,
+    }
+}
+
+/// Paygram's invoice `status` as it comes: the C# enum's number, or its
+/// name. `None` for a value of no known form.
+pub(crate) fn status_code_from_wire(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| {
+            let name = s.trim().to_ascii_lowercase().replace(['_', ' '], "");
+            STATUS_NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, code)| *code)
+        }),
+        _ => None,
+    }
+}
+
+/// The invoice status enum's names, lower case, without separators.
+const STATUS_NAMES: [(&str, i64); 8] = [
+    ("requested", 1),
+    ("completed", 2),
+    ("cancelled", 3),
+    ("canceled", 3),
+    ("ongoing", 4),
+    ("error", 5),
+    ("denied", 7),
+    ("acceptedpendingtransfer", 8),
+];
+
+/// Paygram's `requestId` for a payment: the SDK's C# `long`, so a number.
+/// Derived from the payment id (63 of its random bits), the same for every
+/// attempt at one payment and distinct between payments (two of a million
+/// payments share one with odds of about 1 in 10^7), so Paygram's 551
+/// duplicate answer still means "this payment's invoice exists".
+pub(crate) fn request_id(payment: crate::ids::PaymentId) -> i64 {
+    let bits = (payment.ulid().0 as u64) & (i64::MAX as u64);
+    (bits as i64).max(1)
+}
+
 /// Paygram's amounts: major units as a decimal. The one place Paygram
 /// amounts are converted to its format.
 pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
@@ -75,6 +135,70 @@ mod tests {
         let phpt = Money::new(10_050, Currency::Phpt).unwrap();
         assert_eq!(to_wire_amount(phpt).unwrap(), "100.5");
         assert!(to_wire_amount(Money::new(1, Currency::Php).unwrap()).is_err());
+    }
+
+    #[test]
+    fn request_ids_are_positive_stable_numbers() {
+        let id = crate::ids::PaymentId::generate();
+        assert_eq!(request_id(id), request_id(id));
+        assert!(request_id(id) > 0);
+        assert_ne!(
+            request_id(id),
+            request_id(crate::ids::PaymentId::generate())
+        );
+    }
+
+    #[test]
+    fn enums_come_as_numbers_or_names() {
+        use serde_json::json;
+        for v in [json!(5), json!("5"), json!("USDT"), json!("usdt_erc20")] {
+            assert_eq!(currency_from_wire(&v), Some(Currency::Usdt), "{v}");
+        }
+        assert_eq!(currency_from_wire(&json!("PHPT")), Some(Currency::Phpt));
+        assert_eq!(currency_from_wire(&json!("BTC")), None);
+        for v in [json!(2), json!("2"), json!("Completed"), json!("COMPLETED")] {
+            assert_eq!(status_code_from_wire(&v), Some(2), "{v}");
+        }
+        assert_eq!(
+            status_code_from_wire(&json!("Accepted_Pending_Transfer")),
+            Some(8)
+        );
+        assert_eq!(status_code_from_wire(&json!({})), None);
+    }
+
+    /// The official SDK's enums (shared/tests/fixtures/paygram/enums.json):
+    /// every invoice status by name or number, and our two currencies.
+    #[test]
+    fn the_sdks_enum_names_and_numbers_are_read() {
+        let path = format!(
+            "{}/tests/fixtures/paygram/enums.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let enums: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (name, number) in enums["InvoiceStatuses"].as_object().unwrap() {
+            let code = number.as_i64().unwrap();
+            assert_eq!(
+                status_code_from_wire(&name.as_str().into()),
+                Some(code),
+                "{name}"
+            );
+            assert_eq!(status_code_from_wire(number), Some(code));
+        }
+        let currencies = &enums["Currencies"];
+        for (name, ours) in [("PHPT", Currency::Phpt), ("USDT", Currency::Usdt)] {
+            assert_eq!(currency_from_wire(&name.into()), Some(ours));
+            assert_eq!(currency_from_wire(&currencies[name]), Some(ours));
+            assert_eq!(
+                currency_code(ours).unwrap() as u64,
+                currencies[name].as_u64().unwrap()
+            );
+        }
+        assert_eq!(
+            currency_from_wire(&currencies["PHP"]),
+            None,
+            "PHP is not PHPT"
+        );
     }
 
     #[test]

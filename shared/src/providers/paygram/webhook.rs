@@ -39,8 +39,9 @@ struct Callback {
     invoiceinfo: Option<InvoiceInfo>,
     #[serde(default, alias = "invoice_code")]
     invoicecode: Option<String>,
+    /// The seed's word ("paid"), or the enum as a number or name.
     #[serde(default)]
-    status: Option<String>,
+    status: Option<serde_json::Value>,
 }
 
 fn lower_keys(v: serde_json::Value) -> serde_json::Value {
@@ -95,8 +96,22 @@ impl WebhookSource for PaygramWebhooks {
         // The real callback reports a transaction on the invoice and carries
         // no status: it is a hint that money moved.
         let (status, word) = match callback.status {
-            Some(word) => (status_from_word(&word), word),
-            None => (PaymentStatus::Completed, "transaction".to_string()),
+            // An enum name or number in text, else the seed's word ("paid").
+            Some(serde_json::Value::String(word)) => {
+                let status = super::status_code_from_wire(&word.clone().into())
+                    .map(super::status_from_code)
+                    .unwrap_or_else(|| status_from_word(&word));
+                (status, word)
+            }
+            Some(value @ serde_json::Value::Number(_)) => {
+                let code = super::status_code_from_wire(&value)
+                    .ok_or_else(|| WebhookError::Malformed("status".into()))?;
+                (super::status_from_code(code), code.to_string())
+            }
+            Some(serde_json::Value::Null) | None => {
+                (PaymentStatus::Completed, "transaction".to_string())
+            }
+            Some(_) => return Err(WebhookError::Malformed("status".into())),
         };
         Ok(WebhookEvent {
             payment,
@@ -143,6 +158,29 @@ mod tests {
             assert_eq!(e.status, PaymentStatus::Completed);
             assert!(!e.verified);
         }
+    }
+
+    #[test]
+    fn a_status_comes_as_a_number_a_name_or_the_seeds_word() {
+        for (status, expected) in [
+            ("2", PaymentStatus::Completed),
+            (r#""Completed""#, PaymentStatus::Completed),
+            (r#""2""#, PaymentStatus::Completed),
+            ("3", PaymentStatus::Failed),
+            (r#""Cancelled""#, PaymentStatus::Failed),
+            ("4", PaymentStatus::Pending),
+            (r#""paid""#, PaymentStatus::Completed),
+            (r#""expired""#, PaymentStatus::Expired),
+        ] {
+            let body = format!(r#"{{"invoice_code":"INV1","status":{status}}}"#);
+            let e = source().parse(&request("s3cret-path", &body)).unwrap();
+            assert_eq!(e.status, expected, "{status}");
+        }
+        let bad = source().parse(&request(
+            "s3cret-path",
+            r#"{"invoice_code":"INV1","status":[1]}"#,
+        ));
+        assert!(matches!(bad, Err(WebhookError::Malformed(_))));
     }
 
     #[test]

@@ -68,8 +68,11 @@ struct Row {
     payment_amount: Option<MajorAmount>,
     #[serde(default)]
     payment_currency: Option<String>,
-    #[serde(default)]
-    transaction_type: Option<String>,
+    /// CARD or P2P: `payment_type` in payment/check's rows (QPay's
+    /// specification), `transaction_type` where a client or payment/get
+    /// names it so; both are taken.
+    #[serde(default, alias = "transaction_type")]
+    payment_type: Option<String>,
 }
 
 #[derive(Debug)]
@@ -340,7 +343,7 @@ impl Gateway for QpayClient {
         }
         for row in rows
             .iter()
-            .filter(|r| r.payment_status == "NEW" && r.transaction_type.as_deref() == Some("CARD"))
+            .filter(|r| r.payment_status == "NEW" && r.payment_type.as_deref() == Some("CARD"))
         {
             let url = self.url(&format!("payment/cancel/{}", text(&row.payment_id)));
             let body = serde_json::json!({"callback_url": "", "note": format!("paygate cancel {}", payment.id)});
@@ -377,7 +380,7 @@ impl Gateway for QpayClient {
         if paid.is_empty()
             || paid
                 .iter()
-                .any(|r| r.transaction_type.as_deref() != Some("CARD"))
+                .any(|r| r.payment_type.as_deref() != Some("CARD"))
         {
             return Err(ProviderError::Unsupported {
                 provider: PROVIDER,
@@ -441,4 +444,36 @@ fn total_of(rows: &[&Row]) -> Result<Money, ProviderError> {
 
 fn reference(payment: &Payment) -> Result<&str, ProviderError> {
     crate::providers::provider_ref(payment, PROVIDER)
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/qpay/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn check_rows_name_the_type_either_way() {
+        #[derive(Deserialize)]
+        struct Check {
+            rows: Vec<Row>,
+        }
+        for (file, kind) in [
+            (
+                "payment_check.reply.paid.payment_type.assembled.json",
+                "P2P",
+            ),
+            ("payment_check.reply.paid.transaction_type.json", "P2P"),
+        ] {
+            let check: Check = serde_json::from_slice(&fixture(file)).unwrap();
+            assert_eq!(check.rows[0].payment_type.as_deref(), Some(kind), "{file}");
+            assert_eq!(check.rows[0].payment_status, "PAID");
+        }
+        let unpaid: Check =
+            serde_json::from_slice(&fixture("payment_check.reply.unpaid.json")).unwrap();
+        assert!(unpaid.rows.is_empty());
+    }
 }

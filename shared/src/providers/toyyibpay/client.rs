@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::{reported_amount, sanitize, status_from_code, to_sen, PROVIDER};
+use super::{sanitize, status_from_code, to_sen, transaction_amount, PROVIDER};
 use crate::payment::{Checkout, Payment, PaymentStatus, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
@@ -70,6 +70,26 @@ impl ToyyibPayClient {
         method: &str,
         form: &[(&str, String)],
     ) -> Result<Vec<serde_json::Value>, ProviderError> {
+        match self.call_value(retry, method, form).await? {
+            serde_json::Value::Array(rows) => Ok(rows),
+            other => Err(ProviderError::Decode {
+                provider: PROVIDER,
+                reason: format!(
+                    "expected an array, got {}",
+                    excerpt(other.to_string().as_bytes())
+                ),
+            }),
+        }
+    }
+
+    /// One API call; its JSON answer (an array for most methods, an object
+    /// for some), or the error its text says.
+    async fn call_value(
+        &self,
+        retry: Retry,
+        method: &str,
+        form: &[(&str, String)],
+    ) -> Result<serde_json::Value, ProviderError> {
         let url = format!(
             "{}/index.php/api/{method}",
             self.config.base_url.trim_end_matches('/')
@@ -95,14 +115,7 @@ impl ToyyibPayClient {
             ));
         }
         match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Array(rows)) => Ok(rows),
-            Ok(other) => Err(ProviderError::Decode {
-                provider: PROVIDER,
-                reason: format!(
-                    "expected an array, got {}",
-                    excerpt(other.to_string().as_bytes())
-                ),
-            }),
+            Ok(value) => Ok(value),
             // `[FALSE]`, `[KEY-DID-NOT-EXIST]`: not JSON, an error word.
             Err(_) => Err(rejected(
                 text.trim_matches(['[', ']']).chars().take(60).collect(),
@@ -154,8 +167,8 @@ impl ToyyibPayClient {
     pub async fn inactive_bill(&self, bill_code: &str) -> Result<(), ProviderError> {
         // The official sample names the field secretKey, other docs
         // userSecretKey: send both.
-        let rows = self
-            .call(
+        let answer = self
+            .call_value(
                 Retry::Safe,
                 "inactiveBill",
                 &[
@@ -165,17 +178,39 @@ impl ToyyibPayClient {
                 ],
             )
             .await?;
-        let text = msg(&rows).to_ascii_lowercase();
-        if text.contains("success") {
+        let (ok, message) = inactive_bill_answer(&answer);
+        if ok {
             Ok(())
         } else {
             Err(ProviderError::Rejected {
                 provider: PROVIDER,
                 status: 200,
                 code: "inactive_bill".into(),
-                message: msg(&rows),
+                message,
             })
         }
+    }
+}
+
+/// inactiveBill's answer: the object `{"status": "success" | "failed",
+/// "result": ".."}` (public reference notes, shared/tests/fixtures), or an
+/// array of `{"msg": ..}` as other methods answer. Whether the bill is now
+/// inactive, and the provider's words.
+fn inactive_bill_answer(answer: &serde_json::Value) -> (bool, String) {
+    match answer {
+        serde_json::Value::Object(o) => {
+            let status = o.get("status").and_then(|v| v.as_str()).unwrap_or_default();
+            let result = o.get("result").and_then(|v| v.as_str()).unwrap_or_default();
+            (
+                status.eq_ignore_ascii_case("success"),
+                format!("{status}: {result}"),
+            )
+        }
+        serde_json::Value::Array(rows) => {
+            let text = msg(rows);
+            (text.to_ascii_lowercase().contains("success"), text)
+        }
+        other => (false, excerpt(other.to_string().as_bytes())),
     }
 }
 
@@ -307,7 +342,7 @@ impl Gateway for ToyyibPayClient {
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
             _ => None,
         }
-        .map(|text| reported_amount(&text))
+        .map(|text| transaction_amount(&text))
         .transpose()
         .map_err(|e| ProviderError::Decode {
             provider: PROVIDER,
@@ -318,5 +353,33 @@ impl Gateway for ToyyibPayClient {
             amount,
             provider_status: word,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/tests/fixtures/toyyibpay/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn inactive_bill_answers_as_an_object_or_an_array() {
+        assert!(inactive_bill_answer(&fixture("inactive_bill.reply.success.json")).0);
+        for refused in [
+            "inactive_bill.reply.pending.json",
+            "inactive_bill.reply.inactive.json",
+        ] {
+            let (ok, message) = inactive_bill_answer(&fixture(refused));
+            assert!(!ok, "{refused}");
+            assert!(message.starts_with("failed: "), "{message}");
+        }
+        assert!(inactive_bill_answer(&serde_json::json!([{"msg": "Success"}])).0);
+        assert!(!inactive_bill_answer(&serde_json::json!([{"msg": "nope"}])).0);
     }
 }

@@ -43,6 +43,12 @@ pub(crate) fn reported_amount(text: &str) -> Result<Money, MoneyError> {
     }
 }
 
+/// getBillTransactions' `billpaymentAmount`: always ringgit, as a
+/// major-unit string ("99.90", and "100" is RM 100, not 100 sen).
+pub(crate) fn transaction_amount(text: &str) -> Result<Money, MoneyError> {
+    Money::from_major_str(text.trim(), Currency::Myr)
+}
+
 /// billpaymentStatus / callback status: 1 success, 2 and 4 pending, 3 failed.
 pub(crate) fn status_from_code(code: &str) -> PaymentStatus {
     match code.trim() {
@@ -88,6 +94,10 @@ mod tests {
         assert!(reported_amount("1.001").is_err());
         assert!(reported_amount("abc").is_err());
         assert!(reported_amount("-5").is_err());
+        // A transaction row's amount is ringgit, decimal point or not.
+        assert_eq!(transaction_amount("99.90").unwrap(), rm(9990));
+        assert_eq!(transaction_amount("100").unwrap(), rm(10_000));
+        assert!(transaction_amount("1.001").is_err());
     }
 
     #[test]
