@@ -47,7 +47,17 @@ async fn create(h: &Harness, tiyn: i64, user: &str) -> (PaymentId, String) {
     let invoice = widget["invoiceId"].as_str().unwrap().to_string();
     assert_eq!(widget["terminal"], sandbox::epayment::TERMINAL);
     assert_eq!(widget["currency"], "KZT");
-    assert!(widget["auth"].as_str().unwrap().starts_with("epay-"));
+    // The whole token reply, as the bank's widget takes it, and the
+    // seed's "Bearer …" string beside it.
+    let auth = &widget["auth"];
+    assert!(auth["access_token"].as_str().unwrap().starts_with("epay-"));
+    for field in ["expires_in", "refresh_token", "scope", "token_type"] {
+        assert!(!auth[field].is_null(), "auth.{field}: {auth}");
+    }
+    assert_eq!(
+        widget["auth_bearer"].as_str().unwrap(),
+        format!("Bearer {}", auth["access_token"].as_str().unwrap())
+    );
     assert_eq!(r.body["provider_reference"], invoice.as_str());
     (r.body["id"].as_str().unwrap().parse().unwrap(), invoice)
 }
@@ -451,6 +461,20 @@ async fn invoice_ids_come_from_the_counter_and_the_bank_refuses_a_repeat_of_the_
         }
     };
     assert_eq!(token("4001234567").await, 200);
+    // A webapi token (no invoice) needs no terminal.
+    let webapi = h
+        .http
+        .post(format!("{sb}/epayment/oauth/oauth2/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "webapi"),
+            ("client_id", sandbox::epayment::CLIENT_ID),
+            ("client_secret", sandbox::epayment::CLIENT_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webapi.status(), 200);
     assert_eq!(token("9001234567").await, 400, "same last 6 digits");
     assert_eq!(token("4001234568").await, 200);
 }

@@ -275,11 +275,15 @@ async fn a_lost_qpay_refund_is_confirmed_from_payment_check() {
 // ---- 2. Casino top-ups never pay a player twice ----
 
 fn casino(h: &Harness, nonce_dedup: bool) -> CasinoClient {
-    let sb = h.sandbox.url();
+    casino_at(h, format!("{}/casino/lookup", h.sandbox.url()), nonce_dedup)
+}
+
+/// A casino client of the sandbox's bridge, its lookup at `lookup_url`.
+fn casino_at(h: &Harness, lookup_url: String, nonce_dedup: bool) -> CasinoClient {
     CasinoClient::new(
         CasinoConfig {
-            lookup_url: format!("{sb}/casino/lookup"),
-            base_url: format!("{sb}/casino"),
+            lookup_url,
+            base_url: format!("{}/casino", h.sandbox.url()),
             tokens: Secret::new(
                 sandbox::casino::TOKENS
                     .iter()
@@ -687,4 +691,39 @@ async fn a_signed_event_about_another_transaction_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(h.items().await, before, "nothing written");
+}
+
+// ---- The casino bridge's lookup, as the public bridge answers it ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_bridges_lookup_url_and_shape_work_and_a_wrong_url_is_no_missing_player() {
+    let h = Harness::start().await;
+    let sb = h.sandbox.url();
+    let with_url = |url: String| casino_at(&h, url, false);
+    let public = with_url(format!("{sb}/casino/api/Bridge/get-user/{{username}}"));
+    let player = public
+        .lookup(&"player1".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("found through the template");
+    assert_eq!(player.client_id, "1001");
+    let t = public
+        .transfer(
+            &player,
+            Money::new(10_000, Currency::Php).unwrap(),
+            "n-public-1",
+            "test",
+        )
+        .await
+        .unwrap();
+    assert!(!t.transaction_id.is_empty());
+    assert_eq!(
+        public.lookup(&"nobody".parse().unwrap()).await.unwrap(),
+        None,
+        "the bridge says so"
+    );
+    // A lookup URL that is wrong answers a bare 404: an error, not "no
+    // such player" (which would fail the top-up for good).
+    let wrong = with_url(format!("{sb}/casino/no-such-path"));
+    assert!(wrong.lookup(&"player1".parse().unwrap()).await.is_err());
 }

@@ -165,3 +165,69 @@ async fn unpaid_invoices_cancel_and_card_payments_refund_whole() {
         mnt(30_000)
     );
 }
+
+fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/fixtures/qpay/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// The sandbox takes QPay's documented requests and answers in QPay's
+/// documented shapes (shared/tests/fixtures/qpay, with their sources).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_speaks_qpays_documented_token_and_invoice_shapes() {
+    use base64::Engine as _;
+    let h = Harness::start().await;
+    let sb = h.sandbox.url();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        sandbox::qpay::CLIENT_ID,
+        sandbox::qpay::CLIENT_SECRET
+    ));
+    let token: serde_json::Value = h
+        .http
+        .post(format!("{sb}/qpay/v2/auth/token"))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys(&token), keys(&fixture("token.reply.json")), "{token}");
+    let bearer = token["access_token"].as_str().unwrap().to_string();
+    let documented = fixture("invoice.reply.json");
+    for (n, (file, amount)) in [
+        ("invoice.request.simple.json", json!(100)),
+        ("invoice.request.simple.live.json", json!(10)),
+        // Published clients also send the amount as a decimal string.
+        ("invoice.request.simple.json", json!("1500.50")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut request = fixture(file);
+        request["invoice_code"] = json!(sandbox::qpay::INVOICE_CODE);
+        request["sender_invoice_no"] = json!(format!("FIX-{n}-{}", ulid::Ulid::new()));
+        request["amount"] = amount;
+        let reply = h
+            .http
+            .post(format!("{sb}/qpay/v2/invoice"))
+            .bearer_auth(&bearer)
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{file}");
+        let reply: serde_json::Value = reply.json().await.unwrap();
+        assert_eq!(keys(&reply), keys(&documented), "{reply}");
+        assert_eq!(
+            keys(&reply["urls"][0]),
+            keys(&documented["urls"][0]),
+            "each bank link has name, description, logo and link"
+        );
+    }
+}

@@ -67,7 +67,7 @@ async fn overdue_payments_expire_or_complete_as_the_provider_says() {
             .await
             .unwrap()
             .minor(),
-        2_000
+        12_000
     );
     // Nothing left to do.
     assert_eq!(

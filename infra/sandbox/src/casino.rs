@@ -87,6 +87,7 @@ impl Default for State {
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/lookup", get(lookup))
+        .route("/api/Bridge/get-user/{username}", get(bridge_user))
         .route("/Default/Transfer", post(transfer))
         .route("/account/get-balances", post(balances))
 }
@@ -122,6 +123,28 @@ async fn lookup(AxState(s): AxState<Shared>, Query(q): Query<LookupQuery>) -> Re
         "username": p.username,
         "balance": centavos_text(p.balance_centavos),
         "userType": p.user_type,
+        "topManager": p.top_manager,
+        "immediateManager": p.immediate_manager,
+    }))
+    .into_response()
+}
+
+/// The public bridge's lookup (`GET /api/Bridge/get-user/{username}`), in
+/// its shape: no `success`, no balance, a numeric clientId
+/// (shared/tests/fixtures/casino/lookup.reply.json).
+async fn bridge_user(AxState(s): AxState<Shared>, Path(username): Path<String>) -> Response {
+    let Some(p) = lock(&s.casino.players).get(&username).cloned() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "user not found"})),
+        )
+            .into_response();
+    };
+    Json(json!({
+        "clientId": p.client_id,
+        "isAgent": false,
+        "userType": p.user_type,
+        "username": p.username,
         "topManager": p.top_manager,
         "immediateManager": p.immediate_manager,
     }))

@@ -58,6 +58,7 @@ pub struct Refund {
 pub struct State {
     pub invoices: Mutex<HashMap<String, Invoice>>,
     tokens: Mutex<HashSet<String>>,
+    refresh_tokens: Mutex<HashSet<String>>,
     pub tokens_issued: Mutex<u32>,
     busy: Mutex<u32>,
     pub refunds: Mutex<Vec<Refund>>,
@@ -67,6 +68,7 @@ impl State {
     pub(crate) fn credentials(&self) -> Vec<String> {
         let mut all = Vec::new();
         all.extend(lock(&self.tokens).iter().cloned());
+        all.extend(lock(&self.refresh_tokens).iter().cloned());
         all
     }
 }
@@ -111,10 +113,17 @@ fn tiyn(text: &str) -> Option<i64> {
 
 async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String>>) -> Response {
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let invoice = get("invoiceID");
+    // A payment token (one bound to an invoice) names the terminal; a
+    // `webapi` token for status, refund and cancel needs none, but may.
+    let terminal_ok = match f.get("terminal") {
+        Some(t) => t == TERMINAL,
+        None => invoice.is_empty(),
+    };
     if get("grant_type") != "client_credentials"
         || get("client_id") != CLIENT_ID
         || get("client_secret") != CLIENT_SECRET
-        || get("terminal") != TERMINAL
+        || !terminal_ok
     {
         return (
             StatusCode::UNAUTHORIZED,
@@ -123,7 +132,6 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
             .into_response();
     }
     let token = format!("epay-{}", ulid::Ulid::new());
-    let invoice = get("invoiceID");
     if !invoice.is_empty() {
         let digits = invoice.len() >= 6
             && invoice.len() <= 15
@@ -165,8 +173,15 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
     }
     lock(&s.epayment.tokens).insert(token.clone());
     *lock(&s.epayment.tokens_issued) += 1;
-    // expires_in as a string, as the real service sometimes sends it.
-    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": "7200", "scope": "payment"})).into_response()
+    // The documented reply's fields; expires_in as a string, as the real
+    // service sometimes sends it.
+    let refresh = format!("epay-refresh-{}", ulid::Ulid::new());
+    lock(&s.epayment.refresh_tokens).insert(refresh.clone());
+    Json(
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": "7200",
+                "refresh_token": refresh, "scope": get("scope")}),
+    )
+    .into_response()
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {

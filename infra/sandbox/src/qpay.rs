@@ -107,7 +107,11 @@ fn issue(s: &Shared) -> Value {
         "expires_in": now() + 86_400,
         "refresh_token": refresh,
         "refresh_expires_in": now() + 2 * 86_400,
-        "scope": "profile email",
+        // Every field of the documented reply (a Keycloak token answer),
+        // as shared/tests/fixtures/qpay/token.reply.json shows it.
+        "scope": "get_token",
+        "not-before-policy": "0",
+        "session_state": "sandbox",
     })
 }
 
@@ -161,11 +165,27 @@ async fn invoice(
     if sender.is_empty() || sender.len() > 45 {
         return error(StatusCode::BAD_REQUEST, "SENDER_INVOICE_NO_INVALID");
     }
-    let Some(amount) = body
-        .get("amount")
-        .and_then(Value::as_number)
-        .map(|n| n.to_string())
-    else {
+    // Published clients send a number or a decimal string: both are taken.
+    let amount = match body.get("amount") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(t))
+            if !t.is_empty()
+                && t.split_once('.')
+                    .map_or(t.as_str(), |(i, f)| {
+                        if f.bytes().all(|b| b.is_ascii_digit()) {
+                            i
+                        } else {
+                            "x"
+                        }
+                    })
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()) =>
+        {
+            Some(t.clone())
+        }
+        _ => None,
+    };
+    let Some(amount) = amount else {
         return error(StatusCode::BAD_REQUEST, "INVALID_AMOUNT");
     };
     let mut invoices = lock(&s.qpay.invoices);
@@ -188,7 +208,14 @@ async fn invoice(
         "qr_text": format!("0002010102121531SANDBOXQPAY{id}"),
         "qr_image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
         "qPay_shortUrl": format!("https://s.qpay.mn/{id}"),
-        "urls": [{"name": "Khan bank", "description": "Khan bank", "link": format!("khanbank://q?qPay_QRcode={id}")}],
+        // Bank-app links with name, description, logo and link, as QPay's
+        // reply carries them (shared/tests/fixtures/qpay/invoice.reply.json).
+        "urls": [
+            {"name": "Khan bank", "description": "Хаан банк", "logo": "https://qpay.mn/q/logo/khanbank.png",
+             "link": format!("khanbank://q?qPay_QRcode=0002010102121531SANDBOXQPAY{id}")},
+            {"name": "State bank", "description": "Төрийн банк", "logo": "https://qpay.mn/q/logo/statebank.png",
+             "link": format!("statebank://q?qPay_QRcode=0002010102121531SANDBOXQPAY{id}")},
+        ],
     }))
     .into_response()
 }

@@ -152,17 +152,82 @@ fn validate(body: CreateBody) -> Result<Valid, ApiError> {
             ));
         }
     }
+    let customer = body.customer.unwrap_or_default();
+    check_customer(&customer, provider)?;
     Ok(Valid {
         provider,
         amount,
         reference,
         description: short("description", body.description, 255)?,
-        customer: body.customer.unwrap_or_default(),
+        customer,
         return_url,
         method: short("method", body.method, 32)?,
         wallet_user_id,
         casino_username,
     })
+}
+
+/// A customer field refused, named in the message and in `details.field`.
+fn bad_customer(field: &'static str, why: &str) -> ApiError {
+    invalid("invalid_customer", format!("customer.{field} {why}"))
+        .with_details(serde_json::json!({"field": format!("customer.{field}")}))
+}
+
+/// An e-mail address as providers take it: one `@`, a local part, a domain
+/// of at least two dot-separated labels, no spaces.
+fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
+    text.len() <= 200
+        && !local.is_empty()
+        && !domain.contains('@')
+        && labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty())
+        && text.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// A phone number: an optional `+`, then 7 to 15 digits, with spaces,
+/// dashes or brackets between them if the merchant likes.
+fn is_phone(text: &str) -> bool {
+    let rest = text.strip_prefix('+').unwrap_or(text);
+    let digits = rest.chars().filter(char::is_ascii_digit).count();
+    rest.chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')'))
+        && (7..=15).contains(&digits)
+}
+
+/// The customer's fields, checked before any provider sees them.
+/// ToyyibPay's bill needs an e-mail and a phone.
+fn check_customer(customer: &Customer, provider: Provider) -> Result<(), ApiError> {
+    if customer
+        .name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 200)
+    {
+        return Err(bad_customer("name", "is longer than 200 characters"));
+    }
+    match &customer.email {
+        Some(e) if !is_email(e) => return Err(bad_customer("email", "is not an e-mail address")),
+        None if provider == Provider::Toyyibpay => {
+            return Err(bad_customer("email", "is required for toyyibpay"))
+        }
+        _ => {}
+    }
+    match &customer.phone {
+        Some(p) if !is_phone(p) => {
+            return Err(bad_customer(
+                "phone",
+                "is not a phone number (+ and 7 to 15 digits)",
+            ))
+        }
+        None if provider == Provider::Toyyibpay => {
+            return Err(bad_customer("phone", "is required for toyyibpay"))
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn provider_error(e: &ProviderError) -> ApiError {
@@ -557,4 +622,65 @@ async fn refund_payment(
         };
     let view = PaymentView::of(&p, None).with_refunds(services, &p).await?;
     Ok(http::json(status, &view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_and_phones_are_checked() {
+        for ok in ["a@example.com", "first.last+tag@sub.example.co"] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@example.com",
+            "a@example",
+            "a@@example.com",
+            "a b@example.com",
+            "a@example..com",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        for ok in ["+60123456789", "012-345 6789", "(02) 8123 4567"] {
+            assert!(is_phone(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "12345",
+            "+6012345678901234",
+            "phone",
+            "+60 12 abc",
+            "++60123456789",
+        ] {
+            assert!(!is_phone(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn toyyibpay_needs_both_and_names_the_field() {
+        let full = Customer {
+            name: Some("Aisyah".into()),
+            email: Some("a@example.com".into()),
+            phone: Some("+60123456789".into()),
+        };
+        assert!(check_customer(&full, Provider::Toyyibpay).is_ok());
+        assert!(check_customer(&Customer::default(), Provider::Directpay).is_ok());
+        let no_phone = Customer {
+            phone: None,
+            ..full.clone()
+        };
+        let e = check_customer(&no_phone, Provider::Toyyibpay).unwrap_err();
+        assert_eq!(e.code, "invalid_customer");
+        assert!(e.message.contains("customer.phone"), "{}", e.message);
+        let bad_email = Customer {
+            email: Some("nope".into()),
+            ..full
+        };
+        let e = check_customer(&bad_email, Provider::Qpay).unwrap_err();
+        assert!(e.message.contains("customer.email"), "{}", e.message);
+    }
 }

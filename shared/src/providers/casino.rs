@@ -63,7 +63,7 @@ pub struct Player {
 #[serde(rename_all = "camelCase")]
 struct LookupReply {
     #[serde(default)]
-    success: bool,
+    success: Option<bool>,
     #[serde(default)]
     client_id: Option<serde_json::Value>,
     #[serde(default)]
@@ -148,52 +148,86 @@ impl CasinoClient {
     }
 
     /// The player as the casino sees them now (for showing a balance).
+    /// `lookup_url` is a template: `{username}` in it is replaced (public
+    /// bridge: `/api/Bridge/get-user/{username}`); without it the name goes
+    /// as `?username=` (the seed's bridge).
     pub async fn lookup(&self, username: &CasinoUsername) -> Result<Option<Player>, ProviderError> {
-        let url = &self.config.lookup_url;
+        let template = &self.config.lookup_url;
+        let templated = template.contains("{username}");
+        let url = template.replace("{username}", username.as_str());
         let reply = self
             .http
             .send(Retry::Safe, |c| {
-                c.get(url).query(&[("username", username.as_str())])
+                let request = c.get(&url);
+                if templated {
+                    request
+                } else {
+                    request.query(&[("username", username.as_str())])
+                }
             })
             .await?;
         if reply.status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+            // "No such player" only when the bridge says so in its own
+            // words; a bare 404 is a wrong URL, not a missing player.
+            return match serde_json::from_slice::<LookupReply>(&reply.body) {
+                Ok(r) if r.success == Some(false) || r.message.is_some() => Ok(None),
+                _ => Err(ProviderError::Rejected {
+                    provider: PROVIDER,
+                    status: 404,
+                    code: "http_404".into(),
+                    message: "the lookup URL answered 404 without a bridge reply".into(),
+                }),
+            };
         }
         let found: LookupReply = ok_json(&reply)?;
-        if !found.success {
+        let Some(player) = player_from(found, username)? else {
             return Ok(None);
-        }
-        let decode = |reason: &str| ProviderError::Decode {
-            provider: PROVIDER,
-            reason: reason.to_string(),
         };
-        let player = Player {
-            username: found.username.unwrap_or_else(|| username.to_string()),
-            client_id: found
-                .client_id
-                .as_ref()
-                .and_then(scalar_text)
-                .ok_or_else(|| decode("lookup without clientId"))?,
-            user_type: found.user_type.as_ref().and_then(scalar_text),
-            top_manager: found
-                .top_manager
-                .ok_or_else(|| decode("lookup without topManager"))?,
-            immediate_manager: found.immediate_manager,
-            balance: found
-                .balance
-                .map(|b| b.to_money(Currency::Php))
-                .transpose()
-                .map_err(|e| decode(&format!("balance: {e}")))?
-                .unwrap_or(Money::zero(Currency::Php)),
-        };
-        let _ = found.message;
         self.players
             .lock()
             .await
             .insert(username.to_string(), (Instant::now(), player.clone()));
         Ok(Some(player))
     }
+}
 
+/// A lookup reply as a player: the seed's bridge says `success` and gives a
+/// balance; the public bridge gives neither (a reply with a clientId is a
+/// player, `success: false` is none, and a missing balance is zero).
+fn player_from(
+    found: LookupReply,
+    username: &CasinoUsername,
+) -> Result<Option<Player>, ProviderError> {
+    if found.success == Some(false) {
+        return Ok(None);
+    }
+    let decode = |reason: &str| ProviderError::Decode {
+        provider: PROVIDER,
+        reason: reason.to_string(),
+    };
+    let player = Player {
+        username: found.username.unwrap_or_else(|| username.to_string()),
+        client_id: found
+            .client_id
+            .as_ref()
+            .and_then(scalar_text)
+            .ok_or_else(|| decode("lookup without clientId"))?,
+        user_type: found.user_type.as_ref().and_then(scalar_text),
+        top_manager: found
+            .top_manager
+            .ok_or_else(|| decode("lookup without topManager"))?,
+        immediate_manager: found.immediate_manager,
+        balance: found
+            .balance
+            .map(|b| b.to_money(Currency::Php))
+            .transpose()
+            .map_err(|e| decode(&format!("balance: {e}")))?
+            .unwrap_or(Money::zero(Currency::Php)),
+    };
+    Ok(Some(player))
+}
+
+impl CasinoClient {
     /// Whether a transfer may be sent again after an unknown outcome.
     pub fn deduplicates_nonces(&self) -> bool {
         self.config.nonce_dedup
@@ -256,6 +290,18 @@ impl CasinoClient {
         };
         let reply = self.http.send(retry, |c| c.post(&url).json(&body)).await?;
         let done: TransferReply = ok_json(&reply)?;
+        let message = done.message.clone().unwrap_or_default();
+        if done.status != 0
+            && (message.eq_ignore_ascii_case("ok") || message.eq_ignore_ascii_case("success"))
+        {
+            // Sources disagree on the success code (0 in running code, 1
+            // in some examples): a reply that says both is not a refusal
+            // we may act on. Its outcome is unknown.
+            return Err(ProviderError::Decode {
+                provider: PROVIDER,
+                reason: format!("status {} with message {message:?}", done.status),
+            });
+        }
         if done.status != 0 {
             return Err(ProviderError::Rejected {
                 provider: PROVIDER,
@@ -305,6 +351,37 @@ fn ok_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, ProviderE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> LookupReply {
+        let path = format!(
+            "{}/tests/fixtures/casino/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn both_bridges_lookup_replies_are_players() {
+        let name: CasinoUsername = "Player01".parse().unwrap();
+        // The public bridge: no `success`, no balance, a numeric clientId.
+        let public = player_from(fixture("lookup.reply.json"), &name)
+            .unwrap()
+            .expect("a reply with a clientId is a player");
+        assert_eq!(public.client_id, "100000001");
+        assert_eq!(public.top_manager, "TopManagerA");
+        assert!(public.balance.is_zero());
+        // The seed's bridge: `success` and a balance.
+        let seed: LookupReply = serde_json::from_value(serde_json::json!({
+            "success": true, "clientId": "1001", "username": "player1", "balance": "12.50",
+            "userType": "player", "topManager": "TM", "immediateManager": "IM"}))
+        .unwrap();
+        let seed = player_from(seed, &name).unwrap().unwrap();
+        assert_eq!(seed.balance.minor(), 1_250);
+        let none: LookupReply =
+            serde_json::from_value(serde_json::json!({"success": false, "message": "no user"}))
+                .unwrap();
+        assert_eq!(player_from(none, &name).unwrap(), None);
+    }
 
     #[test]
     fn client_ids_go_out_as_numbers() {

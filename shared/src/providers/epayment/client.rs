@@ -46,6 +46,26 @@ struct TokenReply {
     /// A number or a string, depending on the day.
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    token_type: Option<String>,
+}
+
+impl TokenReply {
+    /// The token reply as the payment widget's `auth` takes it: the whole
+    /// object (the bank's widget docs), not only the token.
+    fn widget_auth(&self) -> serde_json::Value {
+        serde_json::json!({
+            "access_token": self.access_token,
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+            "scope": self.scope,
+            "token_type": self.token_type.as_deref().unwrap_or("Bearer"),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -120,7 +140,7 @@ impl EpaymentClient {
     async fn request_token(
         &self,
         extra: &[(&str, String)],
-    ) -> Result<(SecretString, Duration), ProviderError> {
+    ) -> Result<(SecretString, Duration, TokenReply), ProviderError> {
         let url = format!(
             "{}/oauth2/token",
             self.config.oauth_url.trim_end_matches('/')
@@ -145,7 +165,11 @@ impl EpaymentClient {
         }
         let token: TokenReply = reply.json(PROVIDER)?;
         let lifetime = token.expires_in.as_ref().and_then(seconds).unwrap_or(0);
-        Ok((token.access_token.into(), Duration::from_secs(lifetime)))
+        Ok((
+            token.access_token.clone().into(),
+            Duration::from_secs(lifetime),
+            token,
+        ))
     }
 
     /// The API token, cached until five minutes before it expires.
@@ -156,7 +180,7 @@ impl EpaymentClient {
                 return Ok(t.value.clone());
             }
         }
-        let (value, lifetime) = self.request_token(&[]).await?;
+        let (value, lifetime, _) = self.request_token(&[]).await?;
         *cached = Some(Token {
             value: value.clone(),
             renew_at: Instant::now() + lifetime.saturating_sub(MARGIN),
@@ -350,7 +374,7 @@ impl Gateway for EpaymentClient {
         // callback_url: the invoiceID alone no longer says which payment.
         let post_link = format!("{}?payment_id={}", request.webhook_url, request.payment_id);
         let hash = secret_hash(self.config.callback_key.expose(), &invoice);
-        let (token, _) = self
+        let (token, _, reply) = self
             .request_token(&[
                 ("invoiceID", invoice.clone()),
                 ("amount", amount.clone()),
@@ -371,7 +395,13 @@ impl Gateway for EpaymentClient {
         widget.insert("terminal".into(), self.config.terminal.clone().into());
         widget.insert("amount".into(), amount_number);
         widget.insert("currency".into(), "KZT".into());
-        widget.insert("auth".into(), token.expose().clone().into());
+        // The bank's widget takes the whole token reply as `auth`; the
+        // seed passed a "Bearer …" string, kept beside it as `auth_bearer`.
+        widget.insert("auth".into(), reply.widget_auth());
+        widget.insert(
+            "auth_bearer".into(),
+            format!("Bearer {}", token.expose()).into(),
+        );
         widget.insert(
             "backLink".into(),
             request.return_url.unwrap_or_default().into(),
