@@ -17,6 +17,10 @@ fn kzt(tiyn: i64) -> Money {
 }
 
 fn client(h: &Harness) -> EpaymentClient {
+    client_of(h, false)
+}
+
+fn client_of(h: &Harness, two_stage: bool) -> EpaymentClient {
     let sb = h.sandbox.url();
     EpaymentClient::new(
         EpaymentConfig {
@@ -27,6 +31,7 @@ fn client(h: &Harness) -> EpaymentClient {
             client_secret: sandbox::epayment::CLIENT_SECRET.to_string().into(),
             terminal: sandbox::epayment::TERMINAL.into(),
             callback_key: "local-epayment-callback-key".to_string().into(),
+            two_stage,
         },
         HttpPolicy::default(),
     )
@@ -477,4 +482,69 @@ async fn invoice_ids_come_from_the_counter_and_the_bank_refuses_a_repeat_of_the_
     assert_eq!(webapi.status(), 200);
     assert_eq!(token("9001234567").await, 400, "same last 6 digits");
     assert_eq!(token("4001234568").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_two_stage_terminal_an_authorised_payment_is_captured_once_when_confirmed() {
+    let h = Harness::start().await;
+    h.sandbox("/_sandbox/epayment/terminal", json!({"two_stage": true}))
+        .await;
+    let one_stage = client_of(&h, false);
+    let two_stage = client_of(&h, true);
+    let id = PaymentId::generate();
+    let created = two_stage
+        .create(&CreateRequest {
+            payment_id: id,
+            amount: kzt(250_000),
+            description: None,
+            customer: &Default::default(),
+            return_url: None,
+            method: None,
+            webhook_url: "http://127.0.0.1:9/webhooks/epayment",
+            sequence: Some(2_000_001),
+        })
+        .await
+        .unwrap();
+    let invoice = created.provider_reference.to_string();
+    // The payer pays; the terminal only authorises.
+    pay(&h, &invoice, json!({"status": "CHARGE", "callback": false})).await;
+    let mut payment = shared::payment::Payment::new(
+        shared::payment::NewPayment {
+            id,
+            merchant_id: common::harness::merchant(),
+            provider: shared::payment::Provider::Epayment,
+            amount: kzt(250_000),
+            reference: "ORD-2STAGE".parse().unwrap(),
+            description: None,
+            customer: Default::default(),
+            return_url: None,
+            method: None,
+            wallet_user_id: None,
+            casino_username: None,
+            provider_reference: Some(created.provider_reference.clone()),
+            checkout: created.checkout.clone(),
+            expires_at: time::OffsetDateTime::now_utc(),
+        },
+        shared::payment::ChangeSource::Api,
+        time::OffsetDateTime::now_utc(),
+    );
+    // Read as a one-stage terminal would: held, not money, and it would
+    // stay so for ever.
+    let held = one_stage.status(&payment).await.unwrap();
+    assert_eq!(
+        (held.status, held.provider_status.as_str()),
+        (PaymentStatus::Pending, "AUTH")
+    );
+    // A two-stage terminal's confirmation captures it.
+    let paid = two_stage.status(&payment).await.unwrap();
+    assert_eq!(
+        (paid.status, paid.provider_status.as_str()),
+        (PaymentStatus::Completed, "CHARGE")
+    );
+    assert_eq!(paid.amount, Some(kzt(250_000)));
+    assert_eq!(*h.sandbox.state.epayment.charges.lock().unwrap(), 1);
+    // Asked again: nothing more is captured.
+    payment.status = PaymentStatus::Completed;
+    two_stage.status(&payment).await.unwrap();
+    assert_eq!(*h.sandbox.state.epayment.charges.lock().unwrap(), 1);
 }

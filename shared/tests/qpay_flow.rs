@@ -109,7 +109,8 @@ async fn unpaid_invoices_cancel_and_card_payments_refund_whole() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice].deleted);
 
-    // A card payment still in progress is cancelled with the invoice.
+    // A card payment still in progress: the invoice is deleted, which
+    // stops it; payment/cancel (paid card payments only) is not called.
     let (started, invoice) = create(&h, 10_000, "u_started").await;
     let row = pay(
         &h,
@@ -124,7 +125,40 @@ async fn unpaid_invoices_cancel_and_card_payments_refund_whole() {
     let state = h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice].clone();
     assert!(state.deleted);
     assert_eq!(state.payments[0].id, row["payment_id"].as_str().unwrap());
-    assert_eq!(state.payments[0].status, "CANCELLED");
+    assert_eq!(h.sandbox.state.calls("/qpay/v2/payment/cancel/"), 0);
+    // The sandbox refuses payment/cancel of an unpaid payment as QPay does.
+    let token: serde_json::Value = {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            sandbox::qpay::CLIENT_ID,
+            sandbox::qpay::CLIENT_SECRET
+        ));
+        h.http
+            .post(format!("{}/qpay/v2/auth/token", h.sandbox.url()))
+            .header("authorization", format!("Basic {basic}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let refused = h
+        .http
+        .delete(format!(
+            "{}/qpay/v2/payment/cancel/{}",
+            h.sandbox.url(),
+            row["payment_id"].as_str().unwrap()
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&json!({"callback_url": "", "note": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error());
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "PAYMENT_NOT_PAID");
 
     let (card, invoice) = create(&h, 30_000, "u_card").await;
     pay(&h, &invoice, json!({"type": "CARD"})).await;

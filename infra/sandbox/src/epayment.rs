@@ -62,6 +62,11 @@ pub struct State {
     pub tokens_issued: Mutex<u32>,
     busy: Mutex<u32>,
     pub refunds: Mutex<Vec<Refund>>,
+    /// A two-stage terminal: the payer's payment ends in AUTH and the
+    /// merchant captures it (`/operation/{id}/charge`).
+    pub two_stage: Mutex<bool>,
+    /// Captures made (`/operation/{id}/charge`).
+    pub charges: Mutex<u32>,
 }
 
 impl State {
@@ -82,12 +87,14 @@ pub fn api_routes() -> Router<Shared> {
         .route("/check-status/payment/transaction/{invoice}", get(check))
         .route("/operation/{id}/refund", post(refund))
         .route("/operation/{id}/cancel", post(cancel))
+        .route("/operation/{id}/charge", post(charge))
 }
 
 pub fn controls() -> Router<Shared> {
     Router::new()
         .route("/invoices/{invoice}/pay", post(pay))
         .route("/busy", post(busy))
+        .route("/terminal", post(terminal))
         .route("/expire-tokens", post(expire))
 }
 
@@ -287,7 +294,33 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !authorised(&s, &headers) {
+    move_authorised(
+        &s,
+        &headers,
+        &id,
+        "CANCEL",
+        "Transaction cannot be cancelled",
+    )
+}
+
+/// `POST /operation/{id}/charge`: captures an authorised transaction (the
+/// whole of it; a partial capture is not modelled). Only from AUTH.
+async fn charge(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let answer = move_authorised(&s, &headers, &id, "CHARGE", "Transaction cannot be charged");
+    if answer.status().is_success() {
+        *lock(&s.epayment.charges) += 1;
+    }
+    answer
+}
+
+/// Moves an authorised transaction to `to` (cancel and charge act only
+/// from AUTH), or refuses with `refusal`.
+fn move_authorised(s: &Shared, headers: &HeaderMap, id: &str, to: &str, refusal: &str) -> Response {
+    if !authorised(s, headers) {
         return error(StatusCode::UNAUTHORIZED, "invalid token");
     }
     let mut invoices = lock(&s.epayment.invoices);
@@ -297,12 +330,26 @@ async fn cancel(
         .find(|t| t.id == id)
     {
         Some(t) if t.status == "AUTH" => {
-            t.status = "CANCEL".into();
+            t.status = to.into();
             StatusCode::OK.into_response()
         }
-        Some(_) => error(StatusCode::BAD_REQUEST, "Transaction cannot be cancelled"),
+        Some(_) => error(StatusCode::BAD_REQUEST, refusal),
         None => error(StatusCode::BAD_REQUEST, "Transaction not found"),
     }
+}
+
+#[derive(Deserialize)]
+struct Terminal {
+    two_stage: bool,
+}
+
+/// `POST /_sandbox/epayment/terminal` `{"two_stage": true}`: the terminal's mode.
+async fn terminal(
+    AxState(s): AxState<Shared>,
+    Json(body): Json<Terminal>,
+) -> Json<serde_json::Value> {
+    *lock(&s.epayment.two_stage) = body.two_stage;
+    Json(json!({"two_stage": body.two_stage}))
 }
 
 #[derive(Deserialize)]
@@ -330,7 +377,12 @@ async fn pay(
         };
         let t = Transaction {
             id: format!("{}", 700_000_000 + (ulid::Ulid::new().0 % 100_000_000)),
-            status: body.status.clone(),
+            // On a two-stage terminal a card payment is only authorised.
+            status: if body.status == "CHARGE" && *lock(&s.epayment.two_stage) {
+                "AUTH".into()
+            } else {
+                body.status.clone()
+            },
             amount: body.amount.clone().unwrap_or_else(|| i.amount.clone()),
             refunded: 0,
         };

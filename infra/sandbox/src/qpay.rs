@@ -288,14 +288,9 @@ async fn cancel_payment(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    move_card_payment(
-        &s,
-        &headers,
-        &id,
-        "NEW",
-        "CANCELLED",
-        "PAYMENT_NOT_CANCELLABLE",
-    )
+    // Paid card payments only; an unpaid one is PAYMENT_NOT_PAID (QPay's
+    // specification, shared/tests/fixtures/qpay/SOURCES.md).
+    move_card_payment(&s, &headers, &id, "PAID", "CANCELLED", "PAYMENT_NOT_PAID")
 }
 
 /// Moves a card payment from `from` to `to` (QPay refunds and cancels

@@ -26,6 +26,11 @@ pub struct EpaymentConfig {
     pub terminal: String,
     /// Our key for each invoice's `secret_hash`.
     pub callback_key: SecretString,
+    /// A two-stage terminal: payments end in AUTH and are captured with
+    /// `POST /operation/{id}/charge` when confirmed (else they never
+    /// complete). The terminal's mode is the bank's configuration.
+    #[serde(default)]
+    pub two_stage: bool,
 }
 
 const SCOPE: &str = "webapi usermanagement email_send verification statement statistics payment";
@@ -319,14 +324,32 @@ impl EpaymentClient {
         }
     }
 
+    /// Captures an authorised transaction, whole. The bank charges only
+    /// from AUTH, so a repeat cannot charge twice.
+    pub async fn charge(&self, transaction_id: &str) -> Result<(), ProviderError> {
+        self.operation(transaction_id, "charge", Retry::NotSent)
+            .await
+    }
+
     /// Releases an authorised (not charged) transaction.
     pub async fn cancel_transaction(&self, transaction_id: &str) -> Result<(), ProviderError> {
+        self.operation(transaction_id, "cancel", Retry::Safe).await
+    }
+
+    /// `POST /operation/{id}/{name}`: success is HTTP 200, anything else
+    /// the bank's refusal.
+    async fn operation(
+        &self,
+        transaction_id: &str,
+        name: &str,
+        retry: Retry,
+    ) -> Result<(), ProviderError> {
         let url = format!(
-            "{}/operation/{transaction_id}/cancel",
+            "{}/operation/{transaction_id}/{name}",
             self.config.api_url.trim_end_matches('/')
         );
         let reply = self
-            .authed(Retry::Safe, |c, t| c.post(&url).bearer_auth(t))
+            .authed(retry, |c, t| c.post(&url).bearer_auth(t))
             .await?;
         if reply.status.is_success() {
             Ok(())
@@ -425,8 +448,27 @@ impl Gateway for EpaymentClient {
         })
     }
 
+    /// On a two-stage terminal an authorised payment is captured first:
+    /// the payer has paid, and only the capture makes it money.
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
-        Ok(self.check(invoice_of(payment)?).await?.confirmation)
+        let invoice = invoice_of(payment)?;
+        let status = self.check(invoice).await?;
+        let authorised = status
+            .confirmation
+            .provider_status
+            .eq_ignore_ascii_case("AUTH");
+        if !(self.config.two_stage && authorised) {
+            return Ok(status.confirmation);
+        }
+        let Some(txn) = status.transaction_id else {
+            return Ok(status.confirmation);
+        };
+        if let Err(e) = self.charge(&txn).await {
+            // A charge whose answer was lost, or one made meanwhile: the
+            // bank's state says which.
+            tracing::warn!(payment_id = %payment.id, error = %e, "capture of an authorised payment failed");
+        }
+        Ok(self.check(invoice).await?.confirmation)
     }
 
     /// By the bank's transaction id; the rest of a payment goes without an

@@ -327,9 +327,10 @@ impl Gateway for QpayClient {
         ))
     }
 
-    /// A card payment still in progress on the invoice is cancelled
-    /// (`DELETE /v2/payment/cancel/{id}`), then the unpaid invoice deleted.
-    /// A paid invoice is not cancelled: it is refunded.
+    /// An unpaid invoice is cancelled with `DELETE /v2/invoice/{id}`, which
+    /// also stops a card payment still in progress on it; `payment/cancel`
+    /// applies to paid card payments only (QPay answers PAYMENT_NOT_PAID
+    /// otherwise). A paid invoice is not cancelled: it is refunded.
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
         let invoice = reference(payment)?;
         let rows = self.rows(invoice).await?;
@@ -340,21 +341,6 @@ impl Gateway for QpayClient {
                 code: "INVOICE_PAID".into(),
                 message: "the invoice is paid; refund it instead".into(),
             });
-        }
-        for row in rows
-            .iter()
-            .filter(|r| r.payment_status == "NEW" && r.payment_type.as_deref() == Some("CARD"))
-        {
-            let url = self.url(&format!("payment/cancel/{}", text(&row.payment_id)));
-            let body = serde_json::json!({"callback_url": "", "note": format!("paygate cancel {}", payment.id)});
-            let reply = self
-                .authed(Retry::Safe, |c, t| {
-                    c.delete(&url).bearer_auth(t).json(&body)
-                })
-                .await?;
-            if !reply.status.is_success() {
-                return Err(error(&reply));
-            }
         }
         let url = self.url(&format!("invoice/{invoice}"));
         let reply = self
