@@ -358,14 +358,13 @@ pub async fn resume(
                 RefundMove::Moved(next) => match send(services, payment, next).await {
                     Ok(RefundResult::Done(p)) => Ok(Resumed::Done(p)),
                     Ok(RefundResult::Pending(p)) => Ok(Resumed::Pending(p)),
-                    Err(_) => {
-                        let fresh = services
-                            .store
-                            .refund(refund.payment_id, refund.refund_id)
-                            .await?
-                            .unwrap_or(refund);
-                        Ok(Resumed::Refused(Box::new(fresh)))
-                    }
+                    // Refused (and released) only if the record says so; any
+                    // other failure (recording a refund that was made, say)
+                    // is an error, never a refusal.
+                    Err(e) => match stored(services, &refund).await? {
+                        r if r.status == RefundStatus::Failed => Ok(Resumed::Refused(Box::new(r))),
+                        _ => Err(e),
+                    },
                 },
                 RefundMove::Lost(_) => Ok(Resumed::Pending(reread(services, &payment).await?)),
             }
@@ -378,15 +377,19 @@ pub async fn resume(
                 message: "the provider reports no such refund".into(),
             };
             release(services, payment, &refund, &error).await?;
-            let fresh = services
-                .store
-                .refund(refund.payment_id, refund.refund_id)
-                .await?
-                .unwrap_or(refund);
-            Ok(Resumed::Refused(Box::new(fresh)))
+            Ok(Resumed::Refused(Box::new(stored(services, &refund).await?)))
         }
         _ => Ok(Resumed::Pending(payment)),
     }
+}
+
+/// The refund as stored now.
+async fn stored(services: &Services, refund: &Refund) -> Result<Refund, ApiError> {
+    Ok(services
+        .store
+        .refund(refund.payment_id, refund.refund_id)
+        .await?
+        .unwrap_or_else(|| refund.clone()))
 }
 
 /// Sends a reserved refund and records what the provider said.

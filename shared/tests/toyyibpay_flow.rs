@@ -411,3 +411,32 @@ async fn the_sandbox_answers_the_documented_inactive_bill_request_in_its_documen
     assert_eq!(again, documented("inactive_bill.reply.inactive.json"));
     assert_eq!(keys(&first), keys(&again));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_whose_answer_is_lost_is_done_on_the_repeat() {
+    let h = Harness::start().await;
+    let (id, code) = create(&h, 4500, "u_lost_cancel").await;
+    // ToyyibPay makes the bill inactive, then the answer is lost; the
+    // client's repeat is told the bill is inactive.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/toyyibpay/index.php/api/inactiveBill", "mode": "apply_fail", "count": 1, "status": 500}),
+    )
+    .await;
+    let r = h
+        .post(
+            &format!("/v1/payments/{id}/cancel"),
+            "lost-cancel",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "cancelled");
+    assert!(!h.sandbox.state.toyyibpay.bills.lock().unwrap()[&code].active);
+    assert_eq!(
+        h.sandbox
+            .state
+            .calls("/toyyibpay/index.php/api/inactiveBill"),
+        2
+    );
+}

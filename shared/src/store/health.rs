@@ -158,14 +158,5 @@ type UpdateResult = Result<
 
 /// A refused condition means a newer record is there: nothing to do.
 fn ignore_stale(result: UpdateResult) -> Result<(), StoreError> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
+    super::applied(result).map(|_| ())
 }
