@@ -69,6 +69,7 @@ async fn fixtures(h: &Harness) {
                 amount_sen: 9990,
                 refno: "TPSAMPLE0001".into(),
             }],
+            ..Default::default()
         },
     );
     h.sandbox.state.toyyibpay.bills.lock().unwrap().insert(
@@ -79,6 +80,7 @@ async fn fixtures(h: &Harness) {
             callback_url: String::new(),
             active: true,
             attempts: vec![],
+            ..Default::default()
         },
     );
     // The invoiceID the sample callback in events/ names (any 6-15 digits).

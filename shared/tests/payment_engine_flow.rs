@@ -215,7 +215,7 @@ async fn the_client_logs_in_refreshes_or_uses_an_api_key_and_maps_errors() {
     };
     let err = keyed.create(&request).await.unwrap_err();
     assert!(
-        matches!(&err, ProviderError::Rejected { code, status: 422, .. } if code == "ACCOUNT_NOT_FOUND"),
+        matches!(&err, ProviderError::Rejected { code, status: 404, .. } if code == "NOT_FOUND"),
         "{err:?}"
     );
     // 503 then success: retried (reads are safe to repeat).

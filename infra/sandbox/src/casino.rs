@@ -171,6 +171,16 @@ fn centavos(v: &Value) -> Option<i64> {
     int.checked_mul(100)?.checked_add(frac)
 }
 
+/// A refusal in the bridge's shape. Its `status` is an enum of 0..=4 with
+/// no published names (the bridge's OpenAPI file, fixtures/casino); no
+/// source shows a transfer's error body, so every refusal here is `2` with
+/// a message, inside the declared enum, never an HTTP-like code.
+pub const REFUSED: u8 = 2;
+
+fn refused(message: &str) -> Response {
+    Json(json!({"status": REFUSED, "message": message})).into_response()
+}
+
 async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
     let text = |k: &str| {
         body.get(k)
@@ -181,42 +191,44 @@ async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
     let (username, nonce, token) = (text("username"), text("nonce"), text("authToken"));
     let mut players = lock(&s.casino.players);
     let Some(player) = players.get_mut(&username) else {
-        return Json(json!({"status": 404, "message": "user not found"})).into_response();
+        return refused("user not found");
     };
     if !token_ok(&token, &player.top_manager) {
         return (
             StatusCode::UNAUTHORIZED,
-            Json(json!({"status": 401, "message": "invalid token"})),
+            Json(json!({"status": REFUSED, "message": "invalid token"})),
         )
             .into_response();
     }
     // The bridge's clientId is a number (public integration code).
     if body.get("clientId").and_then(Value::as_u64) != Some(player.client_id) {
-        return Json(json!({"status": 400, "message": "invalid clientId"})).into_response();
+        return refused("invalid clientId");
     }
     let Some(amount) = body.get("amount").and_then(centavos).filter(|a| *a > 0) else {
-        return Json(json!({"status": 400, "message": "invalid amount"})).into_response();
+        return refused("invalid amount");
     };
-    if nonce.is_empty() {
-        return Json(json!({"status": 400, "message": "nonce is required"})).into_response();
-    }
+    // A transfer without a nonce is accepted, as documented examples send
+    // it (fixtures/casino/transfer.request.no_nonce.json); it is never
+    // deduplicated.
     let mut transfers = lock(&s.casino.transfers);
     let dedup = *lock(&s.casino.dedup);
-    if let Some(first) = transfers.iter().find(|t| dedup && t.nonce == nonce) {
+    if transfers
+        .iter()
+        .any(|t| dedup && !nonce.is_empty() && t.nonce == nonce)
+    {
         // A repeated nonce gets the first answer and moves nothing.
-        return Json(json!({"status": 0, "message": "ok", "transactionId": first.transaction_id}))
-            .into_response();
+        return Json(json!({"status": 0, "message": "ok"})).into_response();
     }
     player.balance_centavos += amount;
-    let record = TransferRecord {
+    transfers.push(TransferRecord {
         transaction_id: format!("C{}", ulid::Ulid::new()),
         nonce,
         username,
         amount: centavos_text(amount),
-    };
-    let id = record.transaction_id.clone();
-    transfers.push(record);
-    Json(json!({"status": 0, "message": "ok", "transactionId": id})).into_response()
+    });
+    // The documented reply: nothing but status and message (no source
+    // shows a transaction id in it).
+    Json(json!({"status": 0, "message": "ok"})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -241,17 +253,24 @@ async fn balances(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
         .and_then(Value::as_str)
         .unwrap_or_default();
     let Some(p) = lock(&s.casino.players).get(username).cloned() else {
-        return Json(json!({"status": 404, "message": "user not found"})).into_response();
+        return refused("user not found");
     };
     if !token_ok(token, &p.top_manager) {
         return (
             StatusCode::UNAUTHORIZED,
-            Json(json!({"status": 401, "message": "invalid token"})),
+            Json(json!({"status": REFUSED, "message": "invalid token"})),
         )
             .into_response();
     }
-    Json(json!({"status": 0, "balance": centavos_text(p.balance_centavos), "currency": "php"}))
-        .into_response()
+    // The documented reply (fixtures/casino/get_balances.reply.json): a list
+    // of balances, each a JSON number.
+    let balance: serde_json::Number = centavos_text(p.balance_centavos)
+        .parse()
+        .unwrap_or_else(|_| 0.into());
+    Json(json!({"status": 1, "message": "Success", "balances": [
+        {"balanceTypeId": "main", "currencyId": "PHP", "balance": balance}
+    ]}))
+    .into_response()
 }
 
 async fn history(AxState(s): AxState<Shared>) -> Json<Vec<TransferRecord>> {

@@ -96,7 +96,8 @@ async fn csrf_token(AxState(s): AxState<Shared>) -> Response {
     let (cookie, csrf) = new_session(&s);
     (
         [(header::SET_COOKIE, cookie)],
-        Json(json!({ "csrf_token": csrf })),
+        // DirectPay's reply (fixtures/directpay/csrf_token.reply.json).
+        Json(json!({ "message": "Done", "csrf_token": csrf })),
     )
         .into_response()
 }
@@ -226,7 +227,12 @@ fn check_login(
 
 async fn login(AxState(s): AxState<Shared>, headers: HeaderMap, body: Json<Login>) -> Response {
     match check_login(&s, &headers, &body) {
-        Ok(token) => Json(json!({"status": "success", "data": {"token": token}})).into_response(),
+        // fixtures/directpay/login.reply.json
+        Ok(token) => Json(
+            json!({"status": "success", "message": "Logged in successfully.",
+                                 "data": {"username": body.username, "token": token}}),
+        )
+        .into_response(),
         Err((status, message)) => error(status, message),
     }
 }
@@ -272,10 +278,13 @@ async fn pay_cashin(
             webhook: text("webhook"),
         },
     );
+    // The keys public clients read from this reply (fixtures/directpay
+    // SOURCES.md, D6): the checkout URL as both `link` and `redirectionurl`.
     Json(json!({
         "status": "success",
         "transactionId": id,
         "link": format!("https://sandbox.directpayph.com/pay/{id}"),
+        "redirectionurl": format!("https://sandbox.directpayph.com/pay/{id}"),
         "qrphraw": format!("00020101021228SANDBOX{id}6304ABCD"),
     }))
     .into_response()
@@ -365,14 +374,17 @@ async fn send_callback(
 
 fn callback_body(id: &str, t: &Transaction, status: &str, shape: Shape) -> Value {
     match shape {
+        // The captured callback's shape (fixtures/directpay/callback.real.*):
+        // the cash-in's transaction id as `refId`, DirectPay's numeric
+        // `txnId` beside it, the amount as a string, no merchant reference.
         Shape::Real => json!({
             "amount": t.amount,
             "currency": "PHP",
-            "refId": t.reference,
-            "invoiceNo": format!("INV-{id}"),
-            "txnDesc": "GCash cash-in",
+            "refId": id,
+            "invoiceNo": if status.eq_ignore_ascii_case("FAILED") { "The QR code has expired.".to_string() } else { format!("INV-{id}") },
+            "txnDesc": format!("Add Funds via GCASH QR|refId:{id}"),
             "txnDate": "1733565000000",
-            "txnId": id,
+            "txnId": txn_number(id),
             "status": status,
             "merchant_id": "SANDBOX",
         }),
@@ -383,6 +395,15 @@ fn callback_body(id: &str, t: &Transaction, status: &str, shape: Shape) -> Value
             "timestamp": "2025-12-07T10:00:00Z",
         }),
     }
+}
+
+/// DirectPay's numeric transaction number for a cash-in (a string of
+/// digits, as `txnId` is in the captured callbacks), stable per cash-in.
+fn txn_number(id: &str) -> String {
+    let n = id
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    format!("{}", 1_000_000 + n % 9_000_000)
 }
 
 async fn expire_tokens(AxState(s): AxState<Shared>) -> StatusCode {

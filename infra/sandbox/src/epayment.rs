@@ -98,10 +98,16 @@ pub fn controls() -> Router<Shared> {
         .route("/expire-tokens", post(expire))
 }
 
+/// The bank's error body: `{"code": <number>, "message": ..}`. The code is
+/// the bank's own, not the HTTP status; the official refund, cancel, charge
+/// and operation pages all show `100` (fixtures/epayment/*.error.json), the
+/// only value any source gives, so the sandbox answers with it.
+pub const ERROR_CODE: u16 = 100;
+
 fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
-        Json(json!({"code": status.as_u16(), "message": message})),
+        Json(json!({"code": ERROR_CODE, "message": message})),
     )
         .into_response()
 }
@@ -221,9 +227,15 @@ async fn check(
     Json(json!({
         "resultCode": "100",
         "resultMessage": "SUCCESS",
+        // Every key of the documented reply (fixtures/epayment/
+        // check_status.reply.json), and those past where our copy of the
+        // page is cut off that clients read.
         "transaction": {
-            "id": t.id, "invoiceID": invoice, "amount": t.amount.parse::<serde_json::Number>().ok(),
-            "currency": "KZT", "statusName": t.status, "cardMask": "440043******6531",
+            "id": t.id, "createdDate": "2025-12-07T10:00:00.000000+06:00",
+            "invoiceID": invoice, "amount": t.amount.parse::<serde_json::Number>().ok(),
+            "amountBonus": 0, "payoutAmount": 0, "orgAmount": 0, "data": "{}",
+            "currency": "KZT", "terminal": "98120001", "terminalID": TERMINAL, "accountID": "",
+            "statusName": t.status, "cardMask": "440043******6531",
             "reference": "SANDBOXREF", "reasonCode": "00", "approvalCode": "123456",
         }
     }))

@@ -57,6 +57,9 @@ pub fn controls() -> Router<Shared> {
         .route("/invoices/{code}/callback", post(send_callback))
 }
 
+/// A refusal: `responseCode` is one of the SDK's `ResponseCodes`
+/// (fixtures/paygram/enums.json); a request it cannot take is 500
+/// (`ResponseGenericError`), as no narrower code exists.
 fn reply(code: i64, message: &str) -> Response {
     Json(json!({"success": false, "responseCode": code, "message": message})).into_response()
 }
@@ -84,18 +87,18 @@ fn issue(s: &Shared, body: &Value) -> Response {
         .and_then(Value::as_i64)
         .map(|n| n.to_string())
     else {
-        return reply(400, "requestId must be a 64-bit integer");
+        return reply(500, "requestId must be a 64-bit integer");
     };
     let currency_code = body
         .get("currencyCode")
         .and_then(Value::as_u64)
         .unwrap_or(0) as u32;
     if currency_code != 11 && currency_code != 5 {
-        return reply(400, "unsupported currency");
+        return reply(500, "unsupported currency");
     }
     let amount = match body.get("amount") {
         Some(Value::Number(n)) => n.to_string(),
-        _ => return reply(400, "amount is required"),
+        _ => return reply(500, "amount is required"),
     };
     let decimals = if currency_code == 5 { 6 } else { 2 };
     if amount.starts_with('-')
@@ -103,7 +106,7 @@ fn issue(s: &Shared, body: &Value) -> Response {
             .split_once('.')
             .is_some_and(|(_, f)| f.len() > decimals)
     {
-        return reply(400, "invalid amount");
+        return reply(500, "invalid amount");
     }
     let mut invoices = lock(&s.paygram.invoices);
     if invoices.values().any(|i| i.request_id == request_id) {

@@ -84,6 +84,8 @@ pub fn controls() -> Router<Shared> {
         .route("/expire-tokens", post(expire))
 }
 
+/// The guide's error body and codes (fixtures/payment_engine/error.reply.json;
+/// its table: INVALID_REQUEST 400, UNAUTHORIZED 401, NOT_FOUND 404, ...).
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
@@ -106,7 +108,7 @@ async fn login(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response
     if body["username"] != USERNAME || body["password"] != PASSWORD {
         return error(
             StatusCode::UNAUTHORIZED,
-            "INVALID_CREDENTIALS",
+            "UNAUTHORIZED",
             "invalid username or password",
         );
     }
@@ -122,7 +124,7 @@ async fn refresh(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respon
     if !lock(&s.payment_engine.refresh).remove(&token) {
         return error(
             StatusCode::UNAUTHORIZED,
-            "INVALID_TOKEN",
+            "UNAUTHORIZED",
             "refresh token is not valid",
         );
     }
@@ -150,16 +152,12 @@ async fn create(
         );
     }
     if body["toAccountId"] != ACCOUNT {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ACCOUNT_NOT_FOUND",
-            "toAccountId is unknown",
-        );
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "toAccountId is unknown");
     }
     let Some(amount) = body["amount"].as_number().map(|n| n.to_string()) else {
         return error(
             StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
+            "INVALID_REQUEST",
             "amount is required",
         );
     };
@@ -194,7 +192,7 @@ async fn status(
     match lock(&s.payment_engine.transactions).get(&id).cloned() {
         Some(t) => Json(json!({"id": id, "status": t.status, "amount": t.amount.parse::<serde_json::Number>().ok(),
                                 "currencyCode": t.currency})).into_response(),
-        None => error(StatusCode::NOT_FOUND, "TRANSACTION_NOT_FOUND", "no such transaction"),
+        None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such transaction"),
     }
 }
 
@@ -211,11 +209,7 @@ async fn balance(
         );
     }
     if id != ACCOUNT {
-        return error(
-            StatusCode::NOT_FOUND,
-            "ACCOUNT_NOT_FOUND",
-            "no such account",
-        );
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such account");
     }
     Json(json!({"accountId": id, "availableBalance": "1250.75", "currencyCode": "USD"}))
         .into_response()

@@ -81,12 +81,16 @@ pub fn controls() -> Router<Shared> {
         .route("/expire-tokens", post(expire))
 }
 
+/// QPay's error body, `{"error": CODE, "message": CODE}`, as its
+/// specification shows it (fixtures/qpay/error.payment_settled.json).
 fn error(status: StatusCode, code: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "message": code.to_lowercase()})),
-    )
-        .into_response()
+    (status, Json(json!({"error": code, "message": code}))).into_response()
+}
+
+/// An unknown object: QPay's specification lists NOT_FOUND_ERROR under
+/// HTTP 422, not 404 (fixtures/qpay/SOURCES.md, "Status codes").
+fn not_found(code: &str) -> Response {
+    error(StatusCode::UNPROCESSABLE_ENTITY, code)
 }
 
 fn now() -> i64 {
@@ -188,10 +192,9 @@ async fn invoice(
     let Some(amount) = amount else {
         return error(StatusCode::BAD_REQUEST, "INVALID_AMOUNT");
     };
+    // QPay does not enforce sender_invoice_no's uniqueness: a repeat gets a
+    // new invoice (fixtures/qpay/SOURCES.md), so neither does the sandbox.
     let mut invoices = lock(&s.qpay.invoices);
-    if invoices.values().any(|i| i.sender_invoice_no == sender) {
-        return error(StatusCode::CONFLICT, "SENDER_INVOICE_NO_DUPLICATED");
-    }
     let id = ulid::Ulid::new().to_string().to_lowercase();
     invoices.insert(
         id.clone(),
@@ -236,7 +239,7 @@ async fn delete_invoice(
             i.deleted = true;
             Json(json!({"message": "ok"})).into_response()
         }
-        None => error(StatusCode::NOT_FOUND, "INVOICE_NOTFOUND"),
+        None => not_found("INVOICE_NOTFOUND"),
     }
 }
 
@@ -253,7 +256,7 @@ async fn check(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let Some(i) = lock(&s.qpay.invoices).get(id).cloned() else {
-        return error(StatusCode::NOT_FOUND, "INVOICE_NOTFOUND");
+        return not_found("INVOICE_NOTFOUND");
     };
     let rows: Vec<Value> = i
         .payments
@@ -317,7 +320,7 @@ fn move_card_payment(
             Json(json!({"message": "ok"})).into_response()
         }
         Some(_) => error(StatusCode::BAD_REQUEST, refusal),
-        None => error(StatusCode::NOT_FOUND, "PAYMENT_NOTFOUND"),
+        None => not_found("PAYMENT_NOTFOUND"),
     }
 }
 

@@ -37,9 +37,13 @@ pub struct Attempt {
     pub refno: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Bill {
     pub amount_sen: i64,
+    pub name: String,
+    pub description: String,
+    /// billTo, billEmail, billPhone as given.
+    pub payer: (String, String, String),
     pub external_reference: String,
     pub callback_url: String,
     pub active: bool,
@@ -90,7 +94,9 @@ async fn call(
 ) -> Response {
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let key_ok = get("userSecretKey") == SECRET_KEY || get("secretKey") == SECRET_KEY;
-    if !key_ok {
+    // getBillTransactions takes no secret key: the bill code is enough
+    // (fixtures/toyyibpay/get_bill_transactions.request.form).
+    if !key_ok && method != "getBillTransactions" {
         return text("[KEY-DID-NOT-EXIST]");
     }
     let t = &s.toyyibpay;
@@ -102,8 +108,10 @@ async fn call(
             }
             let mut categories = lock(&t.categories);
             if let Some(code) = categories.get(&name) {
+                // An object, not an array, for a name that exists
+                // (fixtures/toyyibpay/create_category.reply.exists.object.json).
                 return Json(
-                    json!([{"msg": "Category name already exist!", "CategoryCode": code}]),
+                    json!({"status": "Category name already exist!", "CategoryCode": code}),
                 )
                 .into_response();
             }
@@ -132,6 +140,9 @@ async fn call(
                 code.clone(),
                 Bill {
                     amount_sen: sen,
+                    name: get("billName"),
+                    description: get("billDescription"),
+                    payer: (get("billTo"), get("billEmail"), get("billPhone")),
                     external_reference: get("billExternalReferenceNo"),
                     callback_url: get("billCallbackUrl"),
                     active: true,
@@ -144,16 +155,31 @@ async fn call(
             let Some(bill) = lock(&t.bills).get(&get("billCode")).cloned() else {
                 return text("[FALSE]");
             };
+            // Every key of the documented row, every value a string
+            // (fixtures/toyyibpay/get_bill_transactions.reply.json); the
+            // request may ask for one billpaymentStatus only.
+            let wanted = get("billpaymentStatus");
             let rows: Vec<Value> = bill
                 .attempts
                 .iter()
+                .filter(|a| wanted.is_empty() || a.status.to_string() == wanted)
                 .map(|a| {
                     json!({
-                        "billName": "paygate payment",
+                        "billName": bill.name,
+                        "billDescription": bill.description,
+                        "billTo": bill.payer.0,
+                        "billEmail": bill.payer.1,
+                        "billPhone": bill.payer.2,
+                        "billStatus": if bill.active { "1" } else { "0" },
                         "billpaymentStatus": a.status.to_string(),
                         "billpaymentChannel": "FPX",
                         "billpaymentAmount": ringgit(a.amount_sen),
                         "billpaymentInvoiceNo": a.refno,
+                        "billSplitPayment": "0",
+                        "billSplitPaymentArgs": "",
+                        "billpaymentSettlement": "Pending Settlement",
+                        "billpaymentSettlementDate": "0000-00-00 00:00:00",
+                        "SettlementReferenceNo": "",
                         "billPaymentDate": "07-12-2025 10:30:00",
                         "billExternalReferenceNo": bill.external_reference,
                     })

@@ -249,6 +249,16 @@ async fn find(
     let payment = match reference {
         PaymentRef::Ours(id) => services.store.payment(*id).await?,
         PaymentRef::Provider(r) => services.store.payment_by_provider_ref(provider, r).await?,
+        PaymentRef::ProviderOneOf(candidates) => {
+            let mut found = None;
+            for r in candidates {
+                found = services.store.payment_by_provider_ref(provider, r).await?;
+                if found.is_some() {
+                    break;
+                }
+            }
+            found
+        }
         PaymentRef::None => None,
     };
     // A callback of one provider never touches another provider's payment.

@@ -290,33 +290,45 @@ impl CasinoClient {
         };
         let reply = self.http.send(retry, |c| c.post(&url).json(&body)).await?;
         let done: TransferReply = ok_json(&reply)?;
-        let message = done.message.clone().unwrap_or_default();
-        if done.status != 0
-            && (message.eq_ignore_ascii_case("ok") || message.eq_ignore_ascii_case("success"))
-        {
-            // Sources disagree on the success code (0 in running code, 1
-            // in some examples): a reply that says both is not a refusal
-            // we may act on. Its outcome is unknown.
-            return Err(ProviderError::Decode {
-                provider: PROVIDER,
-                reason: format!("status {} with message {message:?}", done.status),
-            });
-        }
-        if done.status != 0 {
-            return Err(ProviderError::Rejected {
-                provider: PROVIDER,
-                status: reply.status.as_u16(),
-                code: done.status.to_string(),
-                message: done.message.unwrap_or_default(),
-            });
-        }
-        Ok(Transfer {
+        judge_transfer(done, reply.status.as_u16(), nonce)
+    }
+}
+
+/// What a transfer's reply says. Running code reads status 0 as done ("ok"
+/// beside it, or alone); some examples use 1 with "Success" for success,
+/// and a documented refusal carries status 0 with its reason as the
+/// message (fixtures/casino). A reply these readings disagree on is neither
+/// done nor refused: its outcome is unknown and a person decides.
+fn judge_transfer(
+    done: TransferReply,
+    http_status: u16,
+    nonce: &str,
+) -> Result<Transfer, ProviderError> {
+    let message = done.message.clone().unwrap_or_default();
+    let says_ok = message.eq_ignore_ascii_case("ok") || message.eq_ignore_ascii_case("success");
+    match (done.status, says_ok || message.is_empty()) {
+        (0, true) => Ok(Transfer {
             transaction_id: done
                 .transaction_id
                 .as_ref()
                 .and_then(scalar_text)
                 .unwrap_or_else(|| nonce.to_string()),
-        })
+        }),
+        (0, false) => Err(ProviderError::Decode {
+            provider: PROVIDER,
+            reason: format!("status 0 with message {message:?}"),
+        }),
+        // 1 is the examples' success code, whatever the message says.
+        (status, _) if says_ok || status == 1 => Err(ProviderError::Decode {
+            provider: PROVIDER,
+            reason: format!("status {status} with message {message:?}"),
+        }),
+        (status, _) => Err(ProviderError::Rejected {
+            provider: PROVIDER,
+            status: http_status,
+            code: status.to_string(),
+            message,
+        }),
     }
 }
 
@@ -381,6 +393,42 @@ mod tests {
             serde_json::from_value(serde_json::json!({"success": false, "message": "no user"}))
                 .unwrap();
         assert_eq!(player_from(none, &name).unwrap(), None);
+    }
+
+    fn reply(name: &str) -> TransferReply {
+        let path = format!(
+            "{}/tests/fixtures/casino/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn judged(body: serde_json::Value) -> Result<Transfer, ProviderError> {
+        judge_transfer(serde_json::from_value(body).unwrap(), 200, "n-1")
+    }
+
+    #[test]
+    fn a_transfer_is_done_only_when_every_reading_agrees() {
+        // The documented success: done, under our nonce (no id in it).
+        let ok = judge_transfer(reply("transfer.reply.json"), 200, "n-1").unwrap();
+        assert_eq!(ok.transaction_id, "n-1");
+        assert!(judged(serde_json::json!({"status": 0})).is_ok());
+        // The documented refusal says status 0 too: not done, not refused.
+        let refusal = judge_transfer(reply("withdraw.reply.rejected.json"), 200, "n-1");
+        assert!(
+            matches!(&refusal, Err(e @ ProviderError::Decode { .. }) if e.outcome_unknown()),
+            "{refusal:?}"
+        );
+        // 1 with "Success" is success in other examples: unknown, too.
+        let other = judged(serde_json::json!({"status": 1, "message": "Success"}));
+        assert!(matches!(&other, Err(e) if e.outcome_unknown()), "{other:?}");
+        // Any other status with a reason is the bridge's refusal.
+        let refused = judged(serde_json::json!({"status": 2, "message": "user not found"}));
+        assert!(
+            matches!(&refused, Err(ProviderError::Rejected { code, .. }) if code == "2"),
+            "{refused:?}"
+        );
+        assert!(!refused.unwrap_err().outcome_unknown());
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub enum PaymentRef {
     Ours(PaymentId),
     /// The provider's reference only.
     Provider(String),
+    /// One of these is the provider's reference, most likely first (a
+    /// callback whose sources disagree on which field carries it).
+    ProviderOneOf(Vec<String>),
     /// An event about no payment (an account balance, say).
     None,
 }

@@ -128,7 +128,7 @@ impl DirectPayClient {
         match (created.status.as_deref(), created.transaction_id) {
             (Some("success"), Some(transaction_id)) => Ok(CashInCreated {
                 transaction_id,
-                link: created.link,
+                link: created.redirectionurl.or(created.link),
                 qr_text: created.qrphraw,
             }),
             _ => Err(ProviderError::Rejected {

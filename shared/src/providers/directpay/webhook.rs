@@ -62,16 +62,27 @@ impl WebhookSource for DirectPayWebhooks {
         .into_iter()
         .flatten()
         .find_map(|r| r.parse().ok());
+        // Else DirectPay's own id: the cash-in's `transactionId` comes back
+        // as `refId` in the captured callbacks (both `ref_…`,
+        // fixtures/directpay), as `txnId` or `reference` in other sources.
         let payment = match ours {
             Some(id) => PaymentRef::Ours(id),
-            None => PaymentRef::Provider(
-                [&callback.txn_id, &callback.reference, &callback.ref_id]
+            None => {
+                let mut candidates: Vec<String> = Vec::new();
+                for r in [&callback.ref_id, &callback.txn_id, &callback.reference]
                     .into_iter()
                     .flatten()
-                    .find(|r| !r.is_empty())
-                    .cloned()
-                    .ok_or_else(|| WebhookError::Malformed("no payment reference".into()))?,
-            ),
+                {
+                    if !r.is_empty() && !candidates.contains(r) {
+                        candidates.push(r.clone());
+                    }
+                }
+                match candidates.len() {
+                    0 => return Err(WebhookError::Malformed("no payment reference".into())),
+                    1 => PaymentRef::Provider(candidates.remove(0)),
+                    _ => PaymentRef::ProviderOneOf(candidates),
+                }
+            }
         };
         let word = callback
             .status
@@ -157,6 +168,37 @@ mod tests {
         assert_eq!(e.payment, PaymentRef::Provider("DP999".into()));
         assert_eq!(e.status, PaymentStatus::Completed);
         assert_eq!(e.amount, Some(Money::new(15_050, Currency::Php).unwrap()));
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/tests/fixtures/directpay/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// The captured callbacks name the cash-in by its `ref_…` transaction
+    /// id in `refId`, and carry DirectPay's numeric `txnId` beside it.
+    #[test]
+    fn the_captured_callbacks_are_read() {
+        for (name, status) in [
+            ("callback.real.success.json", PaymentStatus::Completed),
+            ("callback.real.failed.json", PaymentStatus::Failed),
+        ] {
+            let e = parse(&fixture(name)).unwrap();
+            assert_eq!(
+                e.payment,
+                PaymentRef::ProviderOneOf(vec!["ref_1ae942cfd281eaa9".into(), "9908728".into()]),
+                "{name}"
+            );
+            assert_eq!(e.status, status, "{name}");
+            assert_eq!(e.amount, Some(Money::new(10_000, Currency::Php).unwrap()));
+            assert!(!e.verified);
+        }
+        let seed = parse(&fixture("callback.seed.json")).unwrap();
+        assert_eq!(seed.payment, PaymentRef::Provider("SEED-REF-1".into()));
+        assert_eq!(seed.status, PaymentStatus::Completed);
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub(super) struct CashInReply {
     pub transaction_id: Option<String>,
     #[serde(default)]
     pub link: Option<String>,
+    /// The checkout URL in the newer API's reply, read before `link` as
+    /// public clients do (`redirectionurl || link`, fixtures/directpay).
+    #[serde(default)]
+    pub redirectionurl: Option<String>,
     #[serde(default)]
     pub qrphraw: Option<String>,
     #[serde(default)]

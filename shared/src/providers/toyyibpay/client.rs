@@ -135,8 +135,8 @@ impl ToyyibPayClient {
         }
         self.category
             .get_or_try_init(|| async {
-                let rows = self
-                    .call(
+                let answer = self
+                    .call_value(
                         Retry::Safe,
                         "createCategory",
                         &[
@@ -146,6 +146,7 @@ impl ToyyibPayClient {
                         ],
                     )
                     .await?;
+                let rows = category_rows(answer);
                 rows.iter()
                     .find_map(|r| {
                         r.get("CategoryCode")
@@ -214,6 +215,17 @@ fn inactive_bill_answer(answer: &serde_json::Value) -> (bool, String) {
             (text.to_ascii_lowercase().contains("success"), text)
         }
         other => (false, excerpt(other.to_string().as_bytes())),
+    }
+}
+
+/// createCategory's answer as rows: an array of `{"CategoryCode"}` for a
+/// new category, an object `{"status", "CategoryCode"}` when the name
+/// exists (fixtures/toyyibpay/create_category.reply.*.json).
+fn category_rows(answer: serde_json::Value) -> Vec<serde_json::Value> {
+    match answer {
+        serde_json::Value::Array(rows) => rows,
+        object @ serde_json::Value::Object(_) => vec![object],
+        _ => Vec::new(),
     }
 }
 
@@ -369,6 +381,20 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_category_code_is_read_from_a_new_or_an_existing_category() {
+        for (name, code) in [
+            ("create_category.reply.json", "j0tzqhka"),
+            ("create_category.reply.exists.object.json", "noid5f4j"),
+        ] {
+            let rows = category_rows(fixture(name));
+            let found = rows
+                .iter()
+                .find_map(|r| r.get("CategoryCode").and_then(|c| c.as_str()));
+            assert_eq!(found, Some(code), "{name}");
+        }
     }
 
     #[test]

@@ -1,0 +1,665 @@
+//! The sandbox against the providers' documented wire: each documented
+//! request (shared/tests/fixtures/<provider>, every file with its source in
+//! that folder's SOURCES.md) is sent to the sandbox as published, with only
+//! the sandbox's own credentials and ids put in, and each answer must have
+//! the documented shape: the same keys, and values of the same JSON types.
+//! A sandbox that drifts from the documented wire fails here.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+fn fixture_text(provider: &str, name: &str) -> String {
+    let path = format!(
+        "{}/../../shared/tests/fixtures/{provider}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture(provider: &str, name: &str) -> Value {
+    serde_json::from_str(&fixture_text(provider, name)).unwrap()
+}
+
+/// A `key=value`-per-line form fixture.
+fn form(provider: &str, name: &str) -> Vec<(String, String)> {
+    fixture_text(provider, name)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The form with some values replaced (the sandbox's credentials and ids).
+fn with(form: Vec<(String, String)>, values: &[(&str, &str)]) -> Vec<(String, String)> {
+    form.into_iter()
+        .map(|(k, v)| match values.iter().find(|(name, _)| *name == k) {
+            Some((_, new)) => (k, new.to_string()),
+            None => (k, v),
+        })
+        .collect()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `got` has every key of `documented`, each a value of the same JSON type
+/// (null in the documentation stands for any type), objects compared
+/// inside and arrays by their first element.
+fn has_shape(got: &Value, documented: &Value, at: &str) {
+    match (got, documented) {
+        (_, Value::Null) => {}
+        (Value::Object(g), Value::Object(d)) => {
+            for (k, dv) in d {
+                let gv = g
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{at}.{k} is missing from {got}"));
+                has_shape(gv, dv, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(g), Value::Array(d)) => {
+            if let (Some(gv), Some(dv)) = (g.first(), d.first()) {
+                has_shape(gv, dv, &format!("{at}[0]"));
+            }
+        }
+        _ => assert_eq!(
+            kind(got),
+            kind(documented),
+            "{at}: {got} is not of the documented type ({documented})"
+        ),
+    }
+}
+
+/// The same keys as documented, each of the documented type.
+fn same_shape(got: &Value, documented: &Value, at: &str) {
+    assert_eq!(keys(got), keys(documented), "{at}: {got}");
+    has_shape(got, documented, at);
+}
+
+async fn sandbox() -> (sandbox::Running, reqwest::Client) {
+    let s = sandbox::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (s, reqwest::Client::new())
+}
+
+/// A receiver for the callbacks the sandbox sends: every JSON body posted to
+/// it, in order.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// Sends the request; the answer's status and JSON body.
+async fn json(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directpay_login_cash_in_status_and_callback_are_as_documented() {
+    let (s, http) = sandbox().await;
+    let api = format!("{}/directpay/api", s.url());
+    let session = http.get(format!("{api}/csrf_token")).send().await.unwrap();
+    let cookie = session
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let status = session.status().as_u16();
+    let csrf: Value = session.json().await.unwrap();
+    assert_eq!(status, 200);
+    same_shape(
+        &csrf,
+        &fixture("directpay", "csrf_token.reply.json"),
+        "csrf",
+    );
+
+    let mut login = fixture("directpay", "login.request.json");
+    login["username"] = json!(sandbox::directpay::USERNAME);
+    login["password"] = json!(sandbox::directpay::PASSWORD);
+    let (status, reply) = json(
+        http.post(format!("{api}/create/login"))
+            .header("X-CSRF-TOKEN", csrf["csrf_token"].as_str().unwrap())
+            .header("cookie", &cookie)
+            .json(&login),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    same_shape(&reply, &fixture("directpay", "login.reply.json"), "login");
+    let token = reply["data"]["token"].as_str().unwrap().to_string();
+
+    let (hook, seen) = receiver().await;
+    let mut cash_in = fixture("directpay", "pay_cashin.request.json");
+    cash_in["webhook"] = json!(hook);
+    let (status, created) = json(
+        http.post(format!("{api}/pay_cashin"))
+            .bearer_auth(&token)
+            .json(&cash_in),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    // The keys public clients read (SOURCES.md D6; no verbatim example).
+    for key in [
+        "status",
+        "transactionId",
+        "link",
+        "qrphraw",
+        "redirectionurl",
+    ] {
+        assert!(created[key].is_string(), "{key} in {created}");
+    }
+    let id = created["transactionId"].as_str().unwrap();
+
+    let (status, answer) = json(
+        http.get(format!("{api}/cashin_transactions_status/{id}"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for key in [
+        "success",
+        "reference_number",
+        "total_amount",
+        "transaction_status",
+    ] {
+        assert!(answer.get(key).is_some(), "{key} in {answer}");
+    }
+
+    // The callback has the captured callback's keys and types, and names
+    // the cash-in by its transaction id in refId.
+    for (word, documented) in [
+        ("SUCCESS", "callback.real.success.json"),
+        ("FAILED", "callback.real.failed.json"),
+    ] {
+        let r = http
+            .post(format!(
+                "{}/_sandbox/directpay/transactions/{id}/status",
+                s.url()
+            ))
+            .json(&json!({"status": word}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body = seen.lock().unwrap().last().cloned().expect("a callback");
+        same_shape(&body, &fixture("directpay", documented), documented);
+        assert_eq!(body["refId"], json!(id));
+        assert!(body["txnId"]
+            .as_str()
+            .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit())));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epayment_tokens_status_and_operation_errors_are_as_documented() {
+    let (s, http) = sandbox().await;
+    let token_url = format!("{}/epayment/oauth/oauth2/token", s.url());
+    let ours = [
+        ("client_id", sandbox::epayment::CLIENT_ID),
+        ("client_secret", sandbox::epayment::CLIENT_SECRET),
+        ("terminal", sandbox::epayment::TERMINAL),
+    ];
+    let with_refresh = fixture("epayment", "token.reply.with_refresh.json");
+    let mut webapi = String::new();
+    for name in [
+        "token.request.webapi.form",
+        "token.request.status.form",
+        "token.request.payment.form",
+        "token.request.payment.scope_full.form",
+    ] {
+        let invoice = format!("{}", 100_000_000 + (ulid::Ulid::new().0 % 800_000_000));
+        let f = with(
+            form("epayment", name),
+            &[ours[0], ours[1], ours[2], ("invoiceID", invoice.as_str())],
+        );
+        let (status, reply) = json(http.post(&token_url).form(&f)).await;
+        assert_eq!(status, 200, "{name}: {reply}");
+        // The documented reply's keys; expires_in as a number or, as the
+        // bank's own SDK reads it, a string.
+        assert_eq!(keys(&reply), keys(&with_refresh), "{name}: {reply}");
+        assert!(reply["access_token"].is_string() && reply["token_type"] == "Bearer");
+        assert!(reply["expires_in"].is_number() || reply["expires_in"].is_string());
+        if name == "token.request.webapi.form" {
+            webapi = reply["access_token"].as_str().unwrap().to_string();
+        }
+    }
+
+    // A paid invoice's status has every documented key of the reply.
+    let invoice = "200000101";
+    let f = with(
+        form("epayment", "token.request.payment.form"),
+        &[ours[0], ours[1], ours[2], ("invoiceID", invoice)],
+    );
+    assert_eq!(
+        http.post(&token_url)
+            .form(&f)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let paid = http
+        .post(format!(
+            "{}/_sandbox/epayment/invoices/{invoice}/pay",
+            s.url()
+        ))
+        .json(&json!({"status": "CHARGE", "callback": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    let api = format!("{}/epayment/api", s.url());
+    let (status, checked) = json(
+        http.get(format!("{api}/check-status/payment/transaction/{invoice}"))
+            .bearer_auth(&webapi),
+    )
+    .await;
+    assert_eq!(status, 200);
+    has_shape(
+        &checked,
+        &fixture("epayment", "check_status.reply.json"),
+        "check-status",
+    );
+
+    // Refusals of refund, cancel and charge: HTTP 400 and the bank's body,
+    // its code a number of the bank's own.
+    for (op, documented) in [
+        ("refund", "refund.error.json"),
+        ("cancel", "cancel.error.json"),
+        ("charge", "charge.error.json"),
+    ] {
+        let (status, body) = json(
+            http.post(format!("{api}/operation/no-such-operation/{op}"))
+                .bearer_auth(&webapi)
+                .json(&fixture("epayment", "charge.request.json")),
+        )
+        .await;
+        assert_eq!(status, 400, "{op}");
+        same_shape(&body, &fixture("epayment", documented), op);
+        assert_ne!(
+            body["code"],
+            json!(400),
+            "{op}: the bank's code, not HTTP's"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpay_check_errors_and_repeated_sender_numbers_are_as_documented() {
+    let (s, http) = sandbox().await;
+    let q = format!("{}/qpay/v2", s.url());
+    let (_, token) = json(
+        http.post(format!("{q}/auth/token"))
+            .basic_auth(sandbox::qpay::CLIENT_ID, Some(sandbox::qpay::CLIENT_SECRET)),
+    )
+    .await;
+    let bearer = token["access_token"].as_str().unwrap().to_string();
+    // The same sender_invoice_no twice: QPay makes two invoices.
+    let mut ids = BTreeSet::new();
+    for _ in 0..2 {
+        let mut request = fixture("qpay", "invoice.request.simple.json");
+        request["invoice_code"] = json!(sandbox::qpay::INVOICE_CODE);
+        let (status, reply) = json(
+            http.post(format!("{q}/invoice"))
+                .bearer_auth(&bearer)
+                .json(&request),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        ids.insert(reply["invoice_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 2, "two invoices, not a conflict");
+
+    let mut check = fixture("qpay", "payment_check.request.json");
+    check["object_id"] = json!(ids.first().unwrap());
+    let (status, reply) = json(
+        http.post(format!("{q}/payment/check"))
+            .bearer_auth(&bearer)
+            .json(&check),
+    )
+    .await;
+    assert_eq!(status, 200);
+    has_shape(
+        &reply,
+        &fixture("qpay", "payment_check.reply.unpaid.json"),
+        "payment/check",
+    );
+
+    // An unknown object: 422 (NOT_FOUND_ERROR in QPay's table), QPay's body.
+    let documented = fixture("qpay", "error.payment_settled.json");
+    let unknown = fixture("qpay", "payment_check.request.json");
+    for r in [
+        http.post(format!("{q}/payment/check"))
+            .bearer_auth(&bearer)
+            .json(&unknown),
+        http.delete(format!("{q}/invoice/no-such-invoice"))
+            .bearer_auth(&bearer),
+        http.delete(format!("{q}/payment/refund/no-such-payment"))
+            .bearer_auth(&bearer),
+    ] {
+        let (status, body) = json(r).await;
+        assert_eq!(status, 422, "{body}");
+        same_shape(&body, &documented, "error");
+        assert_eq!(body["error"], body["message"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toyyibpay_category_bill_and_transactions_are_as_documented() {
+    let (s, http) = sandbox().await;
+    let api = format!("{}/toyyibpay/index.php/api", s.url());
+    let key = [("userSecretKey", sandbox::toyyibpay::SECRET_KEY)];
+    let category = with(form("toyyibpay", "create_category.request.form"), &key);
+    let (_, first) = json(http.post(format!("{api}/createCategory")).form(&category)).await;
+    same_shape(
+        &first[0],
+        &fixture("toyyibpay", "create_category.reply.json")[0],
+        "createCategory",
+    );
+    let (_, again) = json(http.post(format!("{api}/createCategory")).form(&category)).await;
+    same_shape(
+        &again,
+        &fixture("toyyibpay", "create_category.reply.exists.object.json"),
+        "createCategory (exists)",
+    );
+    assert_eq!(again["CategoryCode"], first[0]["CategoryCode"]);
+    let code = first[0]["CategoryCode"].as_str().unwrap().to_string();
+
+    let bill = with(
+        form("toyyibpay", "create_bill.request.form"),
+        &[key[0], ("categoryCode", code.as_str())],
+    );
+    let (_, created) = json(http.post(format!("{api}/createBill")).form(&bill)).await;
+    same_shape(
+        &created[0],
+        &fixture("toyyibpay", "create_bill.reply.json")[0],
+        "createBill",
+    );
+    let bill_code = created[0]["BillCode"].as_str().unwrap().to_string();
+    let paid = http
+        .post(format!(
+            "{}/_sandbox/toyyibpay/bills/{bill_code}/attempt",
+            s.url()
+        ))
+        .json(&json!({"status": 1, "callback": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    // The documented request carries no secret key.
+    let transactions = with(
+        form("toyyibpay", "get_bill_transactions.request.form"),
+        &[("billCode", bill_code.as_str())],
+    );
+    let (_, rows) = json(
+        http.post(format!("{api}/getBillTransactions"))
+            .form(&transactions),
+    )
+    .await;
+    same_shape(
+        &rows[0],
+        &fixture("toyyibpay", "get_bill_transactions.reply.json")[0],
+        "getBillTransactions",
+    );
+    assert_eq!(rows[0]["billpaymentAmount"], "1.00", "100 sen is RM1.00");
+
+    // A wrong key: ToyyibPay's bracketed word, as text.
+    let wrong = with(category, &[("userSecretKey", "not-a-key")]);
+    let text = http
+        .post(format!("{api}/createCategory"))
+        .form(&wrong)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        text,
+        fixture_text("toyyibpay", "error.key_did_not_exist.txt").trim()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_casino_bridge_takes_documented_transfers_and_answers_as_documented() {
+    let (s, http) = sandbox().await;
+    let bridge = format!("{}/casino", s.url());
+    let player = s.state.casino.players.lock().unwrap()["player1"].clone();
+    let token = sandbox::casino::TOKENS
+        .iter()
+        .find(|(m, _)| *m == player.top_manager)
+        .unwrap()
+        .1;
+    let ours = |mut v: Value| {
+        v["authToken"] = json!(token);
+        v["clientId"] = json!(player.client_id);
+        v["username"] = json!(player.username);
+        v
+    };
+    for name in ["transfer.request.json", "transfer.request.no_nonce.json"] {
+        let mut request = ours(fixture("casino", name));
+        if request.get("currency").is_some() {
+            request["currency"] = json!("php");
+        }
+        let (status, reply) = json(
+            http.post(format!("{bridge}/Default/Transfer"))
+                .json(&request),
+        )
+        .await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(reply, fixture("casino", "transfer.reply.json"), "{name}");
+    }
+    assert_eq!(
+        s.state.casino.players.lock().unwrap()["player1"].balance_centavos,
+        20_000,
+        "both transfers of 100 arrived"
+    );
+
+    let (status, balances) = json(
+        http.post(format!("{bridge}/account/get-balances"))
+            .json(&ours(fixture("casino", "get_balances.request.json"))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    same_shape(
+        &balances,
+        &fixture("casino", "get_balances.reply.json"),
+        "get-balances",
+    );
+
+    let (status, found) =
+        json(http.get(format!("{bridge}/api/Bridge/get-user/{}", player.username))).await;
+    assert_eq!(status, 200);
+    same_shape(&found, &fixture("casino", "lookup.reply.json"), "get-user");
+
+    // A refusal stays inside the bridge's status enum (0..=4).
+    let mut unknown = ours(fixture("casino", "transfer.request.json"));
+    unknown["username"] = json!("nobody-here");
+    let (_, refused) = json(
+        http.post(format!("{bridge}/Default/Transfer"))
+            .json(&unknown),
+    )
+    .await;
+    assert!(
+        refused["status"]
+            .as_u64()
+            .is_some_and(|v| (1..=4).contains(&v)),
+        "{refused}"
+    );
+    assert!(refused["message"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_engine_login_create_and_errors_are_as_the_guide_shows() {
+    let (s, http) = sandbox().await;
+    let v1 = format!("{}/payment-engine/api/v1", s.url());
+    let mut login = fixture("payment_engine", "login.request.json");
+    login["username"] = json!(sandbox::payment_engine::USERNAME);
+    login["password"] = json!(sandbox::payment_engine::PASSWORD);
+    let (status, tokens) = json(http.post(format!("{v1}/auth/login")).json(&login)).await;
+    assert_eq!(status, 200);
+    same_shape(
+        &tokens,
+        &fixture("payment_engine", "login.reply.json"),
+        "login",
+    );
+
+    let mut refresh = fixture("payment_engine", "refresh.request.json");
+    refresh["refresh_token"] = tokens["refresh_token"].clone();
+    let (status, refreshed) = json(http.post(format!("{v1}/auth/refresh")).json(&refresh)).await;
+    assert_eq!(status, 200);
+    assert!(refreshed["access_token"].is_string());
+    let bearer = refreshed["access_token"].as_str().unwrap().to_string();
+
+    for name in [
+        "create_transaction.request.json",
+        "create_transaction.request.test.json",
+    ] {
+        let mut request = fixture("payment_engine", name);
+        request["toAccountId"] = json!(sandbox::payment_engine::ACCOUNT);
+        let (status, created) = json(
+            http.post(format!("{v1}/transactions"))
+                .bearer_auth(&bearer)
+                .json(&request),
+        )
+        .await;
+        // The guide's load test expects 201 with an id; its flow test
+        // expects PENDING on create.
+        assert_eq!(status, 201, "{name}: {created}");
+        assert!(created["id"].is_string());
+        assert_eq!(created["status"], "PENDING");
+    }
+
+    // Errors in the guide's format, with a code from its table.
+    let documented = fixture("payment_engine", "error.reply.json");
+    let (status, body) = json(
+        http.post(format!("{v1}/transactions"))
+            .bearer_auth(&bearer)
+            .json(&fixture(
+                "payment_engine",
+                "create_transaction.request.json",
+            )),
+    )
+    .await;
+    assert_eq!(status, 404, "an unknown account");
+    // The same keys; `details` is an object whose keys depend on the error.
+    assert_eq!(keys(&body), keys(&documented));
+    assert_eq!(keys(&body["error"]), keys(&documented["error"]), "{body}");
+    for key in ["code", "message", "timestamp", "requestId"] {
+        assert!(body["error"][key].is_string(), "{key} in {body}");
+    }
+    assert!(body["error"]["details"].is_object());
+    let table = [
+        "INVALID_REQUEST",
+        "UNAUTHORIZED",
+        "FORBIDDEN",
+        "NOT_FOUND",
+        "INSUFFICIENT_FUNDS",
+        "INVALID_ACCOUNT_STATUS",
+        "RATE_LIMIT_EXCEEDED",
+        "INTERNAL_ERROR",
+        "SERVICE_UNAVAILABLE",
+    ];
+    let (_, refused) = json(
+        http.post(format!("{v1}/auth/login"))
+            .json(&fixture("payment_engine", "login.request.json")),
+    )
+    .await;
+    for b in [&body, &refused] {
+        let code = b["error"]["code"].as_str().unwrap();
+        assert!(table.contains(&code), "{code} is not in the guide's table");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygram_answers_with_the_sdks_enum_values() {
+    let (s, http) = sandbox().await;
+    let enums = fixture("paygram", "enums.json");
+    let member = |name: &str, v: &Value| {
+        let n = v
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name}: {v} is not a number"));
+        assert!(
+            enums[name]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|m| m.as_i64() == Some(n)),
+            "{n} is not a value of {name}"
+        );
+    };
+    let call = |method: &str, body: Value| {
+        let url = format!("{}/paygram/{}/{method}", s.url(), sandbox::paygram::TOKEN);
+        let http = http.clone();
+        async move { json(http.post(url).json(&body)).await.1 }
+    };
+    // The SDK's RequestIssueInvoice fields, camelCase as public clients
+    // send them (values chosen here: no literal body is published).
+    let request = json!({"requestId": 4_611_686_018_427_387_904_i64, "userCliId": "u1",
+                         "currencyCode": 11, "amount": 150.25, "callbackData": "x", "merchantType": 2});
+    let issued = call("IssueInvoice", request.clone()).await;
+    member("ResponseCodes", &issued["responseCode"]);
+    member("InvoiceStatuses", &issued["status"]);
+    member("Currencies", &issued["currencyCode"]);
+    let info = call("InvoiceInfo", json!({"invoiceCode": issued["invoiceCode"]})).await;
+    member("ResponseCodes", &info["ResponseCode"]);
+    member("InvoiceStatuses", &info["Status"]);
+    member("Currencies", &info["CurrencyCode"]);
+    // Refusals carry ResponseCodes values too.
+    let repeated = call("IssueInvoice", request).await;
+    assert_eq!(
+        repeated["responseCode"],
+        enums["ResponseCodes"]["ResponseUniqueRequestViolation"]
+    );
+    for bad in [
+        json!({"requestId": "pay_1", "currencyCode": 11, "amount": 1}),
+        json!({"requestId": 7, "currencyCode": 11}),
+    ] {
+        member(
+            "ResponseCodes",
+            &call("IssueInvoice", bad).await["responseCode"],
+        );
+    }
+    member(
+        "ResponseCodes",
+        &call("InvoiceInfo", json!({"invoiceCode": "nope"})).await["responseCode"],
+    );
+}
