@@ -53,8 +53,12 @@ async fn handled(
 ) -> Response<Body> {
     use tracing::Instrument;
     async {
-        let response = respond(request_id, handler.await);
-        tracing::info!(status = response.status().as_u16(), "answered");
+        let result = handler.await;
+        // The error's code beside its status (never its message, which may
+        // quote what the caller sent).
+        let code = result.as_ref().err().map(|e| e.code);
+        let response = respond(request_id, result);
+        tracing::info!(status = response.status().as_u16(), code, "answered");
         response
     }
     .instrument(request_span(route, request_id))

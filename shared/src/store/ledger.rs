@@ -311,13 +311,9 @@ impl Store {
             .set_exclusive_start_key(start)
             .send()
             .await?;
-        let next = out.last_evaluated_key.and_then(|key| {
-            let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned();
-            Some(EntryCursor {
-                sk: text(schema::SK)?,
-                lsi1sk: text(schema::LSI1_SK)?,
-            })
-        });
+        let next = out
+            .last_evaluated_key
+            .and_then(|key| EntryCursor::from_index_key(key.get(schema::LSI1_SK)?.as_s().ok()?));
         let entries = out
             .items
             .unwrap_or_default()
@@ -353,31 +349,40 @@ pub struct EntryCursor {
 }
 
 impl EntryCursor {
-    /// The cursor as merchants see it: URL-safe base64 text.
-    pub fn encode(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}\n{}", self.sk, self.lsi1sk))
+    /// From the last entry's index key, `ENT#<time>#<payment>#<purpose>`.
+    fn from_index_key(lsi1sk: &str) -> Option<EntryCursor> {
+        let mut parts = lsi1sk.strip_prefix("ENT#")?.splitn(3, '#');
+        let (time, payment, purpose) = (parts.next()?, parts.next()?, parts.next()?);
+        Self::from_parts(time, payment, purpose)
     }
 
-    /// A cursor a merchant sent back, if it is one of ours.
-    pub fn decode(text: &str) -> Option<EntryCursor> {
-        use base64::Engine;
-        if text.len() > 512 {
+    fn from_parts(time: &str, payment: &str, purpose: &str) -> Option<EntryCursor> {
+        if time.len() != 15 || !time.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()?;
-        let raw = String::from_utf8(raw).ok()?;
-        let (sk, lsi1sk) = raw.split_once('\n')?;
-        let ours = |k: &str| {
-            k.starts_with("ENT#") && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic())
-        };
-        (ours(sk) && ours(lsi1sk)).then(|| EntryCursor {
-            sk: sk.to_string(),
-            lsi1sk: lsi1sk.to_string(),
+        let payment: PaymentId = payment.parse().ok()?;
+        let purpose = LedgerPurpose::parse(purpose)?;
+        Some(EntryCursor {
+            sk: entry_sk(payment, &purpose),
+            lsi1sk: format!("ENT#{time}#{payment}#{}", purpose.key()),
         })
+    }
+
+    /// The cursor as merchants see it: `<time>.<payment>.<purpose>` of the
+    /// last entry given (every character URL-safe).
+    pub fn encode(&self) -> String {
+        self.lsi1sk
+            .strip_prefix("ENT#")
+            .unwrap_or(&self.lsi1sk)
+            .replace('#', ".")
+    }
+
+    /// A cursor a merchant sent back: any well-formed one is a place in
+    /// that merchant's own wallet to start from.
+    pub fn decode(text: &str) -> Option<EntryCursor> {
+        let mut parts = text.splitn(3, '.');
+        let (time, payment, purpose) = (parts.next()?, parts.next()?, parts.next()?);
+        Self::from_parts(time, payment, purpose)
     }
 }
 
@@ -387,14 +392,30 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_what_is_not_ours() {
-        let c = EntryCursor {
-            sk: "ENT#pay_01#deposit".into(),
-            lsi1sk: "ENT#000001700000000000#pay_01#deposit".into(),
-        };
-        assert_eq!(EntryCursor::decode(&c.encode()), Some(c));
-        assert_eq!(EntryCursor::decode("not base64!"), None);
-        use base64::Engine;
-        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("BAL#PHP\nENT#1");
-        assert_eq!(EntryCursor::decode(&forged), None);
+        let payment = PaymentId::generate();
+        let refund = ulid::Ulid::new();
+        for purpose in [LedgerPurpose::Deposit, LedgerPurpose::Refund(refund)] {
+            let c = EntryCursor::from_index_key(&format!(
+                "ENT#001700000000000#{payment}#{}",
+                purpose.key()
+            ))
+            .unwrap();
+            assert_eq!(c.sk, entry_sk(payment, &purpose));
+            assert_eq!(EntryCursor::decode(&c.encode()), Some(c.clone()));
+            assert!(c
+                .encode()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+        }
+        for bad in [
+            "",
+            "not a cursor",
+            "001700000000000.pay_x.deposit",
+            &format!("17.{payment}.deposit"),
+            &format!("001700000000000.{payment}.withdrawal"),
+            &format!("001700000000000.{payment}.deposit.more"),
+        ] {
+            assert_eq!(EntryCursor::decode(bad), None, "{bad}");
+        }
     }
 }
