@@ -130,3 +130,35 @@ impl TransactionStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/directpay/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn directpays_documented_replies_are_read() {
+        let csrf: CsrfReply = serde_json::from_slice(&fixture("csrf_token.reply.json")).unwrap();
+        assert_eq!(csrf.csrf_token.len(), 64);
+        let login: LoginReply = serde_json::from_slice(&fixture("login.reply.json")).unwrap();
+        assert_eq!(login.data.map(|d| d.token.len()), Some(96));
+        let cash_in: CashInReply =
+            serde_json::from_slice(&fixture("gcash_cashin.reply.json")).unwrap();
+        assert_eq!(cash_in.status.as_deref(), Some("success"));
+        assert_eq!(
+            cash_in.transaction_id.as_deref(),
+            Some("ref_4e748771b7a37ca4")
+        );
+        assert_eq!(
+            cash_in.redirectionurl.or(cash_in.link).as_deref(),
+            Some("https://payment.infinitipay.co/tx/9168725")
+        );
+    }
+}

@@ -534,3 +534,65 @@ impl Gateway for EpaymentClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/epayment/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn every_documented_token_reply_is_read() {
+        for name in [
+            "token.reply.json",
+            "token.reply.with_refresh.json",
+            "token.reply.expires_string.json",
+            "token.reply.password_grant.json",
+        ] {
+            let t: TokenReply = serde_json::from_slice(&fixture(name)).unwrap();
+            assert!(!t.access_token.is_empty(), "{name}");
+            assert!(t.expires_in.is_some(), "{name}");
+            // The widget gets the whole object, whatever its variant.
+            assert_eq!(t.widget_auth()["access_token"], t.access_token.as_str());
+        }
+    }
+
+    #[test]
+    fn the_documented_status_replies_are_read() {
+        for name in [
+            "check_status.reply.json",
+            "check_status.reply.alt.json",
+            "check_status.reply.seed.json",
+        ] {
+            let s: StatusReply = serde_json::from_slice(&fixture(name)).unwrap();
+            assert_eq!(text(&s.result_code).as_deref(), Some("100"), "{name}");
+            assert!(s.transaction.is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_operations_error_keeps_the_banks_code() {
+        for (name, code) in [
+            ("refund.error.json", "100"),
+            ("cancel.error.json", "100"),
+            ("charge.error.json", "100"),
+            ("refund.error.seed.json", "400"),
+        ] {
+            let reply = Reply {
+                status: reqwest::StatusCode::BAD_REQUEST,
+                headers: Default::default(),
+                body: fixture(name).into(),
+            };
+            assert!(
+                matches!(operation_error(&reply), ProviderError::Rejected { status: 400, code: c, .. } if c == code),
+                "{name}"
+            );
+        }
+    }
+}

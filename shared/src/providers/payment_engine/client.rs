@@ -326,3 +326,34 @@ impl Gateway for PaymentEngineClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/payment_engine/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn the_guides_login_reply_and_error_body_are_read() {
+        let tokens: TokenReply = serde_json::from_slice(&fixture("login.reply.json")).unwrap();
+        assert_eq!(tokens.refresh_token, "refresh_token_here");
+        assert_eq!(tokens.expires_in, 3600);
+        let reply = Reply {
+            status: reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            headers: Default::default(),
+            body: fixture("error.reply.json").into(),
+        };
+        let err = error(&reply);
+        assert!(
+            matches!(&err, ProviderError::Rejected { status: 422, code, message, .. }
+                if code == "INSUFFICIENT_FUNDS" && message.starts_with("Account does not have")),
+            "{err:?}"
+        );
+    }
+}
