@@ -133,15 +133,43 @@ pub fn request_id(req: &Request) -> String {
 
 /// The merchant the authorizer let in (its context's `merchant_id`).
 pub fn merchant(req: &Request) -> Result<MerchantId, ApiError> {
+    if authorizer_field(req, "role").as_deref() == Some("operator") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "merchant_key_required",
+            "this route takes a merchant's API key, not an operator's",
+        ));
+    }
+    authorizer_field(req, "merchant_id")
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// The operator whose key the authorizer accepted; a merchant's key is 403.
+pub fn operator(req: &Request) -> Result<String, ApiError> {
+    match authorizer_field(req, "role").as_deref() {
+        Some("operator") => authorizer_field(req, "operator")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(ApiError::unauthorized),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "operator_key_required",
+            "this route takes an operator's API key",
+        )),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
+/// One field of the authorizer's context.
+fn authorizer_field(req: &Request, name: &str) -> Option<String> {
     let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() else {
-        return Err(ApiError::unauthorized());
+        return None;
     };
     ctx.authorizer
         .as_ref()
-        .and_then(|a| a.fields.get("merchant_id"))
+        .and_then(|a| a.fields.get(name))
         .and_then(|v| v.as_str())
-        .and_then(|m| m.parse().ok())
-        .ok_or_else(ApiError::unauthorized)
+        .map(str::to_string)
 }
 
 /// The body's bytes, refused above [`MAX_BODY`].

@@ -272,6 +272,9 @@ async fn every_sample_event_is_accepted_by_its_handler() {
     let health: serde_json::Value = serde_json::from_slice(health.body().as_ref()).unwrap();
     assert_eq!(health["providers"].as_object().unwrap().len(), 7);
 
+    let queue = shared::api::ops::get_queue(s, http_event("api-ops")).await;
+    assert_eq!(queue.status(), 200, "{:?}", queue.body());
+
     let player = shared::api::wallets::casino_user(s, http_event("api-casino-user")).await;
     assert_eq!(player.status(), 200, "{:?}", player.body());
 
@@ -323,5 +326,12 @@ fn the_local_sample_key_is_the_one_the_local_secret_holds() {
         keys.merchant_for("pk_local_paygate_dev_key")
             .map(|m| m.to_string()),
         Some("m_local".to_string())
+    );
+    // The operator's key of make dev, as the events/ sample names it.
+    assert_eq!(
+        keys.principal_for("ok_local_paygate_operator_key"),
+        Some(shared::api::authorizer::Principal::Operator(
+            "local-operator".into()
+        ))
     );
 }

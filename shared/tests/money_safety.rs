@@ -727,3 +727,115 @@ async fn the_public_bridges_lookup_url_and_shape_work_and_a_wrong_url_is_no_miss
     let wrong = with_url(format!("{sb}/casino/no-such-path"));
     assert!(wrong.lookup(&"player1".parse().unwrap()).await.is_err());
 }
+
+// ---- 7. What waits for a person: the operators' queue ----
+
+fn queued<'a>(queue: &'a Value, kind: &str, id: PaymentId) -> Option<&'a Value> {
+    queue["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == kind && i["payment_id"] == id.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_queue_lists_what_waits_and_only_operators_read_it() {
+    use common::harness::{OPERATOR, OPERATOR_KEY};
+    let h = Harness::start().await;
+    // A refund whose answer was lost: pending.
+    let refunded = epayment_paid(&h, 500_040, "u_queue_refund").await;
+    fault(&h, "/epayment/api/operation/", "apply_hang", 1).await;
+    let r = h
+        .post(
+            &format!("/v1/payments/{refunded}/refund"),
+            "q-refund",
+            &json!({"amount": 300_000}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    // A casino transfer whose answer was lost: unknown.
+    h.sandbox("/_sandbox/casino/dedup", json!({"enabled": false}))
+        .await;
+    let topped = gcash_paid(&h, 150_000, "u_queue_topup", true).await;
+    h.drain_queue().await;
+    fault(&h, "/casino/Default/Transfer", "apply_hang", 1).await;
+    let now = OffsetDateTime::now_utc();
+    let message = TopUpMessage { payment_id: topped };
+    process_topup(&h.services, &casino(&h, false), &message, now)
+        .await
+        .unwrap();
+    // A short ToyyibPay payment: needs review.
+    let r = h
+        .create(
+            &key(),
+            &json!({"provider": "toyyibpay", "amount": 9_990, "currency": "MYR",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()),
+                    "customer": {"email": "a@example.com", "phone": "+60123456789"},
+                    "wallet_user_id": "u_queue_short"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let short: PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    let bill = r.body["provider_reference"].as_str().unwrap().to_string();
+    let b = h
+        .sandbox(
+            &format!("/_sandbox/toyyibpay/bills/{bill}/attempt"),
+            json!({"status": 1, "amount_sen": 9_900}),
+        )
+        .await;
+    assert_eq!(b["delivered"], 200, "{b}");
+
+    let queue = h.get_as("/v1/ops/queue", OPERATOR_KEY).await;
+    assert_eq!(queue.status, 200, "{}", queue.text);
+    let review = queued(&queue.body, "payment_review", short).expect("the short payment");
+    assert_eq!(review["provider"], "toyyibpay");
+    assert_eq!(review["status"], "needs_review");
+    assert_eq!(review["amount"], 9_990);
+    assert_eq!(review["actions"], json!(["accept", "reject"]));
+    let refund = queued(&queue.body, "refund_pending", refunded).expect("the pending refund");
+    assert_eq!(refund["amount"], 300_000);
+    assert!(refund["refund_id"].as_str().unwrap().starts_with("ref_"));
+    let topup = queued(&queue.body, "topup_unknown", topped).expect("the unknown top-up");
+    assert_eq!(topup["amount"], 150_000);
+    assert_eq!(topup["merchant_id"], common::harness::MERCHANT);
+    assert_eq!(topup["actions"], json!(["mark_sent", "mark_not_sent"]));
+
+    // Filters.
+    let only = h
+        .get_as("/v1/ops/queue?kind=topup_unknown", OPERATOR_KEY)
+        .await;
+    assert_eq!(
+        only.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        only.text
+    );
+    let none = h.get_as("/v1/ops/queue?provider=qpay", OPERATOR_KEY).await;
+    assert_eq!(none.body["data"], json!([]));
+    let bad = h
+        .get_as("/v1/ops/queue?kind=everything", OPERATOR_KEY)
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["code"], "invalid_kind");
+
+    // A merchant's key does not read the queue; an operator's does not act
+    // as a merchant.
+    let merchant = h.get("/v1/ops/queue").await;
+    assert_eq!(merchant.status, 403);
+    assert_eq!(merchant.body["error"]["code"], "operator_key_required");
+    let as_merchant = h
+        .get_as(&format!("/v1/payments/{short}"), OPERATOR_KEY)
+        .await;
+    assert_eq!(as_merchant.status, 403);
+    assert_eq!(as_merchant.body["error"]["code"], "merchant_key_required");
+
+    // Settled, a top-up leaves the queue.
+    let txn = h.casino_transfers()[0].transaction_id.clone();
+    mark_topup(&h.services, topped, Some(&txn), OPERATOR, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let after = h.get_as("/v1/ops/queue", OPERATOR_KEY).await;
+    assert!(queued(&after.body, "topup_unknown", topped).is_none());
+    assert!(queued(&after.body, "payment_review", short).is_some());
+}

@@ -15,6 +15,7 @@ pub mod authorizer;
 pub mod health;
 mod idempotent;
 pub mod jobs;
+pub mod ops;
 pub mod payments;
 pub mod reconcile;
 pub mod wallets;

@@ -257,6 +257,11 @@ pub(crate) mod keys {
     pub const OPEN_REFUNDS: &str = "OPEN#REFUND";
     /// Top-ups whose outcome is unknown: not swept, listed for people.
     pub const UNKNOWN_TOPUPS: &str = "UNKNOWN#TOPUP";
+    /// Top-ups given up (`failed`): the money sits in the wallet until a
+    /// person settles them.
+    pub const GIVEN_UP_TOPUPS: &str = "GIVENUP#TOPUP";
+    /// Payments in `needs_review`: listed for people, oldest first.
+    pub const REVIEW_PAYMENTS: &str = "REVIEW#PAYMENT";
 }
 
 /// Whether an update was applied (`true`) or refused by its condition

@@ -195,6 +195,22 @@ impl Store {
 
     /// The payment a provider knows by `reference` (eventually consistent:
     /// a webhook that beats our own write gets "unknown" and is retried).
+    /// One page of payments in `needs_review`, oldest first.
+    pub async fn review_payments(
+        &self,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
+        let (items, next) = self
+            .open_work(keys::REVIEW_PAYMENTS, None, limit, start)
+            .await?;
+        let ids = items
+            .iter()
+            .map(item_payment_id)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((ids, next))
+    }
+
     pub async fn payment_by_provider_ref(
         &self,
         provider: Provider,
@@ -374,9 +390,23 @@ impl Store {
                 serde_dynamo::to_attribute_value(pending)?,
             );
         }
+        if change.to == PaymentStatus::NeedsReview {
+            // Waits for a person: listed in the operators' queue.
+            set.push("gsi2pk = :review");
+            set.push("gsi2sk = :review_at");
+            update = update
+                .expression_attribute_values(":review", s(keys::REVIEW_PAYMENTS))
+                .expression_attribute_values(
+                    ":review_at",
+                    s(format!("{}#{}", time_key(change.at), current.id)),
+                );
+        }
         let mut expression = format!("SET {}", set.join(", "));
-        if change.to != PaymentStatus::Pending {
-            // No longer open work for the sweep.
+        if !matches!(
+            change.to,
+            PaymentStatus::Pending | PaymentStatus::NeedsReview
+        ) {
+            // No longer open work for the sweep, nor for a person.
             expression.push_str(" REMOVE gsi2pk, gsi2sk");
         }
         Ok(update.update_expression(expression).build()?)

@@ -308,8 +308,9 @@ impl Store {
                 "SET #status = :next, last_error = :error, updated_at = :now, gsi2sk = :due, \
                  maybe_sent = :maybe REMOVE lease_until"
             }
-            // Out of the sweep's index, into the one reconcile lists.
-            TopUpStatus::Unknown => {
+            // Out of the sweep's index, into the one reconcile lists (or,
+            // given up, the one operators read: money sits in the wallet).
+            TopUpStatus::Unknown | TopUpStatus::Failed => {
                 "SET #status = :next, last_error = :error, updated_at = :now, gsi2pk = :held, \
                  gsi2sk = :due, maybe_sent = :maybe REMOVE lease_until"
             }
@@ -327,14 +328,23 @@ impl Store {
                 AttributeValue::Bool(held.maybe_sent || maybe_sent),
             )
             .expression_attribute_values(":error", s(error.chars().take(500).collect::<String>()));
-        if matches!(next, TopUpStatus::Queued | TopUpStatus::Unknown) {
+        if matches!(
+            next,
+            TopUpStatus::Queued | TopUpStatus::Unknown | TopUpStatus::Failed
+        ) {
             update = update.expression_attribute_values(
                 ":due",
                 s(format!("{}#{}", time_key(now), held.payment_id)),
             );
         }
-        if next == TopUpStatus::Unknown {
-            update = update.expression_attribute_values(":held", s(keys::UNKNOWN_TOPUPS));
+        match next {
+            TopUpStatus::Unknown => {
+                update = update.expression_attribute_values(":held", s(keys::UNKNOWN_TOPUPS));
+            }
+            TopUpStatus::Failed => {
+                update = update.expression_attribute_values(":held", s(keys::GIVEN_UP_TOPUPS));
+            }
+            _ => {}
         }
         let writes = vec![Write {
             what: "top-up",
@@ -414,6 +424,27 @@ impl Store {
     }
 
     /// Top-ups whose outcome is unknown, oldest first (for reports).
+    /// One page of top-ups waiting for a person in `partition`
+    /// ([`keys::UNKNOWN_TOPUPS`] or [`keys::GIVEN_UP_TOPUPS`]), oldest first.
+    pub async fn held_topups(
+        &self,
+        given_up: bool,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
+        let partition = if given_up {
+            keys::GIVEN_UP_TOPUPS
+        } else {
+            keys::UNKNOWN_TOPUPS
+        };
+        let (items, next) = self.open_work(partition, None, limit, start).await?;
+        let ids = items
+            .iter()
+            .map(super::item_payment_id)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((ids, next))
+    }
+
     pub async fn unknown_topups(&self, limit: i32) -> Result<Vec<PaymentId>, StoreError> {
         let (items, _) = self
             .open_work(keys::UNKNOWN_TOPUPS, None, limit, None)

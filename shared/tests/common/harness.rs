@@ -19,6 +19,10 @@ pub const MERCHANT: &str = "m_local";
 #[allow(dead_code)]
 pub const OTHER_API_KEY: &str = "pk_other_merchant_key";
 pub const OTHER_MERCHANT: &str = "m_other";
+/// An operator's key (role operator), and the operator's name.
+#[allow(dead_code)]
+pub const OPERATOR_KEY: &str = "ok_test_operator_key";
+pub const OPERATOR: &str = "test-operator";
 
 /// The test API key's merchant, whose wallets the flows credit.
 #[allow(dead_code)]
@@ -115,7 +119,8 @@ impl Harness {
             (
                 "api-keys",
                 json!({"keys": [{"merchant_id": MERCHANT, "sha256": hash_key(API_KEY), "name": "test"},
-                                {"merchant_id": OTHER_MERCHANT, "sha256": hash_key(OTHER_API_KEY), "name": "other"}]}),
+                                {"merchant_id": OTHER_MERCHANT, "sha256": hash_key(OTHER_API_KEY), "name": "other"},
+                                {"role": "operator", "sha256": hash_key(OPERATOR_KEY), "name": OPERATOR}]}),
             ),
         ];
         for (name, value) in secrets {
@@ -212,10 +217,15 @@ impl Harness {
 
     /// GET with the test API key.
     pub async fn get(&self, path: &str) -> Reply {
+        self.get_as(path, API_KEY).await
+    }
+
+    /// GET with the given API key.
+    pub async fn get_as(&self, path: &str, key: &str) -> Reply {
         let r = self
             .http
             .get(format!("{}{path}", self.api))
-            .bearer_auth(API_KEY)
+            .bearer_auth(key)
             .send()
             .await
             .unwrap();

@@ -1,0 +1,14 @@
+//! GET /v1/ops/queue: what waits for a person (operator keys only).
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::services::Services;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let services = &Services::from_env().await?;
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(shared::api::ops::get_queue(services, req).await)
+    }))
+    .await
+}
