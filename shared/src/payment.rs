@@ -220,6 +220,8 @@ pub enum ChangeSource {
     Poll,
     Sweep,
     Reconcile,
+    /// A person, through an operator route (the entry names them).
+    Operator,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +230,12 @@ pub struct HistoryEntry {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub source: ChangeSource,
+    /// The operator, for a change an operator made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The operator's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl HistoryEntry {
@@ -388,6 +396,8 @@ impl Payment {
                 status: Pending,
                 at: now,
                 source,
+                by: None,
+                reason: None,
             }],
         }
     }

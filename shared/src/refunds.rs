@@ -442,6 +442,23 @@ async fn finalize(
     reserved: Payment,
     refund: &Refund,
 ) -> Result<Payment, ApiError> {
+    Ok(
+        finalize_by(services, reserved, refund, ChangeSource::Api, None)
+            .await?
+            .0,
+    )
+}
+
+/// Records the refund as made, as `source` (and `by`, an operator and
+/// their reason). Also whether this call recorded it (`false`: someone
+/// else settled it first).
+async fn finalize_by(
+    services: &Services,
+    reserved: Payment,
+    refund: &Refund,
+    source: ChangeSource,
+    by: Option<(String, String)>,
+) -> Result<(Payment, bool), ApiError> {
     let amount = refund.amount;
     let mut current = reserved;
     for _ in 0..5 {
@@ -455,9 +472,10 @@ async fn finalize(
             } else {
                 PaymentStatus::PartiallyRefunded
             },
-            ChangeSource::Api,
+            source,
             OffsetDateTime::now_utc(),
         );
+        change.by = by.clone();
         change.refunded_amount = Some(refunded);
         change.refund_pending = Some(
             current
@@ -474,11 +492,13 @@ async fn finalize(
             .transition(&current, change, vec![settle])
             .await
         {
-            Ok(TransitionOutcome::Applied(p)) => return Ok(p),
+            Ok(TransitionOutcome::Applied(p)) => return Ok((p, true)),
             // Another refund finished in between: apply ours to what it left.
             Ok(TransitionOutcome::Stale { current: p }) => current = p,
             // Settled by someone else (a concurrent retry, reconcile).
-            Err(StoreError::Refused("refund")) => return reread(services, &current).await,
+            Err(StoreError::Refused("refund")) => {
+                return Ok((reread(services, &current).await?, false))
+            }
             Ok(other) => {
                 tracing::error!(payment_id = %current.id, refund_id = %refund.refund_id, ?other, "refund done at the provider but not recorded");
                 return Err(ApiError::internal(&"refund not recorded"));
@@ -524,14 +544,26 @@ async fn release(
     refund: &Refund,
     error: &ProviderError,
 ) -> Result<(), ApiError> {
-    let mut failed = refund.clone();
-    if let ProviderError::Rejected { code, message, .. } = error {
-        failed.provider_code = Some(code.clone());
-        failed.provider_message = Some(message.clone());
+    let cause = if let ProviderError::Rejected { code, message, .. } = error {
+        (code.clone(), message.clone())
     } else {
-        failed.provider_code = Some("not_sent".into());
-        failed.provider_message = Some(error.to_string());
-    }
+        ("not_sent".to_string(), error.to_string())
+    };
+    release_for(services, reserved, refund, cause).await?;
+    Ok(())
+}
+
+/// Releases the reservation for `cause` (code, message); whether this call
+/// released it (`false`: someone else settled it first).
+async fn release_for(
+    services: &Services,
+    reserved: Payment,
+    refund: &Refund,
+    cause: (String, String),
+) -> Result<bool, ApiError> {
+    let mut failed = refund.clone();
+    failed.provider_code = Some(cause.0);
+    failed.provider_message = Some(cause.1);
     let mut current = reserved;
     for _ in 0..5 {
         let now = OffsetDateTime::now_utc();
@@ -557,14 +589,71 @@ async fn release(
             .set_refund_pending(&current, pending, writes)
             .await?
         {
-            ReserveOutcome::Done(_) => return Ok(()),
+            ReserveOutcome::Done(_) => return Ok(true),
             ReserveOutcome::Stale { current: p } => current = p,
             // Settled by someone else meanwhile.
-            ReserveOutcome::Refused("refund" | "ledger entry") => return Ok(()),
+            ReserveOutcome::Refused("refund" | "ledger entry") => return Ok(false),
             ReserveOutcome::Refused(what) => return Err(ApiError::internal(&what)),
         }
     }
     Err(ApiError::internal(&"refund reservation not released"))
+}
+
+/// An operator's decision on a pending refund, after checking with the
+/// provider: made (`refunded`: recorded, the hold becomes the refund) or
+/// not (the hold goes back to the wallet). A conditional write on the
+/// refund still being pending: of two operators at once, one decides and
+/// the other gets 409 with the state it found.
+pub async fn mark(
+    services: &Services,
+    payment: Payment,
+    refund: Refund,
+    refunded: bool,
+    by: (String, String),
+) -> Result<Payment, ApiError> {
+    let settled = |r: &Refund| {
+        ApiError::new(
+            lambda_http::http::StatusCode::CONFLICT,
+            "invalid_state",
+            format!("the refund is {} already", r.status.as_str()),
+        )
+    };
+    if refund.status != RefundStatus::Pending {
+        return Err(settled(&refund));
+    }
+    let applied = if refunded {
+        let (p, applied) = finalize_by(
+            services,
+            payment.clone(),
+            &refund,
+            ChangeSource::Operator,
+            Some(by),
+        )
+        .await?;
+        if applied {
+            crate::telemetry::operator_action("mark_refunded");
+            return Ok(p);
+        }
+        false
+    } else {
+        let (who, why) = by;
+        let applied = release_for(
+            services,
+            payment.clone(),
+            &refund,
+            ("operator".into(), format!("{who}: {why}")),
+        )
+        .await?;
+        if applied {
+            crate::telemetry::operator_action("mark_not_refunded");
+        }
+        applied
+    };
+    let now = stored(services, &refund).await?;
+    if !applied {
+        return Err(settled(&now));
+    }
+    reread(services, &payment).await
 }
 
 #[cfg(test)]

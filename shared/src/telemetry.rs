@@ -232,6 +232,12 @@ pub fn refund_outcome(outcome: &str) {
     }
 }
 
+/// An operator settled something by hand (`Action`: mark_refunded,
+/// mark_not_refunded, mark_sent, mark_not_sent).
+pub fn operator_action(action: &str) {
+    emit(&[("OperatorActions", "Count", 1)], &[("Action", action)]);
+}
+
 /// One reconcile run: payments checked, differences found.
 pub fn reconcile_run(checked: u32, differences: u32) {
     emit(

@@ -839,3 +839,140 @@ async fn the_operators_queue_lists_what_waits_and_only_operators_read_it() {
     assert!(queued(&after.body, "topup_unknown", topped).is_none());
     assert!(queued(&after.body, "payment_review", short).is_some());
 }
+
+/// A refund whose answer was lost: pending, its amount held in the wallet.
+async fn lost_refund(h: &Harness, user: &str) -> (PaymentId, String) {
+    let id = epayment_paid(h, 500_040, user).await;
+    fault(h, "/epayment/api/operation/", "apply_hang", 1).await;
+    let r = h
+        .post(
+            &format!("/v1/payments/{id}/refund"),
+            &key(),
+            &json!({"amount": 300_000}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let refund = r.body["refunds"][0]["id"].as_str().unwrap().to_string();
+    (id, refund)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_settle_refunds_and_top_ups_once_with_their_name_and_reason() {
+    use common::harness::{OPERATOR, OPERATOR_KEY};
+    let h = Arc::new(Harness::start().await);
+    let (id, refund) = lost_refund(&h, "u_ops_refund").await;
+    let path = format!("/v1/ops/refunds/{id}/{refund}/mark-refunded");
+    let reason = json!({"reason": "seen in the bank's merchant portal"});
+    // A merchant's key cannot settle it.
+    let merchant = h.post(&path, "ops-1", &reason).await;
+    assert_eq!(merchant.status, 403);
+    // The operator records it: the hold becomes the refund.
+    let done = h.post_as(&path, OPERATOR_KEY, "ops-1", &reason).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.body["status"], "partially_refunded");
+    assert_eq!(done.body["refunded_amount"], 300_000);
+    assert_eq!(done.body["refund_pending"], 0);
+    let last = done.body["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["source"], "operator");
+    assert_eq!(last["by"], OPERATOR);
+    assert_eq!(last["reason"], "seen in the bank's merchant portal");
+    assert_eq!(wallet(&h, "u_ops_refund", Currency::Kzt).await, 200_040);
+    // The same request again is the same answer; another decision is 409.
+    let replay = h.post_as(&path, OPERATOR_KEY, "ops-1", &reason).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.body["refunded_amount"], 300_000);
+    let other = h
+        .post_as(
+            &format!("/v1/ops/refunds/{id}/{refund}/mark-not-refunded"),
+            OPERATOR_KEY,
+            "ops-2",
+            &reason,
+        )
+        .await;
+    assert_eq!(other.status, 409, "{}", other.text);
+    assert_eq!(other.body["error"]["code"], "invalid_state");
+    assert_eq!(wallet(&h, "u_ops_refund", Currency::Kzt).await, 200_040);
+    // No reason, no action.
+    let silent = h
+        .post_as(&path, OPERATOR_KEY, "ops-3", &json!({"reason": " "}))
+        .await;
+    assert_eq!(silent.status, 422);
+
+    // Two operators at once on another pending refund: one decides.
+    let (id2, refund2) = lost_refund(&h, "u_ops_race").await;
+    let mut tasks = Vec::new();
+    for (n, action) in ["mark-refunded", "mark-not-refunded"]
+        .into_iter()
+        .enumerate()
+    {
+        let h = h.clone();
+        let path = format!("/v1/ops/refunds/{id2}/{refund2}/{action}");
+        tasks.push(tokio::spawn(async move {
+            let r = h
+                .post_as(
+                    &path,
+                    OPERATOR_KEY,
+                    &format!("race-{n}"),
+                    &json!({"reason": "race"}),
+                )
+                .await;
+            (action, r.status)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let won: Vec<_> = outcomes.iter().filter(|(_, s)| *s == 200).collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().any(|(_, s)| *s == 409), "{outcomes:?}");
+    let expected = if won[0].0 == "mark-refunded" {
+        200_040
+    } else {
+        500_040
+    };
+    assert_eq!(wallet(&h, "u_ops_race", Currency::Kzt).await, expected);
+    let p = h.store().payment(id2).await.unwrap().unwrap();
+    assert_eq!(p.refund_pending(), Money::zero(Currency::Kzt));
+
+    // A top-up whose outcome is unknown: marked sent with the casino's id.
+    h.sandbox("/_sandbox/casino/dedup", json!({"enabled": false}))
+        .await;
+    let topped = gcash_paid(&h, 150_000, "u_ops_topup", true).await;
+    h.drain_queue().await;
+    fault(&h, "/casino/Default/Transfer", "apply_hang", 1).await;
+    let message = TopUpMessage { payment_id: topped };
+    process_topup(
+        &h.services,
+        &casino(&h, false),
+        &message,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let sent = format!("/v1/ops/topups/{topped}/mark-sent");
+    let without = h.post_as(&sent, OPERATOR_KEY, "t-0", &reason).await;
+    assert_eq!(without.status, 422, "the casino's id is required");
+    let body = json!({"reason": "in the player's history", "casino_transaction_id": "C-123"});
+    let marked = h.post_as(&sent, OPERATOR_KEY, "t-1", &body).await;
+    assert_eq!(marked.status, 200, "{}", marked.text);
+    assert_eq!(marked.body["topup"]["status"], "done");
+    assert_eq!(marked.body["topup"]["casino_transaction_id"], "C-123");
+    assert_eq!(wallet(&h, "u_ops_topup", Currency::Php).await, 0);
+    let again = h
+        .post_as(
+            &format!("/v1/ops/topups/{topped}/mark-not-sent"),
+            OPERATOR_KEY,
+            "t-2",
+            &json!({"reason": "changed my mind"}),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert_eq!(h.casino_transfers().len(), 1, "nothing was sent again");
+    assert_eq!(wallet(&h, "u_ops_topup", Currency::Php).await, 0);
+}

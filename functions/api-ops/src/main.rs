@@ -1,4 +1,5 @@
-//! GET /v1/ops/queue: what waits for a person (operator keys only).
+//! /v1/ops/*: what waits for a person, and the actions that settle it
+//! (operator keys only).
 
 use lambda_http::{run, service_fn, Error, Request};
 use shared::services::Services;
@@ -8,7 +9,7 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let services = &Services::from_env().await?;
     run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(shared::api::ops::get_queue(services, req).await)
+        Ok::<_, Error>(shared::api::ops::handle(services, req).await)
     }))
     .await
 }

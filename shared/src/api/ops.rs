@@ -225,3 +225,184 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
     tracing::info!(operator, items = data.len(), "queue read");
     Ok(http::json(StatusCode::OK, &QueueView { data }))
 }
+
+/// An operator's decision, from the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Refunded,
+    NotRefunded,
+    Sent,
+    NotSent,
+}
+
+impl Mark {
+    fn of(path: &str) -> Option<Mark> {
+        let last = path.trim_end_matches('/').rsplit('/').next()?;
+        let refunds = path.contains("/v1/ops/refunds/");
+        let topups = path.contains("/v1/ops/topups/");
+        match (last, refunds, topups) {
+            ("mark-refunded", true, false) => Some(Mark::Refunded),
+            ("mark-not-refunded", true, false) => Some(Mark::NotRefunded),
+            ("mark-sent", false, true) => Some(Mark::Sent),
+            ("mark-not-sent", false, true) => Some(Mark::NotSent),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mark::Refunded => "ops_mark_refunded",
+            Mark::NotRefunded => "ops_mark_not_refunded",
+            Mark::Sent => "ops_mark_sent",
+            Mark::NotSent => "ops_mark_not_sent",
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    reason: String,
+    #[serde(default)]
+    casino_transaction_id: Option<String>,
+}
+
+/// Every route of the api-ops function: the queue, and the actions that
+/// settle what it lists.
+pub async fn handle(services: &Services, req: Request) -> Response<Body> {
+    if req.method() == lambda_http::http::Method::GET {
+        return get_queue(services, req).await;
+    }
+    let request_id = http::request_id(&req);
+    let route = Mark::of(req.uri().path()).map_or("ops_action", Mark::name);
+    handled(route, &request_id, action_inner(services, &req)).await
+}
+
+async fn action_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    use super::idempotent::{self, Begun};
+    let operator = http::operator(req)?;
+    let action = Mark::of(req.uri().path())
+        .ok_or_else(|| ApiError::not_found("route_not_found", "no such operator action"))?;
+    let body: ActionBody = http::json_body(req)?;
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "reason is required, at most 500 characters",
+        ));
+    }
+    let params = req.path_parameters();
+    let payment_id: crate::ids::PaymentId = params
+        .first("payment_id")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))?;
+    let payment = services
+        .store
+        .payment(payment_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))?;
+    super::note_payment(&payment);
+    // Idempotency keys are the operator's own: one operator's key never
+    // replays another's action.
+    let scope: crate::ids::MerchantId =
+        format!("ops.{}", &crate::api::authorizer::hash_key(&operator)[..16])
+            .parse()
+            .map_err(|_| ApiError::internal(&"operator scope"))?;
+    let request = serde_json::json!({"path": req.uri().path(), "reason": reason,
+                                     "casino_transaction_id": body.casino_transaction_id});
+    let claim = match idempotent::begin(services, req, &scope, action.name(), &request).await? {
+        Begun::Run(claim) => claim,
+        Begun::Answer(response) => return Ok(response),
+    };
+    let by = (operator, reason);
+    let result = match (action, &body.casino_transaction_id) {
+        (Mark::Sent, None) => Err(ApiError::unprocessable(
+            "invalid_field",
+            "mark-sent needs the casino's casino_transaction_id",
+        )),
+        (Mark::NotSent | Mark::Refunded | Mark::NotRefunded, Some(_)) => {
+            Err(ApiError::unprocessable(
+                "invalid_field",
+                "casino_transaction_id belongs to mark-sent only",
+            ))
+        }
+        _ => Ok(()),
+    };
+    let result = match result {
+        Err(e) => Err(e),
+        Ok(()) => match action {
+            Mark::Refunded | Mark::NotRefunded => {
+                mark_refund(services, req, payment, action == Mark::Refunded, by).await
+            }
+            Mark::Sent | Mark::NotSent => {
+                mark_topup(services, payment, body.casino_transaction_id, by).await
+            }
+        },
+    };
+    idempotent::finish(services, claim, result).await
+}
+
+async fn mark_refund(
+    services: &Services,
+    req: &Request,
+    payment: crate::payment::Payment,
+    refunded: bool,
+    by: (String, String),
+) -> Result<Response<Body>, ApiError> {
+    let refund_id = req
+        .path_parameters()
+        .first("refund_id")
+        .and_then(|r| r.strip_prefix("ref_"))
+        .and_then(|r| ulid::Ulid::from_string(r).ok())
+        .ok_or_else(|| ApiError::not_found("refund_not_found", "no such refund"))?;
+    let refund = services
+        .store
+        .refund(payment.id, refund_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("refund_not_found", "no such refund"))?;
+    tracing::warn!(operator = by.0, refunded, refund_id = %refund_id, "refund settled by an operator");
+    let payment = crate::refunds::mark(services, payment, refund, refunded, by).await?;
+    let view = super::PaymentView::of(&payment, None)
+        .with_refunds(services, &payment)
+        .await?;
+    Ok(http::json(StatusCode::OK, &view))
+}
+
+async fn mark_topup(
+    services: &Services,
+    payment: crate::payment::Payment,
+    sent: Option<String>,
+    by: (String, String),
+) -> Result<Response<Body>, ApiError> {
+    let (operator, reason) = by;
+    let sent = sent.map(|t| t.trim().to_string());
+    if sent
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.chars().count() > 128)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "casino_transaction_id is 1 to 128 characters",
+        ));
+    }
+    if services.store.topup(payment.id).await?.is_none() {
+        return Err(ApiError::not_found(
+            "topup_not_found",
+            "this payment has no casino top-up",
+        ));
+    }
+    let who = format!("operator {operator}: {reason}");
+    let now = OffsetDateTime::now_utc();
+    match crate::flow::mark_topup(services, payment.id, sent.as_deref(), &who, now).await? {
+        Ok(topup) => {
+            crate::telemetry::operator_action(if sent.is_some() {
+                "mark_sent"
+            } else {
+                "mark_not_sent"
+            });
+            let view = super::PaymentView::of(&payment, Some(&topup));
+            Ok(http::json(StatusCode::OK, &view))
+        }
+        Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "invalid_state", why)),
+    }
+}

@@ -49,9 +49,22 @@ pub struct StatusChange {
     pub refunded_amount: Option<Money>,
     /// The new total of reserved refunds, for refunds.
     pub refund_pending: Option<Money>,
+    /// The operator and their reason, for an operator's change.
+    pub by: Option<(String, String)>,
 }
 
 impl StatusChange {
+    /// The history entry this change appends.
+    pub fn entry(&self) -> HistoryEntry {
+        HistoryEntry {
+            status: self.to,
+            at: self.at,
+            source: self.source,
+            by: self.by.as_ref().map(|(who, _)| who.clone()),
+            reason: self.by.as_ref().map(|(_, why)| why.clone()),
+        }
+    }
+
     pub fn new(to: PaymentStatus, source: ChangeSource, at: OffsetDateTime) -> StatusChange {
         StatusChange {
             to,
@@ -60,6 +73,7 @@ impl StatusChange {
             provider_status: None,
             refunded_amount: None,
             refund_pending: None,
+            by: None,
         }
     }
 }
@@ -95,11 +109,7 @@ impl Payment {
         if let Some(pending) = change.refund_pending {
             next.refund_pending = Some(pending);
         }
-        next.history.push(HistoryEntry {
-            status: change.to,
-            at: change.at,
-            source: change.source,
-        });
+        next.history.push(change.entry());
         next
     }
 }
@@ -336,11 +346,7 @@ impl Store {
         current: &Payment,
         change: &StatusChange,
     ) -> Result<Update, StoreError> {
-        let entry = HistoryEntry {
-            status: change.to,
-            at: change.at,
-            source: change.source,
-        };
+        let entry = change.entry();
         let mut set = vec![
             "#status = :to",
             "#version = :next",

@@ -35,7 +35,7 @@ enum Route {
     ListPayments,
     Wallet,
     CasinoUser,
-    OpsQueue,
+    Ops,
     Health,
     Webhook(Provider),
 }
@@ -72,7 +72,20 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
         .route("/v1/payments/{id}/refund", post(r(Route::RefundPayment)))
         .route("/v1/wallets/{user_id}", get(r(Route::Wallet)))
         .route("/v1/casino/users/{username}", get(r(Route::CasinoUser)))
-        .route("/v1/ops/queue", get(r(Route::OpsQueue)))
+        .route("/v1/ops/queue", get(r(Route::Ops)))
+        .route(
+            "/v1/ops/refunds/{payment_id}/{refund_id}/mark-refunded",
+            post(r(Route::Ops)),
+        )
+        .route(
+            "/v1/ops/refunds/{payment_id}/{refund_id}/mark-not-refunded",
+            post(r(Route::Ops)),
+        )
+        .route("/v1/ops/topups/{payment_id}/mark-sent", post(r(Route::Ops)))
+        .route(
+            "/v1/ops/topups/{payment_id}/mark-not-sent",
+            post(r(Route::Ops)),
+        )
         .route("/v1/health", get(r(Route::Health)))
         .route(
             "/webhooks/directpay",
@@ -171,7 +184,7 @@ async fn dispatch(
         Route::ListPayments => shared::api::payments::list(s, req).await,
         Route::Wallet => shared::api::wallets::wallet(s, req).await,
         Route::CasinoUser => shared::api::wallets::casino_user(s, req).await,
-        Route::OpsQueue => shared::api::ops::get_queue(s, req).await,
+        Route::Ops => shared::api::ops::handle(s, req).await,
         Route::Health => shared::api::health::health(s, req).await,
         Route::Webhook(p) => shared::api::webhooks::handle(s, p, req).await,
     };

@@ -203,10 +203,15 @@ impl Harness {
 
     /// POST JSON to a merchant route with the test API key.
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
+        self.post_as(path, API_KEY, key, body).await
+    }
+
+    /// POST JSON with the given API key and Idempotency-Key.
+    pub async fn post_as(&self, path: &str, api_key: &str, key: &str, body: &Value) -> Reply {
         let r = self
             .http
             .post(format!("{}{path}", self.api))
-            .bearer_auth(API_KEY)
+            .bearer_auth(api_key)
             .header("Idempotency-Key", key)
             .json(body)
             .send()
