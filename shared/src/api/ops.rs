@@ -291,6 +291,21 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
             "reason is required, at most 500 characters",
         ));
     }
+    match (action, &body.casino_transaction_id) {
+        (Mark::Sent, None) => {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "mark-sent needs the casino's casino_transaction_id",
+            ))
+        }
+        (Mark::NotSent | Mark::Refunded | Mark::NotRefunded, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "casino_transaction_id belongs to mark-sent only",
+            ))
+        }
+        _ => {}
+    }
     let params = req.path_parameters();
     let payment_id: crate::ids::PaymentId = params
         .first("payment_id")
@@ -315,29 +330,13 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
         Begun::Answer(response) => return Ok(response),
     };
     let by = (operator, reason);
-    let result = match (action, &body.casino_transaction_id) {
-        (Mark::Sent, None) => Err(ApiError::unprocessable(
-            "invalid_field",
-            "mark-sent needs the casino's casino_transaction_id",
-        )),
-        (Mark::NotSent | Mark::Refunded | Mark::NotRefunded, Some(_)) => {
-            Err(ApiError::unprocessable(
-                "invalid_field",
-                "casino_transaction_id belongs to mark-sent only",
-            ))
+    let result = match action {
+        Mark::Refunded | Mark::NotRefunded => {
+            mark_refund(services, req, payment, action == Mark::Refunded, by).await
         }
-        _ => Ok(()),
-    };
-    let result = match result {
-        Err(e) => Err(e),
-        Ok(()) => match action {
-            Mark::Refunded | Mark::NotRefunded => {
-                mark_refund(services, req, payment, action == Mark::Refunded, by).await
-            }
-            Mark::Sent | Mark::NotSent => {
-                mark_topup(services, payment, body.casino_transaction_id, by).await
-            }
-        },
+        Mark::Sent | Mark::NotSent => {
+            mark_topup(services, payment, body.casino_transaction_id, by).await
+        }
     };
     idempotent::finish(services, claim, result).await
 }
