@@ -8,6 +8,7 @@
 #   2. schemathesis (pinned, installed into .local/schemathesis) with a
 #      fixed seed and a bounded number of examples per operation: fails on
 #      any 5xx, any status, content type or body openapi.yaml does not allow;
+#   3. schemathesis again on the operator routes with the operator key;
 #   and stops everything it started.
 #   PAYGATE_API_TEST_EXAMPLES (default 25) and PAYGATE_API_TEST_SEED
 #   (default 20261123) change the run.
@@ -89,3 +90,19 @@ cd "$venv"
   --generation-database none \
   --request-timeout 30 \
   --report junit --report-junit-path "$logs/api-test.junit.xml"
+
+# The operator routes again, with make dev's operator key (above, with the
+# merchant key, they may only refuse).
+say "schemathesis: the operator routes with the operator's key"
+"$venv/bin/st" run "$root/openapi.yaml" \
+  --url "http://$api_addr" \
+  --header "Authorization: Bearer ok_local_paygate_operator_key" \
+  --include-path-regex '^/v1/ops/' \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --phases examples,coverage,fuzzing \
+  --max-examples "$examples" \
+  --seed "$seed" \
+  --workers 1 \
+  --generation-database none \
+  --request-timeout 30 \
+  --report junit --report-junit-path "$logs/api-test-ops.junit.xml"
