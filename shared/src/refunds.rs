@@ -621,39 +621,23 @@ pub async fn mark(
     if refund.status != RefundStatus::Pending {
         return Err(settled(&refund));
     }
-    let applied = if refunded {
-        let (p, applied) = finalize_by(
-            services,
-            payment.clone(),
-            &refund,
-            ChangeSource::Operator,
-            Some(by),
-        )
-        .await?;
-        if applied {
-            crate::telemetry::operator_action("mark_refunded");
-            return Ok(p);
-        }
-        false
+    let (payment, applied) = if refunded {
+        finalize_by(services, payment, &refund, ChangeSource::Operator, Some(by)).await?
     } else {
         let (who, why) = by;
-        let applied = release_for(
-            services,
-            payment.clone(),
-            &refund,
-            ("operator".into(), format!("{who}: {why}")),
-        )
-        .await?;
-        if applied {
-            crate::telemetry::operator_action("mark_not_refunded");
-        }
-        applied
+        let cause = ("operator".to_string(), format!("{who}: {why}"));
+        let applied = release_for(services, payment.clone(), &refund, cause).await?;
+        (reread(services, &payment).await?, applied)
     };
-    let now = stored(services, &refund).await?;
     if !applied {
-        return Err(settled(&now));
+        return Err(settled(&stored(services, &refund).await?));
     }
-    reread(services, &payment).await
+    crate::telemetry::operator_action(if refunded {
+        "mark_refunded"
+    } else {
+        "mark_not_refunded"
+    });
+    Ok(payment)
 }
 
 #[cfg(test)]

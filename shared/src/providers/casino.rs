@@ -365,11 +365,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> LookupReply {
-        let path = format!(
-            "{}/tests/fixtures/casino/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        crate::providers::fixture_json("casino", name)
     }
 
     #[test]
@@ -396,11 +392,7 @@ mod tests {
     }
 
     fn reply(name: &str) -> TransferReply {
-        let path = format!(
-            "{}/tests/fixtures/casino/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        crate::providers::fixture_json("casino", name)
     }
 
     fn judged(body: serde_json::Value) -> Result<Transfer, ProviderError> {

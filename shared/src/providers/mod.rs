@@ -305,3 +305,21 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
         .take(200)
         .collect()
 }
+
+/// A provider's checked-in example (`shared/tests/fixtures/<provider>/<name>`;
+/// where each came from is in that folder's SOURCES.md).
+#[cfg(test)]
+pub(crate) fn fixture(provider: &str, name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/{provider}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// [`fixture`], parsed as JSON.
+#[cfg(test)]
+pub(crate) fn fixture_json<T: serde::de::DeserializeOwned>(provider: &str, name: &str) -> T {
+    serde_json::from_slice(&fixture(provider, name))
+        .unwrap_or_else(|e| panic!("{provider}/{name}: {e}"))
+}

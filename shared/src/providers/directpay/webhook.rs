@@ -171,11 +171,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/directpay/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(path).unwrap()
+        String::from_utf8(crate::providers::fixture("directpay", name)).unwrap()
     }
 
     /// The captured callbacks name the cash-in by its `ref_…` transaction

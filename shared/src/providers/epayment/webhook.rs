@@ -108,11 +108,8 @@ mod tests {
 
     #[test]
     fn a_captured_real_callback_without_a_hash_is_a_hint() {
-        let path = format!(
-            "{}/tests/fixtures/epayment/callback.real.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let e = parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let body = crate::providers::fixture("epayment", "callback.real.json");
+        let e = parse(std::str::from_utf8(&body).unwrap()).unwrap();
         assert_eq!(e.payment, PaymentRef::Provider("12-1738952601".into()));
         assert_eq!(e.status, PaymentStatus::Completed);
         assert!(

@@ -170,12 +170,7 @@ mod tests {
     /// every invoice status by name or number, and our two currencies.
     #[test]
     fn the_sdks_enum_names_and_numbers_are_read() {
-        let path = format!(
-            "{}/tests/fixtures/paygram/enums.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let enums: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let enums: serde_json::Value = crate::providers::fixture_json("paygram", "enums.json");
         for (name, number) in enums["InvoiceStatuses"].as_object().unwrap() {
             let code = number.as_i64().unwrap();
             assert_eq!(

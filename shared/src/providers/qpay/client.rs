@@ -437,8 +437,7 @@ mod wire_tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/qpay/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(path).unwrap()
+        crate::providers::fixture("qpay", name)
     }
 
     #[test]

@@ -376,11 +376,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> serde_json::Value {
-        let path = format!(
-            "{}/tests/fixtures/toyyibpay/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        crate::providers::fixture_json("toyyibpay", name)
     }
 
     #[test]
