@@ -47,11 +47,13 @@ fn tolerance(provider: Provider) -> i64 {
     }
 }
 
-/// Whether `reported` is the payment's amount (same currency, within the
-/// provider's tolerance).
+/// Whether `reported` is what was paid (the payment's amount, or the
+/// confirmed amount an operator accepted): same currency, within the
+/// provider's tolerance.
 pub fn amount_matches(payment: &Payment, reported: Money) -> bool {
-    reported.currency() == payment.amount.currency()
-        && (reported.minor() - payment.amount.minor()).abs() <= tolerance(payment.provider)
+    let paid = payment.paid();
+    reported.currency() == paid.currency()
+        && (reported.minor() - paid.minor()).abs() <= tolerance(payment.provider)
 }
 
 /// Asks the payment's provider where it stands. A provider that never saw
@@ -102,7 +104,13 @@ pub fn target(payment: &Payment, confirmation: &Confirmation) -> Option<PaymentS
                 _ => None,
             }
         }
-        PaymentStatus::Failed | PaymentStatus::Expired => Some(confirmation.status),
+        // Only an open payment follows a provider's "no"; one in review
+        // waits for a person even if the provider now says failed.
+        PaymentStatus::Failed | PaymentStatus::Expired
+            if payment.status == PaymentStatus::Pending =>
+        {
+            Some(confirmation.status)
+        }
         _ => None,
     }
 }
@@ -139,7 +147,11 @@ pub async fn apply_confirmation(
         let now = OffsetDateTime::now_utc();
         let mut change = StatusChange::new(to, source, now);
         change.provider_status = Some(confirmation.provider_status.clone());
-        let (mut extra, topup) = completion_writes(services, &current, to, now)?;
+        if to == PaymentStatus::NeedsReview {
+            // What an operator who accepts it will credit.
+            change.confirmed_amount = confirmation.amount;
+        }
+        let (mut extra, topup) = completion_writes(services, &current, to, now, true)?;
         extra.extend(also.iter().cloned());
         match services.store.transition(&current, change, extra).await? {
             TransitionOutcome::Applied(moved) => {
@@ -159,12 +171,14 @@ pub async fn apply_confirmation(
     Ok(Applied::Unchanged(current))
 }
 
-/// The ledger credit and top-up that go with a completion.
+/// The ledger credit of what was paid, and the top-up (`top_up`), that go
+/// with a completion.
 fn completion_writes(
     services: &Services,
     payment: &Payment,
     to: PaymentStatus,
     now: OffsetDateTime,
+    top_up: bool,
 ) -> Result<(Vec<crate::store::Write>, Option<TopUp>), StoreError> {
     if to != PaymentStatus::Completed {
         return Ok((Vec::new(), None));
@@ -177,18 +191,19 @@ fn completion_writes(
         user: user.clone(),
         payment_id: payment.id,
         purpose: LedgerPurpose::Deposit,
-        amount: payment.amount,
+        amount: payment.paid(),
         at: now,
         memo: format!("{} deposit {}", payment.provider, payment.reference),
     };
     let mut writes = services.store.ledger_writes(&credit)?.to_vec();
-    let topup = payment.casino_username.as_ref().map(|username| {
+    let username = payment.casino_username.as_ref().filter(|_| top_up);
+    let topup = username.map(|username| {
         TopUp::queued(
             payment.id,
             payment.merchant_id.clone(),
             user.clone(),
             username.clone(),
-            payment.amount,
+            payment.paid(),
             now,
         )
     });
@@ -196,6 +211,91 @@ fn completion_writes(
         writes.push(services.store.topup_write(t)?);
     }
     Ok((writes, topup))
+}
+
+/// An operator's decision on a payment in `needs_review`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Review {
+    /// Completed at the provider's confirmed amount (`stated`: the amount
+    /// the operator read at the provider, for a confirmation that carried
+    /// none): the wallet is credited that amount and the casino topped up.
+    Accept { stated: Option<Money> },
+    /// Not accepted. `refund`: the provider took money it can give back, so
+    /// the payment completes without a casino top-up and is refunded in
+    /// full by the caller; otherwise it fails.
+    Reject { refund: bool },
+}
+
+/// Applies an operator's decision to a payment in review: one conditional
+/// transition from `needs_review` (of two operators at once, one wins).
+/// `Err` carries the payment as it stands when it is no longer in review,
+/// or when an accept has no amount to credit.
+pub async fn decide_review(
+    services: &Services,
+    payment: &Payment,
+    decision: &Review,
+    by: (String, String),
+) -> Result<Result<Payment, (Payment, &'static str)>, StoreError> {
+    let mut current = payment.clone();
+    for _ in 0..3 {
+        if current.status != PaymentStatus::NeedsReview {
+            return Ok(Err((current, "the payment is not in review")));
+        }
+        let now = OffsetDateTime::now_utc();
+        let (to, action, top_up, confirmed) = match decision {
+            Review::Accept { stated } => {
+                let confirmed = match (current.confirmed_amount, stated) {
+                    (Some(c), Some(s)) if c != *s => {
+                        return Ok(Err((current, "the provider confirmed another amount")))
+                    }
+                    (Some(c), _) => c,
+                    (None, Some(s)) => *s,
+                    (None, None) => {
+                        return Ok(Err((
+                            current,
+                            "the provider confirmed no amount: state the amount it shows",
+                        )))
+                    }
+                };
+                if confirmed.currency() != current.amount.currency() || confirmed.minor() <= 0 {
+                    return Ok(Err((
+                        current,
+                        "the amount is not a payment in its currency",
+                    )));
+                }
+                (PaymentStatus::Completed, "accept", true, Some(confirmed))
+            }
+            Review::Reject { refund: true } => {
+                let Some(confirmed) = current.confirmed_amount else {
+                    return Ok(Err((current, "the provider confirmed no amount to refund")));
+                };
+                (PaymentStatus::Completed, "reject", false, Some(confirmed))
+            }
+            Review::Reject { refund: false } => (PaymentStatus::Failed, "reject", false, None),
+        };
+        let mut change = StatusChange::new(to, ChangeSource::Operator, now);
+        change.by = Some(by.clone());
+        change.action = Some(action);
+        change.confirmed_amount = confirmed;
+        let mut credited = current.clone();
+        credited.confirmed_amount = confirmed.or(current.confirmed_amount);
+        let (extra, topup) = completion_writes(services, &credited, to, now, top_up)?;
+        match services.store.transition(&current, change, extra).await? {
+            TransitionOutcome::Applied(moved) => {
+                if let Some(topup) = topup {
+                    enqueue(services, &topup).await;
+                }
+                tracing::warn!(payment_id = %moved.id, operator = by.0, action, status = %moved.status, "review decided by an operator");
+                crate::telemetry::operator_action(action);
+                return Ok(Ok(moved));
+            }
+            TransitionOutcome::Stale { current: p } => current = p,
+            TransitionOutcome::AlreadyInState(p) | TransitionOutcome::Rejected { current: p } => {
+                return Ok(Err((p, "the payment is not in review")))
+            }
+        }
+    }
+    Err(StoreError::Contention)
 }
 
 /// Sends the top-up message; a failure is logged, not returned: the record
@@ -356,24 +456,49 @@ async fn release(
 /// A person's decision on a top-up whose outcome is unknown, or that was
 /// given up: it was `sent` (with the casino's transaction id, as the
 /// player's casino history shows it) or it was not (it is queued again and
-/// sent with the same nonce). Returns the top-up as it is afterwards.
+/// sent with the same nonce). `by`: who decided, and why; the payment's
+/// history shows it. Returns the top-up as it is afterwards.
 pub async fn mark_topup(
     services: &Services,
     payment_id: crate::ids::PaymentId,
     sent: Option<&str>,
-    by: &str,
+    by: (&str, &str),
     now: OffsetDateTime,
 ) -> Result<Result<TopUp, String>, StoreError> {
-    let Some(topup) = services.store.topup(payment_id).await? else {
+    let (Some(topup), Some(payment)) = (
+        services.store.topup(payment_id).await?,
+        services.store.payment(payment_id).await?,
+    ) else {
         return Ok(Err(format!("payment {payment_id} has no top-up")));
     };
+    let note = crate::payment::HistoryEntry {
+        status: payment.status,
+        at: now,
+        source: ChangeSource::Operator,
+        by: Some(by.0.to_string()),
+        reason: Some(by.1.to_string()),
+        action: Some(
+            if sent.is_some() {
+                "mark_sent"
+            } else {
+                "mark_not_sent"
+            }
+            .to_string(),
+        ),
+    };
+    let by = format!("operator {}: {}", by.0, by.1);
+    let by = by.as_str();
     if !matches!(topup.status, TopUpStatus::Unknown | TopUpStatus::Failed) {
         return Ok(Err(format!(
             "the top-up is {}; only an unknown or failed one is settled by hand",
             topup.status.as_str()
         )));
     }
-    match services.store.mark_topup(&topup, sent, by, now).await? {
+    match services
+        .store
+        .mark_topup(&topup, sent, by, Some(&note), now)
+        .await?
+    {
         FinishOutcome::Finished => {
             tracing::warn!(payment_id = %payment_id, by, sent = sent.is_some(), "top-up settled by hand");
             let after = services.store.topup(payment_id).await?;
@@ -426,6 +551,41 @@ mod tests {
         let mut done = p.clone();
         done.status = PaymentStatus::Completed;
         assert_eq!(target(&done, &paid(None)), None, "nothing to move");
+    }
+
+    #[test]
+    fn no_provider_answer_moves_a_payment_out_of_review() {
+        // Only an operator's accept or reject does (decide_review).
+        let mut p = pending(10_000);
+        p.status = PaymentStatus::NeedsReview;
+        for status in PaymentStatus::ALL {
+            for amount in [None, Some(10_000), Some(9_000)] {
+                let c = Confirmation {
+                    status,
+                    amount: amount.map(|a| Money::new(a, Currency::Php).unwrap()),
+                    provider_status: "X".into(),
+                };
+                assert_eq!(target(&p, &c), None, "{status} {amount:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_accepted_amount_is_what_matches_afterwards() {
+        let mut p = pending(10_000);
+        assert!(amount_matches(
+            &p,
+            Money::new(10_000, Currency::Php).unwrap()
+        ));
+        p.confirmed_amount = Some(Money::new(9_000, Currency::Php).unwrap());
+        assert!(amount_matches(
+            &p,
+            Money::new(9_000, Currency::Php).unwrap()
+        ));
+        assert!(!amount_matches(
+            &p,
+            Money::new(10_000, Currency::Php).unwrap()
+        ));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! check part of its conditional write. Nothing moves back to `pending`, and
 //! terminal states stay terminal. Money that really arrived is never ignored:
 //! a confirmed payment after `expired` completes the payment (a late payment),
-//! and one after `failed` or `cancelled` goes to `needs_review` for a person.
+//! and one after `failed` or `cancelled` goes to `needs_review` for a person,
+//! who accepts it (`completed`) or rejects it (`failed`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -158,8 +159,9 @@ pub const TRANSITIONS: &[(PaymentStatus, &[PaymentStatus])] = &[
     (Completed, &[PartiallyRefunded, Refunded]),
     (PartiallyRefunded, &[PartiallyRefunded, Refunded]),
     (Refunded, &[]),
-    // Resolved by people, outside the automatic flows.
-    (NeedsReview, &[]),
+    // Resolved by a person (an operator accepts or rejects it); no automatic
+    // flow moves it (`flow::target` asks for nothing from here).
+    (NeedsReview, &[Completed, Failed]),
 ];
 
 impl PaymentStatus {
@@ -236,6 +238,11 @@ pub struct HistoryEntry {
     /// The operator's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The operator's action (`accept`, `reject`, `mark_not_refunded`,
+    /// `mark_sent`, ...). An entry with an action may repeat the status: a
+    /// decision on a refund or top-up that moves no status is noted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 impl HistoryEntry {
@@ -296,6 +303,11 @@ pub struct Payment {
     pub provider_status: Option<String>,
     #[serde(default)]
     pub checkout: Checkout,
+    /// What the provider confirmed was paid, recorded when the payment went
+    /// to review (a short or overpaid payment, or money after a failure).
+    /// An operator's accept credits this amount; refunds are bounded by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_amount: Option<Money>,
     /// Refunded so far, in the payment's currency.
     pub refunded_amount: Money,
     /// Refunds reserved and sent to the provider but not yet confirmed.
@@ -374,6 +386,7 @@ impl Payment {
             provider: new.provider,
             amount: new.amount,
             refunded_amount: Money::zero(new.amount.currency()),
+            confirmed_amount: None,
             refund_pending: None,
             reference: new.reference,
             description: new.description,
@@ -398,8 +411,15 @@ impl Payment {
                 source,
                 by: None,
                 reason: None,
+                action: None,
             }],
         }
+    }
+
+    /// What was paid: the provider's confirmed amount where one was
+    /// recorded (an accepted review), the payment's amount otherwise.
+    pub fn paid(&self) -> Money {
+        self.confirmed_amount.unwrap_or(self.amount)
     }
 
     /// Refunds reserved but not yet confirmed (zero when none).
@@ -408,13 +428,13 @@ impl Payment {
             .unwrap_or(Money::zero(self.amount.currency()))
     }
 
-    /// What is left to refund: the amount less what was refunded and what
-    /// is being refunded.
+    /// What is left to refund: what was paid less what was refunded and
+    /// what is being refunded.
     pub fn refundable(&self) -> Money {
         // Reservations never exceed the amount (the store's refund writes are
         // conditional on the version the check was made on); a failure here
         // is a corrupted record, and nothing more can be refunded from it.
-        self.amount
+        self.paid()
             .checked_sub(self.refunded_amount)
             .and_then(|rest| rest.checked_sub(self.refund_pending()))
             .unwrap_or(Money::zero(self.amount.currency()))
@@ -442,6 +462,8 @@ mod tests {
         (Completed, Refunded),
         (PartiallyRefunded, PartiallyRefunded),
         (PartiallyRefunded, Refunded),
+        (NeedsReview, Completed),
+        (NeedsReview, Failed),
     ];
 
     #[test]
@@ -483,7 +505,7 @@ mod tests {
             assert!(!Completed.can_move_to(late));
         }
         assert!(Refunded.is_terminal());
-        assert!(NeedsReview.is_terminal());
+        assert!(Failed.can_move_to(NeedsReview) && !Failed.can_move_to(Completed));
     }
 
     #[test]

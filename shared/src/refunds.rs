@@ -86,7 +86,7 @@ pub fn judge(payment: &Payment, refund: &Refund, theirs: &ProviderRefunds) -> Ju
     let recorded = payment.refunded_amount.minor();
     let this = refund.amount.minor();
     let alone = payment.refund_pending().minor() == this;
-    let completes = recorded + this == payment.amount.minor();
+    let completes = recorded + this == payment.paid().minor();
     if !alone {
         return Judgement::Unknown;
     }
@@ -150,7 +150,7 @@ pub fn allowed_amount(payment: &Payment, requested: Option<i64>) -> Result<Money
         ));
     }
     match support {
-        RefundSupport::Full if amount != payment.amount || !payment.refunded_amount.is_zero() => {
+        RefundSupport::Full if amount != payment.paid() || !payment.refunded_amount.is_zero() => {
             Err(invalid(
                 "unsupported_operation",
                 format!("{} refunds whole payments only", payment.provider),
@@ -253,7 +253,7 @@ async fn start(
             .map_err(|e| invalid("invalid_amount", e.to_string()))?;
         match services
             .store
-            .set_refund_pending(&current, pending, writes)
+            .set_refund_pending(&current, pending, writes, None)
             .await?
         {
             ReserveOutcome::Done(p) => break (p, refund),
@@ -467,7 +467,7 @@ async fn finalize_by(
             .checked_add(amount)
             .map_err(|e| invalid("invalid_amount", e.to_string()))?;
         let mut change = StatusChange::new(
-            if refunded == current.amount {
+            if refunded == current.paid() {
                 PaymentStatus::Refunded
             } else {
                 PaymentStatus::PartiallyRefunded
@@ -476,6 +476,7 @@ async fn finalize_by(
             OffsetDateTime::now_utc(),
         );
         change.by = by.clone();
+        change.action = by.is_some().then_some("mark_refunded");
         change.refunded_amount = Some(refunded);
         change.refund_pending = Some(
             current
@@ -549,17 +550,19 @@ async fn release(
     } else {
         ("not_sent".to_string(), error.to_string())
     };
-    release_for(services, reserved, refund, cause).await?;
+    release_for(services, reserved, refund, cause, None).await?;
     Ok(())
 }
 
-/// Releases the reservation for `cause` (code, message); whether this call
+/// Releases the reservation for `cause` (code, message), with `note` (an
+/// operator's decision) in the payment's history; whether this call
 /// released it (`false`: someone else settled it first).
 async fn release_for(
     services: &Services,
     reserved: Payment,
     refund: &Refund,
     cause: (String, String),
+    note: Option<crate::payment::HistoryEntry>,
 ) -> Result<bool, ApiError> {
     let mut failed = refund.clone();
     failed.provider_code = Some(cause.0);
@@ -586,7 +589,7 @@ async fn release_for(
             .unwrap_or(Money::zero(current.amount.currency()));
         match services
             .store
-            .set_refund_pending(&current, pending, writes)
+            .set_refund_pending(&current, pending, writes, note.as_ref())
             .await?
         {
             ReserveOutcome::Done(_) => return Ok(true),
@@ -626,7 +629,15 @@ pub async fn mark(
     } else {
         let (who, why) = by;
         let cause = ("operator".to_string(), format!("{who}: {why}"));
-        let applied = release_for(services, payment.clone(), &refund, cause).await?;
+        let note = crate::payment::HistoryEntry {
+            status: payment.status,
+            at: OffsetDateTime::now_utc(),
+            source: ChangeSource::Operator,
+            by: Some(who),
+            reason: Some(why),
+            action: Some("mark_not_refunded".into()),
+        };
+        let applied = release_for(services, payment.clone(), &refund, cause, Some(note)).await?;
         (reread(services, &payment).await?, applied)
     };
     if !applied {

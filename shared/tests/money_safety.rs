@@ -347,7 +347,7 @@ async fn without_nonce_dedup_a_transfer_whose_answer_is_lost_is_held_not_resent(
         &h.services,
         id,
         Some(&txn),
-        "ops: seen in casino history",
+        ("ops", "seen in casino history"),
         later,
     )
     .await
@@ -356,7 +356,7 @@ async fn without_nonce_dedup_a_transfer_whose_answer_is_lost_is_held_not_resent(
     assert_eq!(done.status, TopUpStatus::Done);
     assert_eq!(wallet(&h, "u_unknown", Currency::Php).await, 0);
     // A second decision is refused: it is settled.
-    assert!(mark_topup(&h.services, id, None, "ops", later)
+    assert!(mark_topup(&h.services, id, None, ("ops", "test"), later)
         .await
         .unwrap()
         .is_err());
@@ -388,10 +388,16 @@ async fn a_worker_that_died_mid_transfer_leaves_the_outcome_unknown() {
     assert_eq!(h.sandbox.state.calls("/casino/Default/Transfer"), 0);
     // Not sent after all (the casino has no such transfer): queued again,
     // and sent once with the same nonce.
-    let queued = mark_topup(&h.services, id, None, "ops: not in history", after_lease)
-        .await
-        .unwrap()
-        .unwrap();
+    let queued = mark_topup(
+        &h.services,
+        id,
+        None,
+        ("ops", "not in history"),
+        after_lease,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(queued.status, TopUpStatus::Queued);
     process_topup(
         &h.services,
@@ -831,13 +837,44 @@ async fn the_operators_queue_lists_what_waits_and_only_operators_read_it() {
 
     // Settled, a top-up leaves the queue.
     let txn = h.casino_transfers()[0].transaction_id.clone();
-    mark_topup(&h.services, topped, Some(&txn), OPERATOR, now)
+    mark_topup(&h.services, topped, Some(&txn), (OPERATOR, "seen"), now)
         .await
         .unwrap()
         .unwrap();
     let after = h.get_as("/v1/ops/queue", OPERATOR_KEY).await;
     assert!(queued(&after.body, "topup_unknown", topped).is_none());
     assert!(queued(&after.body, "payment_review", short).is_some());
+}
+
+/// Two operators at once: each of `actions` under `base`, concurrently;
+/// each action's status and body.
+async fn race(
+    h: &Arc<Harness>,
+    base: &str,
+    actions: [&'static str; 2],
+) -> Vec<(&'static str, u16, Value)> {
+    use common::harness::OPERATOR_KEY;
+    let mut tasks = Vec::new();
+    for action in actions {
+        let h = h.clone();
+        let path = format!("{base}/{action}");
+        tasks.push(tokio::spawn(async move {
+            let r = h
+                .post_as(
+                    &path,
+                    OPERATOR_KEY,
+                    &format!("race-{action}"),
+                    &json!({"reason": "race"}),
+                )
+                .await;
+            (action, r.status, r.body)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    outcomes
 }
 
 /// A refund whose answer was lost: pending, its amount held in the wallet.
@@ -905,29 +942,13 @@ async fn operators_settle_refunds_and_top_ups_once_with_their_name_and_reason() 
 
     // Two operators at once on another pending refund: one decides.
     let (id2, refund2) = lost_refund(&h, "u_ops_race").await;
-    let mut tasks = Vec::new();
-    for (n, action) in ["mark-refunded", "mark-not-refunded"]
-        .into_iter()
-        .enumerate()
-    {
-        let h = h.clone();
-        let path = format!("/v1/ops/refunds/{id2}/{refund2}/{action}");
-        tasks.push(tokio::spawn(async move {
-            let r = h
-                .post_as(
-                    &path,
-                    OPERATOR_KEY,
-                    &format!("race-{n}"),
-                    &json!({"reason": "race"}),
-                )
-                .await;
-            (action, r.status)
-        }));
-    }
-    let mut outcomes = Vec::new();
-    for t in tasks {
-        outcomes.push(t.await.unwrap());
-    }
+    let outcomes = race(
+        &h,
+        &format!("/v1/ops/refunds/{id2}/{refund2}"),
+        ["mark-refunded", "mark-not-refunded"],
+    )
+    .await;
+    let outcomes: Vec<_> = outcomes.into_iter().map(|(a, s, _)| (a, s)).collect();
     let won: Vec<_> = outcomes.iter().filter(|(_, s)| *s == 200).collect();
     assert_eq!(won.len(), 1, "{outcomes:?}");
     assert!(outcomes.iter().any(|(_, s)| *s == 409), "{outcomes:?}");
@@ -939,6 +960,32 @@ async fn operators_settle_refunds_and_top_ups_once_with_their_name_and_reason() 
     assert_eq!(wallet(&h, "u_ops_race", Currency::Kzt).await, expected);
     let p = h.store().payment(id2).await.unwrap().unwrap();
     assert_eq!(p.refund_pending(), Money::zero(Currency::Kzt));
+    // Either decision is in the payment's history, with who and why.
+    let entry = p.history.last().unwrap();
+    assert_eq!(
+        entry.action.as_deref(),
+        Some(&won[0].0.replace('-', "_")[..])
+    );
+    assert_eq!(entry.by.as_deref(), Some(OPERATOR));
+    assert_eq!(entry.reason.as_deref(), Some("race"));
+    assert_eq!(entry.source, shared::payment::ChangeSource::Operator);
+    // A refund that was not made: released, and noted though no status moves.
+    let (id3, refund3) = lost_refund(&h, "u_ops_not").await;
+    let not = h
+        .post_as(
+            &format!("/v1/ops/refunds/{id3}/{refund3}/mark-not-refunded"),
+            OPERATOR_KEY,
+            "ops-not",
+            &json!({"reason": "the bank has no such refund"}),
+        )
+        .await;
+    assert_eq!(not.status, 200, "{}", not.text);
+    assert_eq!(not.body["status"], "completed");
+    let entry = last_entry(&not.body);
+    assert_eq!(entry["action"], "mark_not_refunded");
+    assert_eq!(entry["status"], "completed");
+    assert_eq!(entry["reason"], "the bank has no such refund");
+    assert_eq!(wallet(&h, "u_ops_not", Currency::Kzt).await, 500_040);
 
     // A top-up whose outcome is unknown: marked sent with the casino's id.
     h.sandbox("/_sandbox/casino/dedup", json!({"enabled": false}))
@@ -963,6 +1010,10 @@ async fn operators_settle_refunds_and_top_ups_once_with_their_name_and_reason() 
     assert_eq!(marked.status, 200, "{}", marked.text);
     assert_eq!(marked.body["topup"]["status"], "done");
     assert_eq!(marked.body["topup"]["casino_transaction_id"], "C-123");
+    let entry = last_entry(&marked.body);
+    assert_eq!(entry["action"], "mark_sent");
+    assert_eq!(entry["by"], OPERATOR);
+    assert_eq!(entry["reason"], "in the player's history");
     assert_eq!(wallet(&h, "u_ops_topup", Currency::Php).await, 0);
     let again = h
         .post_as(
@@ -975,4 +1026,270 @@ async fn operators_settle_refunds_and_top_ups_once_with_their_name_and_reason() 
     assert_eq!(again.status, 409, "{}", again.text);
     assert_eq!(h.casino_transfers().len(), 1, "nothing was sent again");
     assert_eq!(wallet(&h, "u_ops_topup", Currency::Php).await, 0);
+}
+
+/// A ToyyibPay payment of `sen` that the payer paid short (`paid` sen):
+/// in review, with ToyyibPay's amount recorded.
+async fn short_toyyibpay(h: &Harness, sen: i64, paid: i64, user: &str) -> PaymentId {
+    let r = h
+        .create(
+            &key(),
+            &json!({"provider": "toyyibpay", "amount": sen, "currency": "MYR",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()),
+                    "customer": {"email": "a@example.com", "phone": "+60123456789"},
+                    "wallet_user_id": user}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bill = r.body["provider_reference"].as_str().unwrap().to_string();
+    let b = h
+        .sandbox(
+            &format!("/_sandbox/toyyibpay/bills/{bill}/attempt"),
+            json!({"status": 1, "amount_sen": paid}),
+        )
+        .await;
+    assert_eq!(b["delivered"], 200, "{b}");
+    let id: PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::NeedsReview);
+    id
+}
+
+fn last_entry(payment: &Value) -> Value {
+    payment["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_accept_a_short_payment_at_the_paid_amount_once() {
+    use common::harness::{OPERATOR, OPERATOR_KEY};
+    let h = Arc::new(Harness::start().await);
+    let id = short_toyyibpay(&h, 9_990, 9_900, "u_accept").await;
+    // The merchant and the queue see both amounts.
+    let seen = h.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(seen.body["amount"], 9_990);
+    assert_eq!(seen.body["confirmed_amount"], 9_900, "{}", seen.text);
+    let queue = h
+        .get_as("/v1/ops/queue?kind=payment_review", OPERATOR_KEY)
+        .await;
+    let item = queued(&queue.body, "payment_review", id).expect("in the queue");
+    assert_eq!(item["confirmed_amount"], 9_900);
+    assert_eq!(wallet(&h, "u_accept", Currency::Myr).await, 0);
+
+    let accept = format!("/v1/ops/payments/{id}/accept");
+    let reason = json!({"reason": "payer paid RM 99.00, checked in ToyyibPay's portal"});
+    // Not a merchant's decision.
+    let merchant = h.post(&accept, "a-0", &reason).await;
+    assert_eq!(merchant.status, 403);
+    assert_eq!(merchant.body["error"]["code"], "operator_key_required");
+    // Not at an amount the provider did not confirm.
+    let wrong = h
+        .post_as(
+            &accept,
+            OPERATOR_KEY,
+            "a-1",
+            &json!({"reason": "typo", "amount": 9_990}),
+        )
+        .await;
+    assert_eq!(wrong.status, 409, "{}", wrong.text);
+    assert_eq!(wallet(&h, "u_accept", Currency::Myr).await, 0);
+    // Accepted: the wallet is credited what was paid, once.
+    let done = h.post_as(&accept, OPERATOR_KEY, "a-2", &reason).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.body["status"], "completed");
+    assert_eq!(done.body["amount"], 9_990);
+    assert_eq!(done.body["confirmed_amount"], 9_900);
+    let entry = last_entry(&done.body);
+    assert_eq!(entry["status"], "completed");
+    assert_eq!(entry["source"], "operator");
+    assert_eq!(entry["by"], OPERATOR);
+    assert_eq!(entry["action"], "accept");
+    assert_eq!(entry["reason"], reason["reason"]);
+    assert_eq!(wallet(&h, "u_accept", Currency::Myr).await, 9_900);
+    let replay = h.post_as(&accept, OPERATOR_KEY, "a-2", &reason).await;
+    assert_eq!(replay.status, 200);
+    let again = h.post_as(&accept, OPERATOR_KEY, "a-3", &reason).await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert_eq!(again.body["error"]["code"], "invalid_state");
+    let reject = h
+        .post_as(
+            &format!("/v1/ops/payments/{id}/reject"),
+            OPERATOR_KEY,
+            "a-4",
+            &reason,
+        )
+        .await;
+    assert_eq!(reject.status, 409, "{}", reject.text);
+    assert_eq!(wallet(&h, "u_accept", Currency::Myr).await, 9_900);
+    let after = h.get_as("/v1/ops/queue", OPERATOR_KEY).await;
+    assert!(queued(&after.body, "payment_review", id).is_none());
+    // Reconcile finds ToyyibPay's amount is what was credited.
+    let report = reconcile(&h.services, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(
+        !report
+            .differences
+            .iter()
+            .any(|d| d.payment_id == id.to_string()),
+        "{report:?}"
+    );
+
+    // Rejected where the provider has no refund: failed, nothing credited.
+    let other = short_toyyibpay(&h, 5_000, 4_000, "u_reject_short").await;
+    let r = h
+        .post_as(
+            &format!("/v1/ops/payments/{other}/reject"),
+            OPERATOR_KEY,
+            "r-1",
+            &json!({"reason": "payer asked ToyyibPay for the money back"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "failed");
+    assert_eq!(last_entry(&r.body)["action"], "reject");
+    assert_eq!(wallet(&h, "u_reject_short", Currency::Myr).await, 0);
+
+    // Two operators at once, one accepting and one rejecting: one decides.
+    let raced = short_toyyibpay(&h, 7_000, 6_500, "u_review_race").await;
+    let outcomes = race(
+        &h,
+        &format!("/v1/ops/payments/{raced}"),
+        ["accept", "reject"],
+    )
+    .await;
+    let won: Vec<_> = outcomes.iter().filter(|(_, s, _)| *s == 200).collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    let lost = outcomes.iter().find(|(_, s, _)| *s == 409).expect("a 409");
+    assert_eq!(lost.2["error"]["code"], "invalid_state");
+    let p = h.store().payment(raced).await.unwrap().unwrap();
+    let (status, credited) = if won[0].0 == "accept" {
+        (PaymentStatus::Completed, 6_500)
+    } else {
+        (PaymentStatus::Failed, 0)
+    };
+    assert_eq!(p.status, status);
+    assert_eq!(wallet(&h, "u_review_race", Currency::Myr).await, credited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_without_a_confirmed_amount_needs_the_operators_figure() {
+    use common::harness::OPERATOR_KEY;
+    use shared::store::{StatusChange, TransitionOutcome};
+    let h = Harness::start().await;
+    let (id, _) = gcash(&h, 20_000, "u_stated", false).await;
+    // A provider that confirmed the payment without an amount (the flow
+    // sends that to review): recorded as the flow records it.
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    let change = StatusChange::new(
+        PaymentStatus::NeedsReview,
+        shared::payment::ChangeSource::Poll,
+        OffsetDateTime::now_utc(),
+    );
+    let moved = h.store().transition(&p, change, vec![]).await.unwrap();
+    assert!(matches!(moved, TransitionOutcome::Applied(_)));
+    let path = format!("/v1/ops/payments/{id}/accept");
+    let bare = h
+        .post_as(&path, OPERATOR_KEY, "s-1", &json!({"reason": "paid"}))
+        .await;
+    assert_eq!(bare.status, 409, "{}", bare.text);
+    assert_eq!(wallet(&h, "u_stated", Currency::Php).await, 0);
+    let stated = h
+        .post_as(
+            &path,
+            OPERATOR_KEY,
+            "s-2",
+            &json!({"reason": "DirectPay's portal shows PHP 200.00", "amount": 20_000}),
+        )
+        .await;
+    assert_eq!(stated.status, 200, "{}", stated.text);
+    assert_eq!(stated.body["confirmed_amount"], 20_000);
+    assert_eq!(wallet(&h, "u_stated", Currency::Php).await, 20_000);
+    let bad = h
+        .post_as(
+            &path,
+            OPERATOR_KEY,
+            "s-3",
+            &json!({"reason": "x", "amount": 0}),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+}
+
+/// A QPay invoice of 150,000 MNT paid by card with `paid_major` tugrik: in
+/// review when that is not the invoice's amount.
+async fn qpay_overpaid(h: &Harness, user: &str, paid_major: &str) -> PaymentId {
+    let r = h
+        .create(
+            &key(),
+            &json!({"provider": "qpay", "amount": 150_000, "currency": "MNT",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": user}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let invoice = r.body["provider_reference"].as_str().unwrap().to_string();
+    h.sandbox(
+        &format!("/_sandbox/qpay/invoices/{invoice}/pay"),
+        json!({"type": "CARD", "amount": paid_major}),
+    )
+    .await;
+    let id: PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::NeedsReview, "{p:?}");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_payment_is_refunded_in_full_through_the_refund_path_once() {
+    use common::harness::OPERATOR_KEY;
+    let h = Harness::start().await;
+    let id = qpay_overpaid(&h, "u_rejected", "1600").await;
+    let reject = format!("/v1/ops/payments/{id}/reject");
+    let reason = json!({"reason": "payer overpaid; refund and ask for a new payment"});
+    let r = h.post_as(&reject, OPERATOR_KEY, "j-1", &reason).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "refunded");
+    assert_eq!(r.body["confirmed_amount"], 160_000);
+    assert_eq!(r.body["refunded_amount"], 160_000);
+    assert_eq!(r.body["refunds"][0]["status"], "succeeded");
+    assert_eq!(h.sandbox.state.calls("/qpay/v2/payment/refund/"), 1);
+    // The wallet saw the money come and go back: nothing left, nothing owed.
+    assert_eq!(wallet(&h, "u_rejected", Currency::Mnt).await, 0);
+    let statuses: Vec<_> = r.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["status"].clone(), e["action"].clone()))
+        .collect();
+    assert!(
+        statuses.contains(&(json!("completed"), json!("reject"))),
+        "{statuses:?}"
+    );
+    let again = h.post_as(&reject, OPERATOR_KEY, "j-2", &reason).await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert_eq!(h.sandbox.state.calls("/qpay/v2/payment/refund/"), 1);
+
+    // The refund's answer lost: 202, pending; the reject retried under a
+    // new key resumes the same refund, never a second one.
+    let lost = qpay_overpaid(&h, "u_rejected_lost", "1450").await;
+    let reject = format!("/v1/ops/payments/{lost}/reject");
+    fault(&h, "/qpay/v2/payment/refund/", "apply_hang", 1).await;
+    let first = h.post_as(&reject, OPERATOR_KEY, "l-1", &reason).await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    assert_eq!(first.body["status"], "completed");
+    assert_eq!(first.body["refund_pending"], 145_000);
+    let second = h.post_as(&reject, OPERATOR_KEY, "l-2", &reason).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.body["status"], "refunded");
+    assert_eq!(second.body["refunded_amount"], 145_000);
+    assert_eq!(
+        h.sandbox.state.calls("/qpay/v2/payment/refund/"),
+        2,
+        "one per payment"
+    );
+    assert_eq!(wallet(&h, "u_rejected_lost", Currency::Mnt).await, 0);
 }

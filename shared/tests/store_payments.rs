@@ -216,6 +216,55 @@ async fn moves_backwards_or_repeats_write_nothing() {
 }
 
 #[tokio::test]
+async fn only_an_operator_moves_a_payment_out_of_review() {
+    let store = fresh_store().await;
+    let p = pending_payment(&store).await;
+    let review = StatusChange::new(
+        PaymentStatus::NeedsReview,
+        ChangeSource::Webhook,
+        OffsetDateTime::now_utc(),
+    );
+    let TransitionOutcome::Applied(held) = store.transition(&p, review, vec![]).await.unwrap()
+    else {
+        panic!("review should apply")
+    };
+    let before = item_count(&store).await;
+    for source in [
+        ChangeSource::Webhook,
+        ChangeSource::Poll,
+        ChangeSource::Sweep,
+        ChangeSource::Reconcile,
+        ChangeSource::Api,
+    ] {
+        for to in [PaymentStatus::Completed, PaymentStatus::Failed] {
+            let change = StatusChange::new(to, source, OffsetDateTime::now_utc());
+            let outcome = store.transition(&held, change, vec![]).await.unwrap();
+            assert!(
+                matches!(outcome, TransitionOutcome::Rejected { .. }),
+                "{source:?} -> {to}"
+            );
+        }
+    }
+    assert_eq!(store.payment(p.id).await.unwrap().unwrap(), held);
+    assert_eq!(item_count(&store).await, before);
+    let mut accept = StatusChange::new(
+        PaymentStatus::Completed,
+        ChangeSource::Operator,
+        OffsetDateTime::now_utc(),
+    );
+    accept.by = Some(("ana".into(), "checked".into()));
+    accept.action = Some("accept");
+    let TransitionOutcome::Applied(done) = store.transition(&held, accept, vec![]).await.unwrap()
+    else {
+        panic!("an operator's accept should apply")
+    };
+    let entry = done.history.last().unwrap();
+    assert_eq!(entry.by.as_deref(), Some("ana"));
+    assert_eq!(entry.action.as_deref(), Some("accept"));
+    assert_eq!(store.payment(p.id).await.unwrap().unwrap(), done);
+}
+
+#[tokio::test]
 async fn an_extra_write_refused_by_its_condition_rolls_back_the_transition() {
     let store = fresh_store().await;
     let p = pending_payment(&store).await;

@@ -179,7 +179,8 @@ async fn run(args: &[&str]) -> Result<(), String> {
 
 async fn mark(id: PaymentId, sent: Option<&str>, who: &str) -> Result<(), String> {
     let services = services().await?;
-    match shared::flow::mark_topup(&services, id, sent, who, OffsetDateTime::now_utc())
+    let by = (who, "settled with the ops command line");
+    match shared::flow::mark_topup(&services, id, sent, by, OffsetDateTime::now_utc())
         .await
         .map_err(|e| e.to_string())?
     {

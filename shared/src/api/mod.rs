@@ -102,6 +102,10 @@ pub struct PaymentView {
     pub reference: String,
     pub provider_reference: Option<String>,
     pub provider_status: Option<String>,
+    /// What the provider confirmed was paid, where it was recorded apart
+    /// from `amount` (a payment that went to review).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_amount: Option<i64>,
     pub refunded_amount: i64,
     /// Refunds sent whose outcome is not recorded yet.
     pub refund_pending: i64,
@@ -134,6 +138,7 @@ impl PaymentView {
             reference: p.reference.to_string(),
             provider_reference: p.provider_reference.as_ref().map(|r| r.to_string()),
             provider_status: p.provider_status.clone(),
+            confirmed_amount: p.confirmed_amount.map(|m| m.minor()),
             refunded_amount: p.refunded_amount.minor(),
             refund_pending: p.refund_pending().minor(),
             refunds: None,

@@ -71,6 +71,10 @@ pub struct QueueItem {
     /// The payment's amount (review), the refund's, or the top-up's.
     pub amount: i64,
     pub currency: crate::money::Currency,
+    /// For a payment in review: what the provider confirmed was paid (absent
+    /// when its answer carried no amount).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_amount: Option<i64>,
     /// The payment's, refund's or top-up's own status.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +128,7 @@ pub async fn queue(
                             provider: p.provider,
                             amount: p.amount.minor(),
                             currency: p.amount.currency(),
+                            confirmed_amount: p.confirmed_amount.map(|m| m.minor()),
                             status: p.status.as_str().to_string(),
                             provider_status: p.provider_status.clone(),
                             refund_id: None,
@@ -152,6 +157,7 @@ pub async fn queue(
                         provider: p.provider,
                         amount: r.amount.minor(),
                         currency: r.amount.currency(),
+                        confirmed_amount: None,
                         status: r.status.as_str().to_string(),
                         provider_status: r.provider_code.clone(),
                         refund_id: Some(format!("ref_{refund_id}")),
@@ -175,6 +181,7 @@ pub async fn queue(
                         provider: p.provider,
                         amount: t.amount.minor(),
                         currency: t.amount.currency(),
+                        confirmed_amount: None,
                         status: t.status.as_str().to_string(),
                         provider_status: None,
                         refund_id: None,
@@ -229,6 +236,8 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
 /// An operator's decision, from the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mark {
+    Accept,
+    Reject,
     Refunded,
     NotRefunded,
     Sent,
@@ -238,19 +247,22 @@ enum Mark {
 impl Mark {
     fn of(path: &str) -> Option<Mark> {
         let last = path.trim_end_matches('/').rsplit('/').next()?;
-        let refunds = path.contains("/v1/ops/refunds/");
-        let topups = path.contains("/v1/ops/topups/");
-        match (last, refunds, topups) {
-            ("mark-refunded", true, false) => Some(Mark::Refunded),
-            ("mark-not-refunded", true, false) => Some(Mark::NotRefunded),
-            ("mark-sent", false, true) => Some(Mark::Sent),
-            ("mark-not-sent", false, true) => Some(Mark::NotSent),
+        let under = |p: &str| path.contains(p);
+        match last {
+            "accept" if under("/v1/ops/payments/") => Some(Mark::Accept),
+            "reject" if under("/v1/ops/payments/") => Some(Mark::Reject),
+            "mark-refunded" if under("/v1/ops/refunds/") => Some(Mark::Refunded),
+            "mark-not-refunded" if under("/v1/ops/refunds/") => Some(Mark::NotRefunded),
+            "mark-sent" if under("/v1/ops/topups/") => Some(Mark::Sent),
+            "mark-not-sent" if under("/v1/ops/topups/") => Some(Mark::NotSent),
             _ => None,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
+            Mark::Accept => "ops_accept",
+            Mark::Reject => "ops_reject",
             Mark::Refunded => "ops_mark_refunded",
             Mark::NotRefunded => "ops_mark_not_refunded",
             Mark::Sent => "ops_mark_sent",
@@ -265,6 +277,10 @@ struct ActionBody {
     reason: String,
     #[serde(default)]
     casino_transaction_id: Option<String>,
+    /// Accept only: the amount the provider shows, in minor units, for a
+    /// payment it confirmed without one.
+    #[serde(default)]
+    amount: Option<i64>,
 }
 
 /// Every route of the api-ops function: the queue, and the actions that
@@ -298,13 +314,29 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
                 "mark-sent needs the casino's casino_transaction_id",
             ))
         }
-        (Mark::NotSent | Mark::Refunded | Mark::NotRefunded, Some(_)) => {
+        (Mark::Sent, Some(_)) => {}
+        (_, Some(_)) => {
             return Err(ApiError::unprocessable(
                 "invalid_field",
                 "casino_transaction_id belongs to mark-sent only",
             ))
         }
         _ => {}
+    }
+    match (action, body.amount) {
+        (Mark::Accept, Some(a)) if a <= 0 => {
+            return Err(ApiError::unprocessable(
+                "invalid_amount",
+                "amount must be a positive number of minor units",
+            ))
+        }
+        (Mark::Accept, _) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "amount belongs to accept only",
+            ))
+        }
     }
     let params = req.path_parameters();
     let payment_id: crate::ids::PaymentId = params
@@ -324,13 +356,15 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
             .parse()
             .map_err(|_| ApiError::internal(&"operator scope"))?;
     let request = serde_json::json!({"path": req.uri().path(), "reason": reason,
-                                     "casino_transaction_id": body.casino_transaction_id});
+                                     "casino_transaction_id": body.casino_transaction_id,
+                                     "amount": body.amount});
     let claim = match idempotent::begin(services, req, &scope, action.name(), &request).await? {
         Begun::Run(claim) => claim,
         Begun::Answer(response) => return Ok(response),
     };
     let by = (operator, reason);
     let result = match action {
+        Mark::Accept | Mark::Reject => review(services, payment, action, body.amount, by).await,
         Mark::Refunded | Mark::NotRefunded => {
             mark_refund(services, req, payment, action == Mark::Refunded, by).await
         }
@@ -390,18 +424,90 @@ async fn mark_topup(
             "this payment has no casino top-up",
         ));
     }
-    let who = format!("operator {operator}: {reason}");
     let now = OffsetDateTime::now_utc();
-    match crate::flow::mark_topup(services, payment.id, sent.as_deref(), &who, now).await? {
+    let by = (operator.as_str(), reason.as_str());
+    match crate::flow::mark_topup(services, payment.id, sent.as_deref(), by, now).await? {
         Ok(topup) => {
             crate::telemetry::operator_action(if sent.is_some() {
                 "mark_sent"
             } else {
                 "mark_not_sent"
             });
+            let payment = services.store.payment(payment.id).await?.unwrap_or(payment);
             let view = super::PaymentView::of(&payment, Some(&topup));
             Ok(http::json(StatusCode::OK, &view))
         }
         Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "invalid_state", why)),
     }
+}
+
+/// The Idempotency-Key under which a rejected payment's refund is made: one
+/// per payment, so a retried reject resumes the same refund.
+const REJECT_REFUND_KEY: &str = "paygate-operator-reject";
+
+/// Accepts or rejects a payment in review.
+///
+/// A rejected payment whose provider took money it can refund is completed
+/// without a casino top-up (the wallet credited what was paid) and refunded
+/// in full through the merchants' refund path (the hold takes the credit
+/// back): 200 when refunded, 202 while the provider's answer is unknown. A
+/// retried reject whose refund did not finish resumes it. Elsewhere a
+/// rejected payment fails, and any money stays with the provider.
+async fn review(
+    services: &Services,
+    payment: crate::payment::Payment,
+    action: Mark,
+    amount: Option<i64>,
+    by: (String, String),
+) -> Result<Response<Body>, ApiError> {
+    use crate::flow::{decide_review, Review};
+    use crate::payment::{PaymentStatus, RefundSupport};
+    let conflict = |p: &crate::payment::Payment, why: &str| {
+        ApiError::new(StatusCode::CONFLICT, "invalid_state", why.to_string())
+            .with_details(serde_json::json!({"status": p.status}))
+    };
+    let decision = match action {
+        Mark::Accept => Review::Accept {
+            stated: amount
+                .map(|a| crate::money::Money::new(a, payment.amount.currency()))
+                .transpose()
+                .map_err(|e| ApiError::unprocessable("invalid_amount", e.to_string()))?,
+        },
+        _ => Review::Reject {
+            refund: payment.provider.operations().refund != RefundSupport::None
+                && payment.confirmed_amount.is_some(),
+        },
+    };
+    let resumed = action == Mark::Reject
+        && payment.status == PaymentStatus::Completed
+        && payment
+            .history
+            .last()
+            .is_some_and(|e| e.action.as_deref() == Some("reject"));
+    let decided = if resumed {
+        payment
+    } else {
+        match decide_review(services, &payment, &decision, by).await? {
+            Ok(p) => p,
+            Err((p, why)) => return Err(conflict(&p, why)),
+        }
+    };
+    if action == Mark::Accept || decided.status != PaymentStatus::Completed {
+        let topup = services.store.topup(decided.id).await?;
+        let view = super::PaymentView::of(&decided, topup.as_ref());
+        return Ok(http::json(StatusCode::OK, &view));
+    }
+    let key: crate::ids::IdempotencyKey = REJECT_REFUND_KEY
+        .parse()
+        .map_err(|_| ApiError::internal(&"reject refund key"))?;
+    let merchant = decided.merchant_id.clone();
+    let (status, refunded) =
+        match crate::refunds::request(services, decided, None, &merchant, &key).await? {
+            crate::refunds::RefundResult::Done(p) => (StatusCode::OK, p),
+            crate::refunds::RefundResult::Pending(p) => (StatusCode::ACCEPTED, p),
+        };
+    let view = super::PaymentView::of(&refunded, None)
+        .with_refunds(services, &refunded)
+        .await?;
+    Ok(http::json(status, &view))
 }

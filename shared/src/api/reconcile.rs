@@ -263,7 +263,7 @@ async fn check(
             .unwrap_or_default();
         report.add(difference(
             DifferenceKind::Amount,
-            format!("{} {}", payment.amount.minor(), payment.amount.currency()),
+            format!("{} {}", payment.paid().minor(), payment.paid().currency()),
             theirs,
             action,
         ));
@@ -296,7 +296,7 @@ async fn refund_totals(services: &Services, payment: &Payment) -> Option<(String
         Err(e) => Err(e),
     };
     let recorded = payment.refunded_amount;
-    let whole = recorded == payment.amount;
+    let whole = recorded == payment.paid();
     let ours = format!("{} {} refunded", recorded.minor(), recorded.currency());
     match theirs {
         Ok(ProviderRefunds::Total(t)) if t != recorded => {

@@ -51,6 +51,12 @@ pub struct StatusChange {
     pub refund_pending: Option<Money>,
     /// The operator and their reason, for an operator's change.
     pub by: Option<(String, String)>,
+    /// The operator's action, for an operator's change.
+    pub action: Option<&'static str>,
+    /// The provider's confirmed amount, recorded on the way to review (or
+    /// stated by the operator who accepts a payment the provider confirmed
+    /// without one).
+    pub confirmed_amount: Option<Money>,
 }
 
 impl StatusChange {
@@ -62,6 +68,7 @@ impl StatusChange {
             source: self.source,
             by: self.by.as_ref().map(|(who, _)| who.clone()),
             reason: self.by.as_ref().map(|(_, why)| why.clone()),
+            action: self.action.map(str::to_string),
         }
     }
 
@@ -74,6 +81,8 @@ impl StatusChange {
             refunded_amount: None,
             refund_pending: None,
             by: None,
+            action: None,
+            confirmed_amount: None,
         }
     }
 }
@@ -108,6 +117,9 @@ impl Payment {
         }
         if let Some(pending) = change.refund_pending {
             next.refund_pending = Some(pending);
+        }
+        if let Some(confirmed) = change.confirmed_amount {
+            next.confirmed_amount = Some(confirmed);
         }
         next.history.push(change.entry());
         next
@@ -293,6 +305,12 @@ impl Store {
         change: StatusChange,
         extra: Vec<Write>,
     ) -> Result<TransitionOutcome, StoreError> {
+        if current.status == PaymentStatus::NeedsReview && change.source != ChangeSource::Operator {
+            // Out of review only by a person's decision.
+            return Ok(TransitionOutcome::Rejected {
+                current: current.clone(),
+            });
+        }
         if let Some(answer) = classify(current, current.version, change.to) {
             return Ok(answer);
         }
@@ -396,6 +414,13 @@ impl Store {
                 serde_dynamo::to_attribute_value(pending)?,
             );
         }
+        if let Some(confirmed) = change.confirmed_amount {
+            set.push("confirmed_amount = :confirmed");
+            update = update.expression_attribute_values(
+                ":confirmed",
+                serde_dynamo::to_attribute_value(confirmed)?,
+            );
+        }
         if change.to == PaymentStatus::NeedsReview {
             // Waits for a person: listed in the operators' queue.
             set.push("gsi2pk = :review");
@@ -422,17 +447,33 @@ impl Store {
     /// (the wallet hold), if the payment is still as the caller read it. Not
     /// a status change, but it bumps the version: two refunds decided on one
     /// reading cannot both reserve.
+    ///
+    /// `note`: an operator's decision to add to the payment's history with it.
     pub async fn set_refund_pending(
         &self,
         current: &Payment,
         pending: Money,
         extra: Vec<Write>,
+        note: Option<&HistoryEntry>,
     ) -> Result<ReserveOutcome, StoreError> {
-        let update = Update::builder()
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key(schema::PK, s(keys::payment(current.id)))
-            .key(schema::SK, s(keys::PAYMENT_SK))
-            .update_expression("SET refund_pending = :pending, #version = :next")
+            .key(schema::SK, s(keys::PAYMENT_SK));
+        update = match note {
+            Some(entry) => update
+                .update_expression(
+                    "SET refund_pending = :pending, #version = :next, \
+                     history = list_append(if_not_exists(history, :empty), :entry)",
+                )
+                .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+                .expression_attribute_values(
+                    ":entry",
+                    AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry)?]),
+                ),
+            None => update.update_expression("SET refund_pending = :pending, #version = :next"),
+        };
+        let update = update
             .condition_expression("#status = :status AND #version = :version")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#version", "version")
@@ -453,6 +494,7 @@ impl Store {
                     let mut next = current.clone();
                     next.refund_pending = Some(pending);
                     next.version += 1;
+                    next.history.extend(note.cloned());
                     return Ok(ReserveOutcome::Done(next));
                 }
                 Err(Cancelled::Condition { index: 0, item }) => {
@@ -471,6 +513,32 @@ impl Store {
             }
         }
         Err(StoreError::Contention)
+    }
+
+    /// The write that adds `entry` (an operator's decision that moves no
+    /// status: on a top-up, say) to the payment's history, for a transaction
+    /// whose own condition decides. Not a status change: the version stays.
+    pub fn history_note_write(
+        &self,
+        payment: PaymentId,
+        entry: &HistoryEntry,
+    ) -> Result<Write, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(payment)))
+            .key(schema::SK, s(keys::PAYMENT_SK))
+            .update_expression("SET history = list_append(if_not_exists(history, :empty), :entry)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry)?]),
+            )
+            .build()?;
+        Ok(Write {
+            what: "payment history",
+            item: TransactWriteItem::builder().update(update).build(),
+        })
     }
 
     /// Records that we asked the provider about the payment just now. Not a

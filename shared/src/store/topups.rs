@@ -357,11 +357,14 @@ impl Store {
     /// was given up): `sent` with the casino's transaction id (done, and the
     /// wallet debited once) or not sent (queued again, same nonce). Only
     /// from `unknown` or `failed`: two people deciding at once, one wins.
+    /// `note`, the decision as the payment's history shows it, is written
+    /// with it.
     pub async fn mark_topup(
         &self,
         topup: &TopUp,
         sent: Option<&str>,
         by: &str,
+        note: Option<&crate::payment::HistoryEntry>,
         now: OffsetDateTime,
     ) -> Result<FinishOutcome, StoreError> {
         let settled_by = by.chars().take(300).collect::<String>();
@@ -419,6 +422,9 @@ impl Store {
                     item: TransactWriteItem::builder().update(update).build(),
                 });
             }
+        }
+        if let Some(entry) = note {
+            writes.push(self.history_note_write(topup.payment_id, entry)?);
         }
         self.finish_with(topup, writes).await
     }
