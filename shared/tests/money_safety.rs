@@ -806,6 +806,37 @@ async fn the_operators_queue_lists_what_waits_and_only_operators_read_it() {
     assert_eq!(topup["merchant_id"], common::harness::MERCHANT);
     assert_eq!(topup["actions"], json!(["mark_sent", "mark_not_sent"]));
 
+    // Pages: one item at a time, the cursor walks the whole queue in order.
+    let all = h.get_as("/v1/ops/queue?limit=200", OPERATOR_KEY).await;
+    let order = |v: &Value| {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["kind"].clone(), i["payment_id"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all.body["next_cursor"], Value::Null);
+    let mut walked = Vec::new();
+    let mut path = "/v1/ops/queue?limit=1".to_string();
+    loop {
+        let page = h.get_as(&path, OPERATOR_KEY).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        walked.extend(order(&page.body));
+        match page.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/ops/queue?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, order(&all.body));
+    assert_eq!(walked.len(), 3);
+    for bad in ["limit=0", "limit=201", "cursor=nonsense"] {
+        let r = h
+            .get_as(&format!("/v1/ops/queue?{bad}"), OPERATOR_KEY)
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+
     // Filters.
     let only = h
         .get_as("/v1/ops/queue?kind=topup_unknown", OPERATOR_KEY)
@@ -1292,4 +1323,81 @@ async fn a_rejected_payment_is_refunded_in_full_through_the_refund_path_once() {
         "one per payment"
     );
     assert_eq!(wallet(&h, "u_rejected_lost", Currency::Mnt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_difference_waits_until_an_operator_acknowledges_it() {
+    use common::harness::{OPERATOR, OPERATOR_KEY};
+    let h = Harness::start().await;
+    // Completed here; DirectPay now says failed, without telling us.
+    let id = gcash_paid(&h, 25_000, "u_diff", false).await;
+    let txn = h
+        .store()
+        .payment(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .provider_reference
+        .unwrap()
+        .to_string();
+    h.sandbox(
+        &format!("/_sandbox/directpay/transactions/{txn}/status"),
+        json!({"status": "FAILED", "callback": "none"}),
+    )
+    .await;
+    let now = OffsetDateTime::now_utc() + Duration::seconds(1);
+    let report = reconcile(&h.services, now).await.unwrap();
+    assert_eq!(report.difference_count, 1, "{report:?}");
+
+    let queue = h
+        .get_as("/v1/ops/queue?kind=reconcile_difference", OPERATOR_KEY)
+        .await;
+    assert_eq!(queue.status, 200, "{}", queue.text);
+    let item = queued(&queue.body, "reconcile_difference", id).expect("the difference");
+    assert_eq!(item["difference"]["kind"], "status");
+    assert_eq!(item["difference"]["ours"], "completed");
+    assert!(item["difference"]["theirs"]
+        .as_str()
+        .unwrap()
+        .starts_with("failed"));
+    assert_eq!(item["actions"], json!(["acknowledge"]));
+    let diff = item["difference"]["id"].as_str().unwrap().to_string();
+
+    let path = format!("/v1/ops/differences/{id}/{diff}/acknowledge");
+    let note =
+        json!({"reason": "DirectPay support: their status page is wrong, the money settled"});
+    let merchant = h.post(&path, "d-0", &note).await;
+    assert_eq!(merchant.status, 403);
+    let ack = h.post_as(&path, OPERATOR_KEY, "d-1", &note).await;
+    assert_eq!(ack.status, 200, "{}", ack.text);
+    assert_eq!(ack.body["status"], "acknowledged");
+    assert_eq!(ack.body["acknowledged_by"], OPERATOR);
+    assert_eq!(ack.body["note"], note["reason"]);
+    let again = h.post_as(&path, OPERATOR_KEY, "d-2", &note).await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    let unknown = h
+        .post_as(
+            &format!("/v1/ops/differences/{id}/status-000000000000/acknowledge"),
+            OPERATOR_KEY,
+            "d-3",
+            &note,
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    let entry = p.history.last().unwrap();
+    assert_eq!(entry.action.as_deref(), Some("acknowledge"));
+    assert_eq!(entry.by.as_deref(), Some(OPERATOR));
+    assert_eq!(p.status, PaymentStatus::Completed, "no money moved");
+    assert_eq!(wallet(&h, "u_diff", Currency::Php).await, 25_000);
+
+    // The next run finds the same difference: it stays acknowledged.
+    let next = reconcile(&h.services, now + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(next.difference_count, 1);
+    let after = h
+        .get_as("/v1/ops/queue?kind=reconcile_difference", OPERATOR_KEY)
+        .await;
+    assert!(queued(&after.body, "reconcile_difference", id).is_none());
 }

@@ -2,9 +2,10 @@
 //! person, for every merchant. Operator keys only (403 for a merchant's).
 //!
 //! What waits: payments in `needs_review`, refunds whose outcome is not
-//! recorded, casino top-ups whose outcome is unknown, and top-ups given up
-//! (their money sits in the wallet). Each item says what can be done with
-//! it. Newest first; `?kind=` and `?provider=` filter.
+//! recorded, casino top-ups whose outcome is unknown, top-ups given up
+//! (their money sits in the wallet), and reconcile differences not yet
+//! acknowledged. Each item says what can be done with it. Newest first;
+//! `?kind=` and `?provider=` filter; `?limit=` and `?cursor=` page.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -28,14 +29,16 @@ pub enum Kind {
     RefundPending,
     TopupUnknown,
     TopupGivenUp,
+    ReconcileDifference,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    const ALL: [Kind; 5] = [
         Kind::PaymentReview,
         Kind::RefundPending,
         Kind::TopupUnknown,
         Kind::TopupGivenUp,
+        Kind::ReconcileDifference,
     ];
 
     fn parse(text: &str) -> Option<Kind> {
@@ -48,6 +51,7 @@ impl Kind {
             Kind::RefundPending => "refund_pending",
             Kind::TopupUnknown => "topup_unknown",
             Kind::TopupGivenUp => "topup_given_up",
+            Kind::ReconcileDifference => "reconcile_difference",
         }
     }
 
@@ -57,6 +61,7 @@ impl Kind {
             Kind::PaymentReview => &["accept", "reject"],
             Kind::RefundPending => &["check", "mark_refunded", "mark_not_refunded"],
             Kind::TopupUnknown | Kind::TopupGivenUp => &["mark_sent", "mark_not_sent"],
+            Kind::ReconcileDifference => &["acknowledge"],
         }
     }
 }
@@ -83,9 +88,83 @@ pub struct QueueItem {
     pub refund_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// For a reconcile difference: what we have and what the provider says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub difference: Option<DifferenceView>,
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
     pub actions: &'static [&'static str],
+}
+
+/// A reconcile difference in the queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct DifferenceView {
+    pub id: String,
+    pub kind: String,
+    pub ours: String,
+    pub theirs: String,
+}
+
+impl QueueItem {
+    /// The item's place in the queue: newest first, then by kind and ids.
+    fn order(&self) -> (std::cmp::Reverse<i128>, &'static str, &str, &str) {
+        (
+            std::cmp::Reverse(self.since.unix_timestamp_nanos()),
+            self.kind.as_str(),
+            &self.payment_id,
+            self.sub_id(),
+        )
+    }
+
+    fn sub_id(&self) -> &str {
+        self.refund_id
+            .as_deref()
+            .or(self.difference.as_ref().map(|d| d.id.as_str()))
+            .unwrap_or("-")
+    }
+
+    /// The cursor that continues after this item.
+    fn cursor(&self) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            self.since.unix_timestamp_nanos(),
+            self.kind.as_str(),
+            self.payment_id,
+            self.sub_id()
+        )
+    }
+}
+
+/// Where a page of the queue starts: after the item a cursor names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct After {
+    since: i128,
+    kind: String,
+    payment_id: String,
+    sub: String,
+}
+
+impl After {
+    fn decode(text: &str) -> Option<After> {
+        let mut parts = text.split('.');
+        let after = After {
+            since: parts.next()?.parse().ok()?,
+            kind: Kind::parse(parts.next()?)?.as_str().to_string(),
+            payment_id: parts.next().filter(|p| p.len() <= 64)?.to_string(),
+            sub: parts.next().filter(|p| p.len() <= 64)?.to_string(),
+        };
+        parts.next().is_none().then_some(after)
+    }
+
+    fn precedes(&self, item: &QueueItem) -> bool {
+        let mine = (
+            std::cmp::Reverse(self.since),
+            self.kind.as_str(),
+            self.payment_id.as_str(),
+            self.sub.as_str(),
+        );
+        mine < item.order()
+    }
 }
 
 /// Reads one kind's index page by page, up to [`PER_KIND`] ids.
@@ -133,6 +212,7 @@ pub async fn queue(
                             provider_status: p.provider_status.clone(),
                             refund_id: None,
                             last_error: None,
+                            difference: None,
                             since: p.updated_at,
                             actions: kind.actions(),
                         });
@@ -162,6 +242,7 @@ pub async fn queue(
                         provider_status: r.provider_code.clone(),
                         refund_id: Some(format!("ref_{refund_id}")),
                         last_error: r.last_error.clone(),
+                        difference: None,
                         since: r.last_attempt_at.unwrap_or(p.updated_at),
                         actions: kind.actions(),
                     });
@@ -186,7 +267,39 @@ pub async fn queue(
                         provider_status: None,
                         refund_id: None,
                         last_error: t.last_error.clone(),
+                        difference: None,
                         since: t.updated_at,
+                        actions: kind.actions(),
+                    });
+                }
+            }
+            Kind::ReconcileDifference => {
+                for (payment_id, diff) in ids(|start| store.open_differences(100, start)).await? {
+                    let (Some(p), Some(d)) = (
+                        store.payment(payment_id).await?,
+                        store.difference(payment_id, &diff).await?,
+                    ) else {
+                        continue;
+                    };
+                    items.push(QueueItem {
+                        kind,
+                        payment_id: p.id.to_string(),
+                        merchant_id: p.merchant_id.to_string(),
+                        provider: p.provider,
+                        amount: p.amount.minor(),
+                        currency: p.amount.currency(),
+                        confirmed_amount: p.confirmed_amount.map(|m| m.minor()),
+                        status: p.status.as_str().to_string(),
+                        provider_status: p.provider_status.clone(),
+                        refund_id: None,
+                        last_error: None,
+                        difference: Some(DifferenceView {
+                            id: d.id,
+                            kind: d.kind,
+                            ours: d.ours,
+                            theirs: d.theirs,
+                        }),
+                        since: d.found_at,
                         actions: kind.actions(),
                     });
                 }
@@ -194,14 +307,19 @@ pub async fn queue(
         }
     }
     items.retain(|i| provider.is_none_or(|p| i.provider == p));
-    items.sort_by_key(|i| std::cmp::Reverse(i.since));
+    items.sort_by(|a, b| a.order().cmp(&b.order()));
     Ok(items)
 }
 
 #[derive(Serialize)]
 struct QueueView {
     data: Vec<QueueItem>,
+    /// Where the next page starts (`?cursor=`), when there is one.
+    next_cursor: Option<String>,
 }
+
+/// Items per page unless `?limit=` says otherwise.
+pub const DEFAULT_LIMIT: usize = 50;
 
 /// `GET /v1/ops/queue[?kind=][&provider=]`.
 pub async fn get_queue(services: &Services, req: Request) -> Response<Body> {
@@ -217,7 +335,8 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
         Some(text) => vec![Kind::parse(text).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_kind",
-                "kind is payment_review, refund_pending, topup_unknown or topup_given_up",
+                "kind is payment_review, refund_pending, topup_unknown, topup_given_up \
+                 or reconcile_difference",
             )
         })?],
     };
@@ -228,9 +347,31 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
                 .map_err(|e| ApiError::bad_request("invalid_provider", e.to_string()))
         })
         .transpose()?;
-    let data = queue(services, &kinds, provider).await?;
+    let limit = match query.first("limit") {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=PER_KIND).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_limit", format!("limit is 1 to {PER_KIND}"))
+            })?,
+    };
+    let after = query
+        .first("cursor")
+        .map(|c| {
+            After::decode(c)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "not a queue cursor"))
+        })
+        .transpose()?;
+    let mut data = queue(services, &kinds, provider).await?;
+    if let Some(after) = after {
+        data.retain(|i| after.precedes(i));
+    }
+    let next_cursor = (data.len() > limit).then(|| data[limit - 1].cursor());
+    data.truncate(limit);
     tracing::info!(operator, items = data.len(), "queue read");
-    Ok(http::json(StatusCode::OK, &QueueView { data }))
+    Ok(http::json(StatusCode::OK, &QueueView { data, next_cursor }))
 }
 
 /// An operator's decision, from the route.
@@ -242,6 +383,7 @@ enum Mark {
     NotRefunded,
     Sent,
     NotSent,
+    Acknowledge,
 }
 
 impl Mark {
@@ -255,6 +397,7 @@ impl Mark {
             "mark-not-refunded" if under("/v1/ops/refunds/") => Some(Mark::NotRefunded),
             "mark-sent" if under("/v1/ops/topups/") => Some(Mark::Sent),
             "mark-not-sent" if under("/v1/ops/topups/") => Some(Mark::NotSent),
+            "acknowledge" if under("/v1/ops/differences/") => Some(Mark::Acknowledge),
             _ => None,
         }
     }
@@ -267,6 +410,7 @@ impl Mark {
             Mark::NotRefunded => "ops_mark_not_refunded",
             Mark::Sent => "ops_mark_sent",
             Mark::NotSent => "ops_mark_not_sent",
+            Mark::Acknowledge => "ops_acknowledge",
         }
     }
 }
@@ -371,6 +515,7 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
         Mark::Sent | Mark::NotSent => {
             mark_topup(services, payment, body.casino_transaction_id, by).await
         }
+        Mark::Acknowledge => acknowledge(services, req, payment, by).await,
     };
     idempotent::finish(services, claim, result).await
 }
@@ -510,4 +655,57 @@ async fn review(
         .with_refunds(services, &refunded)
         .await?;
     Ok(http::json(status, &view))
+}
+
+/// An operator's acknowledgement of a reconcile difference, with their note:
+/// it leaves the queue (a later run finding the same two sides keeps it
+/// acknowledged; a changed difference is a new item).
+async fn acknowledge(
+    services: &Services,
+    req: &Request,
+    payment: crate::payment::Payment,
+    by: (String, String),
+) -> Result<Response<Body>, ApiError> {
+    let id = req
+        .path_parameters()
+        .first("difference_id")
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::not_found("difference_not_found", "no such difference"))?;
+    let not_found = || ApiError::not_found("difference_not_found", "no such difference");
+    if id.len() > 64 {
+        return Err(not_found());
+    }
+    let kept = services
+        .store
+        .difference(payment.id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    let (operator, reason) = by;
+    let note = crate::payment::HistoryEntry {
+        status: payment.status,
+        at: OffsetDateTime::now_utc(),
+        source: crate::payment::ChangeSource::Operator,
+        by: Some(operator.clone()),
+        reason: Some(reason),
+        action: Some("acknowledge".into()),
+    };
+    match services.store.acknowledge_difference(&kept, &note).await? {
+        Ok(done) => {
+            tracing::warn!(
+                operator,
+                difference = done.id,
+                "reconcile difference acknowledged"
+            );
+            crate::telemetry::operator_action("acknowledge");
+            Ok(http::json(StatusCode::OK, &done))
+        }
+        Err(found) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            "the difference is acknowledged already",
+        )
+        .with_details(serde_json::json!({
+            "acknowledged_by": found.and_then(|f| f.acknowledged_by),
+        }))),
+    }
 }

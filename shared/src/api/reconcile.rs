@@ -47,6 +47,18 @@ pub enum DifferenceKind {
     TopUpUnknown,
 }
 
+impl DifferenceKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DifferenceKind::Status => "status",
+            DifferenceKind::Amount => "amount",
+            DifferenceKind::RefundPending => "refund_pending",
+            DifferenceKind::RefundTotal => "refund_total",
+            DifferenceKind::TopUpUnknown => "topup_unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -219,12 +231,13 @@ async fn check(
     let status_agrees = agree(payment.status, confirmation.status);
     let refunds_differ = refund_totals(services, payment).await;
     if let Some((ours, theirs)) = &refunds_differ {
-        report.add(difference(
+        let d = difference(
             DifferenceKind::RefundTotal,
             ours.clone(),
             theirs.clone(),
             Action::LeftForReview,
-        ));
+        );
+        left(services, report, payment, d).await?;
     }
     if status_agrees && !amount_differs {
         if refunds_differ.is_none() {
@@ -261,21 +274,50 @@ async fn check(
             .amount
             .map(|a| format!("{} {}", a.minor(), a.currency()))
             .unwrap_or_default();
-        report.add(difference(
+        let d = difference(
             DifferenceKind::Amount,
             format!("{} {}", payment.paid().minor(), payment.paid().currency()),
             theirs,
             action,
-        ));
+        );
+        left(services, report, payment, d).await?;
     }
     if !status_agrees {
-        report.add(difference(
+        let d = difference(
             DifferenceKind::Status,
             payment.status.to_string(),
             format!("{} ({})", confirmation.status, confirmation.provider_status),
             action,
-        ));
+        );
+        left(services, report, payment, d).await?;
     }
+    Ok(())
+}
+
+/// Adds `d` to the report and, where it is left for a person, keeps it for
+/// the operators' queue until acknowledged (a payment in review waits
+/// there already; pending refunds and unknown top-ups are listed as
+/// themselves).
+async fn left(
+    services: &Services,
+    report: &mut ReconcileReport,
+    payment: &Payment,
+    d: Difference,
+) -> Result<(), StoreError> {
+    if d.action == Action::LeftForReview && payment.status != PaymentStatus::NeedsReview {
+        let kept = crate::store::KeptDifference::open(
+            payment.id,
+            payment.provider,
+            d.kind.as_str(),
+            &d.ours,
+            &d.theirs,
+            report.run_at,
+        );
+        if services.store.keep_difference(&kept).await? {
+            tracing::info!(payment_id = %payment.id, difference = kept.id, "difference kept for an operator");
+        }
+    }
+    report.add(d);
     Ok(())
 }
 

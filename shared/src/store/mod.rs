@@ -33,6 +33,7 @@ pub use health::ProviderHealth;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 pub use ledger::{Balance, EntryCursor, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
 pub use payments::{CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
+pub use reconcile::{DifferenceStatus, KeptDifference};
 pub use refunds::{Refund, RefundMove, RefundStatus};
 pub use topups::{AcquireOutcome, FinishOutcome, TopUp, TopUpStatus};
 
@@ -262,6 +263,9 @@ pub(crate) mod keys {
     pub const GIVEN_UP_TOPUPS: &str = "GIVENUP#TOPUP";
     /// Payments in `needs_review`: listed for people, oldest first.
     pub const REVIEW_PAYMENTS: &str = "REVIEW#PAYMENT";
+    /// Reconcile differences not yet acknowledged by a person.
+    pub const OPEN_DIFFERENCES: &str = "OPEN#DIFFERENCE";
+    pub const DIFFERENCE_SK_PREFIX: &str = "DIFF#";
 }
 
 /// Whether an update was applied (`true`) or refused by its condition
@@ -284,6 +288,12 @@ pub(crate) trait ConditionFailed {
 }
 
 impl ConditionFailed for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::put_item::PutItemError {
     fn condition_failed(&self) -> bool {
         self.is_conditional_check_failed_exception()
     }

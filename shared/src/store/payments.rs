@@ -215,8 +215,6 @@ impl Store {
             .transpose()
     }
 
-    /// The payment a provider knows by `reference` (eventually consistent:
-    /// a webhook that beats our own write gets "unknown" and is retried).
     /// One page of payments in `needs_review`, oldest first.
     pub async fn review_payments(
         &self,
@@ -233,6 +231,8 @@ impl Store {
         Ok((ids, next))
     }
 
+    /// The payment a provider knows by `reference` (eventually consistent:
+    /// a webhook that beats our own write gets "unknown" and is retried).
     pub async fn payment_by_provider_ref(
         &self,
         provider: Provider,
