@@ -9,6 +9,9 @@ fired concurrently (duplicates and late, earlier-state ones) at functions
 running several instances each (make dev's PAYGATE_FUNCTION_CONCURRENCY),
 and the money checked: one completion and one credit per payment, one
 casino transfer per top-up, every wallet's balance equal to its entries.
+Then README's "Operating it" case with the operators' command line: a
+short ToyyibPay payment goes to review, an operator accepts it at the paid
+amount (twice: the second replays), and the wallet shows that amount once.
 Then the health endpoint, and the scheduled jobs' answers in the gateway's
 log. Exits non-zero with a reason on the first thing that is not as it
 should be.
@@ -33,6 +36,8 @@ SANDBOX = "http://" + os.environ.get("PAYGATE_SANDBOX_ADDR", "127.0.0.1:8900")
 KEY = "pk_local_paygate_dev_key"
 GATEWAY_LOG = os.path.join(ROOT, ".local", "log", "gateway.log")
 SANDBOX_CLI = os.path.join(ROOT, "target", "debug", "sandbox")
+OPS_CLI = os.path.join(ROOT, "target", "debug", "ops")
+OPERATOR_KEY = "ok_local_paygate_operator_key"
 
 RUN = uuid.uuid4().hex[:10]
 PROVIDERS = [
@@ -116,6 +121,52 @@ RACES = {
                          {"status": "COMPLETED", "event_id": "evt_race_{ref}"})] * 4
                        + [("/_sandbox/payment-engine/transactions/{ref}/settle", {"status": "COMPLETED"})] * 2),
 }
+
+
+def ops(*args):
+    """The operators' command line against make dev; its JSON answer(s)."""
+    out = subprocess.run([OPS_CLI, *args], capture_output=True, text=True,
+                         env={**os.environ, "PAYGATE_URL": API, "PAYGATE_OPERATOR_KEY": OPERATOR_KEY})
+    if out.returncode != 0:
+        fail(f"ops {' '.join(args)}: {out.stderr.strip()}")
+    if args[0] == "queue":
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return json.loads(out.stdout)
+
+
+def operating_it():
+    """README's "Operating it", by the operators' command line."""
+    user = f"u_smoke_review_{RUN}"
+    body = {"provider": "toyyibpay", "amount": 9990, "currency": "MYR", "wallet_user_id": user,
+            "reference": f"SMOKE-review-{RUN}",
+            "customer": {"email": "a@example.com", "phone": "+60123456789"}}
+    status, created = call("POST", "/v1/payments", body, idempotency=f"smoke-review-{RUN}")
+    if status != 201:
+        fail(f"create the short payment: {status} {created}")
+    pid = created["id"]
+    control(f"/_sandbox/toyyibpay/bills/{created['provider_reference']}/attempt",
+            {"status": 1, "amount_sen": 9900})
+
+    def in_review():
+        status, p = call("GET", f"/v1/payments/{pid}")
+        return p if status == 200 and p["status"] == "needs_review" else None
+    p = until("the short payment reaching review", in_review)
+    if p.get("confirmed_amount") != 9900:
+        fail(f"the review should record ToyyibPay's 9900: {p}")
+    listed = [i for i in ops("queue", "--kind", "payment_review") if i["payment_id"] == pid]
+    if len(listed) != 1 or listed[0]["actions"] != ["accept", "reject"]:
+        fail(f"ops queue should list the payment once with its actions: {listed}")
+    for _ in range(2):
+        accepted = ops("accept", pid, "--reason", "payer paid RM 99.00 (ToyyibPay portal)")
+        if accepted["status"] != "completed" or accepted["history"][-1]["action"] != "accept":
+            fail(f"ops accept: {accepted}")
+    entries, balances = wallet_entries(user)
+    credits = [e for e in entries if e["kind"] == "credit"]
+    if balances != [{"currency": "MYR", "amount": 9900}] or len(credits) != 1:
+        fail(f"the wallet should show 9900 once: {balances} {entries}")
+    if any(i["payment_id"] == pid for i in ops("queue")):
+        fail("an accepted payment should leave the queue")
+    print(f"dev-smoke: operating it: {pid} short, in review, accepted by ops at 9900, credited once")
 
 
 def wallet_entries(user):
@@ -231,6 +282,7 @@ def main():
     print(f"dev-smoke: casino top-up done ({p['topup']['casino_transaction_id']}), wallet back to 0")
 
     race()
+    operating_it()
 
     status, health = call("GET", "/v1/health", key=False)
     if status != 200 or health["status"] != "ok":

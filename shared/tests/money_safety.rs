@@ -239,21 +239,9 @@ async fn a_refund_that_never_reached_the_bank_is_released_by_reconcile_then_retr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_qpay_refund_is_confirmed_from_payment_check() {
     let h = Harness::start().await;
-    let r = h
-        .create(
-            &key(),
-            &json!({"provider": "qpay", "amount": 150_000, "currency": "MNT",
-                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": "u_q"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["id"].as_str().unwrap().to_string();
-    let invoice = r.body["provider_reference"].as_str().unwrap().to_string();
-    h.sandbox(
-        &format!("/_sandbox/qpay/invoices/{invoice}/pay"),
-        json!({"type": "CARD"}),
-    )
-    .await;
+    let id = qpay_card(&h, "u_q", json!({"type": "CARD"}))
+        .await
+        .to_string();
     let path = format!("/v1/payments/{id}/refund");
     fault(&h, "/qpay/v2/payment/refund/", "apply_hang", 1).await;
     let lost = h.post(&path, "q-1", &json!({})).await;
@@ -1251,9 +1239,9 @@ async fn an_accept_without_a_confirmed_amount_needs_the_operators_figure() {
     assert_eq!(bad.status, 422);
 }
 
-/// A QPay invoice of 150,000 MNT paid by card with `paid_major` tugrik: in
-/// review when that is not the invoice's amount.
-async fn qpay_overpaid(h: &Harness, user: &str, paid_major: &str) -> PaymentId {
+/// A QPay invoice of 150,000 MNT for `user`, paid as `pay` says (the
+/// sandbox's `invoices/{id}/pay` body).
+async fn qpay_card(h: &Harness, user: &str, pay: Value) -> PaymentId {
     let r = h
         .create(
             &key(),
@@ -1263,12 +1251,15 @@ async fn qpay_overpaid(h: &Harness, user: &str, paid_major: &str) -> PaymentId {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let invoice = r.body["provider_reference"].as_str().unwrap().to_string();
-    h.sandbox(
-        &format!("/_sandbox/qpay/invoices/{invoice}/pay"),
-        json!({"type": "CARD", "amount": paid_major}),
-    )
-    .await;
-    let id: PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    h.sandbox(&format!("/_sandbox/qpay/invoices/{invoice}/pay"), pay)
+        .await;
+    r.body["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// A QPay invoice of 150,000 MNT paid by card with `paid_major` tugrik: in
+/// review when that is not the invoice's amount.
+async fn qpay_overpaid(h: &Harness, user: &str, paid_major: &str) -> PaymentId {
+    let id = qpay_card(h, user, json!({"type": "CARD", "amount": paid_major})).await;
     let p = h.store().payment(id).await.unwrap().unwrap();
     assert_eq!(p.status, PaymentStatus::NeedsReview, "{p:?}");
     id
@@ -1400,4 +1391,77 @@ async fn a_reconcile_difference_waits_until_an_operator_acknowledges_it() {
         .get_as("/v1/ops/queue?kind=reconcile_difference", OPERATOR_KEY)
         .await;
     assert!(queued(&after.body, "reconcile_difference", id).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_read_the_providers_balances_and_a_failing_one_says_so() {
+    use common::harness::OPERATOR_KEY;
+    let h = Harness::start().await;
+    let merchant = h.get("/v1/ops/balances").await;
+    assert_eq!(merchant.status, 403);
+    let r = h.get_as("/v1/ops/balances", OPERATOR_KEY).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let find = |body: &Value, source: &str, account: &str| {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["source"] == source && b["account"] == account)
+            .cloned()
+    };
+    // The Payment Engine's receiving account, exactly ("1250.75" USD).
+    let pe = find(&r.body, "payment_engine", "acc_merchant_001").expect("PE balance");
+    assert_eq!(
+        (pe["amount"].clone(), pe["currency"].clone()),
+        (json!(125_075), json!("USD"))
+    );
+    assert!(pe["read_at"].is_string());
+    // Each casino agent's float, from get-balances with its own token.
+    let alpha = find(&r.body, "casino", "TM_ALPHA").expect("TM_ALPHA");
+    assert_eq!(alpha["amount"], 5_000_000);
+    assert_eq!(alpha["currency"], "PHP");
+    let beta = find(&r.body, "casino", "TM_BETA").expect("TM_BETA");
+    assert_eq!(beta["amount"], 120_050);
+    let silent: Vec<_> = r.body["not_reported"].as_array().unwrap().clone();
+    assert!(silent.contains(&json!("directpay")) && silent.contains(&json!("paygram")));
+    assert!(!silent.contains(&json!("payment_engine")));
+
+    // A bridge that fails: that agent's entry says so, the others stand.
+    fault(&h, "/casino/account/get-balances", "fail", 20).await;
+    let r = h.get_as("/v1/ops/balances", OPERATOR_KEY).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let alpha = find(&r.body, "casino", "TM_ALPHA").expect("TM_ALPHA");
+    assert_eq!(alpha["error"], "no_answer", "{alpha}");
+    assert!(alpha.get("amount").is_none());
+    assert!(find(&r.body, "payment_engine", "acc_merchant_001").unwrap()["amount"].is_number());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_check_settles_a_lost_refund_on_the_providers_word() {
+    use common::harness::OPERATOR_KEY;
+    let h = Harness::start().await;
+    let id = qpay_card(&h, "u_check", json!({"type": "CARD"})).await;
+    fault(&h, "/qpay/v2/payment/refund/", "apply_hang", 1).await;
+    let lost = h
+        .post(&format!("/v1/payments/{id}/refund"), "c-1", &json!({}))
+        .await;
+    assert_eq!(lost.status, 202, "{}", lost.text);
+    let refund = lost.body["refunds"][0]["id"].as_str().unwrap().to_string();
+    let check = h
+        .post_as(
+            &format!("/v1/ops/refunds/{id}/{refund}/check"),
+            OPERATOR_KEY,
+            "c-2",
+            &json!({"reason": "merchant asked where the refund is"}),
+        )
+        .await;
+    assert_eq!(check.status, 200, "{}", check.text);
+    assert_eq!(check.body["status"], "refunded");
+    assert_eq!(check.body["refunds"][0]["status"], "succeeded");
+    assert_eq!(
+        h.sandbox.state.calls("/qpay/v2/payment/refund/"),
+        1,
+        "asked, not resent"
+    );
+    assert_eq!(wallet(&h, "u_check", Currency::Mnt).await, 0);
 }

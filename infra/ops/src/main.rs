@@ -1,41 +1,42 @@
-//! `ops`: what waits for a person, and how to settle it, against any
-//! deployment the environment points at (`AWS_*` credentials and region,
-//! `PAYGATE_TABLE`, `PAYGATE_TOPUP_QUEUE_URL`; locally `eval "$(make -s env)"`).
+//! `ops`: the operators' command line over paygate's HTTP API, against any
+//! deployment: `PAYGATE_URL` (the API's base URL; `make dev`'s
+//! `http://127.0.0.1:3000` when unset) and `PAYGATE_OPERATOR_KEY` (an
+//! operator's API key; never printed).
 //!
-//! - `ops pending`: refunds whose outcome is not recorded and casino
-//!   top-ups whose outcome is unknown, one JSON line each.
-//! - `ops refund <payment id> check`: asks the provider about the payment's
-//!   pending refunds now and settles each one its answer proves (recorded,
-//!   or released when the provider shows it never made it).
-//! - `ops topup <payment id> sent <casino transaction id> --by <name>`: the
-//!   player's casino history shows the transfer: the top-up is done and the
-//!   wallet debited, once.
-//! - `ops topup <payment id> not-sent --by <name>`: the casino has no such
-//!   transfer: the top-up is queued again and sent with the same nonce.
+//! - `ops queue [--kind K] [--provider P]`: everything that waits for a
+//!   person, one JSON line per item, every page.
+//! - `ops balances`: what each provider that reports a balance says now.
+//! - `ops accept <payment> --reason R [--amount MINOR]`,
+//!   `ops reject <payment> --reason R`: a payment in review.
+//! - `ops refund <payment> <refund> check|refunded|not-refunded --reason R`.
+//! - `ops topup <payment> sent <casino transaction id> --reason R`,
+//!   `ops topup <payment> not-sent --reason R`.
+//! - `ops acknowledge <payment> <difference> --reason R`.
 //!
-//! Every change is a conditional write on the item's current state: two
-//! people settling one item at once, one wins and the other is told.
+//! Each action sends an Idempotency-Key derived from the action itself
+//! (route, reason, amount): running the same command again replays the
+//! first answer instead of acting twice (`--key K` chooses another). The
+//! answer's JSON is printed; an error answer exits non-zero.
 
 use std::process::ExitCode;
 
-use serde_json::json;
-use shared::ids::PaymentId;
-use shared::queue::TopUpQueue;
-use shared::secrets::SecretsCache;
-use shared::services::{Services, Settings};
-use shared::store::{RefundStatus, Store};
-use time::OffsetDateTime;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
-const USAGE: &str = "usage:
-  ops pending
-  ops refund <payment id> check
-  ops topup <payment id> sent <casino transaction id> --by <name>
-  ops topup <payment id> not-sent --by <name>";
+const USAGE: &str = "usage (PAYGATE_URL, PAYGATE_OPERATOR_KEY):
+  ops queue [--kind K] [--provider P]
+  ops balances
+  ops accept <payment id> --reason R [--amount MINOR]
+  ops reject <payment id> --reason R
+  ops refund <payment id> <refund id> check|refunded|not-refunded --reason R
+  ops topup <payment id> sent <casino transaction id> --reason R
+  ops topup <payment id> not-sent --reason R
+  ops acknowledge <payment id> <difference id> --reason R
+  (every action also takes --key K, its Idempotency-Key)";
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -45,153 +46,290 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn services() -> Result<Services, String> {
-    let sdk = shared::config::aws().await;
-    let store = Store::from_env(aws_sdk_dynamodb::Client::new(&sdk)).map_err(|e| e.to_string())?;
-    let queue = TopUpQueue::from_env(aws_sdk_sqs::Client::new(&sdk)).map_err(|e| e.to_string())?;
-    let secrets = SecretsCache::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        SecretsCache::DEFAULT_TTL,
-    );
-    let settings = Settings {
-        public_base_url: std::env::var("PAYGATE_PUBLIC_BASE_URL").unwrap_or_default(),
-        secret_prefix: std::env::var("PAYGATE_SECRET_PREFIX").unwrap_or_else(|_| "paygate/".into()),
-        payment_ttl: time::Duration::minutes(30),
-        http: shared::providers::http::HttpPolicy::background(),
-    };
-    Ok(Services::new(store, queue, secrets, settings))
+/// A command as parsed: what to call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Command {
+    Queue {
+        query: Vec<(String, String)>,
+    },
+    Balances,
+    Action {
+        path: String,
+        body: Value,
+        key: Option<String>,
+    },
 }
 
-fn payment_id(text: &str) -> Result<PaymentId, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not a payment id (pay_...)"))
-}
-
-fn by(options: &[&str]) -> Result<String, String> {
-    match options {
-        ["--by", name] if !name.trim().is_empty() => Ok(format!("operator {name}")),
-        _ => Err(format!("say who decides with --by <name>\n{USAGE}")),
+/// `--name value` options after the positional words.
+fn options(rest: &[String]) -> Result<Vec<(&str, &str)>, String> {
+    let mut out = Vec::new();
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected {flag:?}\n{USAGE}"))?;
+        let value = it
+            .next()
+            .ok_or_else(|| format!("--{name} needs a value\n{USAGE}"))?;
+        out.push((name, value.as_str()));
     }
+    Ok(out)
 }
 
-async fn run(args: &[&str]) -> Result<(), String> {
-    let store_error = |e: shared::store::StoreError| e.to_string();
-    match args {
-        ["pending"] => {
-            let services = services().await?;
-            let now = OffsetDateTime::now_utc();
-            let mut start = None;
-            loop {
-                let (ids, next) = services
-                    .store
-                    .open_refunds(now, 100, start)
-                    .await
-                    .map_err(store_error)?;
-                for (payment, refund) in ids {
-                    if let Some(r) = services
-                        .store
-                        .refund(payment, refund)
-                        .await
-                        .map_err(store_error)?
-                    {
-                        println!(
-                            "{}",
-                            json!({"kind": "refund", "payment_id": payment.to_string(),
-                                   "refund_id": format!("ref_{refund}"), "amount": r.amount.minor(),
-                                   "currency": r.amount.currency().code(), "attempts": r.attempts,
-                                   "last_error": r.last_error})
-                        );
-                    }
-                }
-                match next {
-                    Some(key) => start = Some(key),
-                    None => break,
+fn action(path: String, rest: &[String], allowed: &[&str]) -> Result<Command, String> {
+    let mut body = serde_json::Map::new();
+    let mut key = None;
+    for (name, value) in options(rest)? {
+        match name {
+            "reason" => {
+                body.insert("reason".into(), json!(value));
+            }
+            "key" => key = Some(value.to_string()),
+            "amount" if allowed.contains(&"amount") => {
+                let minor: i64 = value
+                    .parse()
+                    .map_err(|_| "--amount is a whole number of minor units".to_string())?;
+                body.insert("amount".into(), json!(minor));
+            }
+            _ => return Err(format!("--{name} does not belong here\n{USAGE}")),
+        }
+    }
+    if !body.contains_key("reason") {
+        return Err(format!("say why with --reason\n{USAGE}"));
+    }
+    Ok(Command::Action {
+        path,
+        body: Value::Object(body),
+        key,
+    })
+}
+
+fn parse(args: &[String]) -> Result<Command, String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["queue", ..] => {
+            let mut query = Vec::new();
+            for (name, value) in options(&args[1..])? {
+                match name {
+                    "kind" | "provider" => query.push((name.to_string(), value.to_string())),
+                    _ => return Err(format!("--{name} does not belong here\n{USAGE}")),
                 }
             }
-            for id in services
-                .store
-                .unknown_topups(1_000)
-                .await
-                .map_err(store_error)?
-            {
-                if let Some(t) = services.store.topup(id).await.map_err(store_error)? {
-                    println!(
-                        "{}",
-                        json!({"kind": "topup", "payment_id": id.to_string(), "status": t.status.as_str(),
-                               "username": t.username.to_string(), "amount": t.amount.minor(),
-                               "nonce": t.nonce, "attempts": t.attempts, "last_error": t.last_error})
-                    );
-                }
+            Ok(Command::Queue { query })
+        }
+        ["balances"] => Ok(Command::Balances),
+        ["accept", payment, ..] => action(
+            format!("/v1/ops/payments/{payment}/accept"),
+            &args[2..],
+            &["amount"],
+        ),
+        ["reject", payment, ..] => action(
+            format!("/v1/ops/payments/{payment}/reject"),
+            &args[2..],
+            &[],
+        ),
+        ["refund", payment, refund, what, ..] => {
+            let verb = match *what {
+                "check" => "check",
+                "refunded" => "mark-refunded",
+                "not-refunded" => "mark-not-refunded",
+                _ => return Err(USAGE.to_string()),
+            };
+            action(
+                format!("/v1/ops/refunds/{payment}/{refund}/{verb}"),
+                &args[4..],
+                &[],
+            )
+        }
+        ["topup", payment, "sent", txn, ..] if !txn.starts_with("--") => {
+            let mut command = action(
+                format!("/v1/ops/topups/{payment}/mark-sent"),
+                &args[4..],
+                &[],
+            )?;
+            if let Command::Action { body, .. } = &mut command {
+                body["casino_transaction_id"] = json!(txn);
             }
-            Ok(())
+            Ok(command)
         }
-        ["refund", id, "check"] => {
-            let services = services().await?;
-            let id = payment_id(id)?;
-            let mut payment = services
-                .store
-                .payment(id)
-                .await
-                .map_err(store_error)?
-                .ok_or("no such payment")?;
-            for refund in services.store.refunds_of(id).await.map_err(store_error)? {
-                if refund.status != RefundStatus::Pending {
-                    continue;
-                }
-                let refund_id = refund.refund_id;
-                let outcome = shared::refunds::resume(
-                    &services,
-                    payment.clone(),
-                    refund,
-                    false,
-                    OffsetDateTime::now_utc(),
-                )
-                .await
-                .map_err(|e| format!("{} {}", e.code, e.message))?;
-                let word = match outcome {
-                    shared::refunds::Resumed::Done(_) => "refunded: recorded",
-                    shared::refunds::Resumed::Refused(_) => "not refunded: released",
-                    shared::refunds::Resumed::Pending(_) => {
-                        "unknown: the provider's answer cannot tell; ask the provider's support"
-                    }
-                };
-                println!("ref_{refund_id}: {word}");
-                payment = services
-                    .store
-                    .payment(id)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or("no such payment")?;
-            }
-            Ok(())
-        }
-        ["topup", id, "sent", txn, options @ ..] => {
-            let who = by(options)?;
-            mark(payment_id(id)?, Some(txn), &who).await
-        }
-        ["topup", id, "not-sent", options @ ..] => {
-            let who = by(options)?;
-            mark(payment_id(id)?, None, &who).await
-        }
+        ["topup", payment, "not-sent", ..] => action(
+            format!("/v1/ops/topups/{payment}/mark-not-sent"),
+            &args[3..],
+            &[],
+        ),
+        ["acknowledge", payment, difference, ..] => action(
+            format!("/v1/ops/differences/{payment}/{difference}/acknowledge"),
+            &args[3..],
+            &[],
+        ),
         _ => Err(USAGE.to_string()),
     }
 }
 
-async fn mark(id: PaymentId, sent: Option<&str>, who: &str) -> Result<(), String> {
-    let services = services().await?;
-    let by = (who, "settled with the ops command line");
-    match shared::flow::mark_topup(&services, id, sent, by, OffsetDateTime::now_utc())
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Ok(t) => {
-            println!(
-                "{}",
-                json!({"payment_id": id.to_string(), "status": t.status.as_str(),
-                       "casino_transaction_id": t.casino_transaction_id, "settled_by": t.settled_by})
-            );
+/// The Idempotency-Key of an action: the same command, the same key.
+fn derived_key(path: &str, body: &Value) -> String {
+    let digest = Sha256::digest(format!("paygate ops\n{path}\n{body}"));
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("ops-{hex}")
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    fn from_env() -> Result<Api, String> {
+        let base = std::env::var("PAYGATE_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:3000".into())
+            .trim_end_matches('/')
+            .to_string();
+        let key = std::env::var("PAYGATE_OPERATOR_KEY")
+            .map_err(|_| "set PAYGATE_OPERATOR_KEY to an operator's API key".to_string())?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Api { http, base, key })
+    }
+
+    /// Sends a request; the answer's JSON, or an error naming paygate's
+    /// error code and message.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), String> {
+        let reply = request
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| format!("paygate did not answer: {}", e.without_url()))?;
+        let status = reply.status().as_u16();
+        let text = reply.text().await.map_err(|e| e.to_string())?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            let error = &body["error"];
+            return Err(format!(
+                "HTTP {status} {}: {}",
+                error["code"].as_str().unwrap_or("error"),
+                error["message"].as_str().unwrap_or_default()
+            ));
+        }
+        Ok((status, body))
+    }
+}
+
+async fn run(args: &[String]) -> Result<(), String> {
+    let command = parse(args)?;
+    let api = Api::from_env()?;
+    match command {
+        Command::Queue { query } => {
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut page = query.clone();
+                page.push(("limit".into(), "200".into()));
+                if let Some(c) = &cursor {
+                    page.push(("cursor".into(), c.clone()));
+                }
+                let url = format!("{}/v1/ops/queue", api.base);
+                let (_, body) = api.send(api.http.get(&url).query(&page)).await?;
+                for item in body["data"].as_array().into_iter().flatten() {
+                    println!("{item}");
+                }
+                match body["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => return Ok(()),
+                }
+            }
+        }
+        Command::Balances => {
+            let url = format!("{}/v1/ops/balances", api.base);
+            let (_, body) = api.send(api.http.get(&url)).await?;
+            println!("{body:#}");
             Ok(())
         }
-        Err(why) => Err(why),
+        Command::Action { path, body, key } => {
+            let key = key.unwrap_or_else(|| derived_key(&path, &body));
+            eprintln!("ops: POST {path} (Idempotency-Key {key})");
+            let url = format!("{}{path}", api.base);
+            let request = api
+                .http
+                .post(&url)
+                .header("Idempotency-Key", &key)
+                .json(&body);
+            let (status, answer) = api.send(request).await?;
+            if status == 202 {
+                eprintln!(
+                    "ops: accepted, the provider's answer is not known yet; run it again later"
+                );
+            }
+            println!("{answer:#}");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn commands_become_their_routes_and_bodies() {
+        assert_eq!(
+            parse(&words("accept pay_1 --reason paid --amount 9900")).unwrap(),
+            Command::Action {
+                path: "/v1/ops/payments/pay_1/accept".into(),
+                body: json!({"reason": "paid", "amount": 9900}),
+                key: None,
+            }
+        );
+        assert_eq!(
+            parse(&words("topup pay_1 sent C-9 --reason seen --key k1")).unwrap(),
+            Command::Action {
+                path: "/v1/ops/topups/pay_1/mark-sent".into(),
+                body: json!({"reason": "seen", "casino_transaction_id": "C-9"}),
+                key: Some("k1".into()),
+            }
+        );
+        assert_eq!(
+            parse(&words("refund pay_1 ref_2 not-refunded --reason none")).unwrap(),
+            Command::Action {
+                path: "/v1/ops/refunds/pay_1/ref_2/mark-not-refunded".into(),
+                body: json!({"reason": "none"}),
+                key: None,
+            }
+        );
+        assert_eq!(
+            parse(&words("queue --kind payment_review")).unwrap(),
+            Command::Queue {
+                query: vec![("kind".into(), "payment_review".into())]
+            }
+        );
+    }
+
+    #[test]
+    fn a_command_without_a_reason_or_with_a_stray_option_is_refused() {
+        assert!(parse(&words("reject pay_1")).is_err());
+        assert!(parse(&words("reject pay_1 --amount 5 --reason x")).is_err());
+        assert!(parse(&words("accept pay_1 --reason x --amount ten")).is_err());
+        assert!(parse(&words("topup pay_1 sent --reason x")).is_err());
+        assert!(parse(&words("queue --limit 3")).is_err());
+        assert!(parse(&words("refund pay_1 ref_2 maybe --reason x")).is_err());
+    }
+
+    #[test]
+    fn the_same_action_keeps_its_key_and_another_gets_another() {
+        let a = derived_key("/v1/ops/payments/pay_1/accept", &json!({"reason": "x"}));
+        assert_eq!(
+            a,
+            derived_key("/v1/ops/payments/pay_1/accept", &json!({"reason": "x"}))
+        );
+        assert_ne!(
+            a,
+            derived_key("/v1/ops/payments/pay_1/reject", &json!({"reason": "x"}))
+        );
+        assert!(a.len() <= 64 && a.starts_with("ops-"));
     }
 }

@@ -56,22 +56,26 @@ pub struct State {
 
 impl Default for State {
     fn default() -> State {
+        // The top managers are agents with a float of their own (what
+        // get-balances reports for them); TM_BETA's is running low.
         let players = [
-            ("player1", 1001, "TM_ALPHA", "IM_ALPHA_1"),
-            ("player2", 1002, "TM_BETA", "IM_BETA_1"),
-            ("player3", 1003, "TM_ALPHA", "IM_ALPHA_2"),
+            ("player1", 1001, "player", "TM_ALPHA", "IM_ALPHA_1", 0),
+            ("player2", 1002, "player", "TM_BETA", "IM_BETA_1", 0),
+            ("player3", 1003, "player", "TM_ALPHA", "IM_ALPHA_2", 0),
+            ("TM_ALPHA", 9001, "agent", "TM_ALPHA", "TM_ALPHA", 5_000_000),
+            ("TM_BETA", 9002, "agent", "TM_BETA", "TM_BETA", 120_050),
         ]
         .into_iter()
-        .map(|(name, id, top, immediate)| {
+        .map(|(name, id, kind, top, immediate, float)| {
             (
                 name.to_string(),
                 Player {
                     username: name.to_string(),
                     client_id: id,
-                    user_type: "player".into(),
+                    user_type: kind.into(),
                     top_manager: top.into(),
                     immediate_manager: immediate.into(),
-                    balance_centavos: 0,
+                    balance_centavos: float,
                 },
             )
         })

@@ -384,6 +384,7 @@ enum Mark {
     Sent,
     NotSent,
     Acknowledge,
+    Check,
 }
 
 impl Mark {
@@ -398,6 +399,7 @@ impl Mark {
             "mark-sent" if under("/v1/ops/topups/") => Some(Mark::Sent),
             "mark-not-sent" if under("/v1/ops/topups/") => Some(Mark::NotSent),
             "acknowledge" if under("/v1/ops/differences/") => Some(Mark::Acknowledge),
+            "check" if under("/v1/ops/refunds/") => Some(Mark::Check),
             _ => None,
         }
     }
@@ -411,6 +413,7 @@ impl Mark {
             Mark::Sent => "ops_mark_sent",
             Mark::NotSent => "ops_mark_not_sent",
             Mark::Acknowledge => "ops_acknowledge",
+            Mark::Check => "ops_check_refund",
         }
     }
 }
@@ -431,6 +434,14 @@ struct ActionBody {
 /// settle what it lists.
 pub async fn handle(services: &Services, req: Request) -> Response<Body> {
     if req.method() == lambda_http::http::Method::GET {
+        if req
+            .uri()
+            .path()
+            .trim_end_matches('/')
+            .ends_with("/balances")
+        {
+            return get_balances(services, req).await;
+        }
         return get_queue(services, req).await;
     }
     let request_id = http::request_id(&req);
@@ -509,8 +520,8 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
     let by = (operator, reason);
     let result = match action {
         Mark::Accept | Mark::Reject => review(services, payment, action, body.amount, by).await,
-        Mark::Refunded | Mark::NotRefunded => {
-            mark_refund(services, req, payment, action == Mark::Refunded, by).await
+        Mark::Refunded | Mark::NotRefunded | Mark::Check => {
+            mark_refund(services, req, payment, action, by).await
         }
         Mark::Sent | Mark::NotSent => {
             mark_topup(services, payment, body.casino_transaction_id, by).await
@@ -524,7 +535,7 @@ async fn mark_refund(
     services: &Services,
     req: &Request,
     payment: crate::payment::Payment,
-    refunded: bool,
+    action: Mark,
     by: (String, String),
 ) -> Result<Response<Body>, ApiError> {
     let refund_id = req
@@ -538,8 +549,22 @@ async fn mark_refund(
         .refund(payment.id, refund_id)
         .await?
         .ok_or_else(|| ApiError::not_found("refund_not_found", "no such refund"))?;
-    tracing::warn!(operator = by.0, refunded, refund_id = %refund_id, "refund settled by an operator");
-    let payment = crate::refunds::mark(services, payment, refund, refunded, by).await?;
+    let payment = if action == Mark::Check {
+        // Asks the provider now and settles on a clear answer, as reconcile
+        // does; an answer that cannot tell leaves the refund pending.
+        tracing::info!(operator = by.0, refund_id = %refund_id, "refund checked by an operator");
+        let now = OffsetDateTime::now_utc();
+        match crate::refunds::resume(services, payment.clone(), refund, false, now).await? {
+            crate::refunds::Resumed::Done(p) | crate::refunds::Resumed::Pending(p) => p,
+            crate::refunds::Resumed::Refused(_) => {
+                services.store.payment(payment.id).await?.unwrap_or(payment)
+            }
+        }
+    } else {
+        let refunded = action == Mark::Refunded;
+        tracing::warn!(operator = by.0, refunded, refund_id = %refund_id, "refund settled by an operator");
+        crate::refunds::mark(services, payment, refund, refunded, by).await?
+    };
     let view = super::PaymentView::of(&payment, None)
         .with_refunds(services, &payment)
         .await?;
@@ -708,4 +733,105 @@ async fn acknowledge(
             "acknowledged_by": found.and_then(|f| f.acknowledged_by),
         }))),
     }
+}
+
+/// One balance a provider reports, as read just now.
+#[derive(Debug, Clone, Serialize)]
+pub struct BalanceView {
+    /// The provider, or `casino` for an agent's float.
+    pub source: String,
+    /// The account: the Payment Engine account, the casino agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<crate::money::Currency>,
+    /// Why there is no amount (the call failed); never the provider's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub read_at: OffsetDateTime,
+}
+
+impl BalanceView {
+    fn of(
+        source: &str,
+        account: Option<String>,
+        read: Result<crate::money::Money, crate::providers::ProviderError>,
+    ) -> BalanceView {
+        let (amount, currency, error) = match read {
+            Ok(m) => (Some(m.minor()), Some(m.currency()), None),
+            Err(e) => {
+                tracing::warn!(source, error = %e, "balance not read");
+                (None, None, Some(balance_error(&e)))
+            }
+        };
+        BalanceView {
+            source: source.to_string(),
+            account,
+            amount,
+            currency,
+            error,
+            read_at: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+fn balance_error(e: &crate::providers::ProviderError) -> &'static str {
+    use crate::providers::ProviderError as E;
+    match e {
+        e if e.is_unavailable() => "no_answer",
+        E::Auth { .. } => "authentication_failed",
+        E::NotFound { .. } => "account_not_found",
+        E::Rejected { .. } => "refused",
+        _ => "unreadable_answer",
+    }
+}
+
+#[derive(Serialize)]
+struct BalancesView {
+    data: Vec<BalanceView>,
+    /// Providers whose API has no balance call.
+    not_reported: Vec<Provider>,
+}
+
+/// `GET /v1/ops/balances`: what each provider that reports a balance says
+/// now (the Payment Engine account, every casino agent's float), read on
+/// each request, so operators see a float running low before top-ups fail.
+pub async fn get_balances(services: &Services, req: Request) -> Response<Body> {
+    let request_id = http::request_id(&req);
+    handled("ops_balances", &request_id, balances_inner(services, &req)).await
+}
+
+async fn balances_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
+    let operator = http::operator(req)?;
+    let mut data = Vec::new();
+    let mut not_reported = Vec::new();
+    for provider in Provider::ALL {
+        let read = match services.gateway(provider).await {
+            Ok(g) => g.balance().await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(None) => not_reported.push(provider),
+            Ok(Some((account, money))) => {
+                data.push(BalanceView::of(provider.as_str(), Some(account), Ok(money)))
+            }
+            Err(e) => data.push(BalanceView::of(provider.as_str(), None, Err(e))),
+        }
+    }
+    match services.casino().await {
+        Ok(casino) => {
+            for (agent, read) in casino.agent_balances().await {
+                data.push(BalanceView::of("casino", Some(agent), read));
+            }
+        }
+        Err(e) => data.push(BalanceView::of("casino", None, Err(e))),
+    }
+    tracing::info!(operator, balances = data.len(), "balances read");
+    Ok(http::json(
+        StatusCode::OK,
+        &BalancesView { data, not_reported },
+    ))
 }

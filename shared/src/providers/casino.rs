@@ -294,6 +294,113 @@ impl CasinoClient {
     }
 }
 
+/// get-balances' reply (fixtures/casino/get_balances.reply.json): a status
+/// (1 with "Success") and a list of balances, each a JSON number.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BalancesReply {
+    status: i64,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    balances: Vec<BalanceRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BalanceRow {
+    #[serde(default)]
+    balance_type_id: Option<String>,
+    currency_id: String,
+    balance: MajorAmount,
+}
+
+impl CasinoClient {
+    /// Every top manager's (agent's) balance, the float top-ups draw on:
+    /// one result per manager in the tokens secret, by name.
+    pub async fn agent_balances(&self) -> Vec<(String, Result<Money, ProviderError>)> {
+        let mut managers: Vec<String> = self.config.tokens.expose().keys().cloned().collect();
+        managers.sort();
+        let mut out = Vec::with_capacity(managers.len());
+        for manager in managers {
+            let balance = self.agent_balance(&manager).await;
+            out.push((manager, balance));
+        }
+        out
+    }
+
+    /// One agent's PHP balance: looked up for its clientId, then
+    /// `POST /account/get-balances` with its own token.
+    async fn agent_balance(&self, manager: &str) -> Result<Money, ProviderError> {
+        let token = self
+            .config
+            .tokens
+            .expose()
+            .get(manager)
+            .cloned()
+            .ok_or_else(|| ProviderError::Auth {
+                provider: PROVIDER,
+                reason: "no token for the manager".into(),
+            })?;
+        let username: CasinoUsername = manager
+            .parse()
+            .map_err(|_| decode("a manager name that is no casino username"))?;
+        let agent = self
+            .lookup(&username)
+            .await?
+            .ok_or_else(|| ProviderError::NotFound {
+                provider: PROVIDER,
+                reference: manager.to_string(),
+            })?;
+        let body = serde_json::json!({
+            "authToken": token,
+            "platform": self.config.platform,
+            "clientId": client_id_on_wire(&agent.client_id),
+            "username": agent.username,
+            "currency": "PHP",
+        });
+        let url = format!(
+            "{}/account/get-balances",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let reply = self
+            .http
+            .send(Retry::Safe, |c| c.post(&url).json(&body))
+            .await?;
+        read_balances(ok_json(&reply)?)
+    }
+}
+
+fn decode(reason: &str) -> ProviderError {
+    ProviderError::Decode {
+        provider: PROVIDER,
+        reason: reason.to_string(),
+    }
+}
+
+/// The PHP main balance in a get-balances reply.
+fn read_balances(reply: BalancesReply) -> Result<Money, ProviderError> {
+    if reply.status != 1 {
+        return Err(ProviderError::Rejected {
+            provider: PROVIDER,
+            status: 200,
+            code: reply.status.to_string(),
+            message: reply.message.unwrap_or_default(),
+        });
+    }
+    let php = |r: &&BalanceRow| r.currency_id.eq_ignore_ascii_case("PHP");
+    let row = reply
+        .balances
+        .iter()
+        .filter(php)
+        .find(|r| r.balance_type_id.as_deref().is_none_or(|t| t == "main"))
+        .or_else(|| reply.balances.iter().find(php))
+        .ok_or_else(|| decode("no PHP balance in the reply"))?;
+    row.balance
+        .to_money(Currency::Php)
+        .map_err(|e| decode(&format!("balance: {e}")))
+}
+
 /// What a transfer's reply says. Running code reads status 0 as done ("ok"
 /// beside it, or alone); some examples use 1 with "Success" for success,
 /// and a documented refusal carries status 0 with its reason as the
@@ -366,6 +473,30 @@ mod tests {
 
     fn fixture(name: &str) -> LookupReply {
         crate::providers::fixture_json("casino", name)
+    }
+
+    #[test]
+    fn get_balances_replies_are_read_exactly_and_only_in_php() {
+        let documented: BalancesReply =
+            crate::providers::fixture_json("casino", "get_balances.reply.json");
+        // The documented example is a USD balance: not the float we need.
+        assert!(matches!(
+            read_balances(documented),
+            Err(ProviderError::Decode { .. })
+        ));
+        let php: BalancesReply = serde_json::from_str(
+            r#"{"status": 1, "message": "Success", "balances": [
+                {"balanceTypeId": "bonus", "currencyId": "PHP", "balance": 3.0},
+                {"balanceTypeId": "main", "currencyId": "php", "balance": 1200.50}]}"#,
+        )
+        .unwrap();
+        assert_eq!(read_balances(php).unwrap().minor(), 120_050);
+        let refused: BalancesReply =
+            serde_json::from_str(r#"{"status": 2, "message": "invalid token"}"#).unwrap();
+        assert!(matches!(
+            read_balances(refused),
+            Err(ProviderError::Rejected { .. })
+        ));
     }
 
     #[test]

@@ -118,6 +118,12 @@ pub trait Gateway: Send + Sync {
             operation: "cancel",
         })
     }
+
+    /// The balance the provider reports for our account (its name and
+    /// amount), for operators; `None` where its API has no balance call.
+    async fn balance(&self) -> Result<Option<(String, Money)>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// An inbound callback as it arrived, before any parsing.

@@ -73,6 +73,11 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
         .route("/v1/wallets/{user_id}", get(r(Route::Wallet)))
         .route("/v1/casino/users/{username}", get(r(Route::CasinoUser)))
         .route("/v1/ops/queue", get(r(Route::Ops)))
+        .route("/v1/ops/balances", get(r(Route::Ops)))
+        .route(
+            "/v1/ops/refunds/{payment_id}/{refund_id}/check",
+            post(r(Route::Ops)),
+        )
         .route(
             "/v1/ops/differences/{payment_id}/{difference_id}/acknowledge",
             post(r(Route::Ops)),

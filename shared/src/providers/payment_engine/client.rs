@@ -255,6 +255,14 @@ impl Gateway for PaymentEngineClient {
         Provider::PaymentEngine
     }
 
+    /// The receiving account's available balance (seed 002's
+    /// `GET /api/v1/accounts/{id}/balance`).
+    async fn balance(&self) -> Result<Option<(String, Money)>, ProviderError> {
+        let account = self.config.to_account_id.clone();
+        let money = PaymentEngineClient::balance(self, &account).await?;
+        Ok(Some((account, money)))
+    }
+
     /// A transaction to the merchant's account with our payment id as
     /// `externalReference`.
     async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
