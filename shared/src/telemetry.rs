@@ -185,6 +185,11 @@ pub fn payment_settled(provider: &str, status: crate::payment::PaymentStatus) {
     let name = match status {
         S::Completed => "PaymentsCompleted",
         S::Failed => "PaymentsFailed",
+        S::NeedsReview => {
+            // A person must decide: alarmed.
+            emit(&[("PaymentsNeedingReview", "Count", 1)], &[]);
+            return;
+        }
         _ => return,
     };
     emit(&[(name, "Count", 1)], &[("Provider", provider)]);
@@ -236,6 +241,22 @@ pub fn refund_outcome(outcome: &str) {
 /// mark_not_refunded, mark_sent, mark_not_sent).
 pub fn operator_action(action: &str) {
     emit(&[("OperatorActions", "Count", 1)], &[("Action", action)]);
+}
+
+/// What waits for a person right now, counted by each sweep run: gauges
+/// whose alarms stay in ALARM for as long as anything waits (money in a
+/// wallet behind a given-up top-up, say), not only when it starts waiting.
+pub fn waiting(w: &crate::store::Waiting) {
+    emit(
+        &[
+            ("PaymentsInReview", "Count", w.payments_in_review),
+            ("RefundsPendingNow", "Count", w.refunds_pending),
+            ("TopUpsUnknownNow", "Count", w.topups_unknown),
+            ("TopUpsGivenUp", "Count", w.topups_given_up),
+            ("DifferencesOpen", "Count", w.differences_open),
+        ],
+        &[],
+    );
 }
 
 /// One reconcile run: payments checked, differences found.

@@ -5,7 +5,7 @@ use aws_lambda_events::event::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use shared::api::authorizer::{authorize, ApiKeys};
+use shared::api::authorizer::{authorize, ApiKeys, KEYS_TTL_SECONDS};
 use shared::secrets::SecretsCache;
 
 #[tokio::main]
@@ -14,12 +14,12 @@ async fn main() -> Result<(), Error> {
     let sdk = shared::config::aws().await;
     let secrets = &SecretsCache::new(
         aws_sdk_secretsmanager::Client::new(&sdk),
-        SecretsCache::DEFAULT_TTL,
+        std::time::Duration::from_secs(KEYS_TTL_SECONDS),
     );
     let prefix = &std::env::var("PAYGATE_SECRET_PREFIX").unwrap_or_else(|_| "paygate/".into());
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
-            // Cached for the secrets TTL, so rotated keys arrive within minutes.
+            // Cached KEYS_TTL_SECONDS: a revoked key stops working within a minute.
             let keys = ApiKeys::load(secrets, prefix).await?;
             Ok::<ApiGatewayV2CustomAuthorizerSimpleResponse, Error>(authorize(
                 &keys,

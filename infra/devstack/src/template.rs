@@ -340,7 +340,7 @@ mod tests {
         let t = Template::load(&default_path()).unwrap();
         let table = t.table("PaymentsTable").unwrap();
         assert_eq!(table.key_schema.len(), 2);
-        assert_eq!(table.ttl_attribute.as_deref(), Some("expires_at"));
+        assert_eq!(table.ttl_attribute.as_deref(), Some("purge_at"));
         let main = t.queue("TopUpQueue").unwrap();
         assert_eq!(main.redrive, Some(("TopUpDeadLetterQueue".into(), 5)));
         assert!(t.queue("TopUpDeadLetterQueue").unwrap().redrive.is_none());

@@ -322,6 +322,7 @@ fn logs_throttling_and_alarms_are_declared() {
 
     let log_groups: BTreeSet<String> = of_type("AWS::Logs::LogGroup")
         .iter()
+        .filter(|(_, r)| format!("{:?}", r["Properties"]["LogGroupName"]).contains("/aws/lambda/"))
         .map(|(_, r)| {
             assert!(
                 !r["Properties"]["RetentionInDays"].is_null(),
@@ -347,37 +348,202 @@ fn logs_throttling_and_alarms_are_declared() {
     let throttle = &api["Properties"]["DefaultRouteSettings"];
     assert!(!throttle["ThrottlingRateLimit"].is_null());
     assert!(!throttle["ThrottlingBurstLimit"].is_null());
+    // Every webhook route has a budget of its own.
+    let routes = &api["Properties"]["RouteSettings"];
+    let mut webhooks = 0;
+    for (_, f) in of_type("AWS::Serverless::Function") {
+        for (_, e) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            let path = e["Properties"]["Path"].as_str().unwrap_or_default();
+            if !path.starts_with("/webhooks/") {
+                continue;
+            }
+            webhooks += 1;
+            let key = format!("{} {path}", s(&e["Properties"]["Method"]).to_uppercase());
+            let own = format!("{:?}", routes[key.as_str()]);
+            assert!(
+                own.contains("WebhookRateLimit") && own.contains("WebhookBurstLimit"),
+                "{key}: {own}"
+            );
+        }
+    }
+    assert!(webhooks >= 7, "{webhooks}");
+    // Access logs name the route, never the path (a secret rides in one).
+    let access = &api["Properties"]["AccessLogSettings"];
+    let format = s(&access["Format"]);
+    for field in [
+        "$context.routeKey",
+        "$context.requestId",
+        "$context.status",
+        "$context.responseLatency",
+        "$context.authorizer.error",
+    ] {
+        assert!(format.contains(field), "access log without {field}");
+    }
+    assert!(!format.contains("$context.path") && !format.contains("$context.rawPath"));
+    let access_logs = format!("{:?}", access["DestinationArn"]);
+    assert!(access_logs.contains("HttpApiAccessLogs"), "{access_logs}");
+    assert!(!raw["Resources"]["HttpApiAccessLogs"]["Properties"]["RetentionInDays"].is_null());
 
     let telemetry = std::fs::read_to_string(root.join("shared/src/telemetry.rs")).unwrap();
-    let alarmed: BTreeSet<String> = of_type("AWS::CloudWatch::Alarm")
-        .iter()
-        .map(|(name, r)| {
-            let p = &r["Properties"];
-            assert!(!p["AlarmActions"].is_null(), "{name} notifies no one");
-            let metric = s(&p["MetricName"]);
-            if s(&p["Namespace"]) == "paygate" {
+    // (namespace, metric) of every alarm, plain or metric math, and the
+    // dimension values (functions, queues) each metric is watched for.
+    let mut alarmed: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut watched: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, r) in of_type("AWS::CloudWatch::Alarm") {
+        let p = &r["Properties"];
+        assert!(!p["AlarmActions"].is_null(), "{name} notifies no one");
+        let stats: Vec<Value> = match p["Metrics"].as_sequence() {
+            Some(queries) => queries
+                .iter()
+                .filter(|q| !q["MetricStat"].is_null())
+                .map(|q| q["MetricStat"]["Metric"].clone())
+                .collect(),
+            None => vec![p.clone()],
+        };
+        assert!(!stats.is_empty(), "{name} watches nothing");
+        for m in stats {
+            let (namespace, metric) = (s(&m["Namespace"]), s(&m["MetricName"]));
+            if namespace == "paygate" {
                 assert!(
                     telemetry.contains(&format!("(\"{metric}\", \"Count\"")),
                     "{name} watches {metric}, which nothing emits"
                 );
                 assert!(
-                    p["Dimensions"].is_null(),
+                    m["Dimensions"].is_null(),
                     "{name}: the code publishes it without dimensions"
                 );
             }
-            metric
-        })
-        .collect();
-    for metric in [
-        "ApproximateNumberOfMessagesVisible",
-        "WebhooksRejected",
-        "TopUpFailures",
-        "TopUpsUnknown",
-        "RefundsUnknown",
-        "ProviderErrors",
-        "ReconcileDifferences",
+            for d in m["Dimensions"].as_sequence().into_iter().flatten() {
+                watched
+                    .entry(metric.clone())
+                    .or_default()
+                    .insert(format!("{:?}", d["Value"]));
+            }
+            alarmed.insert((namespace, metric));
+        }
+    }
+    for (namespace, metric) in [
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("AWS/ApiGateway", "5xx"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("paygate", "WebhooksRejected"),
+        ("paygate", "TopUpFailures"),
+        ("paygate", "TopUpsUnknown"),
+        ("paygate", "RefundsUnknown"),
+        ("paygate", "ProviderErrors"),
+        ("paygate", "ReconcileDifferences"),
+        ("paygate", "ReconcileChecked"),
+        ("paygate", "PaymentsNeedingReview"),
+        ("paygate", "PaymentsInReview"),
+        ("paygate", "TopUpsGivenUp"),
+        ("paygate", "TopUpsUnknownNow"),
     ] {
-        assert!(alarmed.contains(metric), "no alarm on {metric}");
+        assert!(
+            alarmed.contains(&(namespace.to_string(), metric.to_string())),
+            "no alarm on {namespace} {metric}"
+        );
+    }
+    // Errors and throttles of the worker, every webhook and the
+    // authorizer; errors of both scheduled jobs.
+    let functions_with = |metric: &str| -> BTreeSet<String> {
+        watched
+            .get(metric)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                functions
+                    .iter()
+                    .find(|f| v.contains(&format!("\"{f}\"")))
+                    .cloned()
+            })
+            .collect()
+    };
+    let mut must: BTreeSet<String> = functions
+        .iter()
+        .filter(|f| f.starts_with("Webhook") || f.starts_with("Worker"))
+        .cloned()
+        .collect();
+    must.insert("AuthorizerFunction".into());
+    assert!(must.len() >= 8, "{must:?}");
+    let throttled = functions_with("Throttles");
+    assert!(
+        must.is_subset(&throttled),
+        "throttles unwatched: {must:?} vs {throttled:?}"
+    );
+    must.insert("JobSweepFunction".into());
+    must.insert("JobReconcileFunction".into());
+    let errored = functions_with("Errors");
+    assert!(
+        must.is_subset(&errored),
+        "errors unwatched: {must:?} vs {errored:?}"
+    );
+
+    let alarm_on = |metric: &str| {
+        of_type("AWS::CloudWatch::Alarm")
+            .into_iter()
+            .find(|(_, r)| r["Properties"]["MetricName"].as_str() == Some(metric))
+            .map(|(_, r)| r["Properties"].clone())
+            .unwrap()
+    };
+    // Reconcile not running is itself an alarm: no data breaches it.
+    assert_eq!(
+        s(&alarm_on("ReconcileChecked")["TreatMissingData"]),
+        "breaching"
+    );
+    // The gauges keep their state between sweeps: ALARM while work waits.
+    for gauge in ["TopUpsGivenUp", "TopUpsUnknownNow", "PaymentsInReview"] {
+        assert_eq!(
+            s(&alarm_on(gauge)["TreatMissingData"]),
+            "missing",
+            "{gauge}"
+        );
+        assert_eq!(s(&alarm_on(gauge)["Statistic"]), "Maximum", "{gauge}");
+    }
+}
+
+/// Alarms reach a person: the topic is encrypted with a key of our own
+/// whose policy lets CloudWatch publish (the AWS-managed SNS key cannot),
+/// and an e-mail address is required, not an empty default.
+#[test]
+fn alarms_reach_a_person() {
+    let raw = raw_template();
+    let resources = raw["Resources"].as_mapping().unwrap();
+    let topic = &raw["Resources"]["AlarmTopic"]["Properties"];
+    let key = format!("{:?}", topic["KmsMasterKeyId"]);
+    assert!(!key.contains("alias/aws/sns"), "{key}");
+    assert!(
+        key.contains("AlarmKey"),
+        "the topic uses the stack's key: {key}"
+    );
+    let policy = format!(
+        "{:?}",
+        raw["Resources"]["AlarmKey"]["Properties"]["KeyPolicy"]
+    );
+    assert!(policy.contains("cloudwatch.amazonaws.com"), "{policy}");
+    assert!(policy.contains("kms:GenerateDataKey"), "{policy}");
+    assert!(policy.contains("kms:Decrypt"), "{policy}");
+    let email = &raw["Parameters"]["AlarmEmail"];
+    assert!(email["Default"].is_null(), "AlarmEmail must be required");
+    assert!(!email["AllowedPattern"].is_null());
+    let subscription = format!("{:?}", topic["Subscription"]);
+    assert!(
+        subscription.contains("AlarmEmail") && !subscription.contains("If"),
+        "{subscription}"
+    );
+    // Every alarm notifies that topic, when it fires and when it clears.
+    for (name, r) in resources {
+        if r["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        for field in ["AlarmActions", "OKActions"] {
+            let actions = format!("{:?}", r["Properties"][field]);
+            assert!(
+                actions.contains("AlarmTopic"),
+                "{name:?} {field}: {actions}"
+            );
+        }
     }
 }
 
@@ -435,4 +601,138 @@ fn openapi_and_template_routes_are_the_same() {
             "{route:?}: the template and the spec disagree on whether it needs an API key"
         );
     }
+}
+
+/// Each function reads only the secrets it uses: the API keys only the
+/// authorizer, the casino's credentials only the functions that call the
+/// casino, a webhook only its own provider's; none reads `paygate/*`.
+#[test]
+fn each_function_reads_only_its_own_secrets() {
+    let raw = raw_template();
+    let gateways = [
+        "directpay",
+        "paygram",
+        "toyyibpay",
+        "qpay",
+        "epayment",
+        "payment-engine",
+    ];
+    let readable = |function: &str| -> BTreeSet<String> {
+        let policies = format!("{:?}", raw["Resources"][function]["Properties"]["Policies"]);
+        assert!(
+            !policies.contains("secret:paygate/*"),
+            "{function} reads every secret"
+        );
+        let mut names = BTreeSet::new();
+        let mut rest = policies.as_str();
+        while let Some(at) = rest.find("secret:paygate/") {
+            rest = &rest[at + "secret:paygate/".len()..];
+            let end = rest.find("-*").expect("a secret ARN ends in -*");
+            names.insert(rest[..end].to_string());
+        }
+        names
+    };
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let mut with_casino = gateways.to_vec();
+    with_casino.push("casino");
+    assert_eq!(readable("AuthorizerFunction"), set(&["api-keys"]));
+    for f in [
+        "ApiCreatePaymentFunction",
+        "ApiGetPaymentFunction",
+        "ApiCancelPaymentFunction",
+        "ApiRefundPaymentFunction",
+        "JobSweepFunction",
+        "JobReconcileFunction",
+    ] {
+        assert_eq!(readable(f), set(&gateways), "{f}");
+    }
+    assert_eq!(readable("ApiOpsFunction"), set(&with_casino));
+    assert_eq!(readable("ApiCasinoUserFunction"), set(&["casino"]));
+    assert_eq!(readable("WorkerCasinoTopupFunction"), set(&["casino"]));
+    assert_eq!(readable("ApiWalletFunction"), set(&[]));
+    assert_eq!(readable("ApiHealthFunction"), set(&[]));
+    for (function, secret) in [
+        ("WebhookDirectpayFunction", "directpay"),
+        ("WebhookPaygramFunction", "paygram"),
+        ("WebhookToyyibpayFunction", "toyyibpay"),
+        ("WebhookQpayFunction", "qpay"),
+        ("WebhookEpaymentFunction", "epayment"),
+        ("WebhookPaymentEngineFunction", "payment-engine"),
+    ] {
+        assert_eq!(readable(function), set(&[secret]), "{function}");
+    }
+}
+
+/// A revoked API key stops working within a minute: API Gateway's cache of
+/// an authorizer answer and the authorizer's cache of the keys, together.
+#[test]
+fn a_revoked_key_stops_working_within_a_minute() {
+    let raw = raw_template();
+    let identity = &raw["Resources"]["HttpApi"]["Properties"]["Auth"]["Authorizers"]
+        ["ApiKeyAuthorizer"]["Identity"];
+    let gateway: u64 = s(&identity["ReauthorizeEvery"]).parse().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let code = std::fs::read_to_string(root.join("shared/src/api/authorizer.rs")).unwrap();
+    let line = code
+        .lines()
+        .find(|l| l.starts_with("pub const KEYS_TTL_SECONDS: u64 = "))
+        .expect("the authorizer's key cache is a constant");
+    let own: u64 = line
+        .trim_start_matches("pub const KEYS_TTL_SECONDS: u64 = ")
+        .trim_end_matches(';')
+        .parse()
+        .unwrap();
+    assert!(gateway + own <= 60, "{gateway} s + {own} s");
+    let main = std::fs::read_to_string(root.join("functions/authorizer/src/main.rs")).unwrap();
+    assert!(main.contains("KEYS_TTL_SECONDS"), "the authorizer uses it");
+}
+
+/// Scheduled jobs cannot overlap or be retried into overlapping: one slot
+/// each, no automatic retry of a failed run.
+#[test]
+fn scheduled_jobs_run_one_at_a_time_without_retries() {
+    let raw = raw_template();
+    for job in ["JobSweepFunction", "JobReconcileFunction"] {
+        let p = &raw["Resources"][job]["Properties"];
+        assert_eq!(s(&p["ReservedConcurrentExecutions"]), "1", "{job}");
+        assert_eq!(
+            s(&p["EventInvokeConfig"]["MaximumRetryAttempts"]),
+            "0",
+            "{job}"
+        );
+        let age: u64 = s(&p["EventInvokeConfig"]["MaximumEventAgeInSeconds"])
+            .parse()
+            .unwrap();
+        let timeout: u64 = s(&p["Timeout"]).parse().unwrap();
+        assert!(
+            age >= timeout,
+            "{job}: a waiting run outlives the running one"
+        );
+    }
+}
+
+/// The callback URLs handed to providers resolve: their origin is the
+/// custom domain the stack itself puts on the HTTP API.
+#[test]
+fn callback_urls_use_the_stacks_own_domain() {
+    let raw = raw_template();
+    assert!(
+        raw["Parameters"]["PublicBaseUrl"].is_null(),
+        "no free-text origin"
+    );
+    for p in ["ApiDomainName", "CertificateArn"] {
+        assert!(raw["Parameters"][p]["Default"].is_null(), "{p} is required");
+        assert!(
+            !raw["Parameters"][p]["AllowedPattern"].is_null(),
+            "{p} is checked"
+        );
+    }
+    let domain = &raw["Resources"]["HttpApi"]["Properties"]["Domain"];
+    assert!(format!("{:?}", domain["DomainName"]).contains("ApiDomainName"));
+    assert!(format!("{:?}", domain["CertificateArn"]).contains("CertificateArn"));
+    let base = format!(
+        "{:?}",
+        raw["Globals"]["Function"]["Environment"]["Variables"]["PAYGATE_PUBLIC_BASE_URL"]
+    );
+    assert!(base.contains("https://${ApiDomainName}"), "{base}");
 }

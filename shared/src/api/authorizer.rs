@@ -19,6 +19,11 @@ use crate::secrets::{SecretsCache, SecretsError};
 /// The secret holding the API key hashes, after the secret prefix.
 pub const SECRET: &str = "api-keys";
 
+/// How long the authorizer keeps its copy of the keys. With API Gateway's
+/// own cache of an answer (template.yaml's `ReauthorizeEvery`, 30 s), a
+/// revoked key stops working within a minute.
+pub const KEYS_TTL_SECONDS: u64 = 30;
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiKeys {
     pub keys: Vec<ApiKey>,

@@ -165,6 +165,14 @@ pub async fn sweep_until(
             None => break,
         }
     }
-    tracing::info!(?report, "sweep done");
+    // What waits for a person, counted each run for the alarms; a count
+    // that fails fails nothing else.
+    match services.store.waiting().await {
+        Ok(waiting) => {
+            crate::telemetry::waiting(&waiting);
+            tracing::info!(?report, ?waiting, "sweep done");
+        }
+        Err(e) => tracing::warn!(?report, error = %e, "sweep done; waiting work not counted"),
+    }
     Ok(report)
 }

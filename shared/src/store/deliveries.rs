@@ -19,7 +19,7 @@ const SK: &str = "EVT";
 
 /// New, or past its TTL (DynamoDB deletes expired items late; an expired
 /// record no longer counts).
-const CONDITION: &str = "attribute_not_exists(pk) OR expires_at < :now";
+const CONDITION: &str = "attribute_not_exists(pk) OR purge_at < :now";
 
 fn pk(provider: Provider, event_key: &str) -> String {
     format!("EVT#{provider}#{event_key}")

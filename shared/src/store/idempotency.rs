@@ -98,7 +98,7 @@ impl Store {
             .item("in_progress_until", n(millis(deadline)))
             .item(schema::TTL, n(expires.unix_timestamp()))
             .condition_expression(
-                "attribute_not_exists(pk) OR expires_at < :now_s OR \
+                "attribute_not_exists(pk) OR purge_at < :now_s OR \
                  (#status = :in_progress AND in_progress_until < :now_ms)",
             )
             .expression_attribute_names("#status", "status")

@@ -59,7 +59,9 @@ pub mod schema {
     pub const LSI1: &str = "LSI1";
     pub const LSI1_SK: &str = "lsi1sk";
     /// Epoch seconds after which DynamoDB's TTL may delete the item.
-    pub const TTL: &str = "expires_at";
+    /// DynamoDB's time-to-live attribute (epoch seconds). Its own name: a
+    /// payment's `expires_at` is something else (when the payer's time ends).
+    pub const TTL: &str = "purge_at";
 }
 
 /// Why a storage call failed. Lost races are not errors: they are outcomes.
@@ -338,6 +340,51 @@ impl Store {
         let out = query.send().await?;
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
+
+    /// How many items GSI2 holds under `partition`, counted page by page.
+    async fn count_open_work(&self, partition: &str) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(schema::GSI2)
+                .key_condition_expression("gsi2pk = :open")
+                .expression_attribute_values(":open", s(partition))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(total),
+            }
+        }
+    }
+
+    /// What waits for a person now, counted.
+    pub async fn waiting(&self) -> Result<Waiting, StoreError> {
+        Ok(Waiting {
+            payments_in_review: self.count_open_work(keys::REVIEW_PAYMENTS).await?,
+            refunds_pending: self.count_open_work(keys::OPEN_REFUNDS).await?,
+            topups_unknown: self.count_open_work(keys::UNKNOWN_TOPUPS).await?,
+            topups_given_up: self.count_open_work(keys::GIVEN_UP_TOPUPS).await?,
+            differences_open: self.count_open_work(keys::OPEN_DIFFERENCES).await?,
+        })
+    }
+}
+
+/// Counts of what waits for a person (the operators' queue, by kind).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Waiting {
+    pub payments_in_review: u64,
+    pub refunds_pending: u64,
+    pub topups_unknown: u64,
+    pub topups_given_up: u64,
+    pub differences_open: u64,
 }
 
 /// Epoch milliseconds: how times that conditions compare are stored.
@@ -373,3 +420,52 @@ pub(crate) async fn conflict_backoff(attempt: u32) {
 }
 
 pub(crate) const MAX_CONFLICT_RETRIES: u32 = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::{Currency, Money};
+    use crate::payment::{Payment, Provider};
+
+    /// DynamoDB deletes whatever carries the TTL attribute once its time
+    /// passes: no record may use that name for a field of its own.
+    #[test]
+    fn no_record_uses_the_ttl_attribute_for_itself() {
+        let payment = Payment::sample(Provider::Qpay, Money::new(100, Currency::Mnt).unwrap());
+        let topup = TopUp::queued(
+            payment.id,
+            payment.merchant_id.clone(),
+            "u_ttl".parse().unwrap(),
+            "player1".parse().unwrap(),
+            Money::new(100, Currency::Php).unwrap(),
+            payment.created_at,
+        );
+        let refund = Refund::new(
+            payment.id,
+            ulid::Ulid::new(),
+            payment.amount,
+            true,
+            payment.created_at,
+        );
+        let difference = KeptDifference::open(
+            payment.id,
+            payment.provider,
+            "status",
+            "completed",
+            "failed",
+            payment.created_at,
+        );
+        let items: Vec<Item> = vec![
+            serde_dynamo::to_item(&payment).unwrap(),
+            serde_dynamo::to_item(&topup).unwrap(),
+            serde_dynamo::to_item(&refund).unwrap(),
+            serde_dynamo::to_item(&difference).unwrap(),
+        ];
+        for item in items {
+            assert!(!item.contains_key(schema::TTL), "{item:?}");
+        }
+        // The payment's own expiry is a field of the record.
+        let payment: Item = serde_dynamo::to_item(&payment).unwrap();
+        assert!(payment.contains_key("expires_at"));
+    }
+}
