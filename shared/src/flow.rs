@@ -323,6 +323,19 @@ pub enum TopUpResult {
 /// `unknown` otherwise).
 pub const MAX_TOPUP_ATTEMPTS: u32 = 5;
 
+/// ... and only once this long has passed since the top-up was queued, so
+/// a casino outage of an hour is waited out (the queue brings the message
+/// back every visibility timeout; template.yaml's `maxReceiveCount` covers
+/// the window, which a test checks).
+pub const TOPUP_RETRY_WINDOW_MINUTES: i64 = 120;
+
+/// Whether a failing top-up is given up now (its money stays in the
+/// wallet, for a person).
+pub fn gives_up(held: &TopUp, now: OffsetDateTime) -> bool {
+    held.attempts >= MAX_TOPUP_ATTEMPTS
+        && now - held.created_at >= time::Duration::minutes(TOPUP_RETRY_WINDOW_MINUTES)
+}
+
 /// Moves one completed deposit to the casino, exactly once.
 ///
 /// A transfer whose outcome is unknown (a timeout, a 5xx, a worker that
@@ -358,7 +371,7 @@ pub async fn process_topup(
             return settle_unknown(services, &held, "an attempt was interrupted", now).await;
         }
     }
-    let give_up = held.attempts >= MAX_TOPUP_ATTEMPTS;
+    let give_up = gives_up(&held, now);
     let player = match casino.player(&held.username).await {
         Ok(Some(p)) => p,
         Ok(None) => {
@@ -586,6 +599,26 @@ mod tests {
             &p,
             Money::new(10_000, Currency::Php).unwrap()
         ));
+    }
+
+    #[test]
+    fn a_failing_top_up_is_given_up_only_after_its_attempts_and_window() {
+        let p = pending(10_000);
+        let queued_at = OffsetDateTime::now_utc();
+        let mut t = TopUp::queued(
+            p.id,
+            p.merchant_id.clone(),
+            "u_1".parse().unwrap(),
+            "player1".parse().unwrap(),
+            p.amount,
+            queued_at,
+        );
+        t.attempts = MAX_TOPUP_ATTEMPTS;
+        let window = time::Duration::minutes(TOPUP_RETRY_WINDOW_MINUTES);
+        assert!(!gives_up(&t, queued_at + time::Duration::hours(1)));
+        assert!(gives_up(&t, queued_at + window));
+        t.attempts = MAX_TOPUP_ATTEMPTS - 1;
+        assert!(!gives_up(&t, queued_at + window * 3));
     }
 
     #[test]

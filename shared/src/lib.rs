@@ -9,9 +9,11 @@
 //! - [`queue`]: SQS top-up messages.
 //! - [`refunds`]: refunds, exactly once at the provider.
 //! - [`config`]: environment and AWS SDK configuration.
+//! - [`deadline`]: the invocation's deadline, bounding provider calls.
 
 pub mod api;
 pub mod config;
+pub mod deadline;
 pub mod flow;
 pub mod health;
 pub mod http;

@@ -280,5 +280,10 @@ impl Services {
     }
 }
 
-/// How long a worker holds a top-up before another may retry it.
-pub const TOPUP_LEASE: Duration = Duration::from_secs(60);
+/// How long a worker holds a top-up before another may retry it: longer
+/// than the worker's Lambda timeout (a live worker never outlives its
+/// lease), shorter than the queue's visibility timeout (a message that
+/// comes back finds the lease of a worker that died expired).
+/// template.yaml's worker and queue are held to it by a test.
+pub const TOPUP_LEASE_SECONDS: u64 = 60;
+pub const TOPUP_LEASE: Duration = Duration::from_secs(TOPUP_LEASE_SECONDS);

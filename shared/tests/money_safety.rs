@@ -268,10 +268,19 @@ fn casino(h: &Harness, nonce_dedup: bool) -> CasinoClient {
 
 /// A casino client of the sandbox's bridge, its lookup at `lookup_url`.
 fn casino_at(h: &Harness, lookup_url: String, nonce_dedup: bool) -> CasinoClient {
+    casino_with(
+        lookup_url,
+        format!("{}/casino", h.sandbox.url()),
+        nonce_dedup,
+    )
+}
+
+/// A casino client with its lookup and its bridge where the test says.
+fn casino_with(lookup_url: String, base_url: String, nonce_dedup: bool) -> CasinoClient {
     CasinoClient::new(
         CasinoConfig {
             lookup_url,
-            base_url: format!("{}/casino", h.sandbox.url()),
+            base_url,
             tokens: Secret::new(
                 sandbox::casino::TOKENS
                     .iter()
@@ -413,8 +422,10 @@ async fn with_nonce_dedup_a_lost_transfer_is_resent_and_never_marked_failed() {
     // Applied, answer lost, on every attempt.
     fault(&h, "/casino/Default/Transfer", "apply_fail", 100).await;
     let now = OffsetDateTime::now_utc();
+    // Attempts 30 minutes apart: the last is past the retry window.
     for attempt in 1..=shared::flow::MAX_TOPUP_ATTEMPTS {
-        let r = process_topup(&h.services, &client, &message, now)
+        let at = now + Duration::minutes(30 * i64::from(attempt));
+        let r = process_topup(&h.services, &client, &message, at)
             .await
             .unwrap();
         let expect_retry = attempt < shared::flow::MAX_TOPUP_ATTEMPTS;
@@ -1464,4 +1475,51 @@ async fn an_operator_check_settles_a_lost_refund_on_the_providers_word() {
         "asked, not resent"
     );
     assert_eq!(wallet(&h, "u_check", Currency::Mnt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_casino_outage_of_an_hour_is_waited_out_and_the_top_up_lands_once() {
+    let h = Harness::start().await;
+    let id = gcash_paid(&h, 40_000, "u_outage", true).await;
+    h.drain_queue().await;
+    let message = TopUpMessage { payment_id: id };
+    // The bridge is down for an hour: no connection, nothing sent. The
+    // queue brings the message back every 3 minutes.
+    let down = casino_with(
+        format!("{}/casino/lookup", h.sandbox.url()),
+        "http://127.0.0.1:9/casino".into(),
+        false,
+    );
+    let start = OffsetDateTime::now_utc();
+    for minute in (3..=60).step_by(3) {
+        let at = start + Duration::minutes(minute);
+        let r = process_topup(&h.services, &down, &message, at)
+            .await
+            .unwrap();
+        assert!(matches!(r, TopUpResult::Retry(_)), "minute {minute}: {r:?}");
+    }
+    let t = h.store().topup(id).await.unwrap().unwrap();
+    assert!(t.attempts >= 20, "{}", t.attempts);
+    assert_eq!(
+        t.status,
+        TopUpStatus::Queued,
+        "not given up during the outage"
+    );
+    assert_eq!(wallet(&h, "u_outage", Currency::Php).await, 40_000);
+    assert!(h.casino_transfers().is_empty());
+    // The bridge is back: the next delivery lands, once.
+    let client = casino(&h, false);
+    let r = process_topup(
+        &h.services,
+        &client,
+        &message,
+        start + Duration::minutes(63),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, TopUpResult::Settled);
+    let t = h.store().topup(id).await.unwrap().unwrap();
+    assert_eq!(t.status, TopUpStatus::Done);
+    assert_eq!(h.casino_transfers().len(), 1);
+    assert_eq!(wallet(&h, "u_outage", Currency::Php).await, 0);
 }

@@ -75,6 +75,14 @@ impl Sandbox {
     }
 
     fn directpay_api(&self, api: DirectPayApi) -> DirectPayClient {
+        self.directpay_on(api, policy())
+    }
+
+    fn directpay_with(&self, policy: HttpPolicy) -> DirectPayClient {
+        self.directpay_on(DirectPayApi::Current, policy)
+    }
+
+    fn directpay_on(&self, api: DirectPayApi, policy: HttpPolicy) -> DirectPayClient {
         DirectPayClient::new(
             DirectPayConfig {
                 base_url: self.url("/directpay/api"),
@@ -82,7 +90,7 @@ impl Sandbox {
                 password: sandbox::directpay::PASSWORD.to_string().into(),
                 api,
             },
-            policy(),
+            policy,
         )
         .unwrap()
     }
@@ -246,6 +254,36 @@ async fn a_hang_is_cut_by_the_timeout_and_retried_a_bounded_number_of_times() {
     );
     assert!(err.is_unavailable());
     assert_eq!(sb.calls(path), 3);
+}
+
+#[tokio::test]
+async fn provider_calls_end_within_the_invocations_deadline() {
+    use shared::deadline::within_duration;
+    let sb = Sandbox::start().await;
+    let client = sb.directpay();
+    let id = cash_in(&client, php(500)).await;
+    let path = "/directpay/api/cashin_transactions_status/";
+    // No time left: nothing is sent, and the error says nothing happened.
+    let err = within_duration(Duration::from_millis(100), client.status(&id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Unreachable { .. }), "{err:?}");
+    assert!(!err.outcome_unknown());
+    assert_eq!(sb.calls(path), 0);
+    // A hang with less time left than the client's own timeout and its
+    // retries: one attempt, cut by the deadline, not three.
+    sb.fault(path, "hang", 3, 0).await;
+    let mut slow = policy();
+    slow.request_timeout = Duration::from_secs(30);
+    let client = sb.directpay_with(slow);
+    let err = within_duration(Duration::from_millis(900), client.status(&id))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Timeout { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sb.calls(path), 1);
 }
 
 #[tokio::test]

@@ -7,11 +7,14 @@ use shared::services::Services;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let services = &Services::from_env().await?;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(if req.path_parameters().first("id").is_some() {
-            shared::api::payments::get(services, req).await
-        } else {
-            shared::api::payments::list(services, req).await
+    run(service_fn(move |req: Request| {
+        let deadline = shared::deadline::of_request(&req);
+        shared::deadline::within(deadline, async move {
+            Ok::<_, Error>(if req.path_parameters().first("id").is_some() {
+                shared::api::payments::get(services, req).await
+            } else {
+                shared::api::payments::list(services, req).await
+            })
         })
     }))
     .await

@@ -14,10 +14,11 @@ async fn main() -> Result<(), Error> {
     services.settings.http = shared::providers::http::HttpPolicy::background();
     let services = &services;
     run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            let report =
-                shared::api::reconcile::reconcile(services, time::OffsetDateTime::now_utc())
-                    .await?;
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // Provider calls end before the invocation does: a run short of
+            // time counts the rest as unanswered and still stores its report.
+            let run = shared::api::reconcile::reconcile(services, time::OffsetDateTime::now_utc());
+            let report = shared::deadline::within(event.context.deadline, run).await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         },
     ))

@@ -17,13 +17,13 @@ async fn main() -> Result<(), Error> {
         move |event: LambdaEvent<serde_json::Value>| async move {
             // Stop starting provider calls well before Lambda's deadline.
             let deadline = shared::api::jobs::deadline(event.context.deadline);
-            let report = shared::api::jobs::sweep_until(
+            let run = shared::api::jobs::sweep_until(
                 services,
                 time::OffsetDateTime::now_utc(),
                 Some(deadline),
                 100,
-            )
-            .await?;
+            );
+            let report = shared::deadline::within(event.context.deadline, run).await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         },
     ))

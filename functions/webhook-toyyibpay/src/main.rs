@@ -9,8 +9,11 @@ use shared::services::Services;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let services = &Services::from_env().await?;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(shared::api::webhooks::handle(services, Provider::Toyyibpay, req).await)
+    run(service_fn(move |req: Request| {
+        let deadline = shared::deadline::of_request(&req);
+        shared::deadline::within(deadline, async move {
+            Ok::<_, Error>(shared::api::webhooks::handle(services, Provider::Toyyibpay, req).await)
+        })
     }))
     .await
 }

@@ -12,9 +12,9 @@ async fn main() -> Result<(), Error> {
     let services = &Services::from_env().await?;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let now = time::OffsetDateTime::now_utc();
-        Ok::<SqsBatchResponse, Error>(
-            shared::api::worker::handle(services, event.payload, now).await,
-        )
+        // Casino calls end before the invocation does (a batch of one).
+        let work = shared::api::worker::handle(services, event.payload, now);
+        Ok::<SqsBatchResponse, Error>(shared::deadline::within(event.context.deadline, work).await)
     }))
     .await
 }

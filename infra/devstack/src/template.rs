@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(table.key_schema.len(), 2);
         assert_eq!(table.ttl_attribute.as_deref(), Some("purge_at"));
         let main = t.queue("TopUpQueue").unwrap();
-        assert_eq!(main.redrive, Some(("TopUpDeadLetterQueue".into(), 5)));
+        assert_eq!(main.redrive, Some(("TopUpDeadLetterQueue".into(), 60)));
         assert!(t.queue("TopUpDeadLetterQueue").unwrap().redrive.is_none());
         assert_eq!(t.authorizer.as_deref(), Some("authorizer"));
         let worker = t

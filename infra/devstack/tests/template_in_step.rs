@@ -736,3 +736,93 @@ fn callback_urls_use_the_stacks_own_domain() {
     );
     assert!(base.contains("https://${ApiDomainName}"), "{base}");
 }
+
+/// A `pub const NAME: T = value;` of paygate's code, as a number.
+fn code_constant(file: &str, name: &str) -> i64 {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let code = std::fs::read_to_string(root.join(file)).unwrap();
+    let line = code
+        .lines()
+        .find(|l| l.starts_with(&format!("pub const {name}: ")))
+        .unwrap_or_else(|| panic!("{name} in {file}"));
+    line.rsplit('=')
+        .next()
+        .unwrap()
+        .trim()
+        .trim_end_matches(';')
+        .replace('_', "")
+        .parse()
+        .unwrap()
+}
+
+/// Timeouts nest: API functions end before API Gateway gives up, webhooks
+/// answer within about 10 s, and the worker's timeout, its top-up lease,
+/// the queue's visibility and its receive count fit together so a live
+/// worker never outlives its lease and an hour-long casino outage is
+/// waited out. Every function that calls providers bounds them by its
+/// invocation's deadline.
+#[test]
+fn timeouts_nest() {
+    let raw = raw_template();
+    let global: i64 = s(&raw["Globals"]["Function"]["Timeout"]).parse().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (name, f) in raw["Resources"].as_mapping().unwrap() {
+        if f["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let name = s(name);
+        let timeout: i64 = f["Properties"]["Timeout"].as_i64().unwrap_or(global);
+        let events: Vec<&Value> = f["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .map(|(_, e)| e)
+            .collect();
+        let http = events.iter().any(|e| e["Type"].as_str() == Some("HttpApi"));
+        let webhook = events.iter().any(|e| {
+            e["Properties"]["Path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/webhooks/"))
+        });
+        if webhook {
+            assert!(timeout <= 10, "{name}: {timeout} s");
+        } else if http {
+            assert!(timeout <= 28, "{name}: {timeout} s, API Gateway waits 30");
+        }
+        if http || name.starts_with("Worker") {
+            let binary = s(&f["Metadata"]["BuildProperties"]["Binary"]);
+            let main =
+                std::fs::read_to_string(root.join(format!("functions/{binary}/src/main.rs")))
+                    .unwrap();
+            let calls_providers = binary != "authorizer";
+            assert!(
+                !calls_providers || main.contains("shared::deadline::within"),
+                "{binary} does not bound its provider calls by its deadline"
+            );
+        }
+    }
+
+    let worker = &raw["Resources"]["WorkerCasinoTopupFunction"]["Properties"];
+    let timeout: i64 = s(&worker["Timeout"]).parse().unwrap();
+    let source = &worker["Events"]["TopUps"]["Properties"];
+    assert_eq!(s(&source["BatchSize"]), "1");
+    assert!(!source["ScalingConfig"]["MaximumConcurrency"].is_null());
+    let queue = &raw["Resources"]["TopUpQueue"]["Properties"];
+    let visibility: i64 = s(&queue["VisibilityTimeout"]).parse().unwrap();
+    let receives: i64 = s(&queue["RedrivePolicy"]["maxReceiveCount"])
+        .parse()
+        .unwrap();
+    let lease = code_constant("shared/src/services.rs", "TOPUP_LEASE_SECONDS");
+    let window = code_constant("shared/src/flow.rs", "TOPUP_RETRY_WINDOW_MINUTES") * 60;
+    assert!(timeout < lease, "worker {timeout} s, lease {lease} s");
+    assert!(
+        lease < visibility,
+        "lease {lease} s, visibility {visibility} s"
+    );
+    assert!(visibility >= 6 * timeout, "visibility {visibility} s");
+    assert!(
+        receives * visibility > window,
+        "the DLQ would take it before the retry window ends"
+    );
+    assert!(window >= 3600, "an hour's outage is waited out");
+}

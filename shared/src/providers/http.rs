@@ -150,7 +150,20 @@ impl ProviderHttp {
         loop {
             attempt += 1;
             let last = attempt >= self.policy.max_attempts;
-            let outcome = self.attempt(build(&self.client)).await;
+            // Within the invocation's deadline: no attempt starts without
+            // time to finish, and none outlasts what is left.
+            let left = crate::deadline::remaining();
+            if left.is_some_and(|l| l < crate::deadline::MIN_ATTEMPT) {
+                return Err(ProviderError::Unreachable {
+                    provider: self.provider,
+                    reason: "no time left in this invocation; nothing was sent".into(),
+                });
+            }
+            let mut request = build(&self.client);
+            if let Some(left) = left {
+                request = request.timeout(left.min(self.policy.request_timeout));
+            }
+            let outcome = self.attempt(request).await;
             let (retryable, wait_hint, failure) = match outcome {
                 Ok(reply) => {
                     if !should_retry_status(reply.status, retry) {
@@ -189,11 +202,14 @@ impl ProviderHttp {
                     (retryable, None, failure)
                 }
             };
-            if !retryable || last {
+            let wait = self.backoff(attempt, wait_hint);
+            let no_time = crate::deadline::remaining()
+                .is_some_and(|l| l < wait + crate::deadline::MIN_ATTEMPT);
+            if !retryable || last || no_time {
                 return Err(failure);
             }
             tracing::warn!(provider = self.provider, attempt, error = %failure, "retrying provider call");
-            tokio::time::sleep(self.backoff(attempt, wait_hint)).await;
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -1,0 +1,82 @@
+//! The invocation's deadline, for every provider call made while handling
+//! it: each function's `main` runs its handler [`within`] the deadline the
+//! Lambda context gives, and [`ProviderHttp`](crate::providers::http) asks
+//! [`remaining`] before each attempt and bounds the attempt by it. So a
+//! slow provider ends in our own "the provider did not answer" (a typed
+//! error, the request's records kept), never in a Lambda timeout that
+//! leaves a half-done request behind.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Kept back from the Lambda deadline for what follows a provider call:
+/// recording its outcome and answering.
+pub const MARGIN: Duration = Duration::from_secs(2);
+
+/// An attempt is not started with less than this left: it could only end
+/// as a timeout after the request had left (an unknown outcome).
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` with provider calls bounded by `deadline_ms` (epoch
+/// milliseconds, the Lambda context's deadline) less [`MARGIN`].
+pub async fn within<F: Future>(deadline_ms: u64, work: F) -> F::Output {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(MARGIN);
+    let now = Instant::now();
+    // No deadline at all (u64::MAX): a day is as good as forever.
+    let end = now
+        .checked_add(left.min(Duration::from_secs(86_400)))
+        .unwrap_or(now);
+    DEADLINE.scope(end, work).await
+}
+
+/// The Lambda deadline (epoch milliseconds) of an HTTP API request; none
+/// outside Lambda (a request built in a test): unbounded then.
+pub fn of_request(req: &lambda_http::Request) -> u64 {
+    use lambda_http::RequestExt;
+    req.lambda_context_ref().map_or(u64::MAX, |c| c.deadline)
+}
+
+/// Runs `work` with provider calls bounded by `left` from now (tests, and
+/// callers that set their own budget).
+pub async fn within_duration<F: Future>(left: Duration, work: F) -> F::Output {
+    DEADLINE.scope(Instant::now() + left, work).await
+}
+
+/// Time left for provider calls in this invocation; `None` outside one.
+pub fn remaining() -> Option<Duration> {
+    DEADLINE
+        .try_with(|d| d.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_deadline_is_the_contexts_less_the_margin_and_only_inside() {
+        assert_eq!(remaining(), None);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = within(now_ms + 10_000, async { remaining() })
+            .await
+            .unwrap();
+        assert!(
+            left <= Duration::from_secs(8) && left > Duration::from_secs(7),
+            "{left:?}"
+        );
+        let gone = within(now_ms.saturating_sub(1_000), async { remaining() }).await;
+        assert_eq!(gone, Some(Duration::ZERO));
+        assert_eq!(remaining(), None);
+    }
+}
