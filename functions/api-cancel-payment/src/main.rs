@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! POST /v1/payments/{id}/cancel: stop a pending payment at its provider.
 
 use lambda_http::{run, service_fn, Error, Request};

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! GET /v1/casino/users/{username}: the casino player and balance.
 
 use lambda_http::{run, service_fn, Error, Request};

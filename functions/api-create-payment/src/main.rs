@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! POST /v1/payments: validate, call the provider, store the pending payment.
 
 use lambda_http::{run, service_fn, Error, Request};

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! GET /v1/payments/{id} and GET /v1/payments?reference=: read, asking the provider first while pending.
 
 use lambda_http::{run, service_fn, Error, Request, RequestExt};

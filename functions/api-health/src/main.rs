@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! GET /v1/health: per-provider health, no API key.
 
 use lambda_http::{run, service_fn, Error, Request};

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! /v1/ops/*: what waits for a person, and the actions that settle it
 //! (operator keys only).
 

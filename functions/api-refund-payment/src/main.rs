@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! POST /v1/payments/{id}/refund: full or partial, never more than was paid.
 
 use lambda_http::{run, service_fn, Error, Request};

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! GET /v1/wallets/{user_id}: balances and the latest ledger entries.
 
 use lambda_http::{run, service_fn, Error, Request};

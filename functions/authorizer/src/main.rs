@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The HTTP API's Lambda authorizer: a bearer API key, hashed, compared in
 //! constant time with the hashes in Secrets Manager.
 

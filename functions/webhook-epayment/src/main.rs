@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! POST /webhooks/epayment: epayment.kz postLink callbacks (secret_hash),
 //! confirmed with check-status before money moves.
 

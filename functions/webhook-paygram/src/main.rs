@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! POST /webhooks/paygram/{secret}: Paygram callbacks, confirmed before money moves.
 
 use lambda_http::{run, service_fn, Error, Request};

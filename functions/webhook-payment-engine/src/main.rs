@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! POST /webhooks/payment-engine: signed Payment Engine events, verified
 //! over the raw bytes and deduplicated by eventId in DynamoDB.
 

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! GET and POST /webhooks/qpay: QPay callbacks (our payment id in the
 //! query), confirmed with payment/check; the answer is `SUCCESS`.
 

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! POST /webhooks/toyyibpay: ToyyibPay callbacks (form data, MD5 hash),
 //! confirmed with getBillTransactions before money moves.
 
