@@ -21,14 +21,27 @@ tokio::task_local! {
     static DEADLINE: Instant;
 }
 
-/// Runs `work` with provider calls bounded by `deadline_ms` (epoch
-/// milliseconds, the Lambda context's deadline) less [`MARGIN`].
-pub async fn within<F: Future>(deadline_ms: u64, work: F) -> F::Output {
+/// Time left until `deadline_ms` (epoch milliseconds, the Lambda context's
+/// deadline), or `None` when it is no real deadline: one already past when
+/// the invocation starts is an emulator's placeholder (`cargo lambda
+/// watch` sends a constant 600000, ten minutes after 1970), never
+/// Lambda's, whose deadline is the function's timeout ahead.
+pub fn left_of(deadline_ms: u64) -> Option<Duration> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(MARGIN);
+    (deadline_ms > now_ms).then(|| Duration::from_millis(deadline_ms - now_ms))
+}
+
+/// Runs `work` with provider calls bounded by `deadline_ms` (epoch
+/// milliseconds, the Lambda context's deadline) less [`MARGIN`]; unbounded
+/// when it is no real deadline ([`left_of`]).
+pub async fn within<F: Future>(deadline_ms: u64, work: F) -> F::Output {
+    let Some(left) = left_of(deadline_ms) else {
+        return work.await;
+    };
+    let left = left.saturating_sub(MARGIN);
     let now = Instant::now();
     // No deadline at all (u64::MAX): a day is as good as forever.
     let end = now
@@ -75,8 +88,12 @@ mod tests {
             left <= Duration::from_secs(8) && left > Duration::from_secs(7),
             "{left:?}"
         );
-        let gone = within(now_ms.saturating_sub(1_000), async { remaining() }).await;
-        assert_eq!(gone, Some(Duration::ZERO));
+        // Less than the margin left: calls get nothing.
+        let short = within(now_ms + 1_000, async { remaining() }).await;
+        assert_eq!(short, Some(Duration::ZERO));
+        // A deadline already past is an emulator's placeholder: unbounded.
+        let placeholder = within(600_000, async { remaining() }).await;
+        assert_eq!(placeholder, None);
         assert_eq!(remaining(), None);
     }
 }

@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
             let run = shared::api::jobs::sweep_until(
                 services,
                 time::OffsetDateTime::now_utc(),
-                Some(deadline),
+                deadline,
                 100,
             );
             let report = shared::deadline::within(event.context.deadline, run).await?;

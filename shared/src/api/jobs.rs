@@ -50,12 +50,12 @@ pub struct SweepReport {
 
 /// The instant a job stops starting work: 15 seconds (the longest
 /// background provider call with its retry) before the Lambda deadline
-/// (epoch milliseconds, from the invocation's context).
-pub fn deadline(lambda_deadline_ms: u64) -> Instant {
-    let now_ms =
-        u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let left = std::time::Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
-    Instant::now() + left.saturating_sub(std::time::Duration::from_secs(15))
+/// (epoch milliseconds, from the invocation's context); `None` when the
+/// context carries no real deadline (an emulator's placeholder, see
+/// [`crate::deadline::left_of`]).
+pub fn deadline(lambda_deadline_ms: u64) -> Option<Instant> {
+    let left = crate::deadline::left_of(lambda_deadline_ms)?;
+    Some(Instant::now() + left.saturating_sub(std::time::Duration::from_secs(15)))
 }
 
 /// One run at `now`, with no deadline but the work itself.
