@@ -17,6 +17,12 @@ pub const MARGIN: Duration = Duration::from_secs(2);
 /// as a timeout after the request had left (an unknown outcome).
 pub const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
+/// A call that must not be repeated (a transfer, a create the provider
+/// does not deduplicate) starts only with this much left, or its whole
+/// timeout if shorter: cut short by our own deadline it would be an
+/// unknown outcome for a person, where not sending is a clean retry later.
+pub const MIN_UNREPEATABLE: Duration = Duration::from_secs(5);
+
 tokio::task_local! {
     static DEADLINE: Instant;
 }

@@ -109,6 +109,16 @@ impl Sandbox {
     }
 
     fn casino(&self, tokens: &[(&str, &str)]) -> CasinoClient {
+        // The sandbox's bridge deduplicates by nonce.
+        self.casino_with(tokens, true, policy())
+    }
+
+    fn casino_with(
+        &self,
+        tokens: &[(&str, &str)],
+        nonce_dedup: bool,
+        policy: HttpPolicy,
+    ) -> CasinoClient {
         CasinoClient::new(
             CasinoConfig {
                 lookup_url: self.url("/casino/lookup"),
@@ -120,10 +130,9 @@ impl Sandbox {
                         .collect::<HashMap<_, _>>(),
                 ),
                 platform: 1,
-                // The sandbox's bridge deduplicates by nonce.
-                nonce_dedup: true,
+                nonce_dedup,
             },
-            policy(),
+            policy,
         )
         .unwrap()
     }
@@ -427,6 +436,42 @@ async fn casino_looks_up_players_and_transfers_once_per_nonce() {
         .await
         .unwrap();
     assert_eq!(sb.running.state.casino.transfers.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_transfer_that_must_not_be_repeated_is_not_started_without_time_to_finish() {
+    let sb = Sandbox::start().await;
+    let mut casino = sb.casino(&sandbox::casino::TOKENS);
+    let player = casino
+        .player(&"player1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // A bridge that does not deduplicate nonces: a transfer is never
+    // repeated, so it must not be cut short by our own deadline either.
+    let mut policy = policy();
+    policy.request_timeout = Duration::from_secs(10);
+    casino = sb.casino_with(&sandbox::casino::TOKENS, false, policy);
+    let err = shared::deadline::within_duration(
+        Duration::from_secs(3),
+        casino.transfer(&player, php(500), "nonce-late", "test"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ProviderError::Unreachable { .. }), "{err:?}");
+    assert!(
+        !err.outcome_unknown(),
+        "nothing was sent: a clean retry later"
+    );
+    assert_eq!(sb.calls("/casino/Default/Transfer"), 0);
+    // With time enough it goes.
+    shared::deadline::within_duration(
+        Duration::from_secs(20),
+        casino.transfer(&player, php(500), "nonce-late", "test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sb.calls("/casino/Default/Transfer"), 1);
 }
 
 #[tokio::test]

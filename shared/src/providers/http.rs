@@ -153,7 +153,13 @@ impl ProviderHttp {
             // Within the invocation's deadline: no attempt starts without
             // time to finish, and none outlasts what is left.
             let left = crate::deadline::remaining();
-            if left.is_some_and(|l| l < crate::deadline::MIN_ATTEMPT) {
+            let needed = match retry {
+                Retry::Safe => crate::deadline::MIN_ATTEMPT,
+                Retry::NotSent => {
+                    crate::deadline::MIN_UNREPEATABLE.min(self.policy.request_timeout)
+                }
+            };
+            if left.is_some_and(|l| l < needed) {
                 return Err(ProviderError::Unreachable {
                     provider: self.provider,
                     reason: "no time left in this invocation; nothing was sent".into(),
