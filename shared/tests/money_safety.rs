@@ -77,6 +77,12 @@ async fn gcash(h: &Harness, centavos: i64, user: &str, casino: bool) -> (Payment
 
 async fn gcash_paid(h: &Harness, centavos: i64, user: &str, casino: bool) -> PaymentId {
     let (id, txn) = gcash(h, centavos, user, casino).await;
+    gcash_pay(h, &txn).await;
+    id
+}
+
+/// DirectPay reports the cash-in `txn` paid and calls back.
+async fn gcash_pay(h: &Harness, txn: &str) {
     let b = h
         .sandbox(
             &format!("/_sandbox/directpay/transactions/{txn}/status"),
@@ -84,7 +90,6 @@ async fn gcash_paid(h: &Harness, centavos: i64, user: &str, casino: bool) -> Pay
         )
         .await;
     assert_eq!(b["delivered"], 200, "{b}");
-    id
 }
 
 async fn wallet(h: &Harness, user: &str, currency: Currency) -> i64 {
@@ -1332,16 +1337,8 @@ async fn a_reconcile_difference_waits_until_an_operator_acknowledges_it() {
     use common::harness::{OPERATOR, OPERATOR_KEY};
     let h = Harness::start().await;
     // Completed here; DirectPay now says failed, without telling us.
-    let id = gcash_paid(&h, 25_000, "u_diff", false).await;
-    let txn = h
-        .store()
-        .payment(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .provider_reference
-        .unwrap()
-        .to_string();
+    let (id, txn) = gcash(&h, 25_000, "u_diff", false).await;
+    gcash_pay(&h, &txn).await;
     h.sandbox(
         &format!("/_sandbox/directpay/transactions/{txn}/status"),
         json!({"status": "FAILED", "callback": "none"}),

@@ -106,6 +106,27 @@ pub struct DifferenceView {
 }
 
 impl QueueItem {
+    /// An item of `kind` about `p` as it stands; the other kinds replace
+    /// what is theirs (a refund's amount, a top-up's status, ...).
+    fn of_payment(kind: Kind, p: &crate::payment::Payment) -> QueueItem {
+        QueueItem {
+            kind,
+            payment_id: p.id.to_string(),
+            merchant_id: p.merchant_id.to_string(),
+            provider: p.provider,
+            amount: p.amount.minor(),
+            currency: p.amount.currency(),
+            confirmed_amount: p.confirmed_amount.map(|m| m.minor()),
+            status: p.status.as_str().to_string(),
+            provider_status: p.provider_status.clone(),
+            refund_id: None,
+            last_error: None,
+            difference: None,
+            since: p.updated_at,
+            actions: kind.actions(),
+        }
+    }
+
     /// The item's place in the queue: newest first, then by kind and ids.
     fn order(&self) -> (std::cmp::Reverse<i128>, &'static str, &str, &str) {
         (
@@ -200,22 +221,7 @@ pub async fn queue(
             Kind::PaymentReview => {
                 for id in ids(|start| store.review_payments(100, start)).await? {
                     if let Some(p) = store.payment(id).await? {
-                        items.push(QueueItem {
-                            kind,
-                            payment_id: p.id.to_string(),
-                            merchant_id: p.merchant_id.to_string(),
-                            provider: p.provider,
-                            amount: p.amount.minor(),
-                            currency: p.amount.currency(),
-                            confirmed_amount: p.confirmed_amount.map(|m| m.minor()),
-                            status: p.status.as_str().to_string(),
-                            provider_status: p.provider_status.clone(),
-                            refund_id: None,
-                            last_error: None,
-                            difference: None,
-                            since: p.updated_at,
-                            actions: kind.actions(),
-                        });
+                        items.push(QueueItem::of_payment(kind, &p));
                     }
                 }
             }
@@ -231,10 +237,6 @@ pub async fn queue(
                         continue;
                     };
                     items.push(QueueItem {
-                        kind,
-                        payment_id: p.id.to_string(),
-                        merchant_id: p.merchant_id.to_string(),
-                        provider: p.provider,
                         amount: r.amount.minor(),
                         currency: r.amount.currency(),
                         confirmed_amount: None,
@@ -242,9 +244,8 @@ pub async fn queue(
                         provider_status: r.provider_code.clone(),
                         refund_id: Some(format!("ref_{refund_id}")),
                         last_error: r.last_error.clone(),
-                        difference: None,
                         since: r.last_attempt_at.unwrap_or(p.updated_at),
-                        actions: kind.actions(),
+                        ..QueueItem::of_payment(kind, &p)
                     });
                 }
             }
@@ -256,20 +257,15 @@ pub async fn queue(
                         continue;
                     };
                     items.push(QueueItem {
-                        kind,
-                        payment_id: p.id.to_string(),
                         merchant_id: t.merchant_id.to_string(),
-                        provider: p.provider,
                         amount: t.amount.minor(),
                         currency: t.amount.currency(),
                         confirmed_amount: None,
                         status: t.status.as_str().to_string(),
                         provider_status: None,
-                        refund_id: None,
                         last_error: t.last_error.clone(),
-                        difference: None,
                         since: t.updated_at,
-                        actions: kind.actions(),
+                        ..QueueItem::of_payment(kind, &p)
                     });
                 }
             }
@@ -282,17 +278,6 @@ pub async fn queue(
                         continue;
                     };
                     items.push(QueueItem {
-                        kind,
-                        payment_id: p.id.to_string(),
-                        merchant_id: p.merchant_id.to_string(),
-                        provider: p.provider,
-                        amount: p.amount.minor(),
-                        currency: p.amount.currency(),
-                        confirmed_amount: p.confirmed_amount.map(|m| m.minor()),
-                        status: p.status.as_str().to_string(),
-                        provider_status: p.provider_status.clone(),
-                        refund_id: None,
-                        last_error: None,
                         difference: Some(DifferenceView {
                             id: d.id,
                             kind: d.kind,
@@ -300,7 +285,7 @@ pub async fn queue(
                             theirs: d.theirs,
                         }),
                         since: d.found_at,
-                        actions: kind.actions(),
+                        ..QueueItem::of_payment(kind, &p)
                     });
                 }
             }

@@ -201,10 +201,6 @@ fn player_from(
     if found.success == Some(false) {
         return Ok(None);
     }
-    let decode = |reason: &str| ProviderError::Decode {
-        provider: PROVIDER,
-        reason: reason.to_string(),
-    };
     let player = Player {
         username: found.username.unwrap_or_else(|| username.to_string()),
         client_id: found
