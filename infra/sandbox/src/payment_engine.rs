@@ -211,7 +211,10 @@ async fn balance(
     if id != ACCOUNT {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such account");
     }
-    Json(json!({"accountId": id, "availableBalance": "1250.75", "currencyCode": "USD"}))
+    // The assembled shape (fixtures/payment_engine/balance.reply.assembled.json):
+    // the amount a JSON number, as the guide's error details print it.
+    let available: serde_json::Number = "1250.75".parse().unwrap_or_else(|_| 0.into());
+    Json(json!({"accountId": id, "availableBalance": available, "currencyCode": "USD"}))
         .into_response()
 }
 

@@ -568,6 +568,22 @@ async fn payment_engine_login_create_and_errors_are_as_the_guide_shows() {
         assert_eq!(created["status"], "PENDING");
     }
 
+    // The balance, in the assembled shape the client reads.
+    let (status, balance) = json(
+        http.get(format!(
+            "{v1}/accounts/{}/balance",
+            sandbox::payment_engine::ACCOUNT
+        ))
+        .bearer_auth(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    same_shape(
+        &balance,
+        &fixture("payment_engine", "balance.reply.assembled.json"),
+        "balance",
+    );
+
     // Errors in the guide's format, with a code from its table.
     let documented = fixture("payment_engine", "error.reply.json");
     let (status, body) = json(

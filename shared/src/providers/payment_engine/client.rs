@@ -74,6 +74,16 @@ struct BalanceReply {
     currency_code: String,
 }
 
+/// A balance reply as exact money in its currency.
+fn read_balance(b: BalanceReply) -> Result<Money, ProviderError> {
+    let decode = |e: crate::money::MoneyError| ProviderError::Decode {
+        provider: PROVIDER,
+        reason: e.to_string(),
+    };
+    let currency = Currency::from_code_ignore_case(&b.currency_code).map_err(decode)?;
+    b.available_balance.to_money(currency).map_err(decode)
+}
+
 #[derive(Debug)]
 pub struct PaymentEngineClient {
     http: ProviderHttp,
@@ -233,19 +243,7 @@ impl PaymentEngineClient {
         if !reply.status.is_success() {
             return Err(error(&reply));
         }
-        let b: BalanceReply = reply.json(PROVIDER)?;
-        let currency = Currency::from_code_ignore_case(&b.currency_code).map_err(|e| {
-            ProviderError::Decode {
-                provider: PROVIDER,
-                reason: e.to_string(),
-            }
-        })?;
-        b.available_balance
-            .to_money(currency)
-            .map_err(|e| ProviderError::Decode {
-                provider: PROVIDER,
-                reason: e.to_string(),
-            })
+        read_balance(reply.json(PROVIDER)?)
     }
 }
 
@@ -359,5 +357,21 @@ mod tests {
                 if code == "INSUFFICIENT_FUNDS" && message.starts_with("Account does not have")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_balance_is_read_exactly_as_a_number_or_as_text() {
+        let assembled: BalanceReply =
+            serde_json::from_slice(&fixture("balance.reply.assembled.json")).unwrap();
+        let m = read_balance(assembled).unwrap();
+        assert_eq!((m.minor(), m.currency()), (50_000, Currency::Usd));
+        let text: BalanceReply = serde_json::from_str(
+            r#"{"accountId": "a", "availableBalance": "1250.75", "currencyCode": "usd"}"#,
+        )
+        .unwrap();
+        assert_eq!(read_balance(text).unwrap().minor(), 125_075);
+        let odd: BalanceReply =
+            serde_json::from_str(r#"{"availableBalance": 1.005, "currencyCode": "USD"}"#).unwrap();
+        assert!(read_balance(odd).is_err(), "a third decimal is not a cent");
     }
 }
