@@ -47,20 +47,17 @@ pub async fn within<F: Future>(deadline_ms: u64, work: F) -> F::Output {
     let Some(left) = left_of(deadline_ms) else {
         return work.await;
     };
-    let left = left.saturating_sub(MARGIN);
-    let now = Instant::now();
-    // No deadline at all (u64::MAX): a day is as good as forever.
-    let end = now
-        .checked_add(left.min(Duration::from_secs(86_400)))
-        .unwrap_or(now);
-    DEADLINE.scope(end, work).await
+    // Lambda's deadlines are at most 15 minutes ahead; a day bounds any
+    // other value without overflowing the clock.
+    let left = left.saturating_sub(MARGIN).min(Duration::from_secs(86_400));
+    DEADLINE.scope(Instant::now() + left, work).await
 }
 
-/// The Lambda deadline (epoch milliseconds) of an HTTP API request; none
-/// outside Lambda (a request built in a test): unbounded then.
+/// The Lambda deadline (epoch milliseconds) of an HTTP API request; 0 (no
+/// deadline, see [`left_of`]) outside Lambda, for a request built in a test.
 pub fn of_request(req: &lambda_http::Request) -> u64 {
     use lambda_http::RequestExt;
-    req.lambda_context_ref().map_or(u64::MAX, |c| c.deadline)
+    req.lambda_context_ref().map_or(0, |c| c.deadline)
 }
 
 /// Runs `work` with provider calls bounded by `left` from now (tests, and
