@@ -215,6 +215,78 @@ impl fmt::Display for PaymentId {
     }
 }
 
+/// The payer's link to a payment's page (`/pay/<token>`): 24 bytes from
+/// the operating system's random source, base64url without padding (32
+/// characters). Unguessable, unrelated to the payment id, and the only
+/// thing a payer's browser holds; kept out of logs (`Debug` shows none of it).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PageToken(String);
+
+impl PageToken {
+    pub const LEN: usize = 32;
+
+    /// A fresh token, or `None` where the operating system gives no
+    /// randomness (the payment is then created without a page).
+    pub fn generate() -> Option<PageToken> {
+        use base64::Engine;
+        let mut bytes = [0u8; 24];
+        getrandom::fill(&mut bytes).ok()?;
+        Some(PageToken(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PageToken {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<PageToken, IdError> {
+        const KIND: &str = "page token";
+        if s.len() != Self::LEN {
+            return Err(IdError::Malformed {
+                kind: KIND,
+                form: "32 characters of base64url",
+            });
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            return Err(IdError::InvalidCharacters { kind: KIND });
+        }
+        Ok(PageToken(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for PageToken {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<PageToken, IdError> {
+        s.parse()
+    }
+}
+
+impl From<PageToken> for String {
+    fn from(t: PageToken) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for PageToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PageToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PageToken(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +344,24 @@ mod tests {
         assert!(serde_json::from_str::<WalletUserId>(r#""bad id""#).is_err());
     }
 
+    #[test]
+    fn page_tokens_are_fresh_url_safe_and_hidden_from_debug() {
+        let a = PageToken::generate().expect("randomness");
+        let b = PageToken::generate().expect("randomness");
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), PageToken::LEN);
+        assert_eq!(a.as_str().parse::<PageToken>(), Ok(a.clone()));
+        assert!(!format!("{a:?}").contains(a.as_str()));
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(33),
+            &format!("{}/", "a".repeat(31)),
+        ] {
+            assert!(bad.parse::<PageToken>().is_err(), "{bad}");
+        }
+    }
+
     proptest! {
         #[test]
         fn no_input_panics(s in "\\PC{0,300}") {
@@ -279,6 +369,7 @@ mod tests {
             let _ = s.parse::<IdempotencyKey>();
             let _ = s.parse::<MerchantReference>();
             let _ = s.parse::<WalletUserId>();
+            let _ = s.parse::<PageToken>();
         }
     }
 }

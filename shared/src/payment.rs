@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{
-    CasinoUsername, MerchantId, MerchantReference, PaymentId, ProviderReference, WalletUserId,
+    CasinoUsername, MerchantId, MerchantReference, PageToken, PaymentId, ProviderReference,
+    WalletUserId,
 };
 use crate::money::Money;
 
@@ -267,10 +268,28 @@ pub struct Customer {
 /// What the payer needs to pay: a page, a QR code, or widget parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkout {
+    /// paygate's own page for the payer (`<public base>/pay/<token>`): one
+    /// link a merchant can send, whatever the provider.
+    #[serde(default)]
+    pub page_url: Option<String>,
     pub url: Option<String>,
     pub qr_text: Option<String>,
     pub qr_image: Option<String>,
     pub widget: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Apps that open the payment directly on a phone (QPay's bank apps).
+    #[serde(default)]
+    pub links: Vec<AppLink>,
+}
+
+/// A bank or wallet app's deep link for the payment, as the provider named it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLink {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub logo: Option<String>,
+    pub link: String,
 }
 
 /// One payment, as stored.
@@ -303,6 +322,9 @@ pub struct Payment {
     pub provider_status: Option<String>,
     #[serde(default)]
     pub checkout: Checkout,
+    /// The token of the payer's page (`checkout.page_url`), where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_token: Option<PageToken>,
     /// What the provider confirmed was paid, recorded when the payment went
     /// to review (a short or overpaid payment, or money after a failure).
     /// An operator's accept credits this amount; refunds are bounded by it.
@@ -330,6 +352,11 @@ pub struct Payment {
     pub history: Vec<HistoryEntry>,
 }
 
+/// How long after a payment's expiry its payer's page still shows the
+/// outcome (a payer who paid at the last minute sees it complete); then
+/// the link is gone.
+pub const PAGE_AFTER_EXPIRY: time::Duration = time::Duration::hours(24);
+
 /// The parts of a new payment the caller chooses; the rest starts fixed.
 #[derive(Debug, Clone)]
 pub struct NewPayment {
@@ -346,6 +373,7 @@ pub struct NewPayment {
     pub casino_username: Option<CasinoUsername>,
     pub provider_reference: Option<ProviderReference>,
     pub checkout: Checkout,
+    pub page_token: Option<PageToken>,
     pub expires_at: OffsetDateTime,
 }
 
@@ -369,6 +397,7 @@ impl Payment {
                 casino_username: None,
                 provider_reference: None,
                 checkout: Checkout::default(),
+                page_token: None,
                 expires_at: now,
             },
             ChangeSource::Api,
@@ -400,6 +429,7 @@ impl Payment {
             provider_reference: new.provider_reference,
             provider_status: None,
             checkout: new.checkout,
+            page_token: new.page_token,
             expires_at: new.expires_at,
             created_at: now,
             updated_at: now,

@@ -41,6 +41,13 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Whether paygate itself runs on this machine (`http://` on a loopback
+    /// address, as under `make dev`): only then may a payment's return_url
+    /// be `http://` too, and only to loopback.
+    pub fn local_return_urls(&self) -> bool {
+        url::Url::parse(&self.public_base_url).is_ok_and(|u| u.scheme() == "http" && loopback(&u))
+    }
+
     pub fn from_env() -> Result<Settings, ConfigError> {
         Ok(Settings {
             public_base_url: config::required("PAYGATE_PUBLIC_BASE_URL")?,
@@ -49,6 +56,16 @@ impl Settings {
             payment_ttl: time::Duration::minutes(30),
             http: HttpPolicy::default(),
         })
+    }
+}
+
+/// Whether a URL's host is this machine (`localhost` or a loopback address).
+pub fn loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -267,6 +284,12 @@ impl Services {
             .category()
             .await?;
         self.store.put_setting(&name, &code).await.map_err(stored)
+    }
+
+    /// The payer's page of a payment.
+    pub fn page_url(&self, token: &crate::ids::PageToken) -> String {
+        let base = self.settings.public_base_url.trim_end_matches('/');
+        format!("{base}/pay/{token}")
     }
 
     /// Where a provider sends callbacks for a payment.

@@ -523,6 +523,7 @@ async fn on_a_two_stage_terminal_an_authorised_payment_is_captured_once_when_con
             casino_username: None,
             provider_reference: Some(created.provider_reference.clone()),
             checkout: created.checkout.clone(),
+            page_token: None,
             expires_at: time::OffsetDateTime::now_utc(),
         },
         shared::payment::ChangeSource::Api,

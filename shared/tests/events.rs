@@ -21,6 +21,8 @@ const P4: &str = "pay_01JG0000000000000000000004";
 const P5: &str = "pay_01JG0000000000000000000005";
 const P6: &str = "pay_01JG0000000000000000000006";
 const P7: &str = "pay_01JG0000000000000000000007";
+/// The page token of events/api-pay-page.json (P4's).
+const PAGE_TOKEN: &str = "SamplePageToken00000000000000001";
 
 fn event_text(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
@@ -45,6 +47,7 @@ async fn fixtures(h: &Harness) {
                 status: "SUCCESS".into(),
                 reference: P1.into(),
                 webhook: String::new(),
+                redirect_url: String::new(),
             },
         );
     h.sandbox.state.paygram.invoices.lock().unwrap().insert(
@@ -183,6 +186,7 @@ async fn fixtures(h: &Harness) {
                 casino_username: casino.then(|| "player1".parse().unwrap()),
                 provider_reference: Some(reference.parse().unwrap()),
                 checkout: Default::default(),
+                page_token: (id == P4).then(|| PAGE_TOKEN.parse().unwrap()),
                 expires_at: now + time::Duration::minutes(30),
             },
             ChangeSource::Api,
@@ -206,6 +210,19 @@ async fn every_sample_event_is_accepted_by_its_handler() {
 
     let got = shared::api::payments::get(s, http_event("api-get-payment")).await;
     assert_eq!(got.status(), 200, "{:?}", got.body());
+
+    let page = shared::api::pay_page::page(s, http_event("api-pay-page")).await;
+    assert_eq!(page.status(), 200, "{:?}", page.body());
+    let mut status_event: serde_json::Value =
+        serde_json::from_str(&event_text("api-pay-page")).unwrap();
+    status_event["rawPath"] = format!("/pay/{PAGE_TOKEN}/status").into();
+    status_event["routeKey"] = "GET /pay/{token}/status".into();
+    let status = shared::api::pay_page::status(
+        s,
+        lambda_http::request::from_str(&status_event.to_string()).unwrap(),
+    )
+    .await;
+    assert_eq!(status.status(), 200, "{:?}", status.body());
 
     // Every provider's callback sample completes its fixture payment and is
     // answered the way that provider expects.

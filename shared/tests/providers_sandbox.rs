@@ -158,6 +158,7 @@ fn payment_for(provider: Provider, amount: Money, provider_ref: &str) -> Payment
             casino_username: None,
             provider_reference: Some(provider_ref.parse().unwrap()),
             checkout: Default::default(),
+            page_token: None,
             expires_at: OffsetDateTime::now_utc(),
         },
         ChangeSource::Api,

@@ -24,10 +24,12 @@ async fn create(h: &Harness, minor: i64, user: &str) -> (PaymentId, String) {
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.body["checkout"]["qr_text"].is_string());
     assert!(r.body["checkout"]["qr_image"].is_string());
+    // The sandbox's short link is its own pay page (QPay's is s.qpay.mn).
     assert!(r.body["checkout"]["url"]
         .as_str()
         .unwrap()
-        .starts_with("https://s.qpay.mn/"));
+        .starts_with(&format!("{}/qpay/s/", h.sandbox.url())));
+    assert_eq!(r.body["checkout"]["links"][0]["name"], "Khan bank");
     let invoice = r.body["provider_reference"].as_str().unwrap().to_string();
     (r.body["id"].as_str().unwrap().parse().unwrap(), invoice)
 }

@@ -106,6 +106,7 @@ async fn the_client_creates_bills_and_reads_their_attempts() {
             casino_username: None,
             provider_reference: Some(created.provider_reference.clone()),
             checkout: Default::default(),
+            page_token: None,
             expires_at: time::OffsetDateTime::now_utc(),
         },
         shared::payment::ChangeSource::Api,

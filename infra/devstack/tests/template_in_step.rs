@@ -639,6 +639,7 @@ fn each_function_reads_only_its_own_secrets() {
     for f in [
         "ApiCreatePaymentFunction",
         "ApiGetPaymentFunction",
+        "ApiPayPageFunction",
         "ApiCancelPaymentFunction",
         "ApiRefundPaymentFunction",
         "JobSweepFunction",

@@ -35,6 +35,8 @@ pub struct Transaction {
     pub status: String,
     pub reference: String,
     pub webhook: String,
+    /// Where the payment page sends the payer afterwards.
+    pub redirect_url: String,
 }
 
 #[derive(Default)]
@@ -56,6 +58,29 @@ impl State {
         }
         all
     }
+}
+
+/// The page DirectPay's `link` opens: GCash's checkout.
+pub fn payer_routes() -> Router<Shared> {
+    Router::new().route("/{id}", get(payment_page))
+}
+
+async fn payment_page(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
+    let Some(t) = lock(&s.directpay.transactions).get(&id).cloned() else {
+        return crate::payer::unknown();
+    };
+    let back = (!t.redirect_url.is_empty()).then(|| t.redirect_url.clone());
+    crate::payer::page(crate::payer::Page {
+        provider: "directpay",
+        title: "GCash: pay the merchant",
+        amount: &format!("PHP {}", t.amount),
+        payment_id: &t.reference,
+        back: crate::payer::Back {
+            paid: back.clone(),
+            failed: back.clone(),
+            abandoned: back,
+        },
+    })
 }
 
 pub fn routes() -> Router<Shared> {
@@ -158,6 +183,7 @@ async fn legacy_generate_qr(
             status: "PENDING".into(),
             reference: text("merchantpaymentreferences"),
             webhook: text("webhook_url"),
+            redirect_url: text("redirect_url"),
         },
     );
     Json(json!({
@@ -276,6 +302,7 @@ async fn pay_cashin(
             status: "PENDING".into(),
             reference: text("merchantpaymentreferences"),
             webhook: text("webhook"),
+            redirect_url: text("redirectUrl"),
         },
     );
     // The keys public clients read from this reply (fixtures/directpay
@@ -283,8 +310,10 @@ async fn pay_cashin(
     Json(json!({
         "status": "success",
         "transactionId": id,
-        "link": format!("https://sandbox.directpayph.com/pay/{id}"),
-        "redirectionurl": format!("https://sandbox.directpayph.com/pay/{id}"),
+        // The real link is DirectPay's checkout host; the sandbox's serves
+        // its own payment page (`payer_routes`).
+        "link": format!("{}/directpay/pay/{id}", crate::payer::origin(&headers)),
+        "redirectionurl": format!("{}/directpay/pay/{id}", crate::payer::origin(&headers)),
         "qrphraw": format!("00020101021228SANDBOX{id}6304ABCD"),
     }))
     .into_response()

@@ -78,6 +78,64 @@ impl State {
     }
 }
 
+/// The Halyk payment widget's script (`payment-api.js`): a stand-in whose
+/// `halyk.pay(paymentObject)` opens a card form over the merchant's page.
+/// Its buttons post to the sandbox's payer route and the payer lands on
+/// `backLink` (paid) or `failureBackLink` (failed, cancelled), as the bank's
+/// widget sends them.
+pub fn widget_routes() -> Router<Shared> {
+    Router::new().route("/payment-api.js", get(widget_script))
+}
+
+async fn widget_script() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        WIDGET_SCRIPT,
+    )
+        .into_response()
+}
+
+const WIDGET_SCRIPT: &str = r##"(function () {
+  var script = document.currentScript;
+  var base = script ? new URL(script.src).origin : "";
+  function el(tag, text) { var e = document.createElement(tag); if (text) { e.textContent = text; } return e; }
+  function pay(o) {
+    var m = /[?&]payment_id=([^&]+)/.exec(o.postLink || "");
+    var paymentId = m ? decodeURIComponent(m[1]) : "";
+    var overlay = el("div");
+    overlay.id = "halyk-widget";
+    overlay.style.position = "fixed"; overlay.style.inset = "0"; overlay.style.background = "rgba(0,0,0,.5)";
+    overlay.style.display = "flex"; overlay.style.alignItems = "center"; overlay.style.justifyContent = "center";
+    var box = el("div");
+    box.style.background = "#fff"; box.style.padding = "1.25rem"; box.style.borderRadius = "10px";
+    box.style.width = "min(22rem, 92vw)"; box.style.font = "16px system-ui, sans-serif";
+    box.appendChild(el("p", "paygate sandbox: Halyk card form"));
+    box.appendChild(el("h2", (o.amount || "") + " " + (o.currency || "KZT")));
+    [["Card number", "4405 6450 0000 6150"], ["Expiry", "12/30"], ["CVC", "123"]].forEach(function (f) {
+      var label = el("label", f[0]); var input = el("input"); input.value = f[1];
+      input.style.display = "block"; input.style.width = "100%"; input.style.margin = ".25rem 0 .75rem";
+      label.appendChild(input); box.appendChild(label);
+    });
+    [["paid", "Pay", o.backLink], ["failed", "Decline (the payment fails)", o.failureBackLink || o.backLink],
+     ["abandon", "Cancel", o.failureBackLink || o.backLink]].forEach(function (b) {
+      var form = el("form"); form.method = "post";
+      form.action = base + "/_sandbox/payer/epayment/" + encodeURIComponent(paymentId);
+      var event = el("input"); event.type = "hidden"; event.name = "event"; event.value = b[0];
+      var back = el("input"); back.type = "hidden"; back.name = "back"; back.value = b[2] || "";
+      var button = el("button", b[1]); button.type = "submit"; button.id = "sandbox-" + b[0];
+      button.style.display = "block"; button.style.width = "100%"; button.style.padding = ".7rem"; button.style.margin = ".4rem 0";
+      form.appendChild(event); form.appendChild(back); form.appendChild(button); box.appendChild(form);
+    });
+    overlay.appendChild(box);
+    document.body.appendChild(overlay);
+  }
+  window.halyk = { pay: pay, showPaymentWidget: function (o) { pay(o); } };
+})();
+"##;
+
 pub fn oauth_routes() -> Router<Shared> {
     Router::new().route("/oauth2/token", post(token))
 }

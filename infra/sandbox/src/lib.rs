@@ -18,6 +18,9 @@
 //! - `POST /_sandbox/trigger` `{"provider", "event", "payment_id"}`: plays
 //!   `paid`, `failed`, `expired`, `duplicate` or `out-of-order` for one of
 //!   paygate's payments as that provider would (see `trigger`).
+//! - `POST /_sandbox/payer/{provider}/{payment_id}`: the buttons of the
+//!   payer pages each provider serves where its checkout URL points (see
+//!   `payer`).
 //! - provider-specific controls under `/_sandbox/<provider>/`.
 
 use std::collections::HashMap;
@@ -36,6 +39,7 @@ use serde::Deserialize;
 pub mod casino;
 pub mod directpay;
 pub mod epayment;
+pub mod payer;
 pub mod paygram;
 pub mod payment_engine;
 pub mod qpay;
@@ -225,16 +229,22 @@ pub fn router(sandbox: Shared) -> Router {
         .route("/_sandbox/faults", post(add_fault).delete(clear_faults))
         .route("/_sandbox/calls", get(calls))
         .route("/_sandbox/trigger", post(trigger::handle))
+        .route(
+            "/_sandbox/payer/{provider}/{payment_id}",
+            post(trigger::payer_action),
+        )
         .nest("/directpay/api", directpay::routes())
+        .nest("/directpay/pay", directpay::payer_routes())
         .nest("/_sandbox/directpay", directpay::controls())
         .nest("/paygram", paygram::routes())
         .nest("/_sandbox/paygram", paygram::controls())
         .nest("/epayment/oauth", epayment::oauth_routes())
         .nest("/epayment/api", epayment::api_routes())
+        .nest("/epayment/payform", epayment::widget_routes())
         .nest("/_sandbox/epayment", epayment::controls())
         .nest("/payment-engine", payment_engine::routes())
         .nest("/_sandbox/payment-engine", payment_engine::controls())
-        .nest("/qpay", qpay::routes())
+        .nest("/qpay", qpay::routes().merge(qpay::payer_routes()))
         .nest("/_sandbox/qpay", qpay::controls())
         .nest("/toyyibpay", toyyibpay::routes())
         .nest("/_sandbox/toyyibpay", toyyibpay::controls())

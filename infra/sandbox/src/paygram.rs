@@ -47,7 +47,9 @@ impl State {
 }
 
 pub fn routes() -> Router<Shared> {
-    Router::new().route("/{token}/{method}", post(call))
+    Router::new()
+        .route("/{token}/{method}", post(call))
+        .route("/pay/{code}", axum::routing::get(pay_page))
 }
 
 pub fn controls() -> Router<Shared> {
@@ -55,6 +57,21 @@ pub fn controls() -> Router<Shared> {
         .route("/callback-url", post(set_callback_url))
         .route("/invoices/{code}/status", post(set_status))
         .route("/invoices/{code}/callback", post(send_callback))
+}
+
+/// The invoice's pay page (PayGram's bot, in a browser).
+async fn pay_page(AxState(s): AxState<Shared>, Path(code): Path<String>) -> Response {
+    let Some(i) = lock(&s.paygram.invoices).get(&code).cloned() else {
+        return crate::payer::unknown();
+    };
+    let currency = if i.currency_code == 5 { "USDT" } else { "PHPT" };
+    crate::payer::page(crate::payer::Page {
+        provider: "paygram",
+        title: "PayGram: pay the invoice",
+        amount: &format!("{} {currency}", i.amount),
+        payment_id: &i.callback_data,
+        back: crate::payer::Back::default(),
+    })
 }
 
 /// A refusal: `responseCode` is one of the SDK's `ResponseCodes`
@@ -67,19 +84,20 @@ fn reply(code: i64, message: &str) -> Response {
 async fn call(
     AxState(s): AxState<Shared>,
     Path((token, method)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
     if token != TOKEN {
         return reply(552, "authorization failed");
     }
     match method.as_str() {
-        "IssueInvoice" => issue(&s, &body),
+        "IssueInvoice" => issue(&s, &body, &crate::payer::origin(&headers)),
         "InvoiceInfo" => info(&s, &body),
         _ => (StatusCode::NOT_FOUND, "unknown method").into_response(),
     }
 }
 
-fn issue(s: &Shared, body: &Value) -> Response {
+fn issue(s: &Shared, body: &Value, origin: &str) -> Response {
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     // The SDK's requestId is a C# long: a JSON integer, not a string.
     let Some(request_id) = body
@@ -125,7 +143,9 @@ fn issue(s: &Shared, body: &Value) -> Response {
         "success": true,
         "responseCode": 200,
         "invoiceCode": code,
-        "payUrl": format!("https://t.me/PayGramBot?start={code}"),
+        // The real payUrl opens PayGram's Telegram bot; the sandbox's opens
+        // its own pay page (`pay_page`).
+        "payUrl": format!("{origin}/paygram/pay/{code}"),
         "status": 1,
         "amount": amount.parse::<serde_json::Number>().ok(),
         "currencyCode": currency_code,

@@ -74,6 +74,49 @@ pub fn routes() -> Router<Shared> {
         .route("/v2/payment/cancel/{id}", delete(cancel_payment))
 }
 
+/// QPay's short link (the invoice's pay page) and the bank logos.
+pub fn payer_routes() -> Router<Shared> {
+    Router::new()
+        .route("/s/{id}", axum::routing::get(short_link))
+        .route("/logo/{name}", axum::routing::get(logo))
+}
+
+async fn short_link(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
+    let Some(i) = lock(&s.qpay.invoices).get(&id).cloned() else {
+        return crate::payer::unknown();
+    };
+    let payment_id = i
+        .callback_url
+        .split_once("payment_id=")
+        .map(|(_, rest)| rest.split('&').next().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    crate::payer::page(crate::payer::Page {
+        provider: "qpay",
+        title: "QPay: pay the invoice",
+        amount: &format!("MNT {}", i.amount),
+        payment_id: &payment_id,
+        back: crate::payer::Back::default(),
+    })
+}
+
+/// A bank's logo: a small square with its initial.
+async fn logo(Path(name): Path<String>) -> Response {
+    let initial = name
+        .chars()
+        .next()
+        .filter(char::is_ascii_alphabetic)
+        .unwrap_or('Q')
+        .to_ascii_uppercase();
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\"><rect width=\"32\" height=\"32\" rx=\"6\" fill=\"#1f6feb\"/>\
+             <text x=\"16\" y=\"22\" font-size=\"18\" text-anchor=\"middle\" fill=\"#fff\">{initial}</text></svg>"
+        ),
+    )
+        .into_response()
+}
+
 pub fn controls() -> Router<Shared> {
     Router::new()
         .route("/invoices/{id}/pay", post(pay))
@@ -194,6 +237,7 @@ async fn invoice(
     };
     // QPay does not enforce sender_invoice_no's uniqueness: a repeat gets a
     // new invoice (fixtures/qpay/SOURCES.md), so neither does the sandbox.
+    let origin = crate::payer::origin(&headers);
     let mut invoices = lock(&s.qpay.invoices);
     let id = ulid::Ulid::new().to_string().to_lowercase();
     invoices.insert(
@@ -210,13 +254,15 @@ async fn invoice(
         "invoice_id": id,
         "qr_text": format!("0002010102121531SANDBOXQPAY{id}"),
         "qr_image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
-        "qPay_shortUrl": format!("https://s.qpay.mn/{id}"),
+        // The real short link and logos are on QPay's hosts; the sandbox's
+        // are its own (`payer_routes`).
+        "qPay_shortUrl": format!("{origin}/qpay/s/{id}"),
         // Bank-app links with name, description, logo and link, as QPay's
         // reply carries them (shared/tests/fixtures/qpay/invoice.reply.json).
         "urls": [
-            {"name": "Khan bank", "description": "Хаан банк", "logo": "https://qpay.mn/q/logo/khanbank.png",
+            {"name": "Khan bank", "description": "Хаан банк", "logo": format!("{origin}/qpay/logo/khanbank.svg"),
              "link": format!("khanbank://q?qPay_QRcode=0002010102121531SANDBOXQPAY{id}")},
-            {"name": "State bank", "description": "Төрийн банк", "logo": "https://qpay.mn/q/logo/statebank.png",
+            {"name": "State bank", "description": "Төрийн банк", "logo": format!("{origin}/qpay/logo/statebank.svg"),
              "link": format!("statebank://q?qPay_QRcode=0002010102121531SANDBOXQPAY{id}")},
         ],
     }))

@@ -46,6 +46,8 @@ pub struct Bill {
     pub payer: (String, String, String),
     pub external_reference: String,
     pub callback_url: String,
+    /// billReturnUrl: where the bill page sends the payer afterwards.
+    pub return_url: String,
     pub active: bool,
     pub attempts: Vec<Attempt>,
 }
@@ -58,7 +60,51 @@ pub struct State {
 }
 
 pub fn routes() -> Router<Shared> {
-    Router::new().route("/index.php/api/{method}", post(call))
+    Router::new()
+        .route("/index.php/api/{method}", post(call))
+        // The payment page, `{base}/{BillCode}` (PROVIDERS.md).
+        .route("/{code}", axum::routing::get(bill_page))
+}
+
+/// A bill as the sandbox holds it (tests read what paygate sent).
+pub fn bill(s: &crate::Sandbox, code: &str) -> Option<Bill> {
+    lock(&s.toyyibpay.bills).get(code).cloned()
+}
+
+/// The bill's payment page: FPX, then back to billReturnUrl with
+/// `status_id` (1 paid, 3 failed), `billcode` and `order_id`.
+async fn bill_page(AxState(s): AxState<Shared>, Path(code): Path<String>) -> Response {
+    let Some(bill) = bill(&s, &code) else {
+        return crate::payer::unknown();
+    };
+    let back = |status: u8| {
+        (!bill.return_url.is_empty()).then(|| {
+            let query = serde_urlencoded::to_string([
+                ("status_id", status.to_string()),
+                ("billcode", code.clone()),
+                ("order_id", bill.external_reference.clone()),
+            ])
+            .unwrap_or_default();
+            let joint = if bill.return_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            format!("{}{joint}{query}", bill.return_url)
+        })
+    };
+    let amount = format!("RM {}.{:02}", bill.amount_sen / 100, bill.amount_sen % 100);
+    crate::payer::page(crate::payer::Page {
+        provider: "toyyibpay",
+        title: "FPX online banking: choose your bank",
+        amount: &amount,
+        payment_id: &bill.external_reference,
+        back: crate::payer::Back {
+            paid: back(1),
+            failed: back(3),
+            abandoned: back(3),
+        },
+    })
 }
 
 pub fn controls() -> Router<Shared> {
@@ -145,6 +191,7 @@ async fn call(
                     payer: (get("billTo"), get("billEmail"), get("billPhone")),
                     external_reference: get("billExternalReferenceNo"),
                     callback_url: get("billCallbackUrl"),
+                    return_url: get("billReturnUrl"),
                     active: true,
                     attempts: Vec::new(),
                 },

@@ -149,3 +149,53 @@ pub(crate) async fn handle(State(s): State<Shared>, Json(t): Json<Trigger>) -> R
             .into_response(),
     }
 }
+
+/// A payer's button on a provider's page (`payer`): `paid` and `failed` play
+/// the trigger's event, `abandon` does nothing at the provider.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PayerAction {
+    event: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// `POST /_sandbox/payer/{provider}/{payment_id}` (a form): the event, then
+/// the payer goes `back` (303), or reads that it is done.
+pub(crate) async fn payer_action(
+    State(s): State<Shared>,
+    axum::extract::Path((provider, payment_id)): axum::extract::Path<(String, String)>,
+    axum::Form(action): axum::Form<PayerAction>,
+) -> Response {
+    let event = match action.event.as_str() {
+        "abandon" => None,
+        word => match Event::parse(word) {
+            Some(e @ (Event::Paid | Event::Failed)) => Some(e),
+            _ => {
+                return (StatusCode::BAD_REQUEST, "event: paid, failed or abandon").into_response()
+            }
+        },
+    };
+    if let Some(event) = event {
+        let t = Trigger {
+            provider,
+            event,
+            payment_id,
+        };
+        if let Err(e) = run(&s, &t).await {
+            let why = match e {
+                TriggerError::UnknownProvider => "unknown provider",
+                TriggerError::UnknownPayment => "unknown payment",
+            };
+            return (StatusCode::NOT_FOUND, why).into_response();
+        }
+    }
+    let back = action.back.trim();
+    if back.starts_with("http://") || back.starts_with("https://") {
+        return axum::response::Redirect::to(back).into_response();
+    }
+    crate::payer::done(match event {
+        Some(Event::Paid) => "Paid",
+        Some(_) => "The payment failed",
+        None => "Cancelled",
+    })
+}

@@ -86,6 +86,7 @@ async fn trigger_plays_the_event_for_our_payment_id() {
             reference: payment.into(),
             // Nobody listens here: the delivery is reported as unanswered.
             webhook: "http://127.0.0.1:9/webhooks/directpay".into(),
+            redirect_url: String::new(),
         },
     );
     let o = cli(s.url(), &["trigger", "directpay", "duplicate", payment]).await;

@@ -16,6 +16,7 @@ pub mod health;
 mod idempotent;
 pub mod jobs;
 pub mod ops;
+pub mod pay_page;
 pub mod payments;
 pub mod reconcile;
 pub mod wallets;

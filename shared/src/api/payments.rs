@@ -8,10 +8,12 @@ use time::OffsetDateTime;
 use super::idempotent::{self, Begun};
 use super::{handled, note_payment, PaymentView};
 use crate::http::{self, ApiError};
-use crate::ids::{CasinoUsername, MerchantReference, PaymentId, WalletUserId};
+use crate::ids::{CasinoUsername, MerchantReference, PageToken, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
 
-use crate::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
+use crate::payment::{
+    ChangeSource, Checkout, Customer, NewPayment, Payment, PaymentStatus, Provider,
+};
 use crate::providers::{CreateRequest, ProviderError};
 use crate::services::Services;
 use crate::store::CreateOutcome;
@@ -66,7 +68,9 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::unprocessable(code, message)
 }
 
-fn validate(body: CreateBody) -> Result<Valid, ApiError> {
+/// `loopback_http`: whether `http://` return URLs on this machine are taken
+/// (only where paygate itself runs on loopback, as under `make dev`).
+fn validate(body: CreateBody, loopback_http: bool) -> Result<Valid, ApiError> {
     let provider: Provider =
         body.provider
             .parse()
@@ -145,12 +149,7 @@ fn validate(body: CreateBody) -> Result<Valid, ApiError> {
     }
     let return_url = short("return_url", body.return_url, 2048)?;
     if let Some(url) = &return_url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(invalid(
-                "invalid_field",
-                "return_url must be an http(s) URL",
-            ));
-        }
+        check_return_url(url, loopback_http)?;
     }
     let customer = body.customer.unwrap_or_default();
     check_customer(&customer, provider)?;
@@ -165,6 +164,30 @@ fn validate(body: CreateBody) -> Result<Valid, ApiError> {
         wallet_user_id,
         casino_username,
     })
+}
+
+/// Where the payer goes once the payment is final: an absolute `https` URL
+/// with a host and no credentials; `http` only on loopback under `make dev`.
+fn check_return_url(text: &str, loopback_http: bool) -> Result<(), ApiError> {
+    let refused = |why: &str| {
+        Err(invalid("invalid_return_url", format!("return_url {why}"))
+            .with_details(serde_json::json!({"field": "return_url"})))
+    };
+    let Ok(url) = url::Url::parse(text) else {
+        return refused("is not an absolute URL");
+    };
+    if url.host().is_none() {
+        return refused("has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refused("must not carry credentials");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback_http && crate::services::loopback(&url) => Ok(()),
+        "http" if loopback_http => refused("must be https (http only on this machine)"),
+        _ => refused("must be https"),
+    }
 }
 
 /// A customer field refused, named in the message and in `details.field`.
@@ -249,7 +272,7 @@ async fn create_inner(services: &Services, req: &Request) -> Result<Response<Bod
             e.to_string().chars().take(300).collect::<String>(),
         )
     })?;
-    let valid = validate(body)?;
+    let valid = validate(body, services.settings.local_return_urls())?;
     let claim = match idempotent::begin(services, req, &merchant, "create_payment", &raw).await? {
         Begun::Run(claim) => claim,
         Begun::Answer(response) => return Ok(response),
@@ -284,6 +307,10 @@ async fn create_payment(
         .map_err(|e| provider_error(&e))?;
     let id = PaymentId::generate();
     let webhook_url = services.webhook_url(valid.provider);
+    // The payer's page; providers that send the payer back send them there,
+    // and the page forwards to the merchant's return_url once it is final.
+    let page_token = PageToken::generate();
+    let page_url = page_token.as_ref().map(|t| services.page_url(t));
     let sequence = if valid.provider.needs_sequence() {
         Some(
             services
@@ -300,7 +327,7 @@ async fn create_payment(
             amount: valid.amount,
             description: valid.description.as_deref(),
             customer: &valid.customer,
-            return_url: valid.return_url.as_deref(),
+            return_url: page_url.as_deref().or(valid.return_url.as_deref()),
             method: valid.method.as_deref(),
             webhook_url: &webhook_url,
             sequence,
@@ -321,7 +348,11 @@ async fn create_payment(
             wallet_user_id: valid.wallet_user_id,
             casino_username: valid.casino_username,
             provider_reference: Some(created.provider_reference),
-            checkout: created.checkout,
+            checkout: Checkout {
+                page_url,
+                ..created.checkout
+            },
+            page_token,
             expires_at: created
                 .expires_at
                 .unwrap_or(now + services.settings.payment_ttl),
@@ -627,6 +658,41 @@ async fn refund_payment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn return_urls_are_https_and_loopback_http_only_on_a_local_paygate() {
+        for ok in [
+            "https://shop.example.com/thanks?o=1",
+            "https://[2001:db8::1]/x",
+        ] {
+            assert!(check_return_url(ok, false).is_ok(), "{ok}");
+        }
+        for local in [
+            "http://127.0.0.1:8080/t",
+            "http://localhost/t",
+            "http://[::1]/t",
+        ] {
+            // In production (paygate on https) even loopback http is refused.
+            assert_eq!(
+                check_return_url(local, false).unwrap_err().code,
+                "invalid_return_url"
+            );
+            assert!(check_return_url(local, true).is_ok(), "{local}");
+        }
+        for bad in [
+            "http://shop.example.com/",
+            "http://10.0.0.1/",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "https://u:p@shop.example.com/",
+            "https://",
+            "shop.example.com",
+        ] {
+            let e = check_return_url(bad, true).unwrap_err();
+            assert_eq!(e.code, "invalid_return_url", "{bad}");
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    }
 
     #[test]
     fn emails_and_phones_are_checked() {

@@ -230,6 +230,11 @@ pub(crate) mod keys {
     }
     pub const MERCHANT_REF_SK: &str = "MREF";
 
+    pub fn page(token: &crate::ids::PageToken) -> String {
+        format!("PAGE#{token}")
+    }
+    pub const PAGE_SK: &str = "PAGE";
+
     /// A wallet is the merchant's user's: `WAL#<merchant>#<user>`. Merchant
     /// ids hold no `#`, so no two (merchant, user) pairs share a key.
     pub fn wallet(merchant: &MerchantId, user: &WalletUserId) -> String {

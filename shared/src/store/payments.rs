@@ -175,7 +175,7 @@ impl Store {
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()?;
-        let writes = vec![
+        let mut writes = vec![
             Write {
                 what: "payment",
                 item: TransactWriteItem::builder().put(put_payment).build(),
@@ -185,11 +185,31 @@ impl Store {
                 item: TransactWriteItem::builder().put(claim).build(),
             },
         ];
+        if let Some(token) = &payment.page_token {
+            // The payer's link, kept until a day after the payment expires.
+            let purge = payment.expires_at + crate::payment::PAGE_AFTER_EXPIRY;
+            let page = Put::builder()
+                .table_name(&self.table)
+                .item(schema::PK, s(keys::page(token)))
+                .item(schema::SK, s(keys::PAGE_SK))
+                .item("payment_id", s(payment.id.to_string()))
+                .item(schema::TTL, n(purge.unix_timestamp()))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()?;
+            writes.push(Write {
+                what: "payer page link",
+                item: TransactWriteItem::builder().put(page).build(),
+            });
+        }
         for attempt in 0..MAX_CONFLICT_RETRIES {
             match self.transact(writes.clone()).await? {
                 Ok(()) => return Ok(CreateOutcome::Created),
                 Err(Cancelled::Condition { index: 0, .. }) => {
                     return Ok(CreateOutcome::AlreadyExists)
+                }
+                // 192 random bits taken already: not a race a retry wins.
+                Err(Cancelled::Condition { index: 2, .. }) => {
+                    return Err(StoreError::Refused("payer page link"))
                 }
                 Err(Cancelled::Condition { item, .. }) => {
                     let existing = match item {
@@ -205,6 +225,22 @@ impl Store {
             }
         }
         Err(StoreError::Contention)
+    }
+
+    /// The payment a payer's page link names (two strongly consistent
+    /// reads: the link, then the payment).
+    pub async fn payment_by_page(
+        &self,
+        token: &crate::ids::PageToken,
+    ) -> Result<Option<Payment>, StoreError> {
+        let Some(link) = self.get(keys::page(token), keys::PAGE_SK).await? else {
+            return Ok(None);
+        };
+        let id = claim_owner(&link)?;
+        let payment = self.payment(id).await?;
+        // The link must be the payment's own (a corrupt or foreign link
+        // shows nothing).
+        Ok(payment.filter(|p| p.page_token.as_ref() == Some(token)))
     }
 
     /// The payment, read with strong consistency.
@@ -719,5 +755,5 @@ fn claim_owner(item: &Item) -> Result<PaymentId, StoreError> {
     item.get("payment_id")
         .and_then(|v| v.as_s().ok())
         .and_then(|id| id.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt("merchant reference claim without payment id".into()))
+        .ok_or_else(|| StoreError::Corrupt("a claim or link without a payment id".into()))
 }

@@ -37,12 +37,17 @@ enum Route {
     CasinoUser,
     Ops,
     Health,
+    PayPage,
+    PayStatus,
     Webhook(Provider),
 }
 
 impl Route {
     fn needs_key(self) -> bool {
-        !matches!(self, Route::Webhook(_) | Route::Health)
+        !matches!(
+            self,
+            Route::Webhook(_) | Route::Health | Route::PayPage | Route::PayStatus
+        )
     }
 }
 
@@ -98,6 +103,8 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
             post(r(Route::Ops)),
         )
         .route("/v1/health", get(r(Route::Health)))
+        .route("/pay/{token}", get(r(Route::PayPage)))
+        .route("/pay/{token}/status", get(r(Route::PayStatus)))
         .route(
             "/webhooks/directpay",
             post(r(Route::Webhook(Provider::Directpay))),
@@ -197,6 +204,8 @@ async fn dispatch(
         Route::CasinoUser => shared::api::wallets::casino_user(s, req).await,
         Route::Ops => shared::api::ops::handle(s, req).await,
         Route::Health => shared::api::health::health(s, req).await,
+        Route::PayPage => shared::api::pay_page::page(s, req).await,
+        Route::PayStatus => shared::api::pay_page::status(s, req).await,
         Route::Webhook(p) => shared::api::webhooks::handle(s, p, req).await,
     };
     let (parts, body) = response.into_parts();

@@ -101,7 +101,7 @@ impl Harness {
             (
                 "epayment",
                 json!({"oauth_url": format!("{sb}/epayment/oauth"), "api_url": format!("{sb}/epayment/api"),
-                       "widget_url": "https://test-epay.epayment.kz/redesign-payform/payment-api.js",
+                       "widget_url": format!("{sb}/epayment/payform/payment-api.js"),
                        "client_id": sandbox::epayment::CLIENT_ID, "client_secret": sandbox::epayment::CLIENT_SECRET,
                        "terminal": sandbox::epayment::TERMINAL, "callback_key": "local-epayment-callback-key"}),
             ),

@@ -41,6 +41,7 @@ pub fn new_payment(provider: Provider, amount: Money, reference: &str) -> NewPay
         casino_username: None,
         provider_reference: Some(format!("ref-{}", ulid::Ulid::new()).parse().unwrap()),
         checkout: Default::default(),
+        page_token: None,
         expires_at: OffsetDateTime::now_utc() + time::Duration::minutes(30),
     }
 }

@@ -7,7 +7,7 @@ use tokio::sync::Mutex;
 
 use super::{seconds_left, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
-use crate::payment::{Checkout, Payment, PaymentStatus, Provider};
+use crate::payment::{AppLink, Checkout, Payment, PaymentStatus, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
@@ -52,6 +52,19 @@ struct InvoiceReply {
     qr_image: Option<String>,
     #[serde(default, rename = "qPay_shortUrl")]
     short_url: Option<String>,
+    /// The bank apps' deep links. A link without a name or target is left
+    /// out; an odd one never fails the invoice.
+    #[serde(default, deserialize_with = "app_links")]
+    urls: Vec<AppLink>,
+}
+
+fn app_links<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AppLink>, D::Error> {
+    let raw = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<AppLink>(v).ok())
+        .filter(|l| !l.name.is_empty() && !l.link.is_empty())
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -272,7 +285,8 @@ impl Gateway for QpayClient {
                 url: invoice.short_url,
                 qr_text: invoice.qr_text,
                 qr_image: invoice.qr_image,
-                widget: None,
+                links: invoice.urls,
+                ..Checkout::default()
             },
             expires_at: None,
         })
@@ -460,5 +474,27 @@ mod wire_tests {
         let unpaid: Check =
             serde_json::from_slice(&fixture("payment_check.reply.unpaid.json")).unwrap();
         assert!(unpaid.rows.is_empty());
+    }
+
+    /// The documented invoice reply's bank apps reach the payer's page;
+    /// a malformed one is left out without failing the invoice.
+    #[test]
+    fn the_invoice_replys_bank_apps_are_read() {
+        let reply: InvoiceReply = serde_json::from_slice(&fixture("invoice.reply.json")).unwrap();
+        assert_eq!(reply.urls.len(), 10);
+        assert_eq!(reply.urls[0].name, "Khan bank");
+        assert_eq!(
+            reply.urls[0].logo.as_deref(),
+            Some("https://qpay.mn/q/logo/khanbank.png")
+        );
+        assert!(reply.urls[0].link.starts_with("khanbank://q?qPay_QRcode="));
+        let odd: InvoiceReply = serde_json::from_str(
+            r#"{"invoice_id": "x", "urls": [{"name": "A", "link": "a://"}, {"description": "no name"}, 7]}"#,
+        )
+        .unwrap();
+        assert_eq!(odd.urls.len(), 1);
+        let none: InvoiceReply =
+            serde_json::from_str(r#"{"invoice_id": "x", "urls": null}"#).unwrap();
+        assert!(none.urls.is_empty());
     }
 }
