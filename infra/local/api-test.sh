@@ -5,6 +5,9 @@
 #   1. dev_smoke.py: every provider paid through the sandbox's command line
 #      and completed by its webhook, a casino top-up through SQS and the
 #      worker, the health endpoint, both scheduled jobs answering;
+#      then browser.sh: every provider's payer page in headless Chromium
+#      (installed from Debian's packages the first time), paid through the
+#      sandbox's provider pages;
 #   2. schemathesis (pinned, installed into .local/schemathesis) with a
 #      fixed seed and a bounded number of examples per operation: fails on
 #      any 5xx, any status, content type or body openapi.yaml does not allow;
@@ -73,6 +76,7 @@ done
 [ "$ready" = yes ] || { say "make dev is not answering on $api_addr"; exit 1; }
 
 python3 "$root/infra/local/dev_smoke.py"
+"$root/infra/local/browser.sh"
 
 say "schemathesis: $examples examples per operation, seed $seed"
 # From inside .local: schemathesis (hypothesis) writes caches into its
