@@ -44,6 +44,21 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
+/// Serializes a secret's value, for the one field that must be stored with
+/// it (`#[serde(with = "crate::secrets::exposed")]`): a provider login kept
+/// in the table. Opt-in per field; `Secret` itself never serializes.
+pub mod exposed {
+    use super::SecretString;
+
+    pub fn serialize<S: serde::Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(SecretString::from)
+    }
+}
+
 impl From<String> for SecretString {
     fn from(s: String) -> SecretString {
         Secret(s)

@@ -152,6 +152,7 @@ impl Services {
     fn http_policy(&self) -> HttpPolicy {
         HttpPolicy {
             health: Some(self.health.clone()),
+            sessions: Some(self.store.clone()),
             ..self.settings.http.clone()
         }
     }

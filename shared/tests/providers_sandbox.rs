@@ -24,6 +24,7 @@ fn policy() -> HttpPolicy {
         base_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
         health: None,
+        sessions: None,
     }
 }
 

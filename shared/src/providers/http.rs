@@ -31,6 +31,9 @@ pub struct HttpPolicy {
     /// Where each call's outcome and latency go (health counters and
     /// metrics); none in unit tests of the HTTP layer.
     pub health: Option<crate::health::HealthRecorder>,
+    /// Where provider logins are shared between instances
+    /// (`providers::session`); none for a client on its own.
+    pub sessions: Option<crate::store::Store>,
 }
 
 impl Default for HttpPolicy {
@@ -42,6 +45,7 @@ impl Default for HttpPolicy {
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
             health: None,
+            sessions: None,
         }
     }
 }

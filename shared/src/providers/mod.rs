@@ -22,6 +22,7 @@ pub mod http;
 pub mod paygram;
 pub mod payment_engine;
 pub mod qpay;
+pub mod session;
 pub mod toyyibpay;
 
 /// What a gateway needs to create a payment at the provider.

@@ -169,7 +169,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => {
+            Err(err) if super::is_condition_failure(&err) => {
                 Err(StoreError::Refused("idempotency record (no longer ours)"))
             }
             Err(err) => Err(err.into()),
@@ -199,7 +199,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) if super::is_condition_failure(&err) => Ok(()),
             Err(err) => Err(err.into()),
         }
     }
@@ -210,15 +210,6 @@ fn text<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
         .and_then(|v: &AttributeValue| v.as_s().ok())
         .map(String::as_str)
         .ok_or_else(|| StoreError::Corrupt(format!("idempotency record without {name}")))
-}
-
-fn is_condition_failure<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 fn stored_response(item: &Item) -> Result<StoredResponse, StoreError> {

@@ -25,6 +25,7 @@ mod ledger;
 mod payments;
 mod reconcile;
 mod refunds;
+mod sessions;
 mod settings;
 mod topups;
 
@@ -35,6 +36,7 @@ pub use ledger::{Balance, EntryCursor, EntryKind, LedgerEntry, LedgerPurpose, Po
 pub use payments::{CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
 pub use reconcile::{DifferenceStatus, KeptDifference};
 pub use refunds::{Refund, RefundMove, RefundStatus};
+pub use sessions::StoredSession;
 pub use topups::{AcquireOutcome, FinishOutcome, TopUp, TopUpStatus};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -406,6 +408,16 @@ pub(crate) fn from_millis(ms: i128) -> Option<OffsetDateTime> {
 /// time order.
 pub(crate) fn time_key(t: OffsetDateTime) -> String {
     format!("{:015}", millis(t))
+}
+
+/// Whether a write failed its condition (a lost race, not an error).
+pub(crate) fn is_condition_failure<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {

@@ -144,6 +144,7 @@ impl Harness {
                     base_backoff: Duration::from_millis(5),
                     max_backoff: Duration::from_millis(20),
                     health: None,
+                    sessions: None,
                 },
             },
         );
@@ -307,9 +308,10 @@ impl Harness {
         self.sandbox.state.casino.transfers.lock().unwrap().clone()
     }
 
-    /// Every item in the table but the provider health counters (a
-    /// provider call's outcome is recorded whatever the request decides;
-    /// `health.rs` tests those).
+    /// Every item in the table but the provider health counters and the
+    /// shared provider logins (a provider call's outcome is recorded, and a
+    /// login kept, whatever the request decides; `health.rs` and
+    /// `shared_logins.rs` test those).
     pub async fn items(
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
@@ -326,8 +328,11 @@ impl Harness {
             .items
             .unwrap_or_default()
             .into_iter()
+            // Provider health and provider logins are paygate's own
+            // bookkeeping of its providers, not anything a caller wrote.
             .filter(|i| {
-                !matches!(i.get("pk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(pk)) if pk.starts_with("HEALTH#"))
+                !matches!(i.get("pk"), Some(aws_sdk_dynamodb::types::AttributeValue::S(pk))
+                    if pk.starts_with("HEALTH#") || pk.starts_with("SESSION#"))
             })
             .collect();
         items.sort_by_key(|i| format!("{:?}{:?}", i.get("pk"), i.get("sk")));

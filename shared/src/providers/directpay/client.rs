@@ -2,12 +2,11 @@
 //! cookie, then a login for a bearer token. The session is cached and
 //! renewed before DirectPay's ~30-minute expiry, and once on a 401.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
-use serde::Deserialize;
-use tokio::sync::Mutex;
+use serde::{Deserialize, Serialize};
 
 use super::wire::{self, CashInReply, CsrfReply, LoginReply, LoginRequest, StatusReply};
 use super::{to_wire_amount, PROVIDER};
@@ -15,6 +14,7 @@ use crate::ids::PaymentId;
 use crate::money::{Currency, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::session::{Held, SharedLogin};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 
@@ -46,12 +46,15 @@ pub enum DirectPayApi {
 /// A session is renewed after this long, well before DirectPay's expiry.
 const SESSION_LIFETIME: Duration = Duration::from_secs(25 * 60);
 
-#[derive(Debug, Clone)]
+/// DirectPay's session, shared by every instance (`SharedLogin`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
+    #[serde(with = "crate::secrets::exposed")]
     token: SecretString,
+    #[serde(with = "crate::secrets::exposed")]
     csrf: SecretString,
+    #[serde(with = "crate::secrets::exposed")]
     cookie: SecretString,
-    started: Instant,
 }
 
 /// A cash-in (GCash QR) to create.
@@ -74,7 +77,7 @@ pub struct CashInCreated {
 pub struct DirectPayClient {
     http: ProviderHttp,
     config: DirectPayConfig,
-    session: Mutex<Option<Session>>,
+    session: SharedLogin<Session>,
 }
 
 impl DirectPayClient {
@@ -82,10 +85,11 @@ impl DirectPayClient {
         config: DirectPayConfig,
         policy: HttpPolicy,
     ) -> Result<DirectPayClient, ProviderError> {
+        let session = SharedLogin::new("directpay", PROVIDER, policy.sessions.clone());
         Ok(DirectPayClient {
             http: ProviderHttp::new(PROVIDER, policy)?,
             config,
-            session: Mutex::new(None),
+            session,
         })
     }
 
@@ -229,26 +233,27 @@ impl DirectPayClient {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &Session) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let session = self.session(false).await?;
-        let reply = self.http.send(retry, |c| build(c, &session)).await?;
+        let held = self.session(None).await?;
+        let reply = self.http.send(retry, |c| build(c, held.value())).await?;
         if reply.status != StatusCode::UNAUTHORIZED {
             return Ok(reply);
         }
-        let session = self.session(true).await?;
-        self.http.send(retry, |c| build(c, &session)).await
+        let fresh = self.session(Some(&held)).await?;
+        self.http.send(retry, |c| build(c, fresh.value())).await
     }
 
-    /// The cached session, or a new one when it is old, missing or `renew`.
-    async fn session(&self, renew: bool) -> Result<Session, ProviderError> {
-        let mut cached = self.session.lock().await;
-        if let Some(s) = cached.as_ref() {
-            if !renew && s.started.elapsed() < SESSION_LIFETIME {
-                return Ok(s.clone());
-            }
-        }
-        let fresh = self.login().await?;
-        *cached = Some(fresh.clone());
-        Ok(fresh)
+    /// This instance's session, the one every instance shares, or a new
+    /// one when it is old, missing or `refused`.
+    async fn session(
+        &self,
+        refused: Option<&Held<Session>>,
+    ) -> Result<Held<Session>, ProviderError> {
+        self.session
+            .get(refused, |_| async {
+                let session = self.login().await?;
+                Ok((session, time::OffsetDateTime::now_utc() + SESSION_LIFETIME))
+            })
+            .await
     }
 
     async fn login(&self) -> Result<Session, ProviderError> {
@@ -308,7 +313,6 @@ impl DirectPayClient {
             token: token.into(),
             csrf: csrf.into(),
             cookie: cookie.into(),
-            started: Instant::now(),
         })
     }
 }

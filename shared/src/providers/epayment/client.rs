@@ -1,14 +1,14 @@
 //! epayment.kz's outbound calls.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::sync::Mutex;
+use serde::{Deserialize, Serialize};
 
 use super::{invoice_id, invoice_of, secret_hash, status_from_name, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::session::{Held, SharedLogin};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 
@@ -39,10 +39,12 @@ const MARGIN: Duration = Duration::from_secs(300);
 /// check-status's resultCode 107 ("try again later"): how often we do.
 const BUSY_RETRIES: u32 = 3;
 
-#[derive(Debug, Clone)]
+/// The `webapi` token (status, refund, cancel), shared by every instance
+/// (`SharedLogin`). Payment tokens are bound to one invoice and never shared.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Token {
+    #[serde(with = "crate::secrets::exposed")]
     value: SecretString,
-    renew_at: Instant,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +109,7 @@ pub struct EpaymentStatus {
 pub struct EpaymentClient {
     http: ProviderHttp,
     config: EpaymentConfig,
-    token: Mutex<Option<Token>>,
+    token: SharedLogin<Token>,
 }
 
 fn seconds(v: &serde_json::Value) -> Option<u64> {
@@ -131,10 +133,11 @@ impl EpaymentClient {
         config: EpaymentConfig,
         policy: HttpPolicy,
     ) -> Result<EpaymentClient, ProviderError> {
+        let token = SharedLogin::new("epayment", PROVIDER, policy.sessions.clone());
         Ok(EpaymentClient {
             http: ProviderHttp::new(PROVIDER, policy)?,
             config,
-            token: Mutex::new(None),
+            token,
         })
     }
 
@@ -177,24 +180,16 @@ impl EpaymentClient {
         ))
     }
 
-    /// The API token, cached until five minutes before it expires.
-    async fn token(&self) -> Result<SecretString, ProviderError> {
-        let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref() {
-            if Instant::now() < t.renew_at {
-                return Ok(t.value.clone());
-            }
-        }
-        let (value, lifetime, _) = self.request_token(&[]).await?;
-        *cached = Some(Token {
-            value: value.clone(),
-            renew_at: Instant::now() + lifetime.saturating_sub(MARGIN),
-        });
-        Ok(value)
-    }
-
-    async fn forget_token(&self) {
-        *self.token.lock().await = None;
+    /// The API token, shared until five minutes before it expires;
+    /// `refused`: the one the bank just refused.
+    async fn token(&self, refused: Option<&Held<Token>>) -> Result<Held<Token>, ProviderError> {
+        self.token
+            .get(refused, |_| async {
+                let (value, lifetime, _) = self.request_token(&[]).await?;
+                let until = time::OffsetDateTime::now_utc() + lifetime.saturating_sub(MARGIN);
+                Ok((Token { value }, until))
+            })
+            .await
     }
 
     /// A bearer call; a 401 renews the token once.
@@ -203,13 +198,13 @@ impl EpaymentClient {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let token = self.token().await?;
+        let held = self.token(None).await?;
+        let token = held.value().value.clone();
         let reply = self.http.send(retry, |c| build(c, token.expose())).await?;
         if reply.status != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(reply);
         }
-        self.forget_token().await;
-        let token = self.token().await?;
+        let token = self.token(Some(&held)).await?.value().value.clone();
         self.http.send(retry, |c| build(c, token.expose())).await
     }
 

@@ -1,14 +1,14 @@
 //! The Payment Engine's outbound calls.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::sync::Mutex;
+use serde::{Deserialize, Serialize};
 
 use super::{status_from_word, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::session::{Held, SharedLogin};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 
@@ -41,11 +41,13 @@ pub struct PaymentEngineConfig {
 
 const MARGIN: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone)]
+/// The login mode's tokens, shared by every instance (`SharedLogin`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tokens {
+    #[serde(with = "crate::secrets::exposed")]
     access: SecretString,
+    #[serde(with = "crate::secrets::exposed")]
     refresh: SecretString,
-    renew_at: Instant,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +90,7 @@ fn read_balance(b: BalanceReply) -> Result<Money, ProviderError> {
 pub struct PaymentEngineClient {
     http: ProviderHttp,
     config: PaymentEngineConfig,
-    tokens: Mutex<Option<Tokens>>,
+    tokens: SharedLogin<Tokens>,
 }
 
 fn text(v: &serde_json::Value) -> String {
@@ -135,10 +137,11 @@ impl PaymentEngineClient {
         config: PaymentEngineConfig,
         policy: HttpPolicy,
     ) -> Result<PaymentEngineClient, ProviderError> {
+        let tokens = SharedLogin::new("payment_engine", PROVIDER, policy.sessions.clone());
         Ok(PaymentEngineClient {
             http: ProviderHttp::new(PROVIDER, policy)?,
             config,
-            tokens: Mutex::new(None),
+            tokens,
         })
     }
 
@@ -158,53 +161,49 @@ impl PaymentEngineClient {
         &self,
         username: &str,
         password: &SecretString,
-        renew: bool,
-    ) -> Result<SecretString, ProviderError> {
-        let mut tokens = self.tokens.lock().await;
-        if let Some(t) = tokens.as_ref() {
-            if !renew && Instant::now() < t.renew_at {
-                return Ok(t.access.clone());
-            }
-        }
-        let refreshed = match tokens.as_ref() {
-            Some(t) => {
-                let url = self.url("auth/refresh");
-                let body = serde_json::json!({"refresh_token": t.refresh.expose()});
-                let r = self
-                    .http
-                    .send(Retry::Safe, |c| c.post(&url).json(&body))
-                    .await?;
-                r.status.is_success().then_some(r)
-            }
-            None => None,
-        };
-        let reply = match refreshed {
-            Some(r) => r,
-            None => {
-                let url = self.url("auth/login");
-                let body = serde_json::json!({"username": username, "password": password.expose()});
-                let r = self
-                    .http
-                    .send(Retry::Safe, |c| c.post(&url).json(&body))
-                    .await?;
-                if !r.status.is_success() {
-                    return Err(ProviderError::Auth {
-                        provider: PROVIDER,
-                        reason: format!("login refused: HTTP {}", r.status.as_u16()),
-                    });
-                }
-                r
-            }
-        };
-        let t: TokenReply = reply.json(PROVIDER)?;
-        let fresh = Tokens {
-            access: t.access_token.into(),
-            refresh: t.refresh_token.into(),
-            renew_at: Instant::now() + Duration::from_secs(t.expires_in).saturating_sub(MARGIN),
-        };
-        let access = fresh.access.clone();
-        *tokens = Some(fresh);
-        Ok(access)
+        refused: Option<&Held<Tokens>>,
+    ) -> Result<Held<Tokens>, ProviderError> {
+        self.tokens
+            .get(refused, |previous| async move {
+                let refreshed = match previous {
+                    Some(t) => {
+                        let url = self.url("auth/refresh");
+                        let body = serde_json::json!({"refresh_token": t.refresh.expose()});
+                        let r = self
+                            .http
+                            .send(Retry::Safe, |c| c.post(&url).json(&body))
+                            .await?;
+                        r.status.is_success().then_some(r)
+                    }
+                    None => None,
+                };
+                let reply = match refreshed {
+                    Some(r) => r,
+                    None => {
+                        let url = self.url("auth/login");
+                        let body = serde_json::json!({"username": username, "password": password.expose()});
+                        let r = self
+                            .http
+                            .send(Retry::Safe, |c| c.post(&url).json(&body))
+                            .await?;
+                        if !r.status.is_success() {
+                            return Err(ProviderError::Auth {
+                                provider: PROVIDER,
+                                reason: format!("login refused: HTTP {}", r.status.as_u16()),
+                            });
+                        }
+                        r
+                    }
+                };
+                let t: TokenReply = reply.json(PROVIDER)?;
+                let lifetime = Duration::from_secs(t.expires_in).saturating_sub(MARGIN);
+                let tokens = Tokens {
+                    access: t.access_token.into(),
+                    refresh: t.refresh_token.into(),
+                };
+                Ok((tokens, time::OffsetDateTime::now_utc() + lifetime))
+            })
+            .await
     }
 
     /// A call with our credentials; in login mode a 401 renews once.
@@ -220,7 +219,8 @@ impl PaymentEngineClient {
                     .await
             }
             PaymentEngineAuth::Login { username, password } => {
-                let token = self.bearer(username, password, false).await?;
+                let held = self.bearer(username, password, None).await?;
+                let token = held.value().access.clone();
                 let reply = self
                     .http
                     .send(retry, |c| build(c).bearer_auth(token.expose()))
@@ -228,7 +228,8 @@ impl PaymentEngineClient {
                 if reply.status != reqwest::StatusCode::UNAUTHORIZED {
                     return Ok(reply);
                 }
-                let token = self.bearer(username, password, true).await?;
+                let fresh = self.bearer(username, password, Some(&held)).await?;
+                let token = fresh.value().access.clone();
                 self.http
                     .send(retry, |c| build(c).bearer_auth(token.expose()))
                     .await

@@ -1,14 +1,12 @@
 //! QPay v2's outbound calls.
 
-use std::time::{Duration, Instant};
-
-use serde::Deserialize;
-use tokio::sync::Mutex;
+use serde::{Deserialize, Serialize};
 
 use super::{seconds_left, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{AppLink, Checkout, Payment, PaymentStatus, Provider};
 use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::session::{Held, SharedLogin};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 
@@ -26,12 +24,15 @@ pub struct QpayConfig {
 /// Tokens are renewed this long before QPay's expiry.
 const MARGIN: i64 = 60;
 
-#[derive(Debug, Clone)]
+/// QPay's tokens, shared by every instance (`SharedLogin`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tokens {
+    #[serde(with = "crate::secrets::exposed")]
     access: SecretString,
-    access_until: Instant,
+    #[serde(with = "crate::secrets::exposed")]
     refresh: SecretString,
-    refresh_until: Instant,
+    /// Unix seconds, less the margin.
+    refresh_until: i64,
 }
 
 #[derive(Deserialize)]
@@ -92,16 +93,18 @@ struct Row {
 pub struct QpayClient {
     http: ProviderHttp,
     config: QpayConfig,
-    tokens: Mutex<Option<Tokens>>,
+    tokens: SharedLogin<Tokens>,
 }
 
 fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn until(expires_in: i64) -> Instant {
-    let secs = seconds_left(expires_in, now_unix()) - MARGIN;
-    Instant::now() + Duration::from_secs(secs.max(0) as u64)
+/// When a token stops being used: QPay's expiry (an instant or a duration)
+/// less the margin, in Unix seconds.
+fn until(expires_in: i64) -> i64 {
+    let now = now_unix();
+    now + (seconds_left(expires_in, now) - MARGIN).max(0)
 }
 
 fn error(reply: &Reply) -> ProviderError {
@@ -128,10 +131,11 @@ fn error(reply: &Reply) -> ProviderError {
 
 impl QpayClient {
     pub fn new(config: QpayConfig, policy: HttpPolicy) -> Result<QpayClient, ProviderError> {
+        let tokens = SharedLogin::new("qpay", PROVIDER, policy.sessions.clone());
         Ok(QpayClient {
             http: ProviderHttp::new(PROVIDER, policy)?,
             config,
-            tokens: Mutex::new(None),
+            tokens,
         })
     }
 
@@ -139,67 +143,63 @@ impl QpayClient {
         format!("{}/v2/{path}", self.config.base_url.trim_end_matches('/'))
     }
 
-    /// The access token: cached; refreshed with the refresh token while it
-    /// lives, else a new login (QPay asks not to request tokens needlessly).
-    async fn access(&self, renew: bool) -> Result<SecretString, ProviderError> {
-        let mut tokens = self.tokens.lock().await;
-        let now = Instant::now();
-        if let Some(t) = tokens.as_ref() {
-            if !renew && now < t.access_until {
-                return Ok(t.access.clone());
-            }
-        }
-        let refreshable = tokens
-            .as_ref()
-            .filter(|t| now < t.refresh_until)
-            .map(|t| t.refresh.clone());
-        let reply = match refreshable {
-            Some(refresh) => {
-                let url = self.url("auth/refresh");
-                let r = self
-                    .http
-                    .send(Retry::Safe, |c| c.post(&url).bearer_auth(refresh.expose()))
-                    .await?;
-                if r.status.is_success() {
-                    Some(r)
-                } else {
-                    None
-                }
-            }
-            None => None,
-        };
-        let reply = match reply {
-            Some(r) => r,
-            None => {
-                let url = self.url("auth/token");
-                let r = self
-                    .http
-                    .send(Retry::Safe, |c| {
-                        c.post(&url).basic_auth(
-                            &self.config.client_id,
-                            Some(self.config.client_secret.expose()),
-                        )
-                    })
-                    .await?;
-                if !r.status.is_success() {
-                    return Err(ProviderError::Auth {
-                        provider: PROVIDER,
-                        reason: format!("token refused: HTTP {}", r.status.as_u16()),
-                    });
-                }
-                r
-            }
-        };
-        let t: TokenReply = reply.json(PROVIDER)?;
-        let fresh = Tokens {
-            access: t.access_token.into(),
-            access_until: until(t.expires_in),
-            refresh: t.refresh_token.into(),
-            refresh_until: until(t.refresh_expires_in),
-        };
-        let access = fresh.access.clone();
-        *tokens = Some(fresh);
-        Ok(access)
+    /// The access token: this instance's, or the one every instance shares;
+    /// refreshed with the refresh token while it lives, else a new login
+    /// (QPay asks not to request tokens needlessly). `refused`: the one QPay
+    /// just refused.
+    async fn access(&self, refused: Option<&Held<Tokens>>) -> Result<Held<Tokens>, ProviderError> {
+        self.tokens
+            .get(refused, |previous| async move {
+                let refreshable = previous
+                    .filter(|t| now_unix() < t.refresh_until)
+                    .map(|t| t.refresh);
+                let reply = match refreshable {
+                    Some(refresh) => {
+                        let url = self.url("auth/refresh");
+                        let r = self
+                            .http
+                            .send(Retry::Safe, |c| c.post(&url).bearer_auth(refresh.expose()))
+                            .await?;
+                        r.status.is_success().then_some(r)
+                    }
+                    None => None,
+                };
+                let reply = match reply {
+                    Some(r) => r,
+                    None => {
+                        let url = self.url("auth/token");
+                        let r = self
+                            .http
+                            .send(Retry::Safe, |c| {
+                                c.post(&url).basic_auth(
+                                    &self.config.client_id,
+                                    Some(self.config.client_secret.expose()),
+                                )
+                            })
+                            .await?;
+                        if !r.status.is_success() {
+                            return Err(ProviderError::Auth {
+                                provider: PROVIDER,
+                                reason: format!("token refused: HTTP {}", r.status.as_u16()),
+                            });
+                        }
+                        r
+                    }
+                };
+                let t: TokenReply = reply.json(PROVIDER)?;
+                let access_until = time::OffsetDateTime::from_unix_timestamp(until(t.expires_in))
+                    .map_err(|e| ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: format!("expires_in: {e}"),
+                })?;
+                let tokens = Tokens {
+                    access: t.access_token.into(),
+                    refresh: t.refresh_token.into(),
+                    refresh_until: until(t.refresh_expires_in),
+                };
+                Ok((tokens, access_until))
+            })
+            .await
     }
 
     /// A bearer call; a 401 renews the token once.
@@ -208,12 +208,13 @@ impl QpayClient {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let token = self.access(false).await?;
+        let held = self.access(None).await?;
+        let token = held.value().access.clone();
         let reply = self.http.send(retry, |c| build(c, token.expose())).await?;
         if reply.status != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(reply);
         }
-        let token = self.access(true).await?;
+        let token = self.access(Some(&held)).await?.value().access.clone();
         self.http.send(retry, |c| build(c, token.expose())).await
     }
 
