@@ -7,10 +7,15 @@
 //! trip. So a failure is always written, but a success only when the stored
 //! record may be stale: after a failure this process saw, or when this
 //! process last wrote a success more than [`SUCCESS_REFRESH`] ago (so at
-//! most one write a minute per warm instance while all is well). The write
-//! runs beside the caller's own work (a spawned task), never in its way;
-//! each write carries the call's time and is conditional on it, so one
-//! that arrives late changes nothing.
+//! most one write a minute per warm instance while all is well). A cold
+//! process does not write its first success on that call's path: it is
+//! written (with its own time) by the process's next call, so a cold
+//! completing callback costs its two DynamoDB calls and no third; and
+//! failures older than [`FAILURES_FORGOTTEN`] no longer make a provider
+//! unhealthy, so successes seen only by short-lived instances cannot leave
+//! a provider marked down. The write runs beside the caller's own work (a
+//! spawned task), never in its way; each write carries the call's time and
+//! is conditional on it, so one that arrives late changes nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +32,9 @@ pub const UNHEALTHY_AFTER: u32 = 3;
 /// How often a warm process refreshes a provider's last success.
 pub const SUCCESS_REFRESH: Duration = Duration::from_secs(60);
 
+/// Failures older than this no longer count against a provider.
+pub const FAILURES_FORGOTTEN: time::Duration = time::Duration::minutes(15);
+
 /// Every name health is reported under: the gateways and the casino.
 pub const PROVIDERS: [&str; 7] = [
     "directpay",
@@ -41,6 +49,8 @@ pub const PROVIDERS: [&str; 7] = [
 #[derive(Debug, Default)]
 struct Local {
     success_written: Option<Instant>,
+    /// A cold process's first success, written by its next call.
+    unwritten_success: Option<OffsetDateTime>,
     failed_since: bool,
 }
 
@@ -59,33 +69,53 @@ impl HealthRecorder {
         }
     }
 
-    /// Whether this outcome needs writing; updates what this process knows.
-    fn needs_write(&self, provider: &'static str, ok: bool) -> bool {
+    /// What to write for this outcome, if anything: the outcome and the
+    /// time of the call it records. Updates what this process knows.
+    fn to_write(
+        &self,
+        provider: &'static str,
+        ok: bool,
+        at: OffsetDateTime,
+    ) -> Option<(bool, OffsetDateTime)> {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let entry = local.entry(provider).or_default();
         if !ok {
             entry.failed_since = true;
-            return true;
+            entry.unwritten_success = None;
+            return Some((false, at));
         }
-        let stale = entry
-            .success_written
-            .is_none_or(|t| t.elapsed() >= SUCCESS_REFRESH);
-        if entry.failed_since || stale {
+        if entry.failed_since {
             entry.failed_since = false;
             entry.success_written = Some(Instant::now());
-            return true;
+            return Some((true, at));
         }
-        false
+        match entry.success_written {
+            // A cold process: its first success waits for its next call.
+            None => match entry.unwritten_success.take() {
+                None => {
+                    entry.unwritten_success = Some(at);
+                    None
+                }
+                Some(_) => {
+                    entry.success_written = Some(Instant::now());
+                    Some((true, at))
+                }
+            },
+            Some(t) if t.elapsed() >= SUCCESS_REFRESH => {
+                entry.success_written = Some(Instant::now());
+                Some((true, at))
+            }
+            Some(_) => None,
+        }
     }
 
     /// One finished provider call (retries included).
     pub fn observe(&self, provider: &'static str, ok: bool, latency: Duration) {
         crate::telemetry::provider_call(provider, ok, latency);
-        if !self.needs_write(provider, ok) {
+        let Some((ok, at)) = self.to_write(provider, ok, OffsetDateTime::now_utc()) else {
             return;
-        }
+        };
         let store = self.store.clone();
-        let at = OffsetDateTime::now_utc();
         tokio::spawn(async move {
             let written = if ok {
                 store.record_provider_success(provider, at).await
@@ -108,10 +138,13 @@ pub struct ProviderView {
     pub consecutive_failures: u32,
 }
 
-impl From<&ProviderHealth> for ProviderView {
-    fn from(h: &ProviderHealth) -> ProviderView {
+impl ProviderView {
+    pub fn of(h: &ProviderHealth, now: OffsetDateTime) -> ProviderView {
+        let recent = h
+            .last_failure
+            .is_some_and(|at| now - at < FAILURES_FORGOTTEN);
         ProviderView {
-            healthy: h.consecutive_failures < UNHEALTHY_AFTER,
+            healthy: h.consecutive_failures < UNHEALTHY_AFTER || !recent,
             last_success: h.last_success,
             consecutive_failures: h.consecutive_failures,
         }
@@ -132,37 +165,80 @@ mod tests {
     #[test]
     fn successes_are_written_once_until_a_failure_or_the_refresh() {
         let r = recorder();
-        assert!(r.needs_write("qpay", true), "the first success is written");
-        assert!(!r.needs_write("qpay", true), "then not again");
-        assert!(!r.needs_write("qpay", true));
-        assert!(r.needs_write("qpay", false), "a failure always is");
-        assert!(r.needs_write("qpay", false));
-        assert!(
-            r.needs_write("qpay", true),
-            "the success after it resets the count"
+        let t = |minute: i64| {
+            OffsetDateTime::from_unix_timestamp(1_800_000_000 + minute * 60).expect("a time")
+        };
+        let writes = |ok, at| r.to_write("qpay", ok, at);
+        assert_eq!(
+            writes(true, t(0)),
+            None,
+            "a cold process's first success waits"
         );
-        assert!(!r.needs_write("qpay", true));
-        assert!(r.needs_write("casino", true), "providers are apart");
+        assert_eq!(
+            writes(true, t(1)),
+            Some((true, t(1))),
+            "its next call writes a success"
+        );
+        assert_eq!(writes(true, t(2)), None, "then not again");
+        assert_eq!(
+            writes(false, t(3)),
+            Some((false, t(3))),
+            "a failure always is"
+        );
+        assert_eq!(writes(false, t(4)), Some((false, t(4))));
+        assert_eq!(
+            writes(true, t(5)),
+            Some((true, t(5))),
+            "the success after it resets the count at once"
+        );
+        assert_eq!(writes(true, t(6)), None);
+        assert_eq!(
+            r.to_write("casino", true, t(6)),
+            None,
+            "providers are apart (the casino's first waits too)"
+        );
         r.local
             .lock()
             .unwrap()
             .get_mut("qpay")
             .unwrap()
             .success_written = Instant::now().checked_sub(SUCCESS_REFRESH);
-        assert!(r.needs_write("qpay", true), "refreshed after a minute");
+        assert_eq!(
+            writes(true, t(7)),
+            Some((true, t(7))),
+            "refreshed after a minute"
+        );
+    }
+
+    #[test]
+    fn a_cold_process_after_a_failure_writes_at_once() {
+        let r = recorder();
+        let now = OffsetDateTime::now_utc();
+        assert!(r.to_write("qpay", false, now).is_some());
+        assert_eq!(r.to_write("qpay", true, now), Some((true, now)));
     }
 
     #[test]
     fn unhealthy_from_the_third_failure() {
-        let view = |n| {
-            ProviderView::from(&ProviderHealth {
-                consecutive_failures: n,
-                ..ProviderHealth::default()
-            })
+        let now = OffsetDateTime::now_utc();
+        let view = |n, failed_ago: time::Duration| {
+            ProviderView::of(
+                &ProviderHealth {
+                    consecutive_failures: n,
+                    last_failure: Some(now - failed_ago),
+                    ..ProviderHealth::default()
+                },
+                now,
+            )
         };
-        assert!(view(0).healthy);
-        assert!(view(2).healthy);
-        assert!(!view(3).healthy);
-        assert!(!view(40).healthy);
+        let recently = time::Duration::minutes(1);
+        assert!(view(0, recently).healthy);
+        assert!(view(2, recently).healthy);
+        assert!(!view(3, recently).healthy);
+        assert!(!view(40, recently).healthy);
+        assert!(
+            view(40, FAILURES_FORGOTTEN + time::Duration::seconds(1)).healthy,
+            "old failures are forgotten"
+        );
     }
 }

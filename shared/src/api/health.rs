@@ -37,10 +37,11 @@ pub async fn health(services: &Services, req: Request) -> Response<Body> {
             .into_response(&request_id);
         }
     };
+    let now = time::OffsetDateTime::now_utc();
     let providers: BTreeMap<&'static str, ProviderView> = PROVIDERS
         .iter()
         .zip(stored.iter())
-        .map(|(name, h)| (*name, ProviderView::from(h)))
+        .map(|(name, h)| (*name, ProviderView::of(h, now)))
         .collect();
     let status = if providers.values().all(|p| p.healthy) {
         "ok"

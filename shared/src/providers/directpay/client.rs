@@ -375,11 +375,14 @@ impl Gateway for DirectPayClient {
     }
 
     async fn create(&self, request: &CreateRequest<'_>) -> Result<Created, ProviderError> {
+        // Our payment id rides in the webhook URL, so its callback is one
+        // read away (the body names only DirectPay's ids).
+        let webhook_url = format!("{}?payment_id={}", request.webhook_url, request.payment_id);
         let created = self
             .create_cash_in(&CashIn {
                 payment_id: request.payment_id,
                 amount: request.amount,
-                webhook_url: request.webhook_url,
+                webhook_url: &webhook_url,
                 redirect_url: request.return_url.unwrap_or_default(),
             })
             .await?;

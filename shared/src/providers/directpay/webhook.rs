@@ -53,15 +53,23 @@ impl WebhookSource for DirectPayWebhooks {
             .map_err(|e| WebhookError::Malformed(e.to_string().chars().take(200).collect()))?;
         // Our payment id travels as the merchant reference; whichever field
         // DirectPay echoes it in, it parses as one.
-        let ours = [
-            &callback.merchantpaymentreferences,
-            &callback.ref_id,
-            &callback.invoice_no,
-            &callback.reference,
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|r| r.parse().ok());
+        // Our webhook URL carries it too (`?payment_id=`, as QPay's does):
+        // one read instead of a lookup by DirectPay's id.
+        let from_url = request
+            .query
+            .get("payment_id")
+            .and_then(|p| p.parse::<crate::ids::PaymentId>().ok());
+        let ours = from_url.or_else(|| {
+            [
+                &callback.merchantpaymentreferences,
+                &callback.ref_id,
+                &callback.invoice_no,
+                &callback.reference,
+            ]
+            .into_iter()
+            .flatten()
+            .find_map(|r| r.parse().ok())
+        });
         // Else DirectPay's own id: the cash-in's `transactionId` comes back
         // as `refId` in the captured callbacks (both `ref_…`,
         // fixtures/directpay), as `txnId` or `reference` in other sources.
@@ -211,5 +219,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn our_id_in_the_webhook_url_wins() {
+        let id = PaymentId::generate();
+        let with_query = |value: &str, body: &str| WebhookRequest {
+            query: [("payment_id".to_string(), value.to_string())].into(),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let request = with_query(
+            &id.to_string(),
+            r#"{"amount":"100","currency":"PHP","refId":"ref_1","txnId":"99","status":"SUCCESS"}"#,
+        );
+        let e = DirectPayWebhooks.parse(&request).unwrap();
+        assert_eq!(e.payment, PaymentRef::Ours(id));
+        // A query that is not our id is ignored: the body decides.
+        let request = with_query(
+            "nope",
+            r#"{"amount":"100","currency":"PHP","refId":"ref_1","status":"SUCCESS"}"#,
+        );
+        let e = DirectPayWebhooks.parse(&request).unwrap();
+        assert_eq!(e.payment, PaymentRef::Provider("ref_1".into()));
     }
 }

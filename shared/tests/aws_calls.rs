@@ -1,0 +1,145 @@
+//! AWS calls on the wire, per flow: a counting interceptor on the DynamoDB
+//! client of a cold instance, which then completes a DirectPay payment from
+//! its callback and receives the duplicate. The provider health write stays
+//! off the payment's path, and the provider login comes from the table.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use common::cases::{cases, create};
+use common::harness::Harness;
+use serde_json::json;
+use shared::services::Services;
+use shared::store::Store;
+
+/// DynamoDB operations by name (`GetItem`), each attempt on the wire.
+#[derive(Debug, Clone, Default)]
+struct Count(Arc<Mutex<BTreeMap<String, u32>>>);
+
+impl Intercept for Count {
+    fn name(&self) -> &'static str {
+        "count DynamoDB calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?");
+        let operation = target.rsplit('.').next().unwrap_or(target).to_string();
+        *self.0.lock().unwrap().entry(operation).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl Count {
+    fn take(&self) -> BTreeMap<String, u32> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_duplicate_one() {
+    let h = Harness::start().await;
+    let case = cases()
+        .into_iter()
+        .find(|c| c.provider == "directpay")
+        .unwrap();
+    // Created by the API's instance, which stored its DirectPay login.
+    let id = create(&h, &case, "u_calls").await;
+
+    // A cold instance of the webhook function, counting its DynamoDB calls.
+    let count = Count::default();
+    let config = h
+        .stack
+        .dynamodb
+        .config()
+        .to_builder()
+        .interceptor(count.clone())
+        .build();
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        h.store().table(),
+    );
+    let s = &h.services;
+    let cold = Services::new(
+        store,
+        s.queue.clone(),
+        s.secrets.clone(),
+        s.settings.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cold_api = format!("http://{}", listener.local_addr().unwrap());
+    common::api::serve(listener, cold).await;
+
+    let reference = h
+        .store()
+        .payment(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .provider_reference
+        .unwrap();
+    h.sandbox
+        .state
+        .directpay
+        .transactions
+        .lock()
+        .unwrap()
+        .get_mut(reference.as_str())
+        .map(|t| t.webhook = t.webhook.replace(&h.api, &cold_api))
+        .unwrap();
+    let paid = h
+        .sandbox(
+            &format!("/_sandbox/directpay/transactions/{reference}/status"),
+            json!({"status": "SUCCESS"}),
+        )
+        .await;
+    assert_eq!(paid["delivered"], 200, "{paid}");
+    // Spawned writes (a health record, were there one) land before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let completing = count.take();
+    let again = h
+        .sandbox(
+            &format!("/_sandbox/directpay/transactions/{reference}/callback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again["delivered"], 200, "{again}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let duplicate = count.take();
+    let ops = |pairs: &[(&str, u32)]| {
+        pairs
+            .iter()
+            .map(|(op, n)| (op.to_string(), *n))
+            .collect::<BTreeMap<_, _>>()
+    };
+    // The payment (by the id in the webhook URL), the claim that lets one
+    // callback ask DirectPay, the shared DirectPay login (instead of a CSRF
+    // call and a login at DirectPay), and the completion with its credit.
+    // No health write: a cold process's first success waits.
+    assert_eq!(
+        completing,
+        ops(&[("GetItem", 2), ("TransactWriteItems", 1), ("UpdateItem", 1)])
+    );
+    // A duplicate: one read, answered from the payment as it is.
+    assert_eq!(duplicate, ops(&[("GetItem", 1)]));
+    assert_eq!(
+        h.sandbox.state.calls("/directpay/api/create/login"),
+        1,
+        "the cold instance used the stored login"
+    );
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, shared::payment::PaymentStatus::Completed);
+}
