@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 STACK := infra/local/stack.sh
 
-.PHONY: help dev test api-test lint build-arm64 up down status env install clean
+.PHONY: help dev test api-test bench lint build-arm64 up down status env install clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ test: ## every test: cargo's against the local stack, then make dev end to end (
 
 api-test: ## make dev end to end: every provider via the sandbox CLI, then schemathesis (no 5xx, all as openapi.yaml says)
 	@infra/local/api-test.sh
+
+bench: ## cold and warm timings per function, AWS calls per flow, the cost of a million deposits (slow; not in make test)
+	@infra/bench/bench.sh
 
 lint: ## rustfmt and clippy, warnings as errors
 	cargo fmt --all --check

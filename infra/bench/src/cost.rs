@@ -1,0 +1,220 @@
+//! The AWS bill for 1,000,000 completed deposits, from the measured
+//! durations and AWS calls, with every price and assumption in one table.
+//! A deposit: one create, one completing callback, two duplicate callbacks,
+//! and a casino top-up for a stated share of deposits.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// List prices, us-east-1, as AWS published them in 2025 (change here and
+/// rerun): Lambda arm64 per GB-second and per request, HTTP API per
+/// request, DynamoDB on-demand per write and read request unit, SQS per
+/// request, Secrets Manager per API call.
+pub const LAMBDA_ARM_GB_SECOND: f64 = 0.000_013_333_4;
+pub const LAMBDA_REQUEST: f64 = 0.20 / 1e6;
+pub const HTTP_API_REQUEST: f64 = 1.00 / 1e6;
+pub const DYNAMODB_WRU: f64 = 0.625 / 1e6;
+pub const DYNAMODB_RRU: f64 = 0.125 / 1e6;
+pub const SQS_REQUEST: f64 = 0.40 / 1e6;
+pub const SECRETS_CALL: f64 = 0.05 / 10_000.0;
+
+/// Share of deposits that go on to the casino.
+pub const CASINO_SHARE: f64 = 0.5;
+/// A provider round trip in AWS (the sandbox answers in well under a
+/// millisecond on loopback): added to the billed duration of each call.
+pub const PROVIDER_MS: f64 = 150.0;
+/// Invocations per cold start (each cold start fetches its secrets).
+pub const INVOCATIONS_PER_COLD_START: f64 = 1_000.0;
+/// The SQS event source's own calls per message (receive and delete).
+pub const SQS_POLLER_CALLS_PER_MESSAGE: f64 = 2.0;
+
+/// One flow's counted calls.
+pub struct Flow {
+    pub name: String,
+    pub calls: BTreeMap<String, u32>,
+    pub items_written: Vec<usize>,
+    pub transaction_items: u32,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Line {
+    pub item: String,
+    pub quantity: String,
+    pub dollars: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Estimate {
+    pub lines: Vec<Line>,
+    pub total: f64,
+}
+
+/// Request units of one flow's DynamoDB calls: reads are strongly
+/// consistent and under 4 KB (1 RRU), writes are billed on the largest item
+/// the run wrote, each item of a transaction twice.
+fn units(flow: &Flow, item_kb: f64) -> (f64, f64) {
+    let mut rru = 0.0;
+    let mut wru = 2.0 * f64::from(flow.transaction_items) * item_kb;
+    for (op, n) in &flow.calls {
+        let n = f64::from(*n);
+        match op.as_str() {
+            "dynamodb GetItem" | "dynamodb Query" | "dynamodb BatchGetItem" => rru += n,
+            "dynamodb PutItem" | "dynamodb UpdateItem" | "dynamodb DeleteItem" => {
+                wru += n * item_kb
+            }
+            _ => {}
+        }
+    }
+    (rru, wru)
+}
+
+fn count(calls: &BTreeMap<String, u32>, prefix: &str) -> f64 {
+    calls
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, n)| f64::from(*n))
+        .sum()
+}
+
+/// `functions`: (name, memory MB, warm p50 ms).
+pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow]) -> Estimate {
+    let million = 1e6;
+    let p50 = |f: &str| {
+        functions
+            .iter()
+            .find(|(n, _, _)| n == f)
+            .map_or((128, 0.0), |(_, m, ms)| (*m, *ms))
+    };
+    let none = Flow {
+        name: String::new(),
+        calls: BTreeMap::new(),
+        items_written: vec![],
+        transaction_items: 0,
+    };
+    let flow = |f: &str| flows.iter().find(|x| x.name == f).unwrap_or(&none);
+    let largest = flows
+        .iter()
+        .flat_map(|f| f.items_written.iter().copied())
+        .max()
+        .unwrap_or(1024);
+    let item_kb = (largest as f64 / 1024.0).ceil().max(1.0);
+    // (function, invocations per deposit, provider calls per invocation, flow)
+    let parts = [
+        ("api-create-payment", 1.0, 1.0, "create"),
+        ("webhook-directpay", 1.0, 1.0, "completing callback"),
+        ("webhook-directpay", 2.0, 0.0, "duplicate callback"),
+        ("worker-casino-topup", CASINO_SHARE, 2.0, "casino top-up"),
+    ];
+    let mut gb_seconds = 0.0;
+    let mut invocations = 0.0;
+    let mut rru = 0.0;
+    let mut wru = 0.0;
+    let mut sqs = 0.0;
+    for (function, per_deposit, provider_calls, flow_name) in parts {
+        let (memory, ms) = p50(function);
+        let billed_ms = (ms + provider_calls * PROVIDER_MS).ceil();
+        gb_seconds += per_deposit * million * f64::from(memory) / 1024.0 * billed_ms / 1000.0;
+        invocations += per_deposit * million;
+        let measured = flow(flow_name);
+        let (r, w) = units(measured, item_kb);
+        rru += per_deposit * million * r;
+        wru += per_deposit * million * w;
+        sqs += per_deposit * million * count(&measured.calls, "sqs ");
+    }
+    sqs += CASINO_SHARE * million * SQS_POLLER_CALLS_PER_MESSAGE;
+    let http = 4.0 * million;
+    // Each cold start reads its function's secrets once (two on average).
+    let secrets = invocations / INVOCATIONS_PER_COLD_START * 2.0;
+    let mut lines = vec![
+        Line {
+            item: "Lambda compute (arm64)".into(),
+            quantity: format!("{:.0} GB-s", gb_seconds),
+            dollars: gb_seconds * LAMBDA_ARM_GB_SECOND,
+        },
+        Line {
+            item: "Lambda requests".into(),
+            quantity: format!("{:.2} M", invocations / million),
+            dollars: invocations * LAMBDA_REQUEST,
+        },
+        Line {
+            item: "HTTP API requests (create and three callbacks)".into(),
+            quantity: format!("{:.0} M", http / million),
+            dollars: http * HTTP_API_REQUEST,
+        },
+        Line {
+            item: format!(
+                "DynamoDB writes (every item billed as {item_kb:.0} KB, the largest written: an upper bound)"
+            ),
+            quantity: format!("{:.2} M WRU", wru / million),
+            dollars: wru * DYNAMODB_WRU,
+        },
+        Line {
+            item: "DynamoDB reads".into(),
+            quantity: format!("{:.2} M RRU", rru / million),
+            dollars: rru * DYNAMODB_RRU,
+        },
+        Line {
+            item: "SQS (sends, and the event source's receive and delete)".into(),
+            quantity: format!("{:.2} M", sqs / million),
+            dollars: sqs * SQS_REQUEST,
+        },
+        Line {
+            item: "Secrets Manager (after caching)".into(),
+            quantity: format!("{:.0} calls", secrets),
+            dollars: secrets * SECRETS_CALL,
+        },
+    ];
+    for l in &mut lines {
+        l.dollars = (l.dollars * 100.0).round() / 100.0;
+    }
+    let total = lines.iter().map(|l| l.dollars).sum::<f64>();
+    Estimate {
+        lines,
+        total: (total * 100.0).round() / 100.0,
+    }
+}
+
+pub fn table(e: &Estimate) -> String {
+    let mut out = String::from(
+        "What 1,000,000 completed deposits cost on AWS (a create, a completing callback, two duplicates; a casino top-up for half of them):\n\n| item | quantity | USD |\n|---|---|---|\n",
+    );
+    for l in &e.lines {
+        out.push_str(&format!(
+            "| {} | {} | {:.2} |\n",
+            l.item, l.quantity, l.dollars
+        ));
+    }
+    out.push_str(&format!("| **total** | | **{:.2}** |\n\n", e.total));
+    out.push_str(&format!(
+        "Assumptions: us-east-1 list prices (Lambda arm64 ${LAMBDA_ARM_GB_SECOND} per GB-s and $0.20 per million requests, \
+         HTTP API $1.00 per million, DynamoDB on-demand $0.625 per million WRU and $0.125 per million RRU, SQS $0.40 per million, \
+         Secrets Manager $0.05 per 10,000 calls); billed durations are the measured warm p50s plus {PROVIDER_MS} ms per provider call \
+         (the sandbox answers on loopback; a real provider does not); reads are strongly consistent items under 4 KB; writes are \
+         billed on the largest item written, each item of a transaction twice; one cold start per \
+         {INVOCATIONS_PER_COLD_START} invocations; the SQS event source makes {SQS_POLLER_CALLS_PER_MESSAGE} calls per message. \
+         Storage, logs and data transfer are not included.\n"
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_item_costs_twice_a_write_and_reads_one_unit() {
+        let flow = Flow {
+            name: "x".into(),
+            calls: [
+                ("dynamodb GetItem".to_string(), 2),
+                ("dynamodb UpdateItem".to_string(), 1),
+            ]
+            .into(),
+            items_written: vec![],
+            transaction_items: 3,
+        };
+        // 3 items x 2 x 2 KB + 1 update x 2 KB; 2 reads.
+        assert_eq!(units(&flow, 2.0), (2.0, 14.0));
+    }
+}

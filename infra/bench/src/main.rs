@@ -1,0 +1,627 @@
+//! `make bench`: what a payment costs, in milliseconds, calls and dollars.
+//!
+//! Run under the local stack (`infra/bench/bench.sh` starts it), with
+//! release builds of the functions in `target/release`. Each function
+//! measured starts under the Runtime API emulator (`runtime`) the way
+//! Lambda starts it, its AWS calls go through a counting proxy (`proxy`),
+//! the provider sandbox runs in-process on its usual address. The events
+//! are real flows: payments created, paid at the sandbox, their callbacks
+//! completing them, the duplicates, the casino top-ups, the reads.
+//!
+//! Prints the tables, writes the raw results to `.local/bench/` and the
+//! tables into docs/performance.md between its bench markers.
+
+mod cost;
+mod proxy;
+mod runtime;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use proxy::{Counting, Tally};
+use runtime::{Instance, Outcome};
+
+const SANDBOX: &str = "127.0.0.1:8900";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn say(step: &str) {
+    eprintln!("paygate-bench: {step}");
+}
+
+/// One function's timings.
+#[derive(Debug, Serialize)]
+struct FunctionResult {
+    function: String,
+    memory_mb: u32,
+    init_ms: f64,
+    first_invoke_ms: f64,
+    warm_p50_ms: f64,
+    warm_p99_ms: f64,
+    warm_invocations: usize,
+    peak_rss_mib: f64,
+}
+
+/// One flow's AWS calls.
+#[derive(Debug, Serialize)]
+struct FlowResult {
+    flow: String,
+    calls: BTreeMap<String, u32>,
+    items_written: Vec<usize>,
+    transaction_items: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    machine: String,
+    date: String,
+    rustc: String,
+    functions: Vec<FunctionResult>,
+    flows: Vec<FlowResult>,
+    directpay_logins_per_1000_payments: f64,
+    cost: cost::Estimate,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Memory and timeout of a function from template.yaml (Globals as default).
+fn sizing(template: &serde_yaml::Value, binary: &str) -> (u32, Duration) {
+    let globals = &template["Globals"]["Function"];
+    let memory = globals["MemorySize"].as_u64().unwrap_or(128);
+    let timeout = globals["Timeout"].as_u64().unwrap_or(15);
+    let function = template["Resources"]
+        .as_mapping()
+        .and_then(|m| {
+            m.values()
+                .find(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary))
+        })
+        .map(|r| &r["Properties"]);
+    let memory = function
+        .and_then(|p| p["MemorySize"].as_u64())
+        .unwrap_or(memory) as u32;
+    let timeout = function
+        .and_then(|p| p["Timeout"].as_u64())
+        .unwrap_or(timeout);
+    (memory, Duration::from_secs(timeout))
+}
+
+fn sample(name: &str) -> Result<Value, String> {
+    let path = root().join(format!("events/{name}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// An API Gateway answer's status and JSON body.
+fn answer(outcome: &Outcome) -> Result<(u16, Value), String> {
+    match outcome {
+        Outcome::Response(v) => {
+            let status = v["statusCode"].as_u64().unwrap_or(0) as u16;
+            let body = v["body"]
+                .as_str()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or(Value::Null);
+            Ok((status, body))
+        }
+        Outcome::Error(e) => Err(format!("invocation error: {e}")),
+    }
+}
+
+struct Bench {
+    template: serde_yaml::Value,
+    env: Vec<(String, String)>,
+    dynamodb: Counting,
+    moto: Counting,
+    http: reqwest::Client,
+    sandbox: sandbox::Running,
+    functions: Vec<FunctionResult>,
+    flows: Vec<FlowResult>,
+    warm: usize,
+}
+
+impl Bench {
+    async fn spawn(&self, binary: &str) -> Result<(Instance, u32), String> {
+        let (memory, timeout) = sizing(&self.template, binary);
+        let path = root().join("target/release").join(binary);
+        let instance = Instance::spawn(binary, &path, &self.env, memory, timeout).await?;
+        // Whatever init asked of AWS (secrets) is the cold start's.
+        Ok((instance, memory))
+    }
+
+    fn take(&self) -> Tally {
+        let mut a = self.dynamodb.take();
+        let b = self.moto.take();
+        for (k, v) in b.calls {
+            *a.calls.entry(k).or_default() += v;
+        }
+        a.items_written.extend(b.items_written);
+        a.transaction_items += b.transaction_items;
+        a
+    }
+
+    /// One invocation, with the AWS calls it made recorded as `flow`.
+    async fn invoke(
+        &mut self,
+        instance: &Instance,
+        flow: Option<&str>,
+        event: &Value,
+    ) -> Result<(Duration, Outcome), String> {
+        let _ = self.take();
+        let (took, outcome) = instance.invoke(event).await?;
+        // Writes a function spawned beside its answer land first.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let tally = self.take();
+        if let Some(flow) = flow {
+            if !self.flows.iter().any(|f| f.flow == flow) {
+                self.flows.push(FlowResult {
+                    flow: flow.to_string(),
+                    calls: tally.calls,
+                    items_written: tally.items_written,
+                    transaction_items: tally.transaction_items,
+                });
+            }
+        }
+        Ok((took, outcome))
+    }
+
+    fn record(
+        &mut self,
+        instance: &Instance,
+        memory: u32,
+        first: Duration,
+        mut warm: Vec<Duration>,
+    ) {
+        warm.sort();
+        self.functions.push(FunctionResult {
+            function: instance.name.clone(),
+            memory_mb: memory,
+            init_ms: ms(instance.init),
+            first_invoke_ms: ms(first),
+            warm_p50_ms: ms(percentile(&warm, 50.0)),
+            warm_p99_ms: ms(percentile(&warm, 99.0)),
+            warm_invocations: warm.len(),
+            peak_rss_mib: (instance.peak_rss_kib() as f64 / 1024.0 * 10.0).round() / 10.0,
+        });
+    }
+
+    fn create_event(&self, n: usize) -> Result<Value, String> {
+        let mut event = sample("api-create-payment")?;
+        let reference = format!("ORD-BENCH-{}-{n}", ulid::Ulid::new());
+        event["headers"]["idempotency-key"] = json!(format!("bench-{}", ulid::Ulid::new()));
+        event["body"] = json!(json!({
+            "provider": "directpay", "amount": 150000, "currency": "PHP",
+            "reference": reference, "wallet_user_id": "u_bench",
+            "casino": {"username": "player1"}
+        })
+        .to_string());
+        Ok(event)
+    }
+
+    /// Paid at DirectPay (no callback yet): the event of DirectPay's callback.
+    async fn paid_callback(&self, payment: &Value) -> Result<Value, String> {
+        let id = payment["id"].as_str().ok_or("no payment id")?;
+        let reference = payment["provider_reference"]
+            .as_str()
+            .ok_or("no reference")?;
+        let r = self
+            .http
+            .post(format!(
+                "{}/_sandbox/directpay/transactions/{reference}/status",
+                self.sandbox.url()
+            ))
+            .json(&json!({"status": "SUCCESS", "callback": "none"}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("sandbox: {}", r.status()));
+        }
+        let mut event = sample("webhook-directpay")?;
+        event["rawQueryString"] = json!(format!("payment_id={id}"));
+        event["queryStringParameters"] = json!({"payment_id": id});
+        event["body"] = json!(json!({
+            "amount": "1500.00", "currency": "PHP", "refId": reference,
+            "invoiceNo": format!("INV-{reference}"), "txnDesc": "Add Funds via GCASH QR",
+            "txnDate": "1733565000000", "txnId": "990001", "status": "SUCCESS", "merchant_id": "SANDBOX"
+        })
+        .to_string());
+        Ok(event)
+    }
+
+    async fn run(&mut self) -> Result<(), String> {
+        let n = self.warm;
+        // 1. Creates: the first cold, then warm, each a new payment.
+        say(&format!("api-create-payment: 1 cold and {n} warm creates"));
+        let (create, memory) = self.spawn("api-create-payment").await?;
+        let mut payments = Vec::new();
+        let mut first = Duration::ZERO;
+        let mut warm = Vec::new();
+        for i in 0..=n {
+            let event = self.create_event(i)?;
+            // The cold one, and the last (a process in its steady state).
+            let flow = match i {
+                0 => Some("create (cold)"),
+                i if i == n => Some("create"),
+                _ => None,
+            };
+            let (took, outcome) = self.invoke(&create, flow, &event).await?;
+            let (status, body) = answer(&outcome)?;
+            if status != 201 {
+                return Err(format!("create answered {status}: {body}"));
+            }
+            payments.push(body);
+            if i == 0 {
+                first = took
+            } else {
+                warm.push(took)
+            }
+        }
+        self.record(&create, memory, first, warm);
+        create.stop().await;
+
+        // 2. Callbacks: the cold instance completes a fresh payment, then
+        // duplicates of it; then fresh payments on the warm instance.
+        say(&format!(
+            "webhook-directpay: a cold completing callback, {n} duplicates, {n} warm completing"
+        ));
+        let (hook, memory) = self.spawn("webhook-directpay").await?;
+        let event = self.paid_callback(&payments[0]).await?;
+        let (first, outcome) = self
+            .invoke(&hook, Some("completing callback (cold)"), &event)
+            .await?;
+        let (status, body) = answer(&outcome)?;
+        if status != 200 {
+            return Err(format!("callback answered {status}: {body}"));
+        }
+        let mut warm = Vec::new();
+        for i in 0..n {
+            let flow = (i == 0).then_some("duplicate callback");
+            warm.push(self.invoke(&hook, flow, &event).await?.0);
+        }
+        for (i, payment) in payments.iter().enumerate().skip(1) {
+            let event = self.paid_callback(payment).await?;
+            let flow = (i == n).then_some("completing callback");
+            let (took, outcome) = self.invoke(&hook, flow, &event).await?;
+            let (status, body) = answer(&outcome)?;
+            if status != 200 {
+                return Err(format!("callback answered {status}: {body}"));
+            }
+            warm.push(took);
+        }
+        self.record(&hook, memory, first, warm);
+        hook.stop().await;
+
+        // 3. The casino top-ups those completions queued.
+        say("worker-casino-topup: each completed payment's top-up");
+        let (worker, memory) = self.spawn("worker-casino-topup").await?;
+        let mut warm = Vec::new();
+        let mut first = Duration::ZERO;
+        for (i, payment) in payments.iter().enumerate() {
+            let mut event = sample("worker-casino-topup")?;
+            event["Records"][0]["body"] = json!(json!({"payment_id": payment["id"]}).to_string());
+            event["Records"][0]["messageId"] = json!(ulid::Ulid::new().to_string());
+            let flow = match i {
+                0 => Some("casino top-up (cold)"),
+                i if i == n => Some("casino top-up"),
+                _ => None,
+            };
+            let (took, outcome) = self.invoke(&worker, flow, &event).await?;
+            if let Outcome::Error(e) = outcome {
+                return Err(format!("worker: {e}"));
+            }
+            if i == 0 {
+                first = took
+            } else {
+                warm.push(took)
+            }
+        }
+        self.record(&worker, memory, first, warm);
+        worker.stop().await;
+
+        // 4. Reads.
+        say("api-get-payment, api-pay-page, api-health: reads");
+        let (get, memory) = self.spawn("api-get-payment").await?;
+        let mut warm = Vec::new();
+        let mut first = Duration::ZERO;
+        for (i, payment) in payments.iter().enumerate() {
+            let mut event = sample("api-get-payment")?;
+            let id = payment["id"].as_str().unwrap_or_default();
+            event["pathParameters"]["id"] = json!(id);
+            event["rawPath"] = json!(format!("/v1/payments/{id}"));
+            let flow = match i {
+                0 => Some("get a payment (cold)"),
+                i if i == n => Some("get a payment"),
+                _ => None,
+            };
+            let (took, _) = self.invoke(&get, flow, &event).await?;
+            if i == 0 {
+                first = took
+            } else {
+                warm.push(took)
+            }
+        }
+        self.record(&get, memory, first, warm);
+        get.stop().await;
+
+        let (page, memory) = self.spawn("api-pay-page").await?;
+        let mut warm = Vec::new();
+        let mut first = Duration::ZERO;
+        for (i, payment) in payments.iter().enumerate() {
+            let mut event = sample("api-pay-page")?;
+            let url = payment["checkout"]["page_url"].as_str().unwrap_or_default();
+            let token = url.rsplit('/').next().unwrap_or_default();
+            event["pathParameters"]["token"] = json!(token);
+            event["rawPath"] = json!(format!("/pay/{token}"));
+            let flow = (i == n).then_some("payer page");
+            let (took, _) = self.invoke(&page, flow, &event).await?;
+            if i == 0 {
+                first = took
+            } else {
+                warm.push(took)
+            }
+        }
+        self.record(&page, memory, first, warm);
+        page.stop().await;
+
+        let (health, memory) = self.spawn("api-health").await?;
+        let event = sample("api-health")?;
+        let (first, _) = self.invoke(&health, None, &event).await?;
+        let mut warm = Vec::new();
+        for _ in 0..n {
+            warm.push(self.invoke(&health, None, &event).await?.0);
+        }
+        self.record(&health, memory, first, warm);
+        health.stop().await;
+        Ok(())
+    }
+}
+
+async fn rustc_version() -> String {
+    tokio::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}, {}", std::env::consts::ARCH)
+}
+
+fn table(results: &Results) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Measured by `make bench` on {}, {} ({}); release builds (x86_64 here, arm64 in AWS), \
+         each function under paygate's Runtime API emulator against DynamoDB Local and moto on loopback.\n\n",
+        results.date, results.machine, results.rustc
+    ));
+    out.push_str("| function | memory | init | first invoke | warm p50 | warm p99 | warm n | peak RSS |\n|---|---|---|---|---|---|---|---|\n");
+    for f in &results.functions {
+        out.push_str(&format!(
+            "| {} | {} MB | {:.1} ms | {:.1} ms | {:.2} ms | {:.2} ms | {} | {:.1} MiB |\n",
+            f.function,
+            f.memory_mb,
+            f.init_ms,
+            f.first_invoke_ms,
+            f.warm_p50_ms,
+            f.warm_p99_ms,
+            f.warm_invocations,
+            f.peak_rss_mib
+        ));
+    }
+    out.push_str("\nAWS calls per flow, counted on the wire (a cold flow includes what the process's first request needed: secrets, the shared provider login; the warm one is the last of its run):\n\n| flow | calls | items in transactions | items put (bytes) |\n|---|---|---|---|\n");
+    for f in &results.flows {
+        let calls: Vec<String> = f.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let sizes: Vec<String> = f.items_written.iter().map(|s| s.to_string()).collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            f.flow,
+            if calls.is_empty() {
+                "none".into()
+            } else {
+                calls.join(", ")
+            },
+            f.transaction_items,
+            if sizes.is_empty() {
+                "-".into()
+            } else {
+                sizes.join(", ")
+            }
+        ));
+    }
+    out.push_str(&format!(
+        "\nDirectPay logins per 1,000 payments in this run: {:.0} (the login is shared through the table; decision 41).\n\n",
+        results.directpay_logins_per_1000_payments
+    ));
+    out.push_str(&cost::table(&results.cost));
+    out
+}
+
+/// Replaces what lies between the bench markers of docs/performance.md.
+fn write_doc(text: &str) -> Result<(), String> {
+    let path = root().join("docs/performance.md");
+    let doc = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
+    let new = match (doc.find(begin), doc.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{begin}\n{text}{}", &doc[..b], &doc[e..])
+        }
+        _ => format!("{doc}\n## `make bench`\n\n{begin}\n{text}{end}\n"),
+    };
+    std::fs::write(&path, new).map_err(|e| e.to_string())
+}
+
+async fn main_inner() -> Result<(), String> {
+    let warm: usize = std::env::var("PAYGATE_BENCH_WARM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("template.yaml")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set (run make bench)"));
+    say("starting the provider sandbox and the counting proxies");
+    let sandbox = sandbox::start(SANDBOX.parse().map_err(|e| format!("{e}"))?)
+        .await
+        .map_err(|e| {
+            format!("the sandbox could not listen on {SANDBOX} (is make dev running?): {e}")
+        })?;
+    let dynamodb = Counting::start(&var("AWS_ENDPOINT_URL_DYNAMODB")?).await?;
+    let moto = Counting::start(&var("AWS_ENDPOINT_URL_SQS")?).await?;
+    let env = vec![
+        ("AWS_REGION".into(), var("AWS_REGION")?),
+        ("AWS_ACCESS_KEY_ID".into(), var("AWS_ACCESS_KEY_ID")?),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            var("AWS_SECRET_ACCESS_KEY")?,
+        ),
+        ("AWS_ENDPOINT_URL_DYNAMODB".into(), dynamodb.url.clone()),
+        ("AWS_ENDPOINT_URL_SQS".into(), moto.url.clone()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto.url.clone()),
+        ("PAYGATE_TABLE".into(), var("PAYGATE_TABLE")?),
+        (
+            "PAYGATE_TOPUP_QUEUE_URL".into(),
+            var("PAYGATE_TOPUP_QUEUE_URL")?,
+        ),
+        (
+            "PAYGATE_PUBLIC_BASE_URL".into(),
+            "http://127.0.0.1:3000".into(),
+        ),
+        ("PAYGATE_SECRET_PREFIX".into(), "paygate/".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    let mut bench = Bench {
+        template,
+        env,
+        dynamodb,
+        moto,
+        http: reqwest::Client::new(),
+        sandbox,
+        functions: vec![],
+        flows: vec![],
+        warm,
+    };
+    bench.run().await?;
+    let payments = (warm + 1) as f64;
+    let logins = *bench
+        .sandbox
+        .state
+        .directpay
+        .logins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let cost = cost::estimate(&bench.functions_view(), &bench.flows_view());
+    let results = Results {
+        machine: machine(),
+        date: today(),
+        rustc: rustc_version().await,
+        functions: bench.functions,
+        flows: bench.flows,
+        directpay_logins_per_1000_payments: f64::from(logins) * 1000.0 / payments,
+        cost,
+    };
+    let text = table(&results);
+    println!("{text}");
+    let dir = root().join(".local/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    write_doc(&text)?;
+    say("written to .local/bench/results.json and docs/performance.md");
+    Ok(())
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Bench {
+    fn functions_view(&self) -> Vec<(String, u32, f64)> {
+        self.functions
+            .iter()
+            .map(|f| (f.function.clone(), f.memory_mb, f.warm_p50_ms))
+            .collect()
+    }
+
+    fn flows_view(&self) -> Vec<cost::Flow> {
+        self.flows
+            .iter()
+            .map(|f| cost::Flow {
+                name: f.flow.clone(),
+                calls: f.calls.clone(),
+                items_written: f.items_written.clone(),
+                transaction_items: f.transaction_items,
+            })
+            .collect()
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match main_inner().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paygate-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&d, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&d, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&d[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn sizing_reads_the_template() {
+        let t: serde_yaml::Value = serde_yaml::from_str(
+            "Globals: {Function: {MemorySize: 128, Timeout: 15}}\n\
+             Resources: {A: {Metadata: {BuildProperties: {Binary: a}}, Properties: {Timeout: 10}}}",
+        )
+        .unwrap();
+        assert_eq!(sizing(&t, "a"), (128, Duration::from_secs(10)));
+        assert_eq!(sizing(&t, "b"), (128, Duration::from_secs(15)));
+    }
+}
