@@ -243,150 +243,112 @@ impl Bench {
         Ok(event)
     }
 
-    async fn run(&mut self) -> Result<(), String> {
-        let n = self.warm;
-        // 1. Creates: the first cold, then warm, each a new payment.
-        say(&format!("api-create-payment: 1 cold and {n} warm creates"));
-        let (create, memory) = self.spawn("api-create-payment").await?;
-        let mut payments = Vec::new();
+    /// Starts `binary` and invokes it with each event in turn (the first
+    /// on the cold process); an event's flow, where it names one, records
+    /// its AWS calls. Every answer must pass `ok`.
+    async fn measure(
+        &mut self,
+        binary: &str,
+        events: Vec<(Option<&str>, Value)>,
+        ok: impl Fn(&Outcome) -> Result<(), String>,
+    ) -> Result<Vec<Outcome>, String> {
+        let (instance, memory) = self.spawn(binary).await?;
         let mut first = Duration::ZERO;
         let mut warm = Vec::new();
-        for i in 0..=n {
-            let event = self.create_event(i)?;
-            // The cold one, and the last (a process in its steady state).
-            let flow = match i {
-                0 => Some("create (cold)"),
-                i if i == n => Some("create"),
-                _ => None,
-            };
-            let (took, outcome) = self.invoke(&create, flow, &event).await?;
-            let (status, body) = answer(&outcome)?;
-            if status != 201 {
-                return Err(format!("create answered {status}: {body}"));
-            }
-            payments.push(body);
+        let mut outcomes = Vec::new();
+        for (i, (flow, event)) in events.iter().enumerate() {
+            let (took, outcome) = self.invoke(&instance, *flow, event).await?;
+            ok(&outcome).map_err(|e| format!("{binary}: {e}"))?;
             if i == 0 {
-                first = took
+                first = took;
             } else {
-                warm.push(took)
+                warm.push(took);
             }
+            outcomes.push(outcome);
         }
-        self.record(&create, memory, first, warm);
-        create.stop().await;
+        self.record(&instance, memory, first, warm);
+        instance.stop().await;
+        Ok(outcomes)
+    }
 
-        // 2. Callbacks: the cold instance completes a fresh payment, then
-        // duplicates of it; then fresh payments on the warm instance.
+    async fn run(&mut self) -> Result<(), String> {
+        let n = self.warm;
+        // The flow of the cold invocation, and of the last (a process in its
+        // steady state).
+        let label = |i: usize, cold: &'static str, warm: &'static str| match i {
+            0 => Some(cold),
+            i if i == n => Some(warm),
+            _ => None,
+        };
+        let status = |want: u16| {
+            move |o: &Outcome| match answer(o) {
+                Ok((got, _)) if got == want => Ok(()),
+                Ok((got, body)) => Err(format!("answered {got}: {body}")),
+                Err(e) => Err(e),
+            }
+        };
+
+        say(&format!("api-create-payment: 1 cold and {n} warm creates"));
+        let events = (0..=n)
+            .map(|i| Ok((label(i, "create (cold)", "create"), self.create_event(i)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let payments: Vec<Value> = self
+            .measure("api-create-payment", events, status(201))
+            .await?
+            .iter()
+            .map(|o| answer(o).map(|(_, body)| body))
+            .collect::<Result<_, _>>()?;
+
         say(&format!(
             "webhook-directpay: a cold completing callback, {n} duplicates, {n} warm completing"
         ));
-        let (hook, memory) = self.spawn("webhook-directpay").await?;
-        let event = self.paid_callback(&payments[0]).await?;
-        let (first, outcome) = self
-            .invoke(&hook, Some("completing callback (cold)"), &event)
-            .await?;
-        let (status, body) = answer(&outcome)?;
-        if status != 200 {
-            return Err(format!("callback answered {status}: {body}"));
-        }
-        let mut warm = Vec::new();
+        let first = self.paid_callback(&payments[0]).await?;
+        let mut events = vec![(Some("completing callback (cold)"), first.clone())];
         for i in 0..n {
-            let flow = (i == 0).then_some("duplicate callback");
-            warm.push(self.invoke(&hook, flow, &event).await?.0);
+            events.push(((i == 0).then_some("duplicate callback"), first.clone()));
         }
         for (i, payment) in payments.iter().enumerate().skip(1) {
-            let event = self.paid_callback(payment).await?;
             let flow = (i == n).then_some("completing callback");
-            let (took, outcome) = self.invoke(&hook, flow, &event).await?;
-            let (status, body) = answer(&outcome)?;
-            if status != 200 {
-                return Err(format!("callback answered {status}: {body}"));
-            }
-            warm.push(took);
+            events.push((flow, self.paid_callback(payment).await?));
         }
-        self.record(&hook, memory, first, warm);
-        hook.stop().await;
+        self.measure("webhook-directpay", events, status(200))
+            .await?;
 
-        // 3. The casino top-ups those completions queued.
         say("worker-casino-topup: each completed payment's top-up");
-        let (worker, memory) = self.spawn("worker-casino-topup").await?;
-        let mut warm = Vec::new();
-        let mut first = Duration::ZERO;
+        let mut events = Vec::new();
         for (i, payment) in payments.iter().enumerate() {
             let mut event = sample("worker-casino-topup")?;
             event["Records"][0]["body"] = json!(json!({"payment_id": payment["id"]}).to_string());
             event["Records"][0]["messageId"] = json!(ulid::Ulid::new().to_string());
-            let flow = match i {
-                0 => Some("casino top-up (cold)"),
-                i if i == n => Some("casino top-up"),
-                _ => None,
-            };
-            let (took, outcome) = self.invoke(&worker, flow, &event).await?;
-            if let Outcome::Error(e) = outcome {
-                return Err(format!("worker: {e}"));
-            }
-            if i == 0 {
-                first = took
-            } else {
-                warm.push(took)
-            }
+            events.push((label(i, "casino top-up (cold)", "casino top-up"), event));
         }
-        self.record(&worker, memory, first, warm);
-        worker.stop().await;
+        self.measure("worker-casino-topup", events, |o| match o {
+            Outcome::Error(e) => Err(e.clone()),
+            Outcome::Response(_) => Ok(()),
+        })
+        .await?;
 
-        // 4. Reads.
         say("api-get-payment, api-pay-page, api-health: reads");
-        let (get, memory) = self.spawn("api-get-payment").await?;
-        let mut warm = Vec::new();
-        let mut first = Duration::ZERO;
+        let mut gets = Vec::new();
+        let mut pages = Vec::new();
         for (i, payment) in payments.iter().enumerate() {
-            let mut event = sample("api-get-payment")?;
             let id = payment["id"].as_str().unwrap_or_default();
+            let mut event = sample("api-get-payment")?;
             event["pathParameters"]["id"] = json!(id);
             event["rawPath"] = json!(format!("/v1/payments/{id}"));
-            let flow = match i {
-                0 => Some("get a payment (cold)"),
-                i if i == n => Some("get a payment"),
-                _ => None,
-            };
-            let (took, _) = self.invoke(&get, flow, &event).await?;
-            if i == 0 {
-                first = took
-            } else {
-                warm.push(took)
-            }
-        }
-        self.record(&get, memory, first, warm);
-        get.stop().await;
-
-        let (page, memory) = self.spawn("api-pay-page").await?;
-        let mut warm = Vec::new();
-        let mut first = Duration::ZERO;
-        for (i, payment) in payments.iter().enumerate() {
-            let mut event = sample("api-pay-page")?;
+            gets.push((label(i, "get a payment (cold)", "get a payment"), event));
             let url = payment["checkout"]["page_url"].as_str().unwrap_or_default();
             let token = url.rsplit('/').next().unwrap_or_default();
+            let mut event = sample("api-pay-page")?;
             event["pathParameters"]["token"] = json!(token);
             event["rawPath"] = json!(format!("/pay/{token}"));
-            let flow = (i == n).then_some("payer page");
-            let (took, _) = self.invoke(&page, flow, &event).await?;
-            if i == 0 {
-                first = took
-            } else {
-                warm.push(took)
-            }
+            pages.push((label(i, "payer page (cold)", "payer page"), event));
         }
-        self.record(&page, memory, first, warm);
-        page.stop().await;
-
-        let (health, memory) = self.spawn("api-health").await?;
-        let event = sample("api-health")?;
-        let (first, _) = self.invoke(&health, None, &event).await?;
-        let mut warm = Vec::new();
-        for _ in 0..n {
-            warm.push(self.invoke(&health, None, &event).await?.0);
-        }
-        self.record(&health, memory, first, warm);
-        health.stop().await;
+        self.measure("api-get-payment", gets, status(200)).await?;
+        self.measure("api-pay-page", pages, status(200)).await?;
+        let health = sample("api-health")?;
+        let events = (0..=n).map(|_| (None, health.clone())).collect();
+        self.measure("api-health", events, status(200)).await?;
         Ok(())
     }
 }
