@@ -13,6 +13,16 @@ if (exec 3<>/dev/tcp/127.0.0.1/8900) 2>/dev/null; then
   exit 1
 fi
 
+# The Node twin's dependencies (pinned in its package-lock.json).
+twin="$root/.local/bench-node"
+mkdir -p "$twin"
+cp "$root/infra/bench/node-twin/index.mjs" "$twin/"
+if ! cmp -s "$root/infra/bench/node-twin/package-lock.json" "$twin/package-lock.json"; then
+  say "installing the Node twin's AWS SDK into .local/bench-node"
+  cp "$root/infra/bench/node-twin/package.json" "$root/infra/bench/node-twin/package-lock.json" "$twin/"
+  (cd "$twin" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 functions=(api-create-payment webhook-directpay worker-casino-topup api-get-payment api-pay-page api-health)
 say "release builds of ${functions[*]} and the bench (first time: several minutes)"
 (cd "$root" && cargo build --release --locked --quiet $(printf -- '-p %s ' "${functions[@]}") -p bench)

@@ -77,8 +77,16 @@ fn count(calls: &BTreeMap<String, u32>, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Which measured function and flow make each step of a deposit.
+pub struct Recipe<'a> {
+    pub create: (&'a str, &'a str),
+    pub completing: (&'a str, &'a str),
+    pub duplicate: (&'a str, &'a str),
+    pub topup: (&'a str, &'a str),
+}
+
 /// `functions`: (name, memory MB, warm p50 ms).
-pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow]) -> Estimate {
+pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recipe<'_>) -> Estimate {
     let million = 1e6;
     let p50 = |f: &str| {
         functions
@@ -93,25 +101,32 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow]) -> Estimate {
         transaction_items: 0,
     };
     let flow = |f: &str| flows.iter().find(|x| x.name == f).unwrap_or(&none);
-    let largest = flows
+    // The largest item this recipe's own flows wrote.
+    let steps = [
+        recipe.create,
+        recipe.completing,
+        recipe.duplicate,
+        recipe.topup,
+    ];
+    let largest = steps
         .iter()
-        .flat_map(|f| f.items_written.iter().copied())
+        .flat_map(|(_, f)| flow(f).items_written.iter().copied())
         .max()
         .unwrap_or(1024);
     let item_kb = (largest as f64 / 1024.0).ceil().max(1.0);
-    // (function, invocations per deposit, provider calls per invocation, flow)
+    // (function and flow, invocations per deposit, provider calls per invocation)
     let parts = [
-        ("api-create-payment", 1.0, 1.0, "create"),
-        ("webhook-directpay", 1.0, 1.0, "completing callback"),
-        ("webhook-directpay", 2.0, 0.0, "duplicate callback"),
-        ("worker-casino-topup", CASINO_SHARE, 2.0, "casino top-up"),
+        (recipe.create, 1.0, 1.0),
+        (recipe.completing, 1.0, 1.0),
+        (recipe.duplicate, 2.0, 0.0),
+        (recipe.topup, CASINO_SHARE, 2.0),
     ];
     let mut gb_seconds = 0.0;
     let mut invocations = 0.0;
     let mut rru = 0.0;
     let mut wru = 0.0;
     let mut sqs = 0.0;
-    for (function, per_deposit, provider_calls, flow_name) in parts {
+    for ((function, flow_name), per_deposit, provider_calls) in parts {
         let (memory, ms) = p50(function);
         let billed_ms = (ms + provider_calls * PROVIDER_MS).ceil();
         gb_seconds += per_deposit * million * f64::from(memory) / 1024.0 * billed_ms / 1000.0;
@@ -175,17 +190,23 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow]) -> Estimate {
     }
 }
 
-pub fn table(e: &Estimate) -> String {
-    let mut out = String::from(
-        "What 1,000,000 completed deposits cost on AWS (a create, a completing callback, two duplicates; a casino top-up for half of them):\n\n| item | quantity | USD |\n|---|---|---|\n",
+/// paygate's estimate beside the Node twin's, line by line.
+pub fn table(rust: &Estimate, node: &Estimate, node_memory: u32) -> String {
+    let mut out = format!(
+        "What 1,000,000 completed deposits cost on AWS (a create, a completing callback, two duplicates; a casino top-up for half of them), \
+         paygate beside the seed-style Node 20 twin (`infra/bench/node-twin`, at {node_memory} MB; it has no worker, so its top-ups are paygate's):\n\n\
+         | item | paygate quantity | paygate USD | Node twin quantity | Node twin USD |\n|---|---|---|---|---|\n",
     );
-    for l in &e.lines {
+    for (r, n) in rust.lines.iter().zip(&node.lines) {
         out.push_str(&format!(
-            "| {} | {} | {:.2} |\n",
-            l.item, l.quantity, l.dollars
+            "| {} | {} | {:.2} | {} | {:.2} |\n",
+            r.item, r.quantity, r.dollars, n.quantity, n.dollars
         ));
     }
-    out.push_str(&format!("| **total** | | **{:.2}** |\n\n", e.total));
+    out.push_str(&format!(
+        "| **total** | | **{:.2}** | | **{:.2}** |\n\n",
+        rust.total, node.total
+    ));
     out.push_str(&format!(
         "Assumptions: us-east-1 list prices (Lambda arm64 ${LAMBDA_ARM_GB_SECOND} per GB-s and $0.20 per million requests, \
          HTTP API $1.00 per million, DynamoDB on-demand $0.625 per million WRU and $0.125 per million RRU, SQS $0.40 per million, \

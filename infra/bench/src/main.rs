@@ -64,8 +64,12 @@ struct Results {
     rustc: String,
     functions: Vec<FunctionResult>,
     flows: Vec<FlowResult>,
+    directpay_logins: u32,
+    payments: usize,
     directpay_logins_per_1000_payments: f64,
     cost: cost::Estimate,
+    node_twin_cost: cost::Estimate,
+    node_twin_memory_mb: u32,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -122,6 +126,14 @@ fn answer(outcome: &Outcome) -> Result<(u16, Value), String> {
     }
 }
 
+/// The JSON bodies of API answers.
+fn bodies(outcomes: &[Outcome]) -> Result<Vec<Value>, String> {
+    outcomes
+        .iter()
+        .map(|o| answer(o).map(|(_, body)| body))
+        .collect()
+}
+
 struct Bench {
     template: serde_yaml::Value,
     env: Vec<(String, String)>,
@@ -132,13 +144,50 @@ struct Bench {
     functions: Vec<FunctionResult>,
     flows: Vec<FlowResult>,
     warm: usize,
+    /// DirectPay logins by paygate's functions (before the twin's).
+    logins: u32,
 }
 
 impl Bench {
     async fn spawn(&self, binary: &str) -> Result<(Instance, u32), String> {
         let (memory, timeout) = sizing(&self.template, binary);
-        let path = root().join("target/release").join(binary);
-        let instance = Instance::spawn(binary, &path, &self.env, memory, timeout).await?;
+        let instance = match binary.strip_prefix("node-twin") {
+            // The Node twin: two functions of one script, at the memory
+            // the Rust functions have, under the same emulator.
+            Some(_) => {
+                let script = root().join(".local/bench-node/index.mjs");
+                let mut env = self.env.clone();
+                env.extend([
+                    (
+                        "TWIN_DIRECTPAY_URL".to_string(),
+                        format!("{}/directpay/api", self.sandbox.url()),
+                    ),
+                    (
+                        "TWIN_DIRECTPAY_USERNAME".to_string(),
+                        sandbox::directpay::USERNAME.to_string(),
+                    ),
+                    (
+                        "TWIN_DIRECTPAY_PASSWORD".to_string(),
+                        sandbox::directpay::PASSWORD.to_string(),
+                    ),
+                ]);
+                let (memory, timeout) = sizing(&self.template, "webhook-directpay");
+                let instance = Instance::spawn(
+                    binary,
+                    Path::new("node"),
+                    &[script.display().to_string()],
+                    &env,
+                    memory,
+                    timeout,
+                )
+                .await?;
+                return Ok((instance, memory));
+            }
+            None => {
+                let path = root().join("target/release").join(binary);
+                Instance::spawn(binary, &path, &[], &self.env, memory, timeout).await?
+            }
+        };
         // Whatever init asked of AWS (secrets) is the cold start's.
         Ok((instance, memory))
     }
@@ -268,7 +317,56 @@ impl Bench {
         }
         self.record(&instance, memory, first, warm);
         instance.stop().await;
+        let logins = *self
+            .sandbox
+            .state
+            .directpay
+            .logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        say(&format!(
+            "{binary}: done ({logins} DirectPay logins so far)"
+        ));
         Ok(outcomes)
+    }
+
+    /// `n + 1` creates: the cold one and the warm ones, flows named
+    /// `(cold, warm)`.
+    fn create_events(
+        &self,
+        (cold, warm): (&'static str, &'static str),
+    ) -> Result<Vec<(Option<&'static str>, Value)>, String> {
+        let n = self.warm;
+        (0..=n)
+            .map(|i| {
+                let flow = match i {
+                    0 => Some(cold),
+                    i if i == n => Some(warm),
+                    _ => None,
+                };
+                Ok((flow, self.create_event(i)?))
+            })
+            .collect()
+    }
+
+    /// The callbacks of `payments`: the first completes its payment (on the
+    /// cold process), `n` duplicates of it, then the others complete
+    /// theirs. Flows named `(cold, duplicate, warm)`.
+    async fn callback_events(
+        &self,
+        payments: &[Value],
+        (cold, duplicate, warm): (&'static str, &'static str, &'static str),
+    ) -> Result<Vec<(Option<&'static str>, Value)>, String> {
+        let n = self.warm;
+        let first = self.paid_callback(&payments[0]).await?;
+        let mut events = vec![(Some(cold), first.clone())];
+        for i in 0..n {
+            events.push(((i == 0).then_some(duplicate), first.clone()));
+        }
+        for (i, payment) in payments.iter().enumerate().skip(1) {
+            events.push(((i == n).then_some(warm), self.paid_callback(payment).await?));
+        }
+        Ok(events)
     }
 
     async fn run(&mut self) -> Result<(), String> {
@@ -289,28 +387,25 @@ impl Bench {
         };
 
         say(&format!("api-create-payment: 1 cold and {n} warm creates"));
-        let events = (0..=n)
-            .map(|i| Ok((label(i, "create (cold)", "create"), self.create_event(i)?)))
-            .collect::<Result<Vec<_>, String>>()?;
-        let payments: Vec<Value> = self
+        let events = self.create_events(("create (cold)", "create"))?;
+        let outcomes = self
             .measure("api-create-payment", events, status(201))
-            .await?
-            .iter()
-            .map(|o| answer(o).map(|(_, body)| body))
-            .collect::<Result<_, _>>()?;
+            .await?;
+        let payments = bodies(&outcomes)?;
 
         say(&format!(
             "webhook-directpay: a cold completing callback, {n} duplicates, {n} warm completing"
         ));
-        let first = self.paid_callback(&payments[0]).await?;
-        let mut events = vec![(Some("completing callback (cold)"), first.clone())];
-        for i in 0..n {
-            events.push(((i == 0).then_some("duplicate callback"), first.clone()));
-        }
-        for (i, payment) in payments.iter().enumerate().skip(1) {
-            let flow = (i == n).then_some("completing callback");
-            events.push((flow, self.paid_callback(payment).await?));
-        }
+        let events = self
+            .callback_events(
+                &payments,
+                (
+                    "completing callback (cold)",
+                    "duplicate callback",
+                    "completing callback",
+                ),
+            )
+            .await?;
         self.measure("webhook-directpay", events, status(200))
             .await?;
 
@@ -349,6 +444,32 @@ impl Bench {
         let health = sample("api-health")?;
         let events = (0..=n).map(|_| (None, health.clone())).collect();
         self.measure("api-health", events, status(200)).await?;
+
+        self.logins = *self
+            .sandbox
+            .state
+            .directpay
+            .logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        say("the Node 20 twin: the same creates and callbacks");
+        let events = self.create_events(("twin create (cold)", "twin create"))?;
+        let outcomes = self
+            .measure("node-twin-create", events, status(201))
+            .await?;
+        let twins = bodies(&outcomes)?;
+        let events = self
+            .callback_events(
+                &twins,
+                (
+                    "twin completing callback (cold)",
+                    "twin duplicate callback",
+                    "twin completing callback",
+                ),
+            )
+            .await?;
+        self.measure("node-twin-callback", events, status(200))
+            .await?;
         Ok(())
     }
 }
@@ -418,10 +539,18 @@ fn table(results: &Results) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nDirectPay logins per 1,000 payments in this run: {:.0} (the login is shared through the table; decision 41).\n\n",
+        "\nDirectPay logins by paygate's functions in this run: {} for {} payments across {} processes ({:.0} per 1,000 payments); \
+         a process that finds a login stored by another uses it (decision 41). The Node twin logs in once per process, as the seed did.\n\n",
+        results.directpay_logins,
+        results.payments,
+        results.functions.iter().filter(|f| !f.function.starts_with("node-twin")).count(),
         results.directpay_logins_per_1000_payments
     ));
-    out.push_str(&cost::table(&results.cost));
+    out.push_str(&cost::table(
+        &results.cost,
+        &results.node_twin_cost,
+        results.node_twin_memory_mb,
+    ));
     out
 }
 
@@ -489,25 +618,46 @@ async fn main_inner() -> Result<(), String> {
         functions: vec![],
         flows: vec![],
         warm,
+        logins: 0,
     };
     bench.run().await?;
     let payments = (warm + 1) as f64;
-    let logins = *bench
-        .sandbox
-        .state
-        .directpay
-        .logins
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let cost = cost::estimate(&bench.functions_view(), &bench.flows_view());
+    let logins = bench.logins;
+    let functions = bench.functions_view();
+    let flows = bench.flows_view();
+    let cost = cost::estimate(
+        &functions,
+        &flows,
+        &cost::Recipe {
+            create: ("api-create-payment", "create"),
+            completing: ("webhook-directpay", "completing callback"),
+            duplicate: ("webhook-directpay", "duplicate callback"),
+            topup: ("worker-casino-topup", "casino top-up"),
+        },
+    );
+    let node_twin_cost = cost::estimate(
+        &functions,
+        &flows,
+        &cost::Recipe {
+            create: ("node-twin-create", "twin create"),
+            completing: ("node-twin-callback", "twin completing callback"),
+            duplicate: ("node-twin-callback", "twin duplicate callback"),
+            topup: ("worker-casino-topup", "casino top-up"),
+        },
+    );
+    let node_twin_memory_mb = sizing(&bench.template, "webhook-directpay").0;
     let results = Results {
         machine: machine(),
         date: today(),
         rustc: rustc_version().await,
         functions: bench.functions,
         flows: bench.flows,
+        directpay_logins: logins,
+        payments: warm + 1,
         directpay_logins_per_1000_payments: f64::from(logins) * 1000.0 / payments,
         cost,
+        node_twin_cost,
+        node_twin_memory_mb,
     };
     let text = table(&results);
     println!("{text}");

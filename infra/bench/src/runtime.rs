@@ -127,11 +127,12 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Starts `binary` as Lambda would, with `env`, and waits for its first
-    /// `next` (its init done).
+    /// Starts `program` (with `args`) as Lambda would, with `env`, and waits
+    /// for its first `next` (its init done).
     pub async fn spawn(
         name: &str,
-        binary: &Path,
+        program: &Path,
+        args: &[String],
         env: &[(String, String)],
         memory_mb: u32,
         timeout: Duration,
@@ -160,7 +161,8 @@ impl Instance {
         tokio::pin!(ready);
         ready.as_mut().enable();
         let spawned = Instant::now();
-        let child = tokio::process::Command::new(binary)
+        let child = tokio::process::Command::new(program)
+            .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
@@ -172,7 +174,7 @@ impl Instance {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("{}: {e}", binary.display()))?;
+            .map_err(|e| format!("{}: {e}", program.display()))?;
         if tokio::time::timeout(Duration::from_secs(30), ready)
             .await
             .is_err()
