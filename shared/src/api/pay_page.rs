@@ -184,27 +184,27 @@ impl PageView {
                 view.title = "Pay with GCash".into();
                 view.qr_svg = checkout.qr_text.as_deref().and_then(qr_svg);
                 view.qr_hint = "Scan with GCash or any QR Ph banking app.";
-                view.pay_url = checkout.url.clone();
+                view.pay_url = web_link(checkout.url.as_deref());
                 view.pay_label = "Open the GCash payment page";
             }
             Provider::Qpay => {
                 view.title = "Pay with QPay".into();
                 view.qr_svg = checkout.qr_text.as_deref().and_then(qr_svg);
                 view.qr_hint = "Scan with your bank's app, or choose it below.";
-                view.apps = checkout.links.clone();
-                view.pay_url = checkout.url.clone();
+                view.apps = app_links(&checkout.links);
+                view.pay_url = web_link(checkout.url.as_deref());
                 view.pay_label = "Open in QPay";
             }
             Provider::Paygram => {
                 view.title = "Pay with PayGram".into();
                 view.qr_svg = checkout.url.as_deref().and_then(qr_svg);
                 view.qr_hint = "On a computer? Scan this with your phone.";
-                view.pay_url = checkout.url.clone();
+                view.pay_url = web_link(checkout.url.as_deref());
                 view.pay_label = "Pay with PayGram";
             }
             Provider::Toyyibpay => {
                 view.title = "Pay with FPX online banking".into();
-                view.pay_url = checkout.url.clone();
+                view.pay_url = web_link(checkout.url.as_deref());
                 view.pay_label = "Continue to your bank (FPX)";
             }
             Provider::Epayment => {
@@ -218,6 +218,34 @@ impl PageView {
         }
         view
     }
+}
+
+/// A provider's page for the payer, only as an http(s) URL: what a
+/// provider sends is not trusted into an `href`.
+fn web_link(url: Option<&str>) -> Option<String> {
+    let url = url?;
+    let parsed = url::Url::parse(url).ok()?;
+    matches!(parsed.scheme(), "https" | "http").then(|| url.to_string())
+}
+
+/// Bank-app links as a provider named them, without the schemes a browser
+/// would run or read locally; logos only from http(s) origins.
+fn app_links(links: &[AppLink]) -> Vec<AppLink> {
+    links
+        .iter()
+        .filter(|l| {
+            url::Url::parse(&l.link).is_ok_and(|u| {
+                !matches!(
+                    u.scheme(),
+                    "javascript" | "data" | "vbscript" | "file" | "blob"
+                )
+            })
+        })
+        .map(|l| AppLink {
+            logo: l.logo.as_deref().and_then(|u| web_link(Some(u))),
+            ..l.clone()
+        })
+        .collect()
 }
 
 /// The widget's script and the parameters `halyk.pay` takes (the seed's
@@ -546,6 +574,43 @@ mod tests {
         );
         assert!(csp.contains("script-src 'nonce-n';"), "{csp}");
         assert!(csp.contains("frame-src 'none'"), "{csp}");
+    }
+
+    #[test]
+    fn provider_links_reach_an_href_only_when_harmless() {
+        assert_eq!(
+            web_link(Some("https://dev.toyyibpay.com/abc")).as_deref(),
+            Some("https://dev.toyyibpay.com/abc")
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "not a url",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(web_link(Some(bad)), None, "{bad}");
+        }
+        let link = |link: &str, logo: &str| AppLink {
+            name: "Bank".into(),
+            link: link.into(),
+            logo: Some(logo.into()),
+            ..AppLink::default()
+        };
+        let kept = app_links(&[
+            link(
+                "khanbank://q?qPay_QRcode=1",
+                "https://qpay.mn/q/logo/khanbank.png",
+            ),
+            link("javascript:alert(1)", "https://qpay.mn/x.png"),
+            link("JavaScript:alert(1)", "https://qpay.mn/x.png"),
+            link("statebank://q", "javascript:alert(1)"),
+        ]);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(
+            kept[0].logo.as_deref(),
+            Some("https://qpay.mn/q/logo/khanbank.png")
+        );
+        assert_eq!(kept[1].logo, None, "a logo that is not http(s) is dropped");
     }
 
     #[test]
