@@ -69,25 +69,25 @@ impl HealthRecorder {
         }
     }
 
-    /// What to write for this outcome, if anything: the outcome and the
-    /// time of the call it records. Updates what this process knows.
+    /// The time of the call to record for this outcome, if it needs
+    /// writing. Updates what this process knows.
     fn to_write(
         &self,
         provider: &'static str,
         ok: bool,
         at: OffsetDateTime,
-    ) -> Option<(bool, OffsetDateTime)> {
+    ) -> Option<OffsetDateTime> {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let entry = local.entry(provider).or_default();
         if !ok {
             entry.failed_since = true;
             entry.unwritten_success = None;
-            return Some((false, at));
+            return Some(at);
         }
         if entry.failed_since {
             entry.failed_since = false;
             entry.success_written = Some(Instant::now());
-            return Some((true, at));
+            return Some(at);
         }
         match entry.success_written {
             // A cold process: its first success waits for its next call.
@@ -98,12 +98,12 @@ impl HealthRecorder {
                 }
                 Some(_) => {
                     entry.success_written = Some(Instant::now());
-                    Some((true, at))
+                    Some(at)
                 }
             },
             Some(t) if t.elapsed() >= SUCCESS_REFRESH => {
                 entry.success_written = Some(Instant::now());
-                Some((true, at))
+                Some(at)
             }
             Some(_) => None,
         }
@@ -112,7 +112,7 @@ impl HealthRecorder {
     /// One finished provider call (retries included).
     pub fn observe(&self, provider: &'static str, ok: bool, latency: Duration) {
         crate::telemetry::provider_call(provider, ok, latency);
-        let Some((ok, at)) = self.to_write(provider, ok, OffsetDateTime::now_utc()) else {
+        let Some(at) = self.to_write(provider, ok, OffsetDateTime::now_utc()) else {
             return;
         };
         let store = self.store.clone();
@@ -176,19 +176,15 @@ mod tests {
         );
         assert_eq!(
             writes(true, t(1)),
-            Some((true, t(1))),
+            Some(t(1)),
             "its next call writes a success"
         );
         assert_eq!(writes(true, t(2)), None, "then not again");
-        assert_eq!(
-            writes(false, t(3)),
-            Some((false, t(3))),
-            "a failure always is"
-        );
-        assert_eq!(writes(false, t(4)), Some((false, t(4))));
+        assert_eq!(writes(false, t(3)), Some(t(3)), "a failure always is");
+        assert_eq!(writes(false, t(4)), Some(t(4)));
         assert_eq!(
             writes(true, t(5)),
-            Some((true, t(5))),
+            Some(t(5)),
             "the success after it resets the count at once"
         );
         assert_eq!(writes(true, t(6)), None);
@@ -203,11 +199,7 @@ mod tests {
             .get_mut("qpay")
             .unwrap()
             .success_written = Instant::now().checked_sub(SUCCESS_REFRESH);
-        assert_eq!(
-            writes(true, t(7)),
-            Some((true, t(7))),
-            "refreshed after a minute"
-        );
+        assert_eq!(writes(true, t(7)), Some(t(7)), "refreshed after a minute");
     }
 
     #[test]
@@ -215,7 +207,7 @@ mod tests {
         let r = recorder();
         let now = OffsetDateTime::now_utc();
         assert!(r.to_write("qpay", false, now).is_some());
-        assert_eq!(r.to_write("qpay", true, now), Some((true, now)));
+        assert_eq!(r.to_write("qpay", true, now), Some(now));
     }
 
     #[test]
