@@ -215,6 +215,15 @@ impl fmt::Display for PaymentId {
     }
 }
 
+/// `N` bytes from the operating system's random source, base64url without
+/// padding; `None` where it gives none.
+pub fn random_base64url<const N: usize>() -> Option<String> {
+    use base64::Engine;
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// The payer's link to a payment's page (`/pay/<token>`): 24 bytes from
 /// the operating system's random source, base64url without padding (32
 /// characters). Unguessable, unrelated to the payment id, and the only
@@ -229,12 +238,7 @@ impl PageToken {
     /// A fresh token, or `None` where the operating system gives no
     /// randomness (the payment is then created without a page).
     pub fn generate() -> Option<PageToken> {
-        use base64::Engine;
-        let mut bytes = [0u8; 24];
-        getrandom::fill(&mut bytes).ok()?;
-        Some(PageToken(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-        ))
+        random_base64url::<24>().map(PageToken)
     }
 
     pub fn as_str(&self) -> &str {

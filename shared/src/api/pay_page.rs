@@ -274,7 +274,7 @@ fn origin(text: &str) -> Option<String> {
 /// only (by nonce), the bank widget's origin for its script, form and
 /// frames, images from paygate and the origins of the app logos the
 /// provider named; no framing of the page by anyone.
-fn content_security_policy(payment: &Payment, nonce: &str) -> String {
+fn content_security_policy(payment: &Payment, nonce: Option<&str>) -> String {
     let widget = payment
         .checkout
         .widget
@@ -292,8 +292,10 @@ fn content_security_policy(payment: &Payment, nonce: &str) -> String {
     logos.dedup();
     let w = widget.map(|o| format!(" {o}")).unwrap_or_default();
     let images: String = logos.iter().map(|o| format!(" {o}")).collect();
+    // Without a nonce nothing inline runs or styles the page.
+    let own = nonce.map_or_else(|| "'none'".to_string(), |n| format!("'nonce-{n}'"));
     format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'{w}; style-src 'nonce-{nonce}'{w}; \
+        "default-src 'none'; script-src {own}{w}; style-src {own}{w}; \
          img-src 'self' data:{images}{w}; connect-src 'self'{w}; frame-src{frames}; \
          form-action 'self'{w}; base-uri 'none'; frame-ancestors 'none'",
         frames = if w.is_empty() {
@@ -392,16 +394,11 @@ async fn lookup(services: &Services, req: &Request, now: OffsetDateTime) -> Look
     }
 }
 
-/// A nonce for the page's own script and style: fresh per answer.
-fn nonce() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 18];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No randomness: a page without its script (the QR and links
-        // still show) rather than a guessable nonce.
-        return String::from("unavailable");
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+/// A nonce for the page's own script and style: fresh per answer. Without
+/// randomness there is none, and the page goes without its script and
+/// style (the QR and links still show) rather than with a guessable nonce.
+fn nonce() -> Option<String> {
+    crate::ids::random_base64url::<18>()
 }
 
 /// `GET /pay/{token}`.
@@ -418,8 +415,8 @@ async fn page_inner(services: &Services, req: &Request) -> Response<Body> {
         Lookup::Found(payment, token) => {
             super::note_payment(&payment);
             let nonce = nonce();
-            let csp = content_security_policy(&payment, &nonce);
-            match PageView::of(&payment, &token, now, nonce).render() {
+            let csp = content_security_policy(&payment, nonce.as_deref());
+            match PageView::of(&payment, &token, now, nonce.unwrap_or_default()).render() {
                 Ok(body) => html(StatusCode::OK, body, Some(&csp)),
                 Err(e) => {
                     tracing::error!(error = %e, "the payer's page did not render");
@@ -542,7 +539,7 @@ mod tests {
             "https://epay.homebank.kz/payform/payment-api.js".into(),
         );
         p.checkout.widget = Some(w);
-        let csp = content_security_policy(&p, "abc");
+        let csp = content_security_policy(&p, Some("abc"));
         assert!(
             csp.contains("script-src 'nonce-abc' https://epay.homebank.kz;"),
             "{csp}"
@@ -567,13 +564,15 @@ mod tests {
                 ..AppLink::default()
             },
         ];
-        let csp = content_security_policy(&q, "n");
+        let csp = content_security_policy(&q, Some("n"));
         assert!(
             csp.contains("img-src 'self' data: https://qpay.mn;"),
             "{csp}"
         );
         assert!(csp.contains("script-src 'nonce-n';"), "{csp}");
         assert!(csp.contains("frame-src 'none'"), "{csp}");
+        let none = content_security_policy(&q, None);
+        assert!(none.contains("script-src 'none';"), "{none}");
     }
 
     #[test]
