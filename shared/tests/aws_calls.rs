@@ -14,7 +14,6 @@ use aws_sdk_dynamodb::error::BoxError;
 use common::cases::{cases, create};
 use common::harness::Harness;
 use serde_json::json;
-use shared::services::Services;
 use shared::store::Store;
 
 /// DynamoDB operations by name (`GetItem`), each attempt on the wire.
@@ -72,13 +71,7 @@ async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_du
         aws_sdk_dynamodb::Client::from_conf(config),
         h.store().table(),
     );
-    let s = &h.services;
-    let cold = Services::new(
-        store,
-        s.queue.clone(),
-        s.secrets.clone(),
-        s.settings.clone(),
-    );
+    let cold = h.cold_instance_on(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cold_api = format!("http://{}", listener.local_addr().unwrap());
     common::api::serve(listener, cold).await;

@@ -365,6 +365,26 @@ async fn the_sandboxs_payer_pages_pay_and_send_the_payer_back_to_the_page() {
                     format!("{page_url}?status_id=1&billcode={code}&order_id={id}")
                 );
                 assert!(back_of(&page.text, "failed").contains("status_id=3"));
+                // The parameters ToyyibPay's return URL carries, as the
+                // public example shows them (fixtures/toyyibpay SOURCES T4).
+                let documented = std::fs::read_to_string(format!(
+                    "{}/tests/fixtures/toyyibpay/return_url.unofficial_doc.form",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap();
+                let keys = |pairs: Vec<&str>| {
+                    let mut k: Vec<String> = pairs
+                        .iter()
+                        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
+                        .collect();
+                    k.sort();
+                    k
+                };
+                let query = back.split_once('?').unwrap().1;
+                assert_eq!(
+                    keys(query.split('&').collect()),
+                    keys(documented.lines().collect())
+                );
             }
             // Paid in an app: nowhere to send the payer.
             _ => assert_eq!(back, ""),

@@ -8,7 +8,6 @@ mod common;
 use common::cases::{cases, create, trigger};
 use common::harness::Harness;
 use shared::ids::PaymentId;
-use shared::services::Services;
 
 /// The providers with a login, and the sandbox paths a login takes.
 const LOGINS: [(&str, &str, &str); 4] = [
@@ -30,22 +29,11 @@ const LOGINS: [(&str, &str, &str); 4] = [
     ),
 ];
 
-/// A cold instance: its own clients, the same table, secrets and settings.
-fn instance(h: &Harness) -> Services {
-    let s = &h.services;
-    Services::new(
-        s.store.clone(),
-        s.queue.clone(),
-        s.secrets.clone(),
-        s.settings.clone(),
-    )
-}
-
 /// Eight cold instances each ask the provider about the payment at once.
 async fn eight_instances_ask(h: &Harness, provider: &str, id: PaymentId) {
     let payment = h.store().payment(id).await.unwrap().unwrap();
     let asks = (0..8).map(|_| {
-        let services = instance(h);
+        let services = h.cold_instance();
         let payment = payment.clone();
         async move {
             let gateway = services.gateway(payment.provider).await.unwrap();

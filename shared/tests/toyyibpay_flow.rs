@@ -177,13 +177,7 @@ async fn the_category_is_learned_once_and_kept_for_later_cold_starts() {
         .values()
         .any(|c| *c == code));
     // A new process (fresh caches) over the same table.
-    let s = &h.services;
-    let cold = shared::services::Services::new(
-        s.store.clone(),
-        s.queue.clone(),
-        s.secrets.clone(),
-        s.settings.clone(),
-    );
+    let cold = h.cold_instance();
     cold.gateway(shared::payment::Provider::Toyyibpay)
         .await
         .unwrap();

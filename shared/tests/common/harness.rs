@@ -175,6 +175,24 @@ impl Harness {
         &self.services.store
     }
 
+    /// Another process of any function: fresh clients and caches over the
+    /// same table, queue, secrets and settings (a cold Lambda instance).
+    pub fn cold_instance(&self) -> Services {
+        self.cold_instance_on(self.store().clone())
+    }
+
+    /// A cold instance whose table client is `store` (one that counts its
+    /// calls, say).
+    pub fn cold_instance_on(&self, store: Store) -> Services {
+        let s = &self.services;
+        Services::new(
+            store,
+            s.queue.clone(),
+            s.secrets.clone(),
+            s.settings.clone(),
+        )
+    }
+
     async fn reply(r: reqwest::Response) -> Reply {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
