@@ -14,9 +14,11 @@
 mod cost;
 mod proxy;
 mod runtime;
+mod storm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -70,6 +72,7 @@ struct Results {
     cost: cost::Estimate,
     node_twin_cost: cost::Estimate,
     node_twin_memory_mb: u32,
+    storm: storm::StormResult,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -146,6 +149,11 @@ struct Bench {
     warm: usize,
     /// DirectPay logins by paygate's functions (before the twin's).
     logins: u32,
+    storm: storm::StormResult,
+    /// Payments per provider in the storm, and payments at once.
+    storm_size: (usize, usize),
+    /// Processes per function behind the gateway.
+    instances: usize,
 }
 
 impl Bench {
@@ -261,12 +269,8 @@ impl Bench {
         Ok(event)
     }
 
-    /// Paid at DirectPay (no callback yet): the event of DirectPay's callback.
-    async fn paid_callback(&self, payment: &Value) -> Result<Value, String> {
-        let id = payment["id"].as_str().ok_or("no payment id")?;
-        let reference = payment["provider_reference"]
-            .as_str()
-            .ok_or("no reference")?;
+    /// The payer pays DirectPay's transaction; no callback is sent.
+    async fn pay_directpay(&self, reference: &str) -> Result<(), String> {
         let r = self
             .http
             .post(format!(
@@ -280,6 +284,16 @@ impl Bench {
         if !r.status().is_success() {
             return Err(format!("sandbox: {}", r.status()));
         }
+        Ok(())
+    }
+
+    /// Paid at DirectPay (no callback yet): the event of DirectPay's callback.
+    async fn paid_callback(&self, payment: &Value) -> Result<Value, String> {
+        let id = payment["id"].as_str().ok_or("no payment id")?;
+        let reference = payment["provider_reference"]
+            .as_str()
+            .ok_or("no reference")?;
+        self.pay_directpay(reference).await?;
         let mut event = sample("webhook-directpay")?;
         event["rawQueryString"] = json!(format!("payment_id={id}"));
         event["queryStringParameters"] = json!({"payment_id": id});
@@ -470,8 +484,256 @@ impl Bench {
             .await?;
         self.measure("node-twin-callback", events, status(200))
             .await?;
+
+        let made = self.storm().await?;
+        self.refunds(&made).await?;
+        self.sweep().await?;
         Ok(())
     }
+
+    /// Provider logins so far, by provider.
+    fn logins(&self) -> BTreeMap<String, u32> {
+        let s = &self.sandbox.state;
+        let get = |m: &std::sync::Mutex<u32>| *m.lock().unwrap_or_else(|p| p.into_inner());
+        BTreeMap::from([
+            ("directpay".to_string(), get(&s.directpay.logins)),
+            ("qpay".to_string(), get(&s.qpay.logins)),
+            ("payment_engine".to_string(), get(&s.payment_engine.logins)),
+            ("epayment".to_string(), get(&s.epayment.webapi_tokens)),
+        ])
+    }
+
+    /// Casino balances, by player.
+    fn casino(&self) -> BTreeMap<String, i64> {
+        self.sandbox
+            .state
+            .casino
+            .players
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, p)| (k.clone(), p.balance_centavos))
+            .collect()
+    }
+
+    /// The whole system under load (`storm`), with the money invariants.
+    async fn storm(&mut self) -> Result<Vec<storm::Made>, String> {
+        let (per_provider, in_flight) = self.storm_size;
+        say(&format!(
+            "storm: {} payments ({per_provider} per provider, {in_flight} at a time) through the gateway, \
+             at most {} processes per function",
+            per_provider * 6,
+            self.instances
+        ));
+        let state = &self.sandbox.state;
+        state.paygram.set_callback_url(format!(
+            "http://{}/webhooks/paygram/{}",
+            storm::GATEWAY,
+            storm::PAYGRAM_CALLBACK_SECRET
+        ));
+        state
+            .payment_engine
+            .set_webhook_url(format!("http://{}/webhooks/payment-engine", storm::GATEWAY));
+        let pools = Arc::new(storm::Pools::new(
+            self.template.clone(),
+            self.env.clone(),
+            self.instances,
+        ));
+        let queue = std::env::var("PAYGATE_TOPUP_QUEUE_URL").map_err(|e| e.to_string())?;
+        storm::start_gateway(pools.clone(), &queue).await?;
+        let client = storm::Client::new(&self.sandbox.url());
+        // The storm starts as a fresh deployment would: no provider login
+        // stored, every process cold.
+        forget_logins().await?;
+        let logins_before = self.logins();
+        let casino_before = self.casino();
+        let _ = self.take();
+        let (made, took) = storm::storm(&client, per_provider, in_flight).await?;
+        let tally = self.take();
+        let logins_after = self.logins();
+        let casino_after = self.casino();
+        let transfers: Vec<(String, String)> = self
+            .sandbox
+            .state
+            .casino
+            .transfers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|t| (t.nonce.clone(), t.username.clone()))
+            .collect();
+        say("storm: checking the money invariants");
+        let invariants =
+            storm::invariants(&client, &made, &casino_before, &casino_after, &transfers).await?;
+        let mut result = storm::result(&made, took);
+        result.in_flight = in_flight;
+        result.instances_per_function = self.instances;
+        result.processes = pools.started();
+        result.invariants = invariants;
+        result.calls_per_payment = tally
+            .calls
+            .iter()
+            .map(|(k, v)| {
+                let per = f64::from(*v) / made.len().max(1) as f64;
+                (k.clone(), (per * 10.0).round() / 10.0)
+            })
+            .collect();
+        for (provider, after) in &logins_after {
+            let before = logins_before.get(provider).copied().unwrap_or(0);
+            let payments = result.by_provider.get(provider).copied().unwrap_or(0);
+            result
+                .logins
+                .insert(provider.clone(), (after - before, payments));
+        }
+        pools.stop().await;
+        self.storm = result;
+        Ok(made)
+    }
+
+    /// Refunds of the storm's QPay payments (QPay refunds whole payments),
+    /// one process:
+    /// the first cold, the last in its steady state.
+    async fn refunds(&mut self, made: &[storm::Made]) -> Result<(), String> {
+        let qpay: Vec<&storm::Made> = made.iter().filter(|m| m.provider == "qpay").collect();
+        say(&format!("api-refund-payment: {} QPay refunds", qpay.len()));
+        let last = qpay.len().saturating_sub(1);
+        let mut events = Vec::new();
+        for (i, m) in qpay.iter().enumerate() {
+            let mut event = sample("api-refund-payment")?;
+            let path = format!("/v1/payments/{}/refund", m.id);
+            event["pathParameters"]["id"] = json!(m.id);
+            event["rawPath"] = json!(path);
+            event["requestContext"]["http"]["path"] = json!(path);
+            event["headers"]["idempotency-key"] = json!(format!("bench-refund-{}", m.id));
+            event["body"] = json!(json!({"reason": "bench"}).to_string());
+            let flow = match i {
+                0 => Some("refund (cold)"),
+                i if i == last => Some("refund"),
+                _ => None,
+            };
+            events.push((flow, event));
+        }
+        let status = |o: &Outcome| match answer(o) {
+            Ok((200, body)) if body["status"] == "refunded" => Ok(()),
+            Ok((got, body)) => Err(format!("answered {got}: {body}")),
+            Err(e) => Err(e),
+        };
+        self.measure("api-refund-payment", events, status).await?;
+        Ok(())
+    }
+
+    /// A sweep of due payments: DirectPay payments whose expiry is moved
+    /// into the past, half of them paid without a callback (they complete
+    /// late), half never paid (they expire).
+    async fn sweep(&mut self) -> Result<(), String> {
+        const DUE: usize = 10;
+        say(&format!("job-sweep: one run over {DUE} due payments"));
+        let events = (0..DUE)
+            .map(|i| {
+                // No casino: nothing goes on to the queue during the count.
+                let mut event = self.create_event(1000 + i)?;
+                let mut body: Value = serde_json::from_str(event["body"].as_str().unwrap_or("{}"))
+                    .map_err(|e| e.to_string())?;
+                if let Some(b) = body.as_object_mut() {
+                    b.remove("casino");
+                }
+                event["body"] = json!(body.to_string());
+                Ok((None, event))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let outcomes = self
+            .measure("api-create-payment", events, |o| match answer(o) {
+                Ok((201, _)) => Ok(()),
+                Ok((got, body)) => Err(format!("answered {got}: {body}")),
+                Err(e) => Err(e),
+            })
+            .await?;
+        // Only the per-function table's first create process counts.
+        self.functions.pop();
+        let payments = bodies(&outcomes)?;
+        let stack = devstack::LocalStack::connect().await;
+        let table = std::env::var("PAYGATE_TABLE").map_err(|e| e.to_string())?;
+        for (i, p) in payments.iter().enumerate() {
+            let id = p["id"].as_str().ok_or("no payment id")?;
+            if i % 2 == 0 {
+                let reference = p["provider_reference"].as_str().ok_or("no reference")?;
+                self.pay_directpay(reference).await?;
+            }
+            // Due since the epoch's first millisecond: the index key the
+            // store writes for a pending payment (`<15-digit ms>#<id>`).
+            use aws_sdk_dynamodb::types::AttributeValue as A;
+            stack
+                .dynamodb
+                .update_item()
+                .table_name(&table)
+                .key("pk", A::S(format!("PAY#{id}")))
+                .key("sk", A::S("PAY".into()))
+                .update_expression("SET gsi2sk = :due")
+                .condition_expression("attribute_exists(gsi2pk)")
+                .expression_attribute_values(":due", A::S(format!("{:015}#{id}", 1)))
+                .send()
+                .await
+                .map_err(|e| format!("backdating {id}: {e}"))?;
+        }
+        let event = sample("job-sweep")?;
+        let outcomes = self
+            .measure("job-sweep", vec![(Some("sweep"), event)], |o| match o {
+                Outcome::Response(_) => Ok(()),
+                Outcome::Error(e) => Err(e.clone()),
+            })
+            .await?;
+        let report = match outcomes.first() {
+            Some(Outcome::Response(v)) => v.clone(),
+            _ => Value::Null,
+        };
+        let (expired, late) = (
+            report["expired"].as_u64().unwrap_or(0),
+            report["settled_late"].as_u64().unwrap_or(0),
+        );
+        if let Some(flow) = self.flows.iter_mut().find(|f| f.flow == "sweep") {
+            flow.flow = format!(
+                "sweep of {} due payments ({expired} expired, {late} paid late)",
+                expired + late
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Deletes every stored provider login (`SESSION#<name>` items).
+async fn forget_logins() -> Result<(), String> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let stack = devstack::LocalStack::connect().await;
+    let table = std::env::var("PAYGATE_TABLE").map_err(|e| e.to_string())?;
+    let mut start = None;
+    loop {
+        let page = stack
+            .dynamodb
+            .scan()
+            .table_name(&table)
+            .filter_expression("begins_with(pk, :session)")
+            .expression_attribute_values(":session", A::S("SESSION#".into()))
+            .projection_expression("pk, sk")
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| format!("scanning for logins: {e}"))?;
+        for item in page.items.unwrap_or_default() {
+            stack
+                .dynamodb
+                .delete_item()
+                .table_name(&table)
+                .set_key(Some(item))
+                .send()
+                .await
+                .map_err(|e| format!("forgetting a login: {e}"))?;
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn rustc_version() -> String {
@@ -506,14 +768,18 @@ fn table(results: &Results) -> String {
     ));
     out.push_str("| function | memory | init | first invoke | warm p50 | warm p99 | warm n | peak RSS |\n|---|---|---|---|---|---|---|---|\n");
     for f in &results.functions {
+        let warm = |v: f64| match f.warm_invocations {
+            0 => "-".to_string(),
+            _ => format!("{v:.2} ms"),
+        };
         out.push_str(&format!(
-            "| {} | {} MB | {:.1} ms | {:.1} ms | {:.2} ms | {:.2} ms | {} | {:.1} MiB |\n",
+            "| {} | {} MB | {:.1} ms | {:.1} ms | {} | {} | {} | {:.1} MiB |\n",
             f.function,
             f.memory_mb,
             f.init_ms,
             f.first_invoke_ms,
-            f.warm_p50_ms,
-            f.warm_p99_ms,
+            warm(f.warm_p50_ms),
+            warm(f.warm_p99_ms),
             f.warm_invocations,
             f.peak_rss_mib
         ));
@@ -551,6 +817,7 @@ fn table(results: &Results) -> String {
         &results.node_twin_cost,
         results.node_twin_memory_mb,
     ));
+    out.push_str(&storm::table(&results.storm));
     out
 }
 
@@ -569,10 +836,14 @@ fn write_doc(text: &str) -> Result<(), String> {
 }
 
 async fn main_inner() -> Result<(), String> {
-    let warm: usize = std::env::var("PAYGATE_BENCH_WARM")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let number = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    let warm = number("PAYGATE_BENCH_WARM", 30);
     let template: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(root().join("template.yaml")).map_err(|e| e.to_string())?,
     )
@@ -619,6 +890,12 @@ async fn main_inner() -> Result<(), String> {
         flows: vec![],
         warm,
         logins: 0,
+        storm: storm::StormResult::default(),
+        storm_size: (
+            number("PAYGATE_BENCH_STORM", 50),
+            number("PAYGATE_BENCH_IN_FLIGHT", 12),
+        ),
+        instances: number("PAYGATE_BENCH_INSTANCES", 4),
     };
     bench.run().await?;
     let payments = (warm + 1) as f64;
@@ -658,6 +935,7 @@ async fn main_inner() -> Result<(), String> {
         cost,
         node_twin_cost,
         node_twin_memory_mb,
+        storm: bench.storm,
     };
     let text = table(&results);
     println!("{text}");

@@ -60,6 +60,9 @@ pub struct State {
     tokens: Mutex<HashSet<String>>,
     refresh_tokens: Mutex<HashSet<String>>,
     pub tokens_issued: Mutex<u32>,
+    /// Of those, the tokens not bound to an invoice (the `webapi` login
+    /// that status checks, refunds and cancels use).
+    pub webapi_tokens: Mutex<u32>,
     busy: Mutex<u32>,
     pub refunds: Mutex<Vec<Refund>>,
     /// A two-stage terminal: the payer's payment ends in AUTH and the
@@ -203,6 +206,7 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
             .into_response();
     }
     let token = format!("epay-{}", ulid::Ulid::new());
+    let webapi = invoice.is_empty();
     if !invoice.is_empty() {
         let digits = invoice.len() >= 6
             && invoice.len() <= 15
@@ -244,6 +248,9 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
     }
     lock(&s.epayment.tokens).insert(token.clone());
     *lock(&s.epayment.tokens_issued) += 1;
+    if webapi {
+        *lock(&s.epayment.webapi_tokens) += 1;
+    }
     // The documented reply's fields; expires_in as a string, as the real
     // service sometimes sends it.
     let refresh = format!("epay-refresh-{}", ulid::Ulid::new());
