@@ -22,7 +22,7 @@ test: ## every test: cargo's against the local stack, then make dev end to end (
 api-test: ## make dev end to end: every provider via the sandbox CLI, the payer pages in Chromium, then schemathesis
 	@infra/local/api-test.sh
 
-bench: ## cold and warm timings per function, AWS calls per flow, the cost of a million deposits (slow; not in make test)
+bench: ## cold and warm timings per function, AWS calls per flow, the cost of a million deposits, the whole system under a storm (slow; not in make test)
 	@infra/bench/bench.sh
 
 lint: ## rustfmt and clippy, warnings as errors
