@@ -9,7 +9,7 @@
 use time::OffsetDateTime;
 
 use crate::money::Money;
-use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
+use crate::payment::{ChangeSource, Payment, PaymentStatus};
 use crate::providers::casino::CasinoClient;
 use crate::providers::Confirmation;
 use crate::queue::TopUpMessage;
@@ -37,23 +37,14 @@ impl Applied {
     }
 }
 
-/// How far a provider's reported amount may be from the payment's and still
-/// count as the same money, in minor units. ToyyibPay reports ringgit as
-/// text and the seed allows it 1 sen of rounding; everyone else must match.
-fn tolerance(provider: Provider) -> i64 {
-    match provider {
-        Provider::Toyyibpay => 1,
-        _ => 0,
-    }
-}
-
 /// Whether `reported` is what was paid (the payment's amount, or the
 /// confirmed amount an operator accepted): same currency, within the
-/// provider's tolerance.
+/// provider's tolerance (its description's `amount_tolerance`).
 pub fn amount_matches(payment: &Payment, reported: Money) -> bool {
     let paid = payment.paid();
     reported.currency() == paid.currency()
-        && (reported.minor() - paid.minor()).abs() <= tolerance(payment.provider)
+        && (reported.minor() - paid.minor()).abs()
+            <= crate::providers::registry::describe(payment.provider).amount_tolerance
 }
 
 /// Asks the payment's provider where it stands. A provider that never saw
@@ -533,6 +524,7 @@ pub async fn mark_topup(
 mod tests {
     use super::*;
     use crate::money::Currency;
+    use crate::payment::Provider;
 
     fn pending(amount: i64) -> Payment {
         Payment::sample(

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::payment::Provider;
 use crate::store::{ProviderHealth, Store};
 
 /// A provider is unhealthy after this many failures in a row.
@@ -35,16 +36,17 @@ pub const SUCCESS_REFRESH: Duration = Duration::from_secs(60);
 /// Failures older than this no longer count against a provider.
 pub const FAILURES_FORGOTTEN: time::Duration = time::Duration::minutes(15);
 
-/// Every name health is reported under: the gateways and the casino.
-pub const PROVIDERS: [&str; 7] = [
-    "directpay",
-    "paygram",
-    "toyyibpay",
-    "qpay",
-    "epayment",
-    "payment_engine",
-    "casino",
-];
+/// Every name health is reported under: the gateways (in [`Provider::ALL`]'s
+/// order) and the casino.
+pub const PROVIDERS: [&str; Provider::ALL.len() + 1] = {
+    let mut names = ["casino"; Provider::ALL.len() + 1];
+    let mut i = 0;
+    while i < Provider::ALL.len() {
+        names[i] = Provider::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 #[derive(Debug, Default)]
 struct Local {

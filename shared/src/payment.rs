@@ -67,45 +67,12 @@ pub enum RefundSupport {
 }
 
 /// What a provider lets a merchant do after creating a payment
-/// (PROVIDERS.md): the support table of the refund and cancel routes.
+/// (PROVIDERS.md): the support table of the refund and cancel routes, in
+/// each provider's description (`providers::registry`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Operations {
     pub cancel: bool,
     pub refund: RefundSupport,
-}
-
-impl Provider {
-    pub const fn operations(self) -> Operations {
-        match self {
-            Provider::Directpay | Provider::Paygram | Provider::PaymentEngine => Operations {
-                cancel: false,
-                refund: RefundSupport::None,
-            },
-            // inactiveBill; ToyyibPay has no refund API.
-            Provider::Toyyibpay => Operations {
-                cancel: true,
-                refund: RefundSupport::None,
-            },
-            // DELETE /v2/invoice/{id}; refunds are whole card payments.
-            Provider::Qpay => Operations {
-                cancel: true,
-                refund: RefundSupport::Full,
-            },
-            // cancel from AUTH; refunds from CHARGE, partial ones >= 10 KZT.
-            Provider::Epayment => Operations {
-                cancel: true,
-                refund: RefundSupport::Partial { minimum: 1_000 },
-            },
-        }
-    }
-}
-
-impl Provider {
-    /// Whether a create needs a number from the provider's sequence in the
-    /// table: epayment.kz's invoiceIDs must differ in their last 6 digits.
-    pub const fn needs_sequence(self) -> bool {
-        matches!(self, Provider::Epayment)
-    }
 }
 
 impl fmt::Display for Provider {

@@ -118,7 +118,9 @@ fn invalid_state(payment: &Payment) -> ApiError {
 /// The amount a request for `requested` (all that is left when `None`) may
 /// take from `payment` as it stands, or why not.
 pub fn allowed_amount(payment: &Payment, requested: Option<i64>) -> Result<Money, ApiError> {
-    let support = payment.provider.operations().refund;
+    let support = crate::providers::registry::describe(payment.provider)
+        .operations
+        .refund;
     if support == RefundSupport::None {
         return Err(invalid(
             "unsupported_operation",

@@ -22,6 +22,7 @@ use crate::providers::payment_engine::{
     PaymentEngineClient, PaymentEngineConfig, PaymentEngineWebhooks, Verifier,
 };
 use crate::providers::qpay::{QpayClient, QpayConfig, QpayWebhooks};
+use crate::providers::registry::describe;
 use crate::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig, ToyyibPayWebhooks};
 use crate::providers::{Gateway, ProviderError, WebhookSource};
 use crate::queue::TopUpQueue;
@@ -171,6 +172,14 @@ impl Services {
             .map_err(|e| unavailable(provider, e.to_string()))
     }
 
+    /// A provider's settings, from the secret its description names.
+    async fn provider_config<T: serde::de::DeserializeOwned>(
+        &self,
+        provider: Provider,
+    ) -> Result<T, ProviderError> {
+        self.config(describe(provider).secret).await
+    }
+
     /// The provider's outbound client.
     pub async fn gateway(&self, provider: Provider) -> Result<Arc<dyn Gateway>, ProviderError> {
         let cell = self
@@ -182,27 +191,28 @@ impl Services {
             let policy = self.http_policy();
             let gateway: Arc<dyn Gateway> = match provider {
                 Provider::Directpay => Arc::new(DirectPayClient::new(
-                    self.config::<DirectPayConfig>("directpay").await?,
+                    self.provider_config::<DirectPayConfig>(provider).await?,
                     policy,
                 )?),
                 Provider::Paygram => Arc::new(PaygramClient::new(
-                    self.config::<PaygramConfig>("paygram").await?,
+                    self.provider_config::<PaygramConfig>(provider).await?,
                     policy,
                 )?),
                 Provider::PaymentEngine => Arc::new(PaymentEngineClient::new(
-                    self.config::<PaymentEngineConfig>("payment-engine").await?,
+                    self.provider_config::<PaymentEngineConfig>(provider)
+                        .await?,
                     policy,
                 )?),
                 Provider::Qpay => Arc::new(QpayClient::new(
-                    self.config::<QpayConfig>("qpay").await?,
+                    self.provider_config::<QpayConfig>(provider).await?,
                     policy,
                 )?),
                 Provider::Epayment => Arc::new(EpaymentClient::new(
-                    self.config::<EpaymentConfig>("epayment").await?,
+                    self.provider_config::<EpaymentConfig>(provider).await?,
                     policy,
                 )?),
                 Provider::Toyyibpay => {
-                    let mut config = self.config::<ToyyibPayConfig>("toyyibpay").await?;
+                    let mut config = self.provider_config::<ToyyibPayConfig>(provider).await?;
                     if config.category_code.is_none() {
                         config.category_code = Some(self.toyyibpay_category(&config).await?);
                     }
@@ -229,13 +239,15 @@ impl Services {
             let source: Arc<dyn WebhookSource> = match provider {
                 Provider::Directpay => Arc::new(DirectPayWebhooks),
                 Provider::Paygram => Arc::new(PaygramWebhooks::new(
-                    self.config::<PaygramConfig>("paygram")
+                    self.provider_config::<PaygramConfig>(provider)
                         .await?
                         .callback_secret,
                 )),
                 Provider::Qpay => Arc::new(QpayWebhooks),
                 Provider::PaymentEngine => {
-                    let config = self.config::<PaymentEngineConfig>("payment-engine").await?;
+                    let config = self
+                        .provider_config::<PaymentEngineConfig>(provider)
+                        .await?;
                     let verifier = Verifier::new(
                         config.webhook_secret,
                         config.standard_webhooks_secret.as_ref(),
@@ -244,12 +256,12 @@ impl Services {
                     Arc::new(PaymentEngineWebhooks::new(verifier))
                 }
                 Provider::Epayment => Arc::new(EpaymentWebhooks::new(
-                    self.config::<EpaymentConfig>("epayment")
+                    self.provider_config::<EpaymentConfig>(provider)
                         .await?
                         .callback_key,
                 )),
                 Provider::Toyyibpay => {
-                    let config = self.config::<ToyyibPayConfig>("toyyibpay").await?;
+                    let config = self.provider_config::<ToyyibPayConfig>(provider).await?;
                     Arc::new(ToyyibPayWebhooks::new(
                         config.secret_key,
                         config.webhook_hmac_secret,
@@ -296,10 +308,7 @@ impl Services {
     /// Where a provider sends callbacks for a payment.
     pub fn webhook_url(&self, provider: Provider) -> String {
         let base = self.settings.public_base_url.trim_end_matches('/');
-        let route = match provider {
-            Provider::PaymentEngine => "payment-engine",
-            other => other.as_str(),
-        };
+        let route = describe(provider).route;
         format!("{base}/webhooks/{route}")
     }
 }

@@ -629,7 +629,10 @@ async fn review(
                 .map_err(|e| ApiError::unprocessable("invalid_amount", e.to_string()))?,
         },
         _ => Review::Reject {
-            refund: payment.provider.operations().refund != RefundSupport::None
+            refund: crate::providers::registry::describe(payment.provider)
+                .operations
+                .refund
+                != RefundSupport::None
                 && payment.confirmed_amount.is_some(),
         },
     };

@@ -10,6 +10,7 @@ use super::{handled, note_payment, PaymentView};
 use crate::http::{self, ApiError};
 use crate::ids::{CasinoUsername, MerchantReference, PageToken, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
+use crate::providers::registry::describe;
 
 use crate::payment::{
     ChangeSource, Checkout, Customer, NewPayment, Payment, PaymentStatus, Provider,
@@ -89,15 +90,7 @@ fn validate(body: CreateBody, loopback_http: bool) -> Result<Valid, ApiError> {
     }
     let amount =
         Money::new(body.amount, currency).map_err(|e| invalid("invalid_amount", e.to_string()))?;
-    let allowed: &[Currency] = match provider {
-        Provider::Directpay => &[Currency::Php],
-        Provider::Paygram => &[Currency::Phpt, Currency::Usdt],
-        Provider::Toyyibpay => &[Currency::Myr],
-        Provider::Qpay => &[Currency::Mnt],
-        Provider::Epayment => &[Currency::Kzt],
-        Provider::PaymentEngine => &Currency::ALL,
-    };
-    if !allowed.contains(&currency) {
+    if !describe(provider).currencies.contains(&currency) {
         return Err(invalid(
             "unsupported_currency",
             format!("{provider} does not take {currency}"),
@@ -222,7 +215,7 @@ fn is_phone(text: &str) -> bool {
 }
 
 /// The customer's fields, checked before any provider sees them.
-/// ToyyibPay's bill needs an e-mail and a phone.
+/// Some providers need an e-mail and a phone (ToyyibPay's bill).
 fn check_customer(customer: &Customer, provider: Provider) -> Result<(), ApiError> {
     if customer
         .name
@@ -233,8 +226,11 @@ fn check_customer(customer: &Customer, provider: Provider) -> Result<(), ApiErro
     }
     match &customer.email {
         Some(e) if !is_email(e) => return Err(bad_customer("email", "is not an e-mail address")),
-        None if provider == Provider::Toyyibpay => {
-            return Err(bad_customer("email", "is required for toyyibpay"))
+        None if describe(provider).needs_contact => {
+            return Err(bad_customer(
+                "email",
+                &format!("is required for {provider}"),
+            ))
         }
         _ => {}
     }
@@ -245,8 +241,11 @@ fn check_customer(customer: &Customer, provider: Provider) -> Result<(), ApiErro
                 "is not a phone number (+ and 7 to 15 digits)",
             ))
         }
-        None if provider == Provider::Toyyibpay => {
-            return Err(bad_customer("phone", "is required for toyyibpay"))
+        None if describe(provider).needs_contact => {
+            return Err(bad_customer(
+                "phone",
+                &format!("is required for {provider}"),
+            ))
         }
         _ => {}
     }
@@ -311,7 +310,7 @@ async fn create_payment(
     // and the page forwards to the merchant's return_url once it is final.
     let page_token = PageToken::generate();
     let page_url = page_token.as_ref().map(|t| services.page_url(t));
-    let sequence = if valid.provider.needs_sequence() {
+    let sequence = if describe(valid.provider).needs_sequence {
         Some(
             services
                 .store
@@ -527,7 +526,7 @@ fn invalid_state(payment: &Payment, what: &str) -> ApiError {
 }
 
 async fn cancel_payment(services: &Services, payment: Payment) -> Result<Response<Body>, ApiError> {
-    if !payment.provider.operations().cancel {
+    if !describe(payment.provider).operations.cancel {
         return Err(invalid(
             "unsupported_operation",
             format!("{} payments cannot be cancelled", payment.provider),

@@ -329,7 +329,10 @@ async fn refund_totals(services: &Services, payment: &Payment) -> Option<(String
         payment.status,
         PaymentStatus::Completed | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
     ) || !payment.refund_pending().is_zero()
-        || payment.provider.operations().refund == crate::payment::RefundSupport::None
+        || crate::providers::registry::describe(payment.provider)
+            .operations
+            .refund
+            == crate::payment::RefundSupport::None
     {
         return None;
     }

@@ -8,18 +8,18 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::http::{self, ApiError};
 use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
+use crate::providers::registry::{describe, CallbackAnswer};
 use crate::providers::{PaymentRef, WebhookError, WebhookRequest};
 use crate::services::Services;
 
 /// The answer each provider expects for an accepted callback.
 fn accepted(provider: Provider) -> Response<Body> {
-    match provider {
-        Provider::Directpay => http::json(StatusCode::OK, &serde_json::json!({"success": true})),
-        Provider::Paygram => http::text(StatusCode::OK, "ok"),
-        Provider::Toyyibpay => http::json(StatusCode::OK, &serde_json::json!({"message": "ok"})),
-        Provider::Qpay => http::text(StatusCode::OK, "SUCCESS"),
-        Provider::Epayment => http::json(StatusCode::OK, &serde_json::json!({"code": "ok"})),
-        Provider::PaymentEngine => http::text(StatusCode::OK, "OK"),
+    match describe(provider).callback_answer {
+        CallbackAnswer::Json(text) => {
+            let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            http::json(StatusCode::OK, &body)
+        }
+        CallbackAnswer::Text(text) => http::text(StatusCode::OK, text),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod http;
 pub mod paygram;
 pub mod payment_engine;
 pub mod qpay;
+pub mod registry;
 pub mod session;
 pub mod toyyibpay;
 
@@ -38,7 +39,7 @@ pub struct CreateRequest<'a> {
     pub webhook_url: &'a str,
     /// A number of the provider's own sequence in the table, never given
     /// twice, for providers whose reference must be one we allocate
-    /// ([`Provider::needs_sequence`]): epayment.kz's invoiceID.
+    /// ([`registry::Description::needs_sequence`]): epayment.kz's invoiceID.
     pub sequence: Option<u64>,
 }
 

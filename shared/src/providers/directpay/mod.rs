@@ -12,7 +12,8 @@ pub use client::{CashIn, CashInCreated, DirectPayApi, DirectPayClient, DirectPay
 pub use webhook::DirectPayWebhooks;
 
 use crate::money::{Currency, Money};
-use crate::payment::PaymentStatus;
+use crate::payment::{PaymentStatus, Provider};
+use crate::providers::registry::{CallbackAnswer, Description};
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "directpay";
@@ -41,6 +42,16 @@ impl From<wire::TransactionStatus> for PaymentStatus {
         }
     }
 }
+
+/// What paygate knows about DirectPay beyond its client: its entry in
+/// the registry.
+pub const DESCRIPTION: Description = Description::new(
+    Provider::Directpay,
+    &[Currency::Php],
+    "directpay",
+    "directpay",
+    CallbackAnswer::Json(r#"{"success":true}"#),
+);
 
 #[cfg(test)]
 mod tests {

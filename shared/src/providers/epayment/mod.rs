@@ -14,7 +14,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::PaymentStatus;
+use crate::payment::{Operations, PaymentStatus, Provider, RefundSupport};
+use crate::providers::registry::{CallbackAnswer, Description};
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "epayment";
@@ -77,6 +78,25 @@ pub(crate) fn status_from_name(name: &str) -> PaymentStatus {
         _ => PaymentStatus::Pending,
     }
 }
+
+/// What paygate knows about epayment.kz beyond its client: its entry in
+/// the registry.
+pub const DESCRIPTION: Description = Description {
+    // cancel from AUTH; refunds from CHARGE, partial ones >= 10 KZT.
+    operations: Operations {
+        cancel: true,
+        refund: RefundSupport::Partial { minimum: 1_000 },
+    },
+    // invoiceIDs must differ in their last 6 digits: we allocate them.
+    needs_sequence: true,
+    ..Description::new(
+        Provider::Epayment,
+        &[Currency::Kzt],
+        "epayment",
+        "epayment",
+        CallbackAnswer::Json(r#"{"code":"ok"}"#),
+    )
+};
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,8 @@ pub use client::{PaygramClient, PaygramConfig};
 pub use webhook::PaygramWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::PaymentStatus;
+use crate::payment::{PaymentStatus, Provider};
+use crate::providers::registry::{CallbackAnswer, Description};
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "paygram";
@@ -123,6 +124,16 @@ pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
         _ => PaymentStatus::Pending,
     }
 }
+
+/// What paygate knows about Paygram beyond its client: its entry in
+/// the registry.
+pub const DESCRIPTION: Description = Description::new(
+    Provider::Paygram,
+    &[Currency::Phpt, Currency::Usdt],
+    "paygram",
+    "paygram",
+    CallbackAnswer::Text("ok"),
+);
 
 #[cfg(test)]
 mod tests {

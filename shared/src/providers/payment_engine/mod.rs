@@ -10,8 +10,9 @@ mod webhook;
 pub use client::{PaymentEngineAuth, PaymentEngineClient, PaymentEngineConfig};
 pub use webhook::{PaymentEngineWebhooks, Verifier, VerifyError};
 
-use crate::money::Money;
-use crate::payment::PaymentStatus;
+use crate::money::{Currency, Money};
+use crate::payment::{PaymentStatus, Provider};
+use crate::providers::registry::{CallbackAnswer, Description};
 
 const PROVIDER: &str = "payment_engine";
 
@@ -28,3 +29,13 @@ pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
         _ => PaymentStatus::Pending,
     }
 }
+
+/// What paygate knows about the Payment Engine beyond its client: its entry in
+/// the registry.
+pub const DESCRIPTION: Description = Description::new(
+    Provider::PaymentEngine,
+    &Currency::ALL,
+    "payment-engine",
+    "payment-engine",
+    CallbackAnswer::Text("OK"),
+);

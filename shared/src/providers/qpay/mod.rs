@@ -12,6 +12,8 @@ pub use client::{QpayClient, QpayConfig};
 pub use webhook::QpayWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
+use crate::payment::{Operations, Provider, RefundSupport};
+use crate::providers::registry::{CallbackAnswer, Description};
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "qpay";
@@ -36,6 +38,23 @@ pub(crate) fn seconds_left(expires_in: i64, now: i64) -> i64 {
         expires_in
     }
 }
+
+/// What paygate knows about QPay beyond its client: its entry in
+/// the registry.
+pub const DESCRIPTION: Description = Description {
+    // DELETE /v2/invoice/{id}; refunds are whole card payments.
+    operations: Operations {
+        cancel: true,
+        refund: RefundSupport::Full,
+    },
+    ..Description::new(
+        Provider::Qpay,
+        &[Currency::Mnt],
+        "qpay",
+        "qpay",
+        CallbackAnswer::Text("SUCCESS"),
+    )
+};
 
 #[cfg(test)]
 mod tests {

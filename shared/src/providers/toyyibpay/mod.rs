@@ -12,7 +12,8 @@ pub use client::{ToyyibPayClient, ToyyibPayConfig};
 pub use webhook::ToyyibPayWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::PaymentStatus;
+use crate::payment::{Operations, PaymentStatus, Provider, RefundSupport};
+use crate::providers::registry::{CallbackAnswer, Description};
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "toyyibpay";
@@ -78,6 +79,27 @@ pub(crate) fn sanitize(text: &str, max: usize) -> String {
         .trim()
         .to_string()
 }
+
+/// What paygate knows about ToyyibPay beyond its client: its entry in
+/// the registry.
+pub const DESCRIPTION: Description = Description {
+    // inactiveBill; ToyyibPay has no refund API.
+    operations: Operations {
+        cancel: true,
+        refund: RefundSupport::None,
+    },
+    // ToyyibPay reports ringgit as text; the seed allows 1 sen of rounding.
+    amount_tolerance: 1,
+    // A bill needs the payer's e-mail and phone.
+    needs_contact: true,
+    ..Description::new(
+        Provider::Toyyibpay,
+        &[Currency::Myr],
+        "toyyibpay",
+        "toyyibpay",
+        CallbackAnswer::Json(r#"{"message":"ok"}"#),
+    )
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,136 @@
+//! What paygate knows about each provider beyond its client: one
+//! [`Description`] per provider folder (its `DESCRIPTION`), and one
+//! registry, [`describe`], that the rest of the code reads instead of
+//! switching on the provider. Adding a provider is one folder with its
+//! description and one line here (docs/adding-a-provider.md has the whole
+//! checklist; `shared/tests/registry.rs` checks it for every provider).
+
+use crate::money::Currency;
+use crate::payment::{Operations, Provider};
+
+/// What a provider expects back for a callback it may stop sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackAnswer {
+    /// A JSON body (the text of a JSON object).
+    Json(&'static str),
+    /// A plain-text body.
+    Text(&'static str),
+}
+
+/// One provider, described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Description {
+    pub provider: Provider,
+    /// The currencies a payment with it may be in.
+    pub currencies: &'static [Currency],
+    /// What a merchant may do after the create (PROVIDERS.md): the support
+    /// table of the refund and cancel routes.
+    pub operations: Operations,
+    /// How far a reported amount may be from the payment's and still count
+    /// as the same money, in minor units.
+    pub amount_tolerance: i64,
+    /// Whether a create needs a number from the provider's sequence in the
+    /// table (a provider reference we allocate).
+    pub needs_sequence: bool,
+    /// Whether a create needs the customer's e-mail and phone.
+    pub needs_contact: bool,
+    /// Its secret's name in Secrets Manager, after the deployment's prefix.
+    pub secret: &'static str,
+    /// The path segment of its callback route: `/webhooks/<route>`.
+    pub route: &'static str,
+    /// The answer to an accepted callback.
+    pub callback_answer: CallbackAnswer,
+}
+
+impl Description {
+    /// A provider taking `currencies`, with its secret and callback route
+    /// and answer, and otherwise the plainest: no cancel, no refund, exact
+    /// amounts, no sequence, no contact needed. Descriptions start here and
+    /// say what differs.
+    pub const fn new(
+        provider: Provider,
+        currencies: &'static [Currency],
+        secret: &'static str,
+        route: &'static str,
+        callback_answer: CallbackAnswer,
+    ) -> Description {
+        Description {
+            provider,
+            currencies,
+            operations: Operations {
+                cancel: false,
+                refund: crate::payment::RefundSupport::None,
+            },
+            amount_tolerance: 0,
+            needs_sequence: false,
+            needs_contact: false,
+            secret,
+            route,
+            callback_answer,
+        }
+    }
+}
+
+/// The registry: every provider's description.
+pub const fn describe(provider: Provider) -> &'static Description {
+    match provider {
+        Provider::Directpay => &super::directpay::DESCRIPTION,
+        Provider::Paygram => &super::paygram::DESCRIPTION,
+        Provider::Toyyibpay => &super::toyyibpay::DESCRIPTION,
+        Provider::Qpay => &super::qpay::DESCRIPTION,
+        Provider::Epayment => &super::epayment::DESCRIPTION,
+        Provider::PaymentEngine => &super::payment_engine::DESCRIPTION,
+    }
+}
+
+/// Every provider's description, in [`Provider::ALL`]'s order.
+pub fn all() -> impl Iterator<Item = &'static Description> {
+    Provider::ALL.into_iter().map(describe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_description_is_its_own_providers() {
+        for p in Provider::ALL {
+            assert_eq!(describe(p).provider, p);
+        }
+    }
+
+    #[test]
+    fn json_answers_are_json_objects() {
+        for d in all() {
+            if let CallbackAnswer::Json(text) = d.callback_answer {
+                let v: serde_json::Value = serde_json::from_str(text).unwrap();
+                assert!(v.is_object(), "{:?}", d.provider);
+            }
+        }
+    }
+
+    #[test]
+    fn routes_and_secrets_are_unique_and_plain() {
+        let mut routes: Vec<_> = all().map(|d| d.route).collect();
+        let mut secrets: Vec<_> = all().map(|d| d.secret).collect();
+        for s in routes.iter().chain(&secrets) {
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s}"
+            );
+        }
+        routes.sort();
+        routes.dedup();
+        secrets.sort();
+        secrets.dedup();
+        assert_eq!((routes.len(), secrets.len()), (6, 6));
+    }
+
+    #[test]
+    fn every_provider_takes_a_currency() {
+        for d in all() {
+            assert!(!d.currencies.is_empty(), "{:?}", d.provider);
+            assert!(d.amount_tolerance >= 0);
+        }
+    }
+}
