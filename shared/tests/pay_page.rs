@@ -312,7 +312,7 @@ async fn return_urls_must_be_https_and_providers_send_the_payer_to_the_page() {
         // ToyyibPay's bill returns the payer to paygate's page, which
         // forwards to the merchant once the payment is final.
         let code = r.body["provider_reference"].as_str().unwrap();
-        let bill = sandbox::toyyibpay::bill(&h.sandbox.state, code).unwrap();
+        let bill = sandbox::toyyibpay::bill(&h.sandbox.state.toyyibpay, code).unwrap();
         assert_eq!(bill.return_url, page_url);
         let page = open(&h, page_url).await;
         assert!(

@@ -40,20 +40,23 @@ fn missing(d: &Description, template: &devstack::Template) -> Vec<String> {
         format!("shared/tests/fixtures/{name}/SOURCES.md (the public sources of its fixtures)"),
     );
     let sandbox = read("infra/sandbox/src/lib.rs");
+    let module = read(&format!("infra/sandbox/src/{name}.rs"));
     need(
-        root()
-            .join(format!("infra/sandbox/src/{name}.rs"))
-            .is_file()
-            && sandbox.contains(&format!("pub mod {name};")),
-        format!("infra/sandbox/src/{name}.rs, declared in the sandbox's lib.rs"),
+        sandbox.contains(&format!("pub mod {name};"))
+            && sandbox.contains(&format!("self.{name}.clone()")),
+        format!("infra/sandbox/src/{name}.rs, declared in the sandbox's lib.rs and in its providers' table"),
     );
     need(
-        sandbox.contains(&format!("\"/_sandbox/{route}\"")),
+        module.contains(&format!("sandbox_provider!(\"{name}\"")),
+        format!("the sandbox module's SandboxProvider (`kit::sandbox_provider!({name:?} ...)`)"),
+    );
+    need(
+        module.contains(&format!("\"/_sandbox/{route}\"")),
         format!("the sandbox's controls under /_sandbox/{route}"),
     );
     need(
         read("infra/sandbox/src/trigger.rs").contains(&format!("\"{name}\"")),
-        format!("the sandbox trigger's {name:?} arm"),
+        format!("{name:?} among the sandbox trigger's providers"),
     );
     let path = format!("/webhooks/{route}");
     let binary = format!("webhook-{route}");

@@ -17,7 +17,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{lock, Shared};
+use crate::kit::lock;
+
+/// Handlers share this provider's state only.
+type Shared = std::sync::Arc<State>;
 
 /// Top manager -> token, as the operator's secret holds them.
 pub const TOKENS: [(&str, &str); 2] = [
@@ -114,7 +117,7 @@ struct LookupQuery {
 }
 
 async fn lookup(AxState(s): AxState<Shared>, Query(q): Query<LookupQuery>) -> Response {
-    let Some(p) = lock(&s.casino.players).get(&q.username).cloned() else {
+    let Some(p) = lock(&s.players).get(&q.username).cloned() else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"success": false, "message": "user not found"})),
@@ -137,7 +140,7 @@ async fn lookup(AxState(s): AxState<Shared>, Query(q): Query<LookupQuery>) -> Re
 /// its shape: no `success`, no balance, a numeric clientId
 /// (shared/tests/fixtures/casino/lookup.reply.json).
 async fn bridge_user(AxState(s): AxState<Shared>, Path(username): Path<String>) -> Response {
-    let Some(p) = lock(&s.casino.players).get(&username).cloned() else {
+    let Some(p) = lock(&s.players).get(&username).cloned() else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"message": "user not found"})),
@@ -193,7 +196,7 @@ async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
             .to_string()
     };
     let (username, nonce, token) = (text("username"), text("nonce"), text("authToken"));
-    let mut players = lock(&s.casino.players);
+    let mut players = lock(&s.players);
     let Some(player) = players.get_mut(&username) else {
         return refused("user not found");
     };
@@ -214,8 +217,8 @@ async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
     // A transfer without a nonce is accepted, as documented examples send
     // it (fixtures/casino/transfer.request.no_nonce.json); it is never
     // deduplicated.
-    let mut transfers = lock(&s.casino.transfers);
-    let dedup = *lock(&s.casino.dedup);
+    let mut transfers = lock(&s.transfers);
+    let dedup = *lock(&s.dedup);
     if transfers
         .iter()
         .any(|t| dedup && !nonce.is_empty() && t.nonce == nonce)
@@ -243,7 +246,7 @@ struct Dedup {
 /// `POST /_sandbox/casino/dedup` `{"enabled": false}`: a bridge that does
 /// not deduplicate nonces.
 async fn set_dedup(AxState(s): AxState<Shared>, Json(body): Json<Dedup>) -> Json<Value> {
-    *lock(&s.casino.dedup) = body.enabled;
+    *lock(&s.dedup) = body.enabled;
     Json(json!({"dedup": body.enabled}))
 }
 
@@ -256,7 +259,7 @@ async fn balances(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
         .get("authToken")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some(p) = lock(&s.casino.players).get(username).cloned() else {
+    let Some(p) = lock(&s.players).get(username).cloned() else {
         return refused("user not found");
     };
     if !token_ok(token, &p.top_manager) {
@@ -278,12 +281,20 @@ async fn balances(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
 }
 
 async fn history(AxState(s): AxState<Shared>) -> Json<Vec<TransferRecord>> {
-    Json(lock(&s.casino.transfers).clone())
+    Json(lock(&s.transfers).clone())
 }
 
 async fn player(AxState(s): AxState<Shared>, Path(username): Path<String>) -> Response {
-    match lock(&s.casino.players).get(&username).cloned() {
+    match lock(&s.players).get(&username).cloned() {
         Some(p) => Json(p).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Its API and its `/_sandbox/casino` controls, on its state.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .nest("/casino", routes())
+        .nest("/_sandbox/casino", controls())
+        .with_state(state)
 }

@@ -11,7 +11,7 @@
 //! `{"status": "SUCCESS"}` sets a transaction's status;
 //! `POST /_sandbox/directpay/expire-tokens` makes every issued token invalid.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::extract::{Path, State as AxState};
@@ -22,8 +22,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::trigger::{Event, Report, TriggerError};
-use crate::{deliver, lock, Shape, Shared};
+use crate::kit::{deliver, lock, Event, Report, Shape, TokenBook, TriggerError};
+
+/// Handlers share this provider's state only.
+type Shared = std::sync::Arc<State>;
 
 /// The one merchant login the sandbox accepts.
 pub const USERNAME: &str = "sandbox-merchant";
@@ -43,7 +45,7 @@ pub struct Transaction {
 pub struct State {
     /// PHPSESSID -> the CSRF token issued with it.
     sessions: Mutex<HashMap<String, String>>,
-    tokens: Mutex<HashSet<String>>,
+    tokens: TokenBook,
     pub logins: Mutex<u32>,
     pub transactions: Mutex<HashMap<String, Transaction>>,
 }
@@ -51,7 +53,7 @@ pub struct State {
 impl State {
     pub(crate) fn credentials(&self) -> Vec<String> {
         let mut all = Vec::new();
-        all.extend(lock(&self.tokens).iter().cloned());
+        all.extend(self.tokens.all());
         for (session, csrf) in lock(&self.sessions).iter() {
             all.push(session.clone());
             all.push(csrf.clone());
@@ -66,7 +68,7 @@ pub fn payer_routes() -> Router<Shared> {
 }
 
 async fn payment_page(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
-    let Some(t) = lock(&s.directpay.transactions).get(&id).cloned() else {
+    let Some(t) = lock(&s.transactions).get(&id).cloned() else {
         return crate::payer::unknown();
     };
     let back = (!t.redirect_url.is_empty()).then(|| t.redirect_url.clone());
@@ -113,7 +115,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 fn new_session(s: &Shared) -> (String, String) {
     let session = new_id();
     let csrf = new_id();
-    lock(&s.directpay.sessions).insert(session.clone(), csrf.clone());
+    lock(&s.sessions).insert(session.clone(), csrf.clone());
     (format!("PHPSESSID={session}; path=/; HttpOnly"), csrf)
 }
 
@@ -176,7 +178,7 @@ async fn legacy_generate_qr(
             .to_string()
     };
     let id = format!("DPL{}", new_id().to_uppercase());
-    lock(&s.directpay.transactions).insert(
+    lock(&s.transactions).insert(
         id.clone(),
         Transaction {
             amount,
@@ -202,7 +204,7 @@ async fn legacy_status(
     if !authorised(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
     }
-    let Some(t) = lock(&s.directpay.transactions).get(&reference).cloned() else {
+    let Some(t) = lock(&s.transactions).get(&reference).cloned() else {
         return error(StatusCode::NOT_FOUND, "payment not found");
     };
     let word = match t.status.as_str() {
@@ -238,16 +240,16 @@ fn check_login(
 ) -> Result<String, (StatusCode, &'static str)> {
     let session = cookie(headers, "PHPSESSID");
     let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    let expected = session.and_then(|id| lock(&s.directpay.sessions).get(&id).cloned());
+    let expected = session.and_then(|id| lock(&s.sessions).get(&id).cloned());
     if expected.is_none() || expected.as_deref() != csrf {
         return Err((StatusCode::FORBIDDEN, "CSRF token mismatch"));
     }
     if body.username != USERNAME || body.password != PASSWORD {
         return Err((StatusCode::UNAUTHORIZED, "invalid credentials"));
     }
-    *lock(&s.directpay.logins) += 1;
+    *lock(&s.logins) += 1;
     let token = new_id();
-    lock(&s.directpay.tokens).insert(token.clone());
+    s.tokens.issue(&token);
     Ok(token)
 }
 
@@ -264,7 +266,7 @@ async fn login(AxState(s): AxState<Shared>, headers: HeaderMap, body: Json<Login
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    crate::bearer(headers).is_some_and(|t| lock(&s.directpay.tokens).contains(t))
+    s.tokens.honours_bearer(headers)
 }
 
 async fn pay_cashin(
@@ -295,7 +297,7 @@ async fn pay_cashin(
             .to_string()
     };
     let id = format!("DP{}", new_id().to_uppercase());
-    lock(&s.directpay.transactions).insert(
+    lock(&s.transactions).insert(
         id.clone(),
         Transaction {
             amount,
@@ -327,7 +329,7 @@ async fn status(
     if !authorised(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
     }
-    let Some(t) = lock(&s.directpay.transactions).get(&id).cloned() else {
+    let Some(t) = lock(&s.transactions).get(&id).cloned() else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"success": false, "message": "transaction not found"})),
@@ -361,7 +363,7 @@ async fn set_status(
     Json(body): Json<SetStatus>,
 ) -> Response {
     let t = {
-        let mut all = lock(&s.directpay.transactions);
+        let mut all = lock(&s.transactions);
         let Some(t) = all.get_mut(&id) else {
             return StatusCode::NOT_FOUND.into_response();
         };
@@ -393,7 +395,7 @@ async fn send_callback(
     Path(id): Path<String>,
     Json(body): Json<SendCallback>,
 ) -> Response {
-    let Some(t) = lock(&s.directpay.transactions).get(&id).cloned() else {
+    let Some(t) = lock(&s.transactions).get(&id).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let status = body.status.unwrap_or_else(|| t.status.clone());
@@ -436,8 +438,7 @@ fn txn_number(id: &str) -> String {
 }
 
 async fn expire_tokens(AxState(s): AxState<Shared>) -> StatusCode {
-    lock(&s.directpay.tokens).clear();
-    StatusCode::NO_CONTENT
+    s.tokens.expire_all()
 }
 
 /// `trigger` for DirectPay: the transaction whose merchant reference is our
@@ -447,7 +448,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let id = lock(&s.directpay.transactions)
+    let id = lock(&s.transactions)
         .iter()
         .find(|(_, t)| t.reference == payment_id)
         .map(|(id, _)| id.clone())
@@ -490,3 +491,9 @@ pub(crate) async fn trigger(
     }
     Ok(report)
 }
+
+crate::kit::sandbox_provider!("directpay";
+    "/directpay/api" => routes(),
+    "/directpay/pay" => payer_routes(),
+    "/_sandbox/directpay" => controls(),
+);

@@ -10,7 +10,7 @@
 //! `busy` `{"count"}` answers the next check-status calls with resultCode
 //! 107; `expire-tokens`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::extract::{Path, Query, State as AxState};
@@ -21,8 +21,10 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::trigger::{Event, Report, TriggerError};
-use crate::{deliver, lock, Shared};
+use crate::kit::{deliver, lock, Event, Report, TokenBook, TriggerError};
+
+/// Handlers share this provider's state only.
+type Shared = std::sync::Arc<State>;
 
 pub const CLIENT_ID: &str = "sandbox-epay-client";
 pub const CLIENT_SECRET: &str = "sandbox-epay-secret";
@@ -57,8 +59,8 @@ pub struct Refund {
 #[derive(Default)]
 pub struct State {
     pub invoices: Mutex<HashMap<String, Invoice>>,
-    tokens: Mutex<HashSet<String>>,
-    refresh_tokens: Mutex<HashSet<String>>,
+    tokens: TokenBook,
+    refresh_tokens: TokenBook,
     pub tokens_issued: Mutex<u32>,
     /// Of those, the tokens not bound to an invoice (the `webapi` login
     /// that status checks, refunds and cancels use).
@@ -75,8 +77,8 @@ pub struct State {
 impl State {
     pub(crate) fn credentials(&self) -> Vec<String> {
         let mut all = Vec::new();
-        all.extend(lock(&self.tokens).iter().cloned());
-        all.extend(lock(&self.refresh_tokens).iter().cloned());
+        all.extend(self.tokens.all());
+        all.extend(self.refresh_tokens.all());
         all
     }
 }
@@ -221,7 +223,7 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
         // The bank's rule: an invoiceID longer than 6 digits must be unique
         // in its last 6 digits too.
         let last6 = |i: &str| i[i.len() - 6..].to_string();
-        let clash = lock(&s.epayment.invoices).keys().any(|other| {
+        let clash = lock(&s.invoices).keys().any(|other| {
             other != &invoice
                 && (invoice.len() > 6 || other.len() > 6)
                 && last6(other) == last6(&invoice)
@@ -234,7 +236,7 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
             )
                 .into_response();
         }
-        lock(&s.epayment.invoices).insert(
+        lock(&s.invoices).insert(
             invoice,
             Invoice {
                 amount: get("amount"),
@@ -246,15 +248,15 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
             },
         );
     }
-    lock(&s.epayment.tokens).insert(token.clone());
-    *lock(&s.epayment.tokens_issued) += 1;
+    s.tokens.issue(&token);
+    *lock(&s.tokens_issued) += 1;
     if webapi {
-        *lock(&s.epayment.webapi_tokens) += 1;
+        *lock(&s.webapi_tokens) += 1;
     }
     // The documented reply's fields; expires_in as a string, as the real
     // service sometimes sends it.
     let refresh = format!("epay-refresh-{}", ulid::Ulid::new());
-    lock(&s.epayment.refresh_tokens).insert(refresh.clone());
+    s.refresh_tokens.issue(&refresh);
     Json(
         json!({"access_token": token, "token_type": "Bearer", "expires_in": "7200",
                 "refresh_token": refresh, "scope": get("scope")}),
@@ -263,7 +265,7 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    crate::bearer(headers).is_some_and(|t| lock(&s.epayment.tokens).contains(t))
+    s.tokens.honours_bearer(headers)
 }
 
 async fn check(
@@ -275,14 +277,14 @@ async fn check(
         return error(StatusCode::UNAUTHORIZED, "invalid token");
     }
     {
-        let mut busy = lock(&s.epayment.busy);
+        let mut busy = lock(&s.busy);
         if *busy > 0 {
             *busy -= 1;
             return Json(json!({"resultCode": "107", "resultMessage": "Try again later"}))
                 .into_response();
         }
     }
-    let Some(t) = lock(&s.epayment.invoices)
+    let Some(t) = lock(&s.invoices)
         .get(&invoice)
         .and_then(|i| i.transaction.clone())
     else {
@@ -324,7 +326,7 @@ async fn refund(
     if !authorised(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "invalid token");
     }
-    let mut invoices = lock(&s.epayment.invoices);
+    let mut invoices = lock(&s.invoices);
     let Some(t) = invoices
         .values_mut()
         .filter_map(|i| i.transaction.as_mut())
@@ -358,7 +360,7 @@ async fn refund(
     if t.refunded == total {
         t.status = "REFUND".into();
     }
-    lock(&s.epayment.refunds).push(Refund {
+    lock(&s.refunds).push(Refund {
         transaction_id: id,
         amount: q.amount,
         external_id: q.external_id,
@@ -389,7 +391,7 @@ async fn charge(
 ) -> Response {
     let answer = move_authorised(&s, &headers, &id, "CHARGE", "Transaction cannot be charged");
     if answer.status().is_success() {
-        *lock(&s.epayment.charges) += 1;
+        *lock(&s.charges) += 1;
     }
     answer
 }
@@ -400,7 +402,7 @@ fn move_authorised(s: &Shared, headers: &HeaderMap, id: &str, to: &str, refusal:
     if !authorised(s, headers) {
         return error(StatusCode::UNAUTHORIZED, "invalid token");
     }
-    let mut invoices = lock(&s.epayment.invoices);
+    let mut invoices = lock(&s.invoices);
     match invoices
         .values_mut()
         .filter_map(|i| i.transaction.as_mut())
@@ -425,7 +427,7 @@ async fn terminal(
     AxState(s): AxState<Shared>,
     Json(body): Json<Terminal>,
 ) -> Json<serde_json::Value> {
-    *lock(&s.epayment.two_stage) = body.two_stage;
+    *lock(&s.two_stage) = body.two_stage;
     Json(json!({"two_stage": body.two_stage}))
 }
 
@@ -448,14 +450,14 @@ async fn pay(
     Json(body): Json<Pay>,
 ) -> Response {
     let (i, t) = {
-        let mut invoices = lock(&s.epayment.invoices);
+        let mut invoices = lock(&s.invoices);
         let Some(i) = invoices.get_mut(&invoice) else {
             return StatusCode::NOT_FOUND.into_response();
         };
         let t = Transaction {
             id: format!("{}", 700_000_000 + (ulid::Ulid::new().0 % 100_000_000)),
             // On a two-stage terminal a card payment is only authorised.
-            status: if body.status == "CHARGE" && *lock(&s.epayment.two_stage) {
+            status: if body.status == "CHARGE" && *lock(&s.two_stage) {
                 "AUTH".into()
             } else {
                 body.status.clone()
@@ -500,13 +502,12 @@ struct Busy {
 }
 
 async fn busy(AxState(s): AxState<Shared>, Json(b): Json<Busy>) -> StatusCode {
-    *lock(&s.epayment.busy) = b.count;
+    *lock(&s.busy) = b.count;
     StatusCode::NO_CONTENT
 }
 
 async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
-    lock(&s.epayment.tokens).clear();
-    StatusCode::NO_CONTENT
+    s.tokens.expire_all()
 }
 
 /// `trigger` for epayment.kz: the invoice paygate derives from the payment
@@ -520,7 +521,7 @@ pub(crate) async fn trigger(
 ) -> Result<Report, TriggerError> {
     // paygate puts its payment id in the postLink it gives with the token.
     let needle = format!("payment_id={payment_id}");
-    let invoice = lock(&s.epayment.invoices)
+    let invoice = lock(&s.invoices)
         .iter()
         .find(|(_, i)| i.post_link.contains(&needle))
         .map(|(id, _)| id.clone())
@@ -537,7 +538,7 @@ pub(crate) async fn trigger(
         )
     };
     let again = |status: &str| {
-        let found = lock(&s.epayment.invoices).get(&invoice).cloned();
+        let found = lock(&s.invoices).get(&invoice).cloned();
         let status = status.to_string();
         let invoice = invoice.clone();
         async move {
@@ -569,3 +570,10 @@ pub(crate) async fn trigger(
     }
     Ok(report)
 }
+
+crate::kit::sandbox_provider!("epayment";
+    "/epayment/oauth" => oauth_routes(),
+    "/epayment/api" => api_routes(),
+    "/epayment/payform" => widget_routes(),
+    "/_sandbox/epayment" => controls(),
+);

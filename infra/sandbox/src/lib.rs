@@ -22,6 +22,11 @@
 //!   payer pages each provider serves where its checkout URL points (see
 //!   `payer`).
 //! - provider-specific controls under `/_sandbox/<provider>/`.
+//!
+//! Each provider module builds on `kit` alone and its state implements
+//! [`kit::SandboxProvider`] (its routes on its own state, its trigger);
+//! this root holds the states and their table ([`Sandbox::providers`]),
+//! which the router and the trigger are built from.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +44,7 @@ use serde::Deserialize;
 pub mod casino;
 pub mod directpay;
 pub mod epayment;
+pub mod kit;
 pub mod payer;
 pub mod paygram;
 pub mod payment_engine;
@@ -82,33 +88,35 @@ fn server_error() -> u16 {
 pub struct Sandbox {
     faults: Mutex<Vec<Fault>>,
     calls: Mutex<HashMap<String, u32>>,
-    pub directpay: directpay::State,
-    pub paygram: paygram::State,
-    pub casino: casino::State,
-    pub toyyibpay: toyyibpay::State,
-    pub epayment: epayment::State,
-    pub qpay: qpay::State,
-    pub payment_engine: payment_engine::State,
+    pub directpay: Arc<directpay::State>,
+    pub paygram: Arc<paygram::State>,
+    pub casino: Arc<casino::State>,
+    pub toyyibpay: Arc<toyyibpay::State>,
+    pub epayment: Arc<epayment::State>,
+    pub qpay: Arc<qpay::State>,
+    pub payment_engine: Arc<payment_engine::State>,
 }
 
 pub type Shared = Arc<Sandbox>;
 
-/// The token of an `Authorization: Bearer <token>` header.
-pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
-
-/// Locks a mutex, recovering from a panicked holder (the sandbox's state
-/// stays usable for the rest of a test run).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub use kit::Shape;
+use kit::{lock, Event, SandboxProvider, TriggerError};
+use serde_json::json;
+use trigger::{Trigger, PROVIDERS};
 
 impl Sandbox {
+    /// The providers' table: each with its routes and its trigger.
+    pub fn providers(&self) -> [Arc<dyn SandboxProvider>; 6] {
+        [
+            self.directpay.clone(),
+            self.paygram.clone(),
+            self.toyyibpay.clone(),
+            self.qpay.clone(),
+            self.epayment.clone(),
+            self.payment_engine.clone(),
+        ]
+    }
+
     fn take_fault(&self, path: &str) -> Option<Fault> {
         let mut faults = lock(&self.faults);
         let index = faults.iter().position(|f| path.starts_with(&f.path))?;
@@ -223,35 +231,23 @@ async fn calls(
     Json(serde_json::json!({ "path": q.path, "calls": sandbox.calls(&q.path) }))
 }
 
-/// The whole sandbox as a router.
+/// The whole sandbox as a router: the controls, then every provider's
+/// routes on its own state, all behind the fault injector.
 pub fn router(sandbox: Shared) -> Router {
-    Router::new()
+    let mut app = Router::new()
         .route("/_sandbox/faults", post(add_fault).delete(clear_faults))
         .route("/_sandbox/calls", get(calls))
-        .route("/_sandbox/trigger", post(trigger::handle))
+        .route("/_sandbox/trigger", post(trigger_handle))
         .route(
             "/_sandbox/payer/{provider}/{payment_id}",
-            post(trigger::payer_action),
+            post(payer_action),
         )
-        .nest("/directpay/api", directpay::routes())
-        .nest("/directpay/pay", directpay::payer_routes())
-        .nest("/_sandbox/directpay", directpay::controls())
-        .nest("/paygram", paygram::routes())
-        .nest("/_sandbox/paygram", paygram::controls())
-        .nest("/epayment/oauth", epayment::oauth_routes())
-        .nest("/epayment/api", epayment::api_routes())
-        .nest("/epayment/payform", epayment::widget_routes())
-        .nest("/_sandbox/epayment", epayment::controls())
-        .nest("/payment-engine", payment_engine::routes())
-        .nest("/_sandbox/payment-engine", payment_engine::controls())
-        .nest("/qpay", qpay::routes().merge(qpay::payer_routes()))
-        .nest("/_sandbox/qpay", qpay::controls())
-        .nest("/toyyibpay", toyyibpay::routes())
-        .nest("/_sandbox/toyyibpay", toyyibpay::controls())
-        .nest("/casino", casino::routes())
-        .nest("/_sandbox/casino", casino::controls())
-        .layer(middleware::from_fn_with_state(sandbox.clone(), faults))
-        .with_state(sandbox)
+        .with_state(sandbox.clone())
+        .merge(casino::router(sandbox.casino.clone()));
+    for provider in sandbox.providers() {
+        app = app.merge(provider.router());
+    }
+    app.layer(middleware::from_fn_with_state(sandbox, faults))
 }
 
 /// A running sandbox.
@@ -267,31 +263,6 @@ impl Running {
     }
 }
 
-/// Which shape a callback takes: the provider's real one or the seed's.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Shape {
-    #[default]
-    Real,
-    Seed,
-}
-
-/// Posts a callback as the provider would and reports the answer's status
-/// (0 when nothing answered).
-pub(crate) async fn deliver(url: &str, body: &serde_json::Value) -> u16 {
-    let client = reqwest::Client::new();
-    match client
-        .post(url)
-        .json(body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 /// Starts the sandbox on `addr` (port 0 for a random one) in the background.
 pub async fn start(addr: SocketAddr) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -304,4 +275,102 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<Running> {
         }
     });
     Ok(Running { addr, state })
+}
+
+async fn trigger_handle(State(s): State<Shared>, Json(t): Json<Trigger>) -> Response {
+    match trigger::run(&s.providers(), &t).await {
+        Ok(report) => Json(report).into_response(),
+        Err(TriggerError::UnknownProvider) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("unknown provider {:?}; one of {}", t.provider, PROVIDERS.join(", "))})),
+        )
+            .into_response(),
+        Err(TriggerError::UnknownPayment) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("{} has no payment {}", t.provider, t.payment_id)})),
+        )
+            .into_response(),
+    }
+}
+
+/// A payer's button on a provider's page (`payer`): `paid` and `failed` play
+/// the trigger's event, `abandon` does nothing at the provider.
+#[derive(Debug, Deserialize)]
+struct PayerAction {
+    event: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// `POST /_sandbox/payer/{provider}/{payment_id}` (a form): the event, then
+/// the payer goes `back` (303), or reads that it is done.
+async fn payer_action(
+    State(s): State<Shared>,
+    axum::extract::Path((provider, payment_id)): axum::extract::Path<(String, String)>,
+    axum::Form(action): axum::Form<PayerAction>,
+) -> Response {
+    let event = match action.event.as_str() {
+        "abandon" => None,
+        word => match Event::parse(word) {
+            Some(e @ (Event::Paid | Event::Failed)) => Some(e),
+            _ => {
+                return (StatusCode::BAD_REQUEST, "event: paid, failed or abandon").into_response()
+            }
+        },
+    };
+    if let Some(event) = event {
+        let t = Trigger {
+            provider,
+            event,
+            payment_id,
+        };
+        if let Err(e) = trigger::run(&s.providers(), &t).await {
+            let why = match e {
+                TriggerError::UnknownProvider => "unknown provider",
+                TriggerError::UnknownPayment => "unknown payment",
+            };
+            return (StatusCode::NOT_FOUND, why).into_response();
+        }
+    }
+    let back = action.back.trim();
+    if back.starts_with("http://") || back.starts_with("https://") {
+        return axum::response::Redirect::to(back).into_response();
+    }
+    crate::payer::done(match event {
+        Some(Event::Paid) => "Paid",
+        Some(_) => "The payment failed",
+        None => "Cancelled",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_providers_table_is_the_triggers_list() {
+        let sandbox = Sandbox::default();
+        let names: Vec<&str> = sandbox.providers().iter().map(|p| p.name()).collect();
+        assert_eq!(names, PROVIDERS);
+    }
+
+    #[tokio::test]
+    async fn the_trigger_finds_providers_by_name_or_alias_only() {
+        let sandbox = Sandbox::default();
+        let t = |provider: &str| Trigger {
+            provider: provider.into(),
+            event: Event::Paid,
+            payment_id: "pay_unknown".into(),
+        };
+        for known in ["payment_engine", "payment-engine", "qpay"] {
+            assert!(matches!(
+                trigger::run(&sandbox.providers(), &t(known)).await,
+                Err(TriggerError::UnknownPayment)
+            ));
+        }
+        assert!(matches!(
+            trigger::run(&sandbox.providers(), &t("stripe")).await,
+            Err(TriggerError::UnknownProvider)
+        ));
+    }
 }

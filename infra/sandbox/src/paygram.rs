@@ -19,8 +19,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::trigger::{Event, Report, TriggerError};
-use crate::{deliver, lock, Shape, Shared};
+use crate::kit::{deliver, lock, Event, Report, Shape, TriggerError};
+
+/// Handlers share this provider's state only.
+type Shared = std::sync::Arc<State>;
 
 pub const TOKEN: &str = "sandbox-paygram-token";
 
@@ -61,7 +63,7 @@ pub fn controls() -> Router<Shared> {
 
 /// The invoice's pay page (PayGram's bot, in a browser).
 async fn pay_page(AxState(s): AxState<Shared>, Path(code): Path<String>) -> Response {
-    let Some(i) = lock(&s.paygram.invoices).get(&code).cloned() else {
+    let Some(i) = lock(&s.invoices).get(&code).cloned() else {
         return crate::payer::unknown();
     };
     let currency = if i.currency_code == 5 { "USDT" } else { "PHPT" };
@@ -126,7 +128,7 @@ fn issue(s: &Shared, body: &Value, origin: &str) -> Response {
     {
         return reply(500, "invalid amount");
     }
-    let mut invoices = lock(&s.paygram.invoices);
+    let mut invoices = lock(&s.invoices);
     if invoices.values().any(|i| i.request_id == request_id) {
         return reply(551, "duplicate requestId");
     }
@@ -158,7 +160,7 @@ fn info(s: &Shared, body: &Value) -> Response {
         .get("invoiceCode")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some(i) = lock(&s.paygram.invoices).get(code).cloned() else {
+    let Some(i) = lock(&s.invoices).get(code).cloned() else {
         return reply(553, "invoice not found");
     };
     // Answer in the SDK's PascalCase, which the client must accept too.
@@ -182,7 +184,7 @@ async fn set_callback_url(
     AxState(s): AxState<Shared>,
     Json(body): Json<CallbackUrl>,
 ) -> StatusCode {
-    *lock(&s.paygram.callback_url) = Some(body.url);
+    *lock(&s.callback_url) = Some(body.url);
     StatusCode::NO_CONTENT
 }
 
@@ -199,7 +201,7 @@ async fn set_status(
     Json(body): Json<SetStatus>,
 ) -> Response {
     let invoice = {
-        let mut all = lock(&s.paygram.invoices);
+        let mut all = lock(&s.invoices);
         let Some(i) = all.get_mut(&code) else {
             return StatusCode::NOT_FOUND.into_response();
         };
@@ -228,7 +230,7 @@ async fn send_callback(
     Path(code): Path<String>,
     Json(body): Json<SendCallback>,
 ) -> Response {
-    let Some(invoice) = lock(&s.paygram.invoices).get(&code).cloned() else {
+    let Some(invoice) = lock(&s.invoices).get(&code).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let status = body
@@ -248,7 +250,7 @@ fn word(status: i64) -> &'static str {
 }
 
 async fn send(s: &Shared, code: &str, i: &Invoice, status: &str, shape: Shape) -> u16 {
-    let Some(url) = lock(&s.paygram.callback_url).clone() else {
+    let Some(url) = lock(&s.callback_url).clone() else {
         return 0;
     };
     let body = match shape {
@@ -282,7 +284,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let code = lock(&s.paygram.invoices)
+    let code = lock(&s.invoices)
         .iter()
         .find(|(_, i)| i.callback_data == payment_id)
         .map(|(code, _)| code.clone())
@@ -327,3 +329,8 @@ pub(crate) async fn trigger(
     }
     Ok(report)
 }
+
+crate::kit::sandbox_provider!("paygram";
+    "/paygram" => routes(),
+    "/_sandbox/paygram" => controls(),
+);

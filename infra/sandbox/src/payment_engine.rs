@@ -9,7 +9,7 @@
 //! "amount"?}` sends the signed event (the same event_id again is a
 //! replay); `balance-event` sends account.balance.updated; `expire-tokens`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::extract::{Path, State as AxState};
@@ -23,8 +23,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::trigger::{Event, Report, TriggerError};
-use crate::{lock, Shared};
+use crate::kit::{lock, Event, Report, TokenBook, TriggerError};
+
+/// Handlers share this provider's state only.
+type Shared = std::sync::Arc<State>;
 
 pub const USERNAME: &str = "sandbox-pe-user";
 pub const PASSWORD: &str = "sandbox-pe-password";
@@ -44,8 +46,8 @@ pub struct Transaction {
 
 #[derive(Default)]
 pub struct State {
-    access: Mutex<HashSet<String>>,
-    refresh: Mutex<HashSet<String>>,
+    access: TokenBook,
+    refresh: TokenBook,
     pub logins: Mutex<u32>,
     pub refreshes: Mutex<u32>,
     pub transactions: Mutex<HashMap<String, Transaction>>,
@@ -55,8 +57,8 @@ pub struct State {
 impl State {
     pub(crate) fn credentials(&self) -> Vec<String> {
         let mut all = Vec::new();
-        all.extend(lock(&self.access).iter().cloned());
-        all.extend(lock(&self.refresh).iter().cloned());
+        all.extend(self.access.all());
+        all.extend(self.refresh.all());
         all
     }
 }
@@ -98,8 +100,8 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 fn tokens(s: &Shared) -> Value {
     let access = format!("pe-a-{}", ulid::Ulid::new());
     let refresh = format!("pe-r-{}", ulid::Ulid::new());
-    lock(&s.payment_engine.access).insert(access.clone());
-    lock(&s.payment_engine.refresh).insert(refresh.clone());
+    s.access.issue(&access);
+    s.refresh.issue(&refresh);
     json!({"access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": 3600,
            "scope": "transaction:read transaction:create account:read"})
 }
@@ -112,7 +114,7 @@ async fn login(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response
             "invalid username or password",
         );
     }
-    *lock(&s.payment_engine.logins) += 1;
+    *lock(&s.logins) += 1;
     Json(tokens(&s)).into_response()
 }
 
@@ -121,14 +123,14 @@ async fn refresh(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respon
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if !lock(&s.payment_engine.refresh).remove(&token) {
+    if !s.refresh.spend(&token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
             "refresh token is not valid",
         );
     }
-    *lock(&s.payment_engine.refreshes) += 1;
+    *lock(&s.refreshes) += 1;
     Json(tokens(&s)).into_response()
 }
 
@@ -136,7 +138,7 @@ fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY) {
         return true;
     }
-    crate::bearer(headers).is_some_and(|t| lock(&s.payment_engine.access).contains(t))
+    s.access.honours_bearer(headers)
 }
 
 async fn create(
@@ -162,7 +164,7 @@ async fn create(
         );
     };
     let id = format!("txn_{}", ulid::Ulid::new().to_string().to_lowercase());
-    lock(&s.payment_engine.transactions).insert(
+    lock(&s.transactions).insert(
         id.clone(),
         Transaction {
             amount: amount.clone(),
@@ -189,7 +191,7 @@ async fn status(
             "authentication required",
         );
     }
-    match lock(&s.payment_engine.transactions).get(&id).cloned() {
+    match lock(&s.transactions).get(&id).cloned() {
         Some(t) => Json(json!({"id": id, "status": t.status, "amount": t.amount.parse::<serde_json::Number>().ok(),
                                 "currencyCode": t.currency})).into_response(),
         None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such transaction"),
@@ -224,7 +226,7 @@ struct Url {
 }
 
 async fn set_webhook(AxState(s): AxState<Shared>, Json(body): Json<Url>) -> StatusCode {
-    s.payment_engine.set_webhook_url(body.url);
+    s.set_webhook_url(body.url);
     StatusCode::NO_CONTENT
 }
 
@@ -247,7 +249,7 @@ async fn settle(
     Json(body): Json<Settle>,
 ) -> Response {
     let t = {
-        let mut all = lock(&s.payment_engine.transactions);
+        let mut all = lock(&s.transactions);
         let Some(t) = all.get_mut(&id) else {
             return StatusCode::NOT_FOUND.into_response();
         };
@@ -287,7 +289,7 @@ async fn balance_event(AxState(s): AxState<Shared>) -> Response {
 }
 
 async fn send(s: &Shared, event: &Value, scheme: Option<&str>, event_id: &str, offset: i64) -> u16 {
-    let Some(url) = lock(&s.payment_engine.webhook).clone() else {
+    let Some(url) = lock(&s.webhook).clone() else {
         return 0;
     };
     let body = event.to_string();
@@ -329,8 +331,7 @@ async fn send(s: &Shared, event: &Value, scheme: Option<&str>, event_id: &str, o
 }
 
 async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
-    lock(&s.payment_engine.access).clear();
-    StatusCode::NO_CONTENT
+    s.access.expire_all()
 }
 
 /// `trigger` for the Payment Engine: the transaction whose
@@ -343,7 +344,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let (id, t) = lock(&s.payment_engine.transactions)
+    let (id, t) = lock(&s.transactions)
         .iter()
         .find(|(_, t)| t.external_reference == payment_id)
         .map(|(id, t)| (id.clone(), t.clone()))
@@ -401,3 +402,8 @@ pub(crate) async fn trigger(
     }
     Ok(report)
 }
+
+crate::kit::sandbox_provider!("payment_engine" aka ["payment-engine"];
+    "/payment-engine" => routes(),
+    "/_sandbox/payment-engine" => controls(),
+);

@@ -10,7 +10,7 @@
 //! `invoices/{id}/callback` `{"method": "get"|"post"}`; `expire-tokens`
 //! (access tokens only, so the client must refresh).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::extract::{Path, State as AxState};
@@ -21,8 +21,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::trigger::{Event, Report, TriggerError};
-use crate::{deliver, lock, Shared};
+use crate::kit::{deliver, lock, Event, Report, TokenBook, TriggerError};
+
+/// Handlers share this provider's state only.
+type Shared = std::sync::Arc<State>;
 
 pub const CLIENT_ID: &str = "sandbox-qpay-client";
 pub const CLIENT_SECRET: &str = "sandbox-qpay-secret";
@@ -47,8 +49,8 @@ pub struct Invoice {
 
 #[derive(Default)]
 pub struct State {
-    access: Mutex<HashSet<String>>,
-    refresh: Mutex<HashSet<String>>,
+    access: TokenBook,
+    refresh: TokenBook,
     pub logins: Mutex<u32>,
     pub refreshes: Mutex<u32>,
     pub invoices: Mutex<HashMap<String, Invoice>>,
@@ -57,8 +59,8 @@ pub struct State {
 impl State {
     pub(crate) fn credentials(&self) -> Vec<String> {
         let mut all = Vec::new();
-        all.extend(lock(&self.access).iter().cloned());
-        all.extend(lock(&self.refresh).iter().cloned());
+        all.extend(self.access.all());
+        all.extend(self.refresh.all());
         all
     }
 }
@@ -82,7 +84,7 @@ pub fn payer_routes() -> Router<Shared> {
 }
 
 async fn short_link(AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
-    let Some(i) = lock(&s.qpay.invoices).get(&id).cloned() else {
+    let Some(i) = lock(&s.invoices).get(&id).cloned() else {
         return crate::payer::unknown();
     };
     let payment_id = i
@@ -146,8 +148,8 @@ fn now() -> i64 {
 fn issue(s: &Shared) -> Value {
     let access = format!("qa-{}", ulid::Ulid::new());
     let refresh = format!("qr-{}", ulid::Ulid::new());
-    lock(&s.qpay.access).insert(access.clone());
-    lock(&s.qpay.refresh).insert(refresh.clone());
+    s.access.issue(&access);
+    s.refresh.issue(&refresh);
     json!({
         "token_type": "bearer",
         "access_token": access,
@@ -172,23 +174,23 @@ async fn token(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
     if given != Some(&format!("Basic {expected}")) {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     }
-    *lock(&s.qpay.logins) += 1;
+    *lock(&s.logins) += 1;
     Json(issue(&s)).into_response()
 }
 
 async fn refresh(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
-    let Some(t) = crate::bearer(&headers).map(str::to_string) else {
+    let Some(t) = crate::kit::bearer(&headers).map(str::to_string) else {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     };
-    if !lock(&s.qpay.refresh).remove(&t) {
+    if !s.refresh.spend(&t) {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     }
-    *lock(&s.qpay.refreshes) += 1;
+    *lock(&s.refreshes) += 1;
     Json(issue(&s)).into_response()
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    crate::bearer(headers).is_some_and(|t| lock(&s.qpay.access).contains(t))
+    s.access.honours_bearer(headers)
 }
 
 async fn invoice(
@@ -238,7 +240,7 @@ async fn invoice(
     // QPay does not enforce sender_invoice_no's uniqueness: a repeat gets a
     // new invoice (fixtures/qpay/SOURCES.md), so neither does the sandbox.
     let origin = crate::payer::origin(&headers);
-    let mut invoices = lock(&s.qpay.invoices);
+    let mut invoices = lock(&s.invoices);
     let id = ulid::Ulid::new().to_string().to_lowercase();
     invoices.insert(
         id.clone(),
@@ -277,7 +279,7 @@ async fn delete_invoice(
     if !authorised(&s, &headers) {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     }
-    match lock(&s.qpay.invoices).get_mut(&id) {
+    match lock(&s.invoices).get_mut(&id) {
         Some(i) if i.payments.iter().any(|p| p.status == "PAID") => {
             error(StatusCode::BAD_REQUEST, "INVOICE_PAID")
         }
@@ -301,7 +303,7 @@ async fn check(
         .get("object_id")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some(i) = lock(&s.qpay.invoices).get(id).cloned() else {
+    let Some(i) = lock(&s.invoices).get(id).cloned() else {
         return not_found("INVOICE_NOTFOUND");
     };
     let rows: Vec<Value> = i
@@ -355,7 +357,7 @@ fn move_card_payment(
     if !authorised(s, headers) {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     }
-    let mut invoices = lock(&s.qpay.invoices);
+    let mut invoices = lock(&s.invoices);
     match invoices
         .values_mut()
         .flat_map(|i| i.payments.iter_mut())
@@ -388,7 +390,7 @@ async fn pay(
     Json(body): Json<Pay>,
 ) -> Response {
     let (invoice, payment) = {
-        let mut invoices = lock(&s.qpay.invoices);
+        let mut invoices = lock(&s.invoices);
         let Some(i) = invoices.get_mut(&id) else {
             return StatusCode::NOT_FOUND.into_response();
         };
@@ -422,7 +424,7 @@ async fn callback(
     Path(id): Path<String>,
     Json(body): Json<Again>,
 ) -> Response {
-    let Some(i) = lock(&s.qpay.invoices).get(&id).cloned() else {
+    let Some(i) = lock(&s.invoices).get(&id).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let p = i.payments.last().cloned().unwrap_or(Payment {
@@ -467,8 +469,7 @@ async fn send(i: &Invoice, invoice_id: &str, p: &Payment, method: &str) -> u16 {
 }
 
 async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
-    lock(&s.qpay.access).clear();
-    StatusCode::NO_CONTENT
+    s.access.expire_all()
 }
 
 /// `trigger` for QPay: the invoice whose callback URL names our payment.
@@ -481,7 +482,7 @@ pub(crate) async fn trigger(
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
     let needle = format!("payment_id={payment_id}");
-    let id = lock(&s.qpay.invoices)
+    let id = lock(&s.invoices)
         .iter()
         .find(|(_, i)| i.callback_url.contains(&needle))
         .map(|(id, _)| id.clone())
@@ -514,7 +515,7 @@ pub(crate) async fn trigger(
                 .note("a failed attempt leaves a QPay invoice open: the payer may scan again");
         }
         Event::Expired => {
-            if let Some(i) = lock(&s.qpay.invoices).get_mut(&id) {
+            if let Some(i) = lock(&s.invoices).get_mut(&id) {
                 i.deleted = true;
             }
             report = report.note("invoice closed; QPay sends no callback for a lapsed invoice");
@@ -532,3 +533,8 @@ pub(crate) async fn trigger(
     }
     Ok(report)
 }
+
+crate::kit::sandbox_provider!("qpay";
+    "/qpay" => routes().merge(payer_routes()),
+    "/_sandbox/qpay" => controls(),
+);

@@ -25,8 +25,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::trigger::{Event, Report, TriggerError};
-use crate::{lock, Shared};
+use crate::kit::{lock, Event, Report, TriggerError};
+
+/// Handlers share this provider's state only.
+type Shared = std::sync::Arc<State>;
 
 pub const SECRET_KEY: &str = "sandbox-toyyibpay-secret";
 
@@ -67,8 +69,8 @@ pub fn routes() -> Router<Shared> {
 }
 
 /// A bill as the sandbox holds it (tests read what paygate sent).
-pub fn bill(s: &crate::Sandbox, code: &str) -> Option<Bill> {
-    lock(&s.toyyibpay.bills).get(code).cloned()
+pub fn bill(s: &State, code: &str) -> Option<Bill> {
+    lock(&s.bills).get(code).cloned()
 }
 
 /// The bill's payment page: FPX, then back to billReturnUrl with
@@ -134,7 +136,7 @@ fn allowed(s: &str, max: usize) -> bool {
 }
 
 async fn call(
-    AxState(s): AxState<Shared>,
+    AxState(t): AxState<Shared>,
     Path(method): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
@@ -145,7 +147,6 @@ async fn call(
     if !key_ok && method != "getBillTransactions" {
         return text("[KEY-DID-NOT-EXIST]");
     }
-    let t = &s.toyyibpay;
     match method.as_str() {
         "createCategory" => {
             let name = get("catname");
@@ -274,7 +275,7 @@ async fn attempt(
     Json(body): Json<AttemptBody>,
 ) -> Response {
     let (bill, a) = {
-        let mut bills = lock(&s.toyyibpay.bills);
+        let mut bills = lock(&s.bills);
         let Some(bill) = bills.get_mut(&code) else {
             return StatusCode::NOT_FOUND.into_response();
         };
@@ -309,7 +310,7 @@ async fn resend(
     Path(code): Path<String>,
     Json(body): Json<Resend>,
 ) -> Response {
-    let Some(bill) = lock(&s.toyyibpay.bills).get(&code).cloned() else {
+    let Some(bill) = lock(&s.bills).get(&code).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let a = bill.attempts.last().cloned().unwrap_or(Attempt {
@@ -329,7 +330,7 @@ struct HmacKey {
 }
 
 async fn set_hmac_key(AxState(s): AxState<Shared>, Json(body): Json<HmacKey>) -> StatusCode {
-    *lock(&s.toyyibpay.hmac_key) = Some(body.key);
+    *lock(&s.hmac_key) = Some(body.key);
     StatusCode::NO_CONTENT
 }
 
@@ -401,7 +402,7 @@ async fn send(
         .post(&bill.callback_url)
         .header("content-type", content_type)
         .timeout(Duration::from_secs(30));
-    if let Some(key) = lock(&s.toyyibpay.hmac_key).clone() {
+    if let Some(key) = lock(&s.hmac_key).clone() {
         if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) {
             mac.update(body.as_bytes());
             request = request.header("x-signature", hex::encode(mac.finalize().into_bytes()));
@@ -433,7 +434,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let code = lock(&s.toyyibpay.bills)
+    let code = lock(&s.bills)
         .iter()
         .find(|(_, b)| b.external_reference == payment_id)
         .map(|(code, _)| code.clone())
@@ -465,7 +466,7 @@ pub(crate) async fn trigger(
         Event::Paid => report.sent("status_id 1", pay(1).await).await,
         Event::Failed => report.sent("status_id 3", pay(3).await).await,
         Event::Expired => {
-            if let Some(bill) = lock(&s.toyyibpay.bills).get_mut(&code) {
+            if let Some(bill) = lock(&s.bills).get_mut(&code) {
                 bill.active = false;
             }
             report = report.note("bill deactivated; ToyyibPay sends no callback for a lapsed bill");
@@ -483,3 +484,8 @@ pub(crate) async fn trigger(
     }
     Ok(report)
 }
+
+crate::kit::sandbox_provider!("toyyibpay";
+    "/toyyibpay" => routes(),
+    "/_sandbox/toyyibpay" => controls(),
+);
