@@ -11,31 +11,25 @@
 //! Prints the tables, writes the raw results to `.local/bench/` and the
 //! tables into docs/performance.md between its bench markers.
 
+mod common;
 mod cost;
 mod proxy;
 mod runtime;
 mod storm;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use common::{ms, percentile, root, say, sizing};
 use proxy::{Counting, Tally};
 use runtime::{Instance, Outcome};
 
 const SANDBOX: &str = "127.0.0.1:8900";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn say(step: &str) {
-    eprintln!("paygate-bench: {step}");
-}
 
 /// One function's timings.
 #[derive(Debug, Serialize)]
@@ -73,39 +67,6 @@ struct Results {
     node_twin_cost: cost::Estimate,
     node_twin_memory_mb: u32,
     storm: storm::StormResult,
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Memory and timeout of a function from template.yaml (Globals as default).
-fn sizing(template: &serde_yaml::Value, binary: &str) -> (u32, Duration) {
-    let globals = &template["Globals"]["Function"];
-    let memory = globals["MemorySize"].as_u64().unwrap_or(128);
-    let timeout = globals["Timeout"].as_u64().unwrap_or(15);
-    let function = template["Resources"]
-        .as_mapping()
-        .and_then(|m| {
-            m.values()
-                .find(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary))
-        })
-        .map(|r| &r["Properties"]);
-    let memory = function
-        .and_then(|p| p["MemorySize"].as_u64())
-        .unwrap_or(memory) as u32;
-    let timeout = function
-        .and_then(|p| p["Timeout"].as_u64())
-        .unwrap_or(timeout);
-    (memory, Duration::from_secs(timeout))
 }
 
 fn sample(name: &str) -> Result<Value, String> {
@@ -988,30 +949,5 @@ async fn main() -> std::process::ExitCode {
             eprintln!("paygate-bench: {e}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&d, 50.0), Duration::from_millis(50));
-        assert_eq!(percentile(&d, 99.0), Duration::from_millis(99));
-        assert_eq!(percentile(&d[..1], 99.0), Duration::from_millis(1));
-        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
-    }
-
-    #[test]
-    fn sizing_reads_the_template() {
-        let t: serde_yaml::Value = serde_yaml::from_str(
-            "Globals: {Function: {MemorySize: 128, Timeout: 15}}\n\
-             Resources: {A: {Metadata: {BuildProperties: {Binary: a}}, Properties: {Timeout: 10}}}",
-        )
-        .unwrap();
-        assert_eq!(sizing(&t, "a"), (128, Duration::from_secs(10)));
-        assert_eq!(sizing(&t, "b"), (128, Duration::from_secs(15)));
     }
 }

@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use crate::common::{ms, percentile, root, say, sizing};
 use crate::runtime::{Instance, Outcome};
-use crate::{ms, percentile, root, say, sizing};
 
 /// The public base the functions hand to providers: the gateway listens here.
 pub const GATEWAY: &str = "127.0.0.1:3000";

@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kit::{deliver, lock, Event, Report, Shape, TokenBook, TriggerError};
+use crate::kit::{self, deliver, lock, Event, Report, Shape, TokenBook, TriggerError};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -448,11 +448,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let id = lock(&s.transactions)
-        .iter()
-        .find(|(_, t)| t.reference == payment_id)
-        .map(|(id, _)| id.clone())
-        .ok_or(TriggerError::UnknownPayment)?;
+    let (id, _) = kit::record_of(&s.transactions, |t| t.reference == payment_id)?;
     let set = |status: &str, callback: Option<&str>| {
         set_status(
             AxState(s.clone()),

@@ -21,7 +21,7 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::kit::{deliver, lock, Event, Report, TokenBook, TriggerError};
+use crate::kit::{self, deliver, lock, Event, Report, TokenBook, TriggerError};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -521,11 +521,7 @@ pub(crate) async fn trigger(
 ) -> Result<Report, TriggerError> {
     // paygate puts its payment id in the postLink it gives with the token.
     let needle = format!("payment_id={payment_id}");
-    let invoice = lock(&s.invoices)
-        .iter()
-        .find(|(_, i)| i.post_link.contains(&needle))
-        .map(|(id, _)| id.clone())
-        .ok_or(TriggerError::UnknownPayment)?;
+    let (invoice, _) = kit::record_of(&s.invoices, |i| i.post_link.contains(&needle))?;
     let charge = |status: &str| {
         pay(
             AxState(s.clone()),

@@ -79,17 +79,29 @@ pub enum Shape {
 /// Posts a callback as the provider would and reports the answer's status
 /// (0 when nothing answered).
 pub async fn deliver(url: &str, body: &Value) -> u16 {
-    let client = reqwest::Client::new();
-    match client
-        .post(url)
-        .json(body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-    {
+    answered(reqwest::Client::new().post(url).json(body)).await
+}
+
+/// Sends a callback (a provider's own request, headers and all) and
+/// reports the answer's status (0 when nothing answered).
+pub async fn answered(request: reqwest::RequestBuilder) -> u16 {
+    match request.timeout(Duration::from_secs(30)).send().await {
         Ok(r) => r.status().as_u16(),
         Err(_) => 0,
     }
+}
+
+/// The provider's record of one of paygate's payments: the key and a copy
+/// of the first record `names_it` picks, or the trigger's unknown payment.
+pub fn record_of<V: Clone>(
+    records: &Mutex<std::collections::HashMap<String, V>>,
+    names_it: impl Fn(&V) -> bool,
+) -> Result<(String, V), TriggerError> {
+    lock(records)
+        .iter()
+        .find(|(_, v)| names_it(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .ok_or(TriggerError::UnknownPayment)
 }
 
 /// What the trigger plays for a payment (see `trigger`).

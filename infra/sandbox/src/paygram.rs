@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kit::{deliver, lock, Event, Report, Shape, TriggerError};
+use crate::kit::{self, deliver, lock, Event, Report, Shape, TriggerError};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -284,11 +284,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let code = lock(&s.invoices)
-        .iter()
-        .find(|(_, i)| i.callback_data == payment_id)
-        .map(|(code, _)| code.clone())
-        .ok_or(TriggerError::UnknownPayment)?;
+    let (code, _) = kit::record_of(&s.invoices, |i| i.callback_data == payment_id)?;
     let set = |status: i64| {
         set_status(
             AxState(s.clone()),

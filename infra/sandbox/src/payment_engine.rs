@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::kit::{lock, Event, Report, TokenBook, TriggerError};
+use crate::kit::{self, lock, Event, Report, TokenBook, TriggerError};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -324,10 +324,7 @@ async fn send(s: &Shared, event: &Value, scheme: Option<&str>, event_id: &str, o
             format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
         );
     }
-    match request.body(body).send().await {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
+    kit::answered(request.body(body)).await
 }
 
 async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
@@ -344,11 +341,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let (id, t) = lock(&s.transactions)
-        .iter()
-        .find(|(_, t)| t.external_reference == payment_id)
-        .map(|(id, t)| (id.clone(), t.clone()))
-        .ok_or(TriggerError::UnknownPayment)?;
+    let (id, t) = kit::record_of(&s.transactions, |t| t.external_reference == payment_id)?;
     let event_id = format!("evt_{}", ulid::Ulid::new());
     let settle_as = |status: &str| {
         settle(

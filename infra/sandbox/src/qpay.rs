@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kit::{deliver, lock, Event, Report, TokenBook, TriggerError};
+use crate::kit::{self, deliver, lock, Event, Report, TokenBook, TriggerError};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -482,11 +482,7 @@ pub(crate) async fn trigger(
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
     let needle = format!("payment_id={payment_id}");
-    let id = lock(&s.invoices)
-        .iter()
-        .find(|(_, i)| i.callback_url.contains(&needle))
-        .map(|(id, _)| id.clone())
-        .ok_or(TriggerError::UnknownPayment)?;
+    let (id, _) = kit::record_of(&s.invoices, |i| i.callback_url.contains(&needle))?;
     let pay_with = |status: &str| {
         pay(
             AxState(s.clone()),

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::kit::{lock, Event, Report, TriggerError};
+use crate::kit::{self, lock, Event, Report, TriggerError};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -408,10 +408,7 @@ async fn send(
             request = request.header("x-signature", hex::encode(mac.finalize().into_bytes()));
         }
     }
-    match request.body(body).send().await {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
+    kit::answered(request.body(body)).await
 }
 
 fn urlencode(v: &str) -> String {
@@ -434,11 +431,7 @@ pub(crate) async fn trigger(
     event: Event,
     payment_id: &str,
 ) -> Result<Report, TriggerError> {
-    let code = lock(&s.bills)
-        .iter()
-        .find(|(_, b)| b.external_reference == payment_id)
-        .map(|(code, _)| code.clone())
-        .ok_or(TriggerError::UnknownPayment)?;
+    let (code, _) = kit::record_of(&s.bills, |b| b.external_reference == payment_id)?;
     let pay = |status: u8| {
         attempt(
             AxState(s.clone()),
