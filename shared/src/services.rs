@@ -14,16 +14,8 @@ use crate::config::{self, ConfigError};
 use crate::health::HealthRecorder;
 use crate::payment::Provider;
 use crate::providers::casino::{CasinoClient, CasinoConfig};
-use crate::providers::directpay::{DirectPayClient, DirectPayConfig, DirectPayWebhooks};
-use crate::providers::epayment::{EpaymentClient, EpaymentConfig, EpaymentWebhooks};
 use crate::providers::http::HttpPolicy;
-use crate::providers::paygram::{PaygramClient, PaygramConfig, PaygramWebhooks};
-use crate::providers::payment_engine::{
-    PaymentEngineClient, PaymentEngineConfig, PaymentEngineWebhooks, Verifier,
-};
-use crate::providers::qpay::{QpayClient, QpayConfig, QpayWebhooks};
-use crate::providers::registry::describe;
-use crate::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig, ToyyibPayWebhooks};
+use crate::providers::registry::{describe, Connect};
 use crate::providers::{Gateway, ProviderError, WebhookSource};
 use crate::queue::TopUpQueue;
 use crate::secrets::SecretsCache;
@@ -158,26 +150,14 @@ impl Services {
         }
     }
 
-    fn secret_name(&self, provider: &str) -> String {
-        format!("{}{provider}", self.settings.secret_prefix)
-    }
-
-    async fn config<T: serde::de::DeserializeOwned>(
-        &self,
-        provider: &'static str,
-    ) -> Result<T, ProviderError> {
-        self.secrets
-            .get_json(&self.secret_name(provider))
-            .await
-            .map_err(|e| unavailable(provider, e.to_string()))
-    }
-
-    /// A provider's settings, from the secret its description names.
-    async fn provider_config<T: serde::de::DeserializeOwned>(
-        &self,
-        provider: Provider,
-    ) -> Result<T, ProviderError> {
-        self.config(describe(provider).secret).await
+    /// What provider clients and parsers are built from.
+    fn connect(&self) -> Connect<'_> {
+        Connect {
+            secrets: &self.secrets,
+            secret_prefix: &self.settings.secret_prefix,
+            policy: self.http_policy(),
+            store: &self.store,
+        }
     }
 
     /// The provider's outbound client.
@@ -188,38 +168,8 @@ impl Services {
             .get(&provider)
             .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
         cell.get_or_try_init(|| async {
-            let policy = self.http_policy();
-            let gateway: Arc<dyn Gateway> = match provider {
-                Provider::Directpay => Arc::new(DirectPayClient::new(
-                    self.provider_config::<DirectPayConfig>(provider).await?,
-                    policy,
-                )?),
-                Provider::Paygram => Arc::new(PaygramClient::new(
-                    self.provider_config::<PaygramConfig>(provider).await?,
-                    policy,
-                )?),
-                Provider::PaymentEngine => Arc::new(PaymentEngineClient::new(
-                    self.provider_config::<PaymentEngineConfig>(provider)
-                        .await?,
-                    policy,
-                )?),
-                Provider::Qpay => Arc::new(QpayClient::new(
-                    self.provider_config::<QpayConfig>(provider).await?,
-                    policy,
-                )?),
-                Provider::Epayment => Arc::new(EpaymentClient::new(
-                    self.provider_config::<EpaymentConfig>(provider).await?,
-                    policy,
-                )?),
-                Provider::Toyyibpay => {
-                    let mut config = self.provider_config::<ToyyibPayConfig>(provider).await?;
-                    if config.category_code.is_none() {
-                        config.category_code = Some(self.toyyibpay_category(&config).await?);
-                    }
-                    Arc::new(ToyyibPayClient::new(config, policy)?)
-                }
-            };
-            Ok(gateway)
+            let connect = self.connect();
+            (describe(provider).gateway)(&connect).await
         })
         .await
         .cloned()
@@ -236,39 +186,8 @@ impl Services {
             .get(&provider)
             .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
         cell.get_or_try_init(|| async {
-            let source: Arc<dyn WebhookSource> = match provider {
-                Provider::Directpay => Arc::new(DirectPayWebhooks),
-                Provider::Paygram => Arc::new(PaygramWebhooks::new(
-                    self.provider_config::<PaygramConfig>(provider)
-                        .await?
-                        .callback_secret,
-                )),
-                Provider::Qpay => Arc::new(QpayWebhooks),
-                Provider::PaymentEngine => {
-                    let config = self
-                        .provider_config::<PaymentEngineConfig>(provider)
-                        .await?;
-                    let verifier = Verifier::new(
-                        config.webhook_secret,
-                        config.standard_webhooks_secret.as_ref(),
-                    )
-                    .map_err(|e| unavailable("payment_engine", e.to_string()))?;
-                    Arc::new(PaymentEngineWebhooks::new(verifier))
-                }
-                Provider::Epayment => Arc::new(EpaymentWebhooks::new(
-                    self.provider_config::<EpaymentConfig>(provider)
-                        .await?
-                        .callback_key,
-                )),
-                Provider::Toyyibpay => {
-                    let config = self.provider_config::<ToyyibPayConfig>(provider).await?;
-                    Arc::new(ToyyibPayWebhooks::new(
-                        config.secret_key,
-                        config.webhook_hmac_secret,
-                    ))
-                }
-            };
-            Ok(source)
+            let connect = self.connect();
+            (describe(provider).webhooks)(&connect).await
         })
         .await
         .cloned()
@@ -278,25 +197,11 @@ impl Services {
         self.providers
             .casino
             .get_or_try_init(|| async {
-                let config = self.config::<CasinoConfig>("casino").await?;
+                let config: CasinoConfig = self.connect().secret("casino").await?;
                 Ok(Arc::new(CasinoClient::new(config, self.http_policy())?))
             })
             .await
             .cloned()
-    }
-
-    /// ToyyibPay's bill category: learned once (got or created by name) and
-    /// kept in the table, so later cold starts need not ask again.
-    async fn toyyibpay_category(&self, config: &ToyyibPayConfig) -> Result<String, ProviderError> {
-        let name = format!("toyyibpay-category#{}", config.category_name);
-        let stored = |e: crate::store::StoreError| unavailable("toyyibpay", e.to_string());
-        if let Some(code) = self.store.setting(&name).await.map_err(stored)? {
-            return Ok(code);
-        }
-        let code = ToyyibPayClient::new(config.clone(), self.http_policy())?
-            .category()
-            .await?;
-        self.store.put_setting(&name, &code).await.map_err(stored)
     }
 
     /// The payer's page of a payment.

@@ -19,9 +19,6 @@ use crate::providers::{CreateRequest, ProviderError};
 use crate::services::Services;
 use crate::store::CreateOutcome;
 
-/// DirectPay's smallest cash-in, in centavos.
-const DIRECTPAY_MINIMUM: i64 = 10_000;
-
 /// How often a pending payment's reader may ask the provider.
 const POLL_INTERVAL: time::Duration = time::Duration::seconds(10);
 
@@ -132,12 +129,14 @@ fn validate(body: CreateBody, loopback_http: bool) -> Result<Valid, ApiError> {
         )),
         other => Ok(other),
     };
-    // DirectPay's cash-in starts at ₱100 (PROVIDERS.md): refused here,
-    // before any provider call.
-    if provider == Provider::Directpay && amount.minor() < DIRECTPAY_MINIMUM {
+    // A provider's smallest payment is refused here, before any call.
+    let minimum = describe(provider).minimum_amount;
+    if amount.minor() < minimum {
+        let least = Money::new(minimum, currency)
+            .map_or_else(|_| minimum.to_string(), |m| m.to_major_string());
         return Err(invalid(
             "amount_below_minimum",
-            format!("{provider} takes at least {DIRECTPAY_MINIMUM} minor units (PHP 100.00)"),
+            format!("{provider} takes at least {minimum} minor units ({currency} {least})"),
         ));
     }
     let return_url = short("return_url", body.return_url, 2048)?;

@@ -5,8 +5,62 @@
 //! description and one line here (docs/adding-a-provider.md has the whole
 //! checklist; `shared/tests/registry.rs` checks it for every provider).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
 use crate::money::Currency;
 use crate::payment::{Operations, Provider};
+use crate::providers::http::HttpPolicy;
+use crate::providers::{Gateway, ProviderError, WebhookSource};
+use crate::secrets::SecretsCache;
+use crate::store::Store;
+
+/// What a provider's client and callback parser are built from: the
+/// secrets (cached), the deployment's secret prefix, the HTTP policy and
+/// the table.
+pub struct Connect<'a> {
+    pub secrets: &'a SecretsCache,
+    pub secret_prefix: &'a str,
+    pub policy: HttpPolicy,
+    pub store: &'a Store,
+}
+
+impl Connect<'_> {
+    /// The JSON secret `<prefix><name>`.
+    pub async fn secret<T: DeserializeOwned>(
+        &self,
+        name: &'static str,
+    ) -> Result<T, ProviderError> {
+        self.secrets
+            .get_json(&format!("{}{name}", self.secret_prefix))
+            .await
+            .map_err(|e| ProviderError::Unreachable {
+                provider: name,
+                reason: e.to_string(),
+            })
+    }
+
+    /// A provider's settings, from the secret its description names.
+    pub async fn config<T: DeserializeOwned>(
+        &self,
+        provider: Provider,
+    ) -> Result<T, ProviderError> {
+        self.secret(describe(provider).secret).await
+    }
+}
+
+/// A client or a callback parser being built.
+pub type Connecting<'a, T> =
+    Pin<Box<dyn Future<Output = Result<Arc<T>, ProviderError>> + Send + 'a>>;
+
+/// How a provider's outbound client is built.
+pub type BuildGateway = for<'a> fn(&'a Connect<'a>) -> Connecting<'a, dyn Gateway>;
+
+/// How a provider's callback parser is built.
+pub type BuildWebhooks = for<'a> fn(&'a Connect<'a>) -> Connecting<'a, dyn WebhookSource>;
 
 /// What a provider expects back for a callback it may stop sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +72,7 @@ pub enum CallbackAnswer {
 }
 
 /// One provider, described.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Description {
     pub provider: Provider,
     /// The currencies a payment with it may be in.
@@ -34,25 +88,31 @@ pub struct Description {
     pub needs_sequence: bool,
     /// Whether a create needs the customer's e-mail and phone.
     pub needs_contact: bool,
+    /// The smallest payment it takes, in minor units (0: any positive).
+    pub minimum_amount: i64,
     /// Its secret's name in Secrets Manager, after the deployment's prefix.
     pub secret: &'static str,
     /// The path segment of its callback route: `/webhooks/<route>`.
     pub route: &'static str,
     /// The answer to an accepted callback.
     pub callback_answer: CallbackAnswer,
+    /// Builds its outbound client.
+    pub gateway: BuildGateway,
+    /// Builds its callback parser.
+    pub webhooks: BuildWebhooks,
 }
 
 impl Description {
-    /// A provider taking `currencies`, with its secret and callback route
-    /// and answer, and otherwise the plainest: no cancel, no refund, exact
-    /// amounts, no sequence, no contact needed. Descriptions start here and
-    /// say what differs.
+    /// A provider taking `currencies`, with its secret, its callback route
+    /// and answer and how its client and parser are built, and otherwise
+    /// the plainest: no cancel, no refund, exact amounts, no sequence, no
+    /// contact needed. Descriptions start here and say what differs.
     pub const fn new(
         provider: Provider,
         currencies: &'static [Currency],
-        secret: &'static str,
-        route: &'static str,
+        (secret, route): (&'static str, &'static str),
         callback_answer: CallbackAnswer,
+        (gateway, webhooks): (BuildGateway, BuildWebhooks),
     ) -> Description {
         Description {
             provider,
@@ -64,11 +124,54 @@ impl Description {
             amount_tolerance: 0,
             needs_sequence: false,
             needs_contact: false,
+            minimum_amount: 0,
             secret,
             route,
             callback_answer,
+            gateway,
+            webhooks,
         }
     }
+}
+
+/// The client of a provider built from its settings and the HTTP policy.
+pub fn client<'a, C, G>(
+    c: &'a Connect<'a>,
+    provider: Provider,
+    new: fn(C, HttpPolicy) -> Result<G, ProviderError>,
+) -> Connecting<'a, dyn Gateway>
+where
+    C: DeserializeOwned + Send + 'a,
+    G: Gateway + 'static,
+{
+    Box::pin(async move {
+        let client = new(c.config(provider).await?, c.policy.clone())?;
+        Ok(Arc::new(client) as Arc<dyn Gateway>)
+    })
+}
+
+/// The callback parser of a provider built from its settings.
+pub fn parser<'a, C, W>(
+    c: &'a Connect<'a>,
+    provider: Provider,
+    new: fn(C) -> Result<W, ProviderError>,
+) -> Connecting<'a, dyn WebhookSource>
+where
+    C: DeserializeOwned + Send + 'a,
+    W: WebhookSource + 'static,
+{
+    Box::pin(async move {
+        let parser = new(c.config(provider).await?)?;
+        Ok(Arc::new(parser) as Arc<dyn WebhookSource>)
+    })
+}
+
+/// A built client or parser, as a [`Connecting`] that is already done.
+pub fn built<'a, T: ?Sized + 'a>(value: Arc<T>) -> Connecting<'a, T>
+where
+    Arc<T>: Send,
+{
+    Box::pin(std::future::ready(Ok(value)))
 }
 
 /// The registry: every provider's description.

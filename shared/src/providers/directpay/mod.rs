@@ -13,8 +13,11 @@ pub use webhook::DirectPayWebhooks;
 
 use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{CallbackAnswer, Description};
+use std::sync::Arc;
+
+use crate::providers::registry::{built, client, CallbackAnswer, Connect, Connecting, Description};
 use crate::providers::ProviderError;
+use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "directpay";
 
@@ -45,13 +48,27 @@ impl From<wire::TransactionStatus> for PaymentStatus {
 
 /// What paygate knows about DirectPay beyond its client: its entry in
 /// the registry.
-pub const DESCRIPTION: Description = Description::new(
-    Provider::Directpay,
-    &[Currency::Php],
-    "directpay",
-    "directpay",
-    CallbackAnswer::Json(r#"{"success":true}"#),
-);
+pub const DESCRIPTION: Description = Description {
+    // Cash-in starts at ₱100 (PROVIDERS.md): refused before any call.
+    minimum_amount: 10_000,
+    ..Description::new(
+        Provider::Directpay,
+        &[Currency::Php],
+        ("directpay", "directpay"),
+        CallbackAnswer::Json(r#"{"success":true}"#),
+        (gateway, webhooks),
+    )
+};
+
+/// How its client is built.
+fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
+    client(c, Provider::Directpay, DirectPayClient::new)
+}
+
+/// How its callback parser is built.
+fn webhooks<'a>(_: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
+    built(Arc::new(DirectPayWebhooks))
+}
 
 #[cfg(test)]
 mod tests {

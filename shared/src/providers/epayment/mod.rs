@@ -15,8 +15,11 @@ use sha2::Sha256;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{Operations, PaymentStatus, Provider, RefundSupport};
-use crate::providers::registry::{CallbackAnswer, Description};
+use crate::providers::registry::{
+    client, parser, CallbackAnswer, Connect, Connecting, Description,
+};
 use crate::providers::ProviderError;
+use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "epayment";
 
@@ -92,11 +95,23 @@ pub const DESCRIPTION: Description = Description {
     ..Description::new(
         Provider::Epayment,
         &[Currency::Kzt],
-        "epayment",
-        "epayment",
+        ("epayment", "epayment"),
         CallbackAnswer::Json(r#"{"code":"ok"}"#),
+        (gateway, webhooks),
     )
 };
+
+/// How its client is built.
+fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
+    client(c, Provider::Epayment, EpaymentClient::new)
+}
+
+/// How its callback parser is built.
+fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
+    parser(c, Provider::Epayment, |config: EpaymentConfig| {
+        Ok(EpaymentWebhooks::new(config.callback_key))
+    })
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,11 @@ pub use webhook::PaygramWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{CallbackAnswer, Description};
+use crate::providers::registry::{
+    client, parser, CallbackAnswer, Connect, Connecting, Description,
+};
 use crate::providers::ProviderError;
+use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "paygram";
 
@@ -130,10 +133,22 @@ pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
 pub const DESCRIPTION: Description = Description::new(
     Provider::Paygram,
     &[Currency::Phpt, Currency::Usdt],
-    "paygram",
-    "paygram",
+    ("paygram", "paygram"),
     CallbackAnswer::Text("ok"),
+    (gateway, webhooks),
 );
+
+/// How its client is built.
+fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
+    client(c, Provider::Paygram, PaygramClient::new)
+}
+
+/// How its callback parser is built.
+fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
+    parser(c, Provider::Paygram, |config: PaygramConfig| {
+        Ok(PaygramWebhooks::new(config.callback_secret))
+    })
+}
 
 #[cfg(test)]
 mod tests {

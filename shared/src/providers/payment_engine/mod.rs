@@ -12,7 +12,10 @@ pub use webhook::{PaymentEngineWebhooks, Verifier, VerifyError};
 
 use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{CallbackAnswer, Description};
+use crate::providers::registry::{
+    client, parser, CallbackAnswer, Connect, Connecting, Description,
+};
+use crate::providers::{Gateway, ProviderError, WebhookSource};
 
 const PROVIDER: &str = "payment_engine";
 
@@ -35,7 +38,27 @@ pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
 pub const DESCRIPTION: Description = Description::new(
     Provider::PaymentEngine,
     &Currency::ALL,
-    "payment-engine",
-    "payment-engine",
+    ("payment-engine", "payment-engine"),
     CallbackAnswer::Text("OK"),
+    (gateway, webhooks),
 );
+
+/// How its client is built.
+fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
+    client(c, Provider::PaymentEngine, PaymentEngineClient::new)
+}
+
+/// How its callback parser is built.
+fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
+    parser(c, Provider::PaymentEngine, |config: PaymentEngineConfig| {
+        let verifier = Verifier::new(
+            config.webhook_secret,
+            config.standard_webhooks_secret.as_ref(),
+        )
+        .map_err(|e| ProviderError::Unreachable {
+            provider: "payment_engine",
+            reason: e.to_string(),
+        })?;
+        Ok(PaymentEngineWebhooks::new(verifier))
+    })
+}

@@ -13,8 +13,11 @@ pub use webhook::QpayWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{Operations, Provider, RefundSupport};
-use crate::providers::registry::{CallbackAnswer, Description};
+use std::sync::Arc;
+
+use crate::providers::registry::{built, client, CallbackAnswer, Connect, Connecting, Description};
 use crate::providers::ProviderError;
+use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "qpay";
 
@@ -50,11 +53,21 @@ pub const DESCRIPTION: Description = Description {
     ..Description::new(
         Provider::Qpay,
         &[Currency::Mnt],
-        "qpay",
-        "qpay",
+        ("qpay", "qpay"),
         CallbackAnswer::Text("SUCCESS"),
+        (gateway, webhooks),
     )
 };
+
+/// How its client is built.
+fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
+    client(c, Provider::Qpay, QpayClient::new)
+}
+
+/// How its callback parser is built.
+fn webhooks<'a>(_: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
+    built(Arc::new(QpayWebhooks))
+}
 
 #[cfg(test)]
 mod tests {

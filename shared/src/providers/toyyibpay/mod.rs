@@ -13,8 +13,11 @@ pub use webhook::ToyyibPayWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{Operations, PaymentStatus, Provider, RefundSupport};
-use crate::providers::registry::{CallbackAnswer, Description};
+use std::sync::Arc;
+
+use crate::providers::registry::{parser, CallbackAnswer, Connect, Connecting, Description};
 use crate::providers::ProviderError;
+use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "toyyibpay";
 
@@ -95,11 +98,50 @@ pub const DESCRIPTION: Description = Description {
     ..Description::new(
         Provider::Toyyibpay,
         &[Currency::Myr],
-        "toyyibpay",
-        "toyyibpay",
+        ("toyyibpay", "toyyibpay"),
         CallbackAnswer::Json(r#"{"message":"ok"}"#),
+        (gateway, webhooks),
     )
 };
+
+/// How its client is built.
+fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
+    Box::pin(async move {
+        let mut config: ToyyibPayConfig = c.config(Provider::Toyyibpay).await?;
+        if config.category_code.is_none() {
+            config.category_code = Some(category(c, &config).await?);
+        }
+        let client = ToyyibPayClient::new(config, c.policy.clone())?;
+        Ok(Arc::new(client) as Arc<dyn Gateway>)
+    })
+}
+
+/// The bill category: learned once (got or created by name) and kept in
+/// the table, so later cold starts need not ask again.
+async fn category(c: &Connect<'_>, config: &ToyyibPayConfig) -> Result<String, ProviderError> {
+    let name = format!("toyyibpay-category#{}", config.category_name);
+    let stored = |e: crate::store::StoreError| ProviderError::Unreachable {
+        provider: PROVIDER,
+        reason: e.to_string(),
+    };
+    if let Some(code) = c.store.setting(&name).await.map_err(stored)? {
+        return Ok(code);
+    }
+    let code = ToyyibPayClient::new(config.clone(), c.policy.clone())?
+        .category()
+        .await?;
+    c.store.put_setting(&name, &code).await.map_err(stored)
+}
+
+/// How its callback parser is built.
+fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
+    parser(c, Provider::Toyyibpay, |config: ToyyibPayConfig| {
+        Ok(ToyyibPayWebhooks::new(
+            config.secret_key,
+            config.webhook_hmac_secret,
+        ))
+    })
+}
 
 #[cfg(test)]
 mod tests {
