@@ -12,17 +12,17 @@
 //! - [`deadline`]: the invocation's deadline, bounding provider calls.
 
 pub mod api;
-pub mod config;
 pub mod deadline;
+pub mod environment;
 pub mod flow;
-pub mod health;
-pub mod http;
 pub mod ids;
 pub mod money;
 pub mod payment;
+pub mod provider_health;
 pub mod providers;
 pub mod queue;
 pub mod refunds;
+pub mod responses;
 pub mod secrets;
 pub mod services;
 pub mod store;

@@ -42,10 +42,12 @@ impl TopUpQueue {
     }
 
     /// Reads the queue URL from `PAYGATE_TOPUP_QUEUE_URL`.
-    pub fn from_env(client: aws_sdk_sqs::Client) -> Result<TopUpQueue, crate::config::ConfigError> {
+    pub fn from_env(
+        client: aws_sdk_sqs::Client,
+    ) -> Result<TopUpQueue, crate::environment::ConfigError> {
         Ok(TopUpQueue::new(
             client,
-            crate::config::required("PAYGATE_TOPUP_QUEUE_URL")?,
+            crate::environment::required("PAYGATE_TOPUP_QUEUE_URL")?,
         ))
     }
 

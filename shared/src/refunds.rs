@@ -22,11 +22,11 @@ use lambda_http::http::StatusCode;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::http::ApiError;
 use crate::ids::{IdempotencyKey, MerchantId};
 use crate::money::Money;
 use crate::payment::{ChangeSource, Payment, PaymentStatus, RefundSupport};
 use crate::providers::{ProviderError, ProviderRefunds};
+use crate::responses::ApiError;
 use crate::services::Services;
 use crate::store::{
     LedgerEntry, LedgerPurpose, Refund, RefundMove, RefundStatus, ReserveOutcome, StatusChange,

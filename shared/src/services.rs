@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use crate::config::{self, ConfigError};
-use crate::health::HealthRecorder;
+use crate::environment::{self, ConfigError};
 use crate::payment::Provider;
+use crate::provider_health::HealthRecorder;
 use crate::providers::casino::{CasinoClient, CasinoConfig};
-use crate::providers::http::HttpPolicy;
 use crate::providers::registry::{describe, Connect};
+use crate::providers::transport::HttpPolicy;
 use crate::providers::{Gateway, ProviderError, WebhookSource};
 use crate::queue::TopUpQueue;
 use crate::secrets::SecretsCache;
@@ -43,7 +43,7 @@ impl Settings {
 
     pub fn from_env() -> Result<Settings, ConfigError> {
         Ok(Settings {
-            public_base_url: config::required("PAYGATE_PUBLIC_BASE_URL")?,
+            public_base_url: environment::required("PAYGATE_PUBLIC_BASE_URL")?,
             secret_prefix: std::env::var("PAYGATE_SECRET_PREFIX")
                 .unwrap_or_else(|_| "paygate/".into()),
             payment_ttl: time::Duration::minutes(30),
@@ -131,7 +131,7 @@ impl Services {
 
     /// Builds the services from the environment, with SDK clients made once.
     pub async fn from_env() -> Result<Services, ConfigError> {
-        let sdk = config::aws().await;
+        let sdk = environment::aws().await;
         let store = Store::from_env(aws_sdk_dynamodb::Client::new(&sdk))?;
         let queue = TopUpQueue::from_env(aws_sdk_sqs::Client::new(&sdk))?;
         let secrets = SecretsCache::new(

@@ -9,7 +9,7 @@ use shared::ids::PaymentId;
 use shared::money::{Currency, Money};
 use shared::payment::PaymentStatus;
 use shared::providers::epayment::{invoice_id, EpaymentClient, EpaymentConfig};
-use shared::providers::http::HttpPolicy;
+use shared::providers::transport::HttpPolicy;
 use shared::providers::{CreateRequest, Gateway, ProviderError};
 
 fn kzt(tiyn: i64) -> Money {

@@ -19,7 +19,7 @@ use shared::ids::PaymentId;
 use shared::money::{Currency, Money};
 use shared::payment::PaymentStatus;
 use shared::providers::casino::{CasinoClient, CasinoConfig};
-use shared::providers::http::HttpPolicy;
+use shared::providers::transport::HttpPolicy;
 use shared::queue::TopUpMessage;
 use shared::secrets::Secret;
 use shared::store::{LedgerEntry, LedgerPurpose, RefundStatus, TopUpStatus};

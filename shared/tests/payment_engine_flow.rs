@@ -7,10 +7,10 @@ use common::harness::Harness;
 use serde_json::json;
 use shared::money::{Currency, Money};
 use shared::payment::PaymentStatus;
-use shared::providers::http::HttpPolicy;
 use shared::providers::payment_engine::{
     PaymentEngineAuth, PaymentEngineClient, PaymentEngineConfig,
 };
+use shared::providers::transport::HttpPolicy;
 use shared::providers::{CreateRequest, Gateway, ProviderError};
 
 fn usd(cents: i64) -> Money {

@@ -90,7 +90,7 @@ fn missing(d: &Description, template: &devstack::Template) -> Vec<String> {
         format!("infra/local/secrets/{}.json", d.secret),
     );
     need(
-        shared::health::PROVIDERS.contains(&name),
+        shared::provider_health::PROVIDERS.contains(&name),
         format!("{name} among health's providers"),
     );
     missing

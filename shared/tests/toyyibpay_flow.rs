@@ -8,8 +8,8 @@ use serde_json::json;
 use shared::ids::PaymentId;
 use shared::money::{Currency, Money};
 use shared::payment::PaymentStatus;
-use shared::providers::http::HttpPolicy;
 use shared::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig};
+use shared::providers::transport::HttpPolicy;
 use shared::providers::{CreateRequest, Gateway, ProviderError};
 
 fn myr(sen: i64) -> Money {

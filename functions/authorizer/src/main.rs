@@ -12,7 +12,7 @@ use shared::secrets::SecretsCache;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let sdk = shared::config::aws().await;
+    let sdk = shared::environment::aws().await;
     let secrets = &SecretsCache::new(
         aws_sdk_secretsmanager::Client::new(&sdk),
         std::time::Duration::from_secs(KEYS_TTL_SECONDS),

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let mut services = Services::from_env().await?;
     // Shorter provider calls than the API's: one slow provider must not
     // eat the run.
-    services.settings.http = shared::providers::http::HttpPolicy::background();
+    services.settings.http = shared::providers::transport::HttpPolicy::background();
     let services = &services;
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

@@ -171,14 +171,14 @@ pub async fn start_gateway(pools: Arc<Pools>, queue_url: &str) -> Result<(), Str
     });
     let template =
         devstack::Template::load(&root().join("template.yaml")).map_err(|e| e.to_string())?;
-    let gateway = Arc::new(devstack::gateway::Gateway::new(&template, &lambda));
+    let gateway = Arc::new(devstack::api_gateway::ApiGateway::new(&template, &lambda));
     let listener = tokio::net::TcpListener::bind(GATEWAY)
         .await
         .map_err(|e| format!("the gateway cannot listen on {GATEWAY} (make dev?): {e}"))?;
     tokio::spawn({
         let gateway = gateway.clone();
         async move {
-            let _ = devstack::gateway::serve(gateway, listener).await;
+            let _ = devstack::api_gateway::serve(gateway, listener).await;
         }
     });
     let stack = devstack::LocalStack::connect().await;

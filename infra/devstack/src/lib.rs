@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
-pub mod gateway;
+pub mod api_gateway;
 pub mod template;
 
 pub use template::{QueueDef, TableDef, Template};

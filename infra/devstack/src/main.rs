@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use devstack::gateway::{self, Gateway};
+use devstack::api_gateway::{self, ApiGateway};
 use devstack::{bootstrap, LocalStack, Template};
 
 #[tokio::main]
@@ -75,7 +75,7 @@ async fn run_gateway() -> Result<(), String> {
     let lambda =
         std::env::var("PAYGATE_LAMBDA_URL").unwrap_or_else(|_| "http://127.0.0.1:9000".into());
     let addr = std::env::var("PAYGATE_GATEWAY_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let gateway = Arc::new(Gateway::new(&template, &lambda));
+    let gateway = Arc::new(ApiGateway::new(&template, &lambda));
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -123,7 +123,7 @@ async fn run_gateway() -> Result<(), String> {
         let (g, f) = (gateway.clone(), function.clone());
         tokio::spawn(async move { g.schedule(f, every).await });
     }
-    gateway::serve(gateway, listener)
+    api_gateway::serve(gateway, listener)
         .await
         .map_err(|e| e.to_string())
 }

@@ -1,6 +1,6 @@
 //! `GET /v1/health` (no API key): each provider's health as its client
-//! calls have found it (`crate::health`), and `"degraded"` when any one has
-//! failed [`UNHEALTHY_AFTER`](crate::health::UNHEALTHY_AFTER) times in a
+//! calls have found it (`crate::provider_health`), and `"degraded"` when any one has
+//! failed [`UNHEALTHY_AFTER`](crate::provider_health::UNHEALTHY_AFTER) times in a
 //! row. The answer is 200 either way (the body says which); only when the
 //! table itself cannot be read is it 503, so a load balancer's check
 //! fails then and only then.
@@ -11,8 +11,8 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use crate::health::{ProviderView, PROVIDERS};
-use crate::http::{self, ApiError};
+use crate::provider_health::{ProviderView, PROVIDERS};
+use crate::responses::{self, ApiError};
 use crate::services::Services;
 
 #[derive(Serialize)]
@@ -24,7 +24,7 @@ struct HealthView {
 }
 
 pub async fn health(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     let stored = match services.store.provider_health(&PROVIDERS).await {
         Ok(stored) => stored,
         Err(e) => {
@@ -48,7 +48,7 @@ pub async fn health(services: &Services, req: Request) -> Response<Body> {
     } else {
         "degraded"
     };
-    http::json(
+    responses::json(
         StatusCode::OK,
         &HealthView {
             status,

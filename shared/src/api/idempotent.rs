@@ -10,8 +10,8 @@ use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use time::OffsetDateTime;
 
-use crate::http::{self, ApiError};
 use crate::ids::{IdempotencyKey, MerchantId};
+use crate::responses::{self, ApiError};
 use crate::services::Services;
 use crate::store::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 
@@ -41,7 +41,7 @@ pub(crate) enum Begun {
 
 /// The request's key, refused when missing or malformed.
 fn key(req: &Request) -> Result<IdempotencyKey, ApiError> {
-    http::header(req, "idempotency-key")
+    responses::header(req, "idempotency-key")
         .ok_or_else(|| {
             ApiError::bad_request(
                 "idempotency_key_missing",

@@ -7,8 +7,8 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
-use crate::http::ApiError;
 use crate::payment::{Checkout, HistoryEntry, Payment};
+use crate::responses::ApiError;
 use crate::store::{TopUp, TopUpStatus};
 
 pub mod authorizer;

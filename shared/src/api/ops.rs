@@ -13,8 +13,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::handled;
-use crate::http::{self, ApiError};
 use crate::payment::Provider;
+use crate::responses::{self, ApiError};
 use crate::services::Services;
 use crate::store::{Item, StoreError};
 
@@ -308,12 +308,12 @@ pub const DEFAULT_LIMIT: usize = 50;
 
 /// `GET /v1/ops/queue[?kind=][&provider=]`.
 pub async fn get_queue(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("ops_queue", &request_id, queue_inner(services, &req)).await
 }
 
 async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let operator = http::operator(req)?;
+    let operator = responses::operator(req)?;
     let query = req.query_string_parameters();
     let kinds: Vec<Kind> = match query.first("kind") {
         None => Kind::ALL.to_vec(),
@@ -356,7 +356,10 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
     let next_cursor = (data.len() > limit).then(|| data[limit - 1].cursor());
     data.truncate(limit);
     tracing::info!(operator, items = data.len(), "queue read");
-    Ok(http::json(StatusCode::OK, &QueueView { data, next_cursor }))
+    Ok(responses::json(
+        StatusCode::OK,
+        &QueueView { data, next_cursor },
+    ))
 }
 
 /// An operator's decision, from the route.
@@ -429,17 +432,17 @@ pub async fn handle(services: &Services, req: Request) -> Response<Body> {
         }
         return get_queue(services, req).await;
     }
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     let route = Mark::of(req.uri().path()).map_or("ops_action", Mark::name);
     handled(route, &request_id, action_inner(services, &req)).await
 }
 
 async fn action_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
     use super::idempotent::{self, Begun};
-    let operator = http::operator(req)?;
+    let operator = responses::operator(req)?;
     let action = Mark::of(req.uri().path())
         .ok_or_else(|| ApiError::not_found("route_not_found", "no such operator action"))?;
-    let body: ActionBody = http::json_body(req)?;
+    let body: ActionBody = responses::json_body(req)?;
     let reason = body.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::unprocessable(
@@ -553,7 +556,7 @@ async fn mark_refund(
     let view = super::PaymentView::of(&payment, None)
         .with_refunds(services, &payment)
         .await?;
-    Ok(http::json(StatusCode::OK, &view))
+    Ok(responses::json(StatusCode::OK, &view))
 }
 
 async fn mark_topup(
@@ -590,7 +593,7 @@ async fn mark_topup(
             });
             let payment = services.store.payment(payment.id).await?.unwrap_or(payment);
             let view = super::PaymentView::of(&payment, Some(&topup));
-            Ok(http::json(StatusCode::OK, &view))
+            Ok(responses::json(StatusCode::OK, &view))
         }
         Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "invalid_state", why)),
     }
@@ -653,7 +656,7 @@ async fn review(
     if action == Mark::Accept || decided.status != PaymentStatus::Completed {
         let topup = services.store.topup(decided.id).await?;
         let view = super::PaymentView::of(&decided, topup.as_ref());
-        return Ok(http::json(StatusCode::OK, &view));
+        return Ok(responses::json(StatusCode::OK, &view));
     }
     let key: crate::ids::IdempotencyKey = REJECT_REFUND_KEY
         .parse()
@@ -667,7 +670,7 @@ async fn review(
     let view = super::PaymentView::of(&refunded, None)
         .with_refunds(services, &refunded)
         .await?;
-    Ok(http::json(status, &view))
+    Ok(responses::json(status, &view))
 }
 
 /// An operator's acknowledgement of a reconcile difference, with their note:
@@ -710,7 +713,7 @@ async fn acknowledge(
                 "reconcile difference acknowledged"
             );
             crate::telemetry::operator_action("acknowledge");
-            Ok(http::json(StatusCode::OK, &done))
+            Ok(responses::json(StatusCode::OK, &done))
         }
         Err(found) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -788,12 +791,12 @@ struct BalancesView {
 /// now (the Payment Engine account, every casino agent's float), read on
 /// each request, so operators see a float running low before top-ups fail.
 pub async fn get_balances(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("ops_balances", &request_id, balances_inner(services, &req)).await
 }
 
 async fn balances_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let operator = http::operator(req)?;
+    let operator = responses::operator(req)?;
     let mut data = Vec::new();
     let mut not_reported = Vec::new();
     for provider in Provider::ALL {
@@ -818,7 +821,7 @@ async fn balances_inner(services: &Services, req: &Request) -> Result<Response<B
         Err(e) => data.push(BalanceView::of("casino", None, Err(e))),
     }
     tracing::info!(operator, balances = data.len(), "balances read");
-    Ok(http::json(
+    Ok(responses::json(
         StatusCode::OK,
         &BalancesView { data, not_reported },
     ))

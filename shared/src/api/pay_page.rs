@@ -14,10 +14,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::http::{self, ApiError};
 use crate::ids::PageToken;
 use crate::money::{Currency, Money};
 use crate::payment::{AppLink, Payment, PaymentStatus, Provider, PAGE_AFTER_EXPIRY};
+use crate::responses::{self, ApiError};
 use crate::services::Services;
 
 /// What the payer is told: the page's sections, and the status route's
@@ -404,7 +404,7 @@ fn nonce() -> Option<String> {
 /// `GET /pay/{token}`.
 pub async fn page(services: &Services, req: Request) -> Response<Body> {
     use tracing::Instrument;
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     let span = super::request_span("pay_page", &request_id);
     page_inner(services, &req).instrument(span).await
 }
@@ -452,13 +452,13 @@ pub struct PageStatus {
 /// `GET /pay/{token}/status`: asks the provider first while the payment is
 /// pending (at most every 10 seconds, however many pages poll).
 pub async fn status(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     let now = OffsetDateTime::now_utc();
     let result = match lookup(services, &req, now).await {
         Lookup::Found(payment, _) => {
             let payment = super::payments::refresh(services, *payment).await;
             let now = OffsetDateTime::now_utc();
-            Ok(http::json(
+            Ok(responses::json(
                 StatusCode::OK,
                 &PageStatus {
                     state: PayerState::of(&payment, now),

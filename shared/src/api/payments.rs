@@ -7,10 +7,10 @@ use time::OffsetDateTime;
 
 use super::idempotent::{self, Begun};
 use super::{handled, note_payment, PaymentView};
-use crate::http::{self, ApiError};
 use crate::ids::{CasinoUsername, MerchantReference, PageToken, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
 use crate::providers::registry::describe;
+use crate::responses::{self, ApiError};
 
 use crate::payment::{
     ChangeSource, Checkout, Customer, NewPayment, Payment, PaymentStatus, Provider,
@@ -257,13 +257,13 @@ fn provider_error(e: &ProviderError) -> ApiError {
 
 /// `POST /v1/payments`.
 pub async fn create(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("create_payment", &request_id, create_inner(services, &req)).await
 }
 
 async fn create_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let merchant = http::merchant(req)?;
-    let raw: serde_json::Value = http::json_body(req)?;
+    let merchant = responses::merchant(req)?;
+    let raw: serde_json::Value = responses::json_body(req)?;
     let body: CreateBody = serde_json::from_value(raw.clone()).map_err(|e| {
         ApiError::bad_request(
             "malformed_body",
@@ -278,7 +278,7 @@ async fn create_inner(services: &Services, req: &Request) -> Result<Response<Bod
     let now = OffsetDateTime::now_utc();
     let result = create_payment(services, &merchant, valid, now)
         .await
-        .map(|payment| http::json(StatusCode::CREATED, &PaymentView::of(&payment, None)));
+        .map(|payment| responses::json(StatusCode::CREATED, &PaymentView::of(&payment, None)));
     idempotent::finish(services, claim, result).await
 }
 
@@ -380,12 +380,12 @@ async fn create_payment(
 /// `GET /v1/payments/{id}`: asks the provider first when the payment is
 /// pending and was last checked more than 10 seconds ago.
 pub async fn get(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("get_payment", &request_id, get_inner(services, &req)).await
 }
 
 async fn get_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let merchant = http::merchant(req)?;
+    let merchant = responses::merchant(req)?;
     let payment = merchant_payment(services, req, &merchant).await?;
     let payment = refresh(services, payment).await;
     let topup = match payment.casino_username {
@@ -395,7 +395,7 @@ async fn get_inner(services: &Services, req: &Request) -> Result<Response<Body>,
     let view = PaymentView::of(&payment, topup.as_ref())
         .with_refunds(services, &payment)
         .await?;
-    Ok(http::json(StatusCode::OK, &view))
+    Ok(responses::json(StatusCode::OK, &view))
 }
 
 /// Asks the provider about a pending payment (at most every 10 seconds) and
@@ -465,12 +465,12 @@ struct List {
 
 /// `GET /v1/payments?reference=`.
 pub async fn list(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("list_payments", &request_id, list_inner(services, &req)).await
 }
 
 async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let merchant = http::merchant(req)?;
+    let merchant = responses::merchant(req)?;
     let query = req.query_string_parameters();
     let reference: MerchantReference = query
         .first("reference")
@@ -487,24 +487,24 @@ async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>
         Some(p) => vec![PaymentView::of(&p, None)],
         None => vec![],
     };
-    Ok(http::json(StatusCode::OK, &List { data }))
+    Ok(responses::json(StatusCode::OK, &List { data }))
 }
 
 /// `POST /v1/payments/{id}/cancel`: only pending payments, at providers that
 /// can cancel; the provider is told first, then the payment moves.
 pub async fn cancel(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("cancel_payment", &request_id, cancel_inner(services, &req)).await
 }
 
 async fn cancel_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let merchant = http::merchant(req)?;
+    let merchant = responses::merchant(req)?;
     let payment = merchant_payment(services, req, &merchant).await?;
     // The body is optional ({"reason": ...}); it is part of the request's identity.
     let body: serde_json::Value = if req.body().as_ref().is_empty() {
         serde_json::Value::Null
     } else {
-        http::json_body(req)?
+        responses::json_body(req)?
     };
     let request = serde_json::json!({"payment": payment.id.to_string(), "body": body});
     let claim =
@@ -550,7 +550,7 @@ async fn cancel_payment(services: &Services, payment: Payment) -> Result<Respons
     match services.store.transition(&payment, change, vec![]).await? {
         crate::store::TransitionOutcome::Applied(p)
         | crate::store::TransitionOutcome::AlreadyInState(p) => {
-            Ok(http::json(StatusCode::OK, &PaymentView::of(&p, None)))
+            Ok(responses::json(StatusCode::OK, &PaymentView::of(&p, None)))
         }
         // It moved while we asked the provider (paid, say): say so.
         crate::store::TransitionOutcome::Rejected { current }
@@ -596,17 +596,17 @@ struct RefundBody {
 /// the provider is asked, so concurrent refunds can never add up to more
 /// than was paid; the provider's refusal gives the reservation back.
 pub async fn refund(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("refund_payment", &request_id, refund_inner(services, &req)).await
 }
 
 async fn refund_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let merchant = http::merchant(req)?;
+    let merchant = responses::merchant(req)?;
     let payment = merchant_payment(services, req, &merchant).await?;
     let raw: serde_json::Value = if req.body().as_ref().is_empty() {
         serde_json::json!({})
     } else {
-        http::json_body(req)?
+        responses::json_body(req)?
     };
     let body: RefundBody = serde_json::from_value(raw.clone()).map_err(|e| {
         ApiError::bad_request(
@@ -650,7 +650,7 @@ async fn refund_payment(
             RefundResult::Pending(p) => (StatusCode::ACCEPTED, p),
         };
     let view = PaymentView::of(&p, None).with_refunds(services, &p).await?;
-    Ok(http::json(status, &view))
+    Ok(responses::json(status, &view))
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use super::handled;
-use crate::http::{self, ApiError};
 use crate::ids::{CasinoUsername, WalletUserId};
+use crate::responses::{self, ApiError};
 use crate::services::Services;
 use crate::store::{EntryCursor, EntryKind};
 
@@ -45,12 +45,12 @@ struct WalletView {
 /// whole history can be read. The wallet is the asking merchant's user's:
 /// another merchant's user of the same id is another, empty, wallet.
 pub async fn wallet(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled("wallet", &request_id, wallet_inner(services, &req)).await
 }
 
 async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let merchant = http::merchant(req)?;
+    let merchant = responses::merchant(req)?;
     let user: WalletUserId = req
         .path_parameters()
         .first("user_id")
@@ -92,7 +92,7 @@ async fn wallet_inner(services: &Services, req: &Request) -> Result<Response<Bod
             memo: e.memo,
         })
         .collect();
-    Ok(http::json(
+    Ok(responses::json(
         StatusCode::OK,
         &WalletView {
             user_id: user.to_string(),
@@ -121,7 +121,7 @@ struct CasinoUserView {
 
 /// `GET /v1/casino/users/{username}`.
 pub async fn casino_user(services: &Services, req: Request) -> Response<Body> {
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     handled(
         "casino_user",
         &request_id,
@@ -131,7 +131,7 @@ pub async fn casino_user(services: &Services, req: Request) -> Response<Body> {
 }
 
 async fn casino_user_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    http::merchant(req)?;
+    responses::merchant(req)?;
     let not_found =
         || ApiError::not_found("casino_user_not_found", "the casino has no such player");
     let username: CasinoUsername = req
@@ -154,7 +154,7 @@ async fn casino_user_inner(services: &Services, req: &Request) -> Result<Respons
         .await
         .map_err(unavailable)?
         .ok_or_else(not_found)?;
-    Ok(http::json(
+    Ok(responses::json(
         StatusCode::OK,
         &CasinoUserView {
             username: player.username,

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::http::{self, ApiError};
 use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
 use crate::providers::registry::{describe, CallbackAnswer};
 use crate::providers::{PaymentRef, WebhookError, WebhookRequest};
+use crate::responses::{self, ApiError};
 use crate::services::Services;
 
 /// The answer each provider expects for an accepted callback.
@@ -17,9 +17,9 @@ fn accepted(provider: Provider) -> Response<Body> {
     match describe(provider).callback_answer {
         CallbackAnswer::Json(text) => {
             let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-            http::json(StatusCode::OK, &body)
+            responses::json(StatusCode::OK, &body)
         }
-        CallbackAnswer::Text(text) => http::text(StatusCode::OK, text),
+        CallbackAnswer::Text(text) => responses::text(StatusCode::OK, text),
     }
 }
 
@@ -52,7 +52,7 @@ pub fn webhook_request(req: &Request) -> WebhookRequest {
 /// Handles one callback of `provider`.
 pub async fn handle(services: &Services, provider: Provider, req: Request) -> Response<Body> {
     use tracing::Instrument;
-    let request_id = http::request_id(&req);
+    let request_id = responses::request_id(&req);
     let span = super::request_span("webhook", &request_id);
     span.record("provider", provider.as_str());
     async {
@@ -89,7 +89,7 @@ async fn handle_inner(
     provider: Provider,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    http::body_bytes(req)?;
+    responses::body_bytes(req)?;
     let source = services.webhooks(provider).await.map_err(|e| {
         tracing::error!(error = %e, "webhook source unavailable");
         ApiError::new(
@@ -105,7 +105,7 @@ async fn handle_inner(
             format!("the {what} does not match"),
         ),
         WebhookError::Malformed(why) => {
-            ApiError::bad_request("malformed_callback", http::scrub(&why))
+            ApiError::bad_request("malformed_callback", responses::scrub(&why))
         }
     })?;
     let now = time::OffsetDateTime::now_utc();

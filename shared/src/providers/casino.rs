@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::ids::CasinoUsername;
 use crate::money::{Currency, MajorAmount, Money};
-use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, ProviderError};
 use crate::secrets::Secret;
 

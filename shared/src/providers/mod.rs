@@ -18,13 +18,13 @@ use crate::payment::{Checkout, Customer, Payment, PaymentStatus, Provider};
 pub mod casino;
 pub mod directpay;
 pub mod epayment;
-pub mod http;
 pub mod paygram;
 pub mod payment_engine;
 pub mod qpay;
 pub mod registry;
 pub mod session;
 pub mod toyyibpay;
+pub mod transport;
 
 /// What a gateway needs to create a payment at the provider.
 #[derive(Debug, Clone)]
@@ -179,7 +179,7 @@ pub enum WebhookError {
     Unauthenticated(&'static str),
     /// 400: not a callback of the shape we know.
     /// The text is scrubbed of quoted values when shown (`http::scrub`).
-    #[error("malformed callback: {}", crate::http::scrub(.0))]
+    #[error("malformed callback: {}", crate::responses::scrub(.0))]
     Malformed(String),
 }
 
@@ -232,7 +232,7 @@ pub enum ProviderError {
         code: String,
         message: String,
     },
-    #[error("{provider} sent an answer we cannot read: {}", crate::http::scrub(.reason))]
+    #[error("{provider} sent an answer we cannot read: {}", crate::responses::scrub(.reason))]
     Decode {
         provider: &'static str,
         reason: String,

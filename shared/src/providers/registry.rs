@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::money::Currency;
 use crate::payment::{Operations, Provider};
-use crate::providers::http::HttpPolicy;
+use crate::providers::transport::HttpPolicy;
 use crate::providers::{Gateway, ProviderError, WebhookSource};
 use crate::secrets::SecretsCache;
 use crate::store::Store;

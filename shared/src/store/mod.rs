@@ -21,12 +21,12 @@ use crate::ids::PaymentId;
 mod deliveries;
 mod health;
 mod idempotency;
+mod learned;
 mod ledger;
 mod payments;
 mod reconcile;
 mod refunds;
 mod sessions;
-mod settings;
 mod topups;
 
 pub use deliveries::DeliveryOutcome;
@@ -137,10 +137,10 @@ impl Store {
     }
 
     /// Reads the table name from `PAYGATE_TABLE`.
-    pub fn from_env(client: Client) -> Result<Store, crate::config::ConfigError> {
+    pub fn from_env(client: Client) -> Result<Store, crate::environment::ConfigError> {
         Ok(Store::new(
             client,
-            crate::config::required("PAYGATE_TABLE")?,
+            crate::environment::required("PAYGATE_TABLE")?,
         ))
     }
 

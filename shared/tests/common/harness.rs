@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 use shared::api::authorizer::hash_key;
-use shared::providers::http::HttpPolicy;
+use shared::providers::transport::HttpPolicy;
 use shared::queue::TopUpQueue;
 use shared::secrets::SecretsCache;
 use shared::services::{Services, Settings};

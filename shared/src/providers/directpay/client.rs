@@ -13,8 +13,8 @@ use super::{to_wire_amount, PROVIDER};
 use crate::ids::PaymentId;
 use crate::money::{Currency, Money};
 use crate::payment::{Checkout, Payment, Provider};
-use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::session::{Held, SharedLogin};
+use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::{invoice_id, invoice_of, secret_hash, status_from_name, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{Checkout, Payment, Provider};
-use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::session::{Held, SharedLogin};
+use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::money::MajorAmount;
 use crate::payment::{Checkout, Payment, Provider};
-use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
+use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 

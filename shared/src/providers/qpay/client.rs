@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::{seconds_left, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{AppLink, Checkout, Payment, PaymentStatus, Provider};
-use crate::providers::http::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::session::{Held, SharedLogin};
+use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 

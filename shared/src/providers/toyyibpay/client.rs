@@ -6,7 +6,7 @@ use tokio::sync::OnceCell;
 
 use super::{sanitize, status_from_code, to_sen, transaction_amount, PROVIDER};
 use crate::payment::{Checkout, Payment, PaymentStatus, Provider};
-use crate::providers::http::{HttpPolicy, ProviderHttp, Retry};
+use crate::providers::transport::{HttpPolicy, ProviderHttp, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
 

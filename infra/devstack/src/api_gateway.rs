@@ -38,7 +38,7 @@ pub struct Route {
 
 /// The routes of the template and where to send them.
 #[derive(Debug, Clone)]
-pub struct Gateway {
+pub struct ApiGateway {
     routes: Vec<Route>,
     authorizer: Option<String>,
     lambda: String,
@@ -57,9 +57,9 @@ fn segments(path: &str) -> Vec<Segment> {
         .collect()
 }
 
-impl Gateway {
+impl ApiGateway {
     /// `lambda` is the emulator's base URL (`http://127.0.0.1:9000`).
-    pub fn new(template: &Template, lambda: &str) -> Gateway {
+    pub fn new(template: &Template, lambda: &str) -> ApiGateway {
         let routes = template
             .functions
             .iter()
@@ -73,7 +73,7 @@ impl Gateway {
                 })
             })
             .collect();
-        Gateway {
+        ApiGateway {
             routes,
             authorizer: template.authorizer.clone(),
             lambda: lambda.trim_end_matches('/').to_string(),
@@ -427,7 +427,7 @@ fn to_response(answer: &Value) -> Response {
     response
 }
 
-impl Gateway {
+impl ApiGateway {
     /// Invokes a scheduled function every `every`, as EventBridge would on
     /// its (here compressed) schedule, forever.
     pub async fn schedule(&self, function: FunctionDef, every: Duration) {
@@ -449,11 +449,13 @@ impl Gateway {
 
 /// Serves the gateway on `listener` until the process ends.
 pub async fn serve(
-    gateway: Arc<Gateway>,
+    gateway: Arc<ApiGateway>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
-        .fallback(|State(g): State<Arc<Gateway>>, req: Request| async move { g.handle(req).await })
+        .fallback(
+            |State(g): State<Arc<ApiGateway>>, req: Request| async move { g.handle(req).await },
+        )
         .with_state(gateway);
     axum::serve(listener, app).await
 }
@@ -462,9 +464,9 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    fn gateway() -> Gateway {
+    fn gateway() -> ApiGateway {
         let template = Template::load(&crate::template::default_path()).unwrap();
-        Gateway::new(&template, "http://127.0.0.1:9")
+        ApiGateway::new(&template, "http://127.0.0.1:9")
     }
 
     #[test]

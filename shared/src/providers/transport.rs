@@ -30,7 +30,7 @@ pub struct HttpPolicy {
     pub max_backoff: Duration,
     /// Where each call's outcome and latency go (health counters and
     /// metrics); none in unit tests of the HTTP layer.
-    pub health: Option<crate::health::HealthRecorder>,
+    pub health: Option<crate::provider_health::HealthRecorder>,
     /// Where provider logins are shared between instances
     /// (`providers::session`); none for a client on its own.
     pub sessions: Option<crate::store::Store>,
