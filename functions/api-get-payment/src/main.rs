@@ -1,7 +1,7 @@
 #![recursion_limit = "256"]
 //! GET /v1/payments/{id} and GET /v1/payments?reference=: read, asking the provider first while pending.
 
-use lambda_http::{run, service_fn, Error, Request, RequestExt};
+use lambda_http::{run, service_fn, Error, Request};
 use shared::services::Services;
 
 #[tokio::main]
@@ -11,11 +11,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |req: Request| {
         let deadline = shared::deadline::of_request(&req);
         shared::deadline::within(deadline, async move {
-            Ok::<_, Error>(if req.path_parameters().first("id").is_some() {
-                shared::api::payments::get(services, req).await
-            } else {
-                shared::api::payments::list(services, req).await
-            })
+            Ok::<_, Error>(shared::api::payments::read(services, req).await)
         })
     }))
     .await

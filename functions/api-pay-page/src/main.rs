@@ -12,11 +12,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |req: Request| {
         let deadline = shared::deadline::of_request(&req);
         shared::deadline::within(deadline, async move {
-            Ok::<_, Error>(if req.uri().path().ends_with("/status") {
-                shared::api::pay_page::status(services, req).await
-            } else {
-                shared::api::pay_page::page(services, req).await
-            })
+            Ok::<_, Error>(shared::api::pay_page::handle(services, req).await)
         })
     }))
     .await

@@ -788,10 +788,7 @@ fn timeouts_nest() {
         if webhook {
             assert!(timeout <= 10, "{name}: {timeout} s");
         } else if http {
-            assert!(
-                timeout <= 28,
-                "{name}: {timeout} s, API Gateway waits 30"
-            );
+            assert!(timeout <= 28, "{name}: {timeout} s, API Gateway waits 30");
         }
         if http || name.starts_with("Worker") {
             let binary = s(&f["Metadata"]["BuildProperties"]["Binary"]);

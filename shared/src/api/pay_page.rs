@@ -402,6 +402,15 @@ fn nonce() -> Option<String> {
 }
 
 /// `GET /pay/{token}`.
+/// `api-pay-page`'s two routes: the page, and the state it polls.
+pub async fn handle(services: &Services, req: Request) -> Response<Body> {
+    if req.uri().path().ends_with("/status") {
+        status(services, req).await
+    } else {
+        page(services, req).await
+    }
+}
+
 pub async fn page(services: &Services, req: Request) -> Response<Body> {
     use tracing::Instrument;
     let request_id = responses::request_id(&req);

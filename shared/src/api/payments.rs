@@ -379,6 +379,16 @@ async fn create_payment(
 
 /// `GET /v1/payments/{id}`: asks the provider first when the payment is
 /// pending and was last checked more than 10 seconds ago.
+/// `api-get-payment`'s two routes: one payment by id, or the list by
+/// merchant reference.
+pub async fn read(services: &Services, req: Request) -> Response<Body> {
+    if req.path_parameters().first("id").is_some() {
+        get(services, req).await
+    } else {
+        list(services, req).await
+    }
+}
+
 pub async fn get(services: &Services, req: Request) -> Response<Body> {
     let request_id = responses::request_id(&req);
     handled("get_payment", &request_id, get_inner(services, &req)).await

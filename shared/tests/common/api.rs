@@ -1,8 +1,9 @@
 //! A local stand-in for API Gateway, for tests: HTTP on a random loopback
-//! port, routed like template.yaml, merchant routes behind the authorizer,
-//! each request handed to the same handler a function runs.
+//! port, with template.yaml's routes (read from it, as devstack's gateway
+//! does), merchant routes behind the authorizer, each request handed to the
+//! same handler its function runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use aws_lambda_events::event::apigw::{
@@ -12,12 +13,13 @@ use aws_lambda_events::event::apigw::{
 use axum::body::{to_bytes, Body as AxBody};
 use axum::extract::{Path, Request as AxRequest, State};
 use axum::response::Response as AxResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
 use shared::api::authorizer::{authorize, ApiKeys};
 use shared::payment::Provider;
+use shared::providers::registry;
 use shared::services::Services;
 
 #[derive(Clone)]
@@ -26,32 +28,41 @@ struct App {
     keys: Arc<ApiKeys>,
 }
 
-#[derive(Clone, Copy)]
-enum Route {
-    CreatePayment,
-    CancelPayment,
-    RefundPayment,
-    GetPayment,
-    ListPayments,
-    Wallet,
-    CasinoUser,
-    Ops,
-    Health,
-    PayPage,
-    PayStatus,
-    Webhook(Provider),
+/// A route of template.yaml: the function it runs, and whether it sits
+/// behind the authorizer.
+#[derive(Clone)]
+struct Route {
+    binary: String,
+    public: bool,
 }
 
-impl Route {
-    fn needs_key(self) -> bool {
-        !matches!(
-            self,
-            Route::Webhook(_) | Route::Health | Route::PayPage | Route::PayStatus
+/// The functions the tests can run: each as its binary does.
+fn known(binary: &str) -> bool {
+    webhook_provider(binary).is_some()
+        || matches!(
+            binary,
+            "api-create-payment"
+                | "api-cancel-payment"
+                | "api-refund-payment"
+                | "api-get-payment"
+                | "api-wallet"
+                | "api-casino-user"
+                | "api-ops"
+                | "api-health"
+                | "api-pay-page"
         )
-    }
 }
 
-/// Serves the API on `listener`.
+/// The provider whose callbacks `webhook-<route>` takes.
+fn webhook_provider(binary: &str) -> Option<Provider> {
+    let route = binary.strip_prefix("webhook-")?;
+    registry::all()
+        .find(|d| d.route == route)
+        .map(|d| d.provider)
+}
+
+/// Serves the API on `listener`: template.yaml's routes, each handed to
+/// the handler its function runs.
 pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
     let keys = ApiKeys::load(&services.secrets, &services.settings.secret_prefix)
         .await
@@ -60,75 +71,38 @@ pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
         services,
         keys: Arc::new(keys),
     };
-    let r = |route: Route| {
-        move |State(app): State<App>,
-              params: Option<Path<HashMap<String, String>>>,
-              req: AxRequest| {
-            dispatch(app, route, params.map(|p| p.0).unwrap_or_default(), req)
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let template = devstack::Template::load(&root.join("template.yaml")).expect("template.yaml");
+    let mut paths: BTreeMap<String, MethodRouter<App>> = BTreeMap::new();
+    for function in &template.functions {
+        for r in &function.routes {
+            assert!(
+                known(&function.binary),
+                "template.yaml routes {} {} to {}, which the tests' router cannot run",
+                r.method,
+                r.path,
+                function.binary
+            );
+            let route = Route {
+                binary: function.binary.clone(),
+                public: r.public,
+            };
+            let handler = move |State(app): State<App>,
+                                params: Option<Path<HashMap<String, String>>>,
+                                req: AxRequest| {
+                dispatch(app, route, params.map(|p| p.0).unwrap_or_default(), req)
+            };
+            let method = axum::http::Method::from_bytes(r.method.as_bytes()).expect("method");
+            let filter = MethodFilter::try_from(method).expect("method filter");
+            let methods = paths.remove(&r.path).unwrap_or_default();
+            paths.insert(r.path.clone(), methods.on(filter, handler));
         }
-    };
-    let router = Router::new()
-        .route(
-            "/v1/payments",
-            post(r(Route::CreatePayment)).get(r(Route::ListPayments)),
-        )
-        .route("/v1/payments/{id}", get(r(Route::GetPayment)))
-        .route("/v1/payments/{id}/cancel", post(r(Route::CancelPayment)))
-        .route("/v1/payments/{id}/refund", post(r(Route::RefundPayment)))
-        .route("/v1/wallets/{user_id}", get(r(Route::Wallet)))
-        .route("/v1/casino/users/{username}", get(r(Route::CasinoUser)))
-        .route("/v1/ops/queue", get(r(Route::Ops)))
-        .route("/v1/ops/balances", get(r(Route::Ops)))
-        .route(
-            "/v1/ops/refunds/{payment_id}/{refund_id}/check",
-            post(r(Route::Ops)),
-        )
-        .route(
-            "/v1/ops/differences/{payment_id}/{difference_id}/acknowledge",
-            post(r(Route::Ops)),
-        )
-        .route("/v1/ops/payments/{payment_id}/accept", post(r(Route::Ops)))
-        .route("/v1/ops/payments/{payment_id}/reject", post(r(Route::Ops)))
-        .route(
-            "/v1/ops/refunds/{payment_id}/{refund_id}/mark-refunded",
-            post(r(Route::Ops)),
-        )
-        .route(
-            "/v1/ops/refunds/{payment_id}/{refund_id}/mark-not-refunded",
-            post(r(Route::Ops)),
-        )
-        .route("/v1/ops/topups/{payment_id}/mark-sent", post(r(Route::Ops)))
-        .route(
-            "/v1/ops/topups/{payment_id}/mark-not-sent",
-            post(r(Route::Ops)),
-        )
-        .route("/v1/health", get(r(Route::Health)))
-        .route("/pay/{token}", get(r(Route::PayPage)))
-        .route("/pay/{token}/status", get(r(Route::PayStatus)))
-        .route(
-            "/webhooks/directpay",
-            post(r(Route::Webhook(Provider::Directpay))),
-        )
-        .route(
-            "/webhooks/paygram/{secret}",
-            post(r(Route::Webhook(Provider::Paygram))),
-        )
-        .route(
-            "/webhooks/qpay",
-            get(r(Route::Webhook(Provider::Qpay))).post(r(Route::Webhook(Provider::Qpay))),
-        )
-        .route(
-            "/webhooks/payment-engine",
-            post(r(Route::Webhook(Provider::PaymentEngine))),
-        )
-        .route(
-            "/webhooks/epayment",
-            post(r(Route::Webhook(Provider::Epayment))),
-        )
-        .route(
-            "/webhooks/toyyibpay",
-            post(r(Route::Webhook(Provider::Toyyibpay))),
-        )
+    }
+    let router = paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(&path, methods)
+        })
         .with_state(app);
     tokio::spawn(async move {
         axum::serve(listener, router).await.ok();
@@ -149,7 +123,7 @@ async fn dispatch(
 
     let mut ctx = ApiGatewayV2httpRequestContext::default();
     ctx.request_id = Some(ulid::Ulid::new().to_string());
-    if route.needs_key() {
+    if !route.public {
         // As API Gateway does: no Authorization header is 401 without asking
         // the authorizer; a refusal is 403 (docs/decisions.md).
         if parts.headers.get("authorization").is_none() {
@@ -194,19 +168,20 @@ async fn dispatch(
         .with_request_context(RequestContext::ApiGatewayV2(ctx));
 
     let s = &app.services;
-    let response = match route {
-        Route::CreatePayment => shared::api::payments::create(s, req).await,
-        Route::CancelPayment => shared::api::payments::cancel(s, req).await,
-        Route::RefundPayment => shared::api::payments::refund(s, req).await,
-        Route::GetPayment => shared::api::payments::get(s, req).await,
-        Route::ListPayments => shared::api::payments::list(s, req).await,
-        Route::Wallet => shared::api::wallets::wallet(s, req).await,
-        Route::CasinoUser => shared::api::wallets::casino_user(s, req).await,
-        Route::Ops => shared::api::ops::handle(s, req).await,
-        Route::Health => shared::api::health::health(s, req).await,
-        Route::PayPage => shared::api::pay_page::page(s, req).await,
-        Route::PayStatus => shared::api::pay_page::status(s, req).await,
-        Route::Webhook(p) => shared::api::webhooks::handle(s, p, req).await,
+    let response = match route.binary.as_str() {
+        "api-create-payment" => shared::api::payments::create(s, req).await,
+        "api-cancel-payment" => shared::api::payments::cancel(s, req).await,
+        "api-refund-payment" => shared::api::payments::refund(s, req).await,
+        "api-get-payment" => shared::api::payments::read(s, req).await,
+        "api-wallet" => shared::api::wallets::wallet(s, req).await,
+        "api-casino-user" => shared::api::wallets::casino_user(s, req).await,
+        "api-ops" => shared::api::ops::handle(s, req).await,
+        "api-health" => shared::api::health::health(s, req).await,
+        "api-pay-page" => shared::api::pay_page::handle(s, req).await,
+        webhook => match webhook_provider(webhook) {
+            Some(p) => shared::api::webhooks::handle(s, p, req).await,
+            None => unreachable!("serve() checked {webhook}"),
+        },
     };
     let (parts, body) = response.into_parts();
     let mut out = AxResponse::builder().status(parts.status.as_u16());
