@@ -29,8 +29,8 @@ use crate::providers::{ProviderError, ProviderRefunds};
 use crate::responses::ApiError;
 use crate::services::Services;
 use crate::store::{
-    LedgerEntry, LedgerPurpose, Refund, RefundMove, RefundStatus, ReserveOutcome, StatusChange,
-    StoreError, TransitionOutcome,
+    ItemKind, LedgerEntry, LedgerPurpose, Refund, RefundMove, RefundStatus, ReserveOutcome,
+    StatusChange, StoreError, TransitionOutcome,
 };
 
 /// A provider's "not refunded" is taken as proof only this long after our
@@ -261,7 +261,7 @@ async fn start(
             ReserveOutcome::Done(p) => break (p, refund),
             ReserveOutcome::Stale { current: p } => current = p,
             // The same request reserved it concurrently: resume that one.
-            ReserveOutcome::Refused("refund" | "ledger entry") => {
+            ReserveOutcome::Refused(ItemKind::Refund | ItemKind::LedgerEntry) => {
                 let existing = services
                     .store
                     .refund(current.id, refund_id)
@@ -499,7 +499,7 @@ async fn finalize_by(
             // Another refund finished in between: apply ours to what it left.
             Ok(TransitionOutcome::Stale { current: p }) => current = p,
             // Settled by someone else (a concurrent retry, reconcile).
-            Err(StoreError::Refused("refund")) => {
+            Err(StoreError::Refused(ItemKind::Refund)) => {
                 return Ok((reread(services, &current).await?, false))
             }
             Ok(other) => {
@@ -597,7 +597,7 @@ async fn release_for(
             ReserveOutcome::Done(_) => return Ok(true),
             ReserveOutcome::Stale { current: p } => current = p,
             // Settled by someone else meanwhile.
-            ReserveOutcome::Refused("refund" | "ledger entry") => return Ok(false),
+            ReserveOutcome::Refused(ItemKind::Refund | ItemKind::LedgerEntry) => return Ok(false),
             ReserveOutcome::Refused(what) => return Err(ApiError::internal(&what)),
         }
     }

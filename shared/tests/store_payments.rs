@@ -277,7 +277,10 @@ async fn an_extra_write_refused_by_its_condition_rolls_back_the_transition() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, shared::store::StoreError::Refused("ledger entry")),
+        matches!(
+            err,
+            shared::store::StoreError::Refused(shared::store::ItemKind::LedgerEntry)
+        ),
         "{err:?}"
     );
     assert_eq!(

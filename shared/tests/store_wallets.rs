@@ -426,7 +426,10 @@ async fn a_second_topup_for_one_payment_is_refused() {
     );
     let err = store.transition(&p, change, vec![write]).await.unwrap_err();
     assert!(
-        matches!(err, shared::store::StoreError::Refused("top-up")),
+        matches!(
+            err,
+            shared::store::StoreError::Refused(shared::store::ItemKind::TopUp)
+        ),
         "{err:?}"
     );
 }

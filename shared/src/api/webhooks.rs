@@ -200,7 +200,7 @@ async fn handle_inner(
         // Nothing moved, so nothing recorded the delivery yet.
         Ok(crate::flow::Applied::Unchanged(_)) => record(services, provider, &event, now).await?,
         // The same delivery committed concurrently: it had its effect.
-        Err(crate::store::StoreError::Refused("webhook delivery")) => {}
+        Err(crate::store::StoreError::Refused(crate::store::ItemKind::WebhookDelivery)) => {}
         Err(e) => return Err(e.into()),
     }
     Ok(accepted(provider))

@@ -6,7 +6,7 @@
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use time::OffsetDateTime;
 
-use super::{n, s, schema, Store, StoreError, Write};
+use super::{n, s, schema, ItemKind, Store, StoreError, Write};
 use crate::payment::Provider;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl Store {
             .expression_attribute_values(":now", n(received_at.unix_timestamp()))
             .build()?;
         Ok(Write {
-            what: "webhook delivery",
+            what: ItemKind::WebhookDelivery,
             item: TransactWriteItem::builder().put(put).build(),
         })
     }

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{millis, n, s, schema, Item, Store, StoreError};
+use super::{millis, n, s, schema, Item, ItemKind, Store, StoreError};
 use crate::ids::{IdempotencyKey, MerchantId};
 
 /// Whose key and for which operation: keys of different merchants or
@@ -170,7 +170,7 @@ impl Store {
         match result {
             Ok(_) => Ok(()),
             Err(err) if super::is_condition_failure(&err) => {
-                Err(StoreError::Refused("idempotency record (no longer ours)"))
+                Err(StoreError::Refused(ItemKind::IdempotencyRecord))
             }
             Err(err) => Err(err.into()),
         }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    conflict_backoff, keys, n, s, schema, time_key, Cancelled, Item, Store, StoreError, Write,
-    MAX_CONFLICT_RETRIES,
+    conflict_backoff, keys, n, s, schema, time_key, Cancelled, Item, ItemKind, Store, StoreError,
+    Write, MAX_CONFLICT_RETRIES,
 };
 use crate::ids::{MerchantId, PaymentId, WalletUserId};
 use crate::money::{Currency, Money};
@@ -208,11 +208,11 @@ impl Store {
         .build()?;
         Ok([
             Write {
-                what: "ledger entry",
+                what: ItemKind::LedgerEntry,
                 item: TransactWriteItem::builder().put(put).build(),
             },
             Write {
-                what: "wallet balance",
+                what: ItemKind::WalletBalance,
                 item: TransactWriteItem::builder().update(update).build(),
             },
         ])

@@ -78,7 +78,7 @@ pub enum StoreError {
     /// One of the extra writes of a transaction was refused by its condition
     /// (a ledger entry that exists already, a balance too small for a debit).
     #[error("{0} was refused by its condition")]
-    Refused(&'static str),
+    Refused(ItemKind),
     /// Other writers kept the item busy through every retry.
     #[error("the item stayed busy with concurrent writes")]
     Contention,
@@ -106,10 +106,46 @@ impl From<serde_dynamo::Error> for StoreError {
     }
 }
 
+/// The kinds of item a conditional write can be refused on, so a caller
+/// matches on what was refused rather than on a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Payment,
+    ReferenceClaim,
+    PayerPageLink,
+    PaymentHistory,
+    Refund,
+    LedgerEntry,
+    WalletBalance,
+    TopUp,
+    Difference,
+    WebhookDelivery,
+    /// An idempotency record that another request has taken over.
+    IdempotencyRecord,
+}
+
+impl std::fmt::Display for ItemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ItemKind::Payment => "payment",
+            ItemKind::ReferenceClaim => "merchant reference claim",
+            ItemKind::PayerPageLink => "payer page link",
+            ItemKind::PaymentHistory => "payment history",
+            ItemKind::Refund => "refund",
+            ItemKind::LedgerEntry => "ledger entry",
+            ItemKind::WalletBalance => "wallet balance",
+            ItemKind::TopUp => "top-up",
+            ItemKind::Difference => "difference",
+            ItemKind::WebhookDelivery => "webhook delivery",
+            ItemKind::IdempotencyRecord => "idempotency record (no longer ours)",
+        })
+    }
+}
+
 /// One write to go into a transaction, with a name for error messages.
 #[derive(Debug, Clone)]
 pub struct Write {
-    pub what: &'static str,
+    pub what: ItemKind,
     pub item: TransactWriteItem,
 }
 
@@ -168,7 +204,7 @@ impl Store {
     /// Runs the writes as one transaction. `Ok(Err(..))` is a cancellation
     /// the caller interprets; `Err` is a failure to talk to DynamoDB.
     async fn transact(&self, writes: Vec<Write>) -> Result<Result<(), Cancelled>, StoreError> {
-        let names: Vec<&'static str> = writes.iter().map(|w| w.what).collect();
+        let names: Vec<String> = writes.iter().map(|w| w.what.to_string()).collect();
         let result = self
             .client
             .transact_write_items()

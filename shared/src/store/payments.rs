@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::{
 use time::OffsetDateTime;
 
 use super::{
-    conflict_backoff, item_payment_id, keys, n, s, schema, time_key, Cancelled, Item, Store,
-    StoreError, Write, MAX_CONFLICT_RETRIES,
+    conflict_backoff, item_payment_id, keys, n, s, schema, time_key, Cancelled, Item, ItemKind,
+    Store, StoreError, Write, MAX_CONFLICT_RETRIES,
 };
 use crate::ids::{MerchantId, MerchantReference, PaymentId};
 use crate::money::Money;
@@ -22,7 +22,7 @@ pub enum ReserveOutcome {
         current: Payment,
     },
     /// An extra write was refused (the wallet balance is too small).
-    Refused(&'static str),
+    Refused(ItemKind),
 }
 
 /// How [`Store::create_payment`] ended.
@@ -177,11 +177,11 @@ impl Store {
             .build()?;
         let mut writes = vec![
             Write {
-                what: "payment",
+                what: ItemKind::Payment,
                 item: TransactWriteItem::builder().put(put_payment).build(),
             },
             Write {
-                what: "merchant reference claim",
+                what: ItemKind::ReferenceClaim,
                 item: TransactWriteItem::builder().put(claim).build(),
             },
         ];
@@ -197,7 +197,7 @@ impl Store {
                 .condition_expression("attribute_not_exists(pk)")
                 .build()?;
             writes.push(Write {
-                what: "payer page link",
+                what: ItemKind::PayerPageLink,
                 item: TransactWriteItem::builder().put(page).build(),
             });
         }
@@ -209,7 +209,7 @@ impl Store {
                 }
                 // 192 random bits taken already: not a race a retry wins.
                 Err(Cancelled::Condition { index: 2, .. }) => {
-                    return Err(StoreError::Refused("payer page link"))
+                    return Err(StoreError::Refused(ItemKind::PayerPageLink))
                 }
                 Err(Cancelled::Condition { item, .. }) => {
                     let existing = match item {
@@ -354,7 +354,7 @@ impl Store {
         let update = self.transition_update(current, &change)?;
         let mut writes = Vec::with_capacity(extra.len() + 1);
         writes.push(Write {
-            what: "payment",
+            what: ItemKind::Payment,
             item: TransactWriteItem::builder().update(update).build(),
         });
         writes.extend(extra);
@@ -520,7 +520,7 @@ impl Store {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()?;
         let mut writes = vec![Write {
-            what: "payment",
+            what: ItemKind::Payment,
             item: TransactWriteItem::builder().update(update).build(),
         }];
         writes.extend(extra);
@@ -572,7 +572,7 @@ impl Store {
             )
             .build()?;
         Ok(Write {
-            what: "payment history",
+            what: ItemKind::PaymentHistory,
             item: TransactWriteItem::builder().update(update).build(),
         })
     }

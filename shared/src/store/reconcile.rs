@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{keys, n, s, schema, time_key, Cancelled, Item, Store, StoreError, Write};
+use super::{keys, n, s, schema, time_key, Cancelled, Item, ItemKind, Store, StoreError, Write};
 use crate::ids::PaymentId;
 use crate::payment::{HistoryEntry, Provider};
 
@@ -218,7 +218,7 @@ impl Store {
             .build()?;
         let writes = vec![
             Write {
-                what: "difference",
+                what: ItemKind::Difference,
                 item: TransactWriteItem::builder().update(update).build(),
             },
             self.history_note_write(d.payment_id, note)?,

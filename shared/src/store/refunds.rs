@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{keys, n, s, schema, time_key, Item, Store, StoreError, Write};
+use super::{keys, n, s, schema, time_key, Item, ItemKind, Store, StoreError, Write};
 use crate::ids::PaymentId;
 use crate::money::Money;
 
@@ -155,7 +155,7 @@ impl Store {
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
         Ok(Write {
-            what: "refund",
+            what: ItemKind::Refund,
             item: TransactWriteItem::builder().put(put).build(),
         })
     }
@@ -227,7 +227,7 @@ impl Store {
             .update_expression(format!("SET {} REMOVE gsi2pk, gsi2sk", set.join(", ")))
             .build()?;
         Ok(Write {
-            what: "refund",
+            what: ItemKind::Refund,
             item: TransactWriteItem::builder().update(update).build(),
         })
     }
@@ -332,7 +332,7 @@ impl Store {
         next: Refund,
     ) -> Result<RefundMove, StoreError> {
         let writes = vec![Write {
-            what: "refund",
+            what: ItemKind::Refund,
             item: TransactWriteItem::builder().update(update).build(),
         }];
         match self.transact(writes).await? {

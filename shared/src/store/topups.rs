@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    conflict_backoff, keys, millis, n, s, schema, time_key, Cancelled, Item, LedgerEntry,
+    conflict_backoff, keys, millis, n, s, schema, time_key, Cancelled, Item, ItemKind, LedgerEntry,
     LedgerPurpose, Store, StoreError, Write, MAX_CONFLICT_RETRIES,
 };
 use crate::ids::{CasinoUsername, MerchantId, PaymentId, WalletUserId};
@@ -176,7 +176,7 @@ impl Store {
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
         Ok(Write {
-            what: "top-up",
+            what: ItemKind::TopUp,
             item: TransactWriteItem::builder().put(put).build(),
         })
     }
@@ -283,7 +283,7 @@ impl Store {
             memo: format!("casino top-up to {}", held.username),
         };
         let mut writes = vec![Write {
-            what: "top-up",
+            what: ItemKind::TopUp,
             item: TransactWriteItem::builder().update(update).build(),
         }];
         writes.extend(self.ledger_writes(&debit)?);
@@ -347,7 +347,7 @@ impl Store {
             _ => {}
         }
         let writes = vec![Write {
-            what: "top-up",
+            what: ItemKind::TopUp,
             item: TransactWriteItem::builder().update(update.build()?).build(),
         }];
         self.finish_with(held, writes).await
@@ -390,7 +390,7 @@ impl Store {
                     .expression_attribute_values(":txn", s(txn))
                     .build()?;
                 writes.push(Write {
-                    what: "top-up",
+                    what: ItemKind::TopUp,
                     item: TransactWriteItem::builder().update(update).build(),
                 });
                 writes.extend(self.ledger_writes(&LedgerEntry {
@@ -418,7 +418,7 @@ impl Store {
                     )
                     .build()?;
                 writes.push(Write {
-                    what: "top-up",
+                    what: ItemKind::TopUp,
                     item: TransactWriteItem::builder().update(update).build(),
                 });
             }
