@@ -21,6 +21,7 @@ use serde::Serialize;
 use sha2::Digest;
 use time::OffsetDateTime;
 
+use super::transport::{ProviderHttp, Reply, Retry};
 use super::ProviderError;
 use crate::secrets::SecretString;
 use crate::store::{Store, StoredSession};
@@ -211,4 +212,69 @@ where
         }
         Ok(held)
     }
+}
+
+/// A client whose calls carry a shared login.
+pub(crate) trait LoggedIn: Sync {
+    type Login: Send + Sync;
+
+    /// The login every instance shares; `refused`: the one the provider
+    /// just refused, to be replaced.
+    fn login<'a>(
+        &'a self,
+        refused: Option<&'a Held<Self::Login>>,
+    ) -> impl Future<Output = Result<Held<Self::Login>, ProviderError>> + Send + 'a;
+
+    /// Its outbound HTTP.
+    fn transport(&self) -> &ProviderHttp;
+}
+
+/// Implements [`LoggedIn`] for a client with an `http` transport and a
+/// method that gets its shared login.
+macro_rules! logged_in {
+    ($client:ty, $login:ty, $method:ident) => {
+        impl $crate::providers::session::LoggedIn for $client {
+            type Login = $login;
+
+            fn login<'a>(
+                &'a self,
+                refused: Option<&'a $crate::providers::session::Held<$login>>,
+            ) -> impl std::future::Future<
+                Output = Result<
+                    $crate::providers::session::Held<$login>,
+                    $crate::providers::ProviderError,
+                >,
+            > + Send
+                   + 'a {
+                self.$method(refused)
+            }
+
+            fn transport(&self) -> &$crate::providers::transport::ProviderHttp {
+                &self.http
+            }
+        }
+    };
+}
+pub(crate) use logged_in;
+
+/// A call under the shared login; a 401 renews the login once and sends
+/// the call again with the new one.
+pub(crate) async fn authed<C: LoggedIn>(
+    client: &C,
+    retry: Retry,
+    build: impl Fn(&reqwest::Client, &C::Login) -> reqwest::RequestBuilder,
+) -> Result<Reply, ProviderError> {
+    let held = client.login(None).await?;
+    let reply = client
+        .transport()
+        .send(retry, |c| build(c, held.value()))
+        .await?;
+    if reply.status != reqwest::StatusCode::UNAUTHORIZED {
+        return Ok(reply);
+    }
+    let fresh = client.login(Some(&held)).await?;
+    client
+        .transport()
+        .send(retry, |c| build(c, fresh.value()))
+        .await
 }

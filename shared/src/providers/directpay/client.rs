@@ -13,7 +13,7 @@ use super::{to_wire_amount, PROVIDER};
 use crate::ids::PaymentId;
 use crate::money::{Currency, Money};
 use crate::payment::{Checkout, Payment, Provider};
-use crate::providers::session::{Held, SharedLogin};
+use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
@@ -48,7 +48,7 @@ const SESSION_LIFETIME: Duration = Duration::from_secs(25 * 60);
 
 /// DirectPay's session, shared by every instance (`SharedLogin`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Session {
+pub(crate) struct Session {
     #[serde(with = "crate::secrets::exposed")]
     token: SecretString,
     #[serde(with = "crate::secrets::exposed")]
@@ -233,13 +233,7 @@ impl DirectPayClient {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &Session) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let held = self.session(None).await?;
-        let reply = self.http.send(retry, |c| build(c, held.value())).await?;
-        if reply.status != StatusCode::UNAUTHORIZED {
-            return Ok(reply);
-        }
-        let fresh = self.session(Some(&held)).await?;
-        self.http.send(retry, |c| build(c, fresh.value())).await
+        session::authed(self, retry, build).await
     }
 
     /// This instance's session, the one every instance shares, or a new
@@ -407,3 +401,5 @@ impl Gateway for DirectPayClient {
         DirectPayClient::status(self, reference).await
     }
 }
+
+session::logged_in!(DirectPayClient, Session, session);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{invoice_id, invoice_of, secret_hash, status_from_name, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{Checkout, Payment, Provider};
-use crate::providers::session::{Held, SharedLogin};
+use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
@@ -42,7 +42,7 @@ const BUSY_RETRIES: u32 = 3;
 /// The `webapi` token (status, refund, cancel), shared by every instance
 /// (`SharedLogin`). Payment tokens are bound to one invoice and never shared.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Token {
+pub(crate) struct Token {
     #[serde(with = "crate::secrets::exposed")]
     value: SecretString,
 }
@@ -198,14 +198,7 @@ impl EpaymentClient {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let held = self.token(None).await?;
-        let token = held.value().value.clone();
-        let reply = self.http.send(retry, |c| build(c, token.expose())).await?;
-        if reply.status != reqwest::StatusCode::UNAUTHORIZED {
-            return Ok(reply);
-        }
-        let token = self.token(Some(&held)).await?.value().value.clone();
-        self.http.send(retry, |c| build(c, token.expose())).await
+        session::authed(self, retry, |c, t| build(c, t.value.expose())).await
     }
 
     /// check-status for an invoice; resultCode 107 is retried a few times.
@@ -529,6 +522,8 @@ impl Gateway for EpaymentClient {
         }
     }
 }
+
+session::logged_in!(EpaymentClient, Token, token);
 
 #[cfg(test)]
 mod tests {

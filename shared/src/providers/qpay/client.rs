@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{seconds_left, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{AppLink, Checkout, Payment, PaymentStatus, Provider};
-use crate::providers::session::{Held, SharedLogin};
+use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
 use crate::secrets::SecretString;
@@ -26,7 +26,7 @@ const MARGIN: i64 = 60;
 
 /// QPay's tokens, shared by every instance (`SharedLogin`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Tokens {
+pub(crate) struct Tokens {
     #[serde(with = "crate::secrets::exposed")]
     access: SecretString,
     #[serde(with = "crate::secrets::exposed")]
@@ -208,14 +208,7 @@ impl QpayClient {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let held = self.access(None).await?;
-        let token = held.value().access.clone();
-        let reply = self.http.send(retry, |c| build(c, token.expose())).await?;
-        if reply.status != reqwest::StatusCode::UNAUTHORIZED {
-            return Ok(reply);
-        }
-        let token = self.access(Some(&held)).await?.value().access.clone();
-        self.http.send(retry, |c| build(c, token.expose())).await
+        session::authed(self, retry, |c, t| build(c, t.access.expose())).await
     }
 
     async fn rows(&self, invoice: &str) -> Result<Vec<Row>, ProviderError> {
@@ -446,6 +439,8 @@ fn total_of(rows: &[&Row]) -> Result<Money, ProviderError> {
 fn reference(payment: &Payment) -> Result<&str, ProviderError> {
     crate::providers::provider_ref(payment, PROVIDER)
 }
+
+session::logged_in!(QpayClient, Tokens, access);
 
 #[cfg(test)]
 mod wire_tests {
