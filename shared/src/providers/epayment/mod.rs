@@ -74,11 +74,64 @@ pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
 /// REFUND is money taken and given back in full (public clients read it as
 /// "funds returned"; a partial refund leaves CHARGE).
 pub(crate) fn status_from_name(name: &str) -> PaymentStatus {
-    match name.trim().to_ascii_uppercase().as_str() {
-        "CHARGE" => PaymentStatus::Completed,
-        "REFUND" => PaymentStatus::Refunded,
-        "FAILED" | "REJECT" => PaymentStatus::Failed,
-        _ => PaymentStatus::Pending,
+    StatusName::parse(name).payment_status()
+}
+
+/// The bank's statusName words; any other is `Other` (waiting, in our terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusName {
+    Charge,
+    Auth,
+    Refund,
+    Failed,
+    Other,
+}
+
+impl StatusName {
+    pub(crate) fn parse(name: &str) -> StatusName {
+        match name.trim().to_ascii_uppercase().as_str() {
+            "CHARGE" => StatusName::Charge,
+            "AUTH" => StatusName::Auth,
+            "REFUND" => StatusName::Refund,
+            "FAILED" | "REJECT" => StatusName::Failed,
+            _ => StatusName::Other,
+        }
+    }
+
+    pub(crate) fn payment_status(self) -> PaymentStatus {
+        match self {
+            StatusName::Charge => PaymentStatus::Completed,
+            StatusName::Refund => PaymentStatus::Refunded,
+            StatusName::Failed => PaymentStatus::Failed,
+            StatusName::Auth | StatusName::Other => PaymentStatus::Pending,
+        }
+    }
+}
+
+/// The callback's `code`: "ok" (paid), "error" (failed); any other is
+/// `Other` (waiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallbackCode {
+    Ok,
+    Error,
+    Other,
+}
+
+impl CallbackCode {
+    pub(crate) fn parse(code: &str) -> CallbackCode {
+        match code {
+            "ok" => CallbackCode::Ok,
+            "error" => CallbackCode::Error,
+            _ => CallbackCode::Other,
+        }
+    }
+
+    pub(crate) fn payment_status(self) -> PaymentStatus {
+        match self {
+            CallbackCode::Ok => PaymentStatus::Completed,
+            CallbackCode::Error => PaymentStatus::Failed,
+            CallbackCode::Other => PaymentStatus::Pending,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::secret_hash;
 use crate::money::{Currency, MajorAmount};
-use crate::payment::{PaymentStatus, Provider};
+use crate::payment::Provider;
 use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
 use crate::secrets::SecretString;
 
@@ -66,11 +66,7 @@ impl WebhookSource for EpaymentWebhooks {
             .transpose()
             .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
         let code = callback.code.unwrap_or_default();
-        let status = match code.as_str() {
-            "ok" => PaymentStatus::Completed,
-            "error" => PaymentStatus::Failed,
-            _ => PaymentStatus::Pending,
-        };
+        let status = super::CallbackCode::parse(&code).payment_status();
         Ok(WebhookEvent {
             payment: PaymentRef::Provider(callback.invoice_id),
             status,
@@ -86,6 +82,7 @@ impl WebhookSource for EpaymentWebhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payment::PaymentStatus;
 
     fn parse(body: &str) -> Result<WebhookEvent, WebhookError> {
         EpaymentWebhooks::new("cb-key".to_string().into()).parse(&WebhookRequest {

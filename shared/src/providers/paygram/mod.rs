@@ -110,21 +110,66 @@ pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
 /// ongoing, 5 error, 7 denied, 8 accepted, transfer pending). Only 2 is
 /// money; unknown codes are pending.
 pub(crate) fn status_from_code(code: i64) -> PaymentStatus {
-    match code {
-        2 => PaymentStatus::Completed,
-        3 | 5 | 7 => PaymentStatus::Failed,
-        1 | 4 | 8 => PaymentStatus::Pending,
-        _ => PaymentStatus::Pending,
-    }
+    InvoiceState::from_code(code).payment_status()
 }
 
 /// The seed's callback words.
 pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
-    match word.trim().to_ascii_lowercase().as_str() {
-        "paid" | "completed" | "success" => PaymentStatus::Completed,
-        "expired" => PaymentStatus::Expired,
-        "cancelled" | "canceled" | "failed" | "denied" => PaymentStatus::Failed,
-        _ => PaymentStatus::Pending,
+    InvoiceState::from_word(word).payment_status()
+}
+
+/// A Paygram invoice's state, from its code or the seed's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InvoiceState {
+    Requested,
+    Completed,
+    Cancelled,
+    Ongoing,
+    Error,
+    Denied,
+    Accepted,
+    /// The seed's `expired` word (no code says it).
+    Expired,
+    Unknown,
+}
+
+impl InvoiceState {
+    pub(crate) fn from_code(code: i64) -> InvoiceState {
+        match code {
+            1 => InvoiceState::Requested,
+            2 => InvoiceState::Completed,
+            3 => InvoiceState::Cancelled,
+            4 => InvoiceState::Ongoing,
+            5 => InvoiceState::Error,
+            7 => InvoiceState::Denied,
+            8 => InvoiceState::Accepted,
+            _ => InvoiceState::Unknown,
+        }
+    }
+
+    pub(crate) fn from_word(word: &str) -> InvoiceState {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "paid" | "completed" | "success" => InvoiceState::Completed,
+            "expired" => InvoiceState::Expired,
+            "cancelled" | "canceled" => InvoiceState::Cancelled,
+            "failed" => InvoiceState::Error,
+            "denied" => InvoiceState::Denied,
+            _ => InvoiceState::Unknown,
+        }
+    }
+
+    pub(crate) fn payment_status(self) -> PaymentStatus {
+        match self {
+            InvoiceState::Completed => PaymentStatus::Completed,
+            InvoiceState::Expired => PaymentStatus::Expired,
+            InvoiceState::Cancelled | InvoiceState::Error | InvoiceState::Denied => {
+                PaymentStatus::Failed
+            }
+            InvoiceState::Requested
+            | InvoiceState::Ongoing
+            | InvoiceState::Accepted
+            | InvoiceState::Unknown => PaymentStatus::Pending,
+        }
     }
 }
 

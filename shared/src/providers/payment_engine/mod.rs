@@ -26,10 +26,45 @@ pub(crate) fn to_wire_amount(amount: Money) -> String {
 }
 
 pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
-    match word.trim().to_ascii_uppercase().as_str() {
-        "COMPLETED" => PaymentStatus::Completed,
-        "FAILED" | "REJECTED" | "CANCELLED" => PaymentStatus::Failed,
-        _ => PaymentStatus::Pending,
+    TransactionStatus::parse(word).payment_status()
+}
+
+/// A transaction's status word (the guide's PENDING, PROCESSING, COMPLETED,
+/// FAILED, REJECTED, CANCELLED); any other is `Unknown` (waiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransactionStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Rejected,
+    Cancelled,
+    Unknown,
+}
+
+impl TransactionStatus {
+    pub(crate) fn parse(word: &str) -> TransactionStatus {
+        match word.trim().to_ascii_uppercase().as_str() {
+            "PENDING" => TransactionStatus::Pending,
+            "PROCESSING" => TransactionStatus::Processing,
+            "COMPLETED" => TransactionStatus::Completed,
+            "FAILED" => TransactionStatus::Failed,
+            "REJECTED" => TransactionStatus::Rejected,
+            "CANCELLED" => TransactionStatus::Cancelled,
+            _ => TransactionStatus::Unknown,
+        }
+    }
+
+    pub(crate) fn payment_status(self) -> PaymentStatus {
+        match self {
+            TransactionStatus::Completed => PaymentStatus::Completed,
+            TransactionStatus::Failed
+            | TransactionStatus::Rejected
+            | TransactionStatus::Cancelled => PaymentStatus::Failed,
+            TransactionStatus::Pending
+            | TransactionStatus::Processing
+            | TransactionStatus::Unknown => PaymentStatus::Pending,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::PaymentState;
 use super::{seconds_left, to_wire_amount, PROVIDER};
 use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{AppLink, Checkout, Payment, PaymentStatus, Provider};
@@ -291,7 +292,10 @@ impl Gateway for QpayClient {
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError> {
         let invoice = reference(payment)?;
         let rows = self.rows(invoice).await?;
-        let paid: Vec<&Row> = rows.iter().filter(|r| r.payment_status == "PAID").collect();
+        let paid: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.state() == PaymentState::Paid)
+            .collect();
         let refunded: Vec<&Row> = rows.iter().filter(|r| is_refunded(r)).collect();
         if paid.is_empty() && !refunded.is_empty() {
             // Paid, then given back: a refund, never money to credit.
@@ -342,7 +346,7 @@ impl Gateway for QpayClient {
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
         let invoice = reference(payment)?;
         let rows = self.rows(invoice).await?;
-        if rows.iter().any(|r| r.payment_status == "PAID") {
+        if rows.iter().any(|r| r.state() == PaymentState::Paid) {
             return Err(ProviderError::Rejected {
                 provider: PROVIDER,
                 status: 409,
@@ -370,7 +374,10 @@ impl Gateway for QpayClient {
         refund_id: &str,
     ) -> Result<(), ProviderError> {
         let rows = self.rows(reference(payment)?).await?;
-        let paid: Vec<&Row> = rows.iter().filter(|r| r.payment_status == "PAID").collect();
+        let paid: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.state() == PaymentState::Paid)
+            .collect();
         if paid.is_empty()
             || paid
                 .iter()
@@ -402,7 +409,13 @@ impl Gateway for QpayClient {
 
 /// A row QPay reports as refunded (`REFUNDED`, also seen as `REFUND`).
 fn is_refunded(row: &Row) -> bool {
-    matches!(row.payment_status.as_str(), "REFUNDED" | "REFUND")
+    row.state() == PaymentState::Refunded
+}
+
+impl Row {
+    fn state(&self) -> PaymentState {
+        PaymentState::parse(&self.payment_status)
+    }
 }
 
 /// The sum of the rows' amounts, in their currency (MNT when unsaid).

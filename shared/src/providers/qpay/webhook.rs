@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::payment::{PaymentStatus, Provider};
+use crate::payment::Provider;
 use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -47,11 +47,7 @@ impl WebhookSource for QpayWebhooks {
         let word = body
             .and_then(|b| b.payment_status)
             .unwrap_or_else(|| "PAID".into());
-        let status = if word == "PAID" {
-            PaymentStatus::Completed
-        } else {
-            PaymentStatus::Pending
-        };
+        let status = super::PaymentState::parse(&word).of_callback();
         Ok(WebhookEvent {
             payment,
             status,
@@ -68,6 +64,7 @@ impl WebhookSource for QpayWebhooks {
 mod tests {
     use super::*;
     use crate::ids::PaymentId;
+    use crate::payment::PaymentStatus;
 
     fn request(query: &[(&str, &str)], body: &str) -> WebhookRequest {
         WebhookRequest {
