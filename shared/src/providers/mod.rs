@@ -171,6 +171,27 @@ pub struct WebhookEvent {
     pub provider_reference: Option<String>,
 }
 
+impl WebhookEvent {
+    /// An unsigned callback: a hint about `payment`, confirmed with the
+    /// provider before anything moves.
+    pub fn unverified(
+        payment: PaymentRef,
+        status: PaymentStatus,
+        amount: Option<Money>,
+        provider_status: String,
+    ) -> WebhookEvent {
+        WebhookEvent {
+            payment,
+            status,
+            amount,
+            provider_status,
+            verified: false,
+            event_id: None,
+            provider_reference: None,
+        }
+    }
+}
+
 /// Why a callback was refused; nothing is written for either.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {

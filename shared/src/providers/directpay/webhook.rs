@@ -101,15 +101,12 @@ impl WebhookSource for DirectPayWebhooks {
             .map(|a| a.to_money(Currency::Php))
             .transpose()
             .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
-        Ok(WebhookEvent {
+        Ok(WebhookEvent::unverified(
             payment,
-            status: TransactionStatus::parse(&word).into(),
+            TransactionStatus::parse(&word).into(),
             amount,
-            provider_status: word,
-            verified: false,
-            event_id: None,
-            provider_reference: None,
-        })
+            word,
+        ))
     }
 }
 

@@ -67,15 +67,12 @@ impl WebhookSource for EpaymentWebhooks {
             .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
         let code = callback.code.unwrap_or_default();
         let status = super::CallbackCode::parse(&code).payment_status();
-        Ok(WebhookEvent {
-            payment: PaymentRef::Provider(callback.invoice_id),
+        Ok(WebhookEvent::unverified(
+            PaymentRef::Provider(callback.invoice_id),
             status,
             amount,
-            provider_status: code,
-            verified: false,
-            event_id: None,
-            provider_reference: None,
-        })
+            code,
+        ))
     }
 }
 

@@ -113,15 +113,7 @@ impl WebhookSource for PaygramWebhooks {
             }
             Some(_) => return Err(WebhookError::Malformed("status".into())),
         };
-        Ok(WebhookEvent {
-            payment,
-            status,
-            amount: None,
-            provider_status: word,
-            verified: false,
-            event_id: None,
-            provider_reference: None,
-        })
+        Ok(WebhookEvent::unverified(payment, status, None, word))
     }
 }
 

@@ -48,15 +48,7 @@ impl WebhookSource for QpayWebhooks {
             .and_then(|b| b.payment_status)
             .unwrap_or_else(|| "PAID".into());
         let status = super::PaymentState::parse(&word).of_callback();
-        Ok(WebhookEvent {
-            payment,
-            status,
-            amount: None,
-            provider_status: word,
-            verified: false,
-            event_id: None,
-            provider_reference: None,
-        })
+        Ok(WebhookEvent::unverified(payment, status, None, word))
     }
 }
 

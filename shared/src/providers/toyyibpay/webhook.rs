@@ -165,15 +165,12 @@ impl WebhookSource for ToyyibPayWebhooks {
                     .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?,
             ),
         };
-        Ok(WebhookEvent {
+        Ok(WebhookEvent::unverified(
             payment,
-            status: status_from_code(status),
+            status_from_code(status),
             amount,
-            provider_status: status.to_string(),
-            verified: false,
-            event_id: None,
-            provider_reference: None,
-        })
+            status.to_string(),
+        ))
     }
 }
 
