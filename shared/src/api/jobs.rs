@@ -48,6 +48,37 @@ pub struct SweepReport {
     pub stopped_early: bool,
 }
 
+/// A scheduled job's Lambda loop: the services with background provider
+/// calls (shorter than the API's: one slow provider must not eat a run),
+/// and for each invocation `job(services, lambda_deadline_ms)` inside the
+/// invocation's deadline, its report as the answer.
+pub async fn run_scheduled<F, Fut, R, E>(job: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(std::sync::Arc<Services>, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<R, E>>,
+    R: Serialize,
+    E: Into<lambda_runtime::Error>,
+{
+    crate::telemetry::init();
+    let mut services = Services::from_env().await?;
+    services.settings.http = crate::providers::transport::HttpPolicy::background();
+    let services = std::sync::Arc::new(services);
+    let job = &job;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let deadline_ms = event.context.deadline;
+            let work = job(services.clone(), deadline_ms);
+            async move {
+                let report = crate::deadline::within(deadline_ms, work)
+                    .await
+                    .map_err(Into::into)?;
+                Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
+            }
+        },
+    ))
+    .await
+}
+
 /// The instant a job stops starting work: 15 seconds (the longest
 /// background provider call with its retry) before the Lambda deadline
 /// (epoch milliseconds, from the invocation's context); `None` when the
