@@ -105,6 +105,25 @@ pub struct ReconcileReport {
 }
 
 impl ReconcileReport {
+    /// A run at `run_at` over what changed since `since`, before it looks.
+    pub fn empty(run_at: OffsetDateTime, since: OffsetDateTime) -> ReconcileReport {
+        ReconcileReport {
+            run_at,
+            since,
+            checked: 0,
+            matched: 0,
+            corrected: 0,
+            unanswered: 0,
+            refunds_checked: 0,
+            refunds_settled: 0,
+            truncated: false,
+            difference_count: 0,
+            differences: Vec::new(),
+        }
+    }
+}
+
+impl ReconcileReport {
     /// Logs a difference, counts it, and lists it while there is room.
     fn add(&mut self, d: Difference) {
         tracing::warn!(
@@ -147,17 +166,8 @@ pub async fn reconcile(
         .payments_changed(since, now, MAX_PER_RUN + 1)
         .await?;
     let mut report = ReconcileReport {
-        run_at: now,
-        since,
-        checked: 0,
-        matched: 0,
-        corrected: 0,
-        unanswered: 0,
-        refunds_checked: 0,
-        refunds_settled: 0,
         truncated: ids.len() > MAX_PER_RUN,
-        difference_count: 0,
-        differences: Vec::new(),
+        ..ReconcileReport::empty(now, since)
     };
     settle_refunds(services, now, &mut report).await?;
     for id in ids.into_iter().take(MAX_PER_RUN) {
@@ -423,19 +433,7 @@ mod tests {
     #[test]
     fn a_report_lists_a_bounded_number_of_differences_and_counts_all() {
         let now = OffsetDateTime::now_utc();
-        let mut report = ReconcileReport {
-            run_at: now,
-            since: now - WINDOW,
-            checked: 0,
-            matched: 0,
-            corrected: 0,
-            unanswered: 0,
-            refunds_checked: 0,
-            refunds_settled: 0,
-            truncated: false,
-            difference_count: 0,
-            differences: Vec::new(),
-        };
+        let mut report = ReconcileReport::empty(now, now - WINDOW);
         for n in 0..MAX_LISTED + 7 {
             report.add(Difference {
                 payment_id: format!("pay_{n}"),

@@ -6,7 +6,7 @@
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use time::OffsetDateTime;
 
-use super::{n, s, schema, ItemKind, Store, StoreError, Write};
+use super::{n, s, schema, Item, ItemKind, Store, StoreError, Write};
 use crate::payment::Provider;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,21 @@ fn pk(provider: Provider, event_key: &str) -> String {
     format!("EVT#{provider}#{event_key}")
 }
 
+/// A delivery's item: seen at `received_at`, forgotten after `expires`.
+fn item(
+    provider: Provider,
+    event_key: &str,
+    received_at: OffsetDateTime,
+    expires: OffsetDateTime,
+) -> Item {
+    Item::from([
+        (schema::PK.to_string(), s(pk(provider, event_key))),
+        (schema::SK.to_string(), s(SK)),
+        ("received_at".to_string(), n(received_at.unix_timestamp())),
+        (schema::TTL.to_string(), n(expires.unix_timestamp())),
+    ])
+}
+
 impl Store {
     /// The write that records the delivery, refused if it was seen before.
     pub fn delivery_write(
@@ -36,10 +51,7 @@ impl Store {
     ) -> Result<Write, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
-            .item(schema::PK, s(pk(provider, event_key)))
-            .item(schema::SK, s(SK))
-            .item("received_at", n(received_at.unix_timestamp()))
-            .item(schema::TTL, n(expires.unix_timestamp()))
+            .set_item(Some(item(provider, event_key, received_at, expires)))
             .condition_expression(CONDITION)
             .expression_attribute_values(":now", n(received_at.unix_timestamp()))
             .build()?;
@@ -62,10 +74,7 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(schema::PK, s(pk(provider, event_key)))
-            .item(schema::SK, s(SK))
-            .item("received_at", n(received_at.unix_timestamp()))
-            .item(schema::TTL, n(expires.unix_timestamp()))
+            .set_item(Some(item(provider, event_key, received_at, expires)))
             .condition_expression(CONDITION)
             .expression_attribute_values(":now", n(received_at.unix_timestamp()))
             .send()

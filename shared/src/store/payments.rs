@@ -257,9 +257,19 @@ impl Store {
         limit: i32,
         start: Option<Item>,
     ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
-        let (items, next) = self
-            .open_work(keys::REVIEW_PAYMENTS, None, limit, start)
-            .await?;
+        self.open_payments(keys::REVIEW_PAYMENTS, None, limit, start)
+            .await
+    }
+
+    /// The payment ids of one page of an open-work index.
+    async fn open_payments(
+        &self,
+        index: &str,
+        before: Option<OffsetDateTime>,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
+        let (items, next) = self.open_work(index, before, limit, start).await?;
         let ids = items
             .iter()
             .map(item_payment_id)
@@ -693,14 +703,8 @@ impl Store {
         limit: i32,
         start: Option<Item>,
     ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
-        let (items, next) = self
-            .open_work(keys::OPEN_PAYMENTS, Some(before), limit, start)
-            .await?;
-        let ids = items
-            .iter()
-            .map(item_payment_id)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((ids, next))
+        self.open_payments(keys::OPEN_PAYMENTS, Some(before), limit, start)
+            .await
     }
 
     /// Pushes a pending payment's next sweep check to `due` and counts the
