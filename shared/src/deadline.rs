@@ -1,6 +1,6 @@
 //! The invocation's deadline, for every provider call made while handling
 //! it: each function's `main` runs its handler [`within`] the deadline the
-//! Lambda context gives, and [`ProviderHttp`](crate::providers::transport) asks
+//! Lambda context gives, and the providers' transport (`ProviderHttp`) asks
 //! [`remaining`] before each attempt and bounds the attempt by it. So a
 //! slow provider ends in our own "the provider did not answer" (a typed
 //! error, the request's records kept), never in a Lambda timeout that
