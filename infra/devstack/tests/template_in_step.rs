@@ -814,7 +814,7 @@ fn timeouts_nest() {
         .parse()
         .unwrap();
     let lease = code_constant("shared/src/services.rs", "TOPUP_LEASE_SECONDS");
-    let window = code_constant("shared/src/flow.rs", "TOPUP_RETRY_WINDOW_MINUTES") * 60;
+    let window = code_constant("shared/src/flow/topup.rs", "TOPUP_RETRY_WINDOW_MINUTES") * 60;
     assert!(timeout < lease, "worker {timeout} s, lease {lease} s");
     assert!(
         lease < visibility,
