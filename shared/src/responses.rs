@@ -101,22 +101,25 @@ impl From<crate::store::StoreError> for ApiError {
 /// A JSON response.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        lambda_http::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    typed(status, Body::from(body), "application/json")
+}
+
+/// A JSON response whose body is fixed text (a provider's expected answer).
+pub fn json_text(status: StatusCode, body: &'static str) -> Response<Body> {
+    typed(status, Body::from(body), "application/json")
 }
 
 /// A plain-text response (some providers expect `SUCCESS` or `ok`).
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
+    typed(status, Body::from(body), "text/plain; charset=utf-8")
+}
+
+fn typed(status: StatusCode, body: Body, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
         lambda_http::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static(content_type),
     );
     response
 }

@@ -15,10 +15,7 @@ use crate::services::Services;
 /// The answer each provider expects for an accepted callback.
 fn accepted(provider: Provider) -> Response<Body> {
     match describe(provider).callback_answer {
-        CallbackAnswer::Json(text) => {
-            let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-            responses::json(StatusCode::OK, &body)
-        }
+        CallbackAnswer::Json(text) => responses::json_text(StatusCode::OK, text),
         CallbackAnswer::Text(text) => responses::text(StatusCode::OK, text),
     }
 }
