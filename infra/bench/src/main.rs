@@ -90,6 +90,15 @@ fn answer(outcome: &Outcome) -> Result<(u16, Value), String> {
     }
 }
 
+/// A check that an invocation answered HTTP `want`.
+fn answered(want: u16) -> impl Fn(&Outcome) -> Result<(), String> {
+    move |o: &Outcome| match answer(o) {
+        Ok((got, _)) if got == want => Ok(()),
+        Ok((got, body)) => Err(format!("answered {got}: {body}")),
+        Err(e) => Err(e),
+    }
+}
+
 /// The JSON bodies of API answers.
 fn bodies(outcomes: &[Outcome]) -> Result<Vec<Value>, String> {
     outcomes
@@ -353,35 +362,18 @@ impl Bench {
             i if i == n => Some(warm),
             _ => None,
         };
-        let status = |want: u16| {
-            move |o: &Outcome| match answer(o) {
-                Ok((got, _)) if got == want => Ok(()),
-                Ok((got, body)) => Err(format!("answered {got}: {body}")),
-                Err(e) => Err(e),
-            }
-        };
 
         say(&format!("api-create-payment: 1 cold and {n} warm creates"));
-        let events = self.create_events(("create (cold)", "create"))?;
-        let outcomes = self
-            .measure("api-create-payment", events, status(201))
-            .await?;
-        let payments = bodies(&outcomes)?;
-
-        say(&format!(
-            "webhook-directpay: a cold completing callback, {n} duplicates, {n} warm completing"
-        ));
-        let events = self
-            .callback_events(
-                &payments,
-                (
+        let payments = self
+            .deposits(
+                ("api-create-payment", "webhook-directpay"),
+                ["create (cold)", "create"],
+                [
                     "completing callback (cold)",
                     "duplicate callback",
                     "completing callback",
-                ),
+                ],
             )
-            .await?;
-        self.measure("webhook-directpay", events, status(200))
             .await?;
 
         say("worker-casino-topup: each completed payment's top-up");
@@ -414,11 +406,11 @@ impl Bench {
             event["rawPath"] = json!(format!("/pay/{token}"));
             pages.push((label(i, "payer page (cold)", "payer page"), event));
         }
-        self.measure("api-get-payment", gets, status(200)).await?;
-        self.measure("api-pay-page", pages, status(200)).await?;
+        self.measure("api-get-payment", gets, answered(200)).await?;
+        self.measure("api-pay-page", pages, answered(200)).await?;
         let health = sample("api-health")?;
         let events = (0..=n).map(|_| (None, health.clone())).collect();
-        self.measure("api-health", events, status(200)).await?;
+        self.measure("api-health", events, answered(200)).await?;
 
         self.logins = *self
             .sandbox
@@ -428,28 +420,44 @@ impl Bench {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         say("the Node 20 twin: the same creates and callbacks");
-        let events = self.create_events(("twin create (cold)", "twin create"))?;
-        let outcomes = self
-            .measure("node-twin-create", events, status(201))
-            .await?;
-        let twins = bodies(&outcomes)?;
-        let events = self
-            .callback_events(
-                &twins,
-                (
-                    "twin completing callback (cold)",
-                    "twin duplicate callback",
-                    "twin completing callback",
-                ),
-            )
-            .await?;
-        self.measure("node-twin-callback", events, status(200))
-            .await?;
+        self.deposits(
+            ("node-twin-create", "node-twin-callback"),
+            ["twin create (cold)", "twin create"],
+            [
+                "twin completing callback (cold)",
+                "twin duplicate callback",
+                "twin completing callback",
+            ],
+        )
+        .await?;
 
         let made = self.storm().await?;
         self.refunds(&made).await?;
         self.sweep().await?;
         Ok(())
+    }
+
+    /// DirectPay deposits through `create` and `callback`: creates (the
+    /// cold one, then warm), then the callbacks (a cold completing one, its
+    /// duplicates, warm completing ones), flows named by the labels. The
+    /// payments made.
+    async fn deposits(
+        &mut self,
+        (create, callback): (&str, &str),
+        [create_cold, create_warm]: [&'static str; 2],
+        [cold, duplicate, warm]: [&'static str; 3],
+    ) -> Result<Vec<Value>, String> {
+        let n = self.warm;
+        let events = self.create_events((create_cold, create_warm))?;
+        let payments = bodies(&self.measure(create, events, answered(201)).await?)?;
+        say(&format!(
+            "{callback}: a cold completing callback, {n} duplicates, {n} warm completing"
+        ));
+        let events = self
+            .callback_events(&payments, (cold, duplicate, warm))
+            .await?;
+        self.measure(callback, events, answered(200)).await?;
+        Ok(payments)
     }
 
     /// Provider logins so far, by provider.
@@ -603,36 +611,24 @@ impl Bench {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let outcomes = self
-            .measure("api-create-payment", events, |o| match answer(o) {
-                Ok((201, _)) => Ok(()),
-                Ok((got, body)) => Err(format!("answered {got}: {body}")),
-                Err(e) => Err(e),
-            })
+            .measure("api-create-payment", events, answered(201))
             .await?;
         // Only the per-function table's first create process counts.
         self.functions.pop();
         let payments = bodies(&outcomes)?;
         let stack = devstack::LocalStack::connect().await;
         let table = std::env::var("PAYGATE_TABLE").map_err(|e| e.to_string())?;
+        let store = shared::store::Store::new(stack.dynamodb.clone(), table);
         for (i, p) in payments.iter().enumerate() {
             let id = p["id"].as_str().ok_or("no payment id")?;
             if i % 2 == 0 {
                 let reference = p["provider_reference"].as_str().ok_or("no reference")?;
                 self.pay_directpay(reference).await?;
             }
-            // Due since the epoch's first millisecond: the index key the
-            // store writes for a pending payment (`<15-digit ms>#<id>`).
-            use aws_sdk_dynamodb::types::AttributeValue as A;
-            stack
-                .dynamodb
-                .update_item()
-                .table_name(&table)
-                .key("pk", A::S(format!("PAY#{id}")))
-                .key("sk", A::S("PAY".into()))
-                .update_expression("SET gsi2sk = :due")
-                .condition_expression("attribute_exists(gsi2pk)")
-                .expression_attribute_values(":due", A::S(format!("{:015}#{id}", 1)))
-                .send()
+            // Due since the epoch, through the store's own next-check write.
+            let id: shared::ids::PaymentId = id.parse().map_err(|e| format!("{id}: {e}"))?;
+            store
+                .defer_payment_check(id, time::OffsetDateTime::UNIX_EPOCH)
                 .await
                 .map_err(|e| format!("backdating {id}: {e}"))?;
         }

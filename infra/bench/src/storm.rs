@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::common::{ms, percentile, root, say, sizing};
 use crate::runtime::{Instance, Outcome};
+use sandbox::kit::lock;
 
 /// The public base the functions hand to providers: the gateway listens here.
 pub const GATEWAY: &str = "127.0.0.1:3000";
@@ -44,10 +45,6 @@ pub struct Pools {
     env: Vec<(String, String)>,
     size: usize,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pools {
