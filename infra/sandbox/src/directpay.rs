@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kit::{self, deliver, lock, Event, Report, Shape, TokenBook, TriggerError};
+use crate::kit::{self, deliver, lock, Authorised, Event, Guarded, Report, Shape, TokenBook};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -50,15 +50,23 @@ pub struct State {
     pub transactions: Mutex<HashMap<String, Transaction>>,
 }
 
-impl State {
-    pub(crate) fn credentials(&self) -> Vec<String> {
-        let mut all = Vec::new();
-        all.extend(self.tokens.all());
+impl Guarded for State {
+    fn access(&self) -> &TokenBook {
+        &self.tokens
+    }
+
+    /// Its bearer tokens, and the session ids and CSRF tokens of logins.
+    fn credentials(&self) -> Vec<String> {
+        let mut all = self.tokens.all();
         for (session, csrf) in lock(&self.sessions).iter() {
             all.push(session.clone());
             all.push(csrf.clone());
         }
         all
+    }
+
+    fn refusal(&self) -> Response {
+        error(StatusCode::UNAUTHORIZED, "Unauthenticated.")
     }
 }
 
@@ -101,7 +109,7 @@ pub fn controls() -> Router<Shared> {
     Router::new()
         .route("/transactions/{id}/status", post(set_status))
         .route("/transactions/{id}/callback", post(send_callback))
-        .route("/expire-tokens", post(expire_tokens))
+        .route("/expire-tokens", post(kit::expire_tokens::<State>))
 }
 
 fn new_id() -> String {
@@ -157,13 +165,10 @@ async fn legacy_login(
 }
 
 async fn legacy_generate_qr(
+    _: Authorised,
     AxState(s): AxState<Shared>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
-    }
     let Some(amount) = body
         .get("amount")
         .and_then(|a| a.as_number())
@@ -171,23 +176,7 @@ async fn legacy_generate_qr(
     else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "amount is required");
     };
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let id = format!("DPL{}", new_id().to_uppercase());
-    lock(&s.transactions).insert(
-        id.clone(),
-        Transaction {
-            amount,
-            status: "PENDING".into(),
-            reference: text("merchantpaymentreferences"),
-            webhook: text("webhook_url"),
-            redirect_url: text("redirect_url"),
-        },
-    );
+    let id = open(&s, "DPL", amount, &body, ("webhook_url", "redirect_url"));
     Json(json!({
         "success": true,
         "qrCodeUrl": format!("https://sandbox.directpayph.com/qr/{id}.png"),
@@ -196,14 +185,33 @@ async fn legacy_generate_qr(
     .into_response()
 }
 
+/// Opens a pending cash-in of `amount` (its id `prefix` and a new id)
+/// with the request's merchant reference and its webhook and redirect URLs
+/// under the keys the variant names them by.
+fn open(s: &State, prefix: &str, amount: String, body: &Value, keys: (&str, &str)) -> String {
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let id = format!("{prefix}{}", new_id().to_uppercase());
+    let t = Transaction {
+        amount,
+        status: "PENDING".into(),
+        reference: text("merchantpaymentreferences"),
+        webhook: text(keys.0),
+        redirect_url: text(keys.1),
+    };
+    lock(&s.transactions).insert(id.clone(), t);
+    id
+}
+
 async fn legacy_status(
+    _: Authorised,
     AxState(s): AxState<Shared>,
-    headers: HeaderMap,
     Path(reference): Path<String>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
-    }
     let Some(t) = lock(&s.transactions).get(&reference).cloned() else {
         return error(StatusCode::NOT_FOUND, "payment not found");
     };
@@ -265,18 +273,12 @@ async fn login(AxState(s): AxState<Shared>, headers: HeaderMap, body: Json<Login
     }
 }
 
-fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    s.tokens.honours_bearer(headers)
-}
-
 async fn pay_cashin(
+    _: Authorised,
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
-    }
     // The amount is pesos as a JSON number, at most 2 decimals, positive.
     let amount = match body.get("amount") {
         Some(Value::Number(n)) => n.to_string(),
@@ -290,23 +292,7 @@ async fn pay_cashin(
     if !valid {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid amount");
     }
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let id = format!("DP{}", new_id().to_uppercase());
-    lock(&s.transactions).insert(
-        id.clone(),
-        Transaction {
-            amount,
-            status: "PENDING".into(),
-            reference: text("merchantpaymentreferences"),
-            webhook: text("webhook"),
-            redirect_url: text("redirectUrl"),
-        },
-    );
+    let id = open(&s, "DP", amount, &body, ("webhook", "redirectUrl"));
     // The keys public clients read from this reply (fixtures/directpay
     // SOURCES.md, D6): the checkout URL as both `link` and `redirectionurl`.
     Json(json!({
@@ -321,14 +307,7 @@ async fn pay_cashin(
     .into_response()
 }
 
-async fn status(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
-    }
+async fn status(_: Authorised, AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
     let Some(t) = lock(&s.transactions).get(&id).cloned() else {
         return (
             StatusCode::NOT_FOUND,
@@ -361,46 +340,30 @@ async fn set_status(
     AxState(s): AxState<Shared>,
     Path(id): Path<String>,
     Json(body): Json<SetStatus>,
-) -> Response {
-    let t = {
-        let mut all = lock(&s.transactions);
-        let Some(t) = all.get_mut(&id) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
+) -> Result<Json<Value>, StatusCode> {
+    let t = kit::change(&s.transactions, &id, |t| {
         t.status = body.status.clone();
         t.clone()
-    };
+    })?;
     let shape = match body.callback.as_deref() {
-        Some("none") => return Json(json!({"delivered": 0})).into_response(),
+        Some("none") => return Ok(kit::delivered(0)),
         Some("seed") => Shape::Seed,
         _ => Shape::Real,
     };
-    let delivered = deliver(&t.webhook, &callback_body(&id, &t, &body.status, shape)).await;
-    Json(json!({ "delivered": delivered })).into_response()
-}
-
-#[derive(Deserialize)]
-struct SendCallback {
-    #[serde(default)]
-    shape: Shape,
-    /// The status word to claim; the stored status is unchanged (a forged or
-    /// out-of-order callback).
-    #[serde(default)]
-    status: Option<String>,
+    let callback = callback_body(&id, &t, &body.status, shape);
+    Ok(kit::delivered(deliver(&t.webhook, &callback).await))
 }
 
 /// Sends a callback again, or one that disagrees with the stored status.
 async fn send_callback(
     AxState(s): AxState<Shared>,
     Path(id): Path<String>,
-    Json(body): Json<SendCallback>,
-) -> Response {
-    let Some(t) = lock(&s.transactions).get(&id).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    Json(body): Json<kit::Again>,
+) -> Result<Json<Value>, StatusCode> {
+    let t = kit::copy_of(&s.transactions, &id)?;
     let status = body.status.unwrap_or_else(|| t.status.clone());
-    let delivered = deliver(&t.webhook, &callback_body(&id, &t, &status, body.shape)).await;
-    Json(json!({ "delivered": delivered })).into_response()
+    let callback = callback_body(&id, &t, &status, body.shape);
+    Ok(kit::delivered(deliver(&t.webhook, &callback).await))
 }
 
 fn callback_body(id: &str, t: &Transaction, status: &str, shape: Shape) -> Value {
@@ -437,17 +400,9 @@ fn txn_number(id: &str) -> String {
     format!("{}", 1_000_000 + n % 9_000_000)
 }
 
-async fn expire_tokens(AxState(s): AxState<Shared>) -> StatusCode {
-    s.tokens.expire_all()
-}
-
 /// `trigger` for DirectPay: the transaction whose merchant reference is our
 /// payment id; callbacks in DirectPay's real shape.
-pub(crate) async fn trigger(
-    s: &Shared,
-    event: Event,
-    payment_id: &str,
-) -> Result<Report, TriggerError> {
+pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::Played {
     let (id, _) = kit::record_of(&s.transactions, |t| t.reference == payment_id)?;
     let set = |status: &str, callback: Option<&str>| {
         set_status(
@@ -463,7 +418,7 @@ pub(crate) async fn trigger(
         send_callback(
             AxState(s.clone()),
             Path(id.clone()),
-            Json(SendCallback {
+            Json(kit::Again {
                 shape: Shape::Real,
                 status: status.map(str::to_string),
             }),

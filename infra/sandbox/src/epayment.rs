@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::extract::{Path, Query, State as AxState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::kit::{self, deliver, lock, Event, Report, TokenBook, TriggerError};
+use crate::kit::{self, deliver, lock, Authorised, Event, Report, TokenBook};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -74,14 +74,7 @@ pub struct State {
     pub charges: Mutex<u32>,
 }
 
-impl State {
-    pub(crate) fn credentials(&self) -> Vec<String> {
-        let mut all = Vec::new();
-        all.extend(self.tokens.all());
-        all.extend(self.refresh_tokens.all());
-        all
-    }
-}
+kit::guarded!(tokens, refresh_tokens; error(StatusCode::UNAUTHORIZED, "invalid token"));
 
 /// The Halyk payment widget's script (`payment-api.js`): a stand-in whose
 /// `halyk.pay(paymentObject)` opens a card form over the merchant's page.
@@ -158,7 +151,7 @@ pub fn controls() -> Router<Shared> {
         .route("/invoices/{invoice}/pay", post(pay))
         .route("/busy", post(busy))
         .route("/terminal", post(terminal))
-        .route("/expire-tokens", post(expire))
+        .route("/expire-tokens", post(kit::expire_tokens::<State>))
 }
 
 /// The bank's error body: `{"code": <number>, "message": ..}`. The code is
@@ -264,18 +257,11 @@ async fn token(AxState(s): AxState<Shared>, Form(f): Form<HashMap<String, String
     .into_response()
 }
 
-fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    s.tokens.honours_bearer(headers)
-}
-
 async fn check(
+    _: Authorised,
     AxState(s): AxState<Shared>,
-    headers: HeaderMap,
     Path(invoice): Path<String>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "invalid token");
-    }
     {
         let mut busy = lock(&s.busy);
         if *busy > 0 {
@@ -318,14 +304,11 @@ struct RefundQuery {
 }
 
 async fn refund(
+    _: Authorised,
     AxState(s): AxState<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<RefundQuery>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "invalid token");
-    }
     let mut invoices = lock(&s.invoices);
     let Some(t) = invoices
         .values_mut()
@@ -368,28 +351,14 @@ async fn refund(
     StatusCode::OK.into_response()
 }
 
-async fn cancel(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    move_authorised(
-        &s,
-        &headers,
-        &id,
-        "CANCEL",
-        "Transaction cannot be cancelled",
-    )
+async fn cancel(_: Authorised, AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
+    move_authorised(&s, &id, "CANCEL", "Transaction cannot be cancelled")
 }
 
 /// `POST /operation/{id}/charge`: captures an authorised transaction (the
 /// whole of it; a partial capture is not modelled). Only from AUTH.
-async fn charge(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let answer = move_authorised(&s, &headers, &id, "CHARGE", "Transaction cannot be charged");
+async fn charge(_: Authorised, AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
+    let answer = move_authorised(&s, &id, "CHARGE", "Transaction cannot be charged");
     if answer.status().is_success() {
         *lock(&s.charges) += 1;
     }
@@ -398,10 +367,7 @@ async fn charge(
 
 /// Moves an authorised transaction to `to` (cancel and charge act only
 /// from AUTH), or refuses with `refusal`.
-fn move_authorised(s: &Shared, headers: &HeaderMap, id: &str, to: &str, refusal: &str) -> Response {
-    if !authorised(s, headers) {
-        return error(StatusCode::UNAUTHORIZED, "invalid token");
-    }
+fn move_authorised(s: &Shared, id: &str, to: &str, refusal: &str) -> Response {
     let mut invoices = lock(&s.invoices);
     match invoices
         .values_mut()
@@ -448,12 +414,8 @@ async fn pay(
     AxState(s): AxState<Shared>,
     Path(invoice): Path<String>,
     Json(body): Json<Pay>,
-) -> Response {
-    let (i, t) = {
-        let mut invoices = lock(&s.invoices);
-        let Some(i) = invoices.get_mut(&invoice) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
+) -> Result<Json<serde_json::Value>, StatusCode> {
+    let (i, t) = kit::change(&s.invoices, &invoice, |i| {
         let t = Transaction {
             id: format!("{}", 700_000_000 + (ulid::Ulid::new().0 % 100_000_000)),
             // On a two-stage terminal a card payment is only authorised.
@@ -467,12 +429,14 @@ async fn pay(
         };
         i.transaction = Some(t.clone());
         (i.clone(), t)
+    })?;
+    let delivered = match body.callback {
+        true => post_callback(&invoice, &i, &t).await,
+        false => 0,
     };
-    if !body.callback {
-        return Json(json!({"delivered": 0, "transaction_id": t.id})).into_response();
-    }
-    let delivered = post_callback(&invoice, &i, &t).await;
-    Json(json!({"delivered": delivered, "transaction_id": t.id})).into_response()
+    Ok(Json(
+        json!({"delivered": delivered, "transaction_id": t.id}),
+    ))
 }
 
 /// Posts the bank's callback for a transaction: the postLink on success,
@@ -506,22 +470,13 @@ async fn busy(AxState(s): AxState<Shared>, Json(b): Json<Busy>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
-    s.tokens.expire_all()
-}
-
 /// `trigger` for epayment.kz: the invoice paygate derives from the payment
 /// id (its ULID modulo 10^15, fifteen digits, as the client makes it). The bank
 /// sends nothing when an unpaid invoice lapses. A late callback is the
 /// AUTH (hold) notice arriving after the CHARGE.
-pub(crate) async fn trigger(
-    s: &Shared,
-    event: Event,
-    payment_id: &str,
-) -> Result<Report, TriggerError> {
+pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::Played {
     // paygate puts its payment id in the postLink it gives with the token.
-    let needle = format!("payment_id={payment_id}");
-    let (invoice, _) = kit::record_of(&s.invoices, |i| i.post_link.contains(&needle))?;
+    let (invoice, _) = kit::record_linked(&s.invoices, payment_id, |i| &i.post_link)?;
     let charge = |status: &str| {
         pay(
             AxState(s.clone()),

@@ -5,18 +5,20 @@
 //! root puts the providers together; `trigger` dispatches through their
 //! table; no provider module imports either.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::to_bytes;
+use axum::extract::{FromRequestParts, State as AxState};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Locks a mutex, recovering from a panicked holder (the sandbox's state
 /// stays usable for the rest of a test run).
@@ -67,6 +69,79 @@ impl TokenBook {
     }
 }
 
+/// Every token these books hold (a provider's issued credentials).
+pub fn issued(books: &[&TokenBook]) -> Vec<String> {
+    books.iter().flat_map(|b| b.all()).collect()
+}
+
+/// A provider whose API answers only requests bearing a credential from
+/// its login.
+pub trait Guarded: Send + Sync + 'static {
+    /// The access tokens it honours (the `expire-tokens` control lapses
+    /// them).
+    fn access(&self) -> &TokenBook;
+
+    /// Every credential it has handed out and still honours (tests look
+    /// for them where they must never appear).
+    fn credentials(&self) -> Vec<String> {
+        self.access().all()
+    }
+
+    /// Whether a request's headers carry a credential it honours.
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        self.access().honours_bearer(headers)
+    }
+
+    /// Its answer to a request that carries none, in its own error shape.
+    fn refusal(&self) -> Response;
+}
+
+/// A request the provider admits: as a handler's argument, any other
+/// request is answered with the provider's refusal before the handler runs.
+pub struct Authorised;
+
+impl<G: Guarded> FromRequestParts<Arc<G>> for Authorised {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<G>) -> Result<Self, Response> {
+        if state.admits(&parts.headers) {
+            Ok(Authorised)
+        } else {
+            Err(state.refusal())
+        }
+    }
+}
+
+/// `POST /_sandbox/<provider>/expire-tokens`: every access token lapses
+/// at once, so the client must log in (or refresh) again. 204.
+pub async fn expire_tokens<G: Guarded>(AxState(s): AxState<Arc<G>>) -> StatusCode {
+    s.access().expire_all()
+}
+
+/// A copy of one record, or 404 (a control naming an unknown record).
+pub fn copy_of<V: Clone>(records: &Mutex<HashMap<String, V>>, id: &str) -> Result<V, StatusCode> {
+    lock(records).get(id).cloned().ok_or(StatusCode::NOT_FOUND)
+}
+
+/// Changes one record under the lock and gives back what `f` returns, or
+/// 404 when there is no such record.
+pub fn change<V, R>(
+    records: &Mutex<HashMap<String, V>>,
+    id: &str,
+    f: impl FnOnce(&mut V) -> R,
+) -> Result<R, StatusCode> {
+    lock(records)
+        .get_mut(id)
+        .map(f)
+        .ok_or(StatusCode::NOT_FOUND)
+}
+
+/// A control's answer: the status paygate's webhook answered its callback
+/// with (0: not sent, or no answer).
+pub fn delivered(answer: u16) -> Json<Value> {
+    Json(json!({ "delivered": answer }))
+}
+
 /// Which shape a callback takes: the provider's real one or the seed's.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +149,17 @@ pub enum Shape {
     #[default]
     Real,
     Seed,
+}
+
+/// A control's request to send a record's callback again: in this shape,
+/// claiming this status word (by default the stored one; another makes a
+/// forged or out-of-order callback, the stored status unchanged).
+#[derive(Debug, Default, Deserialize)]
+pub struct Again {
+    #[serde(default)]
+    pub shape: Shape,
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 /// Posts a callback as the provider would and reports the answer's status
@@ -102,6 +188,17 @@ pub fn record_of<V: Clone>(
         .find(|(_, v)| names_it(v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .ok_or(TriggerError::UnknownPayment)
+}
+
+/// The provider's record of one of paygate's payments whose URL (`url_of`)
+/// carries `payment_id=<payment_id>`, as paygate builds its callback URLs.
+pub fn record_linked<V: Clone>(
+    records: &Mutex<HashMap<String, V>>,
+    payment_id: &str,
+    url_of: impl Fn(&V) -> &str,
+) -> Result<(String, V), TriggerError> {
+    let needle = format!("payment_id={payment_id}");
+    record_of(records, |v| url_of(v).contains(&needle))
 }
 
 /// What the trigger plays for a payment (see `trigger`).
@@ -156,8 +253,8 @@ impl Report {
     }
 
     /// Records a control handler's answer (`{"delivered": status}`).
-    pub async fn sent(&mut self, callback: &str, response: Response) {
-        let body = to_bytes(response.into_body(), 64 * 1024)
+    pub async fn sent(&mut self, callback: &str, response: impl IntoResponse) {
+        let body = to_bytes(response.into_response().into_body(), 64 * 1024)
             .await
             .unwrap_or_default();
         let answer = serde_json::from_slice::<Value>(&body)
@@ -186,8 +283,11 @@ pub enum TriggerError {
     UnknownPayment,
 }
 
+/// What a trigger played, or why it could not.
+pub type Played = Result<Report, TriggerError>;
+
 /// A trigger under way.
-pub type Triggered = Pin<Box<dyn Future<Output = Result<Report, TriggerError>> + Send>>;
+pub type Triggered = Pin<Box<dyn Future<Output = Played> + Send>>;
 
 /// One provider of the sandbox: its state is the implementor.
 pub trait SandboxProvider: Send + Sync {
@@ -206,6 +306,28 @@ pub trait SandboxProvider: Send + Sync {
     /// Plays `event` for one of paygate's payments, as the provider would.
     fn trigger(self: Arc<Self>, event: Event, payment_id: String) -> Triggered;
 }
+
+/// Implements [`Guarded`] for the calling module's `State`: bearer tokens
+/// from its `$access` book, the listed books' tokens as its credentials,
+/// `$refusal` for a request without a token it honours.
+macro_rules! guarded {
+    ($access:ident $(, $more:ident)*; $refusal:expr) => {
+        impl $crate::kit::Guarded for State {
+            fn access(&self) -> &$crate::kit::TokenBook {
+                &self.$access
+            }
+
+            fn credentials(&self) -> Vec<String> {
+                $crate::kit::issued(&[&self.$access $(, &self.$more)*])
+            }
+
+            fn refusal(&self) -> axum::response::Response {
+                $refusal
+            }
+        }
+    };
+}
+pub(crate) use guarded;
 
 /// Implements [`SandboxProvider`] for the calling module's `State`: its
 /// name (and the trigger's other names for it), its routers nested under

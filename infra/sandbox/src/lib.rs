@@ -100,7 +100,7 @@ pub struct Sandbox {
 pub type Shared = Arc<Sandbox>;
 
 pub use kit::Shape;
-use kit::{lock, Event, SandboxProvider, TriggerError};
+use kit::{lock, Event, Guarded, SandboxProvider, TriggerError};
 use serde_json::json;
 use trigger::{Trigger, PROVIDERS};
 

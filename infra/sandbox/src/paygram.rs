@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kit::{self, deliver, lock, Event, Report, Shape, TriggerError};
+use crate::kit::{self, deliver, lock, Event, Report, Shape};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -199,45 +199,33 @@ async fn set_status(
     AxState(s): AxState<Shared>,
     Path(code): Path<String>,
     Json(body): Json<SetStatus>,
-) -> Response {
-    let invoice = {
-        let mut all = lock(&s.invoices);
-        let Some(i) = all.get_mut(&code) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
+) -> Result<Json<Value>, StatusCode> {
+    let invoice = kit::change(&s.invoices, &code, |i| {
         i.status = body.status;
         i.clone()
-    };
+    })?;
     let shape = match body.callback.as_deref() {
-        Some("none") => return Json(json!({"delivered": 0})).into_response(),
+        Some("none") => return Ok(kit::delivered(0)),
         Some("seed") => Shape::Seed,
         _ => Shape::Real,
     };
-    let delivered = send(&s, &code, &invoice, word(body.status), shape).await;
-    Json(json!({ "delivered": delivered })).into_response()
-}
-
-#[derive(Deserialize)]
-struct SendCallback {
-    #[serde(default)]
-    shape: Shape,
-    #[serde(default)]
-    status: Option<String>,
+    Ok(kit::delivered(
+        send(&s, &code, &invoice, word(body.status), shape).await,
+    ))
 }
 
 async fn send_callback(
     AxState(s): AxState<Shared>,
     Path(code): Path<String>,
-    Json(body): Json<SendCallback>,
-) -> Response {
-    let Some(invoice) = lock(&s.invoices).get(&code).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    Json(body): Json<kit::Again>,
+) -> Result<Json<Value>, StatusCode> {
+    let invoice = kit::copy_of(&s.invoices, &code)?;
     let status = body
         .status
         .unwrap_or_else(|| word(invoice.status).to_string());
-    let delivered = send(&s, &code, &invoice, &status, body.shape).await;
-    Json(json!({ "delivered": delivered })).into_response()
+    Ok(kit::delivered(
+        send(&s, &code, &invoice, &status, body.shape).await,
+    ))
 }
 
 fn word(status: i64) -> &'static str {
@@ -279,11 +267,7 @@ async fn send(s: &Shared, code: &str, i: &Invoice, status: &str, shape: Shape) -
 /// Paygram's real callback carries no status (the receiver asks
 /// InvoiceInfo), so a late one is the same callback again; an unpaid
 /// invoice that lapses becomes cancelled (3).
-pub(crate) async fn trigger(
-    s: &Shared,
-    event: Event,
-    payment_id: &str,
-) -> Result<Report, TriggerError> {
+pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::Played {
     let (code, _) = kit::record_of(&s.invoices, |i| i.callback_data == payment_id)?;
     let set = |status: i64| {
         set_status(
@@ -299,7 +283,7 @@ pub(crate) async fn trigger(
         send_callback(
             AxState(s.clone()),
             Path(code.clone()),
-            Json(SendCallback {
+            Json(kit::Again {
                 shape: Shape::Real,
                 status: None,
             }),

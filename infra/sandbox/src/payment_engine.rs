@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::kit::{self, lock, Event, Report, TokenBook, TriggerError};
+use crate::kit::{self, lock, Authorised, Event, Guarded, Report, TokenBook};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -55,15 +55,6 @@ pub struct State {
 }
 
 impl State {
-    pub(crate) fn credentials(&self) -> Vec<String> {
-        let mut all = Vec::new();
-        all.extend(self.access.all());
-        all.extend(self.refresh.all());
-        all
-    }
-}
-
-impl State {
     pub fn set_webhook_url(&self, url: String) {
         *lock(&self.webhook) = Some(url);
     }
@@ -83,7 +74,7 @@ pub fn controls() -> Router<Shared> {
         .route("/webhook", post(set_webhook))
         .route("/transactions/{id}/settle", post(settle))
         .route("/balance-event", post(balance_event))
-        .route("/expire-tokens", post(expire))
+        .route("/expire-tokens", post(kit::expire_tokens::<State>))
 }
 
 /// The guide's error body and codes (fixtures/payment_engine/error.reply.json;
@@ -134,25 +125,31 @@ async fn refresh(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respon
     Json(tokens(&s)).into_response()
 }
 
-fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY) {
-        return true;
+impl Guarded for State {
+    fn access(&self) -> &TokenBook {
+        &self.access
     }
-    s.access.honours_bearer(headers)
-}
 
-async fn create(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    if !authorised(&s, &headers) {
-        return error(
+    fn credentials(&self) -> Vec<String> {
+        kit::issued(&[&self.access, &self.refresh])
+    }
+
+    /// A bearer token from the login, or the merchant's API key.
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY)
+            || self.access.honours_bearer(headers)
+    }
+
+    fn refusal(&self) -> Response {
+        error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
             "authentication required",
-        );
+        )
     }
+}
+
+async fn create(_: Authorised, AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
     if body["toAccountId"] != ACCOUNT {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "toAccountId is unknown");
     }
@@ -179,18 +176,7 @@ async fn create(
     (StatusCode::CREATED, Json(json!({"id": id, "status": "PENDING", "amount": amount.parse::<serde_json::Number>().ok()}))).into_response()
 }
 
-async fn status(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if !authorised(&s, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "authentication required",
-        );
-    }
+async fn status(_: Authorised, AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
     match lock(&s.transactions).get(&id).cloned() {
         Some(t) => Json(json!({"id": id, "status": t.status, "amount": t.amount.parse::<serde_json::Number>().ok(),
                                 "currencyCode": t.currency})).into_response(),
@@ -198,18 +184,7 @@ async fn status(
     }
 }
 
-async fn balance(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if !authorised(&s, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "authentication required",
-        );
-    }
+async fn balance(_: Authorised, Path(id): Path<String>) -> Response {
     if id != ACCOUNT {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such account");
     }
@@ -247,15 +222,11 @@ async fn settle(
     AxState(s): AxState<Shared>,
     Path(id): Path<String>,
     Json(body): Json<Settle>,
-) -> Response {
-    let t = {
-        let mut all = lock(&s.transactions);
-        let Some(t) = all.get_mut(&id) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
+) -> Result<Json<Value>, StatusCode> {
+    let t = kit::change(&s.transactions, &id, |t| {
         t.status = body.status.clone();
         t.clone()
-    };
+    })?;
     let event_type = if body.status == "COMPLETED" {
         "transaction.completed"
     } else {
@@ -277,7 +248,7 @@ async fn settle(
         body.timestamp_offset,
     )
     .await;
-    Json(json!({"delivered": delivered, "event_id": event_id})).into_response()
+    Ok(Json(json!({"delivered": delivered, "event_id": event_id})))
 }
 
 async fn balance_event(AxState(s): AxState<Shared>) -> Response {
@@ -327,20 +298,12 @@ async fn send(s: &Shared, event: &Value, scheme: Option<&str>, event_id: &str, o
     kit::answered(request.body(body)).await
 }
 
-async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
-    s.access.expire_all()
-}
-
 /// `trigger` for the Payment Engine: the transaction whose
 /// externalReference is our payment id; events signed with the sha256
 /// scheme. It has no expiry event. `duplicate` replays the same eventId;
 /// `out-of-order` follows the completion with an older, contradicting
 /// `transaction.failed` event (the sandbox's record stays COMPLETED).
-pub(crate) async fn trigger(
-    s: &Shared,
-    event: Event,
-    payment_id: &str,
-) -> Result<Report, TriggerError> {
+pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::Played {
     let (id, t) = kit::record_of(&s.transactions, |t| t.external_reference == payment_id)?;
     let event_id = format!("evt_{}", ulid::Ulid::new());
     let settle_as = |status: &str| {

@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kit::{self, deliver, lock, Event, Report, TokenBook, TriggerError};
+use crate::kit::{self, deliver, lock, Authorised, Event, Report, TokenBook};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -56,14 +56,7 @@ pub struct State {
     pub invoices: Mutex<HashMap<String, Invoice>>,
 }
 
-impl State {
-    pub(crate) fn credentials(&self) -> Vec<String> {
-        let mut all = Vec::new();
-        all.extend(self.access.all());
-        all.extend(self.refresh.all());
-        all
-    }
-}
+kit::guarded!(access, refresh; error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED"));
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -123,7 +116,7 @@ pub fn controls() -> Router<Shared> {
     Router::new()
         .route("/invoices/{id}/pay", post(pay))
         .route("/invoices/{id}/callback", post(callback))
-        .route("/expire-tokens", post(expire))
+        .route("/expire-tokens", post(kit::expire_tokens::<State>))
 }
 
 /// QPay's error body, `{"error": CODE, "message": CODE}`, as its
@@ -189,18 +182,12 @@ async fn refresh(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
     Json(issue(&s)).into_response()
 }
 
-fn authorised(s: &Shared, headers: &HeaderMap) -> bool {
-    s.access.honours_bearer(headers)
-}
-
 async fn invoice(
+    _: Authorised,
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
-    }
     let text = |k: &str| {
         body.get(k)
             .and_then(Value::as_str)
@@ -272,13 +259,10 @@ async fn invoice(
 }
 
 async fn delete_invoice(
+    _: Authorised,
     AxState(s): AxState<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
-    }
     match lock(&s.invoices).get_mut(&id) {
         Some(i) if i.payments.iter().any(|p| p.status == "PAID") => {
             error(StatusCode::BAD_REQUEST, "INVOICE_PAID")
@@ -291,14 +275,7 @@ async fn delete_invoice(
     }
 }
 
-async fn check(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    if !authorised(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
-    }
+async fn check(_: Authorised, AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
     let id = body
         .get("object_id")
         .and_then(Value::as_str)
@@ -319,44 +296,23 @@ async fn check(
     Json(json!({"count": rows.len(), "paid_amount": 0, "rows": rows})).into_response()
 }
 
-async fn refund(
-    AxState(s): AxState<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    move_card_payment(
-        &s,
-        &headers,
-        &id,
-        "PAID",
-        "REFUNDED",
-        "PAYMENT_NOT_REFUNDABLE",
-    )
+async fn refund(_: Authorised, AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {
+    move_card_payment(&s, &id, "PAID", "REFUNDED", "PAYMENT_NOT_REFUNDABLE")
 }
 
 async fn cancel_payment(
+    _: Authorised,
     AxState(s): AxState<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     // Paid card payments only; an unpaid one is PAYMENT_NOT_PAID (QPay's
     // specification, shared/tests/fixtures/qpay/SOURCES.md).
-    move_card_payment(&s, &headers, &id, "PAID", "CANCELLED", "PAYMENT_NOT_PAID")
+    move_card_payment(&s, &id, "PAID", "CANCELLED", "PAYMENT_NOT_PAID")
 }
 
 /// Moves a card payment from `from` to `to` (QPay refunds and cancels
 /// only card payments, whole), or refuses with `refusal`.
-fn move_card_payment(
-    s: &Shared,
-    headers: &HeaderMap,
-    id: &str,
-    from: &str,
-    to: &str,
-    refusal: &str,
-) -> Response {
-    if !authorised(s, headers) {
-        return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
-    }
+fn move_card_payment(s: &Shared, id: &str, from: &str, to: &str, refusal: &str) -> Response {
     let mut invoices = lock(&s.invoices);
     match invoices
         .values_mut()
@@ -388,12 +344,8 @@ async fn pay(
     AxState(s): AxState<Shared>,
     Path(id): Path<String>,
     Json(body): Json<Pay>,
-) -> Response {
-    let (invoice, payment) = {
-        let mut invoices = lock(&s.invoices);
-        let Some(i) = invoices.get_mut(&id) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
+) -> Result<Json<Value>, StatusCode> {
+    let (invoice, payment) = kit::change(&s.invoices, &id, |i| {
         let p = Payment {
             id: format!("{}", 900_000_000 + ulid::Ulid::new().0 % 100_000_000),
             status: body.status.unwrap_or_else(|| "PAID".into()),
@@ -402,7 +354,7 @@ async fn pay(
         };
         i.payments.push(p.clone());
         (i.clone(), p)
-    };
+    })?;
     let delivered = send(
         &invoice,
         &id,
@@ -410,7 +362,9 @@ async fn pay(
         body.callback.as_deref().unwrap_or("get"),
     )
     .await;
-    Json(json!({"delivered": delivered, "payment_id": payment.id})).into_response()
+    Ok(Json(
+        json!({"delivered": delivered, "payment_id": payment.id}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -423,18 +377,16 @@ async fn callback(
     AxState(s): AxState<Shared>,
     Path(id): Path<String>,
     Json(body): Json<Again>,
-) -> Response {
-    let Some(i) = lock(&s.invoices).get(&id).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+) -> Result<Json<Value>, StatusCode> {
+    let i = kit::copy_of(&s.invoices, &id)?;
     let p = i.payments.last().cloned().unwrap_or(Payment {
         id: "0".into(),
         status: "NEW".into(),
         amount: i.amount.clone(),
         kind: "P2P".into(),
     });
-    let delivered = send(&i, &id, &p, body.method.as_deref().unwrap_or("get")).await;
-    Json(json!({ "delivered": delivered })).into_response()
+    let method = body.method.as_deref().unwrap_or("get");
+    Ok(kit::delivered(send(&i, &id, &p, method).await))
 }
 
 /// QPay's callback: GET with `qpay_payment_id` appended (real), or the
@@ -468,21 +420,12 @@ async fn send(i: &Invoice, invoice_id: &str, p: &Payment, method: &str) -> u16 {
     }
 }
 
-async fn expire(AxState(s): AxState<Shared>) -> StatusCode {
-    s.access.expire_all()
-}
-
 /// `trigger` for QPay: the invoice whose callback URL names our payment.
 /// QPay's callback is a bare ping (the receiver asks payment/check), it
 /// sends none when an invoice lapses, and `failed` records a FAILED payment
 /// attempt (which leaves the invoice payable).
-pub(crate) async fn trigger(
-    s: &Shared,
-    event: Event,
-    payment_id: &str,
-) -> Result<Report, TriggerError> {
-    let needle = format!("payment_id={payment_id}");
-    let (id, _) = kit::record_of(&s.invoices, |i| i.callback_url.contains(&needle))?;
+pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::Played {
+    let (id, _) = kit::record_linked(&s.invoices, payment_id, |i| &i.callback_url)?;
     let pay_with = |status: &str| {
         pay(
             AxState(s.clone()),

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::kit::{self, lock, Event, Report, TriggerError};
+use crate::kit::{self, lock, Event, Report};
 
 /// Handlers share this provider's state only.
 type Shared = std::sync::Arc<State>;
@@ -273,12 +273,8 @@ async fn attempt(
     AxState(s): AxState<Shared>,
     Path(code): Path<String>,
     Json(body): Json<AttemptBody>,
-) -> Response {
-    let (bill, a) = {
-        let mut bills = lock(&s.bills);
-        let Some(bill) = bills.get_mut(&code) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
+) -> Result<Json<Value>, StatusCode> {
+    let (bill, a) = kit::change(&s.bills, &code, |bill| {
         let a = Attempt {
             status: body.status,
             amount_sen: body.amount_sen.unwrap_or(bill.amount_sen),
@@ -286,13 +282,12 @@ async fn attempt(
         };
         bill.attempts.push(a.clone());
         (bill.clone(), a)
+    })?;
+    let delivered = match body.callback.as_deref().unwrap_or("urlencoded") {
+        "none" => 0,
+        shape => send(&s, &code, &bill, &a, a.status, shape, false).await,
     };
-    let shape = body.callback.unwrap_or_else(|| "urlencoded".into());
-    if shape == "none" {
-        return Json(json!({"delivered": 0, "refno": a.refno})).into_response();
-    }
-    let delivered = send(&s, &code, &bill, &a, a.status, &shape, false).await;
-    Json(json!({"delivered": delivered, "refno": a.refno})).into_response()
+    Ok(Json(json!({"delivered": delivered, "refno": a.refno})))
 }
 
 #[derive(Deserialize)]
@@ -309,10 +304,8 @@ async fn resend(
     AxState(s): AxState<Shared>,
     Path(code): Path<String>,
     Json(body): Json<Resend>,
-) -> Response {
-    let Some(bill) = lock(&s.bills).get(&code).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+) -> Result<Json<Value>, StatusCode> {
+    let bill = kit::copy_of(&s.bills, &code)?;
     let a = bill.attempts.last().cloned().unwrap_or(Attempt {
         status: 2,
         amount_sen: bill.amount_sen,
@@ -320,8 +313,9 @@ async fn resend(
     });
     let status = body.status.unwrap_or(a.status);
     let shape = body.shape.unwrap_or_else(|| "urlencoded".into());
-    let delivered = send(&s, &code, &bill, &a, status, &shape, body.tamper).await;
-    Json(json!({ "delivered": delivered })).into_response()
+    Ok(kit::delivered(
+        send(&s, &code, &bill, &a, status, &shape, body.tamper).await,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -426,11 +420,7 @@ fn urlencode(v: &str) -> String {
 /// `trigger` for ToyyibPay: the bill whose external reference is our
 /// payment id. ToyyibPay sends no callback when a bill lapses; `expired`
 /// deactivates the bill and leaves the asking to paygate's sweep.
-pub(crate) async fn trigger(
-    s: &Shared,
-    event: Event,
-    payment_id: &str,
-) -> Result<Report, TriggerError> {
+pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::Played {
     let (code, _) = kit::record_of(&s.bills, |b| b.external_reference == payment_id)?;
     let pay = |status: u8| {
         attempt(

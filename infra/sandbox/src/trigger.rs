@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::kit::SandboxProvider;
-pub use crate::kit::{Delivery, Event, Report, TriggerError};
+pub use crate::kit::{Delivery, Event, Played, Report, TriggerError};
 
 /// Providers the trigger knows, by the name paygate's API uses.
 pub const PROVIDERS: [&str; 6] = [
@@ -38,10 +38,7 @@ pub struct Trigger {
 }
 
 /// Runs one trigger through the providers' table.
-pub async fn run(
-    providers: &[Arc<dyn SandboxProvider>],
-    t: &Trigger,
-) -> Result<Report, TriggerError> {
+pub async fn run(providers: &[Arc<dyn SandboxProvider>], t: &Trigger) -> Played {
     let provider = providers
         .iter()
         .find(|p| p.name() == t.provider || p.aliases().contains(&t.provider.as_str()))
