@@ -119,12 +119,7 @@ impl HealthRecorder {
         };
         let store = self.store.clone();
         tokio::spawn(async move {
-            let written = if ok {
-                store.record_provider_success(provider, at).await
-            } else {
-                store.record_provider_failure(provider, at).await
-            };
-            if let Err(e) = written {
+            if let Err(e) = store.record_provider_call(provider, ok, at).await {
                 tracing::warn!(provider, error = %e, "provider health not recorded");
             }
         });

@@ -109,19 +109,22 @@ async fn a_late_write_never_undoes_a_newer_one() {
     let store = h.store();
     let now = time::OffsetDateTime::now_utc();
     let earlier = now - time::Duration::seconds(5);
-    store.record_provider_success("qpay", now).await.unwrap();
+    store.record_provider_call("qpay", true, now).await.unwrap();
     // A failure from before that success arrives late: ignored.
     store
-        .record_provider_failure("qpay", earlier)
+        .record_provider_call("qpay", false, earlier)
         .await
         .unwrap();
     let got = store.provider_health(&["qpay"]).await.unwrap();
     assert_eq!(got[0].consecutive_failures, 0);
     // A success older than a recorded failure does not reset it.
     let later = now + time::Duration::seconds(5);
-    store.record_provider_failure("qpay", later).await.unwrap();
     store
-        .record_provider_success("qpay", now + time::Duration::seconds(1))
+        .record_provider_call("qpay", false, later)
+        .await
+        .unwrap();
+    store
+        .record_provider_call("qpay", true, now + time::Duration::seconds(1))
         .await
         .unwrap();
     let got = store.provider_health(&["qpay"]).await.unwrap();

@@ -24,49 +24,29 @@ pub struct ProviderHealth {
 }
 
 impl Store {
-    /// A call that worked at `at`: failures reset, unless a newer failure or
-    /// success is already recorded.
-    pub async fn record_provider_success(
+    /// A call to `provider` that worked (`ok`) or failed at `at`. One that
+    /// worked resets the failures, unless a newer failure or success is
+    /// already recorded; one that failed adds a consecutive failure, unless
+    /// a newer success is already recorded.
+    pub async fn record_provider_call(
         &self,
         provider: &str,
+        ok: bool,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.record_health(
-            provider,
-            at,
-            "SET last_success = :t, consecutive_failures = :n",
-            "(attribute_not_exists(last_success) OR last_success < :t) \
-             AND (attribute_not_exists(last_failure) OR last_failure < :t)",
-            0,
-        )
-        .await
-    }
-
-    /// A call that failed at `at`: one more consecutive failure, unless a
-    /// newer success is already recorded.
-    pub async fn record_provider_failure(
-        &self,
-        provider: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.record_health(
-            provider,
-            at,
-            "SET last_failure = :t ADD consecutive_failures :n",
-            "attribute_not_exists(last_success) OR last_success < :t",
-            1,
-        )
-        .await
-    }
-
-    async fn record_health(
-        &self,
-        provider: &str,
-        at: OffsetDateTime,
-        update: &str,
-        condition: &str,
-        count: u32,
-    ) -> Result<(), StoreError> {
+        let (update, condition, count) = match ok {
+            true => (
+                "SET last_success = :t, consecutive_failures = :n",
+                "(attribute_not_exists(last_success) OR last_success < :t) \
+                 AND (attribute_not_exists(last_failure) OR last_failure < :t)",
+                0,
+            ),
+            false => (
+                "SET last_failure = :t ADD consecutive_failures :n",
+                "attribute_not_exists(last_success) OR last_success < :t",
+                1,
+            ),
+        };
         let result = self
             .client
             .update_item()

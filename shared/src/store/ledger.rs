@@ -298,10 +298,7 @@ impl Store {
             ])
         });
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(schema::LSI1)
+            .query_index(schema::LSI1)
             .key_condition_expression("pk = :pk AND begins_with(lsi1sk, :ent)")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":ent", s("ENT#"))

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
@@ -367,10 +369,7 @@ impl Store {
         start: Option<Item>,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(schema::GSI2)
+            .query_index(schema::GSI2)
             .expression_attribute_values(":open", s(partition))
             .limit(limit)
             .set_exclusive_start_key(start);
@@ -384,28 +383,49 @@ impl Store {
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
-    /// How many items GSI2 holds under `partition`, counted page by page.
-    async fn count_open_work(&self, partition: &str) -> Result<u64, StoreError> {
-        let mut total = 0u64;
+    /// A query of one of the table's indexes, to be given its key condition.
+    pub(crate) fn query_index(&self, index: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+    }
+
+    /// Runs `query` page by page, handing each page to `page`, until the
+    /// last page or until `page` answers that it has enough (`false`).
+    pub(crate) async fn each_page(
+        &self,
+        query: QueryFluentBuilder,
+        mut page: impl FnMut(QueryOutput) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let mut start = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(schema::GSI2)
-                .key_condition_expression("gsi2pk = :open")
-                .expression_attribute_values(":open", s(partition))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            total += u64::try_from(out.count).unwrap_or(0);
-            match out.last_evaluated_key {
+            let mut out = query.clone().set_exclusive_start_key(start).send().await?;
+            let next = out.last_evaluated_key.take();
+            if !page(out)? {
+                return Ok(());
+            }
+            match next {
                 Some(key) => start = Some(key),
-                None => return Ok(total),
+                None => return Ok(()),
             }
         }
+    }
+
+    /// How many items GSI2 holds under `partition`, counted page by page.
+    async fn count_open_work(&self, partition: &str) -> Result<u64, StoreError> {
+        let query = self
+            .query_index(schema::GSI2)
+            .key_condition_expression("gsi2pk = :open")
+            .expression_attribute_values(":open", s(partition))
+            .select(aws_sdk_dynamodb::types::Select::Count);
+        let mut total = 0u64;
+        self.each_page(query, |out| {
+            total += u64::try_from(out.count).unwrap_or(0);
+            Ok(true)
+        })
+        .await?;
+        Ok(total)
     }
 
     /// What waits for a person now, counted.

@@ -1,5 +1,6 @@
 //! Payment items, the merchant-reference claim, and status transitions.
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -285,10 +286,7 @@ impl Store {
         reference: &str,
     ) -> Result<Option<Payment>, StoreError> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(schema::GSI1)
+            .query_index(schema::GSI1)
             .key_condition_expression("gsi1pk = :r")
             .expression_attribute_values(":r", s(keys::provider_ref(provider, reference)))
             .limit(2)
@@ -373,12 +371,7 @@ impl Store {
             match self.transact(writes.clone()).await? {
                 Ok(()) => return Ok(TransitionOutcome::Applied(next)),
                 Err(Cancelled::Condition { index: 0, item }) => {
-                    let found = match item {
-                        Some(item) => payment_from(item)?,
-                        None => self.payment(current.id).await?.ok_or_else(|| {
-                            StoreError::Corrupt(format!("payment {} vanished", current.id))
-                        })?,
-                    };
+                    let found = self.refused_on(current.id, item).await?;
                     return Ok(classify(&found, current.version, change.to)
                         .unwrap_or(TransitionOutcome::Stale { current: found }));
                 }
@@ -388,9 +381,7 @@ impl Store {
                 Err(Cancelled::Conflict) => {
                     conflict_backoff(attempt).await;
                     // Retry only if nobody changed the payment meanwhile.
-                    let found = self.payment(current.id).await?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("payment {} vanished", current.id))
-                    })?;
+                    let found = self.refused_on(current.id, None).await?;
                     if found.version != current.version || found.status != current.status {
                         return Ok(classify(&found, current.version, change.to)
                             .unwrap_or(TransitionOutcome::Stale { current: found }));
@@ -544,12 +535,7 @@ impl Store {
                     return Ok(ReserveOutcome::Done(next));
                 }
                 Err(Cancelled::Condition { index: 0, item }) => {
-                    let found = match item {
-                        Some(item) => payment_from(item)?,
-                        None => self.payment(current.id).await?.ok_or_else(|| {
-                            StoreError::Corrupt(format!("payment {} vanished", current.id))
-                        })?,
-                    };
+                    let found = self.refused_on(current.id, item).await?;
                     return Ok(ReserveOutcome::Stale { current: found });
                 }
                 Err(Cancelled::Condition { index, .. }) => {
@@ -587,6 +573,28 @@ impl Store {
         })
     }
 
+    /// The payment as a write refused on its condition found it: the item
+    /// DynamoDB returned with the refusal, or read again when it returned
+    /// none.
+    async fn refused_on(&self, id: PaymentId, item: Option<Item>) -> Result<Payment, StoreError> {
+        match item {
+            Some(item) => payment_from(item),
+            None => self
+                .payment(id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("payment {id} vanished"))),
+        }
+    }
+
+    /// An update of the payment's item, to be given its expressions.
+    fn update_payment(&self, id: PaymentId) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(id)))
+            .key(schema::SK, s(keys::PAYMENT_SK))
+    }
+
     /// Records that we asked the provider about the payment just now. Not a
     /// status change: the version stays, and a lost race here is harmless.
     pub async fn mark_provider_checked(
@@ -599,11 +607,7 @@ impl Store {
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| StoreError::Build(e.to_string()))?;
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(schema::PK, s(keys::payment(id)))
-            .key(schema::SK, s(keys::PAYMENT_SK))
+            .update_payment(id)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":at", s(at_text));
         update = match provider_status {
@@ -631,11 +635,7 @@ impl Store {
         window: time::Duration,
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(schema::PK, s(keys::payment(id)))
-            .key(schema::SK, s(keys::PAYMENT_SK))
+            .update_payment(id)
             .update_expression("SET #slot = :now")
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot <= :cutoff)",
@@ -665,30 +665,21 @@ impl Store {
             if partition > last_day || ids.len() >= limit {
                 break;
             }
-            let mut start: Option<Item> = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(schema::GSI3)
-                    .key_condition_expression("gsi3pk = :day AND gsi3sk BETWEEN :from AND :to")
-                    .expression_attribute_values(":day", s(partition.as_str()))
-                    .expression_attribute_values(":from", s(time_key(since)))
-                    .expression_attribute_values(":to", s(time_key(until)))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await?;
+            let query = self
+                .query_index(schema::GSI3)
+                .key_condition_expression("gsi3pk = :day AND gsi3sk BETWEEN :from AND :to")
+                .expression_attribute_values(":day", s(partition.as_str()))
+                .expression_attribute_values(":from", s(time_key(since)))
+                .expression_attribute_values(":to", s(time_key(until)));
+            self.each_page(query, |out| {
                 for item in out.items.unwrap_or_default() {
                     if ids.len() < limit {
                         ids.push(item_payment_id(&item)?);
                     }
                 }
-                match out.last_evaluated_key {
-                    Some(key) if ids.len() < limit => start = Some(key),
-                    _ => break,
-                }
-            }
+                Ok(ids.len() < limit)
+            })
+            .await?;
             day += time::Duration::days(1);
         }
         Ok(ids)
@@ -717,11 +708,7 @@ impl Store {
         due: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(schema::PK, s(keys::payment(id)))
-            .key(schema::SK, s(keys::PAYMENT_SK))
+            .update_payment(id)
             .update_expression("SET gsi2sk = :due ADD sweep_misses :one")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")

@@ -173,28 +173,22 @@ impl Store {
 
     /// Every refund of the payment, oldest first.
     pub async fn refunds_of(&self, payment_id: PaymentId) -> Result<Vec<Refund>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :refund)")
+            .expression_attribute_values(":pk", s(keys::payment(payment_id)))
+            .expression_attribute_values(":refund", s(keys::REFUND_SK_PREFIX))
+            .consistent_read(true);
         let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :refund)")
-                .expression_attribute_values(":pk", s(keys::payment(payment_id)))
-                .expression_attribute_values(":refund", s(keys::REFUND_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
+        self.each_page(query, |out| {
             for item in out.items.unwrap_or_default() {
                 all.push(serde_dynamo::from_item(item)?);
             }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
-            }
-        }
+            Ok(true)
+        })
+        .await?;
         Ok(all)
     }
 
