@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::ids::{PaymentId, ProviderReference};
-use crate::money::{Money, MoneyError};
+use crate::money::{Currency, MajorAmount, Money, MoneyError};
 use crate::payment::{Checkout, Customer, Payment, PaymentStatus, Provider};
 
 pub mod casino;
@@ -324,6 +324,36 @@ pub(crate) fn provider_ref<'a>(
             provider,
             reference: payment.id.to_string(),
         })
+}
+
+/// A provider's reported amount, if it gave one, as money of `currency`;
+/// one that is not (not a number, more decimals than the currency has) is
+/// a reply that could not be read, naming its `field`.
+pub(crate) fn reported_amount(
+    provider: &'static str,
+    field: &str,
+    amount: Option<&MajorAmount>,
+    currency: Currency,
+) -> Result<Option<Money>, ProviderError> {
+    amount
+        .map(|a| a.to_money(currency))
+        .transpose()
+        .map_err(|e| ProviderError::Decode {
+            provider,
+            reason: format!("{field}: {e}"),
+        })
+}
+
+/// A callback's claimed amount, if any, as money of `currency`; one that
+/// is not is a malformed callback.
+pub(crate) fn claimed_amount(
+    amount: Option<&MajorAmount>,
+    currency: Currency,
+) -> Result<Option<Money>, WebhookError> {
+    amount
+        .map(|a| a.to_money(currency))
+        .transpose()
+        .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))
 }
 
 /// A provider's text in an error: cut short, control characters dropped.

@@ -103,18 +103,13 @@ pub struct Description {
 }
 
 impl Description {
-    /// A provider taking `currencies`, with its secret, its callback route
-    /// and answer and how its client and parser are built, and otherwise
-    /// the plainest: no cancel, no refund, exact amounts, no sequence, no
-    /// contact needed. Descriptions start here and say what differs.
-    pub const fn new(
-        provider: Provider,
-        currencies: &'static [Currency],
-        (secret, route): (&'static str, &'static str),
-        callback_answer: CallbackAnswer,
-        (gateway, webhooks): (BuildGateway, BuildWebhooks),
-    ) -> Description {
-        Description {
+    /// Starts the description of `provider`, taking `currencies`: the
+    /// plainest provider (no cancel, no refund, exact amounts, no sequence,
+    /// no contact needed, any positive amount). The description goes on to
+    /// say what differs and ends with how its client and parser are built
+    /// ([`Describing::built`]).
+    pub const fn of(provider: Provider, currencies: &'static [Currency]) -> Describing {
+        Describing {
             provider,
             currencies,
             operations: Operations {
@@ -125,8 +120,109 @@ impl Description {
             needs_sequence: false,
             needs_contact: false,
             minimum_amount: 0,
-            secret,
-            route,
+            name: "",
+            callback_answer: None,
+        }
+    }
+}
+
+/// A [`Description`] being written. Its name and callback answer must be
+/// said before it is built: a description without them does not compile.
+#[derive(Debug, Clone, Copy)]
+pub struct Describing {
+    provider: Provider,
+    currencies: &'static [Currency],
+    operations: Operations,
+    amount_tolerance: i64,
+    needs_sequence: bool,
+    needs_contact: bool,
+    minimum_amount: i64,
+    name: &'static str,
+    callback_answer: Option<CallbackAnswer>,
+}
+
+impl Describing {
+    /// Its name in deployments: its secret's (after the prefix) and its
+    /// callback route's (`/webhooks/<name>`).
+    pub const fn named(self, name: &'static str) -> Describing {
+        Describing { name, ..self }
+    }
+
+    /// The answer to an accepted callback.
+    pub const fn answering(self, answer: CallbackAnswer) -> Describing {
+        Describing {
+            callback_answer: Some(answer),
+            ..self
+        }
+    }
+
+    /// A merchant may cancel an unpaid payment.
+    pub const fn cancels(self) -> Describing {
+        let operations = Operations {
+            cancel: true,
+            ..self.operations
+        };
+        Describing { operations, ..self }
+    }
+
+    /// A merchant may refund a paid payment, so far.
+    pub const fn refunds(self, refund: crate::payment::RefundSupport) -> Describing {
+        let operations = Operations {
+            refund,
+            ..self.operations
+        };
+        Describing { operations, ..self }
+    }
+
+    /// A reported amount this far (minor units) from the payment's is
+    /// still the same money.
+    pub const fn tolerating(self, amount_tolerance: i64) -> Describing {
+        Describing {
+            amount_tolerance,
+            ..self
+        }
+    }
+
+    /// A create needs a number from the provider's sequence in the table.
+    pub const fn sequenced(self) -> Describing {
+        Describing {
+            needs_sequence: true,
+            ..self
+        }
+    }
+
+    /// A create needs the customer's e-mail and phone.
+    pub const fn needing_contact(self) -> Describing {
+        Describing {
+            needs_contact: true,
+            ..self
+        }
+    }
+
+    /// The smallest payment it takes, in minor units.
+    pub const fn from_amount(self, minimum_amount: i64) -> Describing {
+        Describing {
+            minimum_amount,
+            ..self
+        }
+    }
+
+    /// The description, with how its client and callback parser are built.
+    pub const fn built(self, gateway: BuildGateway, webhooks: BuildWebhooks) -> Description {
+        assert!(!self.name.is_empty(), "a provider is named");
+        let Some(callback_answer) = self.callback_answer else {
+            panic!("a provider's callback answer is said");
+        };
+        Description {
+            provider: self.provider,
+            currencies: self.currencies,
+            operations: self.operations,
+            amount_tolerance: self.amount_tolerance,
+            needs_sequence: self.needs_sequence,
+            needs_contact: self.needs_contact,
+            minimum_amount: self.minimum_amount,
+            secret: self.name,
+            route: self.name,
             callback_answer,
             gateway,
             webhooks,

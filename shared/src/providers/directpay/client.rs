@@ -15,7 +15,9 @@ use crate::money::{Currency, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
-use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::providers::{
+    excerpt, reported_amount, Confirmation, CreateRequest, Created, Gateway, ProviderError,
+};
 use crate::secrets::SecretString;
 
 /// DirectPay's credentials and base URL, as stored in Secrets Manager.
@@ -189,15 +191,8 @@ impl DirectPayClient {
                 .await?;
             let status: wire::LegacyStatusReply = ok_json(&reply)?;
             let word = status.status.unwrap_or_default();
-            let amount = status
-                .amount
-                .or(status.details.and_then(|d| d.amount))
-                .map(|a| a.to_money(Currency::Php))
-                .transpose()
-                .map_err(|e| ProviderError::Decode {
-                    provider: PROVIDER,
-                    reason: format!("amount: {e}"),
-                })?;
+            let amount = status.amount.or(status.details.and_then(|d| d.amount));
+            let amount = reported_amount(PROVIDER, "amount", amount.as_ref(), Currency::Php)?;
             return Ok(Confirmation {
                 status: wire::TransactionStatus::parse(&word).into(),
                 amount,
@@ -212,14 +207,8 @@ impl DirectPayClient {
             .await?;
         let status: StatusReply = ok_json(&reply)?;
         let word = status.transaction_status.unwrap_or_default();
-        let amount = status
-            .total_amount
-            .map(|a| a.to_money(Currency::Php))
-            .transpose()
-            .map_err(|e| ProviderError::Decode {
-                provider: PROVIDER,
-                reason: format!("total_amount: {e}"),
-            })?;
+        let total = status.total_amount.as_ref();
+        let amount = reported_amount(PROVIDER, "total_amount", total, Currency::Php)?;
         Ok(Confirmation {
             status: wire::TransactionStatus::parse(&word).into(),
             amount,

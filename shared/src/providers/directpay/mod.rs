@@ -15,9 +15,8 @@ use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
 use std::sync::Arc;
 
-use crate::providers::registry::{built, client, CallbackAnswer, Connect, Connecting, Description};
+use crate::providers::registry::{built, client, CallbackAnswer, Description};
 use crate::providers::ProviderError;
-use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "directpay";
 
@@ -48,27 +47,15 @@ impl From<wire::TransactionStatus> for PaymentStatus {
 
 /// What paygate knows about DirectPay beyond its client: its entry in
 /// the registry.
-pub const DESCRIPTION: Description = Description {
+pub const DESCRIPTION: Description = Description::of(Provider::Directpay, &[Currency::Php])
+    .named("directpay")
+    .answering(CallbackAnswer::Json(r#"{"success":true}"#))
     // Cash-in starts at ₱100 (PROVIDERS.md): refused before any call.
-    minimum_amount: 10_000,
-    ..Description::new(
-        Provider::Directpay,
-        &[Currency::Php],
-        ("directpay", "directpay"),
-        CallbackAnswer::Json(r#"{"success":true}"#),
-        (gateway, webhooks),
-    )
-};
-
-/// How its client is built.
-fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
-    client(c, Provider::Directpay, DirectPayClient::new)
-}
-
-/// How its callback parser is built.
-fn webhooks<'a>(_: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
-    built(Arc::new(DirectPayWebhooks))
-}
+    .from_amount(10_000)
+    .built(
+        |c| client(c, Provider::Directpay, DirectPayClient::new),
+        |_| built(Arc::new(DirectPayWebhooks)),
+    );
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use super::wire::TransactionStatus;
 use crate::money::{Currency, MajorAmount};
 use crate::payment::Provider;
-use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
+use crate::providers::{
+    claimed_amount, PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource,
+};
 
 #[derive(Deserialize)]
 struct Callback {
@@ -96,11 +98,7 @@ impl WebhookSource for DirectPayWebhooks {
             .status
             .or(callback.transaction_status)
             .ok_or_else(|| WebhookError::Malformed("no status".into()))?;
-        let amount = callback
-            .amount
-            .map(|a| a.to_money(Currency::Php))
-            .transpose()
-            .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
+        let amount = claimed_amount(callback.amount.as_ref(), Currency::Php)?;
         Ok(WebhookEvent::unverified(
             payment,
             TransactionStatus::parse(&word).into(),

@@ -9,7 +9,9 @@ use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
-use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::providers::{
+    excerpt, reported_amount, Confirmation, CreateRequest, Created, Gateway, ProviderError,
+};
 use crate::secrets::SecretString;
 
 /// epayment.kz's settings, as stored in Secrets Manager.
@@ -264,14 +266,7 @@ impl EpaymentClient {
             })?,
             None => Currency::Kzt,
         };
-        let amount = t
-            .amount
-            .map(|a| a.to_money(currency))
-            .transpose()
-            .map_err(|e| ProviderError::Decode {
-                provider: PROVIDER,
-                reason: format!("amount: {e}"),
-            })?;
+        let amount = reported_amount(PROVIDER, "amount", t.amount.as_ref(), currency)?;
         let word = t.status_name.unwrap_or_default();
         Ok(EpaymentStatus {
             confirmation: Confirmation {

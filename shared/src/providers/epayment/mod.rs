@@ -14,12 +14,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::{Operations, PaymentStatus, Provider, RefundSupport};
-use crate::providers::registry::{
-    client, parser, CallbackAnswer, Connect, Connecting, Description,
-};
+use crate::payment::{PaymentStatus, Provider, RefundSupport};
+use crate::providers::registry::{client, parser, CallbackAnswer, Description};
 use crate::providers::ProviderError;
-use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "epayment";
 
@@ -137,34 +134,22 @@ impl CallbackCode {
 
 /// What paygate knows about epayment.kz beyond its client: its entry in
 /// the registry.
-pub const DESCRIPTION: Description = Description {
+pub const DESCRIPTION: Description = Description::of(Provider::Epayment, &[Currency::Kzt])
+    .named("epayment")
+    .answering(CallbackAnswer::Json(r#"{"code":"ok"}"#))
     // cancel from AUTH; refunds from CHARGE, partial ones >= 10 KZT.
-    operations: Operations {
-        cancel: true,
-        refund: RefundSupport::Partial { minimum: 1_000 },
-    },
+    .cancels()
+    .refunds(RefundSupport::Partial { minimum: 1_000 })
     // invoiceIDs must differ in their last 6 digits: we allocate them.
-    needs_sequence: true,
-    ..Description::new(
-        Provider::Epayment,
-        &[Currency::Kzt],
-        ("epayment", "epayment"),
-        CallbackAnswer::Json(r#"{"code":"ok"}"#),
-        (gateway, webhooks),
-    )
-};
-
-/// How its client is built.
-fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
-    client(c, Provider::Epayment, EpaymentClient::new)
-}
-
-/// How its callback parser is built.
-fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
-    parser(c, Provider::Epayment, |config: EpaymentConfig| {
-        Ok(EpaymentWebhooks::new(config.callback_key))
-    })
-}
+    .sequenced()
+    .built(
+        |c| client(c, Provider::Epayment, EpaymentClient::new),
+        |c| {
+            parser(c, Provider::Epayment, |s: EpaymentConfig| {
+                Ok(EpaymentWebhooks::new(s.callback_key))
+            })
+        },
+    );
 
 #[cfg(test)]
 mod tests {

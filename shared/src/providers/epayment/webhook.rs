@@ -9,7 +9,9 @@ use subtle::ConstantTimeEq;
 use super::secret_hash;
 use crate::money::{Currency, MajorAmount};
 use crate::payment::Provider;
-use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
+use crate::providers::{
+    claimed_amount, PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource,
+};
 use crate::secrets::SecretString;
 
 #[derive(Debug, Clone)]
@@ -60,11 +62,7 @@ impl WebhookSource for EpaymentWebhooks {
                 .map_err(|e| WebhookError::Malformed(e.to_string()))?,
             None => Currency::Kzt,
         };
-        let amount = callback
-            .amount
-            .map(|a| a.to_money(currency))
-            .transpose()
-            .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?;
+        let amount = claimed_amount(callback.amount.as_ref(), currency)?;
         let code = callback.code.unwrap_or_default();
         let status = super::CallbackCode::parse(&code).payment_status();
         Ok(WebhookEvent::unverified(

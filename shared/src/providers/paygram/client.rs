@@ -10,7 +10,9 @@ use super::{
 use crate::money::MajorAmount;
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
-use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::providers::{
+    excerpt, reported_amount, Confirmation, CreateRequest, Created, Gateway, ProviderError,
+};
 use crate::secrets::SecretString;
 
 /// Paygram's settings, as stored in Secrets Manager.
@@ -221,14 +223,7 @@ impl Gateway for PaygramClient {
             .as_ref()
             .and_then(currency_from_wire)
             .unwrap_or(payment.amount.currency());
-        let amount = reply
-            .amount
-            .map(|a| a.to_money(currency))
-            .transpose()
-            .map_err(|e| ProviderError::Decode {
-                provider: PROVIDER,
-                reason: format!("amount: {e}"),
-            })?;
+        let amount = reported_amount(PROVIDER, "amount", reply.amount.as_ref(), currency)?;
         Ok(Confirmation {
             status: status_from_code(status),
             amount,

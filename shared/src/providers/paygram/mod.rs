@@ -11,11 +11,8 @@ pub use webhook::PaygramWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{
-    client, parser, CallbackAnswer, Connect, Connecting, Description,
-};
+use crate::providers::registry::{client, parser, CallbackAnswer, Description};
 use crate::providers::ProviderError;
-use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "paygram";
 
@@ -175,25 +172,18 @@ impl InvoiceState {
 
 /// What paygate knows about Paygram beyond its client: its entry in
 /// the registry.
-pub const DESCRIPTION: Description = Description::new(
-    Provider::Paygram,
-    &[Currency::Phpt, Currency::Usdt],
-    ("paygram", "paygram"),
-    CallbackAnswer::Text("ok"),
-    (gateway, webhooks),
-);
-
-/// How its client is built.
-fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
-    client(c, Provider::Paygram, PaygramClient::new)
-}
-
-/// How its callback parser is built.
-fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
-    parser(c, Provider::Paygram, |config: PaygramConfig| {
-        Ok(PaygramWebhooks::new(config.callback_secret))
-    })
-}
+pub const DESCRIPTION: Description =
+    Description::of(Provider::Paygram, &[Currency::Phpt, Currency::Usdt])
+        .named("paygram")
+        .answering(CallbackAnswer::Text("ok"))
+        .built(
+            |c| client(c, Provider::Paygram, PaygramClient::new),
+            |c| {
+                parser(c, Provider::Paygram, |s: PaygramConfig| {
+                    Ok(PaygramWebhooks::new(s.callback_secret))
+                })
+            },
+        );
 
 #[cfg(test)]
 mod tests {

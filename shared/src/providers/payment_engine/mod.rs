@@ -12,10 +12,8 @@ pub use webhook::{PaymentEngineWebhooks, Verifier, VerifyError};
 
 use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{
-    client, parser, CallbackAnswer, Connect, Connecting, Description,
-};
-use crate::providers::{Gateway, ProviderError, WebhookSource};
+use crate::providers::registry::{client, parser, CallbackAnswer, Description};
+use crate::providers::ProviderError;
 
 const PROVIDER: &str = "payment_engine";
 
@@ -70,30 +68,24 @@ impl TransactionStatus {
 
 /// What paygate knows about the Payment Engine beyond its client: its entry in
 /// the registry.
-pub const DESCRIPTION: Description = Description::new(
-    Provider::PaymentEngine,
-    &Currency::ALL,
-    ("payment-engine", "payment-engine"),
-    CallbackAnswer::Text("OK"),
-    (gateway, webhooks),
-);
+pub const DESCRIPTION: Description = Description::of(Provider::PaymentEngine, &Currency::ALL)
+    .named("payment-engine")
+    .answering(CallbackAnswer::Text("OK"))
+    .built(
+        |c| client(c, Provider::PaymentEngine, PaymentEngineClient::new),
+        |c| parser(c, Provider::PaymentEngine, webhooks),
+    );
 
-/// How its client is built.
-fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
-    client(c, Provider::PaymentEngine, PaymentEngineClient::new)
-}
-
-/// How its callback parser is built.
-fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
-    parser(c, Provider::PaymentEngine, |config: PaymentEngineConfig| {
-        let verifier = Verifier::new(
-            config.webhook_secret,
-            config.standard_webhooks_secret.as_ref(),
-        )
-        .map_err(|e| ProviderError::Unreachable {
-            provider: "payment_engine",
-            reason: e.to_string(),
-        })?;
-        Ok(PaymentEngineWebhooks::new(verifier))
-    })
+/// Its callback parser: the seed's signature key, and the Standard
+/// Webhooks key when they are on.
+fn webhooks(config: PaymentEngineConfig) -> Result<PaymentEngineWebhooks, ProviderError> {
+    let verifier = Verifier::new(
+        config.webhook_secret,
+        config.standard_webhooks_secret.as_ref(),
+    )
+    .map_err(|e| ProviderError::Unreachable {
+        provider: "payment_engine",
+        reason: e.to_string(),
+    })?;
+    Ok(PaymentEngineWebhooks::new(verifier))
 }

@@ -8,7 +8,9 @@ use crate::money::{Currency, MajorAmount, Money};
 use crate::payment::{AppLink, Checkout, Payment, PaymentStatus, Provider};
 use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
-use crate::providers::{excerpt, Confirmation, CreateRequest, Created, Gateway, ProviderError};
+use crate::providers::{
+    excerpt, reported_amount, Confirmation, CreateRequest, Created, Gateway, ProviderError,
+};
 use crate::secrets::SecretString;
 
 /// QPay's settings, as stored in Secrets Manager.
@@ -429,15 +431,8 @@ fn total_of(rows: &[&Row]) -> Result<Money, ProviderError> {
             })?,
             None => Currency::Mnt,
         };
-        let amount = row
-            .payment_amount
-            .as_ref()
-            .map(|a| a.to_money(currency))
-            .transpose()
-            .map_err(|e| ProviderError::Decode {
-                provider: PROVIDER,
-                reason: format!("payment_amount: {e}"),
-            })?
+        let amount = row.payment_amount.as_ref();
+        let amount = reported_amount(PROVIDER, "payment_amount", amount, currency)?
             .unwrap_or(Money::zero(currency));
         total = total
             .checked_add(amount)

@@ -12,12 +12,11 @@ pub use client::{QpayClient, QpayConfig};
 pub use webhook::QpayWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::{Operations, PaymentStatus, Provider, RefundSupport};
+use crate::payment::{PaymentStatus, Provider, RefundSupport};
 use std::sync::Arc;
 
-use crate::providers::registry::{built, client, CallbackAnswer, Connect, Connecting, Description};
+use crate::providers::registry::{built, client, CallbackAnswer, Description};
 use crate::providers::ProviderError;
-use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "qpay";
 
@@ -80,30 +79,16 @@ impl PaymentState {
 
 /// What paygate knows about QPay beyond its client: its entry in
 /// the registry.
-pub const DESCRIPTION: Description = Description {
+pub const DESCRIPTION: Description = Description::of(Provider::Qpay, &[Currency::Mnt])
+    .named("qpay")
+    .answering(CallbackAnswer::Text("SUCCESS"))
     // DELETE /v2/invoice/{id}; refunds are whole card payments.
-    operations: Operations {
-        cancel: true,
-        refund: RefundSupport::Full,
-    },
-    ..Description::new(
-        Provider::Qpay,
-        &[Currency::Mnt],
-        ("qpay", "qpay"),
-        CallbackAnswer::Text("SUCCESS"),
-        (gateway, webhooks),
-    )
-};
-
-/// How its client is built.
-fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
-    client(c, Provider::Qpay, QpayClient::new)
-}
-
-/// How its callback parser is built.
-fn webhooks<'a>(_: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
-    built(Arc::new(QpayWebhooks))
-}
+    .cancels()
+    .refunds(RefundSupport::Full)
+    .built(
+        |c| client(c, Provider::Qpay, QpayClient::new),
+        |_| built(Arc::new(QpayWebhooks)),
+    );
 
 #[cfg(test)]
 mod tests {

@@ -12,12 +12,12 @@ pub use client::{ToyyibPayClient, ToyyibPayConfig};
 pub use webhook::ToyyibPayWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::{Operations, PaymentStatus, Provider, RefundSupport};
+use crate::payment::{PaymentStatus, Provider};
 use std::sync::Arc;
 
 use crate::providers::registry::{parser, CallbackAnswer, Connect, Connecting, Description};
+use crate::providers::Gateway;
 use crate::providers::ProviderError;
-use crate::providers::{Gateway, WebhookSource};
 
 const PROVIDER: &str = "toyyibpay";
 
@@ -113,26 +113,22 @@ pub(crate) fn sanitize(text: &str, max: usize) -> String {
 
 /// What paygate knows about ToyyibPay beyond its client: its entry in
 /// the registry.
-pub const DESCRIPTION: Description = Description {
+pub const DESCRIPTION: Description = Description::of(Provider::Toyyibpay, &[Currency::Myr])
+    .named("toyyibpay")
+    .answering(CallbackAnswer::Json(r#"{"message":"ok"}"#))
     // inactiveBill; ToyyibPay has no refund API.
-    operations: Operations {
-        cancel: true,
-        refund: RefundSupport::None,
-    },
+    .cancels()
     // ToyyibPay reports ringgit as text; the seed allows 1 sen of rounding.
-    amount_tolerance: 1,
+    .tolerating(1)
     // A bill needs the payer's e-mail and phone.
-    needs_contact: true,
-    ..Description::new(
-        Provider::Toyyibpay,
-        &[Currency::Myr],
-        ("toyyibpay", "toyyibpay"),
-        CallbackAnswer::Json(r#"{"message":"ok"}"#),
-        (gateway, webhooks),
-    )
-};
+    .needing_contact()
+    .built(gateway, |c| {
+        parser(c, Provider::Toyyibpay, |s: ToyyibPayConfig| {
+            Ok(ToyyibPayWebhooks::new(s.secret_key, s.webhook_hmac_secret))
+        })
+    });
 
-/// How its client is built.
+/// How its client is built: the bill category looked up first.
 fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
     Box::pin(async move {
         let mut config: ToyyibPayConfig = c.config(Provider::Toyyibpay).await?;
@@ -159,16 +155,6 @@ async fn category(c: &Connect<'_>, config: &ToyyibPayConfig) -> Result<String, P
         .category()
         .await?;
     c.store.put_setting(&name, &code).await.map_err(stored)
-}
-
-/// How its callback parser is built.
-fn webhooks<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn WebhookSource> {
-    parser(c, Provider::Toyyibpay, |config: ToyyibPayConfig| {
-        Ok(ToyyibPayWebhooks::new(
-            config.secret_key,
-            config.webhook_hmac_secret,
-        ))
-    })
 }
 
 #[cfg(test)]
