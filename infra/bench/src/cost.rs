@@ -77,12 +77,15 @@ fn count(calls: &BTreeMap<String, u32>, prefix: &str) -> f64 {
         .sum()
 }
 
-/// Which measured function and flow make each step of a deposit.
+/// Which measured functions make a deposit: the create's and the
+/// callback's, whose flows the bench names `<flows>create`,
+/// `<flows>completing callback` and `<flows>duplicate callback` (`flows`
+/// is "" for paygram, "twin " for the Node twin); the casino top-up is
+/// paygram's worker for both.
 pub struct Recipe<'a> {
-    pub create: (&'a str, &'a str),
-    pub completing: (&'a str, &'a str),
-    pub duplicate: (&'a str, &'a str),
-    pub topup: (&'a str, &'a str),
+    pub create: &'a str,
+    pub callback: &'a str,
+    pub flows: &'a str,
 }
 
 /// `functions`: (name, memory MB, warm p50 ms).
@@ -101,26 +104,25 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
         transaction_items: 0,
     };
     let flow = |f: &str| flows.iter().find(|x| x.name == f).unwrap_or(&none);
-    // The largest item this recipe's own flows wrote.
-    let steps = [
-        recipe.create,
-        recipe.completing,
-        recipe.duplicate,
-        recipe.topup,
+    let named = |flow: &str| format!("{}{flow}", recipe.flows);
+    // (function and flow, invocations per deposit, provider calls per invocation)
+    let parts = [
+        ((recipe.create, named("create")), 1.0, 1.0),
+        ((recipe.callback, named("completing callback")), 1.0, 1.0),
+        ((recipe.callback, named("duplicate callback")), 2.0, 0.0),
+        (
+            ("worker-casino-topup", "casino top-up".to_string()),
+            CASINO_SHARE,
+            2.0,
+        ),
     ];
-    let largest = steps
+    // The largest item this recipe's own flows wrote.
+    let largest = parts
         .iter()
-        .flat_map(|(_, f)| flow(f).items_written.iter().copied())
+        .flat_map(|((_, f), _, _)| flow(f).items_written.iter().copied())
         .max()
         .unwrap_or(1024);
     let item_kb = (largest as f64 / 1024.0).ceil().max(1.0);
-    // (function and flow, invocations per deposit, provider calls per invocation)
-    let parts = [
-        (recipe.create, 1.0, 1.0),
-        (recipe.completing, 1.0, 1.0),
-        (recipe.duplicate, 2.0, 0.0),
-        (recipe.topup, CASINO_SHARE, 2.0),
-    ];
     let mut gb_seconds = 0.0;
     let mut invocations = 0.0;
     let mut rru = 0.0;
@@ -131,7 +133,7 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
         let billed_ms = (ms + provider_calls * PROVIDER_MS).ceil();
         gb_seconds += per_deposit * million * f64::from(memory) / 1024.0 * billed_ms / 1000.0;
         invocations += per_deposit * million;
-        let measured = flow(flow_name);
+        let measured = flow(&flow_name);
         let (r, w) = units(measured, item_kb);
         rru += per_deposit * million * r;
         wru += per_deposit * million * w;
@@ -141,52 +143,58 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     let http = 4.0 * million;
     // Each cold start reads its function's secrets once (two on average).
     let secrets = invocations / INVOCATIONS_PER_COLD_START * 2.0;
-    let mut lines = vec![
-        Line {
-            item: "Lambda compute (arm64)".into(),
-            quantity: format!("{:.0} GB-s", gb_seconds),
-            dollars: gb_seconds * LAMBDA_ARM_GB_SECOND,
-        },
-        Line {
-            item: "Lambda requests".into(),
-            quantity: format!("{:.2} M", invocations / million),
-            dollars: invocations * LAMBDA_REQUEST,
-        },
-        Line {
-            item: "HTTP API requests (create and three callbacks)".into(),
-            quantity: format!("{:.0} M", http / million),
-            dollars: http * HTTP_API_REQUEST,
-        },
-        Line {
-            item: format!(
-                "DynamoDB writes (every item billed as {item_kb:.0} KB, the largest written: an upper bound)"
-            ),
-            quantity: format!("{:.2} M WRU", wru / million),
-            dollars: wru * DYNAMODB_WRU,
-        },
-        Line {
-            item: "DynamoDB reads".into(),
-            quantity: format!("{:.2} M RRU", rru / million),
-            dollars: rru * DYNAMODB_RRU,
-        },
-        Line {
-            item: "SQS (sends, and the event source's receive and delete)".into(),
-            quantity: format!("{:.2} M", sqs / million),
-            dollars: sqs * SQS_REQUEST,
-        },
-        Line {
-            item: "Secrets Manager (after caching)".into(),
-            quantity: format!("{:.0} calls", secrets),
-            dollars: secrets * SECRETS_CALL,
-        },
+    let m = |units: f64, unit: &str| format!("{:.2} M{unit}", units / million);
+    let writes = format!(
+        "DynamoDB writes (every item billed as {item_kb:.0} KB, the largest written: an upper bound)"
+    );
+    let lines = vec![
+        line(
+            "Lambda compute (arm64)",
+            format!("{gb_seconds:.0} GB-s"),
+            gb_seconds,
+            LAMBDA_ARM_GB_SECOND,
+        ),
+        line(
+            "Lambda requests",
+            m(invocations, ""),
+            invocations,
+            LAMBDA_REQUEST,
+        ),
+        line(
+            "HTTP API requests (create and three callbacks)",
+            format!("{:.0} M", http / million),
+            http,
+            HTTP_API_REQUEST,
+        ),
+        line(&writes, m(wru, " WRU"), wru, DYNAMODB_WRU),
+        line("DynamoDB reads", m(rru, " RRU"), rru, DYNAMODB_RRU),
+        line(
+            "SQS (sends, and the event source's receive and delete)",
+            m(sqs, ""),
+            sqs,
+            SQS_REQUEST,
+        ),
+        line(
+            "Secrets Manager (after caching)",
+            format!("{secrets:.0} calls"),
+            secrets,
+            SECRETS_CALL,
+        ),
     ];
-    for l in &mut lines {
-        l.dollars = (l.dollars * 100.0).round() / 100.0;
-    }
     let total = lines.iter().map(|l| l.dollars).sum::<f64>();
     Estimate {
         lines,
         total: (total * 100.0).round() / 100.0,
+    }
+}
+
+/// One line of the bill: `units` at `price` each (to the cent), shown as
+/// `quantity`.
+fn line(item: &str, quantity: String, units: f64, price: f64) -> Line {
+    Line {
+        item: item.to_string(),
+        quantity,
+        dollars: (units * price * 100.0).round() / 100.0,
     }
 }
 

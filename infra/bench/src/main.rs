@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use common::{ms, percentile, root, say, sizing};
 use proxy::{Counting, Tally};
 use runtime::{Instance, Outcome};
+use sandbox::kit::lock;
 
 const SANDBOX: &str = "127.0.0.1:8900";
 
@@ -301,13 +302,7 @@ impl Bench {
         }
         self.record(&instance, memory, first, warm);
         instance.stop().await;
-        let logins = *self
-            .sandbox
-            .state
-            .directpay
-            .logins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let logins = *lock(&self.sandbox.state.directpay.logins);
         say(&format!(
             "{binary}: done ({logins} DirectPay logins so far)"
         ));
@@ -412,13 +407,7 @@ impl Bench {
         let events = (0..=n).map(|_| (None, health.clone())).collect();
         self.measure("api-health", events, answered(200)).await?;
 
-        self.logins = *self
-            .sandbox
-            .state
-            .directpay
-            .logins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        self.logins = *lock(&self.sandbox.state.directpay.logins);
         say("the Node 20 twin: the same creates and callbacks");
         self.deposits(
             ("node-twin-create", "node-twin-callback"),
@@ -463,7 +452,7 @@ impl Bench {
     /// Provider logins so far, by provider.
     fn logins(&self) -> BTreeMap<String, u32> {
         let s = &self.sandbox.state;
-        let get = |m: &std::sync::Mutex<u32>| *m.lock().unwrap_or_else(|p| p.into_inner());
+        let get = |m: &std::sync::Mutex<u32>| *lock(m);
         BTreeMap::from([
             ("directpay".to_string(), get(&s.directpay.logins)),
             ("qpay".to_string(), get(&s.qpay.logins)),
@@ -474,12 +463,7 @@ impl Bench {
 
     /// Casino balances, by player.
     fn casino(&self) -> BTreeMap<String, i64> {
-        self.sandbox
-            .state
-            .casino
-            .players
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.sandbox.state.casino.players)
             .iter()
             .map(|(k, p)| (k.clone(), p.balance_centavos))
             .collect()
@@ -521,13 +505,7 @@ impl Bench {
         let tally = self.take();
         let logins_after = self.logins();
         let casino_after = self.casino();
-        let transfers: Vec<(String, String)> = self
-            .sandbox
-            .state
-            .casino
-            .transfers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let transfers: Vec<(String, String)> = lock(&self.sandbox.state.casino.transfers)
             .iter()
             .map(|t| (t.nonce.clone(), t.username.clone()))
             .collect();
@@ -859,26 +837,18 @@ async fn main_inner() -> Result<(), String> {
     let logins = bench.logins;
     let functions = bench.functions_view();
     let flows = bench.flows_view();
-    let cost = cost::estimate(
-        &functions,
-        &flows,
-        &cost::Recipe {
-            create: ("api-create-payment", "create"),
-            completing: ("webhook-directpay", "completing callback"),
-            duplicate: ("webhook-directpay", "duplicate callback"),
-            topup: ("worker-casino-topup", "casino top-up"),
-        },
-    );
-    let node_twin_cost = cost::estimate(
-        &functions,
-        &flows,
-        &cost::Recipe {
-            create: ("node-twin-create", "twin create"),
-            completing: ("node-twin-callback", "twin completing callback"),
-            duplicate: ("node-twin-callback", "twin duplicate callback"),
-            topup: ("worker-casino-topup", "casino top-up"),
-        },
-    );
+    let paygate = cost::Recipe {
+        create: "api-create-payment",
+        callback: "webhook-directpay",
+        flows: "",
+    };
+    let cost = cost::estimate(&functions, &flows, &paygate);
+    let node_twin = cost::Recipe {
+        create: "node-twin-create",
+        callback: "node-twin-callback",
+        flows: "twin ",
+    };
+    let node_twin_cost = cost::estimate(&functions, &flows, &node_twin);
     let node_twin_memory_mb = sizing(&bench.template, "webhook-directpay").0;
     let results = Results {
         machine: machine(),

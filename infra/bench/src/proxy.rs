@@ -61,7 +61,7 @@ impl Counting {
 
     /// What was counted since the last take.
     pub fn take(&self) -> Tally {
-        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *sandbox::kit::lock(&self.tally))
     }
 }
 
@@ -150,7 +150,7 @@ async fn forward(State(p): State<Proxy>, request: Request) -> Response {
     };
     let op = operation(&parts.headers, &body);
     {
-        let mut tally = p.tally.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tally = sandbox::kit::lock(&p.tally);
         *tally.calls.entry(op.clone()).or_default() += 1;
         let sizes = written_items(&op, &body);
         tally.items_written.extend(sizes);

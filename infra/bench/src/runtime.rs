@@ -44,7 +44,7 @@ struct Shared {
 
 async fn next(State(s): State<Arc<Shared>>) -> Response {
     {
-        let mut first = s.first_next.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = sandbox::kit::lock(&s.first_next);
         if first.is_none() {
             *first = Some(Instant::now());
             s.ready.notify_waiters();
@@ -109,8 +109,7 @@ async fn error(
 }
 
 async fn init_error(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
-    *s.init_error.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(String::from_utf8_lossy(&body).into_owned());
+    *sandbox::kit::lock(&s.init_error) = Some(String::from_utf8_lossy(&body).into_owned());
     s.ready.notify_waiters();
     StatusCode::ACCEPTED
 }
