@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::wire::{StatusReply, TokenReply};
 use super::{invoice_id, invoice_of, secret_hash, status_from_name, to_wire_amount, PROVIDER};
-use crate::money::{Currency, MajorAmount, Money};
+use crate::money::{Currency, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
@@ -49,20 +50,6 @@ pub(crate) struct Token {
     value: SecretString,
 }
 
-#[derive(Deserialize)]
-struct TokenReply {
-    access_token: String,
-    /// A number or a string, depending on the day.
-    #[serde(default)]
-    expires_in: Option<serde_json::Value>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    token_type: Option<String>,
-}
-
 impl TokenReply {
     /// The token reply as the payment widget's `auth` takes it: the whole
     /// object (the bank's widget docs), not only the token.
@@ -75,29 +62,6 @@ impl TokenReply {
             "token_type": self.token_type.as_deref().unwrap_or("Bearer"),
         })
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusReply {
-    result_code: serde_json::Value,
-    #[serde(default)]
-    result_message: Option<String>,
-    #[serde(default)]
-    transaction: Option<Transaction>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Transaction {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-    #[serde(default)]
-    amount: Option<MajorAmount>,
-    #[serde(default)]
-    currency: Option<String>,
-    #[serde(default)]
-    status_name: Option<String>,
 }
 
 /// What check-status says, with the bank's transaction id for operations.

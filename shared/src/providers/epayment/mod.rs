@@ -6,6 +6,7 @@
 
 mod client;
 mod webhook;
+mod wire;
 
 pub use client::{EpaymentClient, EpaymentConfig};
 pub use webhook::EpaymentWebhooks;
@@ -17,6 +18,7 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider, RefundSupport};
 use crate::providers::registry::{client, parser, CallbackAnswer, Description};
 use crate::providers::ProviderError;
+use wire::{CallbackCode, StatusName};
 
 const PROVIDER: &str = "epayment";
 
@@ -72,64 +74,6 @@ pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
 /// "funds returned"; a partial refund leaves CHARGE).
 pub(crate) fn status_from_name(name: &str) -> PaymentStatus {
     StatusName::parse(name).payment_status()
-}
-
-/// The bank's statusName words; any other is `Other` (waiting, in our terms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StatusName {
-    Charge,
-    Auth,
-    Refund,
-    Failed,
-    Other,
-}
-
-impl StatusName {
-    pub(crate) fn parse(name: &str) -> StatusName {
-        match name.trim().to_ascii_uppercase().as_str() {
-            "CHARGE" => StatusName::Charge,
-            "AUTH" => StatusName::Auth,
-            "REFUND" => StatusName::Refund,
-            "FAILED" | "REJECT" => StatusName::Failed,
-            _ => StatusName::Other,
-        }
-    }
-
-    pub(crate) fn payment_status(self) -> PaymentStatus {
-        match self {
-            StatusName::Charge => PaymentStatus::Completed,
-            StatusName::Refund => PaymentStatus::Refunded,
-            StatusName::Failed => PaymentStatus::Failed,
-            StatusName::Auth | StatusName::Other => PaymentStatus::Pending,
-        }
-    }
-}
-
-/// The callback's `code`: "ok" (paid), "error" (failed); any other is
-/// `Other` (waiting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallbackCode {
-    Ok,
-    Error,
-    Other,
-}
-
-impl CallbackCode {
-    pub(crate) fn parse(code: &str) -> CallbackCode {
-        match code {
-            "ok" => CallbackCode::Ok,
-            "error" => CallbackCode::Error,
-            _ => CallbackCode::Other,
-        }
-    }
-
-    pub(crate) fn payment_status(self) -> PaymentStatus {
-        match self {
-            CallbackCode::Ok => PaymentStatus::Completed,
-            CallbackCode::Error => PaymentStatus::Failed,
-            CallbackCode::Other => PaymentStatus::Pending,
-        }
-    }
 }
 
 /// What paygate knows about epayment.kz beyond its client: its entry in

@@ -3,11 +3,11 @@
 //! we made for the invoice (compared in constant time); the amount and
 //! currency must parse; the payment is then confirmed with check-status.
 
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::secret_hash;
-use crate::money::{Currency, MajorAmount};
+use super::wire::Callback;
+use crate::money::Currency;
 use crate::payment::Provider;
 use crate::providers::{
     claimed_amount, PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource,
@@ -23,20 +23,6 @@ impl EpaymentWebhooks {
     pub fn new(callback_key: SecretString) -> EpaymentWebhooks {
         EpaymentWebhooks { callback_key }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Callback {
-    invoice_id: String,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    amount: Option<MajorAmount>,
-    #[serde(default)]
-    currency: Option<String>,
-    #[serde(default, rename = "secret_hash", alias = "secretHash")]
-    secret_hash: Option<String>,
 }
 
 impl WebhookSource for EpaymentWebhooks {

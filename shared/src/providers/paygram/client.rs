@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::wire::{InvoiceInfoRequest, InvoiceReply, IssueInvoice};
 use super::{
     currency_code, currency_from_wire, status_code_from_wire, status_from_code, to_wire_amount,
     PROVIDER,
 };
-use crate::money::MajorAmount;
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{
@@ -25,46 +25,6 @@ pub struct PaygramConfig {
     pub callback_secret: SecretString,
     #[serde(default)]
     pub merchant_type: Option<i64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IssueInvoice<'a> {
-    request_id: i64,
-    currency_code: u32,
-    amount: &'a serde_json::value::RawValue,
-    callback_data: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    merchant_type: Option<i64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct InvoiceInfoRequest<'a> {
-    invoice_code: &'a str,
-}
-
-/// Paygram's replies; its key casing varies, so both are accepted.
-#[derive(Deserialize)]
-struct InvoiceReply {
-    #[serde(default, alias = "Success")]
-    success: Option<bool>,
-    #[serde(default, rename = "responseCode", alias = "ResponseCode")]
-    response_code: Option<i64>,
-    #[serde(default, rename = "invoiceCode", alias = "InvoiceCode")]
-    invoice_code: Option<String>,
-    #[serde(default, rename = "payUrl", alias = "PayUrl")]
-    pay_url: Option<String>,
-    /// The C# enum, as a number or its name.
-    #[serde(default, alias = "Status")]
-    status: Option<serde_json::Value>,
-    #[serde(default, alias = "Amount")]
-    amount: Option<MajorAmount>,
-    /// The C# enum, as a number or its name.
-    #[serde(default, rename = "currencyCode", alias = "CurrencyCode")]
-    currency_code: Option<serde_json::Value>,
-    #[serde(default, alias = "Message")]
-    message: Option<String>,
 }
 
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 
 mod client;
 mod webhook;
+mod wire;
 
 pub use client::{PaygramClient, PaygramConfig};
 pub use webhook::PaygramWebhooks;
@@ -13,6 +14,7 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider};
 use crate::providers::registry::{client, parser, CallbackAnswer, Description};
 use crate::providers::ProviderError;
+use wire::InvoiceState;
 
 const PROVIDER: &str = "paygram";
 
@@ -113,61 +115,6 @@ pub(crate) fn status_from_code(code: i64) -> PaymentStatus {
 /// The seed's callback words.
 pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
     InvoiceState::from_word(word).payment_status()
-}
-
-/// A Paygram invoice's state, from its code or the seed's word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InvoiceState {
-    Requested,
-    Completed,
-    Cancelled,
-    Ongoing,
-    Error,
-    Denied,
-    Accepted,
-    /// The seed's `expired` word (no code says it).
-    Expired,
-    Unknown,
-}
-
-impl InvoiceState {
-    pub(crate) fn from_code(code: i64) -> InvoiceState {
-        match code {
-            1 => InvoiceState::Requested,
-            2 => InvoiceState::Completed,
-            3 => InvoiceState::Cancelled,
-            4 => InvoiceState::Ongoing,
-            5 => InvoiceState::Error,
-            7 => InvoiceState::Denied,
-            8 => InvoiceState::Accepted,
-            _ => InvoiceState::Unknown,
-        }
-    }
-
-    pub(crate) fn from_word(word: &str) -> InvoiceState {
-        match word.trim().to_ascii_lowercase().as_str() {
-            "paid" | "completed" | "success" => InvoiceState::Completed,
-            "expired" => InvoiceState::Expired,
-            "cancelled" | "canceled" => InvoiceState::Cancelled,
-            "failed" => InvoiceState::Error,
-            "denied" => InvoiceState::Denied,
-            _ => InvoiceState::Unknown,
-        }
-    }
-
-    pub(crate) fn payment_status(self) -> PaymentStatus {
-        match self {
-            InvoiceState::Completed => PaymentStatus::Completed,
-            InvoiceState::Expired => PaymentStatus::Expired,
-            InvoiceState::Cancelled | InvoiceState::Error | InvoiceState::Denied => {
-                PaymentStatus::Failed
-            }
-            InvoiceState::Requested
-            | InvoiceState::Ongoing
-            | InvoiceState::Accepted
-            | InvoiceState::Unknown => PaymentStatus::Pending,
-        }
-    }
 }
 
 /// What paygate knows about Paygram beyond its client: its entry in

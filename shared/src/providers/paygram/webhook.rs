@@ -4,10 +4,10 @@
 //! timestamp}`). The URL's secret segment is checked in constant time; the
 //! invoice is then confirmed with `InvoiceInfo`.
 
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::status_from_word;
+use super::wire::Callback;
 use crate::payment::{PaymentStatus, Provider};
 use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
 use crate::secrets::SecretString;
@@ -22,26 +22,6 @@ impl PaygramWebhooks {
     pub fn new(secret: SecretString) -> PaygramWebhooks {
         PaygramWebhooks { secret }
     }
-}
-
-#[derive(Deserialize)]
-struct InvoiceInfo {
-    #[serde(default)]
-    invoicecode: Option<String>,
-}
-
-/// Both shapes, keys lower-cased before parsing (Paygram's casing varies).
-#[derive(Deserialize)]
-struct Callback {
-    #[serde(default)]
-    callbackdata: Option<String>,
-    #[serde(default)]
-    invoiceinfo: Option<InvoiceInfo>,
-    #[serde(default, alias = "invoice_code")]
-    invoicecode: Option<String>,
-    /// The seed's word ("paid"), or the enum as a number or name.
-    #[serde(default)]
-    status: Option<serde_json::Value>,
 }
 
 fn lower_keys(v: serde_json::Value) -> serde_json::Value {

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::wire::{BalanceReply, TokenReply, Transaction};
 use super::{status_from_word, to_wire_amount, PROVIDER};
-use crate::money::{Currency, MajorAmount, Money};
+use crate::money::{Currency, Money};
 use crate::payment::{Checkout, Payment, Provider};
 use crate::providers::session::{Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
@@ -48,32 +49,6 @@ struct Tokens {
     access: SecretString,
     #[serde(with = "crate::secrets::exposed")]
     refresh: SecretString,
-}
-
-#[derive(Deserialize)]
-struct TokenReply {
-    access_token: String,
-    refresh_token: String,
-    expires_in: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TransactionReply {
-    id: serde_json::Value,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    amount: Option<MajorAmount>,
-    #[serde(default)]
-    currency_code: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BalanceReply {
-    available_balance: MajorAmount,
-    currency_code: String,
 }
 
 /// A balance reply as exact money in its currency.
@@ -285,12 +260,18 @@ impl Gateway for PaymentEngineClient {
         if !reply.status.is_success() {
             return Err(error(&reply));
         }
-        let t: TransactionReply = reply.json(PROVIDER)?;
+        let t: Transaction = reply.json(PROVIDER)?;
         Ok(Created {
-            provider_reference: text(&t.id).parse().map_err(|_| ProviderError::Decode {
-                provider: PROVIDER,
-                reason: "transaction id is not a usable reference".into(),
-            })?,
+            provider_reference: t
+                .id
+                .as_ref()
+                .map(text)
+                .unwrap_or_default()
+                .parse()
+                .map_err(|_| ProviderError::Decode {
+                    provider: PROVIDER,
+                    reason: "transaction id is not a usable reference".into(),
+                })?,
             checkout: Checkout::default(),
             expires_at: None,
         })
@@ -310,22 +291,12 @@ impl Gateway for PaymentEngineClient {
         if !reply.status.is_success() {
             return Err(error(&reply));
         }
-        let t: TransactionReply = reply.json(PROVIDER)?;
+        let t: Transaction = reply.json(PROVIDER)?;
+        let amount = t.money().map_err(|reason| ProviderError::Decode {
+            provider: PROVIDER,
+            reason,
+        })?;
         let word = t.status.unwrap_or_default();
-        let amount = match (t.amount, t.currency_code) {
-            (Some(a), Some(c)) => {
-                let currency =
-                    Currency::from_code_ignore_case(&c).map_err(|e| ProviderError::Decode {
-                        provider: PROVIDER,
-                        reason: e.to_string(),
-                    })?;
-                Some(a.to_money(currency).map_err(|e| ProviderError::Decode {
-                    provider: PROVIDER,
-                    reason: e.to_string(),
-                })?)
-            }
-            _ => None,
-        };
         Ok(Confirmation {
             status: status_from_word(&word),
             amount,

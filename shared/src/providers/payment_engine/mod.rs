@@ -6,6 +6,7 @@
 
 mod client;
 mod webhook;
+mod wire;
 
 pub use client::{PaymentEngineAuth, PaymentEngineClient, PaymentEngineConfig};
 pub use webhook::{PaymentEngineWebhooks, Verifier, VerifyError};
@@ -14,6 +15,7 @@ use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
 use crate::providers::registry::{client, parser, CallbackAnswer, Description};
 use crate::providers::ProviderError;
+use wire::TransactionStatus;
 
 const PROVIDER: &str = "payment_engine";
 
@@ -25,45 +27,6 @@ pub(crate) fn to_wire_amount(amount: Money) -> String {
 
 pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
     TransactionStatus::parse(word).payment_status()
-}
-
-/// A transaction's status word (the guide's PENDING, PROCESSING, COMPLETED,
-/// FAILED, REJECTED, CANCELLED); any other is `Unknown` (waiting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TransactionStatus {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-    Rejected,
-    Cancelled,
-    Unknown,
-}
-
-impl TransactionStatus {
-    pub(crate) fn parse(word: &str) -> TransactionStatus {
-        match word.trim().to_ascii_uppercase().as_str() {
-            "PENDING" => TransactionStatus::Pending,
-            "PROCESSING" => TransactionStatus::Processing,
-            "COMPLETED" => TransactionStatus::Completed,
-            "FAILED" => TransactionStatus::Failed,
-            "REJECTED" => TransactionStatus::Rejected,
-            "CANCELLED" => TransactionStatus::Cancelled,
-            _ => TransactionStatus::Unknown,
-        }
-    }
-
-    pub(crate) fn payment_status(self) -> PaymentStatus {
-        match self {
-            TransactionStatus::Completed => PaymentStatus::Completed,
-            TransactionStatus::Failed
-            | TransactionStatus::Rejected
-            | TransactionStatus::Cancelled => PaymentStatus::Failed,
-            TransactionStatus::Pending
-            | TransactionStatus::Processing
-            | TransactionStatus::Unknown => PaymentStatus::Pending,
-        }
-    }
 }
 
 /// What paygate knows about the Payment Engine beyond its client: its entry in

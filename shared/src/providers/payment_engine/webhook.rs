@@ -11,11 +11,10 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 
 use super::status_from_word;
-use crate::money::{Currency, MajorAmount};
+use super::wire::Event;
 use crate::payment::{PaymentStatus, Provider};
 use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
 use crate::secrets::SecretString;
@@ -185,30 +184,6 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Event {
-    event_id: String,
-    event_type: String,
-    #[serde(default)]
-    data: EventData,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct EventData {
-    #[serde(default)]
-    transaction_id: Option<String>,
-    #[serde(default, alias = "externalReference")]
-    transaction_reference: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    amount: Option<MajorAmount>,
-    #[serde(default)]
-    currency_code: Option<String>,
-}
-
 #[derive(Debug, Clone)]
 pub struct PaymentEngineWebhooks {
     verifier: Verifier,
@@ -256,17 +231,7 @@ impl WebhookSource for PaymentEngineWebhooks {
                 _ => PaymentRef::None,
             },
         };
-        let amount = match (data.amount, data.currency_code.as_deref()) {
-            (Some(a), Some(c)) => {
-                let currency = Currency::from_code_ignore_case(c)
-                    .map_err(|e| WebhookError::Malformed(e.to_string()))?;
-                Some(
-                    a.to_money(currency)
-                        .map_err(|e| WebhookError::Malformed(format!("amount: {e}")))?,
-                )
-            }
-            _ => None,
-        };
+        let amount = data.money().map_err(WebhookError::Malformed)?;
         Ok(WebhookEvent {
             payment,
             status,

@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::wire::{CheckReply, InvoiceReply, Row, TokenReply};
 use super::PaymentState;
 use super::{seconds_left, to_wire_amount, PROVIDER};
-use crate::money::{Currency, MajorAmount, Money};
-use crate::payment::{AppLink, Checkout, Payment, PaymentStatus, Provider};
+use crate::money::{Currency, Money};
+use crate::payment::{Checkout, Payment, PaymentStatus, Provider};
 use crate::providers::session::{self, Held, SharedLogin};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Reply, Retry};
 use crate::providers::{
@@ -36,60 +37,6 @@ pub(crate) struct Tokens {
     refresh: SecretString,
     /// Unix seconds, less the margin.
     refresh_until: i64,
-}
-
-#[derive(Deserialize)]
-struct TokenReply {
-    access_token: String,
-    expires_in: i64,
-    refresh_token: String,
-    refresh_expires_in: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-struct InvoiceReply {
-    invoice_id: String,
-    #[serde(default)]
-    qr_text: Option<String>,
-    #[serde(default)]
-    qr_image: Option<String>,
-    #[serde(default, rename = "qPay_shortUrl")]
-    short_url: Option<String>,
-    /// The bank apps' deep links. A link without a name or target is left
-    /// out; an odd one never fails the invoice.
-    #[serde(default, deserialize_with = "app_links")]
-    urls: Vec<AppLink>,
-}
-
-fn app_links<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AppLink>, D::Error> {
-    let raw = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
-    Ok(raw
-        .into_iter()
-        .filter_map(|v| serde_json::from_value::<AppLink>(v).ok())
-        .filter(|l| !l.name.is_empty() && !l.link.is_empty())
-        .collect())
-}
-
-#[derive(Deserialize)]
-struct CheckReply {
-    #[serde(default)]
-    rows: Vec<Row>,
-}
-
-#[derive(Deserialize)]
-struct Row {
-    payment_id: serde_json::Value,
-    payment_status: String,
-    #[serde(default)]
-    payment_amount: Option<MajorAmount>,
-    #[serde(default)]
-    payment_currency: Option<String>,
-    /// CARD or P2P: `payment_type` in payment/check's rows (QPay's
-    /// specification), `transaction_type` where a client or payment/get
-    /// names it so; both are taken.
-    #[serde(default, alias = "transaction_type")]
-    payment_type: Option<String>,
 }
 
 #[derive(Debug)]

@@ -7,16 +7,18 @@
 
 mod client;
 mod webhook;
+mod wire;
 
 pub use client::{QpayClient, QpayConfig};
 pub use webhook::QpayWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::{PaymentStatus, Provider, RefundSupport};
+use crate::payment::{Provider, RefundSupport};
 use std::sync::Arc;
 
 use crate::providers::registry::{built, client, CallbackAnswer, Description};
 use crate::providers::ProviderError;
+use wire::PaymentState;
 
 const PROVIDER: &str = "qpay";
 
@@ -38,42 +40,6 @@ pub(crate) fn seconds_left(expires_in: i64, now: i64) -> i64 {
         expires_in - now
     } else {
         expires_in
-    }
-}
-
-/// QPay's payment_status words (payment/check rows and callbacks: NEW,
-/// FAILED, PAID, REFUNDED, and the seed's REFUND), matched as QPay sends
-/// them; any other is `Unknown`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PaymentState {
-    New,
-    Failed,
-    Paid,
-    Refunded,
-    Unknown,
-}
-
-impl PaymentState {
-    pub(crate) fn parse(word: &str) -> PaymentState {
-        match word {
-            "NEW" => PaymentState::New,
-            "FAILED" => PaymentState::Failed,
-            "PAID" => PaymentState::Paid,
-            "REFUNDED" | "REFUND" => PaymentState::Refunded,
-            _ => PaymentState::Unknown,
-        }
-    }
-
-    /// What one callback says of its payment: paid, or not yet (a refund
-    /// or a failed attempt is learned from payment/check, not a callback).
-    pub(crate) fn of_callback(self) -> PaymentStatus {
-        match self {
-            PaymentState::Paid => PaymentStatus::Completed,
-            PaymentState::New
-            | PaymentState::Failed
-            | PaymentState::Refunded
-            | PaymentState::Unknown => PaymentStatus::Pending,
-        }
     }
 }
 

@@ -2,21 +2,12 @@
 //! with a JSON body (seed). Our payment id is in the callback URL's query.
 //! QPay signs nothing: every callback is confirmed with payment/check.
 
-use serde::Deserialize;
-
+use super::wire::SeedBody;
 use crate::payment::Provider;
 use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct QpayWebhooks;
-
-#[derive(Deserialize)]
-struct SeedBody {
-    #[serde(default)]
-    payment_status: Option<String>,
-    #[serde(default)]
-    object_id: Option<String>,
-}
 
 impl WebhookSource for QpayWebhooks {
     fn provider(&self) -> Provider {

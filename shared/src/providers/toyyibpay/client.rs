@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
+use super::wire::Row;
 use super::{sanitize, status_from_code, to_sen, transaction_amount, PROVIDER};
 use crate::payment::{Checkout, Payment, PaymentStatus, Provider};
 use crate::providers::transport::{HttpPolicy, ProviderHttp, Retry};
@@ -36,14 +37,6 @@ pub struct ToyyibPayClient {
     http: ProviderHttp,
     config: ToyyibPayConfig,
     category: OnceCell<String>,
-}
-
-#[derive(Deserialize)]
-struct Row {
-    #[serde(rename = "billpaymentStatus", default)]
-    status: Option<String>,
-    #[serde(rename = "billpaymentAmount", default)]
-    amount: Option<serde_json::Value>,
 }
 
 impl ToyyibPayClient {

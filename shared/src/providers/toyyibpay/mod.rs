@@ -7,6 +7,7 @@
 
 mod client;
 mod webhook;
+mod wire;
 
 pub use client::{ToyyibPayClient, ToyyibPayConfig};
 pub use webhook::ToyyibPayWebhooks;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use crate::providers::registry::{parser, CallbackAnswer, Connect, Connecting, Description};
 use crate::providers::Gateway;
 use crate::providers::ProviderError;
+use wire::BillStatus;
 
 const PROVIDER: &str = "toyyibpay";
 
@@ -56,38 +58,6 @@ pub(crate) fn transaction_amount(text: &str) -> Result<Money, MoneyError> {
 /// billpaymentStatus / callback status: 1 success, 2 and 4 pending, 3 failed.
 pub(crate) fn status_from_code(code: &str) -> PaymentStatus {
     BillStatus::parse(code).payment_status()
-}
-
-/// A bill payment's status code; any other is `Unknown` (waiting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BillStatus {
-    Success,
-    Pending,
-    Failed,
-    PendingOther,
-    Unknown,
-}
-
-impl BillStatus {
-    pub(crate) fn parse(code: &str) -> BillStatus {
-        match code.trim() {
-            "1" => BillStatus::Success,
-            "2" => BillStatus::Pending,
-            "3" => BillStatus::Failed,
-            "4" => BillStatus::PendingOther,
-            _ => BillStatus::Unknown,
-        }
-    }
-
-    pub(crate) fn payment_status(self) -> PaymentStatus {
-        match self {
-            BillStatus::Success => PaymentStatus::Completed,
-            BillStatus::Failed => PaymentStatus::Failed,
-            BillStatus::Pending | BillStatus::PendingOther | BillStatus::Unknown => {
-                PaymentStatus::Pending
-            }
-        }
-    }
 }
 
 /// billName and billDescription allow letters, digits, space and `_` only.

@@ -1,0 +1,122 @@
+//! Paygram's own request and response shapes and its invoice states.
+//! Private to this folder.
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::MajorAmount;
+use crate::payment::PaymentStatus;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct IssueInvoice<'a> {
+    pub request_id: i64,
+    pub currency_code: u32,
+    pub amount: &'a serde_json::value::RawValue,
+    pub callback_data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_type: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct InvoiceInfoRequest<'a> {
+    pub invoice_code: &'a str,
+}
+
+/// Paygram's replies; its key casing varies, so both are accepted.
+#[derive(Deserialize)]
+pub(super) struct InvoiceReply {
+    #[serde(default, alias = "Success")]
+    pub success: Option<bool>,
+    #[serde(default, rename = "responseCode", alias = "ResponseCode")]
+    pub response_code: Option<i64>,
+    #[serde(default, rename = "invoiceCode", alias = "InvoiceCode")]
+    pub invoice_code: Option<String>,
+    #[serde(default, rename = "payUrl", alias = "PayUrl")]
+    pub pay_url: Option<String>,
+    /// The C# enum, as a number or its name.
+    #[serde(default, alias = "Status")]
+    pub status: Option<serde_json::Value>,
+    #[serde(default, alias = "Amount")]
+    pub amount: Option<MajorAmount>,
+    /// The C# enum, as a number or its name.
+    #[serde(default, rename = "currencyCode", alias = "CurrencyCode")]
+    pub currency_code: Option<serde_json::Value>,
+    #[serde(default, alias = "Message")]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct InvoiceInfo {
+    #[serde(default)]
+    pub invoicecode: Option<String>,
+}
+
+/// Both shapes, keys lower-cased before parsing (Paygram's casing varies).
+#[derive(Deserialize)]
+pub(super) struct Callback {
+    #[serde(default)]
+    pub callbackdata: Option<String>,
+    #[serde(default)]
+    pub invoiceinfo: Option<InvoiceInfo>,
+    #[serde(default, alias = "invoice_code")]
+    pub invoicecode: Option<String>,
+    /// The seed's word ("paid"), or the enum as a number or name.
+    #[serde(default)]
+    pub status: Option<serde_json::Value>,
+}
+
+/// A Paygram invoice's state, from its code or the seed's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InvoiceState {
+    Requested,
+    Completed,
+    Cancelled,
+    Ongoing,
+    Error,
+    Denied,
+    Accepted,
+    /// The seed's `expired` word (no code says it).
+    Expired,
+    Unknown,
+}
+
+impl InvoiceState {
+    pub(super) fn from_code(code: i64) -> InvoiceState {
+        match code {
+            1 => InvoiceState::Requested,
+            2 => InvoiceState::Completed,
+            3 => InvoiceState::Cancelled,
+            4 => InvoiceState::Ongoing,
+            5 => InvoiceState::Error,
+            7 => InvoiceState::Denied,
+            8 => InvoiceState::Accepted,
+            _ => InvoiceState::Unknown,
+        }
+    }
+
+    pub(super) fn from_word(word: &str) -> InvoiceState {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "paid" | "completed" | "success" => InvoiceState::Completed,
+            "expired" => InvoiceState::Expired,
+            "cancelled" | "canceled" => InvoiceState::Cancelled,
+            "failed" => InvoiceState::Error,
+            "denied" => InvoiceState::Denied,
+            _ => InvoiceState::Unknown,
+        }
+    }
+
+    pub(super) fn payment_status(self) -> PaymentStatus {
+        match self {
+            InvoiceState::Completed => PaymentStatus::Completed,
+            InvoiceState::Expired => PaymentStatus::Expired,
+            InvoiceState::Cancelled | InvoiceState::Error | InvoiceState::Denied => {
+                PaymentStatus::Failed
+            }
+            InvoiceState::Requested
+            | InvoiceState::Ongoing
+            | InvoiceState::Accepted
+            | InvoiceState::Unknown => PaymentStatus::Pending,
+        }
+    }
+}
