@@ -35,6 +35,12 @@ fn missing(d: &Description, template: &devstack::Template) -> Vec<String> {
     );
     need(
         root()
+            .join(format!("shared/src/providers/{name}/wire.rs"))
+            .is_file(),
+        format!("shared/src/providers/{name}/wire.rs (its own request, reply and callback types)"),
+    );
+    need(
+        root()
             .join(format!("shared/tests/fixtures/{name}/SOURCES.md"))
             .is_file(),
         format!("shared/tests/fixtures/{name}/SOURCES.md (the public sources of its fixtures)"),

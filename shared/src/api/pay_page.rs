@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 
 use crate::ids::PageToken;
 use crate::money::{Currency, Money};
-use crate::payment::{AppLink, Payment, PaymentStatus, Provider, PAGE_AFTER_EXPIRY};
+use crate::payment::{AppLink, Payment, PaymentStatus, PAGE_AFTER_EXPIRY};
+use crate::providers::registry::{describe, QrOf};
 use crate::responses::{self, ApiError};
 use crate::services::Services;
 
@@ -131,24 +132,6 @@ struct PageView {
     nonce: String,
 }
 
-/// What a Payment Engine transfer asks of the payer, by its method.
-fn engine_instructions(method: Option<&str>) -> Vec<&'static str> {
-    let method = method.unwrap_or("RTP").to_ascii_lowercase();
-    let first = if method.starts_with("rtp") {
-        "A real-time payment from your bank account: approve it in your bank's app when it asks. It usually completes within seconds."
-    } else if method.starts_with("ach") {
-        "A bank transfer (ACH): it completes in one to three business days. You can close this page; the shop is told when it arrives."
-    } else if method.starts_with("wire") {
-        "A bank wire: it completes when the banks confirm it, usually the same business day."
-    } else {
-        "A bank transfer: it completes when your bank confirms it."
-    };
-    vec![
-        first,
-        "Quote the reference above if your bank asks for one.",
-    ]
-}
-
 impl PageView {
     fn of(payment: &Payment, token: &PageToken, now: OffsetDateTime, nonce: String) -> PageView {
         let checkout = &payment.checkout;
@@ -179,42 +162,28 @@ impl PageView {
             minutes_left: (seconds_left + 59) / 60,
             nonce,
         };
-        match payment.provider {
-            Provider::Directpay => {
-                view.title = "Pay with GCash".into();
-                view.qr_svg = checkout.qr_text.as_deref().and_then(qr_svg);
-                view.qr_hint = "Scan with GCash or any QR Ph banking app.";
-                view.pay_url = web_link(checkout.url.as_deref());
-                view.pay_label = "Open the GCash payment page";
-            }
-            Provider::Qpay => {
-                view.title = "Pay with QPay".into();
-                view.qr_svg = checkout.qr_text.as_deref().and_then(qr_svg);
-                view.qr_hint = "Scan with your bank's app, or choose it below.";
-                view.apps = app_links(&checkout.links);
-                view.pay_url = web_link(checkout.url.as_deref());
-                view.pay_label = "Open in QPay";
-            }
-            Provider::Paygram => {
-                view.title = "Pay with PayGram".into();
-                view.qr_svg = checkout.url.as_deref().and_then(qr_svg);
-                view.qr_hint = "On a computer? Scan this with your phone.";
-                view.pay_url = web_link(checkout.url.as_deref());
-                view.pay_label = "Pay with PayGram";
-            }
-            Provider::Toyyibpay => {
-                view.title = "Pay with FPX online banking".into();
-                view.pay_url = web_link(checkout.url.as_deref());
-                view.pay_label = "Continue to your bank (FPX)";
-            }
-            Provider::Epayment => {
-                view.title = "Pay by card".into();
-                view.widget = checkout.widget.as_ref().and_then(widget_view);
-            }
-            Provider::PaymentEngine => {
-                view.title = "Bank transfer".into();
-                view.instructions = engine_instructions(payment.method.as_deref());
-            }
+        let page = describe(payment.provider).payer_page;
+        view.title = page.title.into();
+        if let Some((of, hint)) = page.qr {
+            let qr = match of {
+                QrOf::QrText => checkout.qr_text.as_deref(),
+                QrOf::CheckoutUrl => checkout.url.as_deref(),
+            };
+            view.qr_svg = qr.and_then(qr_svg);
+            view.qr_hint = hint;
+        }
+        if let Some(label) = page.link {
+            view.pay_url = web_link(checkout.url.as_deref());
+            view.pay_label = label;
+        }
+        if page.apps {
+            view.apps = app_links(&checkout.links);
+        }
+        if page.widget {
+            view.widget = checkout.widget.as_ref().and_then(widget_view);
+        }
+        if let Some(instructions) = page.instructions {
+            view.instructions = instructions(payment.method.as_deref());
         }
         view
     }
@@ -488,6 +457,7 @@ pub async fn status(services: &Services, req: Request) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payment::Provider;
 
     #[test]
     fn amounts_are_exact_grouped_and_marked() {

@@ -71,6 +71,90 @@ pub enum CallbackAnswer {
     Text(&'static str),
 }
 
+/// What a payer page tells the payer, by the payment's method.
+pub type Instructions = fn(Option<&str>) -> Vec<&'static str>;
+
+/// What a payer page's QR code carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QrOf {
+    /// The provider's QR payload (`checkout.qr_text`).
+    QrText,
+    /// The provider's checkout URL, for a phone to open.
+    CheckoutUrl,
+}
+
+/// How paygate's page for the payer (`/pay/<token>`) shows a payment with
+/// a provider: its heading and which of the provider's ways to pay it
+/// offers.
+#[derive(Debug, Clone, Copy)]
+pub struct PayerPage {
+    pub title: &'static str,
+    /// A QR code of this, with the hint beside it.
+    pub qr: Option<(QrOf, &'static str)>,
+    /// A link to the provider's own page (its checkout URL), with this label.
+    pub link: Option<&'static str>,
+    /// The bank apps the provider named for the payment.
+    pub apps: bool,
+    /// The provider's payment widget.
+    pub widget: bool,
+    /// What to tell the payer, by the payment's method.
+    pub instructions: Option<Instructions>,
+}
+
+impl PayerPage {
+    /// A page with this heading and nothing else yet.
+    pub const fn titled(title: &'static str) -> PayerPage {
+        PayerPage {
+            title,
+            qr: None,
+            link: None,
+            apps: false,
+            widget: false,
+            instructions: None,
+        }
+    }
+
+    /// With a QR code of `of` and `hint` beside it.
+    pub const fn qr(self, of: QrOf, hint: &'static str) -> PayerPage {
+        PayerPage {
+            qr: Some((of, hint)),
+            ..self
+        }
+    }
+
+    /// With a link to the provider's page labelled `label`.
+    pub const fn link(self, label: &'static str) -> PayerPage {
+        PayerPage {
+            link: Some(label),
+            ..self
+        }
+    }
+
+    /// With the bank apps the provider named.
+    pub const fn apps(self) -> PayerPage {
+        PayerPage { apps: true, ..self }
+    }
+
+    /// With the provider's payment widget.
+    pub const fn widget(self) -> PayerPage {
+        PayerPage {
+            widget: true,
+            ..self
+        }
+    }
+
+    /// With what `instructions` tells the payer for the payment's method.
+    pub const fn instructions(
+        self,
+        instructions: fn(Option<&str>) -> Vec<&'static str>,
+    ) -> PayerPage {
+        PayerPage {
+            instructions: Some(instructions),
+            ..self
+        }
+    }
+}
+
 /// One provider, described.
 #[derive(Debug, Clone, Copy)]
 pub struct Description {
@@ -96,6 +180,8 @@ pub struct Description {
     pub route: &'static str,
     /// The answer to an accepted callback.
     pub callback_answer: CallbackAnswer,
+    /// How the payer's page shows a payment with it.
+    pub payer_page: PayerPage,
     /// Builds its outbound client.
     pub gateway: BuildGateway,
     /// Builds its callback parser.
@@ -122,12 +208,14 @@ impl Description {
             minimum_amount: 0,
             name: "",
             callback_answer: None,
+            payer_page: None,
         }
     }
 }
 
-/// A [`Description`] being written. Its name and callback answer must be
-/// said before it is built: a description without them does not compile.
+/// A [`Description`] being written. Its name, callback answer and payer
+/// page must be said before it is built: a description without them does
+/// not compile.
 #[derive(Debug, Clone, Copy)]
 pub struct Describing {
     provider: Provider,
@@ -139,6 +227,7 @@ pub struct Describing {
     minimum_amount: i64,
     name: &'static str,
     callback_answer: Option<CallbackAnswer>,
+    payer_page: Option<PayerPage>,
 }
 
 impl Describing {
@@ -152,6 +241,14 @@ impl Describing {
     pub const fn answering(self, answer: CallbackAnswer) -> Describing {
         Describing {
             callback_answer: Some(answer),
+            ..self
+        }
+    }
+
+    /// How the payer's page shows a payment with it.
+    pub const fn paid_on(self, page: PayerPage) -> Describing {
+        Describing {
+            payer_page: Some(page),
             ..self
         }
     }
@@ -213,6 +310,9 @@ impl Describing {
         let Some(callback_answer) = self.callback_answer else {
             panic!("a provider's callback answer is said");
         };
+        let Some(payer_page) = self.payer_page else {
+            panic!("a provider's payer page is said");
+        };
         Description {
             provider: self.provider,
             currencies: self.currencies,
@@ -224,6 +324,7 @@ impl Describing {
             secret: self.name,
             route: self.name,
             callback_answer,
+            payer_page,
             gateway,
             webhooks,
         }

@@ -15,7 +15,7 @@ use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
 use std::sync::Arc;
 
-use crate::providers::registry::{built, client, CallbackAnswer, Description};
+use crate::providers::registry::{built, client, CallbackAnswer, Description, PayerPage, QrOf};
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "directpay";
@@ -45,11 +45,17 @@ impl From<wire::TransactionStatus> for PaymentStatus {
     }
 }
 
+/// How paygate's page for the payer shows a payment with it.
+const PAYER_PAGE: PayerPage = PayerPage::titled("Pay with GCash")
+    .qr(QrOf::QrText, "Scan with GCash or any QR Ph banking app.")
+    .link("Open the GCash payment page");
+
 /// What paygate knows about DirectPay beyond its client: its entry in
 /// the registry.
 pub const DESCRIPTION: Description = Description::of(Provider::Directpay, &[Currency::Php])
     .named("directpay")
     .answering(CallbackAnswer::Json(r#"{"success":true}"#))
+    .paid_on(PAYER_PAGE)
     // Cash-in starts at ₱100 (PROVIDERS.md): refused before any call.
     .from_amount(10_000)
     .built(

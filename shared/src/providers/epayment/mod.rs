@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider, RefundSupport};
-use crate::providers::registry::{client, parser, CallbackAnswer, Description};
+use crate::providers::registry::{client, parser, CallbackAnswer, Description, PayerPage};
 use crate::providers::ProviderError;
 use wire::{CallbackCode, StatusName};
 
@@ -76,11 +76,15 @@ pub(crate) fn status_from_name(name: &str) -> PaymentStatus {
     StatusName::parse(name).payment_status()
 }
 
+/// How paygate's page for the payer shows a payment with it.
+const PAYER_PAGE: PayerPage = PayerPage::titled("Pay by card").widget();
+
 /// What paygate knows about epayment.kz beyond its client: its entry in
 /// the registry.
 pub const DESCRIPTION: Description = Description::of(Provider::Epayment, &[Currency::Kzt])
     .named("epayment")
     .answering(CallbackAnswer::Json(r#"{"code":"ok"}"#))
+    .paid_on(PAYER_PAGE)
     // cancel from AUTH; refunds from CHARGE, partial ones >= 10 KZT.
     .cancels()
     .refunds(RefundSupport::Partial { minimum: 1_000 })

@@ -12,7 +12,7 @@ pub use webhook::PaygramWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{client, parser, CallbackAnswer, Description};
+use crate::providers::registry::{client, parser, CallbackAnswer, Description, PayerPage, QrOf};
 use crate::providers::ProviderError;
 use wire::InvoiceState;
 
@@ -117,12 +117,21 @@ pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
     InvoiceState::from_word(word).payment_status()
 }
 
+/// How paygate's page for the payer shows a payment with it.
+const PAYER_PAGE: PayerPage = PayerPage::titled("Pay with PayGram")
+    .qr(
+        QrOf::CheckoutUrl,
+        "On a computer? Scan this with your phone.",
+    )
+    .link("Pay with PayGram");
+
 /// What paygate knows about Paygram beyond its client: its entry in
 /// the registry.
 pub const DESCRIPTION: Description =
     Description::of(Provider::Paygram, &[Currency::Phpt, Currency::Usdt])
         .named("paygram")
         .answering(CallbackAnswer::Text("ok"))
+        .paid_on(PAYER_PAGE)
         .built(
             |c| client(c, Provider::Paygram, PaygramClient::new),
             |c| {

@@ -13,7 +13,7 @@ pub use webhook::{PaymentEngineWebhooks, Verifier, VerifyError};
 
 use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{client, parser, CallbackAnswer, Description};
+use crate::providers::registry::{client, parser, CallbackAnswer, Description, PayerPage};
 use crate::providers::ProviderError;
 use wire::TransactionStatus;
 
@@ -29,11 +29,34 @@ pub(crate) fn status_from_word(word: &str) -> PaymentStatus {
     TransactionStatus::parse(word).payment_status()
 }
 
+/// What a Payment Engine transfer asks of the payer, by its method.
+pub(crate) fn transfer_instructions(method: Option<&str>) -> Vec<&'static str> {
+    let method = method.unwrap_or("RTP").to_ascii_lowercase();
+    let first = if method.starts_with("rtp") {
+        "A real-time payment from your bank account: approve it in your bank's app when it asks. It usually completes within seconds."
+    } else if method.starts_with("ach") {
+        "A bank transfer (ACH): it completes in one to three business days. You can close this page; the shop is told when it arrives."
+    } else if method.starts_with("wire") {
+        "A bank wire: it completes when the banks confirm it, usually the same business day."
+    } else {
+        "A bank transfer: it completes when your bank confirms it."
+    };
+    vec![
+        first,
+        "Quote the reference above if your bank asks for one.",
+    ]
+}
+
+/// How paygate's page for the payer shows a payment with it.
+const PAYER_PAGE: PayerPage =
+    PayerPage::titled("Bank transfer").instructions(transfer_instructions);
+
 /// What paygate knows about the Payment Engine beyond its client: its entry in
 /// the registry.
 pub const DESCRIPTION: Description = Description::of(Provider::PaymentEngine, &Currency::ALL)
     .named("payment-engine")
     .answering(CallbackAnswer::Text("OK"))
+    .paid_on(PAYER_PAGE)
     .built(
         |c| client(c, Provider::PaymentEngine, PaymentEngineClient::new),
         |c| parser(c, Provider::PaymentEngine, webhooks),

@@ -16,7 +16,7 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{Provider, RefundSupport};
 use std::sync::Arc;
 
-use crate::providers::registry::{built, client, CallbackAnswer, Description};
+use crate::providers::registry::{built, client, CallbackAnswer, Description, PayerPage, QrOf};
 use crate::providers::ProviderError;
 use wire::PaymentState;
 
@@ -43,11 +43,21 @@ pub(crate) fn seconds_left(expires_in: i64, now: i64) -> i64 {
     }
 }
 
+/// How paygate's page for the payer shows a payment with it.
+const PAYER_PAGE: PayerPage = PayerPage::titled("Pay with QPay")
+    .qr(
+        QrOf::QrText,
+        "Scan with your bank's app, or choose it below.",
+    )
+    .apps()
+    .link("Open in QPay");
+
 /// What paygate knows about QPay beyond its client: its entry in
 /// the registry.
 pub const DESCRIPTION: Description = Description::of(Provider::Qpay, &[Currency::Mnt])
     .named("qpay")
     .answering(CallbackAnswer::Text("SUCCESS"))
+    .paid_on(PAYER_PAGE)
     // DELETE /v2/invoice/{id}; refunds are whole card payments.
     .cancels()
     .refunds(RefundSupport::Full)

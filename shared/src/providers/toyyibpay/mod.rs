@@ -16,7 +16,9 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider};
 use std::sync::Arc;
 
-use crate::providers::registry::{parser, CallbackAnswer, Connect, Connecting, Description};
+use crate::providers::registry::{
+    parser, CallbackAnswer, Connect, Connecting, Description, PayerPage,
+};
 use crate::providers::Gateway;
 use crate::providers::ProviderError;
 use wire::BillStatus;
@@ -81,11 +83,16 @@ pub(crate) fn sanitize(text: &str, max: usize) -> String {
         .to_string()
 }
 
+/// How paygate's page for the payer shows a payment with it.
+const PAYER_PAGE: PayerPage =
+    PayerPage::titled("Pay with FPX online banking").link("Continue to your bank (FPX)");
+
 /// What paygate knows about ToyyibPay beyond its client: its entry in
 /// the registry.
 pub const DESCRIPTION: Description = Description::of(Provider::Toyyibpay, &[Currency::Myr])
     .named("toyyibpay")
     .answering(CallbackAnswer::Json(r#"{"message":"ok"}"#))
+    .paid_on(PAYER_PAGE)
     // inactiveBill; ToyyibPay has no refund API.
     .cancels()
     // ToyyibPay reports ringgit as text; the seed allows 1 sen of rounding.
