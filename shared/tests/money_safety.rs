@@ -14,7 +14,7 @@ use common::harness::{Harness, OTHER_API_KEY};
 use serde_json::{json, Value};
 use shared::api::jobs::{sweep_until, SweepReport};
 use shared::api::reconcile::{reconcile, Action, DifferenceKind};
-use shared::flow::{mark_topup, process_topup, TopUpResult};
+use shared::flow::{mark_topup, process_topup, Books, TopUpResult};
 use shared::ids::PaymentId;
 use shared::money::{Currency, Money};
 use shared::payment::PaymentStatus;
@@ -317,7 +317,7 @@ async fn without_nonce_dedup_a_transfer_whose_answer_is_lost_is_held_not_resent(
     let message = TopUpMessage { payment_id: id };
     fault(&h, "/casino/Default/Transfer", "apply_hang", 1).await;
     let now = OffsetDateTime::now_utc();
-    let first = process_topup(&h.services, &client, &message, now)
+    let first = process_topup(Books::of(&h.services), &client, &message, now)
         .await
         .unwrap();
     assert_eq!(first, TopUpResult::Settled);
@@ -326,7 +326,7 @@ async fn without_nonce_dedup_a_transfer_whose_answer_is_lost_is_held_not_resent(
     assert!(t.maybe_sent);
     // Delivered again (SQS, the sweep): nothing is sent.
     let later = now + Duration::minutes(10);
-    process_topup(&h.services, &client, &message, later)
+    process_topup(Books::of(&h.services), &client, &message, later)
         .await
         .unwrap();
     let swept = shared::api::jobs::sweep(&h.services, later).await.unwrap();
@@ -346,7 +346,7 @@ async fn without_nonce_dedup_a_transfer_whose_answer_is_lost_is_held_not_resent(
     // The person finds the transfer in the casino's history: sent.
     let txn = h.casino_transfers()[0].transaction_id.clone();
     let done = mark_topup(
-        &h.services,
+        Books::of(&h.services),
         id,
         Some(&txn),
         ("ops", "seen in casino history"),
@@ -358,10 +358,12 @@ async fn without_nonce_dedup_a_transfer_whose_answer_is_lost_is_held_not_resent(
     assert_eq!(done.status, TopUpStatus::Done);
     assert_eq!(wallet(&h, "u_unknown", Currency::Php).await, 0);
     // A second decision is refused: it is settled.
-    assert!(mark_topup(&h.services, id, None, ("ops", "test"), later)
-        .await
-        .unwrap()
-        .is_err());
+    assert!(
+        mark_topup(Books::of(&h.services), id, None, ("ops", "test"), later)
+            .await
+            .unwrap()
+            .is_err()
+    );
     assert_eq!(wallet(&h, "u_unknown", Currency::Php).await, 0);
 }
 
@@ -378,7 +380,7 @@ async fn a_worker_that_died_mid_transfer_leaves_the_outcome_unknown() {
         .unwrap();
     let after_lease = now + Duration::minutes(2);
     process_topup(
-        &h.services,
+        Books::of(&h.services),
         &casino(&h, false),
         &TopUpMessage { payment_id: id },
         after_lease,
@@ -391,7 +393,7 @@ async fn a_worker_that_died_mid_transfer_leaves_the_outcome_unknown() {
     // Not sent after all (the casino has no such transfer): queued again,
     // and sent once with the same nonce.
     let queued = mark_topup(
-        &h.services,
+        Books::of(&h.services),
         id,
         None,
         ("ops", "not in history"),
@@ -402,7 +404,7 @@ async fn a_worker_that_died_mid_transfer_leaves_the_outcome_unknown() {
     .unwrap();
     assert_eq!(queued.status, TopUpStatus::Queued);
     process_topup(
-        &h.services,
+        Books::of(&h.services),
         &casino(&h, false),
         &TopUpMessage { payment_id: id },
         after_lease,
@@ -430,7 +432,7 @@ async fn with_nonce_dedup_a_lost_transfer_is_resent_and_never_marked_failed() {
     // Attempts 30 minutes apart: the last is past the retry window.
     for attempt in 1..=shared::flow::MAX_TOPUP_ATTEMPTS {
         let at = now + Duration::minutes(30 * i64::from(attempt));
-        let r = process_topup(&h.services, &client, &message, at)
+        let r = process_topup(Books::of(&h.services), &client, &message, at)
             .await
             .unwrap();
         let expect_retry = attempt < shared::flow::MAX_TOPUP_ATTEMPTS;
@@ -771,7 +773,7 @@ async fn the_operators_queue_lists_what_waits_and_only_operators_read_it() {
     fault(&h, "/casino/Default/Transfer", "apply_hang", 1).await;
     let now = OffsetDateTime::now_utc();
     let message = TopUpMessage { payment_id: topped };
-    process_topup(&h.services, &casino(&h, false), &message, now)
+    process_topup(Books::of(&h.services), &casino(&h, false), &message, now)
         .await
         .unwrap();
     // A short ToyyibPay payment: needs review.
@@ -872,10 +874,16 @@ async fn the_operators_queue_lists_what_waits_and_only_operators_read_it() {
 
     // Settled, a top-up leaves the queue.
     let txn = h.casino_transfers()[0].transaction_id.clone();
-    mark_topup(&h.services, topped, Some(&txn), (OPERATOR, "seen"), now)
-        .await
-        .unwrap()
-        .unwrap();
+    mark_topup(
+        Books::of(&h.services),
+        topped,
+        Some(&txn),
+        (OPERATOR, "seen"),
+        now,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let after = h.get_as("/v1/ops/queue", OPERATOR_KEY).await;
     assert!(queued(&after.body, "topup_unknown", topped).is_none());
     assert!(queued(&after.body, "payment_review", short).is_some());
@@ -1030,7 +1038,7 @@ async fn operators_settle_refunds_and_top_ups_once_with_their_name_and_reason() 
     fault(&h, "/casino/Default/Transfer", "apply_hang", 1).await;
     let message = TopUpMessage { payment_id: topped };
     process_topup(
-        &h.services,
+        Books::of(&h.services),
         &casino(&h, false),
         &message,
         OffsetDateTime::now_utc(),
@@ -1490,7 +1498,7 @@ async fn a_casino_outage_of_an_hour_is_waited_out_and_the_top_up_lands_once() {
     let start = OffsetDateTime::now_utc();
     for minute in (3..=60).step_by(3) {
         let at = start + Duration::minutes(minute);
-        let r = process_topup(&h.services, &down, &message, at)
+        let r = process_topup(Books::of(&h.services), &down, &message, at)
             .await
             .unwrap();
         assert!(matches!(r, TopUpResult::Retry(_)), "minute {minute}: {r:?}");
@@ -1507,7 +1515,7 @@ async fn a_casino_outage_of_an_hour_is_waited_out_and_the_top_up_lands_once() {
     // The bridge is back: the next delivery lands, once.
     let client = casino(&h, false);
     let r = process_topup(
-        &h.services,
+        Books::of(&h.services),
         &client,
         &message,
         start + Duration::minutes(63),

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::flow::{apply_confirmation, ask_provider, enqueue, Applied};
+use crate::flow::{apply_confirmation, enqueue, Applied, Asked, Books};
 use crate::payment::{ChangeSource, PaymentStatus};
 use crate::providers::Confirmation;
 use crate::services::Services;
@@ -119,7 +119,7 @@ pub async fn sweep_until(
             }
             if let Some(topup) = services.store.topup(id).await? {
                 if matches!(topup.status, TopUpStatus::Queued | TopUpStatus::Sending) {
-                    enqueue(services, &topup).await;
+                    enqueue(Books::of(services), &topup).await;
                     report.topups_requeued += 1;
                 }
             }
@@ -147,7 +147,7 @@ pub async fn sweep_until(
             if payment.status != PaymentStatus::Pending {
                 continue;
             }
-            let confirmation = match ask_provider(services, &payment).await {
+            let confirmation = match super::ask(services, &payment).await.map(Asked::or_pending) {
                 Ok(c) => c,
                 Err(e) => {
                     let due = next_check(now, payment.sweep_misses);
@@ -166,7 +166,7 @@ pub async fn sweep_until(
                 _ => confirmation,
             };
             match apply_confirmation(
-                services,
+                Books::of(services),
                 &payment,
                 &confirmation,
                 ChangeSource::Sweep,

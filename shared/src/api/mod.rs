@@ -30,6 +30,15 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
 /// The span every request runs in: its route and request id, and the
 /// provider and payment once known ([`note_payment`]), so each log line
 /// of the request carries them.
+/// Asks the payment's provider where it stands, through its client.
+pub(crate) async fn ask(
+    services: &crate::services::Services,
+    payment: &Payment,
+) -> Result<crate::flow::Asked, crate::providers::ProviderError> {
+    let gateway = services.gateway(payment.provider).await?;
+    crate::flow::ask_provider(gateway.as_ref(), payment).await
+}
+
 pub(crate) fn request_span(route: &'static str, request_id: &str) -> tracing::Span {
     tracing::info_span!(
         "request",

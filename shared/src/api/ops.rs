@@ -584,7 +584,15 @@ async fn mark_topup(
     }
     let now = OffsetDateTime::now_utc();
     let by = (operator.as_str(), reason.as_str());
-    match crate::flow::mark_topup(services, payment.id, sent.as_deref(), by, now).await? {
+    match crate::flow::mark_topup(
+        crate::flow::Books::of(services),
+        payment.id,
+        sent.as_deref(),
+        by,
+        now,
+    )
+    .await?
+    {
         Ok(topup) => {
             crate::telemetry::operator_action(if sent.is_some() {
                 "mark_sent"
@@ -618,7 +626,7 @@ async fn review(
     amount: Option<i64>,
     by: (String, String),
 ) -> Result<Response<Body>, ApiError> {
-    use crate::flow::{decide_review, Review};
+    use crate::flow::{decide_review, Books, Review};
     use crate::payment::{PaymentStatus, RefundSupport};
     let conflict = |p: &crate::payment::Payment, why: &str| {
         ApiError::new(StatusCode::CONFLICT, "invalid_state", why.to_string())
@@ -648,7 +656,7 @@ async fn review(
     let decided = if resumed {
         payment
     } else {
-        match decide_review(services, &payment, &decision, by).await? {
+        match decide_review(Books::of(services), &payment, &decision, by).await? {
             Ok(p) => p,
             Err((p, why)) => return Err(conflict(&p, why)),
         }

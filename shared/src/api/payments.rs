@@ -432,7 +432,10 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
             return payment;
         }
     }
-    let confirmation = match crate::flow::ask_provider(services, &payment).await {
+    let confirmation = match super::ask(services, &payment)
+        .await
+        .map(crate::flow::Asked::or_pending)
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(payment_id = %payment.id, error = %e, "provider status check failed");
@@ -447,7 +450,7 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
         tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider check");
     }
     match crate::flow::apply_confirmation(
-        services,
+        crate::flow::Books::of(services),
         &payment,
         &confirmation,
         ChangeSource::Poll,

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::flow::{apply_confirmation, ask_provider, target, Applied};
+use crate::flow::{apply_confirmation, target, Applied, Asked, Books};
 use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
 use crate::services::Services;
 use crate::store::StoreError;
@@ -226,7 +226,7 @@ async fn check(
         theirs,
         action,
     };
-    let confirmation = match ask_provider(services, payment).await {
+    let confirmation = match super::ask(services, payment).await.map(Asked::or_pending) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(payment_id = %payment.id, error = %e, "reconcile: provider did not answer");
@@ -259,7 +259,7 @@ async fn check(
     // answer, is made; the rest is left.
     let moved = match target(payment, &confirmation) {
         Some(_) => match apply_confirmation(
-            services,
+            Books::of(services),
             payment,
             &confirmation,
             ChangeSource::Reconcile,

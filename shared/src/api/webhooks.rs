@@ -158,15 +158,27 @@ async fn handle_inner(
                 "this payment was checked with the provider moments ago; retry later",
             ));
         }
-        let gateway = services.gateway(provider).await;
-        let answer = match gateway {
-            Ok(g) => g.status(&payment).await,
-            Err(e) => Err(e),
+        // The same question as GET, the sweep and reconcile; a transaction
+        // the provider does not know yet is not "nothing paid" here: the
+        // callback outran its status API, and the provider sends it again.
+        let retry = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                "could not confirm; retry later",
+            )
         };
-        answer.map_err(|e| {
-            tracing::warn!(payment_id = %payment.id, error = %e, "could not confirm a callback; the provider will retry");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", "could not confirm; retry later")
-        })?
+        match super::ask(services, &payment).await {
+            Ok(crate::flow::Asked::Knows(confirmation)) => confirmation,
+            Ok(crate::flow::Asked::Unknown) => {
+                tracing::warn!(payment_id = %payment.id, "the provider does not know this payment yet; the provider will retry");
+                return Err(retry());
+            }
+            Err(e) => {
+                tracing::warn!(payment_id = %payment.id, error = %e, "could not confirm a callback; the provider will retry");
+                return Err(retry());
+            }
+        }
     };
     if confirmation.status != event.status {
         tracing::warn!(
@@ -185,7 +197,7 @@ async fn handle_inner(
         None => vec![],
     };
     match crate::flow::apply_confirmation(
-        services,
+        crate::flow::Books::of(services),
         &payment,
         &confirmation,
         ChangeSource::Webhook,

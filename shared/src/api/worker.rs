@@ -5,7 +5,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use time::OffsetDateTime;
 
-use crate::flow::{process_topup, TopUpResult};
+use crate::flow::{process_topup, Books, TopUpResult};
 use crate::queue::TopUpMessage;
 use crate::services::Services;
 
@@ -32,7 +32,7 @@ pub async fn handle(services: &Services, event: SqsEvent, now: OffsetDateTime) -
                 continue;
             }
         };
-        match process_topup(services, casino, &message, now).await {
+        match process_topup(Books::of(services), casino, &message, now).await {
             Ok(TopUpResult::Settled) => {}
             Ok(TopUpResult::Retry(why)) => {
                 tracing::warn!(message_id = %id, payment_id = %message.payment_id, why, "top-up will be retried");

@@ -16,6 +16,29 @@ mod topup;
 pub use settle::*;
 pub use topup::*;
 
+use crate::queue::TopUpQueue;
+use crate::services::Services;
+use crate::store::Store;
+
+/// What the flows write through: the table, and the queue casino top-ups
+/// go on. A flow that asks a provider is handed its gateway; none takes
+/// the whole of [`Services`].
+#[derive(Clone, Copy)]
+pub struct Books<'a> {
+    pub store: &'a Store,
+    pub queue: &'a TopUpQueue,
+}
+
+impl<'a> Books<'a> {
+    /// The table and the queue of a process's services.
+    pub fn of(services: &'a Services) -> Books<'a> {
+        Books {
+            store: &services.store,
+            queue: &services.queue,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,10 @@
 use time::OffsetDateTime;
 
 use super::topup::enqueue;
+use super::Books;
 use crate::money::Money;
 use crate::payment::{ChangeSource, Payment, PaymentStatus};
-use crate::providers::Confirmation;
-use crate::services::Services;
+use crate::providers::{Confirmation, Gateway};
 use crate::store::{
     LedgerEntry, LedgerPurpose, StatusChange, StoreError, TopUp, TransitionOutcome,
 };
@@ -40,24 +40,43 @@ pub fn amount_matches(payment: &Payment, reported: Money) -> bool {
             <= crate::providers::registry::describe(payment.provider).amount_tolerance
 }
 
-/// Asks the payment's provider where it stands. A provider that never saw
-/// the payment (epayment.kz before the payer opened the widget) answers
-/// "pending": nothing was paid.
+/// What a provider answered when asked about a payment.
+#[derive(Debug)]
+pub enum Asked {
+    /// Its word on the payment.
+    Knows(Confirmation),
+    /// It has no such transaction: not yet (a callback that outran its
+    /// status API), or never (epayment.kz before the payer opened the
+    /// widget).
+    Unknown,
+}
+
+impl Asked {
+    /// The answer where a transaction the provider does not know means
+    /// nothing was paid (a merchant's GET, the sweep, reconcile): pending.
+    pub fn or_pending(self) -> Confirmation {
+        match self {
+            Asked::Knows(c) => c,
+            Asked::Unknown => Confirmation {
+                status: PaymentStatus::Pending,
+                amount: None,
+                provider_status: "not_found".into(),
+            },
+        }
+    }
+}
+
+/// Asks the payment's provider where it stands: the one provider question
+/// of every path (callback, GET, sweep, reconcile), which differ only in
+/// what they make of [`Asked::Unknown`].
 pub async fn ask_provider(
-    services: &Services,
+    gateway: &dyn Gateway,
     payment: &Payment,
-) -> Result<Confirmation, crate::providers::ProviderError> {
-    let answer = match services.gateway(payment.provider).await {
-        Ok(g) => g.status(payment).await,
+) -> Result<Asked, crate::providers::ProviderError> {
+    match gateway.status(payment).await {
+        Ok(c) => Ok(Asked::Knows(c)),
+        Err(crate::providers::ProviderError::NotFound { .. }) => Ok(Asked::Unknown),
         Err(e) => Err(e),
-    };
-    match answer {
-        Err(crate::providers::ProviderError::NotFound { .. }) => Ok(Confirmation {
-            status: PaymentStatus::Pending,
-            amount: None,
-            provider_status: "not_found".into(),
-        }),
-        other => other,
     }
 }
 
@@ -105,7 +124,7 @@ pub fn target(payment: &Payment, confirmation: &Confirmation) -> Option<PaymentS
 /// the same transaction; the queue message follows the commit (the sweep
 /// re-sends it if this process dies in between).
 pub async fn apply_confirmation(
-    services: &Services,
+    books: Books<'_>,
     payment: &Payment,
     confirmation: &Confirmation,
     source: ChangeSource,
@@ -135,12 +154,12 @@ pub async fn apply_confirmation(
             // What an operator who accepts it will credit.
             change.confirmed_amount = confirmation.amount;
         }
-        let (mut extra, topup) = completion_writes(services, &current, to, now, true)?;
+        let (mut extra, topup) = completion_writes(books, &current, to, now, true)?;
         extra.extend(also.iter().cloned());
-        match services.store.transition(&current, change, extra).await? {
+        match books.store.transition(&current, change, extra).await? {
             TransitionOutcome::Applied(moved) => {
                 if let Some(topup) = topup {
-                    enqueue(services, &topup).await;
+                    enqueue(books, &topup).await;
                 }
                 tracing::info!(payment_id = %moved.id, provider = %moved.provider, from = %current.status, status = %moved.status, ?source, "payment moved");
                 crate::telemetry::payment_settled(moved.provider.as_str(), moved.status);
@@ -158,7 +177,7 @@ pub async fn apply_confirmation(
 /// The ledger credit of what was paid, and the top-up (`top_up`), that go
 /// with a completion.
 fn completion_writes(
-    services: &Services,
+    books: Books<'_>,
     payment: &Payment,
     to: PaymentStatus,
     now: OffsetDateTime,
@@ -179,7 +198,7 @@ fn completion_writes(
         at: now,
         memo: format!("{} deposit {}", payment.provider, payment.reference),
     };
-    let mut writes = services.store.ledger_writes(&credit)?.to_vec();
+    let mut writes = books.store.ledger_writes(&credit)?.to_vec();
     let username = payment.casino_username.as_ref().filter(|_| top_up);
     let topup = username.map(|username| {
         TopUp::queued(
@@ -192,7 +211,7 @@ fn completion_writes(
         )
     });
     if let Some(t) = &topup {
-        writes.push(services.store.topup_write(t)?);
+        writes.push(books.store.topup_write(t)?);
     }
     Ok((writes, topup))
 }
@@ -215,7 +234,7 @@ pub enum Review {
 /// `Err` carries the payment as it stands when it is no longer in review,
 /// or when an accept has no amount to credit.
 pub async fn decide_review(
-    services: &Services,
+    books: Books<'_>,
     payment: &Payment,
     decision: &Review,
     by: (String, String),
@@ -263,11 +282,11 @@ pub async fn decide_review(
         change.confirmed_amount = confirmed;
         let mut credited = current.clone();
         credited.confirmed_amount = confirmed.or(current.confirmed_amount);
-        let (extra, topup) = completion_writes(services, &credited, to, now, top_up)?;
-        match services.store.transition(&current, change, extra).await? {
+        let (extra, topup) = completion_writes(books, &credited, to, now, top_up)?;
+        match books.store.transition(&current, change, extra).await? {
             TransitionOutcome::Applied(moved) => {
                 if let Some(topup) = topup {
-                    enqueue(services, &topup).await;
+                    enqueue(books, &topup).await;
                 }
                 tracing::warn!(payment_id = %moved.id, operator = by.0, action, status = %moved.status, "review decided by an operator");
                 crate::telemetry::operator_action(action);

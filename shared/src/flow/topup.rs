@@ -2,19 +2,20 @@
 
 use time::OffsetDateTime;
 
+use super::Books;
 use crate::payment::ChangeSource;
 use crate::providers::casino::CasinoClient;
 use crate::queue::TopUpMessage;
-use crate::services::{Services, TOPUP_LEASE};
+use crate::services::TOPUP_LEASE;
 use crate::store::{AcquireOutcome, FinishOutcome, StoreError, TopUp, TopUpStatus};
 
 /// Sends the top-up message; a failure is logged, not returned: the record
 /// is committed and the sweep re-sends queued top-ups.
-pub async fn enqueue(services: &Services, topup: &TopUp) {
+pub async fn enqueue(books: Books<'_>, topup: &TopUp) {
     let message = TopUpMessage {
         payment_id: topup.payment_id,
     };
-    if let Err(e) = services.queue.send(&message).await {
+    if let Err(e) = books.queue.send(&message).await {
         tracing::error!(payment_id = %topup.payment_id, error = %e, "top-up queued but not sent; the sweep will re-send it");
     }
 }
@@ -53,12 +54,12 @@ pub fn gives_up(held: &TopUp, now: OffsetDateTime) -> bool {
 /// the casino bridge deduplicates nonces; otherwise the top-up becomes
 /// `unknown` and waits for a person.
 pub async fn process_topup(
-    services: &Services,
+    books: Books<'_>,
     casino: &CasinoClient,
     message: &TopUpMessage,
     now: OffsetDateTime,
 ) -> Result<TopUpResult, StoreError> {
-    let mut held = match services
+    let mut held = match books
         .store
         .acquire_topup(message.payment_id, now, TOPUP_LEASE)
         .await?
@@ -78,7 +79,7 @@ pub async fn process_topup(
         // have reached the casino.
         held.maybe_sent = true;
         if !resend_ok {
-            return settle_unknown(services, &held, "an attempt was interrupted", now).await;
+            return settle_unknown(books, &held, "an attempt was interrupted", now).await;
         }
     }
     let give_up = gives_up(&held, now);
@@ -90,7 +91,7 @@ pub async fn process_topup(
             } else {
                 TopUpStatus::Failed
             };
-            services
+            books
                 .store
                 .release_topup(&held, "casino player not found", Some(end), false, now)
                 .await?;
@@ -99,7 +100,7 @@ pub async fn process_topup(
             return Ok(TopUpResult::Settled);
         }
         // A lookup moves no money: a definite failure of this attempt.
-        Err(e) => return release(services, &held, &e, give_up, now).await,
+        Err(e) => return release(books, &held, &e, give_up, now).await,
     };
     let comment = format!("paygate deposit {}", held.payment_id);
     match casino
@@ -107,7 +108,7 @@ pub async fn process_topup(
         .await
     {
         Ok(transfer) => {
-            match services
+            match books
                 .store
                 .finish_topup(&held, &transfer.transaction_id, now)
                 .await?
@@ -123,22 +124,22 @@ pub async fn process_topup(
             }
         }
         Err(e) if e.outcome_unknown() && !resend_ok => {
-            settle_unknown(services, &held, &e.to_string(), now).await
+            settle_unknown(books, &held, &e.to_string(), now).await
         }
-        Err(e) => release(services, &held, &e, give_up, now).await,
+        Err(e) => release(books, &held, &e, give_up, now).await,
     }
 }
 
 /// The transfer may have reached the casino and may not be sent again:
 /// `unknown`, for a person to settle.
 async fn settle_unknown(
-    services: &Services,
+    books: Books<'_>,
     held: &TopUp,
     error: &str,
     now: OffsetDateTime,
 ) -> Result<TopUpResult, StoreError> {
     tracing::error!(payment_id = %held.payment_id, attempts = held.attempts, error, "casino top-up outcome unknown; not resent (the bridge is not known to deduplicate nonces)");
-    services
+    books
         .store
         .release_topup(held, error, Some(TopUpStatus::Unknown), true, now)
         .await?;
@@ -147,7 +148,7 @@ async fn settle_unknown(
 }
 
 async fn release(
-    services: &Services,
+    books: Books<'_>,
     held: &TopUp,
     error: &crate::providers::ProviderError,
     give_up: bool,
@@ -161,7 +162,7 @@ async fn release(
     });
     let text = error.to_string();
     tracing::warn!(payment_id = %held.payment_id, attempts = held.attempts, give_up, error = %text, "casino top-up failed");
-    services
+    books
         .store
         .release_topup(held, &text, end, maybe_sent, now)
         .await?;
@@ -182,15 +183,15 @@ async fn release(
 /// sent with the same nonce). `by`: who decided, and why; the payment's
 /// history shows it. Returns the top-up as it is afterwards.
 pub async fn mark_topup(
-    services: &Services,
+    books: Books<'_>,
     payment_id: crate::ids::PaymentId,
     sent: Option<&str>,
     by: (&str, &str),
     now: OffsetDateTime,
 ) -> Result<Result<TopUp, String>, StoreError> {
     let (Some(topup), Some(payment)) = (
-        services.store.topup(payment_id).await?,
-        services.store.payment(payment_id).await?,
+        books.store.topup(payment_id).await?,
+        books.store.payment(payment_id).await?,
     ) else {
         return Ok(Err(format!("payment {payment_id} has no top-up")));
     };
@@ -217,17 +218,17 @@ pub async fn mark_topup(
             topup.status.as_str()
         )));
     }
-    match services
+    match books
         .store
         .mark_topup(&topup, sent, by, Some(&note), now)
         .await?
     {
         FinishOutcome::Finished => {
             tracing::warn!(payment_id = %payment_id, by, sent = sent.is_some(), "top-up settled by hand");
-            let after = services.store.topup(payment_id).await?;
+            let after = books.store.topup(payment_id).await?;
             if let Some(t) = &after {
                 if t.status == TopUpStatus::Queued {
-                    enqueue(services, t).await;
+                    enqueue(books, t).await;
                 }
             }
             Ok(after.ok_or_else(|| "the top-up vanished".to_string()))
