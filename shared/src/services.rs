@@ -14,8 +14,8 @@ use crate::environment::{self, ConfigError};
 use crate::payment::Provider;
 use crate::provider_health::HealthRecorder;
 use crate::providers::casino::{CasinoClient, CasinoConfig};
-use crate::providers::registry::{describe, Connect};
 use crate::providers::transport::HttpPolicy;
+use crate::providers::{description::Connect, registry::describe};
 use crate::providers::{Gateway, ProviderError, WebhookSource};
 use crate::queue::TopUpQueue;
 use crate::secrets::SecretsCache;
@@ -150,11 +150,13 @@ impl Services {
         }
     }
 
-    /// What provider clients and parsers are built from.
-    fn connect(&self) -> Connect<'_> {
+    /// What a client or parser is built from: its settings in the secret
+    /// `secret`, the HTTP policy, the table.
+    fn connect(&self, secret: &'static str) -> Connect<'_> {
         Connect {
             secrets: &self.secrets,
             secret_prefix: &self.settings.secret_prefix,
+            secret,
             policy: self.http_policy(),
             store: &self.store,
         }
@@ -168,8 +170,8 @@ impl Services {
             .get(&provider)
             .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
         cell.get_or_try_init(|| async {
-            let connect = self.connect();
-            (describe(provider).gateway)(&connect).await
+            let d = describe(provider);
+            (d.gateway)(&self.connect(d.secret)).await
         })
         .await
         .cloned()
@@ -186,8 +188,8 @@ impl Services {
             .get(&provider)
             .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
         cell.get_or_try_init(|| async {
-            let connect = self.connect();
-            (describe(provider).webhooks)(&connect).await
+            let d = describe(provider);
+            (d.webhooks)(&self.connect(d.secret)).await
         })
         .await
         .cloned()
@@ -197,7 +199,7 @@ impl Services {
         self.providers
             .casino
             .get_or_try_init(|| async {
-                let config: CasinoConfig = self.connect().secret("casino").await?;
+                let config: CasinoConfig = self.connect("casino").config().await?;
                 Ok(Arc::new(CasinoClient::new(config, self.http_policy())?))
             })
             .await

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use shared::payment::Provider;
-use shared::providers::registry::{self, Description};
+use shared::providers::description::Description;
+use shared::providers::registry;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -144,4 +145,50 @@ fn the_check_names_what_a_provider_lacks() {
             "{piece} not reported: {lacks:?}"
         );
     }
+}
+
+/// Outside its folder, the registry and the `Provider` enum itself, no
+/// code in `shared/src` names a provider: it reads the description.
+#[test]
+fn no_code_outside_a_providers_folder_names_it() {
+    let variants: Vec<String> = Provider::ALL
+        .iter()
+        .map(|p| format!("Provider::{p:?}"))
+        .collect();
+    let mut named = Vec::new();
+    let mut stack = vec![root().join("shared/src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let own = Provider::ALL
+                .iter()
+                .any(|p| rel.starts_with(&format!("shared/src/providers/{}/", p.as_str())));
+            if path.is_dir() {
+                stack.push(path);
+            } else if rel.ends_with(".rs")
+                && !own
+                && rel != "shared/src/payment.rs"
+                && rel != "shared/src/providers/registry.rs"
+            {
+                let text = read(&rel);
+                // Unit tests may name providers; the code before them may not.
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for v in &variants {
+                    if code.contains(v.as_str()) {
+                        named.push(format!("{rel}: {v}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "providers named outside their folders:\n{}",
+        named.join("\n")
+    );
 }

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 use crate::ids::PageToken;
 use crate::money::{Currency, Money};
 use crate::payment::{AppLink, Payment, PaymentStatus, PAGE_AFTER_EXPIRY};
-use crate::providers::registry::{describe, QrOf};
+use crate::providers::description::QrOf;
+use crate::providers::registry::describe;
 use crate::responses::{self, ApiError};
 use crate::services::Services;
 

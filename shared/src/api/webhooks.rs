@@ -7,7 +7,8 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
-use crate::providers::registry::{describe, CallbackAnswer};
+use crate::providers::description::CallbackAnswer;
+use crate::providers::registry::describe;
 use crate::providers::{PaymentRef, WebhookError, WebhookRequest};
 use crate::responses::{self, ApiError};
 use crate::services::Services;

@@ -16,6 +16,7 @@ use crate::money::{Currency, MajorAmount, Money, MoneyError};
 use crate::payment::{Checkout, Customer, Payment, PaymentStatus, Provider};
 
 pub mod casino;
+pub mod description;
 pub mod directpay;
 pub mod epayment;
 pub mod paygram;
@@ -39,7 +40,7 @@ pub struct CreateRequest<'a> {
     pub webhook_url: &'a str,
     /// A number of the provider's own sequence in the table, never given
     /// twice, for providers whose reference must be one we allocate
-    /// ([`registry::Description::needs_sequence`]): epayment.kz's invoiceID.
+    /// ([`description::Description::needs_sequence`]): epayment.kz's invoiceID.
     pub sequence: Option<u64>,
 }
 

@@ -15,7 +15,7 @@ use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
 use std::sync::Arc;
 
-use crate::providers::registry::{built, client, CallbackAnswer, Description, PayerPage, QrOf};
+use crate::providers::description::{built, client, CallbackAnswer, Description, PayerPage, QrOf};
 use crate::providers::ProviderError;
 
 const PROVIDER: &str = "directpay";
@@ -59,7 +59,7 @@ pub const DESCRIPTION: Description = Description::of(Provider::Directpay, &[Curr
     // Cash-in starts at ₱100 (PROVIDERS.md): refused before any call.
     .from_amount(10_000)
     .built(
-        |c| client(c, Provider::Directpay, DirectPayClient::new),
+        |c| client(c, DirectPayClient::new),
         |_| built(Arc::new(DirectPayWebhooks)),
     );
 

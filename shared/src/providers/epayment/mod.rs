@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider, RefundSupport};
-use crate::providers::registry::{client, parser, CallbackAnswer, Description, PayerPage};
+use crate::providers::description::{client, parser, CallbackAnswer, Description, PayerPage};
 use crate::providers::ProviderError;
 use wire::{CallbackCode, StatusName};
 
@@ -91,9 +91,9 @@ pub const DESCRIPTION: Description = Description::of(Provider::Epayment, &[Curre
     // invoiceIDs must differ in their last 6 digits: we allocate them.
     .sequenced()
     .built(
-        |c| client(c, Provider::Epayment, EpaymentClient::new),
+        |c| client(c, EpaymentClient::new),
         |c| {
-            parser(c, Provider::Epayment, |s: EpaymentConfig| {
+            parser(c, |s: EpaymentConfig| {
                 Ok(EpaymentWebhooks::new(s.callback_key))
             })
         },

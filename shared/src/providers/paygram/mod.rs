@@ -12,7 +12,7 @@ pub use webhook::PaygramWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{client, parser, CallbackAnswer, Description, PayerPage, QrOf};
+use crate::providers::description::{client, parser, CallbackAnswer, Description, PayerPage, QrOf};
 use crate::providers::ProviderError;
 use wire::InvoiceState;
 
@@ -133,9 +133,9 @@ pub const DESCRIPTION: Description =
         .answering(CallbackAnswer::Text("ok"))
         .paid_on(PAYER_PAGE)
         .built(
-            |c| client(c, Provider::Paygram, PaygramClient::new),
+            |c| client(c, PaygramClient::new),
             |c| {
-                parser(c, Provider::Paygram, |s: PaygramConfig| {
+                parser(c, |s: PaygramConfig| {
                     Ok(PaygramWebhooks::new(s.callback_secret))
                 })
             },

@@ -13,7 +13,7 @@ pub use webhook::{PaymentEngineWebhooks, Verifier, VerifyError};
 
 use crate::money::{Currency, Money};
 use crate::payment::{PaymentStatus, Provider};
-use crate::providers::registry::{client, parser, CallbackAnswer, Description, PayerPage};
+use crate::providers::description::{client, parser, CallbackAnswer, Description, PayerPage};
 use crate::providers::ProviderError;
 use wire::TransactionStatus;
 
@@ -58,8 +58,8 @@ pub const DESCRIPTION: Description = Description::of(Provider::PaymentEngine, &C
     .answering(CallbackAnswer::Text("OK"))
     .paid_on(PAYER_PAGE)
     .built(
-        |c| client(c, Provider::PaymentEngine, PaymentEngineClient::new),
-        |c| parser(c, Provider::PaymentEngine, webhooks),
+        |c| client(c, PaymentEngineClient::new),
+        |c| parser(c, webhooks),
     );
 
 /// Its callback parser: the seed's signature key, and the Standard

@@ -16,7 +16,7 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{Provider, RefundSupport};
 use std::sync::Arc;
 
-use crate::providers::registry::{built, client, CallbackAnswer, Description, PayerPage, QrOf};
+use crate::providers::description::{built, client, CallbackAnswer, Description, PayerPage, QrOf};
 use crate::providers::ProviderError;
 use wire::PaymentState;
 
@@ -62,7 +62,7 @@ pub const DESCRIPTION: Description = Description::of(Provider::Qpay, &[Currency:
     .cancels()
     .refunds(RefundSupport::Full)
     .built(
-        |c| client(c, Provider::Qpay, QpayClient::new),
+        |c| client(c, QpayClient::new),
         |_| built(Arc::new(QpayWebhooks)),
     );
 

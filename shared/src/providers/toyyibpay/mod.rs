@@ -16,7 +16,7 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::payment::{PaymentStatus, Provider};
 use std::sync::Arc;
 
-use crate::providers::registry::{
+use crate::providers::description::{
     parser, CallbackAnswer, Connect, Connecting, Description, PayerPage,
 };
 use crate::providers::Gateway;
@@ -100,7 +100,7 @@ pub const DESCRIPTION: Description = Description::of(Provider::Toyyibpay, &[Curr
     // A bill needs the payer's e-mail and phone.
     .needing_contact()
     .built(gateway, |c| {
-        parser(c, Provider::Toyyibpay, |s: ToyyibPayConfig| {
+        parser(c, |s: ToyyibPayConfig| {
             Ok(ToyyibPayWebhooks::new(s.secret_key, s.webhook_hmac_secret))
         })
     });
@@ -108,7 +108,7 @@ pub const DESCRIPTION: Description = Description::of(Provider::Toyyibpay, &[Curr
 /// How its client is built: the bill category looked up first.
 fn gateway<'a>(c: &'a Connect<'a>) -> Connecting<'a, dyn Gateway> {
     Box::pin(async move {
-        let mut config: ToyyibPayConfig = c.config(Provider::Toyyibpay).await?;
+        let mut config: ToyyibPayConfig = c.config().await?;
         if config.category_code.is_none() {
             config.category_code = Some(category(c, &config).await?);
         }
