@@ -67,6 +67,34 @@ async fn create(h: &Harness, tiyn: i64, user: &str) -> (PaymentId, String) {
     (r.body["id"].as_str().unwrap().parse().unwrap(), invoice)
 }
 
+/// Posts the bank's callback `body` for `invoice`, with the invoice's
+/// secret_hash as paygate gave it.
+async fn callback(
+    h: &Harness,
+    invoice: &str,
+    mut body: serde_json::Value,
+) -> common::harness::Reply {
+    body["invoiceId"] = json!(invoice);
+    body["secret_hash"] = json!(shared::providers::epayment::secret_hash(
+        "local-epayment-callback-key",
+        invoice
+    ));
+    h.post_raw("/webhooks/epayment", "application/json", &body.to_string())
+        .await
+}
+
+/// The KZT wallet balance of one of the merchant's users.
+async fn balance(h: &Harness, user: &str) -> Money {
+    h.store()
+        .balance(
+            &common::harness::merchant(),
+            &user.parse().unwrap(),
+            Currency::Kzt,
+        )
+        .await
+        .unwrap()
+}
+
 async fn pay(h: &Harness, invoice: &str, body: serde_json::Value) -> serde_json::Value {
     h.sandbox(&format!("/_sandbox/epayment/invoices/{invoice}/pay"), body)
         .await
@@ -91,16 +119,13 @@ async fn a_paid_invoice_completes_once() {
     for status in ["CHARGE", "FAILED"] {
         let again = pay(&h, &invoice, json!({"status": "CHARGE", "callback": false})).await;
         let txn = again["transaction_id"].as_str().unwrap().to_string();
-        let callback = json!({"id": txn, "invoiceId": invoice, "amount": 10000.5, "currency": "KZT",
-            "code": if status == "CHARGE" { "ok" } else { "error" },
-            "secret_hash": shared::providers::epayment::secret_hash("local-epayment-callback-key", &invoice)});
-        let r = h
-            .post_raw(
-                "/webhooks/epayment",
-                "application/json",
-                &callback.to_string(),
-            )
-            .await;
+        let code = if status == "CHARGE" { "ok" } else { "error" };
+        let r = callback(
+            &h,
+            &invoice,
+            json!({"id": txn, "amount": 10000.5, "currency": "KZT", "code": code}),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
     assert_eq!(h.items().await, before);
@@ -136,16 +161,7 @@ async fn a_forged_secret_hash_is_401_and_a_short_payment_goes_to_review() {
     assert_eq!(r["delivered"], 200);
     let p = h.store().payment(id).await.unwrap().unwrap();
     assert_eq!(p.status, PaymentStatus::NeedsReview);
-    assert!(h
-        .store()
-        .balance(
-            &common::harness::merchant(),
-            &"u_forge".parse().unwrap(),
-            Currency::Kzt
-        )
-        .await
-        .unwrap()
-        .is_zero());
+    assert!(balance(&h, "u_forge").await.is_zero());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,6 +185,26 @@ async fn check_status_retries_107_and_names_102() {
         .await;
     let err = c.status(&payment).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
+}
+
+/// A callback that outruns the bank's status API (the bank does not know
+/// the transaction yet) is sent back for the bank's retry (503) and moves
+/// no money; the same provider answer is "nothing paid yet" elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_the_bank_cannot_confirm_yet_is_sent_back_for_a_retry() {
+    let h = Harness::start().await;
+    let (id, invoice) = create(&h, 100_000, "u_early").await;
+    let early = json!({"id": "700000001", "amount": 1000, "currency": "KZT", "code": "ok",
+        "reason": "success"});
+    let r = callback(&h, &invoice, early).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("provider_unavailable"), "{}", r.text);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Pending);
+    assert!(balance(&h, "u_early").await.is_zero());
+    let asked = shared::flow::ask_provider(&client(&h), &p).await.unwrap();
+    assert!(matches!(asked, shared::flow::Asked::Unknown), "{asked:?}");
+    assert_eq!(asked.or_pending().status, PaymentStatus::Pending);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
