@@ -27,9 +27,6 @@ fn respond(request_id: &str, result: Result<Response<Body>, ApiError>) -> Respon
     result.unwrap_or_else(|e| e.into_response(request_id))
 }
 
-/// The span every request runs in: its route and request id, and the
-/// provider and payment once known ([`note_payment`]), so each log line
-/// of the request carries them.
 /// Asks the payment's provider where it stands, through its client.
 pub(crate) async fn ask(
     services: &crate::services::Services,
@@ -39,6 +36,9 @@ pub(crate) async fn ask(
     crate::flow::ask_provider(gateway.as_ref(), payment).await
 }
 
+/// The span every request runs in: its route and request id, and the
+/// provider and payment once known ([`note_payment`]), so each log line
+/// of the request carries them.
 pub(crate) fn request_span(route: &'static str, request_id: &str) -> tracing::Span {
     tracing::info_span!(
         "request",
