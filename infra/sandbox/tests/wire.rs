@@ -261,6 +261,34 @@ async fn epayment_tokens_status_and_operation_errors_are_as_documented() {
         }
     }
 
+    // An invoice the bank has no transaction for, and a bank asking to be
+    // called again: the documented codes, in the documented reply's shape.
+    let api = format!("{}/epayment/api", s.url());
+    let unknown = format!("{api}/check-status/payment/transaction/200000999");
+    let (status, checked) = json(http.get(&unknown).bearer_auth(&webapi)).await;
+    assert_eq!(status, 200);
+    same_shape(
+        &checked,
+        &fixture("epayment", "check_status.not_found.seed.json"),
+        "check-status of an unknown invoice",
+    );
+    assert_eq!(checked["resultCode"], "102");
+    let busy = http
+        .post(format!("{}/_sandbox/epayment/busy", s.url()))
+        .json(&json!({"count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(busy.status().is_success());
+    let (status, checked) = json(http.get(&unknown).bearer_auth(&webapi)).await;
+    assert_eq!(status, 200);
+    same_shape(
+        &checked,
+        &fixture("epayment", "check_status.busy.seed.json"),
+        "check-status when busy",
+    );
+    assert_eq!(checked["resultCode"], "107");
+
     // A paid invoice's status has every documented key of the reply.
     let invoice = "200000101";
     let f = with(
@@ -286,7 +314,6 @@ async fn epayment_tokens_status_and_operation_errors_are_as_documented() {
         .await
         .unwrap();
     assert_eq!(paid.status(), 200);
-    let api = format!("{}/epayment/api", s.url());
     let (status, checked) = json(
         http.get(format!("{api}/check-status/payment/transaction/{invoice}"))
             .bearer_auth(&webapi),

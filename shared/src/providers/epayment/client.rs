@@ -519,6 +519,15 @@ mod tests {
             assert_eq!(text(&s.result_code).as_deref(), Some("100"), "{name}");
             assert!(s.transaction.is_some(), "{name}");
         }
+        // "Invoice not found" and "try again later": a code, no transaction.
+        for (name, code) in [
+            ("check_status.not_found.seed.json", "102"),
+            ("check_status.busy.seed.json", "107"),
+        ] {
+            let s: StatusReply = serde_json::from_slice(&fixture(name)).unwrap();
+            assert_eq!(text(&s.result_code).as_deref(), Some(code), "{name}");
+            assert!(s.transaction.is_none(), "{name}");
+        }
     }
 
     #[test]
