@@ -192,3 +192,30 @@ fn no_code_outside_a_providers_folder_names_it() {
         named.join("\n")
     );
 }
+
+/// Every recorded example names where it came from: each file in a
+/// provider's fixtures folder is listed in that folder's SOURCES.md.
+#[test]
+fn every_fixture_is_in_its_sources() {
+    let fixtures = root().join("shared/tests/fixtures");
+    let mut unlisted = Vec::new();
+    for folder in std::fs::read_dir(&fixtures).unwrap() {
+        let folder = folder.unwrap().path();
+        if !folder.is_dir() {
+            continue;
+        }
+        let sources = std::fs::read_to_string(folder.join("SOURCES.md")).unwrap_or_default();
+        for file in std::fs::read_dir(&folder).unwrap() {
+            let name = file.unwrap().file_name().to_string_lossy().to_string();
+            if name != "SOURCES.md" && !sources.contains(&format!("`{name}`")) {
+                let provider = folder.file_name().unwrap_or_default().to_string_lossy();
+                unlisted.push(format!("shared/tests/fixtures/{provider}/{name}"));
+            }
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "fixtures without a source:\n{}",
+        unlisted.join("\n")
+    );
+}
