@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 
 pub mod api_gateway;
+pub mod iam;
 pub mod template;
 
 pub use template::{QueueDef, TableDef, Template};
@@ -90,10 +91,42 @@ impl LocalStack {
     /// `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS` and
     /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, or at the default local ports.
     pub async fn connect() -> LocalStack {
+        LocalStack::signing_as(
+            "local",
+            &LocalStack::dynamodb_url(),
+            &LocalStack::sqs_url(),
+            &LocalStack::secrets_url(),
+        )
+        .await
+    }
+
+    /// Clients whose calls are signed by `function` (its access key id) and
+    /// sent to `endpoint`: the IAM check ([`iam::Guard`]) in front of the
+    /// stack, as that function's own clients.
+    pub async fn as_function(function: &str, endpoint: &str) -> LocalStack {
+        LocalStack::signing_as(function, endpoint, endpoint, endpoint).await
+    }
+
+    /// DynamoDB Local's URL (`AWS_ENDPOINT_URL_DYNAMODB` or the default).
+    pub fn dynamodb_url() -> String {
+        endpoint("AWS_ENDPOINT_URL_DYNAMODB", DEFAULT_DYNAMODB)
+    }
+
+    /// moto's SQS URL (`AWS_ENDPOINT_URL_SQS` or the default).
+    pub fn sqs_url() -> String {
+        endpoint("AWS_ENDPOINT_URL_SQS", DEFAULT_MOTO)
+    }
+
+    /// moto's Secrets Manager URL.
+    pub fn secrets_url() -> String {
+        endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", DEFAULT_MOTO)
+    }
+
+    async fn signing_as(key: &str, dynamodb: &str, sqs: &str, secrets: &str) -> LocalStack {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local",
+                key,
                 "local",
                 None,
                 None,
@@ -103,17 +136,17 @@ impl LocalStack {
             .await;
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&config)
-                .endpoint_url(endpoint("AWS_ENDPOINT_URL_DYNAMODB", DEFAULT_DYNAMODB))
+                .endpoint_url(dynamodb)
                 .build(),
         );
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::config::Builder::from(&config)
-                .endpoint_url(endpoint("AWS_ENDPOINT_URL_SQS", DEFAULT_MOTO))
+                .endpoint_url(sqs)
                 .build(),
         );
         let secrets = aws_sdk_secretsmanager::Client::from_conf(
             aws_sdk_secretsmanager::config::Builder::from(&config)
-                .endpoint_url(endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER", DEFAULT_MOTO))
+                .endpoint_url(secrets)
                 .build(),
         );
         LocalStack {
