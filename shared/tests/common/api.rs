@@ -24,7 +24,8 @@ use shared::services::Services;
 
 #[derive(Clone)]
 struct App {
-    services: Services,
+    /// Each function's own clients, by binary.
+    functions: Arc<BTreeMap<String, Services>>,
     keys: Arc<ApiKeys>,
 }
 
@@ -61,18 +62,40 @@ fn webhook_provider(binary: &str) -> Option<Provider> {
         .map(|d| d.provider)
 }
 
-/// Serves the API on `listener`: template.yaml's routes, each handed to
-/// the handler its function runs.
+/// Serves the API on `listener` with one set of clients for every
+/// function (`services`, a test's own instance).
 pub async fn serve(listener: tokio::net::TcpListener, services: Services) {
-    let keys = ApiKeys::load(&services.secrets, &services.settings.secret_prefix)
-        .await
-        .expect("api keys secret");
-    let app = App {
-        services,
-        keys: Arc::new(keys),
-    };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let template = devstack::Template::load(&root.join("template.yaml")).expect("template.yaml");
+    let functions = template
+        .functions
+        .iter()
+        .map(|f| (f.binary.clone(), services.clone()))
+        .collect();
+    serve_functions(listener, &functions).await
+}
+
+/// Serves the API on `listener`: template.yaml's routes, each handed to
+/// the handler its function runs, with that function's own clients
+/// (`functions`, by binary); the API keys are read as the authorizer.
+pub async fn serve_functions(
+    listener: tokio::net::TcpListener,
+    functions: &BTreeMap<String, Services>,
+) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let template = devstack::Template::load(&root.join("template.yaml")).expect("template.yaml");
+    let authorizer = template
+        .authorizer
+        .as_deref()
+        .and_then(|a| functions.get(a))
+        .expect("the HTTP API's authorizer function");
+    let keys = ApiKeys::load(&authorizer.secrets, &authorizer.settings.secret_prefix)
+        .await
+        .expect("api keys secret, read as the authorizer");
+    let app = App {
+        functions: Arc::new(functions.clone()),
+        keys: Arc::new(keys),
+    };
     let mut paths: BTreeMap<String, MethodRouter<App>> = BTreeMap::new();
     for function in &template.functions {
         for r in &function.routes {
@@ -167,7 +190,9 @@ async fn dispatch(
         .with_query_string_parameters(query)
         .with_request_context(RequestContext::ApiGatewayV2(ctx));
 
-    let s = &app.services;
+    let Some(s) = app.functions.get(&route.binary) else {
+        unreachable!("serve() checked {}", route.binary)
+    };
     let response = match route.binary.as_str() {
         "api-create-payment" => shared::api::payments::create(s, req).await,
         "api-cancel-payment" => shared::api::payments::cancel(s, req).await,

@@ -2,6 +2,7 @@
 //! fresh queue and secrets in moto, the provider sandbox, and the API
 //! served over HTTP so the sandbox's callbacks reach the webhook handlers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
@@ -32,7 +33,14 @@ pub fn merchant() -> shared::ids::MerchantId {
 
 pub struct Harness {
     pub stack: devstack::LocalStack,
+    /// The tests' own clients (set-up and inspection): their calls pass
+    /// the IAM check unchecked, as they name no function.
     pub services: Services,
+    /// Every function's own clients, signing as the function and checked
+    /// against its policy in template.yaml.
+    pub functions: BTreeMap<String, Services>,
+    /// The IAM check every function's calls go through.
+    pub iam: devstack::iam::Guard,
     pub sandbox: sandbox::Running,
     pub api: String,
     pub queue_url: String,
@@ -48,7 +56,16 @@ pub struct Reply {
 }
 
 impl Harness {
+    /// The system under the repository's template.yaml.
     pub async fn start() -> Harness {
+        let template =
+            std::fs::read_to_string(devstack::template::default_path()).expect("template.yaml");
+        Harness::start_under(&template).await
+    }
+
+    /// The system with each function's AWS calls checked against the
+    /// policies of `template` (template.yaml's text, perhaps changed).
+    pub async fn start_under(template: &str) -> Harness {
         let stack = devstack::LocalStack::connect().await;
         let table = stack
             .fresh_table()
@@ -148,7 +165,45 @@ impl Harness {
                 },
             },
         );
-        super::api::serve(listener, services.clone()).await;
+        let names = devstack::iam::LocalNames {
+            region: devstack::REGION.to_string(),
+            account: devstack::iam::policy::ACCOUNT.to_string(),
+            resources: BTreeMap::from([
+                (
+                    "PaymentsTable".to_string(),
+                    services.store.table().to_string(),
+                ),
+                (
+                    "TopUpQueue".to_string(),
+                    queue_url.rsplit('/').next().unwrap_or_default().to_string(),
+                ),
+            ]),
+            secret_prefix: Some(services.settings.secret_prefix.clone()),
+        };
+        let policies = devstack::iam::Policies::from_template(template, &names)
+            .expect("policies of the template");
+        let iam = devstack::iam::Guard::start(
+            policies.clone(),
+            &devstack::LocalStack::dynamodb_url(),
+            &devstack::LocalStack::sqs_url(),
+            None,
+        )
+        .await
+        .expect("the IAM check");
+        let mut functions = BTreeMap::new();
+        for function in policies.functions() {
+            let own = devstack::LocalStack::as_function(function, &iam.url).await;
+            functions.insert(
+                function.to_string(),
+                Services::new(
+                    Store::new(own.dynamodb.clone(), services.store.table().to_string()),
+                    TopUpQueue::new(own.sqs.clone(), queue_url.clone()),
+                    SecretsCache::new(own.secrets.clone(), Duration::from_secs(300)),
+                    services.settings.clone(),
+                ),
+            );
+        }
+        super::api::serve_functions(listener, &functions).await;
         let http = reqwest::Client::new();
         http.post(format!("{sb}/_sandbox/payment-engine/webhook"))
             .json(&json!({"url": format!("{api}/webhooks/payment-engine")}))
@@ -163,12 +218,28 @@ impl Harness {
         Harness {
             stack,
             services,
+            functions,
+            iam,
             sandbox,
             api,
             queue_url,
             paygram_secret,
             http,
         }
+    }
+
+    /// What `function` (its binary's name) runs with: clients that sign as
+    /// it, so its calls are held to its policy.
+    pub fn function(&self, function: &str) -> &Services {
+        self.functions
+            .get(function)
+            .unwrap_or_else(|| panic!("template.yaml has no function {function}"))
+    }
+
+    /// The calls the IAM check refused, as `function may not action on
+    /// resource`.
+    pub fn refusals(&self) -> Vec<String> {
+        self.iam.refusals().iter().map(|r| r.to_string()).collect()
     }
 
     pub fn store(&self) -> &Store {
