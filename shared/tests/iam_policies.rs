@@ -158,7 +158,11 @@ async fn every_function_works_within_its_policy() {
     .expect("the reconcile runs");
     assert!(report.checked >= 7, "{report:?}");
 
-    assert_eq!(h.refusals(), Vec::<String>::new(), "calls outside a policy");
+    assert_eq!(
+        h.take_refusals(),
+        Vec::<String>::new(),
+        "calls outside a policy"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +181,7 @@ async fn a_removed_grant_is_refused_and_the_function_fails_as_in_aws() {
         h.store().table()
     );
     assert_eq!(
-        h.refusals(),
+        h.take_refusals(),
         [format!(
             "api-get-payment may not dynamodb:GetItem on {table}"
         )]
@@ -248,7 +252,8 @@ async fn refusals_have_aws_shapes_and_are_not_forwarded() {
         }),
         Some("AccessDeniedException".to_string())
     );
-    assert_eq!(h.refusals().len(), 3, "{:?}", h.refusals());
+    let refused = h.take_refusals();
+    assert_eq!(refused.len(), 3, "{refused:?}");
 
     // The casino user route may read the casino's secret, not the API keys.
     let casino = devstack::LocalStack::as_function("api-casino-user", &h.iam.url).await;
@@ -266,4 +271,12 @@ async fn refusals_have_aws_shapes_and_are_not_forwarded() {
         .send()
         .await
         .is_err());
+    let refused = h.take_refusals();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with(&format!(
+            "api-casino-user may not secretsmanager:GetSecretValue on arn:aws:secretsmanager:us-east-1:123456789012:secret:{prefix}api-keys-"
+        )),
+        "{refused:?}"
+    );
 }

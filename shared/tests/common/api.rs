@@ -132,6 +132,9 @@ pub async fn serve_functions(
     });
 }
 
+/// The stack a handler runs on here: a Lambda process's main thread's.
+const HANDLER_STACK: usize = 8 * 1024 * 1024;
+
 async fn dispatch(
     app: App,
     route: Route,
@@ -190,24 +193,42 @@ async fn dispatch(
         .with_query_string_parameters(query)
         .with_request_context(RequestContext::ApiGatewayV2(ctx));
 
-    let Some(s) = app.functions.get(&route.binary) else {
+    let Some(services) = app.functions.get(&route.binary).cloned() else {
         unreachable!("serve() checked {}", route.binary)
     };
-    let response = match route.binary.as_str() {
-        "api-create-payment" => shared::api::payments::create(s, req).await,
-        "api-cancel-payment" => shared::api::payments::cancel(s, req).await,
-        "api-refund-payment" => shared::api::payments::refund(s, req).await,
-        "api-get-payment" => shared::api::payments::read(s, req).await,
-        "api-wallet" => shared::api::wallets::wallet(s, req).await,
-        "api-casino-user" => shared::api::wallets::casino_user(s, req).await,
-        "api-ops" => shared::api::ops::handle(s, req).await,
-        "api-health" => shared::api::health::health(s, req).await,
-        "api-pay-page" => shared::api::pay_page::handle(s, req).await,
-        webhook => match webhook_provider(webhook) {
-            Some(p) => shared::api::webhooks::handle(s, p, req).await,
-            None => unreachable!("serve() checked {webhook}"),
-        },
+    let thread = format!("handler {}", route.binary);
+    let handled = async move {
+        let s = &services;
+        match route.binary.as_str() {
+            "api-create-payment" => shared::api::payments::create(s, req).await,
+            "api-cancel-payment" => shared::api::payments::cancel(s, req).await,
+            "api-refund-payment" => shared::api::payments::refund(s, req).await,
+            "api-get-payment" => shared::api::payments::read(s, req).await,
+            "api-wallet" => shared::api::wallets::wallet(s, req).await,
+            "api-casino-user" => shared::api::wallets::casino_user(s, req).await,
+            "api-ops" => shared::api::ops::handle(s, req).await,
+            "api-health" => shared::api::health::health(s, req).await,
+            "api-pay-page" => shared::api::pay_page::handle(s, req).await,
+            webhook => match webhook_provider(webhook) {
+                Some(p) => shared::api::webhooks::handle(s, p, req).await,
+                None => unreachable!("serve() checked {webhook}"),
+            },
+        }
     };
+    // On a thread of its own with a Lambda-sized stack, as the function's
+    // handler runs on its process's main thread: a cold instance's first
+    // request (clients built, secrets read) nests deeper than a runtime
+    // worker's 2 MiB allow in a debug build.
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(thread)
+        .stack_size(HANDLER_STACK)
+        .spawn(move || {
+            let _ = tx.send(runtime.block_on(handled));
+        })
+        .expect("a handler thread");
+    let response = rx.await.expect("the handler finished");
     let (parts, body) = response.into_parts();
     let mut out = AxResponse::builder().status(parts.status.as_u16());
     for (name, value) in &parts.headers {

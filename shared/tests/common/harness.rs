@@ -55,6 +55,21 @@ pub struct Reply {
     pub text: String,
 }
 
+/// A call AWS would refuse fails the test that made it, even where the
+/// function shrugs the refusal off (a health record, a shared login).
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let refused = self.iam.take_refusals();
+        if !refused.is_empty() && !std::thread::panicking() {
+            let list: Vec<String> = refused.iter().map(|r| r.to_string()).collect();
+            panic!(
+                "calls outside their function's policy in template.yaml (AWS refuses them):\n  {}",
+                list.join("\n  ")
+            );
+        }
+    }
+}
+
 impl Harness {
     /// The system under the repository's template.yaml.
     pub async fn start() -> Harness {
@@ -236,10 +251,15 @@ impl Harness {
             .unwrap_or_else(|| panic!("template.yaml has no function {function}"))
     }
 
-    /// The calls the IAM check refused, as `function may not action on
-    /// resource`.
-    pub fn refusals(&self) -> Vec<String> {
-        self.iam.refusals().iter().map(|r| r.to_string()).collect()
+    /// The calls the IAM check refused since the last take, as `function
+    /// may not action on resource`. A test that means to provoke a refusal
+    /// takes it: one left at the end fails the test.
+    pub fn take_refusals(&self) -> Vec<String> {
+        self.iam
+            .take_refusals()
+            .iter()
+            .map(|r| r.to_string())
+            .collect()
     }
 
     pub fn store(&self) -> &Store {

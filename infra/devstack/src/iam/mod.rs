@@ -124,6 +124,11 @@ impl Guard {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// Every call refused since the last take.
+    pub fn take_refusals(&self) -> Vec<Refusal> {
+        std::mem::take(&mut *self.refusals.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// The access key id of a SigV4 `Authorization` header.
