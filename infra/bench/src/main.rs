@@ -111,8 +111,8 @@ fn bodies(outcomes: &[Outcome]) -> Result<Vec<Value>, String> {
 struct Bench {
     template: serde_yaml::Value,
     env: Vec<(String, String)>,
-    dynamodb: Counting,
-    moto: Counting,
+    /// The IAM check, counting every call it lets through.
+    aws: Counting,
     http: reqwest::Client,
     sandbox: sandbox::Running,
     functions: Vec<FunctionResult>,
@@ -172,14 +172,7 @@ impl Bench {
     }
 
     fn take(&self) -> Tally {
-        let mut a = self.dynamodb.take();
-        let b = self.moto.take();
-        for (k, v) in b.calls {
-            *a.calls.entry(k).or_default() += v;
-        }
-        a.items_written.extend(b.items_written);
-        a.transaction_items += b.transaction_items;
-        a
+        self.aws.take()
     }
 
     /// One invocation, with the AWS calls it made recorded as `flow`.
@@ -790,8 +783,17 @@ async fn main_inner() -> Result<(), String> {
         .map_err(|e| {
             format!("the sandbox could not listen on {SANDBOX} (is make dev running?): {e}")
         })?;
-    let dynamodb = Counting::start(&var("AWS_ENDPOINT_URL_DYNAMODB")?).await?;
-    let moto = Counting::start(&var("AWS_ENDPOINT_URL_SQS")?).await?;
+    let policies = devstack::iam::Policies::from_template(
+        &std::fs::read_to_string(root().join("template.yaml")).map_err(|e| e.to_string())?,
+        &devstack::iam::LocalNames::dev(),
+    )
+    .map_err(|e| e.to_string())?;
+    let aws = Counting::start(
+        policies,
+        &var("AWS_ENDPOINT_URL_DYNAMODB")?,
+        &var("AWS_ENDPOINT_URL_SQS")?,
+    )
+    .await?;
     let env = vec![
         ("AWS_REGION".into(), var("AWS_REGION")?),
         ("AWS_ACCESS_KEY_ID".into(), var("AWS_ACCESS_KEY_ID")?),
@@ -799,9 +801,9 @@ async fn main_inner() -> Result<(), String> {
             "AWS_SECRET_ACCESS_KEY".into(),
             var("AWS_SECRET_ACCESS_KEY")?,
         ),
-        ("AWS_ENDPOINT_URL_DYNAMODB".into(), dynamodb.url.clone()),
-        ("AWS_ENDPOINT_URL_SQS".into(), moto.url.clone()),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), moto.url.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB".into(), aws.url.clone()),
+        ("AWS_ENDPOINT_URL_SQS".into(), aws.url.clone()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), aws.url.clone()),
         ("PAYGATE_TABLE".into(), var("PAYGATE_TABLE")?),
         (
             "PAYGATE_TOPUP_QUEUE_URL".into(),
@@ -817,8 +819,7 @@ async fn main_inner() -> Result<(), String> {
     let mut bench = Bench {
         template,
         env,
-        dynamodb,
-        moto,
+        aws,
         http: reqwest::Client::new(),
         sandbox,
         functions: vec![],
@@ -833,6 +834,14 @@ async fn main_inner() -> Result<(), String> {
         instances: number("PAYGATE_BENCH_INSTANCES", 4),
     };
     bench.run().await?;
+    let refused = bench.aws.refusals();
+    if !refused.is_empty() {
+        let list: Vec<String> = refused.iter().map(|r| r.to_string()).collect();
+        return Err(format!(
+            "calls outside their function's policy in template.yaml (AWS would refuse them):\n  {}",
+            list.join("\n  ")
+        ));
+    }
     let payments = (warm + 1) as f64;
     let logins = bench.logins;
     let functions = bench.functions_view();

@@ -1,16 +1,13 @@
-//! A counting proxy in front of DynamoDB Local and moto: every AWS call a
-//! function makes, by service and operation (`dynamodb GetItem`), counted
-//! on the wire, with the sizes of the items written.
+//! The IAM check in front of DynamoDB Local and moto (devstack::iam),
+//! counting on the wire every AWS call it lets through, by service and
+//! operation (`dynamodb GetItem`), with the sizes of the items written.
+//! Every function signs as itself (runtime.rs), so a call outside its
+//! policy in template.yaml is refused here as AWS would refuse it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use devstack::iam::{Call, Guard, Policies, Refusal};
 use serde_json::Value;
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -24,66 +21,51 @@ pub struct Tally {
     pub transaction_items: u32,
 }
 
-#[derive(Clone)]
-struct Proxy {
-    upstream: String,
-    client: reqwest::Client,
-    tally: Arc<Mutex<Tally>>,
-}
-
-/// A running proxy.
+/// The running check and its count.
 pub struct Counting {
+    /// Every service's endpoint for the functions.
     pub url: String,
+    guard: Guard,
     tally: Arc<Mutex<Tally>>,
 }
 
 impl Counting {
-    pub async fn start(upstream: &str) -> Result<Counting, String> {
+    /// In front of `dynamodb` (DynamoDB Local) and `moto`, holding each
+    /// function to `policies`.
+    pub async fn start(policies: Policies, dynamodb: &str, moto: &str) -> Result<Counting, String> {
         let tally = Arc::new(Mutex::new(Tally::default()));
-        let proxy = Proxy {
-            upstream: upstream.trim_end_matches('/').to_string(),
-            client: reqwest::Client::new(),
-            tally: tally.clone(),
-        };
-        let app = Router::new().fallback(forward).with_state(proxy);
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(|e| e.to_string())?;
-        let url = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let counted = tally.clone();
+        let observer = Arc::new(move |call: &Call, body: &[u8]| {
+            count(&mut sandbox::kit::lock(&counted), call, body);
         });
-        Ok(Counting { url, tally })
+        let guard = Guard::start(policies, dynamodb, moto, Some(observer)).await?;
+        Ok(Counting {
+            url: guard.url.clone(),
+            guard,
+            tally,
+        })
     }
 
     /// What was counted since the last take.
     pub fn take(&self) -> Tally {
         std::mem::take(&mut *sandbox::kit::lock(&self.tally))
     }
+
+    /// Every call refused so far.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.guard.refusals()
+    }
 }
 
-/// `service operation` of a request: the JSON protocols' `X-Amz-Target`
-/// (`DynamoDB_20120810.GetItem`, `AmazonSQS.SendMessage`,
-/// `secretsmanager.GetSecretValue`), or the query protocol's `Action`.
-fn operation(headers: &HeaderMap, body: &[u8]) -> String {
-    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
-        let (service, op) = target.split_once('.').unwrap_or(("?", target));
-        let service = match service {
-            s if s.starts_with("DynamoDB") => "dynamodb",
-            "AmazonSQS" => "sqs",
-            "secretsmanager" => "secretsmanager",
-            other => other,
-        };
-        return format!("{service} {op}");
+fn count(tally: &mut Tally, call: &Call, body: &[u8]) {
+    let op = call.label();
+    *tally.calls.entry(op.clone()).or_default() += 1;
+    tally.items_written.extend(written_items(&op, body));
+    if op == "dynamodb TransactWriteItems" {
+        tally.transaction_items += call.body["TransactItems"]
+            .as_array()
+            .map_or(0, |a| a.len() as u32);
     }
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-        .map(|a| format!("sqs {a}"))
-        .unwrap_or_else(|| "? ?".into())
 }
 
 /// An attribute value's size as DynamoDB bills it: names and values in
@@ -143,50 +125,6 @@ fn written_items(op: &str, body: &[u8]) -> Vec<usize> {
     }
 }
 
-async fn forward(State(p): State<Proxy>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    };
-    let op = operation(&parts.headers, &body);
-    {
-        let mut tally = sandbox::kit::lock(&p.tally);
-        *tally.calls.entry(op.clone()).or_default() += 1;
-        let sizes = written_items(&op, &body);
-        tally.items_written.extend(sizes);
-        if op == "dynamodb TransactWriteItems" {
-            tally.transaction_items += serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|j| j["TransactItems"].as_array().map(|a| a.len() as u32))
-                .unwrap_or(0);
-        }
-    }
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut out = p
-        .client
-        .request(parts.method.clone(), format!("{}{path}", p.upstream));
-    for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
-            out = out.header(name, value);
-        }
-    }
-    match out.body(Bytes::from(body.to_vec())).send().await {
-        Ok(r) => {
-            let status = r.status();
-            let headers = r.headers().clone();
-            let bytes = r.bytes().await.unwrap_or_default();
-            let mut response = (status, bytes).into_response();
-            for (name, value) in &headers {
-                if name != "content-length" && name != "transfer-encoding" {
-                    response.headers_mut().insert(name, value.clone());
-                }
-            }
-            response
-        }
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,7 +135,7 @@ mod tests {
             serde_json::json!({"pk": {"S": "PAY#1"}, "n": {"N": "12345"}, "ok": {"BOOL": true}});
         // pk 2 + 5, n 1 + 4, ok 2 + 1
         assert_eq!(item_size(&item), 15);
-        let op = operation(&HeaderMap::new(), b"Action=SendMessage&QueueUrl=x");
-        assert_eq!(op, "sqs SendMessage");
+        let call = Call::read(None, b"Action=SendMessage&QueueUrl=x");
+        assert_eq!(call.label(), "sqs SendMessage");
     }
 }
