@@ -12,6 +12,7 @@
 #      fixed seed and a bounded number of examples per operation: fails on
 #      any 5xx, any status, content type or body openapi.yaml does not allow;
 #   3. schemathesis again on the operator routes with the operator key;
+#   4. no function's AWS call refused by the IAM check (.local/log/iam.log);
 #   and stops everything it started.
 #   PAYGATE_API_TEST_EXAMPLES (default 25) and PAYGATE_API_TEST_SEED
 #   (default 20261123) change the run.
@@ -110,3 +111,13 @@ say "schemathesis: the operator routes with the operator's key"
   --generation-database none \
   --request-timeout 30 \
   --report junit --report-junit-path "$logs/api-test-ops.junit.xml"
+
+# Every function's AWS calls went through the IAM check (make dev's
+# `devstack iam`): a refusal anywhere, a scheduled job's included, fails the
+# run, since AWS would refuse the same call.
+if grep -q 'refused' "$logs/iam.log" 2>/dev/null; then
+  grep 'refused' "$logs/iam.log" | sort | uniq -c >&2
+  say "calls outside their function's policy in template.yaml (above)"
+  exit 1
+fi
+say "no call outside its function's policy"

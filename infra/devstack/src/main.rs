@@ -3,6 +3,9 @@
 //! sample secrets, and print the environment that reaches them.
 //! `devstack gateway`: serve template.yaml's HTTP routes through the Lambda
 //! emulator (`cargo lambda watch`), and feed queues to their functions.
+//! `devstack iam`: the IAM check (devstack::iam) in front of DynamoDB Local
+//! and moto, on `PAYGATE_IAM_ADDR` (127.0.0.1:4580): each function's calls
+//! held to its policy in template.yaml.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +23,8 @@ async fn main() -> ExitCode {
         Some("wait") => wait(Duration::from_secs(60)).await,
         Some("bootstrap") => run_bootstrap().await,
         Some("gateway") => run_gateway().await,
-        _ => Err("usage: devstack wait | bootstrap | gateway".to_string()),
+        Some("iam") => run_iam().await,
+        _ => Err("usage: devstack wait | bootstrap | gateway | iam".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +70,26 @@ async fn run_bootstrap() -> Result<(), String> {
     for s in &done.secrets {
         println!("# secret {s}");
     }
+    Ok(())
+}
+
+async fn run_iam() -> Result<(), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("template.yaml")).map_err(|e| e.to_string())?;
+    let policies = devstack::iam::Policies::from_template(&text, &devstack::iam::LocalNames::dev())
+        .map_err(|e| e.to_string())?;
+    let addr = std::env::var("PAYGATE_IAM_ADDR").unwrap_or_else(|_| "127.0.0.1:4580".into());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let (dynamodb, moto) = (LocalStack::dynamodb_url(), LocalStack::sqs_url());
+    println!(
+        "paygate IAM check on http://{addr}, in front of {dynamodb} and {moto}, for {} functions",
+        policies.functions().count()
+    );
+    let _guard = devstack::iam::Guard::on(listener, policies, &dynamodb, &moto, None)?;
+    // Refusals are printed as they happen; this serves until stopped.
+    std::future::pending::<()>().await;
     Ok(())
 }
 
