@@ -283,11 +283,19 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// The partition key values a table query's `KeyConditionExpression` names
-/// (`pk = :p` or `#k = :p`).
+/// (`pk = :p` or `#k = :p`). A query always names one; where it cannot be
+/// read here, the expression stands in for it, which no key pattern of a
+/// policy matches (the check fails closed).
 fn query_partition_values(body: &Value, pk: &str) -> Vec<String> {
-    let Some(expr) = str_field(body, "KeyConditionExpression") else {
-        return vec![];
-    };
+    let expr = str_field(body, "KeyConditionExpression").unwrap_or_default();
+    let found = named_partition_values(body, expr, pk);
+    if found.is_empty() {
+        return vec![format!("(unread key condition: {expr})")];
+    }
+    found
+}
+
+fn named_partition_values(body: &Value, expr: &str, pk: &str) -> Vec<String> {
     let names = &body["ExpressionAttributeNames"];
     let values = &body["ExpressionAttributeValues"];
     let mut out = Vec::new();
@@ -354,6 +362,17 @@ mod tests {
                        "ExpressionAttributeValues": {":p": {"S": "PAY#1"}, ":s": {"S": "REFUND#"}}})
             ),
             [check("dynamodb:Query", T, Some(&["PAY#1"]))]
+        );
+        assert_eq!(
+            run(
+                "DynamoDB_20120810.Query",
+                json!({"TableName": "paygate-local", "KeyConditionExpression": "pk IN (:a)"})
+            ),
+            [check(
+                "dynamodb:Query",
+                T,
+                Some(&["(unread key condition: pk IN (:a))"])
+            )]
         );
         assert_eq!(
             run(
