@@ -132,7 +132,12 @@ impl Verifier {
                 .trim()
                 .parse()
                 .map_err(|_| VerifyError::Malformed)?;
-            if ((self.now)() - timestamp).abs() > TOLERANCE_SECONDS {
+            // Checked: a timestamp near i64's ends must be stale, not a
+            // panic (debug) or a wrapped difference (release).
+            let skew = (self.now)()
+                .checked_sub(timestamp)
+                .and_then(i64::checked_abs);
+            if skew.is_none_or(|s| s > TOLERANCE_SECONDS) {
                 return Err(VerifyError::Stale);
             }
             let ts = timestamp.to_string();
@@ -336,6 +341,15 @@ mod tests {
                 ("webhook-signature", &sig),
             ]);
             assert_eq!(v.verify(&h, body), Err(VerifyError::Stale));
+        }
+        // Timestamps at i64's ends are stale, not an overflow.
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -i64::MAX] {
+            let h = headers(&[
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", &ts.to_string()),
+                ("webhook-signature", &good),
+            ]);
+            assert_eq!(v.verify(&h, body), Err(VerifyError::Stale), "{ts}");
         }
         let h = headers(&[
             ("webhook-id", "msg_2"),
