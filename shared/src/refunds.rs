@@ -29,8 +29,8 @@ use crate::providers::{ProviderError, ProviderRefunds};
 use crate::responses::ApiError;
 use crate::services::Services;
 use crate::store::{
-    ItemKind, LedgerEntry, LedgerPurpose, Refund, RefundMove, RefundStatus, ReserveOutcome,
-    StatusChange, StoreError, TransitionOutcome,
+    ItemKind, LedgerEntry, LedgerPurpose, Refund, RefundStatus, ReserveOutcome, StatusChange,
+    StoreError, TransitionOutcome,
 };
 
 /// A provider's "not refunded" is taken as proof only this long after our
@@ -81,12 +81,16 @@ pub enum Judgement {
 }
 
 /// What `theirs` proves about `refund` of `payment`, as stored: only when
-/// this refund is the only one in flight can a total be read as it.
+/// this refund is the only one in flight can a total be read as it. A
+/// status without amounts (epayment.kz's REFUND or CHARGE) proves only a
+/// refund of the whole payment sent as one: no public source shows the
+/// status after partial refunds, so a refund that completes the payment
+/// after earlier parts proves nothing either way (decision 45).
 pub fn judge(payment: &Payment, refund: &Refund, theirs: &ProviderRefunds) -> Judgement {
     let recorded = payment.refunded_amount.minor();
     let this = refund.amount.minor();
     let alone = payment.refund_pending().minor() == this;
-    let completes = recorded + this == payment.paid().minor();
+    let whole = recorded == 0 && this == payment.paid().minor();
     if !alone {
         return Judgement::Unknown;
     }
@@ -97,8 +101,8 @@ pub fn judge(payment: &Payment, refund: &Refund, theirs: &ProviderRefunds) -> Ju
         ProviderRefunds::Total(total) if total.minor() == recorded + this => Judgement::Done,
         ProviderRefunds::Total(total) if total.minor() == recorded => Judgement::NotDone,
         ProviderRefunds::Total(_) => Judgement::Unknown,
-        ProviderRefunds::Whole if completes => Judgement::Done,
-        ProviderRefunds::NotWhole if completes => Judgement::NotDone,
+        ProviderRefunds::Whole if whole => Judgement::Done,
+        ProviderRefunds::NotWhole if whole => Judgement::NotDone,
         ProviderRefunds::Whole | ProviderRefunds::NotWhole => Judgement::Unknown,
     }
 }
@@ -204,7 +208,10 @@ fn rejected(code: &str, message: &str) -> ApiError {
 
 /// Refunds `requested` of `payment` (the rest when `None`) for the
 /// merchant's request under `key`: resumes the request's refund where one
-/// is pending or done, starts it otherwise.
+/// is pending or done, starts it otherwise. A refund of the request that
+/// the provider refused, or proved it never made, frees the request: it
+/// goes on under the next id (never the same id twice: no provider
+/// documents that it deduplicates refunds by our id).
 pub async fn request(
     services: &Services,
     payment: Payment,
@@ -212,19 +219,45 @@ pub async fn request(
     merchant: &MerchantId,
     key: &IdempotencyKey,
 ) -> Result<RefundResult, ApiError> {
+    let mut payment = payment;
     for generation in 0..MAX_GENERATIONS {
         let id = refund_id(merchant, payment.id, key, generation);
-        match services.store.refund(payment.id, id).await? {
+        let existing = match services.store.refund(payment.id, id).await? {
+            None => return start(services, payment, requested, id).await,
             // Refused outright: nothing happened, the key may try again.
             Some(r) if r.status == RefundStatus::Failed => continue,
-            Some(existing) => return resume_request(services, payment, existing, requested).await,
-            None => return start(services, payment, requested, id).await,
+            Some(r) => r,
+        };
+        same_amount(&existing, requested)?;
+        match resume(
+            services,
+            payment.clone(),
+            existing,
+            OffsetDateTime::now_utc(),
+        )
+        .await?
+        {
+            Resumed::Done(p) => return Ok(RefundResult::Done(p)),
+            Resumed::Pending(p) => return Ok(RefundResult::Pending(p)),
+            // Proven never made, and released: the request goes on.
+            Resumed::Refused(_) => payment = reread(services, &payment).await?,
         }
     }
     Err(invalid(
         "refund_refused",
         "the provider refused this refund too often; use a new Idempotency-Key",
     ))
+}
+
+/// A retry must ask for what the first request asked for.
+fn same_amount(refund: &Refund, requested: Option<i64>) -> Result<(), ApiError> {
+    if requested.is_some_and(|r| r != refund.amount.minor()) {
+        return Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a refund of another amount",
+        ));
+    }
+    Ok(())
 }
 
 /// Reserves and sends a new refund `refund_id`.
@@ -290,20 +323,15 @@ async fn reread(services: &Services, payment: &Payment) -> Result<Payment, ApiEr
         .ok_or_else(|| ApiError::internal(&"payment vanished"))
 }
 
-/// A retry of a request whose refund exists.
+/// The same request, reserved concurrently: resumes that one.
 async fn resume_request(
     services: &Services,
     payment: Payment,
     refund: Refund,
     requested: Option<i64>,
 ) -> Result<RefundResult, ApiError> {
-    if requested.is_some_and(|r| r != refund.amount.minor()) {
-        return Err(ApiError::unprocessable(
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a refund of another amount",
-        ));
-    }
-    match resume(services, payment, refund, true, OffsetDateTime::now_utc()).await? {
+    same_amount(&refund, requested)?;
+    match resume(services, payment, refund, OffsetDateTime::now_utc()).await? {
         Resumed::Done(p) => Ok(RefundResult::Done(p)),
         Resumed::Pending(p) => Ok(RefundResult::Pending(p)),
         Resumed::Refused(r) => Err(rejected(
@@ -322,15 +350,15 @@ pub enum Resumed {
     Refused(Box<Refund>),
 }
 
-/// Asks the provider about a refund still pending and settles it on a
-/// clear answer. `resend`: a refund the provider proves it never made is
-/// sent again under the same id (a merchant's retry); otherwise (reconcile)
-/// its reservation is given back.
+/// Asks the provider about a refund still pending and settles it on the
+/// provider's proof: made (recorded), or not made and our latest attempt
+/// older than [`SETTLE_AFTER`] (its reservation given back). It is never
+/// sent again: a refund whose outcome was unknown is settled only by the
+/// provider's account of its refunds or by an operator.
 pub async fn resume(
     services: &Services,
     payment: Payment,
     refund: Refund,
-    resend: bool,
     now: OffsetDateTime,
 ) -> Result<Resumed, ApiError> {
     match refund.status {
@@ -355,22 +383,6 @@ pub async fn resume(
     tracing::info!(payment_id = %payment.id, refund_id = %refund.refund_id, ?judgement, settled, "pending refund checked with the provider");
     match judgement {
         Judgement::Done => Ok(Resumed::Done(finalize(services, payment, &refund).await?)),
-        Judgement::NotDone if settled && resend => {
-            match services.store.claim_refund_attempt(&refund, now).await? {
-                RefundMove::Moved(next) => match send(services, payment, next).await {
-                    Ok(RefundResult::Done(p)) => Ok(Resumed::Done(p)),
-                    Ok(RefundResult::Pending(p)) => Ok(Resumed::Pending(p)),
-                    // Refused (and released) only if the record says so; any
-                    // other failure (recording a refund that was made, say)
-                    // is an error, never a refusal.
-                    Err(e) => match stored(services, &refund).await? {
-                        r if r.status == RefundStatus::Failed => Ok(Resumed::Refused(Box::new(r))),
-                        _ => Err(e),
-                    },
-                },
-                RefundMove::Lost(_) => Ok(Resumed::Pending(reread(services, &payment).await?)),
-            }
-        }
         Judgement::NotDone if settled => {
             let error = ProviderError::Rejected {
                 provider: payment.provider.as_str(),
@@ -402,13 +414,8 @@ async fn send(
 ) -> Result<RefundResult, ApiError> {
     let answer = match services.gateway(reserved.provider).await {
         Ok(g) => {
-            g.refund(
-                &reserved,
-                refund.amount,
-                refund.rest,
-                &refund.refund_id.to_string(),
-            )
-            .await
+            g.refund(&reserved, refund.amount, &refund.refund_id.to_string())
+                .await
         }
         Err(e) => Err(e),
     };
@@ -503,7 +510,16 @@ async fn finalize_by(
                 return Ok((reread(services, &current).await?, false))
             }
             Ok(other) => {
-                tracing::error!(payment_id = %current.id, refund_id = %refund.refund_id, ?other, "refund done at the provider but not recorded");
+                // Ids and states only: the payment carries the payer's
+                // contact and the provider's tokens.
+                let (outcome, found) = match &other {
+                    TransitionOutcome::AlreadyInState(p) => ("already_in_state", p.status),
+                    TransitionOutcome::Rejected { current } => ("rejected", current.status),
+                    TransitionOutcome::Applied(p) | TransitionOutcome::Stale { current: p } => {
+                        ("unexpected", p.status)
+                    }
+                };
+                tracing::error!(payment_id = %current.id, refund_id = %refund.refund_id, outcome, status = %found, "refund done at the provider but not recorded");
                 return Err(ApiError::internal(&"refund not recorded"));
             }
             Err(e) => return Err(e.into()),
@@ -741,5 +757,17 @@ mod tests {
             Judgement::Unknown
         );
         assert_eq!(judge(&p, &r, &ProviderRefunds::Whole), Judgement::Unknown);
+    }
+
+    #[test]
+    fn a_refund_completing_a_payment_after_parts_is_proven_by_no_status() {
+        // 200,000 refunded before; this 300,040 takes the rest. The bank's
+        // status after partial refunds is documented nowhere: CHARGE may
+        // stay, REFUND may show after the first part.
+        let p = paid(500_040, 200_000, 300_040);
+        let r = refund_of(&p, 300_040);
+        for theirs in [ProviderRefunds::NotWhole, ProviderRefunds::Whole] {
+            assert_eq!(judge(&p, &r, &theirs), Judgement::Unknown, "{theirs:?}");
+        }
     }
 }

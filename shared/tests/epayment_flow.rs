@@ -52,13 +52,20 @@ async fn create(h: &Harness, tiyn: i64, user: &str) -> (PaymentId, String) {
     let invoice = widget["invoiceId"].as_str().unwrap().to_string();
     assert_eq!(widget["terminal"], sandbox::epayment::TERMINAL);
     assert_eq!(widget["currency"], "KZT");
-    // The whole token reply, as the bank's widget takes it, and the
-    // seed's "Bearer …" string beside it.
+    // The token reply, as the bank's widget takes it, and the seed's
+    // "Bearer …" string beside it: a payment-scoped token, and never the
+    // refresh token the bank's reply may carry.
     let auth = &widget["auth"];
     assert!(auth["access_token"].as_str().unwrap().starts_with("epay-"));
-    for field in ["expires_in", "refresh_token", "scope", "token_type"] {
+    for field in ["expires_in", "scope", "token_type"] {
         assert!(!auth[field].is_null(), "auth.{field}: {auth}");
     }
+    assert_eq!(auth["scope"], "payment");
+    assert!(!r.text.contains("refresh_token"), "{}", r.text);
+    let seen = h
+        .get(&format!("/v1/payments/{}", r.body["id"].as_str().unwrap()))
+        .await;
+    assert!(!seen.text.contains("refresh_token"), "{}", seen.text);
     assert_eq!(
         widget["auth_bearer"].as_str().unwrap(),
         format!("Bearer {}", auth["access_token"].as_str().unwrap())

@@ -105,9 +105,36 @@ async fn wallet(h: &Harness, user: &str, currency: Currency) -> i64 {
 }
 
 async fn fault(h: &Harness, path: &str, mode: &str, count: u32) {
+    fault_with(h, path, mode, count, 500).await;
+}
+
+/// A reconcile run three minutes from now: past `SETTLE_AFTER`.
+async fn reconcile_later(h: &Harness) -> shared::api::reconcile::ReconcileReport {
+    reconcile(
+        &h.services,
+        OffsetDateTime::now_utc() + Duration::minutes(3),
+    )
+    .await
+    .unwrap()
+}
+
+/// Whether `report` lists payment `id` with `action`.
+fn reported(
+    report: &shared::api::reconcile::ReconcileReport,
+    id: PaymentId,
+    action: Action,
+) -> bool {
+    report
+        .differences
+        .iter()
+        .any(|d| d.payment_id == id.to_string() && d.action == action)
+}
+
+/// The next `count` calls under `path` fail as `mode` says, with `status`.
+async fn fault_with(h: &Harness, path: &str, mode: &str, count: u32, status: u16) {
     h.sandbox(
         "/_sandbox/faults",
-        json!({"path": path, "mode": mode, "count": count, "status": 500}),
+        json!({"path": path, "mode": mode, "count": count, "status": status}),
     )
     .await;
 }
@@ -144,12 +171,7 @@ async fn a_partial_refund_whose_answer_is_lost_stays_pending_and_is_never_sent_t
     assert_eq!(other.body["error"]["code"], "idempotency_key_reused");
 
     // Reconcile cannot settle it either: it reports it for a person.
-    let report = reconcile(
-        &h.services,
-        OffsetDateTime::now_utc() + Duration::minutes(3),
-    )
-    .await
-    .unwrap();
+    let report = reconcile_later(&h).await;
     assert_eq!((report.refunds_checked, report.refunds_settled), (1, 0));
     assert!(report
         .differences
@@ -215,17 +237,9 @@ async fn a_refund_that_never_reached_the_bank_is_released_by_reconcile_then_retr
         .unwrap();
     assert_eq!(early.refunds_settled, 0);
     // Later, the bank still shows CHARGE for a whole refund: released.
-    let report = reconcile(
-        &h.services,
-        OffsetDateTime::now_utc() + Duration::minutes(3),
-    )
-    .await
-    .unwrap();
+    let report = reconcile_later(&h).await;
     assert_eq!(report.refunds_settled, 1, "{report:?}");
-    assert!(report
-        .differences
-        .iter()
-        .any(|d| d.payment_id == id.to_string() && d.action == Action::Released));
+    assert!(reported(&report, id, Action::Released));
     let p = h.store().payment(id).await.unwrap().unwrap();
     assert_eq!(p.status, PaymentStatus::Completed);
     assert!(p.refund_pending().is_zero());
@@ -1152,6 +1166,14 @@ async fn operators_accept_a_short_payment_at_the_paid_amount_once() {
     assert_eq!(entry["by"], OPERATOR);
     assert_eq!(entry["action"], "accept");
     assert_eq!(entry["reason"], reason["reason"]);
+    // The merchant sees that an operator accepted it, and why, not who.
+    let seen = h.get(&format!("/v1/payments/{id}")).await;
+    let entry = last_entry(&seen.body);
+    assert_eq!(entry["source"], "operator");
+    assert_eq!(entry["action"], "accept");
+    assert_eq!(entry["reason"], reason["reason"]);
+    assert!(entry.get("by").is_none(), "{entry}");
+    assert!(!seen.text.contains(OPERATOR), "{}", seen.text);
     assert_eq!(wallet(&h, "u_accept", Currency::Myr).await, 9_900);
     let replay = h.post_as(&accept, OPERATOR_KEY, "a-2", &reason).await;
     assert_eq!(replay.status, 200);
@@ -1527,4 +1549,343 @@ async fn a_casino_outage_of_an_hour_is_waited_out_and_the_top_up_lands_once() {
     assert_eq!(t.status, TopUpStatus::Done);
     assert_eq!(h.casino_transfers().len(), 1);
     assert_eq!(wallet(&h, "u_outage", Currency::Php).await, 0);
+}
+
+// ---- 7. An answer that does not say "no" is never read as one ----
+
+async fn topup_of(h: &Harness, id: PaymentId) -> shared::store::TopUp {
+    h.store().topup(id).await.unwrap().unwrap()
+}
+
+/// A completed DirectPay deposit of `centavos` bound for the casino, its
+/// queued message taken off the queue, the bridge set not to deduplicate.
+async fn deposit_for_casino(h: &Harness, centavos: i64, user: &str) -> TopUpMessage {
+    h.sandbox("/_sandbox/casino/dedup", json!({"enabled": false}))
+        .await;
+    let id = gcash_paid(h, centavos, user, true).await;
+    h.drain_queue().await;
+    TopUpMessage { payment_id: id }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_from_a_casino_that_booked_the_transfer_is_unknown_and_never_resent() {
+    let h = Harness::start().await;
+    let message = deposit_for_casino(&h, 40_000, "u_503").await;
+    // The bridge books the chips, then its load balancer answers 503.
+    fault_with(&h, "/casino/Default/Transfer", "apply_fail", 1, 503).await;
+    let now = OffsetDateTime::now_utc();
+    let r = process_topup(Books::of(&h.services), &casino(&h, false), &message, now)
+        .await
+        .unwrap();
+    assert_eq!(r, TopUpResult::Settled);
+    let t = topup_of(&h, message.payment_id).await;
+    assert_eq!(t.status, TopUpStatus::Unknown);
+    assert!(t.maybe_sent);
+    assert_eq!(h.sandbox.state.calls("/casino/Default/Transfer"), 1);
+    assert_eq!(h.casino_transfers().len(), 1, "paid once, never twice");
+    // The wallet keeps the money until a person settles it.
+    assert_eq!(wallet(&h, "u_503", Currency::Php).await, 40_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undocumented_status_or_a_4xx_to_a_sent_transfer_is_unknown() {
+    let h = Harness::start().await;
+    let client = casino(&h, false);
+    let now = OffsetDateTime::now_utc();
+    // Booked, then answered with one of the statuses the bridge declares
+    // (0 to 4) and never describes; then booked and answered 400.
+    let odd = deposit_for_casino(&h, 25_000, "u_status").await;
+    h.sandbox(
+        "/_sandbox/casino/answer",
+        json!({"status": 3, "message": "processing"}),
+    )
+    .await;
+    let four = deposit_for_casino(&h, 26_000, "u_status").await;
+    for message in [&odd, &four] {
+        if message == &four {
+            fault_with(&h, "/casino/Default/Transfer", "apply_fail", 1, 400).await;
+        }
+        let r = process_topup(Books::of(&h.services), &client, message, now)
+            .await
+            .unwrap();
+        assert_eq!(r, TopUpResult::Settled);
+        assert_eq!(
+            topup_of(&h, message.payment_id).await.status,
+            TopUpStatus::Unknown
+        );
+        // Delivered again later: nothing is sent.
+        let later = now + Duration::minutes(10);
+        process_topup(Books::of(&h.services), &client, message, later)
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.sandbox.state.calls("/casino/Default/Transfer"), 2);
+    assert_eq!(h.casino_transfers().len(), 2, "each deposit paid once");
+    assert_eq!(wallet(&h, "u_status", Currency::Php).await, 51_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_lookup_that_timed_out_sent_nothing_and_is_a_clean_retry() {
+    let h = Harness::start().await;
+    let message = deposit_for_casino(&h, 10_000, "u_lookup").await;
+    // Every attempt at the lookup hangs past the client's timeout.
+    fault(&h, "/casino/lookup", "hang", 3).await;
+    let r = process_topup(
+        Books::of(&h.services),
+        &casino(&h, false),
+        &message,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(r, TopUpResult::Retry(_)), "{r:?}");
+    let t = topup_of(&h, message.payment_id).await;
+    assert_eq!(t.status, TopUpStatus::Queued);
+    assert!(!t.maybe_sent, "no transfer went out: {t:?}");
+    assert_eq!(h.sandbox.state.calls("/casino/Default/Transfer"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_accepted_after_its_lease_ran_out_keeps_the_casinos_word() {
+    let h = Harness::start().await;
+    let message = deposit_for_casino(&h, 30_000, "u_slow").await;
+    let client = casino(&h, false);
+    // The bridge takes 1.5 s to book and answer the transfer.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/casino/Default/Transfer", "mode": "delay", "count": 1, "delay_ms": 1500}),
+    )
+    .await;
+    let now = OffsetDateTime::now_utc();
+    let lease = i64::try_from(shared::services::TOPUP_LEASE_SECONDS).unwrap();
+    let after_lease = now + Duration::seconds(lease + 60);
+    // The first worker is sending; a second finds its lease run out and,
+    // unable to resend, leaves the top-up unknown.
+    let first = process_topup(Books::of(&h.services), &client, &message, now);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        process_topup(Books::of(&h.services), &client, &message, after_lease).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), TopUpResult::Settled);
+    assert_eq!(second.unwrap(), TopUpResult::Settled);
+    // The casino's success answer to the first is proof: done, once, with
+    // the transfer's id.
+    let t = topup_of(&h, message.payment_id).await;
+    assert_eq!(t.status, TopUpStatus::Done, "{t:?}");
+    let transfers = h.casino_transfers();
+    assert_eq!(transfers.len(), 1);
+    assert_eq!(
+        t.casino_transaction_id.as_deref(),
+        Some(transfers[0].nonce.as_str())
+    );
+    assert_eq!(wallet(&h, "u_slow", Currency::Php).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qpay_refund_answered_503_after_it_was_made_stays_pending_and_is_not_resent() {
+    let h = Harness::start().await;
+    let id = qpay_card(&h, "u_q503", json!({"type": "CARD"})).await;
+    let path = format!("/v1/payments/{id}/refund");
+    fault_with(&h, "/qpay/v2/payment/refund/", "apply_fail", 1, 503).await;
+    let r = h.post(&path, "q503-1", &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["refund_pending"], 150_000);
+    assert_eq!(h.sandbox.state.calls("/qpay/v2/payment/refund/"), 1);
+    // The wallet's hold is not given back on a 503.
+    assert_eq!(wallet(&h, "u_q503", Currency::Mnt).await, 0);
+    // payment/check shows the refund: the retry records it, sends nothing.
+    let again = h.post(&path, "q503-1", &json!({})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["status"], "refunded");
+    assert_eq!(h.sandbox.state.calls("/qpay/v2/payment/refund/"), 1);
+    assert_eq!(wallet(&h, "u_q503", Currency::Mnt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qpay_refund_refused_on_a_later_row_keeps_what_went_out() {
+    let h = Harness::start().await;
+    let r = h
+        .create(
+            &key(),
+            &json!({"provider": "qpay", "amount": 150_000, "currency": "MNT",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": "u_rows"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id: PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    let invoice = r.body["provider_reference"].as_str().unwrap().to_string();
+    // Paid by two cards, half each.
+    let pay = format!("/_sandbox/qpay/invoices/{invoice}/pay");
+    h.sandbox(
+        &pay,
+        json!({"type": "CARD", "amount": "750", "callback": "none"}),
+    )
+    .await;
+    let second = h
+        .sandbox(&pay, json!({"type": "CARD", "amount": "750"}))
+        .await;
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed, "{:?}", p.status);
+    // The first card is refunded; QPay refuses the second.
+    let row = second["payment_id"].as_str().unwrap();
+    fault_with(
+        &h,
+        &format!("/qpay/v2/payment/refund/{row}"),
+        "fail",
+        1,
+        400,
+    )
+    .await;
+    let refund = h
+        .post(&format!("/v1/payments/{id}/refund"), "rows-1", &json!({}))
+        .await;
+    assert_eq!(refund.status, 202, "{}", refund.text);
+    assert_eq!(h.sandbox.state.calls("/qpay/v2/payment/refund/"), 2);
+    // Half went back to the payer: nothing is released to the wallet.
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.refund_pending().minor(), 150_000);
+    assert_eq!(wallet(&h, "u_rows", Currency::Mnt).await, 0);
+    // QPay's REFUNDED total (one row) proves neither: left for a person.
+    let report = reconcile_later(&h).await;
+    assert!(reported(&report, id, Action::LeftForReview));
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.refund_pending().minor(), 150_000);
+    assert_eq!(wallet(&h, "u_rows", Currency::Mnt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_of_a_payment_beside_a_pending_refund_is_sent_with_its_amount() {
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 500_000, "u_rest").await;
+    let path = format!("/v1/payments/{id}/refund");
+    // A part whose answer is lost (the bank made it), then "the rest".
+    fault(&h, "/epayment/api/operation/", "apply_hang", 1).await;
+    let part = h.post(&path, "part-1", &json!({"amount": 200_000})).await;
+    assert_eq!(part.status, 202, "{}", part.text);
+    let rest = h.post(&path, "rest-1", &json!({})).await;
+    assert_eq!(rest.status, 200, "{}", rest.text);
+    assert_eq!(rest.body["refunded_amount"], 300_000);
+    assert_eq!(rest.body["refund_pending"], 200_000);
+    let sent = h.sandbox.state.epayment.refunds.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    // Never "the whole payment": an explicit amount, under our refund id.
+    assert!(sent[1].amount.is_some(), "{:?}", sent[1].amount);
+    assert!(sent[1].external_id.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_completing_a_payment_after_parts_is_not_released_on_charge() {
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 500_000, "u_parts").await;
+    let path = format!("/v1/payments/{id}/refund");
+    let part = h.post(&path, "parts-1", &json!({"amount": 200_000})).await;
+    assert_eq!(part.status, 200, "{}", part.text);
+    // The rest's call hangs; the bank still shows CHARGE.
+    fault(&h, "/epayment/api/operation/", "hang", 1).await;
+    let rest = h.post(&path, "parts-2", &json!({})).await;
+    assert_eq!(rest.status, 202, "{}", rest.text);
+    // No public source shows epayment.kz's status after partial refunds:
+    // CHARGE proves nothing about the rest, so reconcile leaves it to a
+    // person instead of releasing it.
+    let report = reconcile_later(&h).await;
+    assert_eq!(report.refunds_settled, 0, "{report:?}");
+    assert!(reported(&report, id, Action::LeftForReview));
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.refund_pending(), kzt(300_000));
+    assert_eq!(wallet(&h, "u_parts", Currency::Kzt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_whose_first_read_failed_was_never_sent_and_is_released() {
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 500_000, "u_unread").await;
+    let path = format!("/v1/payments/{id}/refund");
+    // check-status, read for the bank's transaction id, never answers.
+    fault(&h, "/epayment/api/check-status/", "hang", 3).await;
+    let r = h.post(&path, "unread-1", &json!({})).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "provider_unavailable");
+    assert_eq!(h.sandbox.state.calls("/epayment/api/operation/"), 0);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert!(p.refund_pending().is_zero());
+    assert_eq!(wallet(&h, "u_unread", Currency::Kzt).await, 500_000);
+    // The merchant's retry with the same key refunds, once.
+    let again = h.post(&path, "unread-1", &json!({})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["status"], "refunded");
+    assert_eq!(h.sandbox.state.epayment.refunds.lock().unwrap().len(), 1);
+    assert_eq!(wallet(&h, "u_unread", Currency::Kzt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_refund_is_never_resent_under_its_id_only_settled_on_proof() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 500_000, "u_settle").await;
+    let path = format!("/v1/payments/{id}/refund");
+    fault(&h, "/epayment/api/operation/", "hang", 1).await;
+    let r = h.post(&path, "settle-1", &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let first = h.store().refunds_of(id).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // Three minutes pass since the attempt (past SETTLE_AFTER).
+    let earlier = OffsetDateTime::now_utc() - Duration::minutes(3);
+    h.stack
+        .dynamodb
+        .update_item()
+        .table_name(h.store().table())
+        .key("pk", AttributeValue::S(format!("PAY#{id}")))
+        .key(
+            "sk",
+            AttributeValue::S(format!("REFUND#{}", first[0].refund_id)),
+        )
+        .update_expression("SET last_attempt_at = :at")
+        .expression_attribute_values(
+            ":at",
+            AttributeValue::N((earlier.unix_timestamp() * 1000).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The bank shows CHARGE for the whole: proof the first was not made.
+    // It is released, and the request goes on under a new id.
+    let again = h.post(&path, "settle-1", &json!({})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["status"], "refunded");
+    let refunds = h.store().refunds_of(id).await.unwrap();
+    assert_eq!(refunds.len(), 2, "{refunds:?}");
+    let failed = refunds
+        .iter()
+        .find(|r| r.refund_id == first[0].refund_id)
+        .unwrap();
+    assert_eq!(failed.status, RefundStatus::Failed);
+    assert_eq!(failed.provider_code.as_deref(), Some("not_refunded"));
+    assert!(refunds
+        .iter()
+        .any(|r| r.refund_id != first[0].refund_id && r.status == RefundStatus::Succeeded));
+    assert_eq!(h.sandbox.state.epayment.refunds.lock().unwrap().len(), 1);
+    assert_eq!(wallet(&h, "u_settle", Currency::Kzt).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reject_checks_the_confirmed_amount_as_an_accept_does() {
+    use common::harness::OPERATOR_KEY;
+    let h = Harness::start().await;
+    // QPay reports the card payment PAID for nothing.
+    let id = qpay_overpaid(&h, "u_zero", "0").await;
+    for action in ["accept", "reject"] {
+        let r = h
+            .post_as(
+                &format!("/v1/ops/payments/{id}/{action}"),
+                OPERATOR_KEY,
+                &format!("zero-{action}"),
+                &json!({"reason": "checking a zero payment"}),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{action}: {}", r.text);
+    }
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::NeedsReview);
+    assert_eq!(wallet(&h, "u_zero", Currency::Mnt).await, 0);
 }

@@ -129,6 +129,9 @@ async fn every_provider_has_a_page_that_follows_the_payment_to_the_end() {
             }
             "epayment" => {
                 assert!(page.text.contains("id=\"pay-card\""));
+                // The widget's payment token, never a token that mints more.
+                assert!(page.text.contains("access_token"));
+                assert!(!page.text.contains("refresh_token"), "{}", page.text);
                 let script = checkout.widget.as_ref().unwrap()["script"]
                     .as_str()
                     .unwrap();

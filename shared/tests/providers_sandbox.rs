@@ -303,26 +303,35 @@ async fn a_create_that_may_have_arrived_is_not_sent_twice() {
     let client = sb.directpay();
     client.status("warm-up").await.ok();
     let path = "/directpay/api/pay_cashin";
+    let create = || async {
+        client
+            .create_cash_in(&CashIn {
+                payment_id: PaymentId::generate(),
+                amount: php(100),
+                webhook_url: "http://127.0.0.1:9/w",
+                redirect_url: "https://shop.example.com",
+            })
+            .await
+            .unwrap_err()
+    };
     // A 500 may mean DirectPay created the cash-in: do not repeat it.
     sb.fault(path, "fail", 1, 500).await;
-    let err = client
-        .create_cash_in(&CashIn {
-            payment_id: PaymentId::generate(),
-            amount: php(100),
-            webhook_url: "http://127.0.0.1:9/w",
-            redirect_url: "https://shop.example.com",
-        })
-        .await
-        .unwrap_err();
+    let err = create().await;
     assert!(
         matches!(err, ProviderError::Rejected { status: 500, .. }),
         "{err:?}"
     );
     assert_eq!(sb.calls(path), 1);
-    // A 503 says it was not processed: retried.
+    // Nor a 503: a bank or a load balancer may have created it before
+    // answering, and a second cash-in could be paid beside the first.
     sb.fault(path, "fail", 1, 503).await;
+    let err = create().await;
+    assert!(err.outcome_unknown(), "{err:?}");
+    assert_eq!(sb.calls(path), 2);
+    // A 429 is a rate limiter's refusal before anything was done: resent.
+    sb.fault(path, "fail", 1, 429).await;
     cash_in(&client, php(100)).await;
-    assert_eq!(sb.calls(path), 3);
+    assert_eq!(sb.calls(path), 4);
 }
 
 #[tokio::test]
@@ -594,8 +603,9 @@ async fn casino_client_errors_are_not_retried_and_hangs_are_cut() {
         .transfer(&player, php(100), "n-4xx", "t")
         .await
         .unwrap_err();
+    // Not resent, and no proof the chips did not move: unknown.
     assert!(
-        matches!(err, ProviderError::Rejected { status: 400, .. }),
+        matches!(err, ProviderError::Ambiguous { .. }) && err.outcome_unknown(),
         "{err:?}"
     );
     assert_eq!(sb.calls(path), 1);

@@ -79,8 +79,9 @@ async fn failed_and_expired_land_where_each_provider_says() {
         let id = create(&h, &case, "u_fail").await;
         let (code, report) = trigger(&h, case.provider, "failed", id).await;
         assert_eq!(code, 200, "{}: {report}", case.provider);
-        // A failed QPay attempt leaves the invoice payable.
-        let want = if case.provider == "qpay" {
+        // A failed QPay or ToyyibPay attempt leaves the invoice or the
+        // bill payable.
+        let want = if matches!(case.provider, "qpay" | "toyyibpay") {
             PaymentStatus::Pending
         } else {
             PaymentStatus::Failed

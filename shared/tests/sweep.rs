@@ -140,3 +140,169 @@ async fn a_lost_topup_message_is_sent_again_and_settles_once() {
         0
     );
 }
+
+async fn reference_of(h: &Harness, id: shared::ids::PaymentId) -> String {
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    p.provider_reference.unwrap().to_string()
+}
+
+/// A payment of the provider's test case, created for `user`.
+async fn create_case(h: &Harness, provider: &str, user: &str) -> shared::ids::PaymentId {
+    let case = common::cases::cases()
+        .into_iter()
+        .find(|c| c.provider == provider)
+        .unwrap();
+    common::cases::create(h, &case, user).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_paid_days_after_expiry_is_found_and_credited() {
+    let h = Harness::start().await;
+    // DirectPay's QR cannot be closed: an expired payment stays payable.
+    let (late, txn) = gcash(&h, 13_000, "u_late", false).await;
+    let (never, _) = gcash(&h, 14_000, "u_never_paid", false).await;
+    let expires_at = h.store().payment(late).await.unwrap().unwrap().expires_at;
+    let expiry = sweep(&h.services, expires_at + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (expiry.expired, expiry.watched, expiry.closed),
+        (2, 2, 0),
+        "{expiry:?}"
+    );
+    // Two days later the payer pays; the callback is lost.
+    h.sandbox(
+        &format!("/_sandbox/directpay/transactions/{txn}/status"),
+        json!({"status": "SUCCESS", "callback": "none"}),
+    )
+    .await;
+    // The 1 h and 6 h checks are past; the next run asks about both.
+    let report = sweep(&h.services, expires_at + Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.late_checked, report.settled_late),
+        (2, 1),
+        "{report:?}"
+    );
+    let p = h.store().payment(late).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Completed);
+    let u = "u_late".parse().unwrap();
+    assert_eq!(
+        h.store()
+            .balance(&common::harness::merchant(), &u, Currency::Php)
+            .await
+            .unwrap()
+            .minor(),
+        13_000
+    );
+    // The other is asked again on day 3 and day 7, and then no more:
+    // DirectPay's window (a week by default) has passed.
+    for (day, checked) in [(3, 1), (7, 1), (8, 0), (30, 0)] {
+        let r = sweep(
+            &h.services,
+            expires_at + Duration::days(day) + Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.late_checked, checked, "day {day}: {r:?}");
+    }
+    assert_eq!(
+        h.store().payment(never).await.unwrap().unwrap().status,
+        PaymentStatus::Expired
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_bill_or_invoice_is_closed_at_the_provider_or_else_watched() {
+    let h = Harness::start().await;
+    let bill = create_case(&h, "toyyibpay", "u_close").await;
+    let invoice = create_case(&h, "qpay", "u_close").await;
+    let refused = create_case(&h, "qpay", "u_close").await;
+    let (bill_code, invoice_id, refused_id) = (
+        reference_of(&h, bill).await,
+        reference_of(&h, invoice).await,
+        reference_of(&h, refused).await,
+    );
+    // QPay refuses to delete the third invoice once.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": format!("/qpay/v2/invoice/{refused_id}"), "mode": "fail", "count": 1, "status": 400}),
+    )
+    .await;
+    let later = OffsetDateTime::now_utc() + Duration::days(2);
+    let report = sweep(&h.services, later).await.unwrap();
+    assert_eq!(
+        (report.expired, report.closed, report.watched),
+        (3, 2, 1),
+        "{report:?}"
+    );
+    // The bill is inactive and the invoice deleted: nothing can arrive.
+    assert!(!h.sandbox.state.toyyibpay.bills.lock().unwrap()[&bill_code].active);
+    assert!(h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice_id].deleted);
+    assert!(!h.sandbox.state.qpay.invoices.lock().unwrap()[&refused_id].deleted);
+    // Only the one still open is asked again.
+    let again = sweep(&h.services, later + Duration::days(8)).await.unwrap();
+    assert_eq!(again.late_checked, 1, "{again:?}");
+    for id in [bill, invoice, refused] {
+        assert_eq!(
+            h.store().payment(id).await.unwrap().unwrap().status,
+            PaymentStatus::Expired
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_may_ask_for_a_short_expiry_within_the_providers_bounds() {
+    let h = Harness::start().await;
+    let create = |provider: &str, currency: &str, amount: i64, expires_in: i64| {
+        json!({"provider": provider, "amount": amount, "currency": currency,
+               "reference": format!("ORD-{}", ulid::Ulid::new()), "expires_in": expires_in})
+    };
+    let now = OffsetDateTime::now_utc();
+    // A held seat: five minutes.
+    let r = h
+        .create(
+            &format!("k-{}", ulid::Ulid::new()),
+            &create("directpay", "PHP", 15_000, 300),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id: shared::ids::PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    let expires_at = h.store().payment(id).await.unwrap().unwrap().expires_at;
+    assert!(
+        (expires_at - now - Duration::seconds(300)).abs() < Duration::seconds(5),
+        "{expires_at}"
+    );
+    // Outside what paygate or the provider allows: 422, nothing written.
+    for (provider, currency, amount, seconds) in [
+        ("directpay", "PHP", 15_000, 59),
+        ("directpay", "PHP", 15_000, 7 * 24 * 3600 + 1),
+        ("epayment", "KZT", 500_000, 7_201),
+    ] {
+        let bad = h
+            .create(
+                &format!("k-{}", ulid::Ulid::new()),
+                &create(provider, currency, amount, seconds),
+            )
+            .await;
+        assert_eq!(bad.status, 422, "{provider} {seconds}: {}", bad.text);
+        assert_eq!(bad.body["error"]["code"], "invalid_expires_in");
+    }
+    let kzt = h
+        .create(
+            &format!("k-{}", ulid::Ulid::new()),
+            &create("epayment", "KZT", 500_000, 7_200),
+        )
+        .await;
+    assert_eq!(kzt.status, 201, "{}", kzt.text);
+    // Six minutes on, the seat's payment has expired; the other has not.
+    let report = sweep(&h.services, now + Duration::minutes(6))
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Expired
+    );
+}

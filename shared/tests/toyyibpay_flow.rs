@@ -115,10 +115,12 @@ async fn the_client_creates_bills_and_reads_their_attempts() {
     let none = c.status(&payment).await.unwrap();
     assert_eq!(none.status, PaymentStatus::Pending);
     let code = created.provider_reference.to_string();
+    // A failed FPX attempt leaves the bill payable: still pending.
     attempt(&h, &code, json!({"status": 3, "callback": "none"})).await;
+    let failed = c.status(&payment).await.unwrap();
     assert_eq!(
-        c.status(&payment).await.unwrap().status,
-        PaymentStatus::Failed
+        (failed.status, failed.provider_status.as_str()),
+        (PaymentStatus::Pending, "3")
     );
     attempt(&h, &code, json!({"status": 1, "callback": "none"})).await;
     let paid = c.status(&payment).await.unwrap();

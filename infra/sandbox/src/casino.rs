@@ -55,6 +55,9 @@ pub struct State {
     /// default). Off, the bridge behaves as the public client suggests the
     /// real one may: every call moves money.
     pub dedup: Mutex<bool>,
+    /// The answer the next booked transfer gets instead of the documented
+    /// success (`/_sandbox/casino/answer`).
+    pub next_answer: Mutex<Option<Value>>,
 }
 
 impl Default for State {
@@ -87,6 +90,7 @@ impl Default for State {
             players: Mutex::new(players),
             transfers: Mutex::new(Vec::new()),
             dedup: Mutex::new(true),
+            next_answer: Mutex::new(None),
         }
     }
 }
@@ -103,6 +107,7 @@ pub fn controls() -> Router<Shared> {
     Router::new()
         .route("/transfers", get(history))
         .route("/dedup", post(set_dedup))
+        .route("/answer", post(set_answer))
         .route("/players/{username}", get(player))
 }
 
@@ -233,9 +238,21 @@ async fn transfer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Respo
         username,
         amount: centavos_text(amount),
     });
+    if let Some(answer) = lock(&s.next_answer).take() {
+        return Json(answer).into_response();
+    }
     // The documented reply: nothing but status and message (no source
     // shows a transaction id in it).
     Json(json!({"status": 0, "message": "ok"})).into_response()
+}
+
+/// `POST /_sandbox/casino/answer` `{"status": 3, "message": "..."}`: the
+/// next transfer is booked and answered with this body. The bridge's
+/// OpenAPI file declares statuses 0 to 4 without naming them; this plays a
+/// bridge that moved the chips and said so in one of the others.
+async fn set_answer(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Json<Value> {
+    *lock(&s.next_answer) = Some(body.clone());
+    Json(json!({"next_answer": body}))
 }
 
 #[derive(Deserialize)]

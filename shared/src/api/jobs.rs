@@ -5,13 +5,20 @@
 //! late payment). It pages through everything due, however old; a payment
 //! whose provider does not answer is pushed back (1, 2, 4 … 60 minutes),
 //! so the others go first; and it stops cleanly before its deadline.
+//!
+//! A payment it expires is closed at the provider where the provider's API
+//! can (ToyyibPay's inactiveBill, QPay's invoice DELETE); one that cannot be
+//! closed, or whose close failed, stays in the late lane and is asked again
+//! at widening intervals after its expiry (1 h, 6 h, 1 d, 3 d, 7 d), for as
+//! long as its provider may still take money for it
+//! (`Description::payable_after_expiry`): money paid late completes it.
 
 use std::time::Instant;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::flow::{apply_confirmation, enqueue, Applied, Asked, Books};
+use crate::flow::{apply_confirmation, apply_expiry, enqueue, Applied, Asked, Books};
 use crate::payment::{ChangeSource, PaymentStatus};
 use crate::providers::Confirmation;
 use crate::services::Services;
@@ -33,6 +40,32 @@ pub fn next_check(now: OffsetDateTime, misses: u32) -> OffsetDateTime {
     now + time::Duration::minutes(minutes.min(MAX_BACKOFF_MINUTES))
 }
 
+/// When an expired payment in the late lane is asked again, counted from
+/// its expiry.
+const LATE_CHECKS: [time::Duration; 5] = [
+    time::Duration::hours(1),
+    time::Duration::hours(6),
+    time::Duration::days(1),
+    time::Duration::days(3),
+    time::Duration::days(7),
+];
+
+/// The next late check after `now` of a payment that expired at
+/// `expires_at` and stays payable at its provider for `window` after that;
+/// none once the window has passed. The window's end is the last check.
+pub fn next_late_check(
+    expires_at: OffsetDateTime,
+    window: time::Duration,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    LATE_CHECKS
+        .into_iter()
+        .filter(|after| *after < window)
+        .chain(std::iter::once(window))
+        .map(|after| expires_at + after)
+        .find(|at| *at > now)
+}
+
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -44,6 +77,12 @@ pub struct SweepReport {
     /// The provider did not answer: pushed back for a later run.
     pub skipped: u32,
     pub topups_requeued: u32,
+    /// Expired payments closed at the provider (nothing can arrive).
+    pub closed: u32,
+    /// Expired payments left payable at the provider: watched.
+    pub watched: u32,
+    /// Watched payments asked again; those paid count in `settled_late`.
+    pub late_checked: u32,
     /// The run stopped at its deadline with work left for the next.
     pub stopped_early: bool,
 }
@@ -157,23 +196,24 @@ pub async fn sweep_until(
                     continue;
                 }
             };
-            let confirmation = match confirmation.status {
-                // Still unpaid at its expiry: it expires.
-                PaymentStatus::Pending => Confirmation {
-                    status: PaymentStatus::Expired,
-                    ..confirmation
-                },
-                _ => confirmation,
+            // Still unpaid at its expiry: it expires, closed at the
+            // provider where it can be, else watched for late money.
+            let (confirmation, recheck_at) = match confirmation.status {
+                PaymentStatus::Pending => {
+                    let recheck_at = close(services, &payment, now).await;
+                    match recheck_at {
+                        Some(_) => report.watched += 1,
+                        None => report.closed += 1,
+                    }
+                    let expired = Confirmation {
+                        status: PaymentStatus::Expired,
+                        ..confirmation
+                    };
+                    (expired, recheck_at)
+                }
+                _ => (confirmation, None),
             };
-            match apply_confirmation(
-                Books::of(services),
-                &payment,
-                &confirmation,
-                ChangeSource::Sweep,
-                vec![],
-            )
-            .await?
-            {
+            match apply_expiry(Books::of(services), &payment, &confirmation, recheck_at).await? {
                 Applied::Moved(p) => match p.status {
                     PaymentStatus::Expired => report.expired += 1,
                     PaymentStatus::Failed => report.failed += 1,
@@ -196,6 +236,7 @@ pub async fn sweep_until(
             None => break,
         }
     }
+    late(services, now, &out_of_time, page, &mut report).await?;
     // What waits for a person, counted each run for the alarms; a count
     // that fails fails nothing else.
     match services.store.waiting().await {
@@ -206,4 +247,133 @@ pub async fn sweep_until(
         Err(e) => tracing::warn!(?report, error = %e, "sweep done; waiting work not counted"),
     }
     Ok(report)
+}
+
+/// Closes a payment paygate is expiring at its provider: `None` when the
+/// provider's answer proves it closed, else the first late check (its API
+/// cannot close it, or the close failed or was ambiguous).
+async fn close(
+    services: &Services,
+    payment: &crate::payment::Payment,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let closed = match services.gateway(payment.provider).await {
+        Ok(g) => g.close(payment).await,
+        Err(e) => Err(e),
+    };
+    match closed {
+        Ok(true) => return None,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(payment_id = %payment.id, error = %e, "expired payment not closed at the provider; watched for late money");
+        }
+    }
+    let window = crate::providers::registry::describe(payment.provider).payable_after_expiry;
+    // A first check even when the window has passed (a sweep long late).
+    Some(next_late_check(payment.expires_at, window, now).unwrap_or(now))
+}
+
+/// The late lane: expired payments the provider may still take money for,
+/// asked again when due. Money paid late completes the payment; the
+/// provider's word that it is closed, or the end of its window, ends the
+/// watch.
+async fn late(
+    services: &Services,
+    now: OffsetDateTime,
+    out_of_time: &dyn Fn() -> bool,
+    page: i32,
+    report: &mut SweepReport,
+) -> Result<(), StoreError> {
+    let mut start = None;
+    loop {
+        let (ids, next) = services.store.late_payments_due(now, page, start).await?;
+        for id in ids {
+            if out_of_time() {
+                report.stopped_early = true;
+                return Ok(());
+            }
+            let Some(payment) = services.store.payment(id).await? else {
+                continue;
+            };
+            if payment.status != PaymentStatus::Expired {
+                continue;
+            }
+            report.late_checked += 1;
+            let window =
+                crate::providers::registry::describe(payment.provider).payable_after_expiry;
+            let due = next_late_check(payment.expires_at, window, now);
+            let asked = super::ask(services, &payment).await.map(Asked::or_pending);
+            let due = match asked {
+                Ok(c) if matches!(c.status, PaymentStatus::Expired | PaymentStatus::Failed) => {
+                    // The provider says it can no longer be paid.
+                    None
+                }
+                Ok(c) if c.status == PaymentStatus::Pending => due,
+                Ok(c) => {
+                    match apply_confirmation(
+                        Books::of(services),
+                        &payment,
+                        &c,
+                        ChangeSource::Sweep,
+                        vec![],
+                    )
+                    .await?
+                    {
+                        Applied::Moved(p) => {
+                            tracing::warn!(payment_id = %p.id, status = %p.status, "money arrived after expiry");
+                            report.settled_late += 1;
+                            continue;
+                        }
+                        // Nothing the state machine takes: reconcile
+                        // reports it; the watch goes on.
+                        Applied::Unchanged(_) => due,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(payment_id = %payment.id, error = %e, "late check: provider did not answer");
+                    report.skipped += 1;
+                    due
+                }
+            };
+            services.store.recheck_late_payment(payment.id, due).await?;
+        }
+        match next {
+            Some(key) => start = Some(key),
+            None => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_checks_widen_and_end_with_the_providers_window() {
+        let expired = OffsetDateTime::UNIX_EPOCH + time::Duration::days(100);
+        let week = time::Duration::days(7);
+        let mut now = expired;
+        let mut checks = Vec::new();
+        while let Some(at) = next_late_check(expired, week, now) {
+            checks.push(at - expired);
+            now = at;
+        }
+        assert_eq!(
+            checks,
+            [
+                time::Duration::hours(1),
+                time::Duration::hours(6),
+                time::Duration::days(1),
+                time::Duration::days(3),
+                time::Duration::days(7)
+            ]
+        );
+        // A day's window: 1 h, 6 h, then its end.
+        let day = time::Duration::days(1);
+        assert_eq!(
+            next_late_check(expired, day, expired + time::Duration::hours(7)),
+            Some(expired + day)
+        );
+        assert_eq!(next_late_check(expired, day, expired + day), None);
+    }
 }

@@ -161,7 +161,16 @@ impl PaymentView {
             expires_at: p.expires_at,
             created_at: p.created_at,
             updated_at: p.updated_at,
-            history: p.history.clone(),
+            // A merchant sees that an operator decided, and why, not who.
+            history: p
+                .history
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    e.by = None;
+                    e
+                })
+                .collect(),
             topup: topup.map(|t| TopUpView {
                 status: t.status,
                 casino_transaction_id: t.casino_transaction_id.clone(),
@@ -173,6 +182,12 @@ impl PaymentView {
 }
 
 impl PaymentView {
+    /// The view as operators see it: the history names who decided.
+    pub fn naming_operators(mut self, p: &Payment) -> PaymentView {
+        self.history = p.history.clone();
+        self
+    }
+
     /// The view with the payment's refunds listed, where it has any.
     pub async fn with_refunds(
         mut self,

@@ -542,7 +542,7 @@ async fn mark_refund(
         // does; an answer that cannot tell leaves the refund pending.
         tracing::info!(operator = by.0, refund_id = %refund_id, "refund checked by an operator");
         let now = OffsetDateTime::now_utc();
-        match crate::refunds::resume(services, payment.clone(), refund, false, now).await? {
+        match crate::refunds::resume(services, payment.clone(), refund, now).await? {
             crate::refunds::Resumed::Done(p) | crate::refunds::Resumed::Pending(p) => p,
             crate::refunds::Resumed::Refused(_) => {
                 services.store.payment(payment.id).await?.unwrap_or(payment)
@@ -554,6 +554,7 @@ async fn mark_refund(
         crate::refunds::mark(services, payment, refund, refunded, by).await?
     };
     let view = super::PaymentView::of(&payment, None)
+        .naming_operators(&payment)
         .with_refunds(services, &payment)
         .await?;
     Ok(responses::json(StatusCode::OK, &view))
@@ -600,7 +601,7 @@ async fn mark_topup(
                 "mark_not_sent"
             });
             let payment = services.store.payment(payment.id).await?.unwrap_or(payment);
-            let view = super::PaymentView::of(&payment, Some(&topup));
+            let view = super::PaymentView::of(&payment, Some(&topup)).naming_operators(&payment);
             Ok(responses::json(StatusCode::OK, &view))
         }
         Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "invalid_state", why)),
@@ -663,7 +664,7 @@ async fn review(
     };
     if action == Mark::Accept || decided.status != PaymentStatus::Completed {
         let topup = services.store.topup(decided.id).await?;
-        let view = super::PaymentView::of(&decided, topup.as_ref());
+        let view = super::PaymentView::of(&decided, topup.as_ref()).naming_operators(&decided);
         return Ok(responses::json(StatusCode::OK, &view));
     }
     let key: crate::ids::IdempotencyKey = REJECT_REFUND_KEY
@@ -676,6 +677,7 @@ async fn review(
             crate::refunds::RefundResult::Pending(p) => (StatusCode::ACCEPTED, p),
         };
     let view = super::PaymentView::of(&refunded, None)
+        .naming_operators(&refunded)
         .with_refunds(services, &refunded)
         .await?;
     Ok(responses::json(status, &view))

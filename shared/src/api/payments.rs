@@ -41,6 +41,10 @@ struct CreateBody {
     wallet_user_id: Option<String>,
     #[serde(default)]
     casino: Option<CasinoTarget>,
+    /// Seconds until the payment expires (the deployment's default when
+    /// absent), within what its provider allows.
+    #[serde(default)]
+    expires_in: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +64,12 @@ struct Valid {
     method: Option<String>,
     wallet_user_id: Option<WalletUserId>,
     casino_username: Option<CasinoUsername>,
+    expires_in: Option<time::Duration>,
 }
+
+/// The shortest `expires_in` a create takes: less would expire a payment
+/// before its payer could open the page.
+pub const SHORTEST_EXPIRY_SECONDS: i64 = 60;
 
 fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::unprocessable(code, message)
@@ -145,6 +154,19 @@ fn validate(body: CreateBody, loopback_http: bool) -> Result<Valid, ApiError> {
     }
     let customer = body.customer.unwrap_or_default();
     check_customer(&customer, provider)?;
+    let longest = describe(provider).longest_expiry.whole_seconds();
+    let expires_in = match body.expires_in {
+        Some(s) if !(SHORTEST_EXPIRY_SECONDS..=longest).contains(&s) => {
+            return Err(invalid(
+                "invalid_expires_in",
+                format!(
+                "expires_in must be {SHORTEST_EXPIRY_SECONDS} to {longest} seconds for {provider}"
+            ),
+            )
+            .with_details(serde_json::json!({"field": "expires_in"})))
+        }
+        other => other.map(time::Duration::seconds),
+    };
     Ok(Valid {
         provider,
         amount,
@@ -155,6 +177,7 @@ fn validate(body: CreateBody, loopback_http: bool) -> Result<Valid, ApiError> {
         method: short("method", body.method, 32)?,
         wallet_user_id,
         casino_username,
+        expires_in,
     })
 }
 
@@ -351,9 +374,14 @@ async fn create_payment(
                 ..created.checkout
             },
             page_token,
-            expires_at: created
-                .expires_at
-                .unwrap_or(now + services.settings.payment_ttl),
+            // The merchant's expiry, or the deployment's; a provider's own
+            // earlier one wins over the merchant's.
+            expires_at: match (valid.expires_in, created.expires_at) {
+                (Some(wanted), Some(theirs)) => theirs.min(now + wanted),
+                (Some(wanted), None) => now + wanted,
+                (None, Some(theirs)) => theirs,
+                (None, None) => now + services.settings.payment_ttl,
+            },
         },
         ChangeSource::Api,
         now,

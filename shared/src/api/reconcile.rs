@@ -400,7 +400,7 @@ async fn settle_refunds(
                 theirs: theirs.to_string(),
                 action,
             };
-            match resume(services, payment, refund, false, now).await {
+            match resume(services, payment, refund, now).await {
                 Ok(Resumed::Done(_)) => {
                     report.refunds_settled += 1;
                     report.add(difference("refunded", Action::Corrected));

@@ -130,6 +130,37 @@ pub async fn apply_confirmation(
     source: ChangeSource,
     also: Vec<crate::store::Write>,
 ) -> Result<Applied, StoreError> {
+    apply(books, payment, confirmation, source, also, None).await
+}
+
+/// [`apply_confirmation`] of the sweep's answer at a payment's expiry; a
+/// move to `expired` that the provider was not told of (it may still take
+/// money) keeps the payment in the late lane, next asked at `recheck_at`.
+pub async fn apply_expiry(
+    books: Books<'_>,
+    payment: &Payment,
+    confirmation: &Confirmation,
+    recheck_at: Option<OffsetDateTime>,
+) -> Result<Applied, StoreError> {
+    apply(
+        books,
+        payment,
+        confirmation,
+        ChangeSource::Sweep,
+        vec![],
+        recheck_at,
+    )
+    .await
+}
+
+async fn apply(
+    books: Books<'_>,
+    payment: &Payment,
+    confirmation: &Confirmation,
+    source: ChangeSource,
+    also: Vec<crate::store::Write>,
+    recheck_at: Option<OffsetDateTime>,
+) -> Result<Applied, StoreError> {
     let mut current = payment.clone();
     for _ in 0..3 {
         let Some(to) = target(&current, confirmation) else {
@@ -150,6 +181,7 @@ pub async fn apply_confirmation(
         let now = OffsetDateTime::now_utc();
         let mut change = StatusChange::new(to, source, now);
         change.provider_status = Some(confirmation.provider_status.clone());
+        change.recheck_at = recheck_at;
         if to == PaymentStatus::NeedsReview {
             // What an operator who accepts it will credit.
             change.confirmed_amount = confirmation.amount;
@@ -233,6 +265,12 @@ pub enum Review {
 /// transition from `needs_review` (of two operators at once, one wins).
 /// `Err` carries the payment as it stands when it is no longer in review,
 /// or when an accept has no amount to credit.
+/// Whether `amount` can be credited as a payment of `payment`: positive and
+/// in the payment's currency.
+fn is_payment_of(payment: &Payment, amount: Money) -> bool {
+    amount.currency() == payment.amount.currency() && amount.minor() > 0
+}
+
 pub async fn decide_review(
     books: Books<'_>,
     payment: &Payment,
@@ -260,7 +298,7 @@ pub async fn decide_review(
                         )))
                     }
                 };
-                if confirmed.currency() != current.amount.currency() || confirmed.minor() <= 0 {
+                if !is_payment_of(&current, confirmed) {
                     return Ok(Err((
                         current,
                         "the amount is not a payment in its currency",
@@ -272,6 +310,14 @@ pub async fn decide_review(
                 let Some(confirmed) = current.confirmed_amount else {
                     return Ok(Err((current, "the provider confirmed no amount to refund")));
                 };
+                // The wallet is credited this much before it is refunded:
+                // the same checks as an accept's.
+                if !is_payment_of(&current, confirmed) {
+                    return Ok(Err((
+                        current,
+                        "the amount is not a payment in its currency",
+                    )));
+                }
                 (PaymentStatus::Completed, "reject", false, Some(confirmed))
             }
             Review::Reject { refund: false } => (PaymentStatus::Failed, "reject", false, None),

@@ -99,8 +99,9 @@ pub async fn process_topup(
             crate::telemetry::topup_attempt(end.as_str());
             return Ok(TopUpResult::Settled);
         }
-        // A lookup moves no money: a definite failure of this attempt.
-        Err(e) => return release(books, &held, &e, give_up, now).await,
+        // A lookup moves no money and no transfer went out: whatever its
+        // error (a timeout included), a clean failure of this attempt.
+        Err(e) => return release(books, &held, &e, false, give_up, now).await,
     };
     let comment = format!("paygate deposit {}", held.payment_id);
     match casino
@@ -118,15 +119,21 @@ pub async fn process_topup(
                     crate::telemetry::topup_attempt("done");
                     Ok(TopUpResult::Settled)
                 }
-                // Someone else took over after our lease ran out; their
-                // attempt carries the same nonce and settles it.
-                FinishOutcome::LeaseLost(_) => Ok(TopUpResult::Settled),
+                // Someone else took over after our lease ran out. The
+                // casino's word that this nonce was paid is kept.
+                FinishOutcome::LeaseLost(found) => {
+                    keep_transfer(books, &held, found, &transfer.transaction_id, now).await?;
+                    Ok(TopUpResult::Settled)
+                }
             }
         }
         Err(e) if e.outcome_unknown() && !resend_ok => {
             settle_unknown(books, &held, &e.to_string(), now).await
         }
-        Err(e) => release(books, &held, &e, give_up, now).await,
+        Err(e) => {
+            let maybe_sent = e.outcome_unknown();
+            release(books, &held, &e, maybe_sent, give_up, now).await
+        }
     }
 }
 
@@ -147,14 +154,49 @@ async fn settle_unknown(
     Ok(TopUpResult::Settled)
 }
 
+/// The casino accepted our transfer after another worker had taken the
+/// top-up over. Its transaction id is proof the nonce was paid: a top-up
+/// the other worker left `unknown`, `failed` or queued again is done with
+/// it (a conditional write on the state found: never twice); one another
+/// worker is sending now keeps the id for whoever settles it.
+async fn keep_transfer(
+    books: Books<'_>,
+    held: &TopUp,
+    found: Option<Box<TopUp>>,
+    transaction_id: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let Some(found) = found else {
+        return Ok(());
+    };
+    tracing::warn!(payment_id = %held.payment_id, status = found.status.as_str(), "casino accepted a transfer after the lease ran out; its transaction id is kept");
+    match found.status {
+        TopUpStatus::Unknown | TopUpStatus::Failed | TopUpStatus::Queued => {
+            let by = "worker: the casino accepted the transfer after the lease ran out";
+            books
+                .store
+                .mark_topup(&found, Some(transaction_id), by, None, now)
+                .await?;
+        }
+        TopUpStatus::Done => {}
+        TopUpStatus::Sending => {
+            books
+                .store
+                .note_casino_transaction(held.payment_id, transaction_id)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn release(
     books: Books<'_>,
     held: &TopUp,
     error: &crate::providers::ProviderError,
+    maybe_sent: bool,
     give_up: bool,
     now: OffsetDateTime,
 ) -> Result<TopUpResult, StoreError> {
-    let maybe_sent = error.outcome_unknown();
     let end = give_up.then_some(if held.maybe_sent || maybe_sent {
         TopUpStatus::Unknown
     } else {

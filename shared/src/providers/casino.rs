@@ -285,8 +285,7 @@ impl CasinoClient {
             Retry::NotSent
         };
         let reply = self.http.send(retry, |c| c.post(&url).json(&body)).await?;
-        let done: TransferReply = ok_json(&reply)?;
-        judge_transfer(done, reply.status.as_u16(), nonce)
+        transfer_reply(&reply, nonce)
     }
 }
 
@@ -400,13 +399,12 @@ fn read_balances(reply: BalancesReply) -> Result<Money, ProviderError> {
 /// What a transfer's reply says. Running code reads status 0 as done ("ok"
 /// beside it, or alone); some examples use 1 with "Success" for success,
 /// and a documented refusal carries status 0 with its reason as the
-/// message (fixtures/casino). A reply these readings disagree on is neither
-/// done nor refused: its outcome is unknown and a person decides.
-fn judge_transfer(
-    done: TransferReply,
-    http_status: u16,
-    nonce: &str,
-) -> Result<Transfer, ProviderError> {
+/// message (fixtures/casino). The bridge's OpenAPI file declares statuses
+/// 0 to 4 and names none of them, so no status proves the transfer was
+/// not made: everything but the plain success is ambiguous, and the
+/// top-up waits for a person (or, where the bridge deduplicates nonces,
+/// for a resend under the same nonce).
+fn judge_transfer(done: TransferReply, nonce: &str) -> Result<Transfer, ProviderError> {
     let message = done.message.clone().unwrap_or_default();
     let says_ok = message.eq_ignore_ascii_case("ok") || message.eq_ignore_ascii_case("success");
     match (done.status, says_ok || message.is_empty()) {
@@ -417,20 +415,25 @@ fn judge_transfer(
                 .and_then(scalar_text)
                 .unwrap_or_else(|| nonce.to_string()),
         }),
-        (0, false) => Err(ProviderError::Decode {
+        (status, _) => Err(ProviderError::Ambiguous {
             provider: PROVIDER,
-            reason: format!("status 0 with message {message:?}"),
+            reason: format!("transfer status {status} with message {message:?}"),
         }),
-        // 1 is the examples' success code, whatever the message says.
-        (status, _) if says_ok || status == 1 => Err(ProviderError::Decode {
+    }
+}
+
+/// A transfer's HTTP answer. Only answers that say the bridge did not take
+/// the request are a clean "no": a refused token (401, 403) and a rate
+/// limit (429). A 5xx, or any other 4xx to a transfer that was sent, does
+/// not say whether the chips moved.
+fn transfer_reply(reply: &Reply, nonce: &str) -> Result<Transfer, ProviderError> {
+    let status = reply.status.as_u16();
+    match status {
+        200..=299 => judge_transfer(reply.json(PROVIDER)?, nonce),
+        401 | 403 | 429 | 500..=599 => Err(http_error(reply)),
+        _ => Err(ProviderError::Ambiguous {
             provider: PROVIDER,
-            reason: format!("status {status} with message {message:?}"),
-        }),
-        (status, _) => Err(ProviderError::Rejected {
-            provider: PROVIDER,
-            status: http_status,
-            code: status.to_string(),
-            message,
+            reason: format!("HTTP {status} to a transfer: {}", excerpt(&reply.body)),
         }),
     }
 }
@@ -444,23 +447,28 @@ fn client_id_on_wire(id: &str) -> serde_json::Value {
 }
 
 fn ok_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, ProviderError> {
-    if reply.status == reqwest::StatusCode::UNAUTHORIZED
-        || reply.status == reqwest::StatusCode::FORBIDDEN
-    {
-        return Err(ProviderError::Auth {
-            provider: PROVIDER,
-            reason: format!("HTTP {}", reply.status.as_u16()),
-        });
-    }
     if !reply.status.is_success() {
-        return Err(ProviderError::Rejected {
-            provider: PROVIDER,
-            status: reply.status.as_u16(),
-            code: format!("http_{}", reply.status.as_u16()),
-            message: excerpt(&reply.body),
-        });
+        return Err(http_error(reply));
     }
     reply.json(PROVIDER)
+}
+
+/// A non-2xx answer as an error: a refused token is `Auth`, the rest the
+/// bridge's rejection with its HTTP status (a 5xx reads as unknown).
+fn http_error(reply: &Reply) -> ProviderError {
+    let status = reply.status.as_u16();
+    if matches!(status, 401 | 403) {
+        return ProviderError::Auth {
+            provider: PROVIDER,
+            reason: format!("HTTP {status}"),
+        };
+    }
+    ProviderError::Rejected {
+        provider: PROVIDER,
+        status,
+        code: format!("http_{status}"),
+        message: excerpt(&reply.body),
+    }
 }
 
 #[cfg(test)]
@@ -523,31 +531,56 @@ mod tests {
     }
 
     fn judged(body: serde_json::Value) -> Result<Transfer, ProviderError> {
-        judge_transfer(serde_json::from_value(body).unwrap(), 200, "n-1")
+        judge_transfer(serde_json::from_value(body).unwrap(), "n-1")
+    }
+
+    fn answered(status: u16, body: &str) -> Result<Transfer, ProviderError> {
+        transfer_reply(
+            &Reply {
+                status: reqwest::StatusCode::from_u16(status).unwrap(),
+                headers: Default::default(),
+                body: body.to_string().into(),
+            },
+            "n-1",
+        )
     }
 
     #[test]
     fn a_transfer_is_done_only_when_every_reading_agrees() {
         // The documented success: done, under our nonce (no id in it).
-        let ok = judge_transfer(reply("transfer.reply.json"), 200, "n-1").unwrap();
+        let ok = judge_transfer(reply("transfer.reply.json"), "n-1").unwrap();
         assert_eq!(ok.transaction_id, "n-1");
         assert!(judged(serde_json::json!({"status": 0})).is_ok());
         // The documented refusal says status 0 too: not done, not refused.
-        let refusal = judge_transfer(reply("withdraw.reply.rejected.json"), 200, "n-1");
+        let refusal = judge_transfer(reply("withdraw.reply.rejected.json"), "n-1");
         assert!(
-            matches!(&refusal, Err(e @ ProviderError::Decode { .. }) if e.outcome_unknown()),
+            matches!(&refusal, Err(e @ ProviderError::Ambiguous { .. }) if e.outcome_unknown()),
             "{refusal:?}"
         );
         // 1 with "Success" is success in other examples: unknown, too.
         let other = judged(serde_json::json!({"status": 1, "message": "Success"}));
         assert!(matches!(&other, Err(e) if e.outcome_unknown()), "{other:?}");
-        // Any other status with a reason is the bridge's refusal.
-        let refused = judged(serde_json::json!({"status": 2, "message": "user not found"}));
-        assert!(
-            matches!(&refused, Err(ProviderError::Rejected { code, .. }) if code == "2"),
-            "{refused:?}"
-        );
-        assert!(!refused.unwrap_err().outcome_unknown());
+        // 2 to 4 are declared and never described: no proof of "not done".
+        for status in 2..=4 {
+            let odd = judged(serde_json::json!({"status": status, "message": "user not found"}));
+            assert!(matches!(&odd, Err(e) if e.outcome_unknown()), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_refused_token_or_a_rate_limit_says_a_transfer_was_not_taken() {
+        for status in [401, 403, 429] {
+            let e = answered(status, "").unwrap_err();
+            assert!(!e.outcome_unknown(), "{status}: {e:?}");
+        }
+        // Sent, then a 4xx or 5xx the bridge never documented: unknown.
+        for status in [400, 404, 409, 422, 500, 502, 503, 504] {
+            let e = answered(status, "{}").unwrap_err();
+            assert!(e.outcome_unknown(), "{status}: {e:?}");
+        }
+        // A success we cannot read is unknown too.
+        assert!(answered(200, "<html>").unwrap_err().outcome_unknown());
+        assert!(answered(200, r#"{"status": 0, "message": "ok"}"#).is_ok());
     }
 
     #[test]

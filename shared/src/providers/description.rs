@@ -147,6 +147,10 @@ impl PayerPage {
     }
 }
 
+/// How long a provider no source bounds may still take money for a payment
+/// paygate expired without closing it at the provider.
+pub const PAYABLE_AFTER_EXPIRY: time::Duration = time::Duration::days(7);
+
 /// One provider, described.
 #[derive(Debug, Clone, Copy)]
 pub struct Description {
@@ -166,6 +170,12 @@ pub struct Description {
     pub needs_contact: bool,
     /// The smallest payment it takes, in minor units (0: any positive).
     pub minimum_amount: i64,
+    /// How long after a payment's expiry the provider may still take money
+    /// for it, when paygate expired it without closing it at the provider:
+    /// the slow re-check lane watches it this long (decision 46).
+    pub payable_after_expiry: time::Duration,
+    /// The longest `expires_in` a merchant may ask for a payment with it.
+    pub longest_expiry: time::Duration,
     /// Its secret's name in Secrets Manager, after the deployment's prefix.
     pub secret: &'static str,
     /// The path segment of its callback route: `/webhooks/<route>`.
@@ -198,6 +208,8 @@ impl Description {
             needs_sequence: false,
             needs_contact: false,
             minimum_amount: 0,
+            payable_after_expiry: PAYABLE_AFTER_EXPIRY,
+            longest_expiry: PAYABLE_AFTER_EXPIRY,
             name: "",
             callback_answer: None,
             payer_page: None,
@@ -217,6 +229,8 @@ pub struct Describing {
     needs_sequence: bool,
     needs_contact: bool,
     minimum_amount: i64,
+    payable_after_expiry: time::Duration,
+    longest_expiry: time::Duration,
     name: &'static str,
     callback_answer: Option<CallbackAnswer>,
     payer_page: Option<PayerPage>,
@@ -296,6 +310,24 @@ impl Describing {
         }
     }
 
+    /// Money may still arrive this long after the payment's expiry when it
+    /// was not closed at the provider (the default is a week).
+    pub const fn payable_for(self, payable_after_expiry: time::Duration) -> Describing {
+        Describing {
+            payable_after_expiry,
+            ..self
+        }
+    }
+
+    /// A merchant may ask for a payment to expire at most this long after
+    /// its create (the default is a week).
+    pub const fn expiring_within(self, longest_expiry: time::Duration) -> Describing {
+        Describing {
+            longest_expiry,
+            ..self
+        }
+    }
+
     /// The description, with how its client and callback parser are built.
     pub const fn built(self, gateway: BuildGateway, webhooks: BuildWebhooks) -> Description {
         assert!(!self.name.is_empty(), "a provider is named");
@@ -313,6 +345,8 @@ impl Describing {
             needs_sequence: self.needs_sequence,
             needs_contact: self.needs_contact,
             minimum_amount: self.minimum_amount,
+            payable_after_expiry: self.payable_after_expiry,
+            longest_expiry: self.longest_expiry,
             secret: self.name,
             route: self.name,
             callback_answer,

@@ -89,13 +89,12 @@ pub trait Gateway: Send + Sync {
     /// a poll, a sweep).
     async fn status(&self, payment: &Payment) -> Result<Confirmation, ProviderError>;
 
-    /// Gives `amount` of a completed payment back to the payer; `rest` says
-    /// it is all that is left. `refund_id` is ours, the same on a retry.
+    /// Gives `amount` of a completed payment back to the payer. `refund_id`
+    /// is ours, one per attempt (never sent twice).
     async fn refund(
         &self,
         _payment: &Payment,
         _amount: Money,
-        _rest: bool,
         _refund_id: &str,
     ) -> Result<(), ProviderError> {
         Err(ProviderError::Unsupported {
@@ -120,6 +119,14 @@ pub trait Gateway: Send + Sync {
             provider: self.provider().as_str(),
             operation: "cancel",
         })
+    }
+
+    /// Closes an unpaid payment at the provider when paygate expires it,
+    /// so no money can arrive for it afterwards: `Ok(true)` when the
+    /// provider's answer proves it closed, `Ok(false)` where its API has no
+    /// such call (the payment is then watched for late money, decision 46).
+    async fn close(&self, _payment: &Payment) -> Result<bool, ProviderError> {
+        Ok(false)
     }
 
     /// The balance the provider reports for our account (its name and
@@ -254,6 +261,15 @@ pub enum ProviderError {
         code: String,
         message: String,
     },
+    /// The provider answered, but not in a way that says whether the call
+    /// was acted on: an undocumented status, a 4xx to a transfer that was
+    /// sent, a refund made on some of a payment's rows and refused on
+    /// another. Never read as "not done".
+    #[error("{provider} gave an answer that does not say what happened: {}", crate::responses::scrub(.reason))]
+    Ambiguous {
+        provider: &'static str,
+        reason: String,
+    },
     #[error("{provider} sent an answer we cannot read: {}", crate::responses::scrub(.reason))]
     Decode {
         provider: &'static str,
@@ -300,6 +316,7 @@ impl ProviderError {
             ProviderError::Timeout { .. }
             | ProviderError::Interrupted { .. }
             | ProviderError::Unavailable { .. }
+            | ProviderError::Ambiguous { .. }
             | ProviderError::Decode { .. } => true,
             ProviderError::Rejected { status, .. } => *status >= 500,
             ProviderError::Unreachable { .. }

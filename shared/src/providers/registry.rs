@@ -94,6 +94,10 @@ mod tests {
         assert!(!plain.operations.cancel && !plain.needs_sequence && !plain.needs_contact);
         assert_eq!((plain.amount_tolerance, plain.minimum_amount), (0, 0));
         assert_eq!((plain.secret, plain.route), ("x", "x"));
+        assert_eq!(
+            plain.payable_after_expiry,
+            crate::providers::description::PAYABLE_AFTER_EXPIRY
+        );
         let q = describe(Provider::Qpay);
         assert!(q.operations.cancel);
         assert_eq!(q.operations.refund, crate::payment::RefundSupport::Full);

@@ -3,12 +3,16 @@
 //!
 //! Retries use exponential backoff with full jitter and honour `Retry-After`.
 //! What is retried depends on whether repeating the request is safe:
-//! - [`Retry::Safe`] (reads, and writes the provider deduplicates by a key
-//!   we send): 429, 5xx, timeouts and connection failures.
-//! - [`Retry::NotSent`] (writes the provider does not deduplicate): only
-//!   answers that say the request was not processed (429, 503) and
-//!   connection failures before anything was sent. A timeout or a 500 is
-//!   not retried: the provider may have acted.
+//! - [`Retry::Safe`] (reads, logins, and writes the provider provably
+//!   deduplicates by an id we send): 429, 5xx, timeouts and connection
+//!   failures.
+//! - [`Retry::NotSent`] (everything else: writes that may move money or
+//!   create something the payer can pay): only a 429 (a rate limiter's
+//!   refusal) and connection failures before anything was sent. Any 5xx,
+//!   503 included, a timeout or a reset after sending is not retried: a
+//!   bank or a load balancer may have applied the call before answering,
+//!   so its outcome is unknown and the caller settles it by asking the
+//!   provider (decision 45).
 //!
 //! Other 4xx answers are never retried.
 
@@ -254,9 +258,7 @@ impl ProviderHttp {
 fn should_retry_status(status: StatusCode, retry: Retry) -> bool {
     match retry {
         Retry::Safe => status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
-        Retry::NotSent => {
-            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
-        }
+        Retry::NotSent => status == StatusCode::TOO_MANY_REQUESTS,
     }
 }
 

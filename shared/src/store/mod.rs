@@ -308,6 +308,9 @@ pub(crate) mod keys {
     /// Top-ups given up (`failed`): the money sits in the wallet until a
     /// person settles them.
     pub const GIVEN_UP_TOPUPS: &str = "GIVENUP#TOPUP";
+    /// Payments paygate expired that the provider may still take money for:
+    /// re-checked at widening intervals (decision 46), by the next check.
+    pub const LATE_PAYMENTS: &str = "LATE#PAYMENT";
     /// Payments in `needs_review`: listed for people, oldest first.
     pub const REVIEW_PAYMENTS: &str = "REVIEW#PAYMENT";
     /// Reconcile differences not yet acknowledged by a person.

@@ -58,6 +58,9 @@ pub struct StatusChange {
     /// stated by the operator who accepts a payment the provider confirmed
     /// without one).
     pub confirmed_amount: Option<Money>,
+    /// For a move to `expired` the provider was not told of: when to ask
+    /// it again, since money may still arrive (the late lane).
+    pub recheck_at: Option<OffsetDateTime>,
 }
 
 impl StatusChange {
@@ -84,6 +87,7 @@ impl StatusChange {
             by: None,
             action: None,
             confirmed_amount: None,
+            recheck_at: None,
         }
     }
 }
@@ -469,11 +473,27 @@ impl Store {
                     s(format!("{}#{}", time_key(change.at), current.id)),
                 );
         }
+        let late = change
+            .recheck_at
+            .filter(|_| change.to == PaymentStatus::Expired);
+        if let Some(due) = late {
+            // Expired here but maybe still payable there: watched.
+            set.push("gsi2pk = :late");
+            set.push("gsi2sk = :late_due");
+            update = update
+                .expression_attribute_values(":late", s(keys::LATE_PAYMENTS))
+                .expression_attribute_values(
+                    ":late_due",
+                    s(format!("{}#{}", time_key(due), current.id)),
+                );
+        }
         let mut expression = format!("SET {}", set.join(", "));
-        if !matches!(
-            change.to,
-            PaymentStatus::Pending | PaymentStatus::NeedsReview
-        ) {
+        if late.is_none()
+            && !matches!(
+                change.to,
+                PaymentStatus::Pending | PaymentStatus::NeedsReview
+            )
+        {
             // No longer open work for the sweep, nor for a person.
             expression.push_str(" REMOVE gsi2pk, gsi2sk");
         }
@@ -696,6 +716,41 @@ impl Store {
     ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
         self.open_payments(keys::OPEN_PAYMENTS, Some(before), limit, start)
             .await
+    }
+
+    /// Expired payments in the late lane whose next check is before
+    /// `before`, oldest first, one page after `start`.
+    pub async fn late_payments_due(
+        &self,
+        before: OffsetDateTime,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
+        self.open_payments(keys::LATE_PAYMENTS, Some(before), limit, start)
+            .await
+    }
+
+    /// The next late check of an expired payment at `due`, or none: it
+    /// leaves the lane (the provider can no longer take money for it). A
+    /// payment that moved on meanwhile is left alone.
+    pub async fn recheck_late_payment(
+        &self,
+        id: PaymentId,
+        due: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let update = self
+            .update_payment(id)
+            .condition_expression("#status = :expired AND gsi2pk = :late")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":expired", s(PaymentStatus::Expired.as_str()))
+            .expression_attribute_values(":late", s(keys::LATE_PAYMENTS));
+        let update = match due {
+            Some(due) => update
+                .update_expression("SET gsi2sk = :due")
+                .expression_attribute_values(":due", s(format!("{}#{id}", time_key(due)))),
+            None => update.update_expression("REMOVE gsi2pk, gsi2sk"),
+        };
+        super::applied(update.send().await).map(|_| ())
     }
 
     /// Pushes a pending payment's next sweep check to `due` and counts the

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{keys, n, s, schema, time_key, Item, ItemKind, Store, StoreError, Write};
+use super::{keys, s, schema, time_key, Item, ItemKind, Store, StoreError, Write};
 use crate::ids::PaymentId;
 use crate::money::Money;
 
@@ -224,31 +224,6 @@ impl Store {
             what: ItemKind::Refund,
             item: TransactWriteItem::builder().update(update).build(),
         })
-    }
-
-    /// Takes the next attempt at a pending refund (before sending it again),
-    /// if nobody else took one or settled it since `refund` was read.
-    pub async fn claim_refund_attempt(
-        &self,
-        refund: &Refund,
-        now: OffsetDateTime,
-    ) -> Result<RefundMove, StoreError> {
-        let mut next = refund.clone();
-        next.attempts += 1;
-        next.last_attempt_at = Some(now);
-        next.updated_at = now;
-        let update = self
-            .refund_condition(refund)
-            .update_expression(
-                "SET attempts = :next_attempt, last_attempt_at = :at_ms, updated_at = :now, \
-                 gsi2sk = :due",
-            )
-            .expression_attribute_values(":next_attempt", n(next.attempts))
-            .expression_attribute_values(":at_ms", n(super::millis(now)))
-            .expression_attribute_values(":now", s(rfc3339(now)?))
-            .expression_attribute_values(":due", s(open_sk(refund, now)))
-            .build()?;
-        self.move_refund(refund, update, next).await
     }
 
     /// Records why the latest attempt has no known outcome; it stays pending.

@@ -429,6 +429,34 @@ impl Store {
         self.finish_with(topup, writes).await
     }
 
+    /// Keeps the casino's transaction id of a transfer it accepted on a
+    /// top-up someone else now holds, for whoever settles it; the first
+    /// id kept stays.
+    pub async fn note_casino_transaction(
+        &self,
+        payment_id: PaymentId,
+        casino_transaction_id: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(payment_id)))
+            .key(schema::SK, s(keys::TOPUP_SK))
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(casino_transaction_id)",
+            )
+            .update_expression("SET casino_transaction_id = :txn")
+            .expression_attribute_values(":txn", s(casino_transaction_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if super::is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Top-ups whose outcome is unknown, oldest first (for reports).
     /// One page of top-ups waiting for a person in `partition`
     /// ([`keys::UNKNOWN_TOPUPS`] or [`keys::GIVEN_UP_TOPUPS`]), oldest first.

@@ -37,6 +37,12 @@ pub struct EpaymentConfig {
 }
 
 const SCOPE: &str = "webapi usermanagement email_send verification statement statistics payment";
+
+/// The payer's widget needs a payment token only: the official "Payment
+/// page" (EN) asks for it with `scope=payment` and the invoice's fields
+/// (fixtures/epayment/token.request.payment.form), the narrowest scope any
+/// source shows; it is what a payer's browser holds.
+const PAYMENT_SCOPE: &str = "payment";
 /// Tokens are renewed this long before they expire.
 const MARGIN: Duration = Duration::from_secs(300);
 /// check-status's resultCode 107 ("try again later"): how often we do.
@@ -51,13 +57,14 @@ pub(crate) struct Token {
 }
 
 impl TokenReply {
-    /// The token reply as the payment widget's `auth` takes it: the whole
-    /// object (the bank's widget docs), not only the token.
+    /// The token reply as the payment widget's `auth` takes it: the
+    /// object (the bank's widget docs), without its `refresh_token`, which
+    /// would let whoever holds it mint new tokens: the payer's page and the
+    /// merchant's answers never carry one.
     fn widget_auth(&self) -> serde_json::Value {
         serde_json::json!({
             "access_token": self.access_token,
             "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
             "scope": self.scope,
             "token_type": self.token_type.as_deref().unwrap_or("Bearer"),
         })
@@ -111,8 +118,11 @@ impl EpaymentClient {
         &self.config
     }
 
+    /// A token of `scope`: the API's ([`SCOPE`]) for our own calls, or
+    /// [`PAYMENT_SCOPE`] with the invoice's fields for the payer's widget.
     async fn request_token(
         &self,
+        scope: &str,
         extra: &[(&str, String)],
     ) -> Result<(SecretString, Duration, TokenReply), ProviderError> {
         let url = format!(
@@ -121,7 +131,7 @@ impl EpaymentClient {
         );
         let mut form: Vec<(&str, String)> = vec![
             ("grant_type", "client_credentials".into()),
-            ("scope", SCOPE.into()),
+            ("scope", scope.into()),
             ("client_id", self.config.client_id.clone()),
             ("client_secret", self.config.client_secret.expose().clone()),
             ("terminal", self.config.terminal.clone()),
@@ -151,7 +161,7 @@ impl EpaymentClient {
     async fn token(&self, refused: Option<&Held<Token>>) -> Result<Held<Token>, ProviderError> {
         self.token
             .get(refused, |_| async {
-                let (value, lifetime, _) = self.request_token(&[]).await?;
+                let (value, lifetime, _) = self.request_token(SCOPE, &[]).await?;
                 let until = time::OffsetDateTime::now_utc() + lifetime.saturating_sub(MARGIN);
                 Ok((Token { value }, until))
             })
@@ -306,6 +316,21 @@ impl EpaymentClient {
     }
 }
 
+/// A failure of a read made before the call that moves money: the refund
+/// itself was never sent, so it is a clean "not done" (the reservation goes
+/// back and the merchant may retry), whatever the read's own error was. A
+/// refusal of the bank's own (no such invoice) stays what it is.
+fn nothing_sent(e: ProviderError) -> ProviderError {
+    if e.outcome_unknown() {
+        ProviderError::Unreachable {
+            provider: PROVIDER,
+            reason: format!("check-status before the refund failed, so it was not sent: {e}"),
+        }
+    } else {
+        e
+    }
+}
+
 /// An operation's error body: `{"code": .., "message": ..}`.
 fn operation_error(reply: &Reply) -> ProviderError {
     #[derive(Deserialize)]
@@ -345,14 +370,17 @@ impl Gateway for EpaymentClient {
         let post_link = format!("{}?payment_id={}", request.webhook_url, request.payment_id);
         let hash = secret_hash(self.config.callback_key.expose(), &invoice);
         let (token, _, reply) = self
-            .request_token(&[
-                ("invoiceID", invoice.clone()),
-                ("amount", amount.clone()),
-                ("currency", "KZT".into()),
-                ("postLink", post_link.clone()),
-                ("failurePostLink", post_link.clone()),
-                ("secret_hash", hash),
-            ])
+            .request_token(
+                PAYMENT_SCOPE,
+                &[
+                    ("invoiceID", invoice.clone()),
+                    ("amount", amount.clone()),
+                    ("currency", "KZT".into()),
+                    ("postLink", post_link.clone()),
+                    ("failurePostLink", post_link.clone()),
+                    ("secret_hash", hash),
+                ],
+            )
             .await?;
         let amount_number: serde_json::Value =
             serde_json::from_str(&amount).map_err(|e| ProviderError::Decode {
@@ -418,21 +446,29 @@ impl Gateway for EpaymentClient {
         Ok(self.check(invoice).await?.confirmation)
     }
 
-    /// By the bank's transaction id; the rest of a payment goes without an
-    /// amount (a full refund), a part with it and our refund id as externalID.
+    /// By the bank's transaction id; the whole payment, refunded in one,
+    /// goes without an amount (a full refund); anything else with its
+    /// amount and our refund id as externalID: the rest of a payment after
+    /// earlier refunds, or beside one still pending, is a part, never "the
+    /// whole". The transaction id comes from check-status first; when that
+    /// read fails, nothing was sent.
     async fn refund(
         &self,
         payment: &Payment,
         amount: Money,
-        rest: bool,
         refund_id: &str,
     ) -> Result<(), ProviderError> {
-        let status = self.check(invoice_of(payment)?).await?;
-        let id = status.transaction_id.ok_or_else(|| ProviderError::Decode {
-            provider: PROVIDER,
-            reason: "check-status without a transaction id".into(),
+        let status = self
+            .check(invoice_of(payment)?)
+            .await
+            .map_err(nothing_sent)?;
+        let id = status.transaction_id.ok_or_else(|| {
+            nothing_sent(ProviderError::Decode {
+                provider: PROVIDER,
+                reason: "check-status without a transaction id".into(),
+            })
         })?;
-        let whole = rest && payment.refunded_amount.is_zero();
+        let whole = payment.refunded_amount.is_zero() && amount == payment.paid();
         self.refund(&id, (!whole).then_some(amount), refund_id)
             .await
     }
@@ -503,8 +539,11 @@ mod tests {
             let t: TokenReply = serde_json::from_slice(&fixture(name)).unwrap();
             assert!(!t.access_token.is_empty(), "{name}");
             assert!(t.expires_in.is_some(), "{name}");
-            // The widget gets the whole object, whatever its variant.
-            assert_eq!(t.widget_auth()["access_token"], t.access_token.as_str());
+            // The widget gets the object, whatever its variant, but never
+            // a refresh token.
+            let auth = t.widget_auth();
+            assert_eq!(auth["access_token"], t.access_token.as_str());
+            assert!(auth.get("refresh_token").is_none(), "{name}");
         }
     }
 

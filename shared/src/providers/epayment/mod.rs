@@ -90,6 +90,12 @@ pub const DESCRIPTION: Description = Description::of(Provider::Epayment, &[Curre
     .refunds(RefundSupport::Partial { minimum: 1_000 })
     // invoiceIDs must differ in their last 6 digits: we allocate them.
     .sequenced()
+    // The payer's widget holds a payment token the bank issues for 7200 s
+    // (fixtures/epayment/token.reply.json); no call revokes it, so a
+    // payment we expire is watched a day, well past any token's life.
+    .payable_for(time::Duration::days(1))
+    // ... and a payment cannot outlive the token its widget holds.
+    .expiring_within(time::Duration::seconds(7_200))
     .built(
         |c| client(c, EpaymentClient::new),
         |c| {

@@ -12,8 +12,7 @@ pub(super) struct TokenReply {
     /// A number or a string, depending on the day.
     #[serde(default)]
     pub expires_in: Option<serde_json::Value>,
-    #[serde(default)]
-    pub refresh_token: Option<String>,
+    // A `refresh_token` in the reply is never read: it must reach nobody.
     #[serde(default)]
     pub scope: Option<String>,
     #[serde(default)]

@@ -288,6 +288,11 @@ impl Gateway for QpayClient {
         ))
     }
 
+    /// On expiry, the invoice is deleted as a cancel deletes it.
+    async fn close(&self, payment: &Payment) -> Result<bool, ProviderError> {
+        self.cancel(payment).await.map(|()| true)
+    }
+
     /// An unpaid invoice is cancelled with `DELETE /v2/invoice/{id}`, which
     /// also stops a card payment still in progress on it; `payment/cancel`
     /// applies to paid card payments only (QPay answers PAYMENT_NOT_PAID
@@ -319,7 +324,6 @@ impl Gateway for QpayClient {
         &self,
         payment: &Payment,
         _amount: Money,
-        _rest: bool,
         refund_id: &str,
     ) -> Result<(), ProviderError> {
         let rows = self.rows(reference(payment)?).await?;
@@ -337,19 +341,40 @@ impl Gateway for QpayClient {
                 operation: "refund a payment that was not made by card",
             });
         }
-        for row in paid {
+        let mut refunded = 0;
+        for row in &paid {
             let url = self.url(&format!("payment/refund/{}", text(&row.payment_id)));
             let note = serde_json::json!({"note": format!("paygate refund {refund_id}")});
-            // Not retried once it may have arrived: a repeat would answer
-            // PAYMENT_NOT_REFUNDABLE for a refund that was made, which must
-            // not read as a refusal. payment/check settles a lost answer.
-            let reply = self
+            // Not retried once it may have arrived (a 503 included): a
+            // repeat would answer PAYMENT_NOT_REFUNDABLE for a refund that
+            // was made, which must not read as a refusal. payment/check
+            // settles a lost answer.
+            let answer = self
                 .authed(Retry::NotSent, |c, t| {
                     c.delete(&url).bearer_auth(t).json(&note)
                 })
-                .await?;
-            if !reply.status.is_success() {
-                return Err(error(&reply));
+                .await
+                .and_then(|reply| {
+                    if reply.status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(error(&reply))
+                    }
+                });
+            match answer {
+                Ok(()) => refunded += 1,
+                // Money already went back on an earlier row: whatever this
+                // row's answer, the refund is neither done nor refused.
+                Err(e) if refunded > 0 => {
+                    return Err(ProviderError::Ambiguous {
+                        provider: PROVIDER,
+                        reason: format!(
+                            "{refunded} of {} paid rows refunded, then: {e}",
+                            paid.len()
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())

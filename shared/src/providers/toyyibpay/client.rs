@@ -309,6 +309,12 @@ impl Gateway for ToyyibPayClient {
         })
     }
 
+    /// On expiry, the bill is made inactive (inactiveBill): it can no
+    /// longer be paid.
+    async fn close(&self, payment: &Payment) -> Result<bool, ProviderError> {
+        self.cancel(payment).await.map(|()| true)
+    }
+
     /// inactiveBill: the bill can no longer be paid.
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
         let code = crate::providers::provider_ref(payment, PROVIDER)?;

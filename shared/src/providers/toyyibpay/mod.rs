@@ -167,10 +167,10 @@ mod tests {
     }
 
     #[test]
-    fn only_explicit_codes_move_a_payment() {
+    fn only_a_successful_attempt_moves_a_payment() {
         assert_eq!(status_from_code("1"), PaymentStatus::Completed);
-        assert_eq!(status_from_code("3"), PaymentStatus::Failed);
-        for pending in ["2", "4", "", "9"] {
+        // A failed attempt (3) leaves the bill payable.
+        for pending in ["2", "3", "4", "", "9"] {
             assert_eq!(status_from_code(pending), PaymentStatus::Pending);
         }
     }

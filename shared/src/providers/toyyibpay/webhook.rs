@@ -228,7 +228,9 @@ mod tests {
         let e = source
             .parse(&request(&body, "multipart/form-data; boundary=XyZ", &[]))
             .unwrap();
-        assert_eq!(e.status, PaymentStatus::Failed);
+        // A failed attempt: the bill stays payable.
+        assert_eq!(e.status, PaymentStatus::Pending);
+        assert_eq!(e.provider_status, "3");
     }
 
     #[test]

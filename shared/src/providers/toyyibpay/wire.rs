@@ -34,13 +34,16 @@ impl BillStatus {
         }
     }
 
+    /// A failed attempt (3) leaves the bill payable: the payer may try FPX
+    /// again on the same bill, so the payment stays pending until a later
+    /// attempt succeeds or the payment expires (decision 18).
     pub(super) fn payment_status(self) -> PaymentStatus {
         match self {
             BillStatus::Success => PaymentStatus::Completed,
-            BillStatus::Failed => PaymentStatus::Failed,
-            BillStatus::Pending | BillStatus::PendingOther | BillStatus::Unknown => {
-                PaymentStatus::Pending
-            }
+            BillStatus::Failed
+            | BillStatus::Pending
+            | BillStatus::PendingOther
+            | BillStatus::Unknown => PaymentStatus::Pending,
         }
     }
 }
