@@ -629,3 +629,45 @@ async fn bad_create_requests_get_typed_errors_and_write_nothing() {
     assert_eq!(r.body["error"]["code"], "provider_error");
     assert_eq!(h.items().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_idempotency_key_is_a_bad_request_that_writes_nothing() {
+    use reqwest::header::HeaderValue;
+    let h = Harness::start().await;
+    let before = h.items().await.len();
+    // A valid body beside each key, and an invalid one: the header is
+    // judged first, as a malformed request.
+    let good = json!({"provider": "directpay", "amount": 15_000, "currency": "PHP",
+                      "reference": format!("ORD-{}", ulid::Ulid::new())});
+    let bad_body = json!({"provider": "directpay", "amount": -1, "currency": "PHP",
+                          "reference": "x"});
+    let long = "k".repeat(256);
+    let keys: [&[u8]; 5] = [
+        b"",
+        long.as_bytes(),
+        "cl\u{e9}".as_bytes(),
+        b"two words",
+        b"tab\there",
+    ];
+    for key in keys {
+        for body in [&good, &bad_body] {
+            let r = h
+                .http
+                .post(format!("{}/v1/payments", h.api))
+                .bearer_auth(common::harness::API_KEY)
+                .header("Idempotency-Key", HeaderValue::from_bytes(key).unwrap())
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let answer: Value = r.json().await.unwrap();
+            assert_eq!(status, 400, "{key:?}: {answer}");
+            assert_eq!(
+                answer["error"]["code"], "idempotency_key_invalid",
+                "{key:?}: {answer}"
+            );
+        }
+    }
+    assert_eq!(h.items().await.len(), before, "nothing written");
+}

@@ -11,7 +11,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use time::OffsetDateTime;
 
 use crate::ids::{IdempotencyKey, MerchantId};
-use crate::responses::{self, ApiError};
+use crate::responses::ApiError;
 use crate::services::Services;
 use crate::store::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 
@@ -39,19 +39,21 @@ pub(crate) enum Begun {
     Answer(Response<Body>),
 }
 
-/// The request's key, refused when missing or malformed.
-fn key(req: &Request) -> Result<IdempotencyKey, ApiError> {
-    responses::header(req, "idempotency-key")
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "idempotency_key_missing",
-                "POST needs an Idempotency-Key header",
-            )
-        })?
+/// The request's key, refused when missing or malformed: a malformed
+/// header is 400 whatever the body says, so every POST checks it first.
+pub(crate) fn key(req: &Request) -> Result<IdempotencyKey, ApiError> {
+    let invalid = |why: String| ApiError::bad_request("idempotency_key_invalid", why);
+    let value = req.headers().get("idempotency-key").ok_or_else(|| {
+        ApiError::bad_request(
+            "idempotency_key_missing",
+            "POST needs an Idempotency-Key header",
+        )
+    })?;
+    value
+        .to_str()
+        .map_err(|_| invalid("Idempotency-Key must be visible ASCII".into()))?
         .parse()
-        .map_err(|e: crate::ids::IdError| {
-            ApiError::bad_request("idempotency_key_invalid", e.to_string())
-        })
+        .map_err(|e: crate::ids::IdError| invalid(e.to_string()))
 }
 
 /// Claims the request's key for `operation`; `request` is what identifies

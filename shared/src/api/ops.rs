@@ -442,6 +442,7 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
     let operator = responses::operator(req)?;
     let action = Mark::of(req.uri().path())
         .ok_or_else(|| ApiError::not_found("route_not_found", "no such operator action"))?;
+    idempotent::key(req)?;
     let body: ActionBody = responses::json_body(req)?;
     let reason = body.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 500 {

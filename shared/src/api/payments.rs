@@ -286,6 +286,7 @@ pub async fn create(services: &Services, req: Request) -> Response<Body> {
 
 async fn create_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
     let merchant = responses::merchant(req)?;
+    idempotent::key(req)?;
     let raw: serde_json::Value = responses::json_body(req)?;
     let body: CreateBody = serde_json::from_value(raw.clone()).map_err(|e| {
         ApiError::bad_request(
@@ -540,6 +541,7 @@ pub async fn cancel(services: &Services, req: Request) -> Response<Body> {
 
 async fn cancel_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
     let merchant = responses::merchant(req)?;
+    idempotent::key(req)?;
     let payment = merchant_payment(services, req, &merchant).await?;
     // The body is optional ({"reason": ...}); it is part of the request's identity.
     let body: serde_json::Value = if req.body().as_ref().is_empty() {
@@ -643,6 +645,7 @@ pub async fn refund(services: &Services, req: Request) -> Response<Body> {
 
 async fn refund_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
     let merchant = responses::merchant(req)?;
+    idempotent::key(req)?;
     let payment = merchant_payment(services, req, &merchant).await?;
     let raw: serde_json::Value = if req.body().as_ref().is_empty() {
         serde_json::json!({})
