@@ -76,9 +76,51 @@ pub struct Services {
 
 #[derive(Debug, Default)]
 struct Providers {
-    gateways: HashMap<Provider, OnceCell<Arc<dyn Gateway>>>,
-    webhooks: HashMap<Provider, OnceCell<Arc<dyn WebhookSource>>>,
+    gateways: HashMap<Provider, Slot<dyn Gateway>>,
+    webhooks: HashMap<Provider, Slot<dyn WebhookSource>>,
     casino: OnceCell<Arc<CasinoClient>>,
+    /// When each provider's secret was last read again after a refusal.
+    reloaded: std::sync::Mutex<HashMap<Provider, std::time::Instant>>,
+}
+
+/// A provider's client or parser, built on first use from its secret and
+/// built again after the secret is read again ([`Services::reload_secret`]).
+#[derive(Debug)]
+struct Slot<T: ?Sized>(tokio::sync::Mutex<Option<Arc<T>>>);
+
+impl<T: ?Sized> Default for Slot<T> {
+    fn default() -> Slot<T> {
+        Slot(tokio::sync::Mutex::new(None))
+    }
+}
+
+impl<T: ?Sized> Slot<T> {
+    async fn get_or_build<F, Fut>(&self, build: F) -> Result<Arc<T>, ProviderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<T>, ProviderError>>,
+    {
+        let mut held = self.0.lock().await;
+        if let Some(built) = held.as_ref() {
+            return Ok(built.clone());
+        }
+        let built = build().await?;
+        *held = Some(built.clone());
+        Ok(built)
+    }
+
+    async fn clear(&self) {
+        *self.0.lock().await = None;
+    }
+}
+
+/// A secret is read again after a refusal at most this often, so a flood
+/// of forged callbacks cannot turn into a flood of Secrets Manager calls.
+pub const SECRET_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Whether a secret last read again at `last` may be read again `now`.
+pub fn may_reload(last: Option<std::time::Instant>, now: std::time::Instant) -> bool {
+    last.is_none_or(|at| now.saturating_duration_since(at) >= SECRET_RELOAD_INTERVAL)
 }
 
 impl std::fmt::Debug for dyn Gateway {
@@ -111,13 +153,14 @@ impl Services {
         let providers = Providers {
             gateways: Provider::ALL
                 .iter()
-                .map(|p| (*p, OnceCell::new()))
+                .map(|p| (*p, Slot::default()))
                 .collect(),
             webhooks: Provider::ALL
                 .iter()
-                .map(|p| (*p, OnceCell::new()))
+                .map(|p| (*p, Slot::default()))
                 .collect(),
             casino: OnceCell::new(),
+            reloaded: std::sync::Mutex::new(HashMap::new()),
         };
         Services {
             health: HealthRecorder::new(store.clone()),
@@ -169,12 +212,11 @@ impl Services {
             .gateways
             .get(&provider)
             .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
-        cell.get_or_try_init(|| async {
+        cell.get_or_build(|| async {
             let d = describe(provider);
             (d.gateway)(&self.connect(d.secret)).await
         })
         .await
-        .cloned()
     }
 
     /// The provider's callback parser.
@@ -187,12 +229,39 @@ impl Services {
             .webhooks
             .get(&provider)
             .ok_or_else(|| unavailable("paygate", "unknown provider"))?;
-        cell.get_or_try_init(|| async {
+        cell.get_or_build(|| async {
             let d = describe(provider);
             (d.webhooks)(&self.connect(d.secret)).await
         })
         .await
-        .cloned()
+    }
+
+    /// After the provider refused our credentials or a callback failed
+    /// verification: the secret may have been rotated. Reads it again (the
+    /// client and the parser are built anew from it on next use), at most
+    /// once a [`SECRET_RELOAD_INTERVAL`] per provider; whether it did.
+    pub async fn reload_secret(&self, provider: Provider) -> bool {
+        let now = std::time::Instant::now();
+        {
+            let Ok(mut reloaded) = self.providers.reloaded.lock() else {
+                return false;
+            };
+            if !may_reload(reloaded.get(&provider).copied(), now) {
+                return false;
+            }
+            reloaded.insert(provider, now);
+        }
+        let d = describe(provider);
+        self.secrets
+            .invalidate(&format!("{}{}", self.settings.secret_prefix, d.secret));
+        if let Some(slot) = self.providers.gateways.get(&provider) {
+            slot.clear().await;
+        }
+        if let Some(slot) = self.providers.webhooks.get(&provider) {
+            slot.clear().await;
+        }
+        tracing::warn!(provider = %provider, "provider secret read again after a refusal");
+        true
     }
 
     pub async fn casino(&self) -> Result<Arc<CasinoClient>, ProviderError> {
@@ -227,3 +296,20 @@ impl Services {
 /// template.yaml's worker and queue are held to it by a test.
 pub const TOPUP_LEASE_SECONDS: u64 = 60;
 pub const TOPUP_LEASE: Duration = Duration::from_secs(TOPUP_LEASE_SECONDS);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_read_again_at_most_once_a_minute() {
+        let start = std::time::Instant::now();
+        assert!(may_reload(None, start));
+        assert!(!may_reload(Some(start), start));
+        assert!(!may_reload(
+            Some(start),
+            start + SECRET_RELOAD_INTERVAL - Duration::from_millis(1)
+        ));
+        assert!(may_reload(Some(start), start + SECRET_RELOAD_INTERVAL));
+    }
+}

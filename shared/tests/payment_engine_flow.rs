@@ -233,3 +233,73 @@ async fn the_client_logs_in_refreshes_or_uses_an_api_key_and_maps_errors() {
     );
     assert!(!format!("{keyed:?}").contains(sandbox::payment_engine::API_KEY));
 }
+
+/// A Payment Engine event for `txn` (our payment `id`), signed as the seed
+/// signs them (`sha256=` HMAC of the raw body) with `secret`.
+async fn signed_event(
+    h: &Harness,
+    id: shared::ids::PaymentId,
+    txn: &str,
+    major: i64,
+    secret: &str,
+) -> u16 {
+    use hmac::{Hmac, Mac};
+    let body = format!(
+        r#"{{"eventId":"evt_{}","eventType":"transaction.completed","data":{{"transactionId":"{txn}","transactionReference":"{id}","status":"COMPLETED","amount":{major},"currencyCode":"USD"}}}}"#,
+        ulid::Ulid::new()
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    h.http
+        .post(format!("{}/webhooks/payment-engine", h.api))
+        .header("content-type", "application/json")
+        .header("x-webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_webhook_secret_is_read_again_without_a_cold_start() {
+    let h = Harness::start().await;
+    let (first, txn1) = create(&h, 500, "u_rotate").await;
+    let (second, txn2) = create(&h, 600, "u_rotate").await;
+    // A warm instance: its parser holds the secret it read.
+    assert_eq!(
+        signed_event(&h, first, &txn1, 5, sandbox::payment_engine::WEBHOOK_SECRET).await,
+        200
+    );
+    // The operator rotates the secret; the provider signs with the new one.
+    let rotated = "rotated-pe-webhook-secret";
+    h.stack
+        .put_secret(
+            &format!("{}payment-engine", h.services.settings.secret_prefix),
+            &json!({"base_url": format!("{}/payment-engine", h.sandbox.url()),
+                    "auth": {"username": sandbox::payment_engine::USERNAME,
+                             "password": sandbox::payment_engine::PASSWORD},
+                    "to_account_id": sandbox::payment_engine::ACCOUNT,
+                    "webhook_secret": rotated,
+                    "standard_webhooks_secret": sandbox::payment_engine::STANDARD_SECRET})
+            .to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed_event(&h, second, &txn2, 6, rotated).await, 200);
+    assert_eq!(
+        h.store().payment(second).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+    // The old secret no longer verifies, and a forgery stays a 401.
+    let (third, txn3) = create(&h, 700, "u_rotate").await;
+    for secret in [sandbox::payment_engine::WEBHOOK_SECRET, "forged"] {
+        assert_eq!(signed_event(&h, third, &txn3, 7, secret).await, 401);
+    }
+    assert_eq!(
+        h.store().payment(third).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+}

@@ -33,7 +33,18 @@ pub(crate) async fn ask(
     payment: &Payment,
 ) -> Result<crate::flow::Asked, crate::providers::ProviderError> {
     let gateway = services.gateway(payment.provider).await?;
-    crate::flow::ask_provider(gateway.as_ref(), payment).await
+    match crate::flow::ask_provider(gateway.as_ref(), payment).await {
+        // Our credentials refused (after the client's own login renewal):
+        // the secret may have been rotated. Read it again, at most once a
+        // minute, and ask once more.
+        Err(crate::providers::ProviderError::Auth { .. })
+            if services.reload_secret(payment.provider).await =>
+        {
+            let gateway = services.gateway(payment.provider).await?;
+            crate::flow::ask_provider(gateway.as_ref(), payment).await
+        }
+        other => other,
+    }
 }
 
 /// The span every request runs in: its route and request id, and the

@@ -82,21 +82,40 @@ pub async fn handle(services: &Services, provider: Provider, req: Request) -> Re
     .await
 }
 
-async fn handle_inner(
+/// The provider's callback parser; none (no secret, say) is a 503, so the
+/// provider sends the callback again later.
+async fn parser(
     services: &Services,
     provider: Provider,
-    req: &Request,
-) -> Result<Response<Body>, ApiError> {
-    responses::body_bytes(req)?;
-    let source = services.webhooks(provider).await.map_err(|e| {
+) -> Result<std::sync::Arc<dyn crate::providers::WebhookSource>, ApiError> {
+    services.webhooks(provider).await.map_err(|e| {
         tracing::error!(error = %e, "webhook source unavailable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "provider_unavailable",
             "try again later",
         )
-    })?;
-    let event = source.parse(&webhook_request(req)).map_err(|e| match e {
+    })
+}
+
+async fn handle_inner(
+    services: &Services,
+    provider: Provider,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    responses::body_bytes(req)?;
+    let source = parser(services, provider).await?;
+    let request = webhook_request(req);
+    let parsed = match source.parse(&request) {
+        // Signed with a secret we do not hold: it may have been rotated
+        // since this instance read it. Read it again (at most once a
+        // minute) and judge the callback once more.
+        Err(WebhookError::Unauthenticated(_)) if services.reload_secret(provider).await => {
+            parser(services, provider).await?.parse(&request)
+        }
+        other => other,
+    };
+    let event = parsed.map_err(|e| match e {
         WebhookError::Unauthenticated(what) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
