@@ -1574,9 +1574,14 @@ async fn a_503_from_a_casino_that_booked_the_transfer_is_unknown_and_never_resen
     // The bridge books the chips, then its load balancer answers 503.
     fault_with(&h, "/casino/Default/Transfer", "apply_fail", 1, 503).await;
     let now = OffsetDateTime::now_utc();
-    let r = process_topup(Books::of(&h.services), &casino(&h, false), &message, now)
-        .await
-        .unwrap();
+    let r = process_topup(
+        Books::of(h.function("worker-casino-topup")),
+        &casino(&h, false),
+        &message,
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(r, TopUpResult::Settled);
     let t = topup_of(&h, message.payment_id).await;
     assert_eq!(t.status, TopUpStatus::Unknown);
@@ -1605,9 +1610,14 @@ async fn an_undocumented_status_or_a_4xx_to_a_sent_transfer_is_unknown() {
         if message == &four {
             fault_with(&h, "/casino/Default/Transfer", "apply_fail", 1, 400).await;
         }
-        let r = process_topup(Books::of(&h.services), &client, message, now)
-            .await
-            .unwrap();
+        let r = process_topup(
+            Books::of(h.function("worker-casino-topup")),
+            &client,
+            message,
+            now,
+        )
+        .await
+        .unwrap();
         assert_eq!(r, TopUpResult::Settled);
         assert_eq!(
             topup_of(&h, message.payment_id).await.status,
@@ -1615,9 +1625,14 @@ async fn an_undocumented_status_or_a_4xx_to_a_sent_transfer_is_unknown() {
         );
         // Delivered again later: nothing is sent.
         let later = now + Duration::minutes(10);
-        process_topup(Books::of(&h.services), &client, message, later)
-            .await
-            .unwrap();
+        process_topup(
+            Books::of(h.function("worker-casino-topup")),
+            &client,
+            message,
+            later,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(h.sandbox.state.calls("/casino/Default/Transfer"), 2);
     assert_eq!(h.casino_transfers().len(), 2, "each deposit paid once");
@@ -1631,7 +1646,7 @@ async fn a_player_lookup_that_timed_out_sent_nothing_and_is_a_clean_retry() {
     // Every attempt at the lookup hangs past the client's timeout.
     fault(&h, "/casino/lookup", "hang", 3).await;
     let r = process_topup(
-        Books::of(&h.services),
+        Books::of(h.function("worker-casino-topup")),
         &casino(&h, false),
         &message,
         OffsetDateTime::now_utc(),
@@ -1661,10 +1676,21 @@ async fn a_transfer_accepted_after_its_lease_ran_out_keeps_the_casinos_word() {
     let after_lease = now + Duration::seconds(lease + 60);
     // The first worker is sending; a second finds its lease run out and,
     // unable to resend, leaves the top-up unknown.
-    let first = process_topup(Books::of(&h.services), &client, &message, now);
+    let first = process_topup(
+        Books::of(h.function("worker-casino-topup")),
+        &client,
+        &message,
+        now,
+    );
     let second = async {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        process_topup(Books::of(&h.services), &client, &message, after_lease).await
+        process_topup(
+            Books::of(h.function("worker-casino-topup")),
+            &client,
+            &message,
+            after_lease,
+        )
+        .await
     };
     let (first, second) = tokio::join!(first, second);
     assert_eq!(first.unwrap(), TopUpResult::Settled);

@@ -162,7 +162,7 @@ async fn money_paid_days_after_expiry_is_found_and_credited() {
     let (late, txn) = gcash(&h, 13_000, "u_late", false).await;
     let (never, _) = gcash(&h, 14_000, "u_never_paid", false).await;
     let expires_at = h.store().payment(late).await.unwrap().unwrap().expires_at;
-    let expiry = sweep(&h.services, expires_at + Duration::minutes(1))
+    let expiry = sweep(h.function("job-sweep"), expires_at + Duration::minutes(1))
         .await
         .unwrap();
     assert_eq!(
@@ -177,7 +177,7 @@ async fn money_paid_days_after_expiry_is_found_and_credited() {
     )
     .await;
     // The 1 h and 6 h checks are past; the next run asks about both.
-    let report = sweep(&h.services, expires_at + Duration::days(2))
+    let report = sweep(h.function("job-sweep"), expires_at + Duration::days(2))
         .await
         .unwrap();
     assert_eq!(
@@ -231,7 +231,7 @@ async fn an_expired_bill_or_invoice_is_closed_at_the_provider_or_else_watched() 
     )
     .await;
     let later = OffsetDateTime::now_utc() + Duration::days(2);
-    let report = sweep(&h.services, later).await.unwrap();
+    let report = sweep(h.function("job-sweep"), later).await.unwrap();
     assert_eq!(
         (report.expired, report.closed, report.watched),
         (3, 2, 1),
@@ -242,7 +242,9 @@ async fn an_expired_bill_or_invoice_is_closed_at_the_provider_or_else_watched() 
     assert!(h.sandbox.state.qpay.invoices.lock().unwrap()[&invoice_id].deleted);
     assert!(!h.sandbox.state.qpay.invoices.lock().unwrap()[&refused_id].deleted);
     // Only the one still open is asked again.
-    let again = sweep(&h.services, later + Duration::days(8)).await.unwrap();
+    let again = sweep(h.function("job-sweep"), later + Duration::days(8))
+        .await
+        .unwrap();
     assert_eq!(again.late_checked, 1, "{again:?}");
     for id in [bill, invoice, refused] {
         assert_eq!(
@@ -297,7 +299,7 @@ async fn a_merchant_may_ask_for_a_short_expiry_within_the_providers_bounds() {
         .await;
     assert_eq!(kzt.status, 201, "{}", kzt.text);
     // Six minutes on, the seat's payment has expired; the other has not.
-    let report = sweep(&h.services, now + Duration::minutes(6))
+    let report = sweep(h.function("job-sweep"), now + Duration::minutes(6))
         .await
         .unwrap();
     assert_eq!(report.expired, 1, "{report:?}");
