@@ -187,3 +187,58 @@ async fn a_silent_provider_is_counted_and_nothing_changes() {
         PaymentStatus::Pending
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_made_at_the_provider_but_not_here_is_reported_and_moves_nothing() {
+    let h = Harness::start().await;
+    let case = cases().into_iter().find(|c| c.provider == "qpay").unwrap();
+    let id = create(&h, &case, "u_portal").await;
+    let invoice = h
+        .store()
+        .payment(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .provider_reference
+        .unwrap()
+        .to_string();
+    h.sandbox(
+        &format!("/_sandbox/qpay/invoices/{invoice}/pay"),
+        json!({"type": "CARD"}),
+    )
+    .await;
+    let paid = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(paid.status, PaymentStatus::Completed);
+    // Someone refunds the card payment in QPay's own portal: QPay's
+    // payment/check now shows it REFUNDED; paygate recorded nothing.
+    let qpay = h
+        .services
+        .gateway(shared::payment::Provider::Qpay)
+        .await
+        .unwrap();
+    qpay.refund(&paid, paid.amount, "outside-paygate")
+        .await
+        .unwrap();
+    let report = reconcile(h.function("job-reconcile"), time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let found = report
+        .differences
+        .iter()
+        .find(|d| d.payment_id == id.to_string() && d.kind == DifferenceKind::RefundTotal)
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert_eq!(found.action, Action::LeftForReview);
+    assert_eq!(found.ours, "0 MNT refunded");
+    assert_eq!(found.theirs, "150000 MNT refunded");
+    // Reported, not acted on: the payment and the wallet are as they were.
+    let after = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(after.status, PaymentStatus::Completed);
+    assert!(after.refunded_amount.is_zero());
+    let user: WalletUserId = "u_portal".parse().unwrap();
+    let wallet = h
+        .store()
+        .balance(&common::harness::merchant(), &user, Currency::Mnt)
+        .await
+        .unwrap();
+    assert_eq!(wallet.minor(), 150_000);
+}
