@@ -315,6 +315,17 @@ pub struct Payment {
     /// next check further out).
     #[serde(default)]
     pub sweep_misses: u32,
+    /// Since when the provider has kept refusing to describe the payment
+    /// past its expiry (the operators' queue lists it as stale).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub stale_since: Option<OffsetDateTime>,
+    /// The provider's latest refusal to describe it, for the operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_error: Option<String>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
@@ -402,6 +413,8 @@ impl Payment {
             updated_at: now,
             provider_checked_at: None,
             sweep_misses: 0,
+            stale_since: None,
+            last_check_error: None,
             history: vec![HistoryEntry {
                 status: Pending,
                 at: now,

@@ -254,6 +254,7 @@ pub fn waiting(w: &crate::store::Waiting) {
             ("TopUpsUnknownNow", "Count", w.topups_unknown),
             ("TopUpsGivenUp", "Count", w.topups_given_up),
             ("DifferencesOpen", "Count", w.differences_open),
+            ("PaymentsStale", "Count", w.payments_stale),
         ],
         &[],
     );

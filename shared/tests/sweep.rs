@@ -308,3 +308,68 @@ async fn a_merchant_may_ask_for_a_short_expiry_within_the_providers_bounds() {
         PaymentStatus::Expired
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_the_provider_keeps_refusing_to_describe_goes_to_the_operators_as_stale() {
+    use common::harness::OPERATOR_KEY;
+    let h = Harness::start().await;
+    let (id, _) = gcash(&h, 16_000, "u_stale", false).await;
+    let expires_at = h.store().payment(id).await.unwrap().unwrap().expires_at;
+    // DirectPay refuses every status check from here on.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/directpay/api/cashin_transactions_status/", "mode": "fail", "count": 1000, "status": 400}),
+    )
+    .await;
+    let sweeper = h.function("job-sweep");
+    let first = sweep(sweeper, expires_at + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!((first.skipped, first.stale), (1, 0), "{first:?}");
+    // A day past its expiry it is stale: listed for people, still asked.
+    let day = sweep(
+        sweeper,
+        expires_at + Duration::days(1) + Duration::minutes(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!((day.skipped, day.stale), (1, 1), "{day:?}");
+    assert_eq!(h.store().waiting().await.unwrap().payments_stale, 1);
+    let queue = h
+        .get_as("/v1/ops/queue?kind=payment_stale", OPERATOR_KEY)
+        .await;
+    assert_eq!(queue.status, 200, "{}", queue.text);
+    let item = &queue.body["data"][0];
+    assert_eq!(item["payment_id"], id.to_string());
+    assert_eq!(item["status"], "pending");
+    assert!(
+        item["last_error"].as_str().unwrap().contains("400"),
+        "{item}"
+    );
+    assert_eq!(item["actions"], json!(["accept", "reject"]));
+    let later = sweep(sweeper, expires_at + Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (later.skipped, later.stale),
+        (1, 1),
+        "checks go on: {later:?}"
+    );
+    // The operator asks DirectPay by phone: never paid. Rejected, it fails
+    // and leaves the queue.
+    let reject = h
+        .post_as(
+            &format!("/v1/ops/payments/{id}/reject"),
+            OPERATOR_KEY,
+            "stale-1",
+            &json!({"reason": "DirectPay support: no such payment was made"}),
+        )
+        .await;
+    assert_eq!(reject.status, 200, "{}", reject.text);
+    assert_eq!(reject.body["status"], "failed");
+    assert_eq!(h.store().waiting().await.unwrap().payments_stale, 0);
+    let after = sweep(sweeper, expires_at + Duration::days(3))
+        .await
+        .unwrap();
+    assert_eq!(after.skipped, 0, "{after:?}");
+}

@@ -437,6 +437,7 @@ fn logs_throttling_and_alarms_are_declared() {
         ("paygate", "ReconcileChecked"),
         ("paygate", "PaymentsNeedingReview"),
         ("paygate", "PaymentsInReview"),
+        ("paygate", "PaymentsStale"),
         ("paygate", "TopUpsGivenUp"),
         ("paygate", "TopUpsUnknownNow"),
     ] {
@@ -493,7 +494,12 @@ fn logs_throttling_and_alarms_are_declared() {
         "breaching"
     );
     // The gauges keep their state between sweeps: ALARM while work waits.
-    for gauge in ["TopUpsGivenUp", "TopUpsUnknownNow", "PaymentsInReview"] {
+    for gauge in [
+        "TopUpsGivenUp",
+        "TopUpsUnknownNow",
+        "PaymentsInReview",
+        "PaymentsStale",
+    ] {
         assert_eq!(
             s(&alarm_on(gauge)["TreatMissingData"]),
             "missing",

@@ -40,6 +40,10 @@ pub fn next_check(now: OffsetDateTime, misses: u32) -> OffsetDateTime {
     now + time::Duration::minutes(minutes.min(MAX_BACKOFF_MINUTES))
 }
 
+/// How long past its expiry a payment whose provider keeps refusing to
+/// describe it waits before it is listed for people as stale.
+pub const STALE_AFTER: time::Duration = time::Duration::days(1);
+
 /// When an expired payment in the late lane is asked again, counted from
 /// its expiry.
 const LATE_CHECKS: [time::Duration; 5] = [
@@ -76,6 +80,8 @@ pub struct SweepReport {
     pub settled_late: u32,
     /// The provider did not answer: pushed back for a later run.
     pub skipped: u32,
+    /// Of those, a day or more past expiry: listed for people as stale.
+    pub stale: u32,
     pub topups_requeued: u32,
     /// Expired payments closed at the provider (nothing can arrive).
     pub closed: u32,
@@ -169,74 +175,44 @@ pub async fn sweep_until(
         }
     }
 
-    let mut start = None;
-    'payments: loop {
-        let (ids, next) = services
-            .store
-            .pending_payments_due(now, page, start)
-            .await?;
-        for id in ids {
-            if out_of_time() {
-                report.stopped_early = true;
-                break 'payments;
-            }
-            let Some(payment) = services.store.payment(id).await? else {
-                continue;
+    // Pending payments due, then the stale ones due (checked alike).
+    for stale in [false, true] {
+        let mut start = None;
+        loop {
+            let (ids, next) = if stale {
+                services
+                    .store
+                    .stale_payments(Some(now), page, start)
+                    .await?
+            } else {
+                services
+                    .store
+                    .pending_payments_due(now, page, start)
+                    .await?
             };
-            if payment.status != PaymentStatus::Pending {
-                continue;
-            }
-            let confirmation = match super::ask(services, &payment).await.map(Asked::or_pending) {
-                Ok(c) => c,
-                Err(e) => {
-                    let due = next_check(now, payment.sweep_misses);
-                    tracing::warn!(payment_id = %payment.id, error = %e, next_check = %due, "sweep: provider did not answer; pushed back");
-                    services.store.defer_payment_check(payment.id, due).await?;
-                    report.skipped += 1;
-                    continue;
+            for id in ids {
+                if out_of_time() {
+                    report.stopped_early = true;
+                    return finish(services, report).await;
                 }
-            };
-            // Still unpaid at its expiry: it expires, closed at the
-            // provider where it can be, else watched for late money.
-            let (confirmation, recheck_at) = match confirmation.status {
-                PaymentStatus::Pending => {
-                    let recheck_at = close(services, &payment, now).await;
-                    match recheck_at {
-                        Some(_) => report.watched += 1,
-                        None => report.closed += 1,
+                if let Some(payment) = services.store.payment(id).await? {
+                    if payment.status == PaymentStatus::Pending {
+                        check_due(services, &payment, now, &mut report).await?;
                     }
-                    let expired = Confirmation {
-                        status: PaymentStatus::Expired,
-                        ..confirmation
-                    };
-                    (expired, recheck_at)
                 }
-                _ => (confirmation, None),
-            };
-            match apply_expiry(Books::of(services), &payment, &confirmation, recheck_at).await? {
-                Applied::Moved(p) => match p.status {
-                    PaymentStatus::Expired => report.expired += 1,
-                    PaymentStatus::Failed => report.failed += 1,
-                    _ => report.settled_late += 1,
-                },
-                // Nothing the state machine takes (a refund the provider
-                // reports for a payment we never saw paid, say): pushed
-                // back, and reconcile reports it.
-                Applied::Unchanged(p) if p.status == PaymentStatus::Pending => {
-                    services
-                        .store
-                        .defer_payment_check(p.id, next_check(now, p.sweep_misses))
-                        .await?;
-                }
-                Applied::Unchanged(_) => {}
             }
-        }
-        match next {
-            Some(key) => start = Some(key),
-            None => break,
+            match next {
+                Some(key) => start = Some(key),
+                None => break,
+            }
         }
     }
     late(services, now, &out_of_time, page, &mut report).await?;
+    finish(services, report).await
+}
+
+/// Ends a run: what waits for a person is counted for the alarms.
+async fn finish(services: &Services, report: SweepReport) -> Result<SweepReport, StoreError> {
     // What waits for a person, counted each run for the alarms; a count
     // that fails fails nothing else.
     match services.store.waiting().await {
@@ -247,6 +223,73 @@ pub async fn sweep_until(
         Err(e) => tracing::warn!(?report, error = %e, "sweep done; waiting work not counted"),
     }
     Ok(report)
+}
+
+/// One pending payment due for a check: expired (closed at the provider or
+/// watched), completed if it was paid, or pushed back if the provider does
+/// not answer, and listed for people as stale once that has gone on for
+/// [`STALE_AFTER`] past its expiry.
+async fn check_due(
+    services: &Services,
+    payment: &crate::payment::Payment,
+    now: OffsetDateTime,
+    report: &mut SweepReport,
+) -> Result<(), StoreError> {
+    let confirmation = match super::ask(services, payment).await.map(Asked::or_pending) {
+        Ok(c) => c,
+        Err(e) => {
+            let due = next_check(now, payment.sweep_misses);
+            report.skipped += 1;
+            if now - payment.expires_at >= STALE_AFTER {
+                tracing::error!(payment_id = %payment.id, error = %e, next_check = %due, "sweep: provider keeps refusing to describe a payment past its expiry; stale, for a person");
+                let error = e.to_string();
+                services
+                    .store
+                    .mark_payment_stale(payment.id, due, &error, now)
+                    .await?;
+                report.stale += 1;
+            } else {
+                tracing::warn!(payment_id = %payment.id, error = %e, next_check = %due, "sweep: provider did not answer; pushed back");
+                services.store.defer_payment_check(payment.id, due).await?;
+            }
+            return Ok(());
+        }
+    };
+    // Still unpaid at its expiry: it expires, closed at the provider where
+    // it can be, else watched for late money.
+    let (confirmation, recheck_at) = match confirmation.status {
+        PaymentStatus::Pending => {
+            let recheck_at = close(services, payment, now).await;
+            match recheck_at {
+                Some(_) => report.watched += 1,
+                None => report.closed += 1,
+            }
+            let expired = Confirmation {
+                status: PaymentStatus::Expired,
+                ..confirmation
+            };
+            (expired, recheck_at)
+        }
+        _ => (confirmation, None),
+    };
+    match apply_expiry(Books::of(services), payment, &confirmation, recheck_at).await? {
+        Applied::Moved(p) => match p.status {
+            PaymentStatus::Expired => report.expired += 1,
+            PaymentStatus::Failed => report.failed += 1,
+            _ => report.settled_late += 1,
+        },
+        // Nothing the state machine takes (a refund the provider reports
+        // for a payment we never saw paid, say): pushed back, and
+        // reconcile reports it.
+        Applied::Unchanged(p) if p.status == PaymentStatus::Pending => {
+            services
+                .store
+                .defer_payment_check(p.id, next_check(now, p.sweep_misses))
+                .await?;
+        }
+        Applied::Unchanged(_) => {}
+    }
+    Ok(())
 }
 
 /// Closes a payment paygate is expiring at its provider: `None` when the

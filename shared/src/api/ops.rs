@@ -30,15 +30,17 @@ pub enum Kind {
     TopupUnknown,
     TopupGivenUp,
     ReconcileDifference,
+    PaymentStale,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::PaymentReview,
         Kind::RefundPending,
         Kind::TopupUnknown,
         Kind::TopupGivenUp,
         Kind::ReconcileDifference,
+        Kind::PaymentStale,
     ];
 
     fn parse(text: &str) -> Option<Kind> {
@@ -52,13 +54,16 @@ impl Kind {
             Kind::TopupUnknown => "topup_unknown",
             Kind::TopupGivenUp => "topup_given_up",
             Kind::ReconcileDifference => "reconcile_difference",
+            Kind::PaymentStale => "payment_stale",
         }
     }
 
     /// What an operator can do with an item of this kind.
     fn actions(self) -> &'static [&'static str] {
         match self {
-            Kind::PaymentReview => &["accept", "reject"],
+            // A stale payment: the operator asks the provider, then accepts
+            // what it shows was paid or rejects it.
+            Kind::PaymentReview | Kind::PaymentStale => &["accept", "reject"],
             Kind::RefundPending => &["check", "mark_refunded", "mark_not_refunded"],
             Kind::TopupUnknown | Kind::TopupGivenUp => &["mark_sent", "mark_not_sent"],
             Kind::ReconcileDifference => &["acknowledge"],
@@ -225,6 +230,18 @@ pub async fn queue(
                     }
                 }
             }
+            Kind::PaymentStale => {
+                for id in ids(|start| store.stale_payments(None, 100, start)).await? {
+                    let Some(p) = store.payment(id).await? else {
+                        continue;
+                    };
+                    items.push(QueueItem {
+                        last_error: p.last_check_error.clone(),
+                        since: p.stale_since.unwrap_or(p.updated_at),
+                        ..QueueItem::of_payment(kind, &p)
+                    });
+                }
+            }
             Kind::RefundPending => {
                 let far = OffsetDateTime::now_utc() + time::Duration::days(3650);
                 for (payment_id, refund_id) in
@@ -320,8 +337,8 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
         Some(text) => vec![Kind::parse(text).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_kind",
-                "kind is payment_review, refund_pending, topup_unknown, topup_given_up \
-                 or reconcile_difference",
+                "kind is payment_review, refund_pending, topup_unknown, topup_given_up, \
+                 reconcile_difference or payment_stale",
             )
         })?],
     };

@@ -279,7 +279,10 @@ pub async fn decide_review(
 ) -> Result<Result<Payment, (Payment, &'static str)>, StoreError> {
     let mut current = payment.clone();
     for _ in 0..3 {
-        if current.status != PaymentStatus::NeedsReview {
+        // In review, or pending and stale (its provider refused to describe
+        // it for a day past its expiry): a person decides either.
+        let stale = current.status == PaymentStatus::Pending && current.stale_since.is_some();
+        if current.status != PaymentStatus::NeedsReview && !stale {
             return Ok(Err((current, "the payment is not in review")));
         }
         let now = OffsetDateTime::now_utc();

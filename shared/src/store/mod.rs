@@ -311,6 +311,10 @@ pub(crate) mod keys {
     /// Payments paygate expired that the provider may still take money for:
     /// re-checked at widening intervals (decision 46), by the next check.
     pub const LATE_PAYMENTS: &str = "LATE#PAYMENT";
+    /// Pending payments whose provider has kept refusing to describe them
+    /// for a day past their expiry: still swept (by due time), and listed
+    /// for people.
+    pub const STALE_PAYMENTS: &str = "STALE#PAYMENT";
     /// Payments in `needs_review`: listed for people, oldest first.
     pub const REVIEW_PAYMENTS: &str = "REVIEW#PAYMENT";
     /// Reconcile differences not yet acknowledged by a person.
@@ -439,6 +443,7 @@ impl Store {
             topups_unknown: self.count_open_work(keys::UNKNOWN_TOPUPS).await?,
             topups_given_up: self.count_open_work(keys::GIVEN_UP_TOPUPS).await?,
             differences_open: self.count_open_work(keys::OPEN_DIFFERENCES).await?,
+            payments_stale: self.count_open_work(keys::STALE_PAYMENTS).await?,
         })
     }
 }
@@ -451,6 +456,9 @@ pub struct Waiting {
     pub topups_unknown: u64,
     pub topups_given_up: u64,
     pub differences_open: u64,
+    /// Pending payments the provider has refused to describe for a day
+    /// past their expiry.
+    pub payments_stale: u64,
 }
 
 /// Epoch milliseconds: how times that conditions compare are stored.
@@ -461,6 +469,12 @@ pub(crate) fn millis(t: OffsetDateTime) -> i128 {
 /// The time stored as [`millis`].
 pub(crate) fn from_millis(ms: i128) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(ms.checked_mul(1_000_000)?).ok()
+}
+
+/// A time as stored in text attributes: RFC 3339.
+pub(crate) fn rfc3339_text(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Build(e.to_string()))
 }
 
 /// A sort key for time: zero-padded epoch milliseconds, so string order is

@@ -718,6 +718,48 @@ impl Store {
             .await
     }
 
+    /// Stale payments (see [`keys::STALE_PAYMENTS`]) due for a check before
+    /// `before` (`None`: all of them, for people), oldest first.
+    pub async fn stale_payments(
+        &self,
+        before: Option<OffsetDateTime>,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<PaymentId>, Option<Item>), StoreError> {
+        self.open_payments(keys::STALE_PAYMENTS, before, limit, start)
+            .await
+    }
+
+    /// A pending payment whose provider keeps refusing to describe it,
+    /// a day past its expiry: moved to the stale partition (listed for
+    /// people, still swept), its next check at `due`, with the refusal.
+    /// A payment that moved on meanwhile is left alone.
+    pub async fn mark_payment_stale(
+        &self,
+        id: PaymentId,
+        due: OffsetDateTime,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .update_payment(id)
+            .update_expression(
+                "SET gsi2pk = :stale, gsi2sk = :due, last_check_error = :error, \
+                 stale_since = if_not_exists(stale_since, :now) ADD sweep_misses :one",
+            )
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
+            .expression_attribute_values(":stale", s(keys::STALE_PAYMENTS))
+            .expression_attribute_values(":due", s(format!("{}#{id}", time_key(due))))
+            .expression_attribute_values(":error", s(error.chars().take(500).collect::<String>()))
+            .expression_attribute_values(":now", s(super::rfc3339_text(now)?))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        super::applied(result).map(|_| ())
+    }
+
     /// Expired payments in the late lane whose next check is before
     /// `before`, oldest first, one page after `start`.
     pub async fn late_payments_due(

@@ -140,10 +140,7 @@ fn refund_item(r: &Refund) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| StoreError::Build(e.to_string()))
-}
+use super::rfc3339_text as rfc3339;
 
 impl Store {
     /// The write that records a new refund; goes in the reservation's

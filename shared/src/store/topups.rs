@@ -161,10 +161,7 @@ fn topup_item(t: &TopUp) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn rfc3339(t: OffsetDateTime) -> Result<String, StoreError> {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| StoreError::Build(e.to_string()))
-}
+use super::rfc3339_text as rfc3339;
 
 impl Store {
     /// The write that queues a top-up; goes in the payment's completion
