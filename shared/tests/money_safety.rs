@@ -1915,3 +1915,65 @@ async fn a_reject_checks_the_confirmed_amount_as_an_accept_does() {
     assert_eq!(p.status, PaymentStatus::NeedsReview);
     assert_eq!(wallet(&h, "u_zero", Currency::Mnt).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_queue_pages_through_a_whole_backlog_newest_first() {
+    use common::harness::OPERATOR_KEY;
+    use shared::payment::{ChangeSource, NewPayment, Payment, Provider};
+    use shared::store::StatusChange;
+    let h = Harness::start().await;
+    // More payments in review than one read of an index page holds, each
+    // a second newer than the last.
+    let start = OffsetDateTime::now_utc() - Duration::hours(1);
+    let mut ids = Vec::new();
+    for n in 0..205 {
+        let at = start + Duration::seconds(n);
+        let amount = Money::new(10_000, Currency::Php).unwrap();
+        let p = Payment::new(
+            NewPayment {
+                id: PaymentId::generate(),
+                merchant_id: common::harness::merchant(),
+                provider: Provider::Directpay,
+                amount,
+                reference: format!("ORD-BACKLOG-{n}").parse().unwrap(),
+                description: None,
+                customer: Default::default(),
+                return_url: None,
+                method: None,
+                wallet_user_id: None,
+                casino_username: None,
+                provider_reference: Some(format!("DP-BACKLOG-{n}").parse().unwrap()),
+                checkout: Default::default(),
+                page_token: None,
+                expires_at: at + Duration::minutes(30),
+            },
+            ChangeSource::Api,
+            at,
+        );
+        h.store().create_payment(&p).await.unwrap();
+        let mut change = StatusChange::new(PaymentStatus::NeedsReview, ChangeSource::Webhook, at);
+        change.confirmed_amount = Some(Money::new(9_000, Currency::Php).unwrap());
+        h.store().transition(&p, change, vec![]).await.unwrap();
+        ids.push(p.id.to_string());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/v1/ops/queue?kind=payment_review&limit=50".to_string(),
+            Some(c) => format!("/v1/ops/queue?kind=payment_review&limit=50&cursor={c}"),
+        };
+        let page = h.get_as(&path, OPERATOR_KEY).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        for item in page.body["data"].as_array().unwrap() {
+            seen.push(item["payment_id"].as_str().unwrap().to_string());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    // The newest first, and every one of them once.
+    ids.reverse();
+    assert_eq!(seen, ids);
+}

@@ -18,8 +18,8 @@ use crate::responses::{self, ApiError};
 use crate::services::Services;
 use crate::store::{Item, StoreError};
 
-/// How many items of each kind one answer reads at most.
-pub const PER_KIND: usize = 200;
+/// The most items one page of the queue holds.
+pub const MAX_LIMIT: usize = 200;
 
 /// What waits for a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -193,7 +193,10 @@ impl After {
     }
 }
 
-/// Reads one kind's index page by page, up to [`PER_KIND`] ids.
+/// Reads one kind's index page by page, all of it: the queue is newest
+/// first, so a backlog must not hide its newest items behind the oldest.
+/// Each item is then read once per answer; the alarms on what waits keep a
+/// backlog from growing unseen.
 async fn ids<T, F, Fut>(mut page: F) -> Result<Vec<T>, StoreError>
 where
     F: FnMut(Option<Item>) -> Fut,
@@ -205,12 +208,10 @@ where
         let (mut got, next) = page(start).await?;
         all.append(&mut got);
         match next {
-            Some(key) if all.len() < PER_KIND => start = Some(key),
-            _ => break,
+            Some(key) => start = Some(key),
+            None => return Ok(all),
         }
     }
-    all.truncate(PER_KIND);
-    Ok(all)
 }
 
 /// Everything of `kinds` that waits for a person, newest first.
@@ -354,9 +355,9 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
         Some(text) => text
             .parse::<usize>()
             .ok()
-            .filter(|l| (1..=PER_KIND).contains(l))
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| {
-                ApiError::bad_request("invalid_limit", format!("limit is 1 to {PER_KIND}"))
+                ApiError::bad_request("invalid_limit", format!("limit is 1 to {MAX_LIMIT}"))
             })?,
     };
     let after = query
