@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 
 /// A full card number a payer might put where it does not belong.
 const CARD: &str = "4400430212346531";
+/// A payer's contact, which no log line may carry.
+const PAYER_EMAIL: &str = "payer.race@example.com";
+const PAYER_PHONE: &str = "+77011234567";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_run_logs_json_with_ids_and_metrics_and_no_secrets() {
@@ -102,9 +105,48 @@ async fn a_full_run_logs_json_with_ids_and_metrics_and_no_secrets() {
     assert_eq!(wrong_secret.status, 401);
     assert_eq!(h.get("/v1/health").await.status, 200);
 
+    // A refund race on a payment whose payer left a contact: the losers'
+    // logs name ids and states, never the payment's contents.
+    let r = h
+        .create(
+            "logs-race",
+            &json!({"provider": "epayment", "amount": 500_000, "currency": "KZT",
+                    "reference": "ORD-LOGS-RACE", "wallet_user_id": "u_logs_race",
+                    "customer": {"email": PAYER_EMAIL, "phone": PAYER_PHONE}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let raced: shared::ids::PaymentId = r.body["id"].as_str().unwrap().parse().unwrap();
+    trigger(&h, "epayment", "paid", raced).await;
+    let path = format!("/v1/payments/{raced}/refund");
+    let body = json!({"amount": 300_000});
+    let (a, b, c) = tokio::join!(
+        h.post(&path, "race-a", &body),
+        h.post(&path, "race-b", &body),
+        h.post(&path, "race-c", &body)
+    );
+    let won = [a.status, b.status, c.status]
+        .iter()
+        .filter(|s| **s == 200)
+        .count();
+    assert_eq!(
+        won,
+        1,
+        "one of three refunds of 300,000 fits: {a:?} {b:?} {c:?}",
+        a = a.text,
+        b = b.text,
+        c = c.text
+    );
+
     // Let the health writes beside the requests finish.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let text = captured.text();
+    for contact in [PAYER_EMAIL, PAYER_PHONE] {
+        assert!(
+            !text.contains(contact),
+            "a log line carries the payer's {contact}"
+        );
+    }
     if let Ok(path) = std::env::var("PAYGATE_DUMP_LOGS") {
         std::fs::write(path, &text).unwrap();
     }
@@ -146,7 +188,8 @@ async fn a_full_run_logs_json_with_ids_and_metrics_and_no_secrets() {
             })
             .count()
     };
-    assert_eq!(metric("PaymentsCreated"), 7);
+    // One per provider, the casino's and the refund race's.
+    assert_eq!(metric("PaymentsCreated"), 8);
     assert!(metric("PaymentsCompleted") >= 7);
     assert!(metric("WebhooksRejected") >= 4);
     assert!(metric("ProviderLatency") > 10);
