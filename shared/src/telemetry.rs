@@ -261,11 +261,16 @@ pub fn waiting(w: &crate::store::Waiting) {
 }
 
 /// One reconcile run: payments checked, differences found.
-pub fn reconcile_run(checked: u32, differences: u32) {
+pub fn reconcile_run(checked: u32, differences: u32, behind_seconds: i64) {
     emit(
         &[
             ("ReconcileChecked", "Count", u64::from(checked)),
             ("ReconcileDifferences", "Count", u64::from(differences)),
+            (
+                "ReconcileBehindSeconds",
+                "Seconds",
+                u64::try_from(behind_seconds).unwrap_or(0),
+            ),
         ],
         &[],
     );

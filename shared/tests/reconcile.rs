@@ -242,3 +242,34 @@ async fn a_refund_made_at_the_provider_but_not_here_is_reported_and_moves_nothin
         .unwrap();
     assert_eq!(wallet.minor(), 150_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_goes_on_from_where_it_stopped_and_catches_up_on_missed_days() {
+    use shared::api::reconcile::reconcile_at_most;
+    let h = Harness::start().await;
+    let job = h.function("job-reconcile");
+    for n in 0..3 {
+        directpay(&h, &format!("u_cover_{n}")).await;
+    }
+    let now = time::OffsetDateTime::now_utc;
+    // Two a run: the first stops short and says how far behind it is.
+    let first = reconcile_at_most(job, now(), 2).await.unwrap();
+    assert_eq!((first.checked, first.truncated), (2, true), "{first:?}");
+    assert!(first.behind_seconds > 0, "{first:?}");
+    // The next goes on from there: the third, not the first two again.
+    let second = reconcile_at_most(job, now(), 2).await.unwrap();
+    assert_eq!((second.checked, second.truncated), (1, false), "{second:?}");
+    assert_eq!(second.behind_seconds, 0);
+    let third = reconcile_at_most(job, now(), 2).await.unwrap();
+    assert_eq!(third.checked, 0, "{third:?}");
+    // A payment changes, then three nightly runs are missed: the next run
+    // still finds it, though it looks back further than a day.
+    directpay(&h, "u_cover_late").await;
+    let three_days_on = now() + time::Duration::days(3);
+    let caught_up = reconcile_at_most(job, three_days_on, 2).await.unwrap();
+    assert_eq!(caught_up.checked, 1, "{caught_up:?}");
+    assert!(
+        caught_up.since < three_days_on - time::Duration::days(2),
+        "{caught_up:?}"
+    );
+}

@@ -405,7 +405,7 @@ fn logs_throttling_and_alarms_are_declared() {
             let (namespace, metric) = (s(&m["Namespace"]), s(&m["MetricName"]));
             if namespace == "paygate" {
                 assert!(
-                    telemetry.contains(&format!("(\"{metric}\", \"Count\"")),
+                    telemetry.contains(&format!("\"{metric}\",")),
                     "{name} watches {metric}, which nothing emits"
                 );
                 assert!(
@@ -435,6 +435,7 @@ fn logs_throttling_and_alarms_are_declared() {
         ("paygate", "ProviderErrors"),
         ("paygate", "ReconcileDifferences"),
         ("paygate", "ReconcileChecked"),
+        ("paygate", "ReconcileBehindSeconds"),
         ("paygate", "PaymentsNeedingReview"),
         ("paygate", "PaymentsInReview"),
         ("paygate", "PaymentsStale"),

@@ -1,6 +1,10 @@
-//! `job-reconcile` (daily): every payment that changed in the last day is
-//! compared with what its provider says now. Each difference is logged and
-//! written into the run's report item (`store::reconcile`).
+//! `job-reconcile` (daily): every payment that changed since the last run
+//! checked up to (its checkpoint; a day back on the first run) is compared
+//! with what its provider says now, at most [`MAX_PER_RUN`] a run: a run
+//! that stops short, or a day missed, leaves the checkpoint where the
+//! checking stopped and the next run goes on from there. How far behind
+//! it is goes out as `ReconcileBehindSeconds`. Each difference is logged
+//! and written into the run's report item (`store::reconcile`).
 //!
 //! Money moves only on the provider's own answer to our authenticated
 //! status call (never on a callback): a payment the provider says was paid
@@ -24,10 +28,14 @@ use crate::payment::{ChangeSource, Payment, PaymentStatus, Provider};
 use crate::services::Services;
 use crate::store::StoreError;
 
-/// How far back one run looks.
+/// How far back the first run looks.
 pub const WINDOW: time::Duration = time::Duration::days(1);
-/// At most this many payments per run; the report says when there were more.
+/// At most this many payments per run; the report says when there were
+/// more, and the next run goes on from the last one checked.
 pub const MAX_PER_RUN: usize = 2_000;
+/// The checkpoint is saved every this many payments, so a run cut short
+/// (its timeout) does not check them all again.
+const CHECKPOINT_EVERY: usize = 100;
 /// At most this many differences are listed in the stored report (a
 /// DynamoDB item holds 400 KB); every one is logged and counted.
 pub const MAX_LISTED: usize = 500;
@@ -99,6 +107,10 @@ pub struct ReconcileReport {
     pub refunds_settled: u32,
     /// More payments changed than one run checks.
     pub truncated: bool,
+    /// How far behind the changes the run's checkpoint ends, in seconds
+    /// (0 when it checked everything up to its start).
+    #[serde(default)]
+    pub behind_seconds: i64,
     /// Every difference found; the first [`MAX_LISTED`] are in `differences`.
     pub difference_count: u32,
     pub differences: Vec<Difference>,
@@ -117,6 +129,7 @@ impl ReconcileReport {
             refunds_checked: 0,
             refunds_settled: 0,
             truncated: false,
+            behind_seconds: 0,
             difference_count: 0,
             differences: Vec::new(),
         }
@@ -160,23 +173,51 @@ pub async fn reconcile(
     services: &Services,
     now: OffsetDateTime,
 ) -> Result<ReconcileReport, StoreError> {
-    let since = now - WINDOW;
-    let ids = services
+    reconcile_at_most(services, now, MAX_PER_RUN).await
+}
+
+/// [`reconcile`], checking at most `most` changed payments.
+pub async fn reconcile_at_most(
+    services: &Services,
+    now: OffsetDateTime,
+    most: usize,
+) -> Result<ReconcileReport, StoreError> {
+    let start = match services.store.reconcile_checkpoint().await? {
+        Some(position) => position,
+        None => crate::store::time_key(now - WINDOW),
+    };
+    let since = crate::store::position_time(&start).unwrap_or(now - WINDOW);
+    let changed = services
         .store
-        .payments_changed(since, now, MAX_PER_RUN + 1)
+        .payments_changed_after(&start, now, most + 1)
         .await?;
     let mut report = ReconcileReport {
-        truncated: ids.len() > MAX_PER_RUN,
+        truncated: changed.len() > most,
         ..ReconcileReport::empty(now, since)
     };
     settle_refunds(services, now, &mut report).await?;
-    for id in ids.into_iter().take(MAX_PER_RUN) {
-        let Some(payment) = services.store.payment(id).await? else {
-            continue;
-        };
-        report.checked += 1;
-        check(services, &payment, &mut report).await?;
+    let mut position = start;
+    for (n, (key, id)) in changed.into_iter().take(most).enumerate() {
+        if let Some(payment) = services.store.payment(id).await? {
+            report.checked += 1;
+            check(services, &payment, &mut report).await?;
+        }
+        position = key;
+        if (n + 1) % CHECKPOINT_EVERY == 0 {
+            services.store.set_reconcile_checkpoint(&position).await?;
+        }
     }
+    // Everything changed up to this run's start is checked, unless the run
+    // stopped short: then up to the last payment it checked.
+    if !report.truncated {
+        position = crate::store::time_key(now);
+    }
+    services.store.set_reconcile_checkpoint(&position).await?;
+    // Rounded up: a checkpoint any way behind is at least a second behind.
+    report.behind_seconds = crate::store::position_time(&position).map_or(0, |at| {
+        let millis = (now - at).whole_milliseconds().max(0);
+        i64::try_from((millis + 999) / 1000).unwrap_or(i64::MAX)
+    });
     for id in services.store.unknown_topups(MAX_LISTED as i32).await? {
         let (Some(t), Some(p)) = (
             services.store.topup(id).await?,
@@ -200,7 +241,11 @@ pub async fn reconcile(
             });
         }
     }
-    crate::telemetry::reconcile_run(report.checked, report.difference_count);
+    crate::telemetry::reconcile_run(
+        report.checked,
+        report.difference_count,
+        report.behind_seconds,
+    );
     services.store.put_reconcile_report(now, &report).await?;
     tracing::info!(
         checked = report.checked,
@@ -208,6 +253,7 @@ pub async fn reconcile(
         corrected = report.corrected,
         unanswered = report.unanswered,
         differences = report.difference_count,
+        behind_seconds = report.behind_seconds,
         "reconcile done"
     );
     Ok(report)

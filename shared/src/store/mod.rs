@@ -35,7 +35,7 @@ pub use deliveries::DeliveryOutcome;
 pub use health::ProviderHealth;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 pub use ledger::{Balance, EntryCursor, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
-pub use payments::{CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
+pub use payments::{position_time, CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
 pub use reconcile::{DifferenceStatus, KeptDifference};
 pub use refunds::{Refund, RefundMove, RefundStatus};
 pub use sessions::StoredSession;
@@ -299,6 +299,8 @@ pub(crate) mod keys {
         format!("RECON#{}", super::time_key(at))
     }
     pub const RECONCILE_SK: &str = "RECON";
+    /// Where reconcile has checked up to (one item).
+    pub const RECONCILE_CHECKPOINT: &str = "RECON#CHECKPOINT";
 
     pub const OPEN_PAYMENTS: &str = "OPEN#PAYMENT";
     pub const OPEN_TOPUPS: &str = "OPEN#TOPUP";

@@ -668,41 +668,56 @@ impl Store {
         super::applied(result)
     }
 
-    /// Payments whose last change falls in `[since, until)`, oldest first,
-    /// at most `limit`.
-    pub async fn payments_changed(
+    /// Payments that changed after `position` and up to `until`, oldest
+    /// first, at most `limit`, each with its own position. A position is a
+    /// changed-payments index key (`<time key>#<payment id>`: after that
+    /// payment) or a bare time key (after everything before that time);
+    /// the index holds each payment once, at its latest change.
+    pub async fn payments_changed_after(
         &self,
-        since: OffsetDateTime,
+        position: &str,
         until: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<PaymentId>, StoreError> {
-        let mut ids = Vec::new();
-        // Every UTC day from `since`'s to `until`'s: one partition each.
+    ) -> Result<Vec<(String, PaymentId)>, StoreError> {
+        let mut found = Vec::new();
+        let start = position_time(position)
+            .ok_or_else(|| StoreError::Corrupt(format!("reconcile position {position:?}")))?;
+        // A key after `position`: '!' sorts below every character a key
+        // continues with ('#' and the id's).
+        let from = format!("{position}!");
+        let to = format!("{}~", time_key(until));
         let last_day = keys::changed_day(until);
-        let mut day = since;
+        let mut day = start;
         loop {
             let partition = keys::changed_day(day);
-            if partition > last_day || ids.len() >= limit {
+            if partition > last_day || found.len() >= limit {
                 break;
             }
             let query = self
                 .query_index(schema::GSI3)
                 .key_condition_expression("gsi3pk = :day AND gsi3sk BETWEEN :from AND :to")
                 .expression_attribute_values(":day", s(partition.as_str()))
-                .expression_attribute_values(":from", s(time_key(since)))
-                .expression_attribute_values(":to", s(time_key(until)));
+                .expression_attribute_values(":from", s(from.as_str()))
+                .expression_attribute_values(":to", s(to.as_str()));
             self.each_page(query, |out| {
                 for item in out.items.unwrap_or_default() {
-                    if ids.len() < limit {
-                        ids.push(item_payment_id(&item)?);
+                    if found.len() < limit {
+                        let key = item
+                            .get(schema::GSI3_SK)
+                            .and_then(|v| v.as_s().ok())
+                            .cloned()
+                            .ok_or_else(|| {
+                                StoreError::Corrupt("index item without gsi3sk".into())
+                            })?;
+                        found.push((key, super::item_payment_id(&item)?));
                     }
                 }
-                Ok(ids.len() < limit)
+                Ok(found.len() < limit)
             })
             .await?;
             day += time::Duration::days(1);
         }
-        Ok(ids)
+        Ok(found)
     }
 
     /// Pending payments due for a check before `before` (their expiry, or
@@ -844,4 +859,10 @@ fn claim_owner(item: &Item) -> Result<PaymentId, StoreError> {
         .and_then(|v| v.as_s().ok())
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| StoreError::Corrupt("a claim or link without a payment id".into()))
+}
+
+/// The time a changed-payments position starts with (its time key).
+pub fn position_time(position: &str) -> Option<OffsetDateTime> {
+    let millis: i128 = position.split('#').next()?.parse().ok()?;
+    super::from_millis(millis)
 }

@@ -104,6 +104,28 @@ impl Store {
         Ok(())
     }
 
+    /// Where reconcile has checked up to: a position in the changed-payments
+    /// index (see [`Store::payments_changed_after`]); none before its first run.
+    pub async fn reconcile_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get(keys::RECONCILE_CHECKPOINT.to_string(), keys::RECONCILE_SK)
+            .await?;
+        Ok(item.and_then(|i| i.get("position").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// Records that every payment changed up to `position` was checked.
+    pub async fn set_reconcile_checkpoint(&self, position: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(schema::PK, s(keys::RECONCILE_CHECKPOINT))
+            .item(schema::SK, s(keys::RECONCILE_SK))
+            .item("position", s(position))
+            .send()
+            .await?;
+        Ok(())
+    }
+
     pub async fn reconcile_report<T: DeserializeOwned>(
         &self,
         at: OffsetDateTime,
