@@ -1420,7 +1420,23 @@ async fn a_reconcile_difference_waits_until_an_operator_acknowledges_it() {
     assert_eq!(p.status, PaymentStatus::Completed, "no money moved");
     assert_eq!(wallet(&h, "u_diff", Currency::Php).await, 25_000);
 
-    // The next run finds the same difference: it stays acknowledged.
+    // A run that looks again (its checkpoint forgotten) finds the same
+    // difference: it stays acknowledged.
+    h.stack
+        .dynamodb
+        .delete_item()
+        .table_name(h.store().table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("RECON#CHECKPOINT".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("RECON".into()),
+        )
+        .send()
+        .await
+        .unwrap();
     let next = reconcile(&h.services, now + Duration::seconds(1))
         .await
         .unwrap();
