@@ -326,9 +326,18 @@ pub struct Payment {
     /// The provider's latest refusal to describe it, for the operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_error: Option<String>,
+    /// The first [`HISTORY_INLINE`] entries of the payment's history; the
+    /// rest are items of their own (`history_apart` of them, in order), so
+    /// a payment with thousands of partial refunds stays far below
+    /// DynamoDB's 400 KB item limit.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    #[serde(default)]
+    pub history_apart: u32,
 }
+
+/// How many history entries a payment item carries itself.
+pub const HISTORY_INLINE: usize = 100;
 
 /// How long after a payment's expiry its payer's page still shows the
 /// outcome (a payer who paid at the last minute sees it complete); then
@@ -415,6 +424,7 @@ impl Payment {
             sweep_misses: 0,
             stale_since: None,
             last_check_error: None,
+            history_apart: 0,
             history: vec![HistoryEntry {
                 status: Pending,
                 at: now,

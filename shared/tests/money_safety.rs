@@ -1993,3 +1993,42 @@ async fn the_operators_queue_pages_through_a_whole_backlog_newest_first() {
     ids.reverse();
     assert_eq!(seen, ids);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_with_a_thousand_partial_refunds_stays_a_small_item() {
+    use shared::payment::HISTORY_INLINE;
+    let h = Harness::start().await;
+    let id = epayment_paid(&h, 1_100_000, "u_many").await;
+    let refunder = h.function("api-refund-payment");
+    let merchant = common::harness::merchant();
+    for n in 0..1_000 {
+        let payment = h.store().payment(id).await.unwrap().unwrap();
+        let key = format!("many-{n}").parse().unwrap();
+        let done = shared::refunds::request(refunder, payment, Some(1_000), &merchant, &key)
+            .await
+            .unwrap();
+        assert!(
+            matches!(done, shared::refunds::RefundResult::Done(_)),
+            "{n}: {done:?}"
+        );
+    }
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.refunded_amount, kzt(1_000_000));
+    assert_eq!(p.status, PaymentStatus::PartiallyRefunded);
+    // The item carries a bounded history; the rest are items of their own.
+    assert_eq!(p.history.len(), HISTORY_INLINE);
+    assert_eq!(p.history.len() + p.history_apart as usize, 1_002);
+    let size = serde_json::to_vec(&p).unwrap().len();
+    assert!(size < 64 * 1024, "the payment item is {size} bytes");
+    // The merchant still reads the whole history, in order.
+    let seen = h.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(seen.status, 200, "{}", seen.text);
+    let history = seen.body["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1_002);
+    assert_eq!(history[0]["status"], "pending");
+    assert_eq!(history[1]["status"], "completed");
+    assert!(history[2..]
+        .iter()
+        .all(|e| e["status"] == "partially_refunded"));
+    assert_eq!(seen.body["refunded_amount"], 1_000_000);
+}

@@ -146,6 +146,17 @@ pub struct PaymentView {
     pub history: Vec<HistoryEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topup: Option<TopUpView>,
+    /// Whether the history names the operators who decided (operators'
+    /// answers) or only that an operator did (merchants').
+    #[serde(skip)]
+    names_operators: bool,
+}
+
+/// A history entry as a merchant sees it: that an operator decided and
+/// why, not who.
+fn without_operator(mut entry: HistoryEntry) -> HistoryEntry {
+    entry.by = None;
+    entry
 }
 
 impl PaymentView {
@@ -173,21 +184,14 @@ impl PaymentView {
             created_at: p.created_at,
             updated_at: p.updated_at,
             // A merchant sees that an operator decided, and why, not who.
-            history: p
-                .history
-                .iter()
-                .cloned()
-                .map(|mut e| {
-                    e.by = None;
-                    e
-                })
-                .collect(),
+            history: p.history.iter().cloned().map(without_operator).collect(),
             topup: topup.map(|t| TopUpView {
                 status: t.status,
                 casino_transaction_id: t.casino_transaction_id.clone(),
                 attempts: t.attempts,
                 last_error: t.last_error.clone(),
             }),
+            names_operators: false,
         }
     }
 }
@@ -196,15 +200,27 @@ impl PaymentView {
     /// The view as operators see it: the history names who decided.
     pub fn naming_operators(mut self, p: &Payment) -> PaymentView {
         self.history = p.history.clone();
+        self.names_operators = true;
         self
     }
 
-    /// The view with the payment's refunds listed, where it has any.
-    pub async fn with_refunds(
+    /// The view with what the payment keeps in items of its own: its
+    /// refunds, where it has any, and the history past what its item
+    /// carries.
+    pub async fn complete(
         mut self,
         services: &crate::services::Services,
         p: &Payment,
     ) -> Result<PaymentView, crate::store::StoreError> {
+        if p.history_apart > 0 {
+            let apart = services.store.history_apart(p.id).await?;
+            let names = self.names_operators;
+            self.history.extend(
+                apart
+                    .into_iter()
+                    .map(|e| if names { e } else { without_operator(e) }),
+            );
+        }
         if !p.refunded_amount.is_zero() || !p.refund_pending().is_zero() {
             self.refunds = Some(
                 services

@@ -574,7 +574,7 @@ async fn mark_refund(
     };
     let view = super::PaymentView::of(&payment, None)
         .naming_operators(&payment)
-        .with_refunds(services, &payment)
+        .complete(services, &payment)
         .await?;
     Ok(responses::json(StatusCode::OK, &view))
 }
@@ -697,7 +697,7 @@ async fn review(
         };
     let view = super::PaymentView::of(&refunded, None)
         .naming_operators(&refunded)
-        .with_refunds(services, &refunded)
+        .complete(services, &refunded)
         .await?;
     Ok(responses::json(status, &view))
 }

@@ -432,7 +432,7 @@ async fn get_inner(services: &Services, req: &Request) -> Result<Response<Body>,
         None => None,
     };
     let view = PaymentView::of(&payment, topup.as_ref())
-        .with_refunds(services, &payment)
+        .complete(services, &payment)
         .await?;
     Ok(responses::json(StatusCode::OK, &view))
 }
@@ -693,7 +693,7 @@ async fn refund_payment(
             // so a retry with it resumes this refund.
             RefundResult::Pending(p) => (StatusCode::ACCEPTED, p),
         };
-    let view = PaymentView::of(&p, None).with_refunds(services, &p).await?;
+    let view = PaymentView::of(&p, None).complete(services, &p).await?;
     Ok(responses::json(status, &view))
 }
 

@@ -261,6 +261,9 @@ pub(crate) mod keys {
     pub const TOPUP_SK: &str = "TOPUP";
     /// A refund's sort key is this and the refund id.
     pub const REFUND_SK_PREFIX: &str = "REFUND#";
+    /// A history entry kept apart from its payment's item: this and its
+    /// place in the history's overflow, zero-padded.
+    pub const HISTORY_SK_PREFIX: &str = "HIST#";
 
     pub fn provider_ref(provider: Provider, reference: &str) -> String {
         format!("REF#{provider}#{reference}")
@@ -398,6 +401,32 @@ impl Store {
             .query()
             .table_name(&self.table)
             .index_name(index)
+    }
+
+    /// Every item of the payment `id` whose sort key starts with
+    /// `prefix` (its refunds, the history kept apart), in key order.
+    pub(crate) async fn payment_items<T: serde::de::DeserializeOwned>(
+        &self,
+        id: PaymentId,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::payment(id)))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true);
+        let mut all = Vec::new();
+        self.each_page(query, |out| {
+            for item in out.items.unwrap_or_default() {
+                all.push(serde_dynamo::from_item(item)?);
+            }
+            Ok(true)
+        })
+        .await?;
+        Ok(all)
     }
 
     /// Runs `query` page by page, handing each page to `page`, until the

@@ -126,7 +126,11 @@ impl Payment {
         if let Some(confirmed) = change.confirmed_amount {
             next.confirmed_amount = Some(confirmed);
         }
-        next.history.push(change.entry());
+        if self.history.len() < crate::payment::HISTORY_INLINE {
+            next.history.push(change.entry());
+        } else {
+            next.history_apart += 1;
+        }
         next
     }
 }
@@ -364,11 +368,14 @@ impl Store {
         }
         let next = current.apply(&change);
         let update = self.transition_update(current, &change)?;
-        let mut writes = Vec::with_capacity(extra.len() + 1);
+        let mut writes = Vec::with_capacity(extra.len() + 2);
         writes.push(Write {
             what: ItemKind::Payment,
             item: TransactWriteItem::builder().update(update).build(),
         });
+        if next.history_apart > current.history_apart {
+            writes.push(self.history_apart_write(current, &change.entry())?);
+        }
         writes.extend(extra);
 
         for attempt in 0..MAX_CONFLICT_RETRIES {
@@ -412,7 +419,6 @@ impl Store {
             "updated_at = :at",
             "gsi3pk = :changed_day",
             "gsi3sk = :changed_at",
-            "history = list_append(if_not_exists(history, :empty), :entry)",
         ];
         let mut update = Update::builder()
             .table_name(&self.table)
@@ -431,12 +437,21 @@ impl Store {
                 ":changed_at",
                 s(format!("{}#{}", time_key(change.at), current.id)),
             )
-            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-            .expression_attribute_values(
-                ":entry",
-                AttributeValue::L(vec![serde_dynamo::to_attribute_value(&entry)?]),
-            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if current.history.len() < crate::payment::HISTORY_INLINE {
+            set.push("history = list_append(if_not_exists(history, :empty), :entry)");
+            update = update
+                .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+                .expression_attribute_values(
+                    ":entry",
+                    AttributeValue::L(vec![serde_dynamo::to_attribute_value(&entry)?]),
+                );
+        } else {
+            // The entry goes in an item of its own (`history_apart_write`),
+            // in the same transaction.
+            set.push("history_apart = :apart");
+            update = update.expression_attribute_values(":apart", n(current.history_apart + 1));
+        }
         if let Some(ps) = &change.provider_status {
             set.push("provider_status = :ps");
             update = update.expression_attribute_values(":ps", s(ps.as_str()));
@@ -565,6 +580,42 @@ impl Store {
             }
         }
         Err(StoreError::Contention)
+    }
+
+    /// The item that keeps `entry`, the next entry of `current`'s history
+    /// past the ones its item carries; refused if it exists already.
+    fn history_apart_write(
+        &self,
+        current: &Payment,
+        entry: &HistoryEntry,
+    ) -> Result<Write, StoreError> {
+        let mut item: Item = match serde_dynamo::to_attribute_value(entry)? {
+            AttributeValue::M(map) => map,
+            _ => return Err(StoreError::Build("a history entry is not a map".into())),
+        };
+        item.insert(schema::PK.into(), s(keys::payment(current.id)));
+        item.insert(
+            schema::SK.into(),
+            s(format!(
+                "{}{:08}",
+                keys::HISTORY_SK_PREFIX,
+                current.history_apart
+            )),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        Ok(Write {
+            what: ItemKind::PaymentHistory,
+            item: TransactWriteItem::builder().put(put).build(),
+        })
+    }
+
+    /// The payment's history entries kept apart from its item, in order.
+    pub async fn history_apart(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.payment_items(id, keys::HISTORY_SK_PREFIX).await
     }
 
     /// The write that adds `entry` (an operator's decision that moves no

@@ -170,23 +170,7 @@ impl Store {
 
     /// Every refund of the payment, oldest first.
     pub async fn refunds_of(&self, payment_id: PaymentId) -> Result<Vec<Refund>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :refund)")
-            .expression_attribute_values(":pk", s(keys::payment(payment_id)))
-            .expression_attribute_values(":refund", s(keys::REFUND_SK_PREFIX))
-            .consistent_read(true);
-        let mut all = Vec::new();
-        self.each_page(query, |out| {
-            for item in out.items.unwrap_or_default() {
-                all.push(serde_dynamo::from_item(item)?);
-            }
-            Ok(true)
-        })
-        .await?;
-        Ok(all)
+        self.payment_items(payment_id, keys::REFUND_SK_PREFIX).await
     }
 
     /// The write that settles a pending refund (`succeeded` or `failed`),
