@@ -228,6 +228,7 @@ async fn tokens_are_cached_renewed_on_401_and_refunds_and_cancels_follow_the_ban
         method: None,
         webhook_url: "http://127.0.0.1:9/webhooks/epayment",
         sequence: Some(1_000_001),
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
     };
     c.create(&request).await.unwrap();
     let invoice = invoice_id(1_000_001).unwrap();
@@ -275,6 +276,7 @@ async fn tokens_are_cached_renewed_on_401_and_refunds_and_cancels_follow_the_ban
     c.create(&CreateRequest {
         payment_id: id2,
         sequence: Some(1_000_002),
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
         ..request.clone()
     })
     .await
@@ -545,6 +547,7 @@ async fn on_a_two_stage_terminal_an_authorised_payment_is_captured_once_when_con
             method: None,
             webhook_url: "http://127.0.0.1:9/webhooks/epayment",
             sequence: Some(2_000_001),
+            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
         })
         .await
         .unwrap();

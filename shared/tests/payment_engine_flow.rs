@@ -212,6 +212,7 @@ async fn the_client_logs_in_refreshes_or_uses_an_api_key_and_maps_errors() {
         method: None,
         webhook_url: "unused",
         sequence: None,
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
     };
     let err = keyed.create(&request).await.unwrap_err();
     assert!(

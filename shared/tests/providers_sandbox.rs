@@ -352,6 +352,7 @@ async fn paygram_issues_and_confirms_phpt_and_usdt_invoices() {
                 method: None,
                 webhook_url: "unused",
                 sequence: None,
+                expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
             })
             .await
             .unwrap();
@@ -407,6 +408,7 @@ async fn paygram_errors_are_typed() {
             method: None,
             webhook_url: "unused",
             sequence: None,
+            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
         })
         .await
         .unwrap_err();
@@ -564,6 +566,7 @@ async fn paygram_retries_server_errors_but_not_client_errors() {
             method: None,
             webhook_url: "unused",
             sequence: None,
+            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
         })
         .await
         .unwrap();

@@ -66,6 +66,7 @@ async fn the_client_creates_bills_and_reads_their_attempts() {
         method: Some("both"),
         webhook_url: "http://127.0.0.1:9/webhooks/toyyibpay",
         sequence: None,
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
     };
     let created = c.create(&request).await.unwrap();
     let again = c
@@ -441,4 +442,20 @@ async fn a_cancel_whose_answer_is_lost_is_done_on_the_repeat() {
             .calls("/toyyibpay/index.php/api/inactiveBill"),
         2
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bill_carries_the_payments_expiry_in_malaysian_time() {
+    let h = Harness::start().await;
+    let (id, code) = create(&h, 4_500, "u_expiry").await;
+    let expires_at = h.store().payment(id).await.unwrap().unwrap().expires_at;
+    let kuala_lumpur = time::UtcOffset::from_hms(8, 0, 0).unwrap();
+    let wanted = expires_at
+        .to_offset(kuala_lumpur)
+        .format(time::macros::format_description!(
+            "[day]-[month]-[year] [hour]:[minute]:[second]"
+        ))
+        .unwrap();
+    let bill = h.sandbox.state.toyyibpay.bills.lock().unwrap()[&code].clone();
+    assert_eq!(bill.expiry_date.as_deref(), Some(wanted.as_str()));
 }

@@ -51,6 +51,8 @@ pub struct Bill {
     /// billReturnUrl: where the bill page sends the payer afterwards.
     pub return_url: String,
     pub active: bool,
+    /// billExpiryDate as given (`17-12-2020 17:00:00`), if it was.
+    pub expiry_date: Option<String>,
     pub attempts: Vec<Attempt>,
 }
 
@@ -194,6 +196,7 @@ async fn call(
                     callback_url: get("billCallbackUrl"),
                     return_url: get("billReturnUrl"),
                     active: true,
+                    expiry_date: Some(get("billExpiryDate")).filter(|d| !d.is_empty()),
                     attempts: Vec::new(),
                 },
             );

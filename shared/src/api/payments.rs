@@ -343,6 +343,7 @@ async fn create_payment(
     } else {
         None
     };
+    let wanted_expiry = now + valid.expires_in.unwrap_or(services.settings.payment_ttl);
     let created = gateway
         .create(&CreateRequest {
             payment_id: id,
@@ -353,6 +354,7 @@ async fn create_payment(
             method: valid.method.as_deref(),
             webhook_url: &webhook_url,
             sequence,
+            expires_at: wanted_expiry,
         })
         .await
         .map_err(|e| provider_error(&e))?;
@@ -378,10 +380,9 @@ async fn create_payment(
             // The merchant's expiry, or the deployment's; a provider's own
             // earlier one wins over the merchant's.
             expires_at: match (valid.expires_in, created.expires_at) {
-                (Some(wanted), Some(theirs)) => theirs.min(now + wanted),
-                (Some(wanted), None) => now + wanted,
+                (Some(_), Some(theirs)) => theirs.min(wanted_expiry),
                 (None, Some(theirs)) => theirs,
-                (None, None) => now + services.settings.payment_ttl,
+                (_, None) => wanted_expiry,
             },
         },
         ChangeSource::Api,

@@ -42,6 +42,9 @@ pub struct CreateRequest<'a> {
     /// twice, for providers whose reference must be one we allocate
     /// ([`description::Description::needs_sequence`]): epayment.kz's invoiceID.
     pub sequence: Option<u64>,
+    /// When the payment expires, for providers that let a bill carry its
+    /// own expiry (ToyyibPay's billExpiryDate).
+    pub expires_at: OffsetDateTime,
 }
 
 /// The provider's answer to a create.

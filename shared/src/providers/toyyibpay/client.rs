@@ -282,6 +282,8 @@ impl Gateway for ToyyibPayClient {
             ("billEmail", customer.email.clone().unwrap_or_default()),
             ("billPhone", customer.phone.clone().unwrap_or_default()),
             ("billPaymentChannel", channel.into()),
+            // The bill stops taking money when the payment expires.
+            ("billExpiryDate", super::expiry_date(request.expires_at)?),
         ];
         let rows = self.call(Retry::NotSent, "createBill", &form).await?;
         let code = rows

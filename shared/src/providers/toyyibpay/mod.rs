@@ -62,6 +62,27 @@ pub(crate) fn status_from_code(code: &str) -> PaymentStatus {
     BillStatus::parse(code).payment_status()
 }
 
+/// A bill's `billExpiryDate` for a payment expiring `at`: the official
+/// sample's form, `17-12-2020 17:00:00` (day-month-year, 24-hour; the
+/// fixture `create_bill.request.form`), in Malaysia's time (UTC+8, no
+/// daylight saving), which the reference does not name; ToyyibPay is a
+/// Malaysian service. The sweep also makes the bill inactive at our own
+/// expiry, so a different reading of the zone never leaves a bill payable.
+pub(crate) fn expiry_date(at: time::OffsetDateTime) -> Result<String, ProviderError> {
+    let malaysia = time::UtcOffset::from_hms(8, 0, 0).map_err(|e| ProviderError::Decode {
+        provider: PROVIDER,
+        reason: e.to_string(),
+    })?;
+    let format =
+        time::macros::format_description!("[day]-[month]-[year] [hour repr:24]:[minute]:[second]");
+    at.to_offset(malaysia)
+        .format(&format)
+        .map_err(|e| ProviderError::Decode {
+            provider: PROVIDER,
+            reason: e.to_string(),
+        })
+}
+
 /// billName and billDescription allow letters, digits, space and `_` only.
 pub(crate) fn sanitize(text: &str, max: usize) -> String {
     let cleaned: String = text
@@ -164,6 +185,25 @@ mod tests {
         assert_eq!(sanitize("a_b  c", 30), "a_b c");
         assert_eq!(sanitize(&"x".repeat(50), 30).len(), 30);
         assert_eq!(sanitize("Pesanan café", 100), "Pesanan caf");
+    }
+
+    #[test]
+    fn a_bills_expiry_is_written_as_the_sample_writes_it_in_malaysian_time() {
+        let form = String::from_utf8(crate::providers::fixture(
+            "toyyibpay",
+            "create_bill.request.form",
+        ))
+        .unwrap();
+        let sample = form
+            .lines()
+            .find_map(|l| l.strip_prefix("billExpiryDate="))
+            .unwrap();
+        assert_eq!(sample, "17-12-2020 17:00:00");
+        // 09:00 UTC is 17:00 in Kuala Lumpur.
+        let at = time::macros::datetime!(2020-12-17 09:00:00 UTC);
+        assert_eq!(expiry_date(at).unwrap(), sample);
+        let late = time::macros::datetime!(2026-01-05 16:30:05 UTC);
+        assert_eq!(expiry_date(late).unwrap(), "06-01-2026 00:30:05");
     }
 
     #[test]
