@@ -351,15 +351,28 @@ fn logs_throttling_and_alarms_are_declared() {
     // Every webhook route has a budget of its own.
     let routes = &api["Properties"]["RouteSettings"];
     let mut webhooks = 0;
+    let mut payer_routes = 0;
     for (_, f) in of_type("AWS::Serverless::Function") {
         for (_, e) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
             let path = e["Properties"]["Path"].as_str().unwrap_or_default();
+            if path.is_empty() {
+                continue;
+            }
+            let key = format!("{} {path}", s(&e["Properties"]["Method"]).to_uppercase());
+            let own = format!("{:?}", routes[key.as_str()]);
+            // The payers' pages poll; their budget is their own too, so
+            // open pages never crowd out creates and refunds.
+            if path.starts_with("/pay/") {
+                payer_routes += 1;
+                assert!(
+                    own.contains("PayerRateLimit") && own.contains("PayerBurstLimit"),
+                    "{key}: {own}"
+                );
+            }
             if !path.starts_with("/webhooks/") {
                 continue;
             }
             webhooks += 1;
-            let key = format!("{} {path}", s(&e["Properties"]["Method"]).to_uppercase());
-            let own = format!("{:?}", routes[key.as_str()]);
             assert!(
                 own.contains("WebhookRateLimit") && own.contains("WebhookBurstLimit"),
                 "{key}: {own}"
@@ -367,6 +380,7 @@ fn logs_throttling_and_alarms_are_declared() {
         }
     }
     assert!(webhooks >= 7, "{webhooks}");
+    assert_eq!(payer_routes, 2, "GET /pay/{{token}} and its status");
     // Access logs name the route, never the path (a secret rides in one).
     let access = &api["Properties"]["AccessLogSettings"];
     let format = s(&access["Format"]);
