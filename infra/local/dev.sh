@@ -29,6 +29,8 @@ fi
 eval "$("$stack" env)"
 set -a; . "$run/bootstrap.env"; set +a
 export PAYGATE_PUBLIC_BASE_URL="http://$api_addr" PAYGATE_SECRET_PREFIX="paygate/"
+# The local stack's namespace (template.yaml's Namespace parameter).
+export PAYGATE_NAMESPACE="${PAYGATE_NAMESPACE:-0}"
 
 pids=()
 # On Ctrl-C (or TERM) everything started here stops, the stack too when it
@@ -67,6 +69,7 @@ PAYGATE_TABLE=$PAYGATE_TABLE
 PAYGATE_TOPUP_QUEUE_URL=$PAYGATE_TOPUP_QUEUE_URL
 PAYGATE_PUBLIC_BASE_URL=$PAYGATE_PUBLIC_BASE_URL
 PAYGATE_SECRET_PREFIX=$PAYGATE_SECRET_PREFIX
+PAYGATE_NAMESPACE=$PAYGATE_NAMESPACE
 RUST_LOG=info
 ENV
 

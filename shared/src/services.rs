@@ -31,6 +31,32 @@ pub struct Settings {
     /// How long a payment waits for the payer when the provider does not say.
     pub payment_ttl: time::Duration,
     pub http: HttpPolicy,
+    /// This stack's own digit (`PAYGATE_NAMESPACE`, 0 to 9), the end
+    /// of every number it allocates for a provider (epayment.kz's
+    /// invoiceID): two stacks on one terminal, or a table restored from a
+    /// backup and deployed with a new one, never issue a number the
+    /// provider has seen (decision 52).
+    pub namespace: u8,
+}
+
+/// A stack's namespace as `PAYGATE_NAMESPACE` gives it: one digit.
+pub fn namespace(text: &str) -> Result<u8, ConfigError> {
+    let text = text.trim();
+    match text.parse::<u8>() {
+        Ok(n) if text.len() == 1 => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            name: "PAYGATE_NAMESPACE",
+            reason: "one digit, 0 to 9".into(),
+        }),
+    }
+}
+
+/// The number a provider is given for the `counter`th allocation of this
+/// stack: the counter, then the namespace's digit. Numbers of two
+/// namespaces never meet, nor do their last six digits; one namespace's
+/// last six digits repeat only after 100,000 allocations.
+pub fn allocated(counter: u64, namespace: u8) -> Option<u64> {
+    counter.checked_mul(10)?.checked_add(u64::from(namespace))
 }
 
 impl Settings {
@@ -48,6 +74,8 @@ impl Settings {
                 .unwrap_or_else(|_| "paygate/".into()),
             payment_ttl: time::Duration::minutes(30),
             http: HttpPolicy::default(),
+            // Required: a stack without one could reissue another's numbers.
+            namespace: namespace(&environment::required("PAYGATE_NAMESPACE")?)?,
         })
     }
 }
@@ -300,6 +328,29 @@ pub const TOPUP_LEASE: Duration = Duration::from_secs(TOPUP_LEASE_SECONDS);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_is_two_digits() {
+        assert_eq!(namespace("0"), Ok(0));
+        assert_eq!(namespace(" 7 "), Ok(7));
+        for bad in ["", "07", "10", "x", "-1", "a1"] {
+            assert!(namespace(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn two_namespaces_never_allocate_the_same_number_nor_its_last_six_digits() {
+        let last6 = |n: u64| n % 1_000_000;
+        let of = |ns: u8| -> Vec<u64> { (1..=20_000).map(|c| allocated(c, ns).unwrap()).collect() };
+        let (a, b) = (of(0), of(1));
+        let a6: std::collections::HashSet<u64> = a.iter().copied().map(last6).collect();
+        assert!(b.iter().all(|n| !a.contains(n) && !a6.contains(&last6(*n))));
+        // Within one namespace, the last six digits differ for 10,000 in a row.
+        let first: std::collections::HashSet<u64> =
+            a[..10_000].iter().copied().map(last6).collect();
+        assert_eq!(first.len(), 10_000);
+        assert_eq!(allocated(u64::MAX, 1), None);
+    }
 
     #[test]
     fn a_secret_is_read_again_at_most_once_a_minute() {

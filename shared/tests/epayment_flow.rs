@@ -71,6 +71,11 @@ async fn create(h: &Harness, tiyn: i64, user: &str) -> (PaymentId, String) {
         format!("Bearer {}", auth["access_token"].as_str().unwrap())
     );
     assert_eq!(r.body["provider_reference"], invoice.as_str());
+    // The stack's namespace ends every invoiceID it allocates.
+    assert!(
+        invoice.ends_with(&common::harness::NAMESPACE.to_string()),
+        "{invoice}"
+    );
     (r.body["id"].as_str().unwrap().parse().unwrap(), invoice)
 }
 

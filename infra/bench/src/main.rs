@@ -814,6 +814,7 @@ async fn main_inner() -> Result<(), String> {
             "http://127.0.0.1:3000".into(),
         ),
         ("PAYGATE_SECRET_PREFIX".into(), "paygate/".into()),
+        ("PAYGATE_NAMESPACE".into(), "0".into()),
         ("RUST_LOG".into(), "warn".into()),
     ];
     let mut bench = Bench {

@@ -334,11 +334,13 @@ async fn create_payment(
     let page_token = PageToken::generate();
     let page_url = page_token.as_ref().map(|t| services.page_url(t));
     let sequence = if describe(valid.provider).needs_sequence {
+        let counter = services
+            .store
+            .next_in_sequence(valid.provider.as_str())
+            .await?;
         Some(
-            services
-                .store
-                .next_in_sequence(valid.provider.as_str())
-                .await?,
+            crate::services::allocated(counter, services.settings.namespace)
+                .ok_or_else(|| ApiError::internal(&"the provider's sequence ran out"))?,
         )
     } else {
         None

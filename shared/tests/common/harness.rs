@@ -24,6 +24,8 @@ pub const OTHER_MERCHANT: &str = "m_other";
 #[allow(dead_code)]
 pub const OPERATOR_KEY: &str = "ok_test_operator_key";
 pub const OPERATOR: &str = "test-operator";
+/// The stack's namespace in tests (`PAYGATE_NAMESPACE`).
+pub const NAMESPACE: u8 = 7;
 
 /// The test API key's merchant, whose wallets the flows credit.
 #[allow(dead_code)]
@@ -169,6 +171,9 @@ impl Harness {
                 public_base_url: api.clone(),
                 secret_prefix: prefix,
                 payment_ttl: time::Duration::minutes(30),
+                // Not 00: the tests see the namespace at the end of every
+                // number paygate allocates.
+                namespace: NAMESPACE,
                 http: HttpPolicy {
                     connect_timeout: Duration::from_secs(2),
                     request_timeout: Duration::from_secs(2),
