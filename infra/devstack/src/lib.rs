@@ -18,9 +18,9 @@ pub mod api_gateway;
 pub mod iam;
 pub mod template;
 
-pub use template::{QueueDef, TableDef, Template};
 /// The YAML reader template.yaml is read with, for tests that read more of it.
 pub use serde_yaml;
+pub use template::{QueueDef, TableDef, Template};
 
 /// Where the local services listen unless the environment says otherwise.
 pub const DEFAULT_DYNAMODB: &str = "http://127.0.0.1:8000";
