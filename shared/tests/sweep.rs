@@ -373,3 +373,60 @@ async fn a_payment_the_provider_keeps_refusing_to_describe_goes_to_the_operators
         .unwrap();
     assert_eq!(after.skipped, 0, "{after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_of_a_job_never_overlap_without_reserved_concurrency() {
+    use shared::api::jobs::{run_exclusive, Exclusive};
+    let h = Harness::start().await;
+    let sweeper = h.function("job-sweep");
+    let until = OffsetDateTime::now_utc() + Duration::minutes(2);
+    // A first run is working when a second starts: the second does nothing.
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    let first = run_exclusive(sweeper, "job-sweep", until, async move {
+        hold.await.ok();
+        Ok::<_, shared::store::StoreError>("first")
+    });
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let second = run_exclusive(sweeper, "job-sweep", until, async {
+            Ok::<_, shared::store::StoreError>("second")
+        })
+        .await
+        .unwrap();
+        release.send(()).ok();
+        second
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), Exclusive::Ran("first"));
+    assert_eq!(
+        second,
+        Exclusive::Skipped {
+            held_by_another_run: true
+        }
+    );
+    // Given back, the next run runs; another job is not held by it.
+    let third = run_exclusive(sweeper, "job-sweep", until, async {
+        Ok::<_, shared::store::StoreError>("third")
+    });
+    assert_eq!(third.await.unwrap(), Exclusive::Ran("third"));
+    // A run that died holding the lease: past its deadline, the lease lapses.
+    let store = h.store();
+    assert!(store
+        .acquire_job_lease(
+            "job-reconcile",
+            "died",
+            OffsetDateTime::now_utc(),
+            OffsetDateTime::now_utc() + Duration::milliseconds(300)
+        )
+        .await
+        .unwrap());
+    let blocked = run_exclusive(h.function("job-reconcile"), "job-reconcile", until, async {
+        Ok::<_, shared::store::StoreError>("blocked")
+    });
+    assert!(matches!(blocked.await.unwrap(), Exclusive::Skipped { .. }));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let after = run_exclusive(h.function("job-reconcile"), "job-reconcile", until, async {
+        Ok::<_, shared::store::StoreError>("after")
+    });
+    assert_eq!(after.await.unwrap(), Exclusive::Ran("after"));
+}

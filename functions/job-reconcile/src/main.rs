@@ -7,7 +7,7 @@
 async fn main() -> Result<(), lambda_runtime::Error> {
     // Provider calls end before the invocation does: a run short of time
     // counts the rest as unanswered and still stores its report.
-    shared::api::jobs::run_scheduled(|services, _| async move {
+    shared::api::jobs::run_scheduled("job-reconcile", |services, _| async move {
         shared::api::reconcile::reconcile(&services, time::OffsetDateTime::now_utc()).await
     })
     .await

@@ -6,7 +6,7 @@ use shared::api::jobs;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    jobs::run_scheduled(|services, deadline_ms| async move {
+    jobs::run_scheduled("job-sweep", |services, deadline_ms| async move {
         // Stop starting provider calls well before Lambda's deadline.
         let stop = jobs::deadline(deadline_ms);
         jobs::sweep_until(&services, time::OffsetDateTime::now_utc(), stop, 100).await

@@ -716,7 +716,17 @@ fn scheduled_jobs_run_one_at_a_time_without_retries() {
     let raw = raw_template();
     for job in ["JobSweepFunction", "JobReconcileFunction"] {
         let p = &raw["Resources"][job]["Properties"];
-        assert_eq!(s(&p["ReservedConcurrentExecutions"]), "1", "{job}");
+        // Reserved concurrency only where the operator asks for it (the
+        // table's job lease keeps runs apart): none by default.
+        let Value::Tagged(reserved) = &p["ReservedConcurrentExecutions"] else {
+            panic!("{job}: reserved concurrency is not conditional");
+        };
+        assert_eq!(reserved.tag, "!If", "{job}");
+        assert_eq!(s(&reserved.value[0]), "ReserveJobsConcurrency", "{job}");
+        assert_eq!(
+            s(&raw["Parameters"]["JobsReservedConcurrency"]["Default"]),
+            "0"
+        );
         assert_eq!(
             s(&p["EventInvokeConfig"]["MaximumRetryAttempts"]),
             "0",

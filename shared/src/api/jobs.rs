@@ -93,11 +93,66 @@ pub struct SweepReport {
     pub stopped_early: bool,
 }
 
+/// How one scheduled run ended: it ran (its report), or another run held
+/// the job's lease, so it did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusive<R> {
+    Ran(R),
+    Skipped { held_by_another_run: bool },
+}
+
+/// Runs `work` as the only run of `job`: under the job's lease in the table
+/// until `until` (the invocation's deadline), given back when it ends.
+/// Another run of the job meanwhile finds the lease held and skips, so runs
+/// never overlap, with or without reserved concurrency (decision 53).
+pub async fn run_exclusive<R, E, Fut>(
+    services: &Services,
+    job: &str,
+    until: OffsetDateTime,
+    work: Fut,
+) -> Result<Exclusive<R>, lambda_runtime::Error>
+where
+    Fut: std::future::Future<Output = Result<R, E>>,
+    E: Into<lambda_runtime::Error>,
+{
+    let holder = ulid::Ulid::new().to_string();
+    let now = OffsetDateTime::now_utc();
+    if !services
+        .store
+        .acquire_job_lease(job, &holder, now, until)
+        .await?
+    {
+        tracing::warn!(
+            job,
+            "another run holds the job's lease; this one does nothing"
+        );
+        return Ok(Exclusive::Skipped {
+            held_by_another_run: true,
+        });
+    }
+    let result = work.await;
+    // Given back even when the work failed; a lease not given back lapses
+    // at the deadline.
+    if let Err(e) = services
+        .store
+        .release_job_lease(job, &holder, OffsetDateTime::now_utc())
+        .await
+    {
+        tracing::warn!(job, error = %e, "job lease not given back; it lapses at the deadline");
+    }
+    result.map(Exclusive::Ran).map_err(Into::into)
+}
+
 /// A scheduled job's Lambda loop: the services with background provider
-/// calls (shorter than the API's: one slow provider must not eat a run),
-/// and for each invocation `job(services, lambda_deadline_ms)` inside the
-/// invocation's deadline, its report as the answer.
-pub async fn run_scheduled<F, Fut, R, E>(job: F) -> Result<(), lambda_runtime::Error>
+/// policy (shorter calls than the API's: one slow provider must not eat a
+/// run), and for each invocation `job(services, lambda_deadline_ms)` inside
+/// the invocation's deadline and under the job's lease ([`run_exclusive`]),
+/// its report as the answer.
+pub async fn run_scheduled<F, Fut, R, E>(
+    name: &'static str,
+    job: F,
+) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(std::sync::Arc<Services>, u64) -> Fut,
     Fut: std::future::Future<Output = Result<R, E>>,
@@ -112,11 +167,20 @@ where
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let deadline_ms = event.context.deadline;
+            let services = services.clone();
             let work = job(services.clone(), deadline_ms);
             async move {
-                let report = crate::deadline::within(deadline_ms, work)
-                    .await
-                    .map_err(Into::into)?;
+                let until = i128::from(deadline_ms)
+                    .checked_mul(1_000_000)
+                    .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
+                    .unwrap_or_else(|| OffsetDateTime::now_utc() + time::Duration::minutes(15));
+                let exclusive = run_exclusive(
+                    &services,
+                    name,
+                    until,
+                    crate::deadline::within(deadline_ms, work),
+                );
+                let report = exclusive.await?;
                 Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
             }
         },

@@ -24,6 +24,7 @@ mod deliveries;
 mod health;
 mod idempotency;
 mod learned;
+mod leases;
 mod ledger;
 mod payments;
 mod reconcile;
