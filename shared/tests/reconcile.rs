@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::cases::{cases, create, trigger};
+use common::cases::{create_for, provider_reference, trigger};
 use common::harness::Harness;
 use serde_json::json;
 use shared::api::reconcile::{reconcile, Action, DifferenceKind, ReconcileReport};
@@ -16,21 +16,8 @@ use shared::money::Currency;
 use shared::payment::PaymentStatus;
 
 async fn directpay(h: &Harness, user: &str) -> (PaymentId, String) {
-    let case = cases()
-        .into_iter()
-        .find(|c| c.provider == "directpay")
-        .unwrap();
-    let id = create(h, &case, user).await;
-    let txn = h
-        .store()
-        .payment(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .provider_reference
-        .unwrap()
-        .to_string();
-    (id, txn)
+    let id = create_for(h, "directpay", user).await;
+    (id, provider_reference(h, id).await)
 }
 
 /// The provider's record changes without telling us.
@@ -191,17 +178,8 @@ async fn a_silent_provider_is_counted_and_nothing_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_made_at_the_provider_but_not_here_is_reported_and_moves_nothing() {
     let h = Harness::start().await;
-    let case = cases().into_iter().find(|c| c.provider == "qpay").unwrap();
-    let id = create(&h, &case, "u_portal").await;
-    let invoice = h
-        .store()
-        .payment(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .provider_reference
-        .unwrap()
-        .to_string();
+    let id = create_for(&h, "qpay", "u_portal").await;
+    let invoice = provider_reference(&h, id).await;
     h.sandbox(
         &format!("/_sandbox/qpay/invoices/{invoice}/pay"),
         json!({"type": "CARD"}),

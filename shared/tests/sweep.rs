@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::cases::{create_for, provider_reference};
 use common::harness::Harness;
 use serde_json::json;
 use shared::api::jobs::{sweep, SweepReport};
@@ -141,20 +142,6 @@ async fn a_lost_topup_message_is_sent_again_and_settles_once() {
     );
 }
 
-async fn reference_of(h: &Harness, id: shared::ids::PaymentId) -> String {
-    let p = h.store().payment(id).await.unwrap().unwrap();
-    p.provider_reference.unwrap().to_string()
-}
-
-/// A payment of the provider's test case, created for `user`.
-async fn create_case(h: &Harness, provider: &str, user: &str) -> shared::ids::PaymentId {
-    let case = common::cases::cases()
-        .into_iter()
-        .find(|c| c.provider == provider)
-        .unwrap();
-    common::cases::create(h, &case, user).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn money_paid_days_after_expiry_is_found_and_credited() {
     let h = Harness::start().await;
@@ -216,13 +203,13 @@ async fn money_paid_days_after_expiry_is_found_and_credited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_bill_or_invoice_is_closed_at_the_provider_or_else_watched() {
     let h = Harness::start().await;
-    let bill = create_case(&h, "toyyibpay", "u_close").await;
-    let invoice = create_case(&h, "qpay", "u_close").await;
-    let refused = create_case(&h, "qpay", "u_close").await;
+    let bill = create_for(&h, "toyyibpay", "u_close").await;
+    let invoice = create_for(&h, "qpay", "u_close").await;
+    let refused = create_for(&h, "qpay", "u_close").await;
     let (bill_code, invoice_id, refused_id) = (
-        reference_of(&h, bill).await,
-        reference_of(&h, invoice).await,
-        reference_of(&h, refused).await,
+        provider_reference(&h, bill).await,
+        provider_reference(&h, invoice).await,
+        provider_reference(&h, refused).await,
     );
     // QPay refuses to delete the third invoice once.
     h.sandbox(

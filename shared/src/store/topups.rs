@@ -195,11 +195,7 @@ impl Store {
     ) -> Result<AcquireOutcome, StoreError> {
         let until = now + lease;
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(schema::PK, s(keys::payment(payment_id)))
-            .key(schema::SK, s(keys::TOPUP_SK))
+            .update_topup(payment_id)
             .update_expression(
                 "SET previous_status = #status, #status = :sending, lease_until = :until, \
                  updated_at = :now_text, gsi2sk = :due ADD attempts :one",
@@ -426,6 +422,18 @@ impl Store {
         self.finish_with(topup, writes).await
     }
 
+    /// An update of a payment's top-up item.
+    fn update_topup(
+        &self,
+        payment_id: PaymentId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::payment(payment_id)))
+            .key(schema::SK, s(keys::TOPUP_SK))
+    }
+
     /// Keeps the casino's transaction id of a transfer it accepted on a
     /// top-up someone else now holds, for whoever settles it; the first
     /// id kept stays.
@@ -435,11 +443,7 @@ impl Store {
         casino_transaction_id: &str,
     ) -> Result<(), StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(schema::PK, s(keys::payment(payment_id)))
-            .key(schema::SK, s(keys::TOPUP_SK))
+            .update_topup(payment_id)
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(casino_transaction_id)",
             )

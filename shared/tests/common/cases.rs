@@ -80,3 +80,18 @@ pub async fn trigger(h: &Harness, provider: &str, event: &str, id: PaymentId) ->
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
+
+/// A payment of `provider`'s test case, created for `user`.
+pub async fn create_for(h: &Harness, provider: &str, user: &str) -> PaymentId {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.provider == provider)
+        .unwrap_or_else(|| panic!("no test case for {provider}"));
+    create(h, &case, user).await
+}
+
+/// The provider's reference of a stored payment.
+pub async fn provider_reference(h: &Harness, id: PaymentId) -> String {
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    p.provider_reference.unwrap().to_string()
+}
