@@ -10,7 +10,8 @@ byte, then the payer's way through the sandbox's own provider page (the
 link, the FPX bill, the bank's card widget, a phone that scanned the QR),
 paid there; the page turns to success and lands on return_url, and the API
 shows the payment completed exactly once. Then one payment that fails and
-one that expires while its page is open, the page without JavaScript, and no Content-Security-
+one that expires while its page is open, the page's polling backing off
+and stopping at a final state, the page without JavaScript, and no Content-Security-
 Policy violation anywhere.
 
 Run by infra/local/browser.sh (from api-test.sh, so by `make test`).
@@ -230,6 +231,82 @@ def failed_and_expired(browser, shop, violations):
     say("directpay expired: the open page says so")
 
 
+# What the page's script does to count its polls: each status request's time
+# on the page's (fake) clock, and whether one is still being answered.
+COUNT_POLLS = """(() => {
+  const real = window.fetch;
+  window.__polls = [];
+  window.__busy = 0;
+  window.fetch = function (url) {
+    if (String(url).endsWith("/status")) { window.__polls.push(Date.now()); }
+    window.__busy += 1;
+    return real.apply(this, arguments)
+      .then(function (r) { return r.clone().text().then(function () { return r; }); })
+      .finally(function () { window.__busy -= 1; });
+  };
+})();"""
+
+
+def expected_gaps(count):
+    """The page's schedule: 3 s, then each wait half as long again, at most 30 s."""
+    gaps, delay = [], 3000
+    for _ in range(count):
+        gaps.append(delay)
+        delay = min(30000, round(delay * 1.5))
+    return gaps
+
+
+def polling_backs_off(browser, shop, violations):
+    """An open page asks at 3 s, then backs off to every 30 s, and asks
+    nothing more once the payment is final (cancelled here), on the page's
+    own clock, stepped by the test."""
+    created = create("qpay", {"amount": 10000, "currency": "MNT"}, f"{shop}/thanks/backoff")
+    context = browser.new_context(**PHONE)
+    context.add_init_script(COUNT_POLLS)
+    page = context.new_page()
+    watch_csp(page, violations)
+    page.clock.install()
+    page.goto(created["checkout"]["page_url"])
+    page.wait_for_selector("#amount")
+    opened = page.evaluate("Date.now()") + 100
+    page.clock.pause_at(opened / 1000)  # Python takes seconds
+
+    def run(ms):
+        """Steps the page's clock by half seconds; after each, lets a poll that
+        went out be answered (in real time) before the clock moves on."""
+        for _ in range(ms // 500):
+            page.clock.run_for(500)
+            page.wait_for_timeout(5)
+            while page.evaluate("window.__busy") > 0:
+                page.wait_for_timeout(10)
+            page.wait_for_timeout(5)
+
+    run(6 * 60 * 1000)
+    polls = page.evaluate("window.__polls")
+    gaps = [b - a for a, b in zip([opened] + polls, polls)]
+    want = expected_gaps(len(gaps))
+    if not 10 <= len(gaps) <= 20:
+        fail(f"the page polled {len(gaps)} times in 6 minutes: {gaps}")
+    for got, expected in zip(gaps, want):
+        if not expected - 500 <= got <= expected + 1000:
+            fail(f"the page polled after {gaps}, not after {want}")
+
+    status, body = call("POST", f"{API}/v1/payments/{created['id']}/cancel", {"reason": "backoff test"})
+    if status != 200:
+        fail(f"cancel answered {status}: {body}")
+    run(31 * 1000)
+    if not page.locator("#cancelled").is_visible():
+        fail("the page does not show the cancelled payment within 30 s")
+    seen = len(page.evaluate("window.__polls"))
+    run(5 * 60 * 1000)
+    after = len(page.evaluate("window.__polls")) - seen
+    if after:
+        fail(f"the page polled {after} more times after the payment was cancelled")
+    context.close()
+    say(f"polling: {len(gaps)} polls in 6 minutes ({', '.join(str(g // 1000) for g in gaps[:8])} s...), "
+        "none after the payment was cancelled")
+
+
 def without_script(browser, shop, violations):
     created = create("qpay", {"amount": 10000, "currency": "MNT"}, f"{shop}/thanks/noscript")
     context = browser.new_context(java_script_enabled=False, **PHONE)
@@ -253,6 +330,7 @@ def main():
             for provider, request, amount, how in CASES:
                 journey(browser, provider, request, amount, how, shop, violations)
             failed_and_expired(browser, shop, violations)
+            polling_backs_off(browser, shop, violations)
             without_script(browser, shop, violations)
         finally:
             browser.close()
