@@ -1,7 +1,8 @@
 //! The AWS bill for 1,000,000 completed deposits, from the measured
 //! durations and AWS calls, with every price and assumption in one table.
-//! A deposit: one create, one completing callback, two duplicate callbacks,
-//! and a casino top-up for a stated share of deposits.
+//! A deposit: one create, the payer's page and its polls (paygate's only;
+//! the seed-style twin has no page), one completing callback, two
+//! duplicate callbacks, and a casino top-up for a stated share of deposits.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,34 @@ pub const PROVIDER_MS: f64 = 150.0;
 pub const INVOCATIONS_PER_COLD_START: f64 = 1_000.0;
 /// The SQS event source's own calls per message (receive and delete).
 pub const SQS_POLLER_CALLS_PER_MESSAGE: f64 = 2.0;
+
+/// How long a payer's page is open, polling, before the payment completes.
+pub const PAYER_SECONDS: u32 = 60;
+/// A status poll asks the provider at most once per this many seconds per
+/// payment (`POLL_INTERVAL` in shared/src/api/payments.rs).
+pub const POLL_ASKS_EVERY_SECONDS: u32 = 10;
+
+/// The polls of a payer's page open `seconds` before its payment completes,
+/// on the page's schedule (shared/templates/pay.html: the first after 3 s,
+/// each wait half as long again, at most 30 s), the last one seeing the
+/// final state; and how many of them ask the provider (the pending ones at
+/// most once per `POLL_ASKS_EVERY_SECONDS`).
+pub fn page_polls(seconds: u32) -> (u32, u32) {
+    let (mut polls, mut asks) = (0, 0);
+    let (mut at, mut delay, mut asked) = (0u64, 3000u64, None::<u64>);
+    loop {
+        at += delay;
+        polls += 1;
+        if at > u64::from(seconds) * 1000 {
+            return (polls, asks);
+        }
+        if asked.is_none_or(|a| at - a > u64::from(POLL_ASKS_EVERY_SECONDS) * 1000) {
+            asks += 1;
+            asked = Some(at);
+        }
+        delay = (delay * 3).div_ceil(2).min(30_000);
+    }
+}
 
 /// One flow's counted calls.
 pub struct Flow {
@@ -80,11 +109,13 @@ fn count(calls: &BTreeMap<String, u32>, prefix: &str) -> f64 {
 /// Which measured functions make a deposit: the create's and the
 /// callback's, whose flows the bench names `<flows>create`,
 /// `<flows>completing callback` and `<flows>duplicate callback` (`flows`
-/// is "" for paygram, "twin " for the Node twin); the casino top-up is
-/// paygram's worker for both.
+/// is "" for paygate, "twin " for the Node twin); the casino top-up is
+/// paygate's worker for both. `page`: the payer page's function, whose
+/// flows are `payer page`, `payer poll (asks the provider)` and `payer poll`.
 pub struct Recipe<'a> {
     pub create: &'a str,
     pub callback: &'a str,
+    pub page: Option<&'a str>,
     pub flows: &'a str,
 }
 
@@ -106,7 +137,7 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     let flow = |f: &str| flows.iter().find(|x| x.name == f).unwrap_or(&none);
     let named = |flow: &str| format!("{}{flow}", recipe.flows);
     // (function and flow, invocations per deposit, provider calls per invocation)
-    let parts = [
+    let mut parts = vec![
         ((recipe.create, named("create")), 1.0, 1.0),
         ((recipe.callback, named("completing callback")), 1.0, 1.0),
         ((recipe.callback, named("duplicate callback")), 2.0, 0.0),
@@ -116,6 +147,20 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
             2.0,
         ),
     ];
+    let (polls, asks) = page_polls(PAYER_SECONDS);
+    if let Some(page) = recipe.page {
+        parts.push(((page, "payer page".to_string()), 1.0, 0.0));
+        parts.push((
+            (page, "payer poll (asks the provider)".to_string()),
+            f64::from(asks),
+            1.0,
+        ));
+        parts.push((
+            (page, "payer poll".to_string()),
+            f64::from(polls - asks),
+            0.0,
+        ));
+    }
     // The largest item this recipe's own flows wrote.
     let largest = parts
         .iter()
@@ -128,19 +173,25 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     let mut rru = 0.0;
     let mut wru = 0.0;
     let mut sqs = 0.0;
-    for ((function, flow_name), per_deposit, provider_calls) in parts {
+    for ((function, flow_name), per_deposit, provider_calls) in &parts {
+        let (per_deposit, provider_calls) = (*per_deposit, *provider_calls);
         let (memory, ms) = p50(function);
         let billed_ms = (ms + provider_calls * PROVIDER_MS).ceil();
         gb_seconds += per_deposit * million * f64::from(memory) / 1024.0 * billed_ms / 1000.0;
         invocations += per_deposit * million;
-        let measured = flow(&flow_name);
+        let measured = flow(flow_name);
         let (r, w) = units(measured, item_kb);
         rru += per_deposit * million * r;
         wru += per_deposit * million * w;
         sqs += per_deposit * million * count(&measured.calls, "sqs ");
     }
     sqs += CASINO_SHARE * million * SQS_POLLER_CALLS_PER_MESSAGE;
-    let http = 4.0 * million;
+    let page_requests = if recipe.page.is_some() {
+        1.0 + f64::from(polls)
+    } else {
+        0.0
+    };
+    let http = (4.0 + page_requests) * million;
     // Each cold start reads its function's secrets once (two on average).
     let secrets = invocations / INVOCATIONS_PER_COLD_START * 2.0;
     let m = |units: f64, unit: &str| format!("{:.2} M{unit}", units / million);
@@ -161,8 +212,8 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
             LAMBDA_REQUEST,
         ),
         line(
-            "HTTP API requests (create and three callbacks)",
-            format!("{:.0} M", http / million),
+            "HTTP API requests (create, three callbacks, the payer's page and polls)",
+            m(http, ""),
             http,
             HTTP_API_REQUEST,
         ),
@@ -200,9 +251,12 @@ fn line(item: &str, quantity: String, units: f64, price: f64) -> Line {
 
 /// paygate's estimate beside the Node twin's, line by line.
 pub fn table(rust: &Estimate, node: &Estimate, node_memory: u32) -> String {
+    let (polls, asks) = page_polls(PAYER_SECONDS);
     let mut out = format!(
-        "What 1,000,000 completed deposits cost on AWS (a create, a completing callback, two duplicates; a casino top-up for half of them), \
-         paygate beside the seed-style Node 20 twin (`infra/bench/node-twin`, at {node_memory} MB; it has no worker, so its top-ups are paygate's):\n\n\
+        "What 1,000,000 completed deposits cost on AWS (a create, a completing callback, two duplicates; a casino top-up for half of them; \
+         for paygate, the payer's page and its {polls} polls over {PAYER_SECONDS} s, {asks} of which ask the provider), \
+         paygate beside the seed-style Node 20 twin (`infra/bench/node-twin`, at {node_memory} MB; it has no worker, so its top-ups are paygate's, \
+         and no payer page):\n\n\
          | item | paygate quantity | paygate USD | Node twin quantity | Node twin USD |\n|---|---|---|---|---|\n",
     );
     for (r, n) in rust.lines.iter().zip(&node.lines) {
@@ -245,5 +299,15 @@ mod tests {
         };
         // 3 items x 2 x 2 KB + 1 update x 2 KB; 2 reads.
         assert_eq!(units(&flow, 2.0), (2.0, 14.0));
+    }
+
+    #[test]
+    fn a_page_polls_on_its_backoff_and_asks_at_most_every_ten_seconds() {
+        // Polls at 3, 7.5, 14.25, 24.375 and 39.5625 s; 62.34 s sees the end.
+        assert_eq!(page_polls(60), (6, 4));
+        // Only the first poll, which sees the end.
+        assert_eq!(page_polls(2), (1, 0));
+        // Every 30 s once backed off: ten minutes is 24 polls, not 200.
+        assert_eq!(page_polls(600).0, 24);
     }
 }

@@ -100,6 +100,40 @@ fn answered(want: u16) -> impl Fn(&Outcome) -> Result<(), String> {
     }
 }
 
+/// The payer's side of `payments` (still pending): each page load, then a
+/// status poll that asks the provider and one right after that does not
+/// (a poll asks at most every 10 s). The first payment's are the cold
+/// process's flows, the `n`th's the warm ones.
+fn page_events(payments: &[Value], n: usize) -> Result<Vec<(Option<&'static str>, Value)>, String> {
+    let mut events = Vec::new();
+    for (i, payment) in payments.iter().enumerate() {
+        let url = payment["checkout"]["page_url"].as_str().unwrap_or_default();
+        let token = url.rsplit('/').next().unwrap_or_default();
+        let mut page = sample("api-pay-page")?;
+        page["pathParameters"]["token"] = json!(token);
+        page["rawPath"] = json!(format!("/pay/{token}"));
+        let mut poll = page.clone();
+        poll["rawPath"] = json!(format!("/pay/{token}/status"));
+        poll["routeKey"] = json!("GET /pay/{token}/status");
+        poll["requestContext"]["routeKey"] = json!("GET /pay/{token}/status");
+        poll["requestContext"]["http"]["path"] = json!(format!("/pay/{token}/status"));
+        poll["headers"]["accept"] = json!("*/*");
+        let (load, asks, again) = match i {
+            0 => (Some("payer page (cold)"), None, None),
+            i if i == n => (
+                Some("payer page"),
+                Some("payer poll (asks the provider)"),
+                Some("payer poll"),
+            ),
+            _ => (None, None, None),
+        };
+        events.push((load, page));
+        events.push((asks, poll.clone()));
+        events.push((again, poll));
+    }
+    Ok(events)
+}
+
 /// The JSON bodies of API answers.
 fn bodies(outcomes: &[Outcome]) -> Result<Vec<Value>, String> {
     outcomes
@@ -354,7 +388,11 @@ impl Bench {
         say(&format!("api-create-payment: 1 cold and {n} warm creates"));
         let payments = self
             .deposits(
-                ("api-create-payment", "webhook-directpay"),
+                (
+                    "api-create-payment",
+                    "webhook-directpay",
+                    Some("api-pay-page"),
+                ),
                 ["create (cold)", "create"],
                 [
                     "completing callback (cold)",
@@ -378,24 +416,16 @@ impl Bench {
         })
         .await?;
 
-        say("api-get-payment, api-pay-page, api-health: reads");
+        say("api-get-payment, api-health: reads");
         let mut gets = Vec::new();
-        let mut pages = Vec::new();
         for (i, payment) in payments.iter().enumerate() {
             let id = payment["id"].as_str().unwrap_or_default();
             let mut event = sample("api-get-payment")?;
             event["pathParameters"]["id"] = json!(id);
             event["rawPath"] = json!(format!("/v1/payments/{id}"));
             gets.push((label(i, "get a payment (cold)", "get a payment"), event));
-            let url = payment["checkout"]["page_url"].as_str().unwrap_or_default();
-            let token = url.rsplit('/').next().unwrap_or_default();
-            let mut event = sample("api-pay-page")?;
-            event["pathParameters"]["token"] = json!(token);
-            event["rawPath"] = json!(format!("/pay/{token}"));
-            pages.push((label(i, "payer page (cold)", "payer page"), event));
         }
         self.measure("api-get-payment", gets, answered(200)).await?;
-        self.measure("api-pay-page", pages, answered(200)).await?;
         let health = sample("api-health")?;
         let events = (0..=n).map(|_| (None, health.clone())).collect();
         self.measure("api-health", events, answered(200)).await?;
@@ -403,7 +433,7 @@ impl Bench {
         self.logins = *lock(&self.sandbox.state.directpay.logins);
         say("the Node 20 twin: the same creates and callbacks");
         self.deposits(
-            ("node-twin-create", "node-twin-callback"),
+            ("node-twin-create", "node-twin-callback", None),
             ["twin create (cold)", "twin create"],
             [
                 "twin completing callback (cold)",
@@ -425,13 +455,20 @@ impl Bench {
     /// payments made.
     async fn deposits(
         &mut self,
-        (create, callback): (&str, &str),
+        (create, callback, page): (&str, &str, Option<&str>),
         [create_cold, create_warm]: [&'static str; 2],
         [cold, duplicate, warm]: [&'static str; 3],
     ) -> Result<Vec<Value>, String> {
         let n = self.warm;
         let events = self.create_events((create_cold, create_warm))?;
         let payments = bodies(&self.measure(create, events, answered(201)).await?)?;
+        if let Some(page) = page {
+            say(&format!(
+                "{page}: each pending payment's page, a poll that asks the provider, one that does not"
+            ));
+            let events = page_events(&payments, n)?;
+            self.measure(page, events, answered(200)).await?;
+        }
         say(&format!(
             "{callback}: a cold completing callback, {n} duplicates, {n} warm completing"
         ));
@@ -850,12 +887,14 @@ async fn main_inner() -> Result<(), String> {
     let paygate = cost::Recipe {
         create: "api-create-payment",
         callback: "webhook-directpay",
+        page: Some("api-pay-page"),
         flows: "",
     };
     let cost = cost::estimate(&functions, &flows, &paygate);
     let node_twin = cost::Recipe {
         create: "node-twin-create",
         callback: "node-twin-callback",
+        page: None,
         flows: "twin ",
     };
     let node_twin_cost = cost::estimate(&functions, &flows, &node_twin);
