@@ -5,7 +5,9 @@
 #   1. dev_smoke.py: every provider paid through the sandbox's command line
 #      and completed by its webhook, a casino top-up through SQS and the
 #      worker, the health endpoint, both scheduled jobs answering;
-#      then browser.sh: every provider's payer page in headless Chromium
+#      then events_e2e.py: events delivered to a loopback endpoint and
+#      verified by the Standard Webhooks library, through a rotation and a
+#      retry; then browser.sh: every provider's payer page in headless Chromium
 #      (installed from Debian's packages the first time), paid through the
 #      sandbox's provider pages;
 #   2. schemathesis (pinned, installed into .local/schemathesis) with a
@@ -77,6 +79,7 @@ done
 [ "$ready" = yes ] || { say "make dev is not answering on $api_addr"; exit 1; }
 
 python3 "$root/infra/local/dev_smoke.py"
+"$venv/bin/python" "$root/infra/local/events_e2e.py"
 "$root/infra/local/browser.sh"
 
 say "schemathesis: $examples examples per operation, seed $seed"

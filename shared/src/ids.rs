@@ -138,82 +138,101 @@ string_id!(
     visible_ascii
 );
 
-/// `pay_` followed by a ULID: unique, and sortable by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PaymentId(ulid::Ulid);
+/// An id made of a prefix and a ULID (`pay_01J...`): unique, sortable by
+/// creation time, one canonical spelling (upper case, at most 128 bits).
+macro_rules! ulid_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(ulid::Ulid);
 
-impl PaymentId {
-    const PREFIX: &'static str = "pay_";
+        impl $name {
+            const PREFIX: &'static str = $prefix;
 
-    pub fn generate() -> PaymentId {
-        PaymentId(ulid::Ulid::new())
-    }
+            pub fn generate() -> $name {
+                $name(ulid::Ulid::new())
+            }
 
-    /// The bare ULID, for providers whose reference fields are too short
-    /// for the prefix or refuse `_`.
-    pub fn ulid(self) -> ulid::Ulid {
-        self.0
-    }
-}
-
-impl FromStr for PaymentId {
-    type Err = IdError;
-    fn from_str(s: &str) -> Result<PaymentId, IdError> {
-        const KIND: &str = "payment id";
-        const FORM: &str = "pay_ followed by 26 characters";
-        if s.is_empty() {
-            return Err(IdError::Empty { kind: KIND });
+            /// The bare ULID, for providers whose reference fields are too
+            /// short for the prefix or refuse `_`.
+            pub fn ulid(self) -> ulid::Ulid {
+                self.0
+            }
         }
-        let rest = s.strip_prefix(Self::PREFIX).ok_or(IdError::Malformed {
-            kind: KIND,
-            form: FORM,
-        })?;
-        if rest.len() != ulid::ULID_LEN {
-            return Err(IdError::Malformed {
-                kind: KIND,
-                form: FORM,
-            });
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<$name, IdError> {
+                const FORM: &str = concat!($prefix, " followed by 26 characters");
+                if s.is_empty() {
+                    return Err(IdError::Empty { kind: $kind });
+                }
+                let rest = s.strip_prefix(Self::PREFIX).ok_or(IdError::Malformed {
+                    kind: $kind,
+                    form: FORM,
+                })?;
+                if rest.len() != ulid::ULID_LEN {
+                    return Err(IdError::Malformed { kind: $kind, form: FORM });
+                }
+                // Canonical upper case only, so one thing has one spelling.
+                if !rest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+                {
+                    return Err(IdError::InvalidCharacters { kind: $kind });
+                }
+                let id = ulid::Ulid::from_string(rest)
+                    .map_err(|_| IdError::InvalidCharacters { kind: $kind })?;
+                // A first character above 7 overflows 128 bits; refuse rather
+                // than let two spellings name one thing.
+                if id.to_string() != rest {
+                    return Err(IdError::Malformed { kind: $kind, form: FORM });
+                }
+                Ok($name(id))
+            }
         }
-        // Canonical upper case only, so one payment has one spelling.
-        if !rest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-        {
-            return Err(IdError::InvalidCharacters { kind: KIND });
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<$name, IdError> {
+                s.parse()
+            }
         }
-        let id =
-            ulid::Ulid::from_string(rest).map_err(|_| IdError::InvalidCharacters { kind: KIND })?;
-        // A first character above 7 overflows 128 bits; refuse rather than
-        // let two spellings name one payment.
-        if id.to_string() != rest {
-            return Err(IdError::Malformed {
-                kind: KIND,
-                form: FORM,
-            });
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
         }
-        Ok(PaymentId(id))
-    }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", Self::PREFIX, self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for PaymentId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<PaymentId, IdError> {
-        s.parse()
-    }
-}
-
-impl From<PaymentId> for String {
-    fn from(id: PaymentId) -> String {
-        id.to_string()
-    }
-}
-
-impl fmt::Display for PaymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", Self::PREFIX, self.0)
-    }
-}
+ulid_id!(
+    /// `pay_` followed by a ULID: a payment.
+    PaymentId,
+    "pay_",
+    "payment id"
+);
+ulid_id!(
+    /// `evt_` followed by a ULID: an event told to a merchant; the
+    /// `webhook-id` of each of its deliveries.
+    EventId,
+    "evt_",
+    "event id"
+);
+ulid_id!(
+    /// `we_` followed by a ULID: a merchant's webhook endpoint.
+    EndpointId,
+    "we_",
+    "webhook endpoint id"
+);
 
 /// `N` bytes from the operating system's random source, base64url without
 /// padding; `None` where it gives none.

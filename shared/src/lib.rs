@@ -13,7 +13,9 @@
 
 pub mod api;
 pub mod deadline;
+pub mod digest;
 pub mod environment;
+pub mod events;
 pub mod flow;
 pub mod ids;
 pub mod money;

@@ -55,6 +55,11 @@ impl TopUpQueue {
         &self.url
     }
 
+    /// The SQS client, for the function's other queue (events' retries).
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
     /// Sends the message; returns SQS's message id.
     pub async fn send(&self, message: &TopUpMessage) -> Result<String, QueueError> {
         let body =

@@ -37,6 +37,61 @@ pub struct Settings {
     /// backup and deployed with a new one, never issue a number the
     /// provider has seen (decision 52).
     pub namespace: u8,
+    /// Events to merchants: where their retries wait, and when they are.
+    pub events: EventSettings,
+}
+
+/// How events reach merchants (decision 58).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSettings {
+    /// The queue deliveries wait in between attempts
+    /// (`PAYGATE_EVENTS_QUEUE_URL`), where this function sends to it.
+    pub queue_url: Option<String>,
+    /// The waits before the second, third … attempt
+    /// (`PAYGATE_EVENT_RETRY_SECONDS`, comma-separated; API.md's 5 s, 5 min,
+    /// 30 min, 2 h, 5 h, 10 h, 10 h by default; `make dev` compresses it).
+    pub retry: Vec<std::time::Duration>,
+}
+
+/// API.md's retry schedule.
+pub const EVENT_RETRY_SECONDS: [u64; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
+
+impl Default for EventSettings {
+    fn default() -> EventSettings {
+        EventSettings {
+            queue_url: None,
+            retry: EVENT_RETRY_SECONDS
+                .iter()
+                .map(|s| std::time::Duration::from_secs(*s))
+                .collect(),
+        }
+    }
+}
+
+impl EventSettings {
+    pub fn from_env() -> Result<EventSettings, ConfigError> {
+        let mut settings = EventSettings {
+            queue_url: std::env::var("PAYGATE_EVENTS_QUEUE_URL").ok(),
+            ..EventSettings::default()
+        };
+        if let Ok(text) = std::env::var("PAYGATE_EVENT_RETRY_SECONDS") {
+            settings.retry = retry_schedule(&text)?;
+        }
+        Ok(settings)
+    }
+}
+
+/// A retry schedule as `PAYGATE_EVENT_RETRY_SECONDS` gives it: whole
+/// seconds, comma-separated, at least one.
+pub fn retry_schedule(text: &str) -> Result<Vec<std::time::Duration>, ConfigError> {
+    let waits: Result<Vec<u64>, _> = text.split(',').map(|s| s.trim().parse::<u64>()).collect();
+    match waits {
+        Ok(w) if !w.is_empty() => Ok(w.into_iter().map(std::time::Duration::from_secs).collect()),
+        _ => Err(ConfigError::Invalid {
+            name: "PAYGATE_EVENT_RETRY_SECONDS",
+            reason: "whole seconds, comma-separated".into(),
+        }),
+    }
 }
 
 /// A stack's namespace as `PAYGATE_NAMESPACE` gives it: one digit.
@@ -76,6 +131,7 @@ impl Settings {
             http: HttpPolicy::default(),
             // Required: a stack without one could reissue another's numbers.
             namespace: namespace(&environment::required("PAYGATE_NAMESPACE")?)?,
+            events: EventSettings::from_env()?,
         })
     }
 }

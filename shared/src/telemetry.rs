@@ -228,6 +228,15 @@ pub fn topup_attempt(outcome: &str) {
     }
 }
 
+/// One attempt to deliver an event to a merchant: `delivered`, `retry`
+/// or `failed` (no attempts left: `EventDeliveriesFailed`, alarmed).
+pub fn event_delivery(outcome: &str) {
+    emit(&[("EventDeliveries", "Count", 1)], &[("Outcome", outcome)]);
+    if outcome == "failed" {
+        emit(&[("EventDeliveriesFailed", "Count", 1)], &[]);
+    }
+}
+
 /// A refund requested, done, refused, or sent with its outcome unknown
 /// (`RefundsUnknown`: it waits for the provider's word or a person).
 pub fn refund_outcome(outcome: &str) {

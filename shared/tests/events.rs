@@ -284,6 +284,18 @@ async fn every_sample_event_is_accepted_by_its_handler() {
         ])
     );
 
+    // The merchant's endpoints: none yet.
+    let endpoints = shared::api::events::handle(s, http_event("api-events")).await;
+    assert_eq!(endpoints.status(), 200, "{:?}", endpoints.body());
+    let endpoints: serde_json::Value = serde_json::from_slice(endpoints.body().as_ref()).unwrap();
+    assert_eq!(endpoints["data"], serde_json::json!([]));
+
+    // A new event's stream record: the sample names an event no longer in
+    // the table, which leaves nothing to do and nothing failed.
+    let record: serde_json::Value = serde_json::from_str(&event_text("worker-events")).unwrap();
+    let answer = shared::api::events_worker::handle(s, record).await;
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]));
+
     let health = shared::api::health::health(s, http_event("api-health")).await;
     assert_eq!(health.status(), 200);
     let health: serde_json::Value = serde_json::from_slice(health.body().as_ref()).unwrap();

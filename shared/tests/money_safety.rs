@@ -503,6 +503,8 @@ async fn a_provider_that_never_answers_cannot_hold_the_sweep() {
         .sandbox
         .state
         .calls("/directpay/api/cashin_transactions_status/");
+    // (The completion's event taken by worker-events, as it would be.)
+    h.run_events().await;
     let next = sweep_until(&h.services, later, None, 1).await.unwrap();
     assert_eq!(next, SweepReport::default());
     assert_eq!(

@@ -70,7 +70,9 @@ async fn overdue_payments_expire_or_complete_as_the_provider_says() {
             .minor(),
         12_000
     );
-    // Nothing left to do.
+    // Nothing left to do (once worker-events has taken the two changes'
+    // events: until then the sweep sends them to it again).
+    h.run_events().await;
     assert_eq!(
         sweep(&h.services, later).await.unwrap(),
         SweepReport::default()

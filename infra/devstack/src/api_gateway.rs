@@ -238,6 +238,73 @@ impl ApiGateway {
         }
     }
 
+    /// Feeds a table's stream to a function, forever, as Lambda's event
+    /// source mapping does: records that pass the function's filters, in
+    /// batches; a batch that fails, or the records from the first one it
+    /// reports failed, are handed on again (three times, then dropped with a
+    /// message, where AWS would send them to the mapping's on-failure
+    /// destination).
+    pub async fn poll_stream(
+        &self,
+        mut reader: crate::streams::StreamReader,
+        source: crate::template::StreamSourceDef,
+        function: FunctionDef,
+    ) {
+        loop {
+            let records = match reader.read().await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("stream poller {}: {e}", function.binary);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            let records: Vec<Value> = records
+                .into_iter()
+                .filter(|r| crate::streams::passes(&source.filters, r))
+                .collect();
+            if records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            for batch in records.chunks(source.batch_size.max(1)) {
+                let mut pending = batch.to_vec();
+                for attempt in 0..4 {
+                    let failed_from = match self
+                        .invoke(&function.binary, &json!({"Records": pending}))
+                        .await
+                    {
+                        Ok(answer) => answer["batchItemFailures"]
+                            .as_array()
+                            .and_then(|f| f.first())
+                            .and_then(|f| f["itemIdentifier"].as_str())
+                            .and_then(|id| {
+                                pending
+                                    .iter()
+                                    .position(|r| r["dynamodb"]["SequenceNumber"] == id)
+                            }),
+                        Err(e) => {
+                            eprintln!("stream poller: {e}");
+                            Some(0)
+                        }
+                    };
+                    match failed_from {
+                        None => break,
+                        Some(_) if attempt == 3 => eprintln!(
+                            "stream poller {}: {} records dropped after 4 tries (the sweep finds what they asked for)",
+                            function.binary,
+                            pending.len()
+                        ),
+                        Some(from) => {
+                            pending.drain(..from);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Feeds a queue to a function in SQS batches, forever; deletes what the
     /// function did not report as failed.
     pub async fn poll(&self, sqs: aws_sdk_sqs::Client, queue_url: String, function: FunctionDef) {

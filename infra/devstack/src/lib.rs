@@ -16,6 +16,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 
 pub mod api_gateway;
 pub mod iam;
+pub mod streams;
 pub mod template;
 
 /// The YAML reader template.yaml is read with, for tests that read more of it.
@@ -31,6 +32,8 @@ pub const REGION: &str = "us-east-1";
 pub const TABLE: &str = "paygate-local";
 pub const TOPUP_QUEUE: &str = "paygate-topups";
 pub const TOPUP_DLQ: &str = "paygate-topups-dlq";
+pub const EVENTS_QUEUE: &str = "paygate-events";
+pub const EVENTS_DLQ: &str = "paygate-events-dlq";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -185,9 +188,12 @@ impl LocalStack {
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
-        let projection = |p: &str| {
+        let projection = |i: &template::IndexDef| {
             Projection::builder()
-                .projection_type(ProjectionType::from(p))
+                .projection_type(ProjectionType::from(i.projection.as_str()))
+                .set_non_key_attributes(
+                    (!i.non_key_attributes.is_empty()).then(|| i.non_key_attributes.clone()),
+                )
                 .build()
         };
         let mut request = self
@@ -197,12 +203,21 @@ impl LocalStack {
             .billing_mode(BillingMode::PayPerRequest)
             .set_attribute_definitions(Some(attributes))
             .set_key_schema(Some(keys(&def.key_schema)?));
+        if let Some(view) = &def.stream_view_type {
+            request = request.stream_specification(
+                aws_sdk_dynamodb::types::StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(view.as_str()))
+                    .build()
+                    .map_err(|e| StackError::Other(e.to_string()))?,
+            );
+        }
         for gsi in &def.global_indexes {
             request = request.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(&gsi.name)
                     .set_key_schema(Some(keys(&gsi.key_schema)?))
-                    .projection(projection(&gsi.projection))
+                    .projection(projection(gsi))
                     .build()
                     .map_err(|e| StackError::Other(e.to_string()))?,
             );
@@ -212,7 +227,7 @@ impl LocalStack {
                 LocalSecondaryIndex::builder()
                     .index_name(&lsi.name)
                     .set_key_schema(Some(keys(&lsi.key_schema)?))
-                    .projection(projection(&lsi.projection))
+                    .projection(projection(lsi))
                     .build()
                     .map_err(|e| StackError::Other(e.to_string()))?,
             );
@@ -370,6 +385,7 @@ pub struct Bootstrapped {
     pub table: String,
     pub topup_queue_url: String,
     pub topup_dlq_url: String,
+    pub events_queue_url: String,
     pub secrets: Vec<String>,
 }
 
@@ -387,6 +403,8 @@ pub async fn bootstrap(
     let names = BTreeMap::from([
         ("TopUpQueue".to_string(), TOPUP_QUEUE.to_string()),
         ("TopUpDeadLetterQueue".to_string(), TOPUP_DLQ.to_string()),
+        ("EventsQueue".to_string(), EVENTS_QUEUE.to_string()),
+        ("EventsDeadLetterQueue".to_string(), EVENTS_DLQ.to_string()),
     ]);
     let urls = stack.create_queues(template, &names).await?;
     let secrets = stack.put_secrets_from(secrets_dir).await?;
@@ -399,6 +417,7 @@ pub async fn bootstrap(
         table: TABLE.to_string(),
         topup_queue_url: url("TopUpQueue")?,
         topup_dlq_url: url("TopUpDeadLetterQueue")?,
+        events_queue_url: url("EventsQueue")?,
         secrets,
     })
 }

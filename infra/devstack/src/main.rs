@@ -67,6 +67,7 @@ async fn run_bootstrap() -> Result<(), String> {
     println!("PAYGATE_TABLE={}", done.table);
     println!("PAYGATE_TOPUP_QUEUE_URL={}", done.topup_queue_url);
     println!("PAYGATE_TOPUP_DLQ_URL={}", done.topup_dlq_url);
+    println!("PAYGATE_EVENTS_QUEUE_URL={}", done.events_queue_url);
     for s in &done.secrets {
         println!("# secret {s}");
     }
@@ -108,7 +109,10 @@ async fn run_gateway() -> Result<(), String> {
         println!("  {line}");
     }
     let stack = LocalStack::connect().await;
-    let local_names = [("TopUpQueue", devstack::TOPUP_QUEUE)];
+    let local_names = [
+        ("TopUpQueue", devstack::TOPUP_QUEUE),
+        ("EventsQueue", devstack::EVENTS_QUEUE),
+    ];
     for function in template.functions.iter().filter(|f| !f.queues.is_empty()) {
         for queue in &function.queues {
             let Some((_, name)) = local_names.iter().find(|(id, _)| id == queue) else {
@@ -126,6 +130,23 @@ async fn run_gateway() -> Result<(), String> {
             println!("  SQS    {name:<34} -> {}", function.binary);
             let (g, sqs, f) = (gateway.clone(), stack.sqs.clone(), function.clone());
             tokio::spawn(async move { g.poll(sqs, url, f).await });
+        }
+    }
+    for function in template.functions.iter() {
+        for source in &function.streams {
+            if source.table != "PaymentsTable" {
+                return Err(format!("no local table for {}", source.table));
+            }
+            let reader = devstack::streams::StreamReader::open(
+                &LocalStack::dynamodb_url(),
+                devstack::TABLE,
+                false,
+            )
+            .await
+            .map_err(|e| format!("the table's stream: {e}"))?;
+            println!("  STREAM {:<34} -> {}", devstack::TABLE, function.binary);
+            let (g, s, f) = (gateway.clone(), source.clone(), function.clone());
+            tokio::spawn(async move { g.poll_stream(reader, s, f).await });
         }
     }
     // Schedules run on a compressed clock locally: every minute by default.

@@ -35,6 +35,8 @@ pub struct IndexDef {
     pub key_schema: Vec<KeyElement>,
     /// ALL, KEYS_ONLY or INCLUDE.
     pub projection: String,
+    /// The attributes an INCLUDE projection adds.
+    pub non_key_attributes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub struct TableDef {
     pub global_indexes: Vec<IndexDef>,
     pub local_indexes: Vec<IndexDef>,
     pub ttl_attribute: Option<String>,
+    /// The stream's view type (KEYS_ONLY, NEW_IMAGE, ...), where the table
+    /// has a stream.
+    pub stream_view_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +83,20 @@ pub struct FunctionDef {
     pub queues: Vec<String>,
     /// Schedule expressions (`rate(5 minutes)`) that trigger it.
     pub schedules: Vec<String>,
+    /// The table streams that trigger it.
+    pub streams: Vec<StreamSourceDef>,
+}
+
+/// A DynamoDB stream event source of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSourceDef {
+    /// The logical id of the table whose stream it reads.
+    pub table: String,
+    /// Records per invocation.
+    pub batch_size: usize,
+    /// The `FilterCriteria` patterns (JSON); a record goes to the function
+    /// if it matches any (or if there are none).
+    pub filters: Vec<serde_json::Value>,
 }
 
 /// The parts of the template the local stack builds.
@@ -197,6 +216,17 @@ fn indexes(v: &Value, field: &str) -> Result<Vec<IndexDef>, TemplateError> {
                     .map(|p| text(p, "ProjectionType"))
                     .transpose()?
                     .unwrap_or_else(|| "ALL".into()),
+                non_key_attributes: i
+                    .get("Projection")
+                    .map(|p| list(p, "NonKeyAttributes"))
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| {
+                        a.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| shape("NonKeyAttributes: not a name"))
+                    })
+                    .collect::<Result<_, _>>()?,
             })
         })
         .collect()
@@ -218,6 +248,10 @@ fn table(id: &str, props: &Value) -> Result<TableDef, TemplateError> {
         global_indexes: indexes(props, "GlobalSecondaryIndexes")?,
         local_indexes: indexes(props, "LocalSecondaryIndexes")?,
         ttl_attribute,
+        stream_view_type: props
+            .get("StreamSpecification")
+            .map(|s| text(s, "StreamViewType"))
+            .transpose()?,
     })
 }
 
@@ -263,6 +297,7 @@ fn function(id: &str, resource: &Value) -> Result<FunctionDef, TemplateError> {
     let mut routes = Vec::new();
     let mut queues = Vec::new();
     let mut schedules = Vec::new();
+    let mut streams = Vec::new();
     let events = resource
         .get("Properties")
         .and_then(|p| p.get("Events"))
@@ -287,6 +322,29 @@ fn function(id: &str, resource: &Value) -> Result<FunctionDef, TemplateError> {
                     .ok_or_else(|| shape(format!("{id}: SQS event without Queue")))?;
                 queues.push(get_att_target(queue)?);
             }
+            Some("DynamoDB") => {
+                let stream = props
+                    .get("Stream")
+                    .ok_or_else(|| shape(format!("{id}: DynamoDB event without Stream")))?;
+                let filters = props
+                    .get("FilterCriteria")
+                    .map(|f| list(f, "Filters"))
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|f| {
+                        serde_json::from_str(&text(f, "Pattern")?)
+                            .map_err(|e| shape(format!("{id}: a filter pattern is not JSON: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                streams.push(StreamSourceDef {
+                    table: get_att_target(stream)?,
+                    batch_size: text(props, "BatchSize")
+                        .ok()
+                        .and_then(|b| b.parse().ok())
+                        .unwrap_or(100),
+                    filters,
+                });
+            }
             _ => {}
         }
     }
@@ -296,6 +354,7 @@ fn function(id: &str, resource: &Value) -> Result<FunctionDef, TemplateError> {
         routes,
         queues,
         schedules,
+        streams,
     })
 }
 
@@ -309,10 +368,14 @@ fn default_authorizer(props: &Value) -> Option<String> {
 
 /// The logical id in `!GetAtt Id.Arn` or `{"Fn::GetAtt": [Id, Arn]}`.
 fn get_att_target(v: &Value) -> Result<String, TemplateError> {
-    let bad = || shape("expected a GetAtt of a resource's Arn");
+    let bad = || shape("expected a GetAtt of a resource's Arn or StreamArn");
     match v {
         Value::Tagged(t) if t.tag == "!GetAtt" => match &t.value {
-            Value::String(s) => s.strip_suffix(".Arn").map(str::to_string).ok_or_else(bad),
+            Value::String(s) => s
+                .strip_suffix(".Arn")
+                .or_else(|| s.strip_suffix(".StreamArn"))
+                .map(str::to_string)
+                .ok_or_else(bad),
             Value::Sequence(parts) => parts
                 .first()
                 .and_then(Value::as_str)

@@ -235,8 +235,8 @@ async fn bootstrap_creates_the_queues_the_template_declares() {
         checked += 1;
     }
     assert_eq!(
-        checked, 2,
-        "the template declares the top-up queue and its DLQ"
+        checked, 4,
+        "the template declares the top-up and events queues and their DLQs"
     );
 }
 
@@ -455,6 +455,7 @@ fn logs_throttling_and_alarms_are_declared() {
         ("paygate", "PaymentsStale"),
         ("paygate", "TopUpsGivenUp"),
         ("paygate", "TopUpsUnknownNow"),
+        ("paygate", "EventDeliveriesFailed"),
     ] {
         assert!(
             alarmed.contains(&(namespace.to_string(), metric.to_string())),

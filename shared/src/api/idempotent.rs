@@ -103,6 +103,17 @@ pub(crate) async fn finish(
     claim: Claim,
     result: Result<Response<Body>, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
+    finish_keeping(services, claim, result, <[u8]>::to_vec).await
+}
+
+/// As [`finish`], keeping `kept(body)` for replay instead of the body
+/// itself (an answer with a secret keeps what derives it again).
+pub(crate) async fn finish_keeping(
+    services: &Services,
+    claim: Claim,
+    result: Result<Response<Body>, ApiError>,
+    kept: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Result<Response<Body>, ApiError> {
     match result {
         Ok(response) if response.status() == StatusCode::ACCEPTED => {
             services
@@ -115,7 +126,7 @@ pub(crate) async fn finish(
             let stored = StoredResponse {
                 status: response.status().as_u16(),
                 headers: vec![("content-type".into(), "application/json".into())],
-                body: response.body().as_ref().to_vec(),
+                body: kept(response.body().as_ref()),
             };
             if let Err(e) = services
                 .store

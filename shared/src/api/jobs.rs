@@ -31,6 +31,9 @@ const PAGE: i32 = 100;
 const MAX_REQUEUE: u32 = 500;
 /// A queued top-up younger than this may still be on its way through SQS.
 const TOPUP_GRACE: time::Duration = time::Duration::minutes(2);
+/// How long an event may wait to be fanned out, or a delivery stay past
+/// due, before the sweep sends it to worker-events again.
+const EVENT_GRACE: time::Duration = time::Duration::minutes(1);
 /// The longest a payment whose provider does not answer is pushed back.
 const MAX_BACKOFF_MINUTES: i64 = 60;
 
@@ -83,6 +86,9 @@ pub struct SweepReport {
     /// Of those, a day or more past expiry: listed for people as stale.
     pub stale: u32,
     pub topups_requeued: u32,
+    /// Events never fanned out, and deliveries overdue, sent to
+    /// worker-events again (their message or stream record was lost).
+    pub events_requeued: u32,
     /// Expired payments closed at the provider (nothing can arrive).
     pub closed: u32,
     /// Expired payments left payable at the provider: watched.
@@ -239,6 +245,8 @@ pub async fn sweep_until(
         }
     }
 
+    requeue_events(services, now, page, &mut report).await;
+
     // Pending payments due, then the stale ones due (checked alike).
     for stale in [false, true] {
         let mut start = None;
@@ -273,6 +281,43 @@ pub async fn sweep_until(
     }
     late(services, now, &out_of_time, page, &mut report).await?;
     finish(services, report).await
+}
+
+/// Events not fanned out a while after they were written, and deliveries
+/// a while past due: their stream record or queue message was lost (or
+/// worker-events failed on it every time). Each goes to worker-events
+/// again; a send that fails is left for the next run.
+async fn requeue_events(
+    services: &Services,
+    now: OffsetDateTime,
+    page: i32,
+    report: &mut SweepReport,
+) {
+    use crate::events::deliver::{send_message, EventMessage};
+    let mut messages = Vec::new();
+    match services.store.events_open(now - EVENT_GRACE, page).await {
+        Ok(keys) => messages.extend(keys.into_iter().map(|event| EventMessage::FanOut { event })),
+        Err(e) => tracing::warn!(error = %e, "could not read the events waiting to be fanned out"),
+    }
+    match services.store.deliveries_due(now - EVENT_GRACE, page).await {
+        Ok(due) => messages.extend(due.into_iter().map(|(merchant, event_id, endpoint_id)| {
+            EventMessage::Delivery {
+                merchant,
+                event_id,
+                endpoint_id,
+            }
+        })),
+        Err(e) => tracing::warn!(error = %e, "could not read the deliveries due"),
+    }
+    for message in messages {
+        match send_message(services, &message, std::time::Duration::ZERO).await {
+            Ok(()) => report.events_requeued += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not queue an event again; the next run will");
+                break;
+            }
+        }
+    }
 }
 
 /// Ends a run: what waits for a person is counted for the alarms.

@@ -12,6 +12,8 @@ use crate::responses::ApiError;
 use crate::store::{TopUp, TopUpStatus};
 
 pub mod authorizer;
+pub mod events;
+pub mod events_worker;
 pub mod health;
 mod idempotent;
 pub mod jobs;

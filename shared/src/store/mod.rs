@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use crate::ids::PaymentId;
 
 mod deliveries;
+mod events;
 mod health;
 mod idempotency;
 mod learned;
@@ -33,6 +34,10 @@ mod sessions;
 mod topups;
 
 pub use deliveries::DeliveryOutcome;
+pub use events::{
+    Attempt, AttemptEnd, Claim, Delivery, DeliveryStatus, Endpoint, EndpointChange, EndpointStatus,
+    StoredEvent, ATTEMPTS_KEPT, EVENTS_KEPT, MAX_ENDPOINTS,
+};
 pub use health::ProviderHealth;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 pub use ledger::{Balance, EntryCursor, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
@@ -60,6 +65,11 @@ pub mod schema {
     pub const GSI3: &str = "GSI3";
     pub const GSI3_PK: &str = "gsi3pk";
     pub const GSI3_SK: &str = "gsi3sk";
+    /// GSI4: a merchant's events by time, newest first (`type` and
+    /// `payment_id` projected, for the log's filters).
+    pub const GSI4: &str = "GSI4";
+    pub const GSI4_PK: &str = "gsi4pk";
+    pub const GSI4_SK: &str = "gsi4sk";
     /// LSI1: a wallet's ledger entries by time.
     pub const LSI1: &str = "LSI1";
     pub const LSI1_SK: &str = "lsi1sk";
@@ -123,6 +133,11 @@ pub enum ItemKind {
     TopUp,
     Difference,
     WebhookDelivery,
+    /// An event to a merchant, or one of its deliveries.
+    Event,
+    Delivery,
+    /// A merchant's webhook endpoint, or its merchant's count of them.
+    Endpoint,
     /// An idempotency record that another request has taken over.
     IdempotencyRecord,
 }
@@ -140,6 +155,9 @@ impl std::fmt::Display for ItemKind {
             ItemKind::TopUp => "top-up",
             ItemKind::Difference => "difference",
             ItemKind::WebhookDelivery => "webhook delivery",
+            ItemKind::Event => "event",
+            ItemKind::Delivery => "event delivery",
+            ItemKind::Endpoint => "webhook endpoint",
             ItemKind::IdempotencyRecord => "idempotency record (no longer ours)",
         })
     }

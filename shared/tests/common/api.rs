@@ -51,6 +51,7 @@ fn known(binary: &str) -> bool {
                 | "api-ops"
                 | "api-health"
                 | "api-pay-page"
+                | "api-events"
         )
 }
 
@@ -209,6 +210,7 @@ async fn dispatch(
             "api-ops" => shared::api::ops::handle(s, req).await,
             "api-health" => shared::api::health::health(s, req).await,
             "api-pay-page" => shared::api::pay_page::handle(s, req).await,
+            "api-events" => shared::api::events::handle(s, req).await,
             webhook => match webhook_provider(webhook) {
                 Some(p) => shared::api::webhooks::handle(s, p, req).await,
                 None => unreachable!("serve() checked {webhook}"),

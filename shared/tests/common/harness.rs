@@ -11,7 +11,7 @@ use shared::api::authorizer::hash_key;
 use shared::providers::transport::HttpPolicy;
 use shared::queue::TopUpQueue;
 use shared::secrets::SecretsCache;
-use shared::services::{Services, Settings};
+use shared::services::{EventSettings, Services, Settings};
 use shared::store::Store;
 
 pub const API_KEY: &str = "pk_local_paygate_dev_key";
@@ -46,9 +46,35 @@ pub struct Harness {
     pub sandbox: sandbox::Running,
     pub api: String,
     pub queue_url: String,
+    /// Where events' retries wait.
+    pub events_queue_url: String,
+    /// The table's stream, read from its start (as worker-events' mapping
+    /// reads it): new events for [`Harness::run_events`].
+    pub stream: tokio::sync::Mutex<devstack::streams::StreamReader>,
     pub paygram_secret: String,
     pub http: reqwest::Client,
 }
+
+/// A new queue named `<prefix>-<ulid>` whose messages come back at once
+/// (no visibility timeout): its URL.
+async fn test_queue(stack: &devstack::LocalStack, prefix: &str) -> String {
+    stack
+        .sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-{}", ulid::Ulid::new()))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "0",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+/// The retry schedule in tests: seven waits of a second.
+pub const EVENT_RETRY: [Duration; 7] = [Duration::from_secs(1); 7];
 
 pub struct Reply {
     pub status: u16,
@@ -88,19 +114,15 @@ impl Harness {
             .fresh_table()
             .await
             .expect("test table (is the stack up? run `make test`)");
-        let queue_url = stack
-            .sqs
-            .create_queue()
-            .queue_name(format!("test-{}", ulid::Ulid::new()))
-            .attributes(
-                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-                "0",
-            )
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let queue_url = test_queue(&stack, "test").await;
+        let events_queue_url = test_queue(&stack, "test-events").await;
+        let stream = devstack::streams::StreamReader::open(
+            &devstack::LocalStack::dynamodb_url(),
+            &table,
+            true,
+        )
+        .await
+        .expect("the table's stream");
         let sandbox = sandbox::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -151,6 +173,10 @@ impl Harness {
                        "tokens": sandbox::casino::TOKENS.iter().map(|(m, t)| (m.to_string(), json!(t))).collect::<serde_json::Map<_, _>>()}),
             ),
             (
+                "webhook-signing",
+                json!({"key": "dGVzdHMnIHdlYmhvb2sgc2lnbmluZyBrZXksIHRoaXJ0eS10d28gYnl0ZXMgb3IgbW9yZQ=="}),
+            ),
+            (
                 "api-keys",
                 json!({"keys": [{"merchant_id": MERCHANT, "sha256": hash_key(API_KEY), "name": "test"},
                                 {"merchant_id": OTHER_MERCHANT, "sha256": hash_key(OTHER_API_KEY), "name": "other"},
@@ -174,6 +200,10 @@ impl Harness {
                 // Not 00: the tests see the namespace at the end of every
                 // number paygate allocates.
                 namespace: NAMESPACE,
+                events: EventSettings {
+                    queue_url: Some(events_queue_url.clone()),
+                    retry: EVENT_RETRY.to_vec(),
+                },
                 http: HttpPolicy {
                     connect_timeout: Duration::from_secs(2),
                     request_timeout: Duration::from_secs(2),
@@ -196,6 +226,14 @@ impl Harness {
                 (
                     "TopUpQueue".to_string(),
                     queue_url.rsplit('/').next().unwrap_or_default().to_string(),
+                ),
+                (
+                    "EventsQueue".to_string(),
+                    events_queue_url
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
                 ),
             ]),
             secret_prefix: Some(services.settings.secret_prefix.clone()),
@@ -243,6 +281,8 @@ impl Harness {
             sandbox,
             api,
             queue_url,
+            events_queue_url,
+            stream: tokio::sync::Mutex::new(stream),
             paygram_secret,
             http,
         }
@@ -378,20 +418,25 @@ impl Harness {
         r.json().await.unwrap_or(Value::Null)
     }
 
+    /// Up to ten messages of `queue` that are due now.
+    async fn receive(&self, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        self.stack
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    }
+
     /// Everything waiting in the top-up queue, as the worker's event.
     pub async fn drain_queue(&self) -> SqsEvent {
         let mut records = Vec::new();
         loop {
-            let out = self
-                .stack
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            let messages = out.messages.unwrap_or_default();
+            let messages = self.receive(&self.queue_url).await;
             if messages.is_empty() {
                 break;
             }
@@ -415,6 +460,69 @@ impl Harness {
         let mut event = SqsEvent::default();
         event.records = records;
         event
+    }
+
+    /// What worker-events does now, as AWS would run it: the table's new
+    /// stream records (through the template's filter) as one batch, then
+    /// every message of the events queue that is due (each its own batch,
+    /// so a retry's message is received when its delay is over). Returns
+    /// how many records and messages it handled.
+    #[allow(dead_code)]
+    pub async fn run_events(&self) -> usize {
+        let worker = self.function("worker-events");
+        let template = devstack::Template::load(&devstack::template::default_path()).unwrap();
+        let source = template
+            .functions
+            .iter()
+            .find(|f| f.binary == "worker-events")
+            .and_then(|f| f.streams.first().cloned())
+            .expect("worker-events reads the table's stream");
+        let records: Vec<Value> = self
+            .stream
+            .lock()
+            .await
+            .read()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| devstack::streams::passes(&source.filters, r))
+            .collect();
+        let mut handled = records.len();
+        for batch in records.chunks(source.batch_size.max(1)) {
+            let answer =
+                shared::api::events_worker::handle(worker, json!({"Records": batch})).await;
+            assert_eq!(
+                answer["batchItemFailures"],
+                json!([]),
+                "stream batch failed"
+            );
+        }
+        loop {
+            let messages = self.receive(&self.events_queue_url).await;
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let record =
+                    json!({"eventSource": "aws:sqs", "messageId": m.message_id, "body": m.body});
+                let answer =
+                    shared::api::events_worker::handle(worker, json!({"Records": [record]})).await;
+                if answer["batchItemFailures"] == json!([]) {
+                    if let Some(handle) = &m.receipt_handle {
+                        self.stack
+                            .sqs
+                            .delete_message()
+                            .queue_url(&self.events_queue_url)
+                            .receipt_handle(handle)
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                }
+                handled += 1;
+            }
+        }
+        handled
     }
 
     /// Transfers the casino sandbox has recorded.

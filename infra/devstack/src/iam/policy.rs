@@ -47,6 +47,11 @@ impl LocalNames {
                     "TopUpDeadLetterQueue".to_string(),
                     crate::TOPUP_DLQ.to_string(),
                 ),
+                ("EventsQueue".to_string(), crate::EVENTS_QUEUE.to_string()),
+                (
+                    "EventsDeadLetterQueue".to_string(),
+                    crate::EVENTS_DLQ.to_string(),
+                ),
             ]),
             secret_prefix: None,
         }

@@ -177,16 +177,7 @@ impl Verifier {
 }
 
 fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    match HmacSha256::new_from_slice(key) {
-        Ok(mut m) => {
-            for p in parts {
-                m.update(p);
-            }
-            m.finalize().into_bytes().to_vec()
-        }
-        // HMAC takes keys of any length; this cannot happen.
-        Err(_) => Vec::new(),
-    }
+    crate::digest::hmac_sha256(key, parts)
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,445 @@
+//! Events to the merchant (API.md, "Events to the merchant"), against the
+//! local stack and the sandbox: the event is written with its change and
+//! only then, the table's stream hands it to worker-events, a loopback
+//! receiver gets it signed as Standard Webhooks specifies, retries keep its
+//! `webhook-id`, the last failure waits for a person, and what a merchant
+//! sees and moves is only its own.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use common::cases::{create_for, trigger};
+use common::harness::{Harness, OTHER_API_KEY};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// What a receiver got: each request's headers and body.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: String,
+}
+
+/// A merchant's endpoint on loopback: answers each request with the next
+/// status of `answers` (200 once they run out), records what it got.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn start(answers: &[u16]) -> (Receiver, String) {
+        let r = Receiver::default();
+        r.answers.lock().unwrap().extend(answers);
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        (r, url)
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    r.got.lock().unwrap().push(Received { headers, body });
+    let status = r.answers.lock().unwrap().pop_front().unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// Checks a delivery as a receiver would, written here from the
+/// specification (not with paygate's signer): every `v1,` signature that
+/// `secret` makes over `{id}.{timestamp}.{body}`.
+fn verifies(secret: &str, got: &Received) -> bool {
+    let header = |n: &str| got.headers.get(n).unwrap().to_str().unwrap().to_string();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(
+        format!(
+            "{}.{}.{}",
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            got.body
+        )
+        .as_bytes(),
+    );
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+async fn endpoint(h: &Harness, url: &str, events: Value) -> Value {
+    let r = h
+        .post(
+            "/v1/webhook-endpoints",
+            &ulid::Ulid::new().to_string(),
+            &json!({"url": url, "events": events}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body
+}
+
+/// Runs worker-events until `done` holds, or fails after `limit`.
+async fn until(h: &Harness, limit: Duration, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    loop {
+        h.run_events().await;
+        if done() {
+            return;
+        }
+        assert!(start.elapsed() < limit, "not done within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_payment_is_told_once_signed() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let created = endpoint(&h, &url, json!(["payment.*"])).await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(created["status"], "enabled");
+
+    let id = create_for(&h, "directpay", "u_events").await;
+    // The provider calls three times; one completes.
+    for _ in 0..3 {
+        let (status, _) = trigger(&h, "directpay", "paid", id).await;
+        assert_eq!(status, 200);
+    }
+    until(&h, Duration::from_secs(20), || !receiver.got().is_empty()).await;
+    // Nothing more comes, however often the worker runs.
+    h.run_events().await;
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let delivery = &got[0];
+    assert!(verifies(&secret, delivery), "the signature does not verify");
+    let body: Value = serde_json::from_str(&delivery.body).unwrap();
+    assert_eq!(body["type"], "payment.completed");
+    assert_eq!(body["data"]["id"], id.to_string());
+    assert_eq!(body["data"]["status"], "completed");
+    assert_eq!(delivery.headers["webhook-id"], body["id"].as_str().unwrap());
+    assert_eq!(delivery.headers["content-type"], "application/json");
+
+    // The log shows it delivered, once.
+    let log = h.get(&format!("/v1/events?payment_id={id}")).await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let events = log.body["data"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{}", log.text);
+    assert_eq!(events[0]["id"], body["id"]);
+    assert_eq!(events[0]["deliveries"][0]["status"], "delivered");
+    assert_eq!(events[0]["deliveries"][0]["last_status_code"], 200);
+    let one = h
+        .get(&format!("/v1/events/{}", body["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body["attempts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delivery_comes_again_with_the_same_id_until_it_is_taken() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[500, 503]).await;
+    endpoint(&h, &url, json!(["payment.completed"])).await;
+    let id = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", id).await;
+    until(&h, Duration::from_secs(30), || receiver.got().len() >= 3).await;
+    let got = receiver.got();
+    assert_eq!(got.len(), 3);
+    let ids: Vec<_> = got
+        .iter()
+        .map(|g| g.headers["webhook-id"].clone())
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    let log = h.get(&format!("/v1/events?payment_id={id}")).await;
+    let delivery = &log.body["data"][0]["deliveries"][0];
+    assert_eq!(delivery["status"], "delivered", "{}", log.text);
+    assert_eq!(delivery["attempts"], 3);
+    let event = h
+        .get(&format!("/v1/events/{}", ids[0].to_str().unwrap()))
+        .await;
+    let codes: Vec<_> = event.body["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(500), json!(503), json!(200)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_last_attempt_a_delivery_fails_and_a_resend_tries_once_more() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[500; 8]).await;
+    endpoint(&h, &url, json!([])).await;
+    let id = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", id).await;
+    // 8 attempts: the first and seven retries a second apart.
+    until(&h, Duration::from_secs(60), || receiver.got().len() >= 8).await;
+    h.run_events().await;
+    assert_eq!(receiver.got().len(), 8);
+    let log = h.get(&format!("/v1/events?payment_id={id}")).await;
+    let event_id = log.body["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(log.body["data"][0]["deliveries"][0]["status"], "failed");
+    // Listed for people.
+    let failed = h.store().failed_deliveries(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].1.to_string(), event_id);
+
+    // The merchant's endpoint answers again: a resend delivers it.
+    let r = h
+        .post(
+            &format!("/v1/events/{event_id}/resend"),
+            "resend-1",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    until(&h, Duration::from_secs(20), || receiver.got().len() >= 9).await;
+    let last = receiver.got().pop().unwrap();
+    assert_eq!(last.headers["webhook-id"], event_id.as_str());
+    let log = h.get(&format!("/v1/events/{event_id}")).await;
+    assert_eq!(
+        log.body["deliveries"][0]["status"], "delivered",
+        "{}",
+        log.text
+    );
+    assert!(h.store().failed_deliveries(10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_disables_the_endpoint() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[410]).await;
+    let created = endpoint(&h, &url, json!([])).await;
+    let id = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", id).await;
+    until(&h, Duration::from_secs(20), || !receiver.got().is_empty()).await;
+    let we = h
+        .get(&format!(
+            "/v1/webhook-endpoints/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(we.body["status"], "disabled", "{}", we.text);
+    assert!(we.body.get("secret").is_none());
+    // Nothing more is sent to it.
+    let other = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", other).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.run_events().await;
+    assert_eq!(receiver.got().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_signs_beside_the_old_one() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let created = endpoint(&h, &url, json!(["payment.completed"])).await;
+    let old = created["secret"].as_str().unwrap().to_string();
+    let path = format!(
+        "/v1/webhook-endpoints/{}/rotate-secret",
+        created["id"].as_str().unwrap()
+    );
+    let rotated = h.post(&path, "rotate-1", &json!({})).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let new = rotated.body["secret"].as_str().unwrap().to_string();
+    assert_ne!(old, new);
+    // A retried rotation is the same rotation, with the same secret.
+    let again = h.post(&path, "rotate-1", &json!({})).await;
+    assert_eq!(again.body["secret"], new.as_str());
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+
+    let id = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", id).await;
+    until(&h, Duration::from_secs(20), || !receiver.got().is_empty()).await;
+    let got = &receiver.got()[0];
+    assert_eq!(
+        got.headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    assert!(verifies(&new, got) && verifies(&old, got));
+    // No secret is kept in the table: not in the endpoint, not in the
+    // idempotency record that replays the answer.
+    let all = format!("{:?}", h.items().await);
+    assert!(!all.contains(&old[6..]) && !all.contains(&new[6..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_stream_record_was_lost_is_sent_by_the_sweep() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    endpoint(&h, &url, json!([])).await;
+    let id = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", id).await;
+    // The process that committed the change died, and the stream's record
+    // never reached the worker: read past it.
+    h.stream.lock().await.read().await.unwrap();
+    h.run_events().await;
+    assert!(receiver.got().is_empty());
+    let sweep = h.function("job-sweep");
+    let report = shared::api::jobs::sweep(
+        sweep,
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.events_requeued, 1, "{report:?}");
+    until(&h, Duration::from_secs(20), || !receiver.got().is_empty()).await;
+    let body: Value = serde_json::from_str(&receiver.got()[0].body).unwrap();
+    assert_eq!(body["type"], "payment.completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_refuse_what_they_cannot_take_and_write_nothing() {
+    let h = Harness::start().await;
+    let before = h.items().await.len();
+    for (body, status, code) in [
+        (
+            json!({"url": "https://169.254.169.254/latest"}),
+            422,
+            "url_not_public",
+        ),
+        (
+            json!({"url": "https://10.0.0.7/hook"}),
+            422,
+            "url_not_public",
+        ),
+        (
+            json!({"url": "https://[::ffff:127.0.0.1]/"}),
+            422,
+            "url_not_public",
+        ),
+        (json!({"url": "ftp://example.com/"}), 422, "invalid_url"),
+        (json!({"url": "not a url"}), 422, "invalid_url"),
+        (
+            json!({"url": "https://u:p@example.com/"}),
+            422,
+            "invalid_url",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "events": ["payment.paid"]}),
+            422,
+            "unknown_event_type",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "description": "x".repeat(256)}),
+            422,
+            "invalid_description",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "colour": "red"}),
+            400,
+            "malformed_body",
+        ),
+        (json!({"events": []}), 400, "malformed_body"),
+    ] {
+        let r = h
+            .post(
+                "/v1/webhook-endpoints",
+                &ulid::Ulid::new().to_string(),
+                &body,
+            )
+            .await;
+        assert_eq!(r.status, status, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], code, "{body}: {}", r.text);
+    }
+    assert_eq!(h.items().await.len(), before, "a refusal wrote something");
+
+    // Sixteen, and no more.
+    for _ in 0..16 {
+        endpoint(&h, "http://127.0.0.1:9/x", json!([])).await;
+    }
+    let r = h
+        .post(
+            "/v1/webhook-endpoints",
+            "the-17th",
+            &json!({"url": "http://127.0.0.1:9/x"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["error"]["code"], "too_many_endpoints");
+    let list = h.get("/v1/webhook-endpoints").await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 16);
+    assert!(!list.text.contains("whsec_"), "a listing shows no secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_sees_and_moves_only_its_own() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let mine = endpoint(&h, &url, json!([])).await;
+    let we = mine["id"].as_str().unwrap();
+    let id = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", id).await;
+    until(&h, Duration::from_secs(20), || !receiver.got().is_empty()).await;
+    let event: Value = serde_json::from_str(&receiver.got()[0].body).unwrap();
+    let evt = event["id"].as_str().unwrap();
+
+    for path in [
+        format!("/v1/webhook-endpoints/{we}"),
+        format!("/v1/events/{evt}"),
+    ] {
+        let r = h.get_as(&path, OTHER_API_KEY).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+    }
+    let r = h
+        .post_as(
+            &format!("/v1/events/{evt}/resend"),
+            OTHER_API_KEY,
+            "x-1",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = h
+        .post_as(
+            &format!("/v1/webhook-endpoints/{we}/rotate-secret"),
+            OTHER_API_KEY,
+            "x-2",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let list = h.get_as("/v1/events", OTHER_API_KEY).await;
+    assert_eq!(list.body["data"], json!([]));
+    let list = h.get_as("/v1/webhook-endpoints", OTHER_API_KEY).await;
+    assert_eq!(list.body["data"], json!([]));
+    // And a cursor of one query does not page another.
+    let page = h.get("/v1/events?limit=1").await;
+    assert_eq!(page.status, 200);
+    if let Some(cursor) = page.body["next_cursor"].as_str() {
+        let r = h
+            .get(&format!(
+                "/v1/events?limit=1&type=payment.failed&cursor={cursor}"
+            ))
+            .await;
+        assert_eq!(r.status, 400);
+    }
+}
