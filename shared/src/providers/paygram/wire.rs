@@ -52,18 +52,78 @@ pub(super) struct InvoiceInfo {
     pub invoicecode: Option<String>,
 }
 
-/// Both shapes, keys lower-cased before parsing (Paygram's casing varies).
+/// Both shapes, keys lower-cased before parsing (Paygram's casing varies):
+/// the SDK's `UserCallbackInfo` and the seed's.
 #[derive(Deserialize)]
 pub(super) struct Callback {
     #[serde(default)]
     pub callbackdata: Option<String>,
     #[serde(default)]
     pub invoiceinfo: Option<InvoiceInfo>,
+    #[serde(default)]
+    pub balanceinfo: Option<serde_json::Value>,
+    #[serde(default)]
+    pub withdrawinfo: Option<serde_json::Value>,
+    #[serde(default)]
+    pub moneysentinfo: Option<serde_json::Value>,
     #[serde(default, alias = "invoice_code")]
     pub invoicecode: Option<String>,
     /// The seed's word ("paid"), or the enum as a number or name.
     #[serde(default)]
     pub status: Option<serde_json::Value>,
+}
+
+/// What a callback is about: the SDK's `UserCallbackTypes`, decided as
+/// `UserCallbackInfo.CallbackType` decides it (by which object the
+/// callback carries, in this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CallbackKind {
+    /// `BalanceInfo`: the account's balance changed.
+    Balance,
+    /// `WithdrawInfo`: a withdrawal.
+    Withdraw,
+    /// `InvoiceInfoCredited` or `InvoiceInfoDebited`: money moved on an
+    /// invoice.
+    Invoice,
+    /// `MoneySent`: a direct transfer.
+    MoneySent,
+    /// `CallbackInfo`: none of those objects (the seed's shape is one).
+    Other,
+}
+
+impl CallbackKind {
+    pub(super) fn of(callback: &Callback) -> CallbackKind {
+        if callback.balanceinfo.is_some() {
+            CallbackKind::Balance
+        } else if callback.withdrawinfo.is_some() {
+            CallbackKind::Withdraw
+        } else if callback.invoiceinfo.is_some() {
+            CallbackKind::Invoice
+        } else if callback.moneysentinfo.is_some() {
+            CallbackKind::MoneySent
+        } else {
+            CallbackKind::Other
+        }
+    }
+
+    /// Whether the callback can concern one of our invoices; the others
+    /// are answered and change nothing.
+    pub(super) fn about_an_invoice(self) -> bool {
+        match self {
+            CallbackKind::Invoice | CallbackKind::Other => true,
+            CallbackKind::Balance | CallbackKind::Withdraw | CallbackKind::MoneySent => false,
+        }
+    }
+
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            CallbackKind::Balance => "balance_info",
+            CallbackKind::Withdraw => "withdraw_info",
+            CallbackKind::Invoice => "invoice_info",
+            CallbackKind::MoneySent => "money_sent",
+            CallbackKind::Other => "callback_info",
+        }
+    }
 }
 
 /// A Paygram invoice's state, from its code or the seed's word.
