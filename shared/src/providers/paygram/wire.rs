@@ -6,24 +6,32 @@ use serde::{Deserialize, Serialize};
 use crate::money::MajorAmount;
 use crate::payment::PaymentStatus;
 
+/// The legacy API's IssueInvoice body, fields in the capture's order
+/// (fixtures/paygram/legacy.issue_invoice.request.curl).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct IssueInvoice<'a> {
     pub request_id: i64,
+    pub user_cli_id: &'a str,
     pub currency_code: u32,
     pub amount: &'a serde_json::value::RawValue,
     pub callback_data: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub merchant_type: Option<i64>,
+    pub merchant_type: i64,
 }
 
+/// The legacy API's InvoiceInfo body (legacy.invoice_info.request.curl).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct InvoiceInfoRequest<'a> {
+    pub request_id: i64,
+    pub user_cli_id: &'a str,
     pub invoice_code: &'a str,
 }
 
-/// Paygram's replies; its key casing varies, so both are accepted.
+/// Paygram's replies: the official API's PascalCase (`ResponseCode`
+/// decides; `Success`, false, is left out as a default) and the legacy
+/// API's camelCase (`success` decides; the capture has no `responseCode`).
+/// Either casing is read from either API, as the SDK's deserializer does.
 #[derive(Deserialize)]
 pub(super) struct InvoiceReply {
     #[serde(default, alias = "Success")]
@@ -37,8 +45,13 @@ pub(super) struct InvoiceReply {
     /// The C# enum, as a number or its name.
     #[serde(default, alias = "Status")]
     pub status: Option<serde_json::Value>,
+    /// The invoice's total, fees included (the SDK's words): what the payer
+    /// paid for it (decision 54).
     #[serde(default, alias = "Amount")]
     pub amount: Option<MajorAmount>,
+    /// The part of `amount` that is Paygram's fee.
+    #[serde(default, rename = "expectedFee", alias = "ExpectedFee")]
+    pub expected_fee: Option<MajorAmount>,
     /// The C# enum, as a number or its name.
     #[serde(default, rename = "currencyCode", alias = "CurrencyCode")]
     pub currency_code: Option<serde_json::Value>,
