@@ -215,6 +215,53 @@ async fn paygram_phpt_and_usdt_deposits_credit_once() {
     }
 }
 
+/// Paygram's callbacks about no invoice (a balance change, a withdrawal,
+/// money sent: the SDK's other `UserCallbackTypes`) are answered `ok`, as
+/// the SDK's sample receiver answers every callback, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygram_callbacks_about_no_invoice_are_answered_and_change_nothing() {
+    let h = Harness::start().await;
+    let u = user();
+    let created = h
+        .create(
+            &key(),
+            &json!({"provider": "paygram", "amount": 10_000, "currency": "PHPT",
+                    "reference": format!("ORD-{}", ulid::Ulid::new()), "wallet_user_id": u}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id: PaymentId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let before = h.items().await;
+    for kind in ["balance", "withdraw", "money_sent"] {
+        let answer = h
+            .sandbox("/_sandbox/paygram/callbacks", json!({"type": kind}))
+            .await;
+        assert_eq!(answer["delivered"], 200, "{kind}");
+    }
+    for name in [
+        "callback.balance.assembled.json",
+        "callback.withdraw.assembled.json",
+        "callback.money_sent.assembled.json",
+    ] {
+        let body = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/paygram/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let answer = h
+            .post_raw(
+                &format!("/webhooks/paygram/{}", h.paygram_secret),
+                "application/json",
+                &body,
+            )
+            .await;
+        assert_eq!((answer.status, answer.text.as_str()), (200, "ok"), "{name}");
+    }
+    assert_eq!(h.items().await, before);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Pending);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_identical_callbacks_then_late_ones_settle_once() {
     let h = Harness::start().await;

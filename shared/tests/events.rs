@@ -21,6 +21,8 @@ const P4: &str = "pay_01JG0000000000000000000004";
 const P5: &str = "pay_01JG0000000000000000000005";
 const P6: &str = "pay_01JG0000000000000000000006";
 const P7: &str = "pay_01JG0000000000000000000007";
+/// The invoice of events/webhook-paygram.json (Paygram's codes are GUIDs).
+const PAYGRAM_SAMPLE_INVOICE: &str = "0195a3c2-7d10-4c3e-9a51-5a6b1c2d3e01";
 /// The page token of events/api-pay-page.json (P4's).
 const PAGE_TOKEN: &str = "SamplePageToken00000000000000001";
 
@@ -51,13 +53,14 @@ async fn fixtures(h: &Harness) {
             },
         );
     h.sandbox.state.paygram.invoices.lock().unwrap().insert(
-        "PGSAMPLE0001".into(),
+        PAYGRAM_SAMPLE_INVOICE.into(),
         sandbox::paygram::Invoice {
-            request_id: P2.into(),
             currency_code: 11,
             amount: "250".into(),
             callback_data: P2.into(),
             status: 2,
+            to_user: "sandbox-merchant".into(),
+            ..Default::default()
         },
     );
     h.sandbox.state.toyyibpay.bills.lock().unwrap().insert(
@@ -132,7 +135,7 @@ async fn fixtures(h: &Harness) {
             P2,
             Provider::Paygram,
             Money::new(25_000, Currency::Phpt).unwrap(),
-            "PGSAMPLE0001",
+            PAYGRAM_SAMPLE_INVOICE,
             false,
         ),
         (

@@ -10,7 +10,7 @@ use shared::money::{Currency, Money};
 use shared::payment::{ChangeSource, Customer, NewPayment, Payment, PaymentStatus, Provider};
 use shared::providers::casino::{CasinoClient, CasinoConfig};
 use shared::providers::directpay::{CashIn, DirectPayApi, DirectPayClient, DirectPayConfig};
-use shared::providers::paygram::{PaygramClient, PaygramConfig};
+use shared::providers::paygram::{PaygramApi, PaygramClient, PaygramConfig};
 use shared::providers::transport::HttpPolicy;
 use shared::providers::{CreateRequest, Gateway, ProviderError};
 use shared::secrets::Secret;
@@ -96,12 +96,18 @@ impl Sandbox {
         .unwrap()
     }
 
-    fn paygram(&self, token: &str) -> PaygramClient {
+    /// A Paygram client of `api`, at the sandbox's base for that API.
+    fn paygram(&self, api: PaygramApi, token: &str) -> PaygramClient {
         PaygramClient::new(
             PaygramConfig {
-                base_url: self.url("/paygram"),
+                api,
+                base_url: Some(match api {
+                    PaygramApi::Official => self.url("/paygram/PayGramUsers/"),
+                    PaygramApi::Legacy => self.url("/paygram"),
+                }),
                 api_token: token.to_string().into(),
                 callback_secret: "cb-secret".to_string().into(),
+                user_cli_id: Some("merchant-user".into()),
                 merchant_type: None,
             },
             policy(),
@@ -334,85 +340,139 @@ async fn a_create_that_may_have_arrived_is_not_sent_twice() {
     assert_eq!(sb.calls(path), 4);
 }
 
+fn paygram_create(payment_id: PaymentId, amount: Money) -> CreateRequest<'static> {
+    static CUSTOMER: std::sync::OnceLock<Customer> = std::sync::OnceLock::new();
+    CreateRequest {
+        payment_id,
+        amount,
+        description: None,
+        customer: CUSTOMER.get_or_init(Customer::default),
+        return_url: None,
+        method: None,
+        webhook_url: "unused",
+        sequence: None,
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
+    }
+}
+
 #[tokio::test]
-async fn paygram_issues_and_confirms_phpt_and_usdt_invoices() {
+async fn paygram_issues_and_confirms_phpt_and_usdt_invoices_in_both_apis() {
     let sb = Sandbox::start().await;
-    let client = sb.paygram(sandbox::paygram::TOKEN);
-    for amount in [
-        Money::new(25_000, Currency::Phpt).unwrap(),
-        Money::new(12_345_678, Currency::Usdt).unwrap(),
+    for api in [PaygramApi::Official, PaygramApi::Legacy] {
+        let client = sb.paygram(api, sandbox::paygram::TOKEN);
+        for amount in [
+            Money::new(25_000, Currency::Phpt).unwrap(),
+            Money::new(12_345_678, Currency::Usdt).unwrap(),
+        ] {
+            let id = PaymentId::generate();
+            let created = client.create(&paygram_create(id, amount)).await.unwrap();
+            assert!(created.checkout.url.is_some(), "{api:?}");
+            let code = created.provider_reference.to_string();
+            let invoice = sb.running.state.paygram.invoices.lock().unwrap()[&code].clone();
+            assert_eq!(invoice.callback_data, id.to_string());
+            // The legacy API's userCliId is the secret's user; the
+            // official API's invoices are the token's own.
+            assert_eq!(
+                invoice.to_user == "merchant-user",
+                api == PaygramApi::Legacy,
+                "{api:?}"
+            );
+            let payment = payment_for(Provider::Paygram, amount, &code);
+            let pending = client.status(&payment).await.unwrap();
+            assert_eq!(pending.status, PaymentStatus::Pending);
+            assert_eq!(pending.amount, Some(amount));
+            sb.control(
+                &format!("/_sandbox/paygram/invoices/{code}/status"),
+                json!({"status": 2, "callback": "none"}),
+            )
+            .await;
+            let paid = client.status(&payment).await.unwrap();
+            assert_eq!(
+                (paid.status, paid.amount),
+                (PaymentStatus::Completed, Some(amount)),
+                "{api:?}"
+            );
+        }
+    }
+}
+
+/// A client whose secret names one API but whose base is the other's is
+/// refused by the sandbox, as the real server refuses the wrong form.
+#[tokio::test]
+async fn paygram_requests_in_the_other_apis_form_are_refused() {
+    let sb = Sandbox::start().await;
+    for (api, base) in [
+        (PaygramApi::Official, "/paygram"),
+        (PaygramApi::Legacy, "/paygram/PayGramUsers/"),
     ] {
-        let created = client
-            .create(&CreateRequest {
-                payment_id: PaymentId::generate(),
-                amount,
-                description: None,
-                customer: &Customer::default(),
-                return_url: None,
-                method: None,
-                webhook_url: "unused",
-                sequence: None,
-                expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
-            })
-            .await
-            .unwrap();
-        assert!(created.checkout.url.is_some());
-        let code = created.provider_reference.to_string();
-        let payment = payment_for(Provider::Paygram, amount, &code);
-        let pending = client.status(&payment).await.unwrap();
-        assert_eq!(pending.status, PaymentStatus::Pending);
-        assert_eq!(pending.amount, Some(amount));
-        sb.control(
-            &format!("/_sandbox/paygram/invoices/{code}/status"),
-            json!({"status": 2, "callback": "none"}),
+        let client = PaygramClient::new(
+            PaygramConfig {
+                api,
+                base_url: Some(sb.url(base)),
+                api_token: sandbox::paygram::TOKEN.to_string().into(),
+                callback_secret: "cb-secret".to_string().into(),
+                user_cli_id: Some("merchant-user".into()),
+                merchant_type: None,
+            },
+            policy(),
         )
-        .await;
-        let paid = client.status(&payment).await.unwrap();
-        assert_eq!(
-            (paid.status, paid.amount),
-            (PaymentStatus::Completed, Some(amount))
+        .unwrap();
+        let err = client
+            .create(&paygram_create(
+                PaymentId::generate(),
+                Money::new(100, Currency::Phpt).unwrap(),
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Rejected { .. }),
+            "{api:?}: {err:?}"
         );
     }
+    assert!(sb.running.state.paygram.invoices.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn paygram_errors_are_typed() {
     let sb = Sandbox::start().await;
-    let wrong = sb.paygram("not-the-token");
     let payment = payment_for(
         Provider::Paygram,
         Money::new(100, Currency::Phpt).unwrap(),
-        "PGX",
+        "00000000-0000-0000-0000-000000000000",
     );
-    assert!(matches!(
-        wrong.status(&payment).await,
-        Err(ProviderError::Auth { .. })
-    ));
-    let client = sb.paygram(sandbox::paygram::TOKEN);
-    assert!(matches!(
-        client.status(&payment).await,
-        Err(ProviderError::NotFound { .. })
-    ));
-    // A token in the URL never shows in an error.
-    sb.fault("/paygram/", "hang", 3, 0).await;
-    let err = wrong.status(&payment).await.unwrap_err();
-    assert!(!format!("{err} {err:?}").contains("not-the-token"));
-    // PHP is not a Paygram currency.
-    let err = client
-        .create(&CreateRequest {
-            payment_id: PaymentId::generate(),
-            amount: php(100),
-            description: None,
-            customer: &Customer::default(),
-            return_url: None,
-            method: None,
-            webhook_url: "unused",
-            sequence: None,
-            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
-        })
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ProviderError::Amount { .. }));
+    for api in [PaygramApi::Official, PaygramApi::Legacy] {
+        let wrong = sb.paygram(api, "not-the-token");
+        assert!(
+            matches!(
+                wrong.status(&payment).await,
+                Err(ProviderError::Auth { .. })
+            ),
+            "{api:?}"
+        );
+        // An unknown invoice: the official API says NotFound (553); the
+        // legacy API's only known refusal form says no more than "no".
+        let client = sb.paygram(api, sandbox::paygram::TOKEN);
+        let unknown = client.status(&payment).await;
+        match api {
+            PaygramApi::Official => {
+                assert!(matches!(unknown, Err(ProviderError::NotFound { .. })))
+            }
+            PaygramApi::Legacy => assert!(
+                matches!(&unknown, Err(e @ ProviderError::Rejected { .. }) if !e.outcome_unknown()),
+                "{unknown:?}"
+            ),
+        }
+        // A token in the URL never shows in an error.
+        sb.fault("/paygram/", "hang", 3, 0).await;
+        let err = wrong.status(&payment).await.unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("not-the-token"));
+        // PHP is not a Paygram currency.
+        let err = client
+            .create(&paygram_create(PaymentId::generate(), php(100)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::Amount { .. }));
+    }
 }
 
 #[tokio::test]
@@ -554,41 +614,33 @@ async fn directpay_speaks_the_seeds_older_api_too() {
 #[tokio::test]
 async fn paygram_retries_server_errors_but_not_client_errors() {
     let sb = Sandbox::start().await;
-    let client = sb.paygram(sandbox::paygram::TOKEN);
-    let amount = Money::new(100, Currency::Phpt).unwrap();
-    let created = client
-        .create(&CreateRequest {
-            payment_id: PaymentId::generate(),
+    for api in [PaygramApi::Official, PaygramApi::Legacy] {
+        let client = sb.paygram(api, sandbox::paygram::TOKEN);
+        let amount = Money::new(100, Currency::Phpt).unwrap();
+        let created = client
+            .create(&paygram_create(PaymentId::generate(), amount))
+            .await
+            .unwrap();
+        let payment = payment_for(
+            Provider::Paygram,
             amount,
-            description: None,
-            customer: &Customer::default(),
-            return_url: None,
-            method: None,
-            webhook_url: "unused",
-            sequence: None,
-            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(30),
-        })
-        .await
-        .unwrap();
-    let payment = payment_for(
-        Provider::Paygram,
-        amount,
-        created.provider_reference.as_str(),
-    );
-    let path = "/paygram/";
-    let before = sb.calls(path);
-    sb.fault(path, "fail", 2, 500).await;
-    assert_eq!(
-        client.status(&payment).await.unwrap().status,
-        PaymentStatus::Pending
-    );
-    assert_eq!(sb.calls(path) - before, 3);
-    sb.fault(path, "fail", 1, 404).await;
-    assert!(matches!(
-        client.status(&payment).await,
-        Err(ProviderError::Rejected { status: 404, .. })
-    ));
-    assert_eq!(sb.calls(path) - before, 4);
+            created.provider_reference.as_str(),
+        );
+        let path = "/paygram/";
+        let before = sb.calls(path);
+        sb.fault(path, "fail", 2, 500).await;
+        assert_eq!(
+            client.status(&payment).await.unwrap().status,
+            PaymentStatus::Pending
+        );
+        assert_eq!(sb.calls(path) - before, 3, "{api:?}");
+        sb.fault(path, "fail", 1, 404).await;
+        assert!(matches!(
+            client.status(&payment).await,
+            Err(ProviderError::Rejected { status: 404, .. })
+        ));
+        assert_eq!(sb.calls(path) - before, 4, "{api:?}");
+    }
 }
 
 #[tokio::test]

@@ -169,7 +169,8 @@ async fn serve() -> ExitCode {
             println!("sandbox listening on {}", running.url());
             for (name, path) in [
                 ("DirectPay", "/directpay/api"),
-                ("Paygram", "/paygram"),
+                ("Paygram", "/paygram/PayGramUsers/"),
+                ("Paygram legacy", "/paygram"),
                 ("ToyyibPay", "/toyyibpay"),
                 ("QPay", "/qpay"),
                 ("epayment.kz", "/epayment"),

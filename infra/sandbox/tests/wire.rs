@@ -652,57 +652,381 @@ async fn payment_engine_login_create_and_errors_are_as_the_guide_shows() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paygram_answers_with_the_sdks_enum_values() {
-    let (s, http) = sandbox().await;
-    let enums = fixture("paygram", "enums.json");
-    let member = |name: &str, v: &Value| {
-        let n = v
+/// A Paygram request fixture: a curl command (method, the URL's path and
+/// query, headers, body), its arguments single-quoted.
+struct Curl {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn curl(provider: &str, name: &str) -> Curl {
+    let text = fixture_text(provider, name);
+    let mut args: Vec<(String, String)> = Vec::new();
+    let mut flag = String::new();
+    let mut rest = text.as_str();
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '\\');
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            let end = quoted.find('\'').expect("a closing quote");
+            args.push((std::mem::take(&mut flag), quoted[..end].to_string()));
+            rest = &quoted[end + 1..];
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            if rest.starts_with('-') {
+                flag = rest[..end].to_string();
+            }
+            rest = &rest[end..];
+        }
+    }
+    let one = |f: &str| {
+        args.iter()
+            .find(|(flag, _)| flag == f)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name}: no {f}"))
+    };
+    let url = one("");
+    let after_scheme = &url[url.find("://").unwrap() + 3..];
+    Curl {
+        method: one("-X"),
+        target: after_scheme[after_scheme.find('/').unwrap()..].to_string(),
+        headers: args
+            .iter()
+            .filter(|(f, _)| f == "-H")
+            .map(|(_, h)| {
+                let (name, value) = h.split_once(':').unwrap();
+                (name.trim().to_string(), value.trim().to_string())
+            })
+            .collect(),
+        body: one("-d"),
+    }
+}
+
+/// Sends a curl fixture to the sandbox under `base` with its placeholders
+/// (and the capture's token) replaced, `body` instead of its own if given.
+async fn send_curl(
+    http: &reqwest::Client,
+    base: &str,
+    documented: &Curl,
+    values: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Value) {
+    assert_eq!(documented.method, "POST");
+    let mut target = documented.target.clone();
+    for (placeholder, value) in values {
+        target = target.replace(placeholder, value);
+    }
+    let mut request = http.post(format!("{base}{target}"));
+    for (name, value) in &documented.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let body = body.map_or_else(|| documented.body.clone(), Value::to_string);
+    json(request.body(body)).await
+}
+
+/// Every value of `v` at the keys naming one of `enums`' enums is a member.
+fn enum_members(enums: &Value, v: &Value, keys: &[(&str, &str)]) {
+    for (key, name) in keys {
+        let Some(n) = v.get(*key) else { continue };
+        let n = n
             .as_i64()
-            .unwrap_or_else(|| panic!("{name}: {v} is not a number"));
+            .unwrap_or_else(|| panic!("{key}: {n} is not a number"));
         assert!(
-            enums[name]
+            enums[*name]
                 .as_object()
                 .unwrap()
                 .values()
                 .any(|m| m.as_i64() == Some(n)),
-            "{n} is not a value of {name}"
-        );
-    };
-    let call = |method: &str, body: Value| {
-        let url = format!("{}/paygram/{}/{method}", s.url(), sandbox::paygram::TOKEN);
-        let http = http.clone();
-        async move { json(http.post(url).json(&body)).await.1 }
-    };
-    // The SDK's RequestIssueInvoice fields, camelCase as public clients
-    // send them (values chosen here: no literal body is published).
-    let request = json!({"requestId": 4_611_686_018_427_387_904_i64, "userCliId": "u1",
-                         "currencyCode": 11, "amount": 150.25, "callbackData": "x", "merchantType": 2});
-    let issued = call("IssueInvoice", request.clone()).await;
-    member("ResponseCodes", &issued["responseCode"]);
-    member("InvoiceStatuses", &issued["status"]);
-    member("Currencies", &issued["currencyCode"]);
-    let info = call("InvoiceInfo", json!({"invoiceCode": issued["invoiceCode"]})).await;
-    member("ResponseCodes", &info["ResponseCode"]);
-    member("InvoiceStatuses", &info["Status"]);
-    member("Currencies", &info["CurrencyCode"]);
-    // Refusals carry ResponseCodes values too.
-    let repeated = call("IssueInvoice", request).await;
-    assert_eq!(
-        repeated["responseCode"],
-        enums["ResponseCodes"]["ResponseUniqueRequestViolation"]
-    );
-    for bad in [
-        json!({"requestId": "pay_1", "currencyCode": 11, "amount": 1}),
-        json!({"requestId": 7, "currencyCode": 11}),
-    ] {
-        member(
-            "ResponseCodes",
-            &call("IssueInvoice", bad).await["responseCode"],
+            "{key}: {n} is not a value of {name}"
         );
     }
-    member(
-        "ResponseCodes",
-        &call("InvoiceInfo", json!({"invoiceCode": "nope"})).await["responseCode"],
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygram_legacy_api_answers_as_the_capture_shows() {
+    let (s, http) = sandbox().await;
+    let enums = fixture("paygram", "enums.json");
+    let base = format!("{}/paygram", s.url());
+    let token = [("{token}", sandbox::paygram::TOKEN)];
+    let member = |v: &Value| {
+        enum_members(
+            &enums,
+            v,
+            &[
+                ("status", "InvoiceStatuses"),
+                ("currencyCode", "Currencies"),
+            ],
+        )
+    };
+
+    // The captured IssueInvoice, as sent, with only the token put in.
+    let issue = curl("paygram", "legacy.issue_invoice.request.curl");
+    let (status, issued) = send_curl(&http, &base, &issue, &token, None).await;
+    assert_eq!(status, 200, "{issued}");
+    same_shape(
+        &issued,
+        &fixture("paygram", "legacy.issue_invoice.reply.json"),
+        "IssueInvoice",
     );
+    member(&issued);
+    assert_eq!(issued["toUser"], "tmloader");
+    let code = issued["invoiceCode"].as_str().unwrap().to_string();
+
+    // The captured InvoiceInfo, for this invoice.
+    let info = curl("paygram", "legacy.invoice_info.request.curl");
+    let mut body: Value = serde_json::from_str(&info.body).unwrap();
+    body["invoiceCode"] = json!(code);
+    let (_, pending) = send_curl(&http, &base, &info, &token, Some(&body)).await;
+    same_shape(
+        &pending,
+        &fixture("paygram", "legacy.invoice_info.reply.json"),
+        "InvoiceInfo",
+    );
+    assert_eq!(
+        (&pending["status"], &pending["isPaid"]),
+        (&json!(4), &json!(false))
+    );
+    http.post(format!(
+        "{}/_sandbox/paygram/invoices/{code}/status",
+        s.url()
+    ))
+    .json(&json!({"status": 2, "callback": "none"}))
+    .send()
+    .await
+    .unwrap();
+    let (_, paid) = send_curl(&http, &base, &info, &token, Some(&body)).await;
+    same_shape(
+        &paid,
+        &fixture("paygram", "legacy.pay_invoice.reply.json"),
+        "InvoiceInfo, paid",
+    );
+    member(&paid);
+    assert_eq!(
+        (&paid["status"], &paid["isPaid"]),
+        (&json!(2), &json!(true))
+    );
+
+    // A wrong token: the captured refusal.
+    let (_, refused) = send_curl(
+        &http,
+        &base,
+        &info,
+        &[("{token}", "not-the-token")],
+        Some(&body),
+    )
+    .await;
+    same_shape(
+        &refused,
+        &fixture("paygram", "legacy.error.invalid_token.json"),
+        "wrong token",
+    );
+    assert_eq!(refused["message"], "Invalid Token");
+
+    // Every call carries requestId and userCliId; a request without them
+    // (the official form: parameters in the query, body {}) is refused in
+    // the captured refusal's form and issues nothing.
+    let before = s.state.paygram.invoices.lock().unwrap().len();
+    for missing in ["requestId", "userCliId"] {
+        let mut body: Value = serde_json::from_str(&issue.body).unwrap();
+        body.as_object_mut().unwrap().remove(missing);
+        let (_, refused) = send_curl(&http, &base, &issue, &token, Some(&body)).await;
+        assert_eq!(refused["success"], false, "without {missing}: {refused}");
+    }
+    let official = curl("paygram", "official.issue_invoice.request.assembled.curl");
+    let official_target = official
+        .target
+        .replacen("/PayGramUsers", "", 1)
+        .replace("{token}", sandbox::paygram::TOKEN)
+        .replace("{callback_data}", "pay_1");
+    let mut request = http.post(format!("{base}{official_target}"));
+    for (name, value) in &official.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let (_, refused) = json(request.body(official.body.clone())).await;
+    same_shape(
+        &refused,
+        &fixture("paygram", "legacy.error.invalid_token.json"),
+        "official form",
+    );
+    assert_eq!(refused["success"], false);
+    // A media type the page does not list.
+    let r = http
+        .post(format!("{base}/{}/IssueInvoice", sandbox::paygram::TOKEN))
+        .header("content-type", "text/plain")
+        .body(issue.body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    assert_eq!(s.state.paygram.invoices.lock().unwrap().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygram_official_api_answers_as_the_sdk_reads() {
+    let (s, http) = sandbox().await;
+    let enums = fixture("paygram", "enums.json");
+    let base = format!("{}/paygram", s.url());
+    let member = |v: &Value| {
+        enum_members(
+            &enums,
+            v,
+            &[
+                ("Status", "InvoiceStatuses"),
+                ("CurrencyCode", "Currencies"),
+                ("ResponseCode", "ResponseCodes"),
+                ("InvoiceType", "InvoiceTypes"),
+            ],
+        )
+    };
+    let issue = curl("paygram", "official.issue_invoice.request.assembled.curl");
+    let values = [
+        ("{token}", sandbox::paygram::TOKEN),
+        ("{callback_data}", "pay_01JG0000000000000000000002"),
+    ];
+    let (status, issued) = send_curl(&http, &base, &issue, &values, None).await;
+    assert_eq!(status, 200, "{issued}");
+    same_shape(
+        &issued,
+        &fixture("paygram", "official.issue_invoice.reply.assembled.json"),
+        "IssueInvoice",
+    );
+    member(&issued);
+    assert_eq!(issued["CallbackData"], "pay_01JG0000000000000000000002");
+    assert_eq!(issued["Amount"].to_string(), "100.0", "a C# decimal");
+    let code = issued["InvoiceCode"].as_str().unwrap().to_string();
+
+    let info = curl("paygram", "official.invoice_info.request.assembled.curl");
+    let values = [
+        ("{token}", sandbox::paygram::TOKEN),
+        ("{invoice_code}", code.as_str()),
+    ];
+    let (_, pending) = send_curl(&http, &base, &info, &values, None).await;
+    same_shape(
+        &pending,
+        &fixture("paygram", "official.invoice_info.reply.assembled.json"),
+        "InvoiceInfo",
+    );
+    member(&pending);
+    http.post(format!(
+        "{}/_sandbox/paygram/invoices/{code}/status",
+        s.url()
+    ))
+    .json(&json!({"status": 2, "callback": "none"}))
+    .send()
+    .await
+    .unwrap();
+    let (_, paid) = send_curl(&http, &base, &info, &values, None).await;
+    same_shape(
+        &paid,
+        &fixture(
+            "paygram",
+            "official.invoice_info.reply.completed.assembled.json",
+        ),
+        "InvoiceInfo, paid",
+    );
+    member(&paid);
+
+    // A wrong token, an unknown invoice: the SDK's ResponseCodes.
+    let (_, refused) = send_curl(
+        &http,
+        &base,
+        &info,
+        &[
+            ("{token}", "not-the-token"),
+            ("{invoice_code}", code.as_str()),
+        ],
+        None,
+    )
+    .await;
+    same_shape(
+        &refused,
+        &fixture("paygram", "official.error.auth.assembled.json"),
+        "token",
+    );
+    let unknown = [
+        ("{token}", sandbox::paygram::TOKEN),
+        ("{invoice_code}", "00000000-0000-0000-0000-000000000000"),
+    ];
+    let (_, refused) = send_curl(&http, &base, &info, &unknown, None).await;
+    same_shape(
+        &refused,
+        &fixture("paygram", "official.error.not_found.assembled.json"),
+        "unknown invoice",
+    );
+    member(&refused);
+
+    // The legacy form (a JSON body, no query) is refused and issues nothing.
+    let before = s.state.paygram.invoices.lock().unwrap().len();
+    let legacy = curl("paygram", "legacy.issue_invoice.request.curl");
+    let target = format!(
+        "{base}/PayGramUsers{}",
+        legacy.target.replace("{token}", sandbox::paygram::TOKEN)
+    );
+    let mut request = http.post(target);
+    for (name, value) in &legacy.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let (_, refused) = json(request.body(legacy.body.clone())).await;
+    assert_eq!(refused["ResponseCode"], 500, "{refused}");
+    assert!(refused.get("InvoiceCode").is_none());
+    member(&refused);
+    assert_eq!(s.state.paygram.invoices.lock().unwrap().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygram_callbacks_have_the_sdks_shapes() {
+    let (s, http) = sandbox().await;
+    let (hook, seen) = receiver().await;
+    http.post(format!("{}/_sandbox/paygram/callback-url", s.url()))
+        .json(&json!({"url": hook}))
+        .send()
+        .await
+        .unwrap();
+    let base = format!("{}/paygram", s.url());
+    let issue = curl("paygram", "official.issue_invoice.request.assembled.curl");
+    let (_, issued) = send_curl(
+        &http,
+        &base,
+        &issue,
+        &[
+            ("{token}", sandbox::paygram::TOKEN),
+            ("{callback_data}", "pay_1"),
+        ],
+        None,
+    )
+    .await;
+    let code = issued["InvoiceCode"].as_str().unwrap();
+    let (_, delivered) = json(
+        http.post(format!(
+            "{}/_sandbox/paygram/invoices/{code}/status",
+            s.url()
+        ))
+        .json(&json!({"status": 2})),
+    )
+    .await;
+    assert_eq!(delivered["delivered"], 200);
+    for kind in ["balance", "withdraw", "money_sent"] {
+        let (_, delivered) = json(
+            http.post(format!("{}/_sandbox/paygram/callbacks", s.url()))
+                .json(&json!({"type": kind})),
+        )
+        .await;
+        assert_eq!(delivered["delivered"], 200, "{kind}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    for (got, name) in seen.iter().zip([
+        "callback.invoice.assembled.json",
+        "callback.balance.assembled.json",
+        "callback.withdraw.assembled.json",
+        "callback.money_sent.assembled.json",
+    ]) {
+        same_shape(got, &fixture("paygram", name), name);
+    }
+    assert_eq!(seen[0]["InvoiceInfo"]["InvoiceCode"], code);
+    assert_eq!(seen[0]["CallbackData"], "pay_1");
 }

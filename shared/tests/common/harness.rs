@@ -139,7 +139,7 @@ impl Harness {
             ),
             (
                 "paygram",
-                json!({"base_url": format!("{sb}/paygram"), "api_token": sandbox::paygram::TOKEN, "callback_secret": paygram_secret}),
+                json!({"api": "official", "base_url": format!("{sb}/paygram/PayGramUsers/"), "api_token": sandbox::paygram::TOKEN, "callback_secret": paygram_secret}),
             ),
             (
                 "payment-engine",

@@ -1,13 +1,21 @@
-//! Paygram (PHPT and USDT invoices). The real API (its official SDK):
-//! `POST {base}/{API_TOKEN}/{Method}` with JSON; `IssueInvoice`,
-//! `InvoiceInfo`. Callbacks are unsigned: a secret in the callback URL keeps
-//! strangers out, and every callback is confirmed with `InvoiceInfo`.
+//! Paygram (PHPT and USDT invoices). Paygram has two public APIs, chosen
+//! per account in the secret's `api` (decision 31; the sources are in
+//! shared/tests/fixtures/paygram/SOURCES.md):
+//! - `official`, the one its official SDK calls:
+//!   `POST {base}{token}/IssueInvoice/?cursym=&amt=&cd=` and
+//!   `InvoiceInfo/?invguid=`, body `{}`, PascalCase replies;
+//! - `legacy`, the older `POST {base}/{token}/{Method}` with camelCase JSON
+//!   bodies carrying `requestId` and `userCliId`, as a capture of its real
+//!   requests and replies shows.
+//!
+//! Callbacks are unsigned: a secret in the callback URL keeps strangers out,
+//! and every callback is confirmed with `InvoiceInfo`.
 
 mod client;
 mod webhook;
 mod wire;
 
-pub use client::{PaygramClient, PaygramConfig};
+pub use client::{PaygramApi, PaygramClient, PaygramConfig};
 pub use webhook::PaygramWebhooks;
 
 use crate::money::{Currency, Money, MoneyError};
@@ -23,6 +31,18 @@ pub(crate) fn currency_code(currency: Currency) -> Result<u32, ProviderError> {
     match currency {
         Currency::Phpt => Ok(11),
         Currency::Usdt => Ok(5),
+        other => Err(ProviderError::Amount {
+            provider: PROVIDER,
+            source: MoneyError::UnknownCurrency(format!("{other} is not a Paygram currency")),
+        }),
+    }
+}
+
+/// The official API's `cursym`: the SDK's `Currencies` member's name.
+pub(crate) fn currency_symbol(currency: Currency) -> Result<&'static str, ProviderError> {
+    match currency {
+        Currency::Phpt => Ok("PHPT"),
+        Currency::Usdt => Ok("USDT"),
         other => Err(ProviderError::Amount {
             provider: PROVIDER,
             source: MoneyError::UnknownCurrency(format!("{other} is not a Paygram currency")),
@@ -88,8 +108,8 @@ const STATUS_NAMES: [(&str, i64); 8] = [
     ("acceptedpendingtransfer", 8),
 ];
 
-/// Paygram's `requestId` for a payment: the SDK's C# `long`, so a number.
-/// Derived from the payment id (63 of its random bits), the same for every
+/// The legacy API's `requestId` for a payment's IssueInvoice: the SDK's C#
+/// `long`, so a number. Derived from the payment id (63 of its random bits), the same for every
 /// attempt at one payment and distinct between payments (two of a million
 /// payments share one with odds of about 1 in 10^7), so Paygram's 551
 /// duplicate answer still means "this payment's invoice exists".
@@ -98,8 +118,17 @@ pub(crate) fn request_id(payment: crate::ids::PaymentId) -> i64 {
     (bits as i64).max(1)
 }
 
-/// Paygram's amounts: major units as a decimal. The one place Paygram
-/// amounts are converted to its format.
+/// A `requestId` for a call that is not a create (the legacy API's
+/// InvoiceInfo): the capture gives every call its own, so each attempt
+/// gets a fresh random 63-bit number.
+pub(crate) fn fresh_request_id() -> i64 {
+    let bits = (ulid::Ulid::new().random() as u64) & (i64::MAX as u64);
+    (bits as i64).max(1)
+}
+
+/// Paygram's amounts: major units as a decimal (the official API's `amt`
+/// in the query, the legacy API's `amount` JSON number). The one place
+/// Paygram amounts are converted to its format.
 pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
     currency_code(amount.currency())?;
     Ok(amount.to_major_string_trimmed())
@@ -155,6 +184,14 @@ mod tests {
     }
 
     #[test]
+    fn fresh_request_ids_are_positive_and_differ() {
+        let (a, b) = (fresh_request_id(), fresh_request_id());
+        assert!(a > 0 && b > 0);
+        assert_ne!(a, b);
+        assert!(currency_symbol(Currency::Php).is_err());
+    }
+
+    #[test]
     fn request_ids_are_positive_stable_numbers() {
         let id = crate::ids::PaymentId::generate();
         assert_eq!(request_id(id), request_id(id));
@@ -205,6 +242,8 @@ mod tests {
                 currency_code(ours).unwrap() as u64,
                 currencies[name].as_u64().unwrap()
             );
+            // The official API's `cursym` is the member's name.
+            assert_eq!(currency_symbol(ours).unwrap(), name);
         }
         assert_eq!(
             currency_from_wire(&currencies["PHP"]),

@@ -1,13 +1,16 @@
-//! Paygram callbacks: the real shape (`{DateUtc, CallbackData, UserCliId,
-//! InvoiceInfo: {InvoiceCode, TransactionAmount, Balance}}`, in any key
-//! casing) and the seed's (`{invoice_code, status, amount, currency,
+//! Paygram callbacks: the SDK's `UserCallbackInfo` (`{Id, DateUtc,
+//! CallbackData, UserCliId, InvoiceInfo: {InvoiceCode, TransactionAmount,
+//! Fees, Currency, Balance}, CallbackType, ...}`, in any key casing; the same
+//! for both APIs) and the seed's (`{invoice_code, status, amount, currency,
 //! timestamp}`). The URL's secret segment is checked in constant time; the
-//! invoice is then confirmed with `InvoiceInfo`.
+//! invoice is then confirmed with `InvoiceInfo`. Callbacks about no invoice
+//! (a balance, a withdrawal, money sent) are answered as the SDK's samples
+//! answer them and change nothing.
 
 use subtle::ConstantTimeEq;
 
 use super::status_from_word;
-use super::wire::Callback;
+use super::wire::{Callback, CallbackKind};
 use crate::payment::{PaymentStatus, Provider};
 use crate::providers::{PaymentRef, WebhookError, WebhookEvent, WebhookRequest, WebhookSource};
 use crate::secrets::SecretString;
@@ -57,6 +60,16 @@ impl WebhookSource for PaygramWebhooks {
         }
         let callback: Callback = serde_json::from_value(lower_keys(value))
             .map_err(|e| WebhookError::Malformed(e.to_string().chars().take(200).collect()))?;
+        let kind = CallbackKind::of(&callback);
+        if !kind.about_an_invoice() {
+            // A balance, a withdrawal, money sent: about no payment of ours.
+            return Ok(WebhookEvent::unverified(
+                PaymentRef::None,
+                PaymentStatus::Pending,
+                None,
+                kind.word().to_string(),
+            ));
+        }
         let invoice = callback
             .invoiceinfo
             .and_then(|i| i.invoicecode)
@@ -130,6 +143,56 @@ mod tests {
             assert_eq!(e.status, PaymentStatus::Completed);
             assert!(!e.verified);
         }
+    }
+
+    /// The SDK's invoice callback (fixtures/paygram/callback.invoice.assembled.json):
+    /// a hint about the invoice it names, whose callback data (here the
+    /// capture's, a URL) is not one of our payment ids.
+    #[test]
+    fn the_sdks_invoice_callback_is_a_hint_about_its_invoice() {
+        let body = crate::providers::fixture("paygram", "callback.invoice.assembled.json");
+        let e = source()
+            .parse(&request("s3cret-path", std::str::from_utf8(&body).unwrap()))
+            .unwrap();
+        assert_eq!(
+            e.payment,
+            PaymentRef::Provider("3ceb007d-4422-450b-8835-8ff135a6a854".into())
+        );
+        assert_eq!(e.status, PaymentStatus::Completed);
+        assert_eq!((e.verified, e.amount), (false, None));
+    }
+
+    /// Balance, withdrawal and money-sent callbacks (the SDK's other
+    /// `UserCallbackTypes`) concern no payment: answered, nothing changes.
+    #[test]
+    fn callbacks_about_no_invoice_concern_no_payment() {
+        for (name, word) in [
+            ("callback.balance.assembled.json", "balance_info"),
+            ("callback.withdraw.assembled.json", "withdraw_info"),
+            ("callback.money_sent.assembled.json", "money_sent"),
+        ] {
+            let body = crate::providers::fixture("paygram", name);
+            let e = source()
+                .parse(&request("s3cret-path", std::str::from_utf8(&body).unwrap()))
+                .unwrap();
+            assert_eq!(e.payment, PaymentRef::None, "{name}");
+            assert_eq!(e.provider_status, word, "{name}");
+            assert!(!e.verified && e.amount.is_none(), "{name}");
+        }
+        // The SDK's order: a callback carrying BalanceInfo is a balance
+        // callback, whatever else it carries.
+        let id = PaymentId::generate();
+        let both = format!(
+            r#"{{"CallbackData":"{id}","BalanceInfo":{{"Balance":1}},"InvoiceInfo":{{"InvoiceCode":"x"}}}}"#
+        );
+        let e = source().parse(&request("s3cret-path", &both)).unwrap();
+        assert_eq!(e.payment, PaymentRef::None);
+        // Still refused with a wrong secret.
+        let body = crate::providers::fixture("paygram", "callback.balance.assembled.json");
+        assert_eq!(
+            source().parse(&request("wrong", std::str::from_utf8(&body).unwrap())),
+            Err(WebhookError::Unauthenticated("callback URL secret"))
+        );
     }
 
     #[test]
