@@ -130,62 +130,119 @@ async fn json(r: reqwest::RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn directpay_login_cash_in_status_and_callback_are_as_documented() {
-    let (s, http) = sandbox().await;
-    let api = format!("{}/directpay/api", s.url());
+/// DirectPay's CSRF token: the body's token, and the session cookie the
+/// answer set (if any).
+async fn directpay_csrf(http: &reqwest::Client, api: &str) -> (String, Option<String>) {
     let session = http.get(format!("{api}/csrf_token")).send().await.unwrap();
+    assert_eq!(session.status(), 200);
     let cookie = session
         .headers()
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
-    let status = session.status().as_u16();
+        .map(str::to_string);
     let csrf: Value = session.json().await.unwrap();
-    assert_eq!(status, 200);
     same_shape(
         &csrf,
         &fixture("directpay", "csrf_token.reply.json"),
         "csrf",
     );
+    (csrf["csrf_token"].as_str().unwrap().to_string(), cookie)
+}
 
+async fn directpay_login(
+    http: &reqwest::Client,
+    api: &str,
+    csrf: &str,
+    cookie: Option<&str>,
+) -> (u16, Value) {
     let mut login = fixture("directpay", "login.request.json");
     login["username"] = json!(sandbox::directpay::USERNAME);
     login["password"] = json!(sandbox::directpay::PASSWORD);
-    let (status, reply) = json(
-        http.post(format!("{api}/create/login"))
-            .header("X-CSRF-TOKEN", csrf["csrf_token"].as_str().unwrap())
-            .header("cookie", &cookie)
-            .json(&login),
-    )
-    .await;
+    let mut request = http
+        .post(format!("{api}/create/login"))
+        .header("X-CSRF-TOKEN", csrf)
+        .json(&login);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    json(request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directpay_login_cash_in_status_and_callback_are_as_documented() {
+    let (s, http) = sandbox().await;
+    let api = format!("{}/directpay/api", s.url());
+    // The merchant instruction's login sends the cookie back (D1); the
+    // public client shown working sends the CSRF header alone (D6). Both
+    // log in; a cookie of another session does not.
+    let (csrf, cookie) = directpay_csrf(&http, &api).await;
+    let cookie = cookie.expect("a session cookie by default");
+    let (status, reply) = directpay_login(&http, &api, &csrf, Some(&cookie)).await;
     assert_eq!(status, 200, "{reply}");
     same_shape(&reply, &fixture("directpay", "login.reply.json"), "login");
+    let (csrf, _) = directpay_csrf(&http, &api).await;
+    let (status, reply) = directpay_login(&http, &api, &csrf, None).await;
+    assert_eq!(status, 200, "without the cookie: {reply}");
+    let (other, _) = directpay_csrf(&http, &api).await;
+    let (status, _) = directpay_login(&http, &api, &other, Some(&cookie)).await;
+    assert_eq!(status, 403, "a cookie of another session");
+    let (status, _) = directpay_login(&http, &api, "not-issued", None).await;
+    assert_eq!(status, 403, "a CSRF token it never issued");
+    // A DirectPay that sets no cookie at all.
+    let settings = format!("{}/_sandbox/directpay/settings", s.url());
+    let r = http
+        .post(&settings)
+        .json(&json!({"session_cookie": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (csrf, cookie) = directpay_csrf(&http, &api).await;
+    assert_eq!(cookie, None);
+    let (status, reply) = directpay_login(&http, &api, &csrf, None).await;
+    assert_eq!(status, 200, "{reply}");
     let token = reply["data"]["token"].as_str().unwrap().to_string();
 
     let (hook, seen) = receiver().await;
     let mut cash_in = fixture("directpay", "pay_cashin.request.json");
     cash_in["webhook"] = json!(hook);
-    let (status, created) = json(
+    // D1's older body (no merchant reference) is taken too.
+    let mut older = fixture("directpay", "gcash_cashin.request.json");
+    older["webhook"] = json!(hook);
+    for body in [&older, &cash_in] {
+        let (status, created) = json(
+            http.post(format!("{api}/pay_cashin"))
+                .bearer_auth(&token)
+                .json(body),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        same_shape(
+            &created,
+            &fixture("directpay", "pay_cashin.reply.assembled.json"),
+            "pay_cashin",
+        );
+    }
+    // The other shape public clients read: the cash-in under `data`.
+    http.post(&settings)
+        .json(&json!({"cash_in_under_data": true}))
+        .send()
+        .await
+        .unwrap();
+    let (status, nested) = json(
         http.post(format!("{api}/pay_cashin"))
             .bearer_auth(&token)
             .json(&cash_in),
     )
     .await;
-    assert_eq!(status, 200, "{created}");
-    // The keys public clients read (SOURCES.md D6; no verbatim example).
-    for key in [
-        "status",
-        "transactionId",
-        "link",
-        "qrphraw",
-        "redirectionurl",
-    ] {
-        assert!(created[key].is_string(), "{key} in {created}");
-    }
-    let id = created["transactionId"].as_str().unwrap();
+    assert_eq!(status, 200, "{nested}");
+    same_shape(
+        &nested,
+        &fixture("directpay", "pay_cashin.reply.under_data.assembled.json"),
+        "pay_cashin under data",
+    );
+    let id = nested["data"]["transactionId"].as_str().unwrap();
 
     let (status, answer) = json(
         http.get(format!("{api}/cashin_transactions_status/{id}"))
@@ -193,19 +250,46 @@ async fn directpay_login_cash_in_status_and_callback_are_as_documented() {
     )
     .await;
     assert_eq!(status, 200);
-    for key in [
-        "success",
-        "reference_number",
-        "total_amount",
-        "transaction_status",
-    ] {
-        assert!(answer.get(key).is_some(), "{key} in {answer}");
-    }
+    has_shape(
+        &answer,
+        &fixture(
+            "directpay",
+            "cashin_transactions_status.reply.assembled.json",
+        ),
+        "status",
+    );
+    // A transaction it does not have: 404 in JSON; a path it does not
+    // serve: its web server's HTML page.
+    let (status, answer) = json(
+        http.get(format!("{api}/cashin_transactions_status/DP-NOPE"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(status, 404);
+    same_shape(
+        &answer,
+        &fixture(
+            "directpay",
+            "cashin_transactions_status.reply.not_found.ours.json",
+        ),
+        "status of an unknown transaction",
+    );
+    let page = http
+        .post(format!("{api}/checkout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    assert_eq!(
+        page.text().await.unwrap(),
+        fixture_text("directpay", "unknown_route.reply.html")
+    );
 
     // The callback has the captured callback's keys and types, and names
     // the cash-in by its transaction id in refId.
     for (word, documented) in [
-        ("SUCCESS", "callback.real.success.json"),
+        ("SUCCESS", "callback.edited.success.json"),
         ("FAILED", "callback.real.failed.json"),
     ] {
         let r = http
