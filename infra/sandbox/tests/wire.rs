@@ -121,6 +121,23 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, seen)
 }
 
+/// Whether `text` is a UUID in its usual 8-4-4-4-12 hex form.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Points an invoice's postLink and failurePostLink at `url`.
+fn lock_post_links(s: &sandbox::Running, invoice: &str, url: &str) {
+    let mut invoices = s.state.epayment.invoices.lock().unwrap();
+    let i = invoices.get_mut(invoice).expect("the invoice");
+    i.post_link = url.to_string();
+    i.failure_post_link = url.to_string();
+}
+
 /// Sends the request; the answer's status and JSON body.
 async fn json(r: reqwest::RequestBuilder) -> (u16, Value) {
     let r = r.send().await.unwrap();
@@ -372,6 +389,22 @@ async fn epayment_tokens_status_and_operation_errors_are_as_documented() {
         "check-status when busy",
     );
     assert_eq!(checked["resultCode"], "107");
+    // The same result bodies with HTTP 400, as the bank also sends them.
+    let settings = format!("{}/_sandbox/epayment/settings", s.url());
+    http.post(&settings)
+        .json(&json!({"result_http": 400}))
+        .send()
+        .await
+        .unwrap();
+    let (status, checked) = json(http.get(&unknown).bearer_auth(&webapi)).await;
+    assert_eq!(status, 400);
+    same_shape(
+        &checked,
+        &fixture("epayment", "check_status.not_found.seed.json"),
+        "check-status of an unknown invoice, HTTP 400",
+    );
+    assert_eq!(checked["resultCode"], "102");
+    http.post(&settings).json(&json!({})).send().await.unwrap();
 
     // A paid invoice's status has every documented key of the reply.
     let invoice = "200000101";
@@ -409,6 +442,74 @@ async fn epayment_tokens_status_and_operation_errors_are_as_documented() {
         &fixture("epayment", "check_status.reply.json"),
         "check-status",
     );
+    // Ids in the bank's form: the transaction a UUID, the terminal's too.
+    assert!(
+        is_uuid(checked["transaction"]["id"].as_str().unwrap()),
+        "{checked}"
+    );
+    assert!(is_uuid(
+        checked["transaction"]["terminalID"].as_str().unwrap()
+    ));
+
+    // A declined payment: resultCode 101 (the seed's REJECT), with HTTP 200
+    // or 400.
+    let declined = "200000102";
+    let f = with(
+        form("epayment", "token.request.payment.form"),
+        &[ours[0], ours[1], ours[2], ("invoiceID", declined)],
+    );
+    assert_eq!(
+        http.post(&token_url)
+            .form(&f)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (hook, seen) = receiver().await;
+    lock_post_links(&s, declined, &hook);
+    http.post(format!(
+        "{}/_sandbox/epayment/invoices/{declined}/pay",
+        s.url()
+    ))
+    .json(&json!({"status": "REJECT"}))
+    .send()
+    .await
+    .unwrap();
+    for code in [200, 400] {
+        http.post(&settings)
+            .json(&json!({"result_http": code}))
+            .send()
+            .await
+            .unwrap();
+        let (status, checked) = json(
+            http.get(format!("{api}/check-status/payment/transaction/{declined}"))
+                .bearer_auth(&webapi),
+        )
+        .await;
+        assert_eq!(status, code);
+        same_shape(
+            &checked,
+            &fixture("epayment", "check_status.reject.seed.json"),
+            "check-status of a declined payment",
+        );
+    }
+    // The decline's postLink: every key of the captured one (and our
+    // secret_hash), reasonCode a number, ids in the bank's form.
+    let posted = seen.lock().unwrap().last().cloned().expect("a postLink");
+    let captured = fixture("epayment", "callback.real.json");
+    let mut expected = keys(&captured);
+    expected.insert("secret_hash".into());
+    assert_eq!(keys(&posted), expected, "{posted}");
+    has_shape(&posted, &captured, "postLink");
+    assert_eq!(posted["code"], "error");
+    assert!(posted["reasonCode"].is_number());
+    assert!(is_uuid(posted["id"].as_str().unwrap()));
+    assert!(is_uuid(posted["terminal"].as_str().unwrap()));
+    assert!(posted["reference"]
+        .as_str()
+        .is_some_and(|r| r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit())));
 
     // Refusals of refund, cancel and charge: HTTP 400 and the bank's body,
     // its code a number of the bank's own.
