@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use shared::ids::PaymentId;
 use shared::money::{Currency, Money};
-use shared::payment::Customer;
+use shared::payment::{ChangeSource, Customer, NewPayment, Payment, Provider};
 use shared::providers::transport::HttpPolicy;
 use shared::providers::{CreateRequest, Gateway};
 use time::OffsetDateTime;
@@ -303,6 +303,30 @@ fn create_request<'a>(
         sequence: Some(1),
         expires_at: OffsetDateTime::now_utc() + time::Duration::minutes(30),
     }
+}
+
+fn payment(provider: Provider, amount: Money, reference: &str) -> Payment {
+    Payment::new(
+        NewPayment {
+            id: PaymentId::generate(),
+            merchant_id: "m_test".parse().unwrap(),
+            provider,
+            amount,
+            reference: "ORD-1".parse().unwrap(),
+            description: None,
+            customer: Customer::default(),
+            return_url: None,
+            method: None,
+            wallet_user_id: None,
+            casino_username: None,
+            provider_reference: Some(reference.parse().unwrap()),
+            checkout: Default::default(),
+            page_token: None,
+            expires_at: OffsetDateTime::now_utc(),
+        },
+        ChangeSource::Api,
+        OffsetDateTime::now_utc(),
+    )
 }
 
 fn money(minor: i64, currency: Currency) -> Money {
@@ -660,4 +684,181 @@ async fn epayment_sends_what_its_sources_send() {
         );
         assert!(op.body.is_empty(), "{}: the whole amount, no body", op.at());
     }
+}
+
+// ---------------------------------------------------------------------- QPay
+
+/// A documented token reply whose instants are moved to `access_for` and
+/// a day from now (the sheet's are in 2022).
+fn qpay_token(access_for: i64) -> Reply {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut token = fixture("qpay", "token.reply.json");
+    token["expires_in"] = json!(now + access_for);
+    token["refresh_expires_in"] = json!(now + 86_400);
+    Reply {
+        status: 200,
+        headers: vec![("content-type", "application/json".into())],
+        body: token.to_string().into_bytes(),
+    }
+}
+
+/// fixtures/qpay SOURCES.md: the token with Basic auth and an empty body,
+/// the refresh with the refresh token (its documented `{}` answer falls
+/// back to a login), the simple invoice, payment/check, DELETE of the
+/// invoice, the card refund with its note (Q1).
+#[tokio::test]
+async fn qpay_sends_what_its_sources_send() {
+    use base64::Engine as _;
+    use shared::providers::qpay::{QpayClient, QpayConfig};
+    let logins = Arc::new(Mutex::new(0));
+    let counted = logins.clone();
+    let stand_in = Capture::start(move |seen| {
+        let object = || {
+            seen.json()["object_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("POST", "/v2/auth/token") => {
+                let mut n = counted.lock().unwrap();
+                *n += 1;
+                // The first access token has run out by the next call.
+                qpay_token(if *n == 1 { 0 } else { 86_400 })
+            }
+            ("POST", "/v2/auth/refresh") => {
+                Reply::fixture("qpay", "auth_refresh.reply.official.json")
+            }
+            ("POST", "/v2/invoice") => Reply::fixture("qpay", "invoice.reply.json"),
+            ("POST", "/v2/payment/check") if object() == "inv-card" => {
+                Reply::fixture("qpay", "payment_check.reply.paid.card.json")
+            }
+            ("POST", "/v2/payment/check") => {
+                Reply::fixture("qpay", "payment_check.reply.unpaid.json")
+            }
+            ("DELETE", p) if p.starts_with("/v2/invoice/") => {
+                Reply::fixture("qpay", "invoice_cancel.reply.json")
+            }
+            ("DELETE", p) if p.starts_with("/v2/payment/refund/") => Reply::text(200, ""),
+            _ => Reply::text(404, "unexpected"),
+        }
+    })
+    .await;
+    let client = QpayClient::new(
+        QpayConfig {
+            base_url: stand_in.url.clone(),
+            client_id: "TEST_MERCHANT".into(),
+            client_secret: "123456".to_string().into(),
+            invoice_code: "TEST_INVOICE".into(),
+        },
+        policy(),
+    )
+    .unwrap();
+    let id = PaymentId::generate();
+    let customer = Customer::default();
+    let created = client
+        .create(&create_request(
+            id,
+            money(10_000, Currency::Mnt),
+            &customer,
+            "https://pay.example.com/webhooks/qpay",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.provider_reference.as_str(),
+        "d50f49f2-9032-4a74-8929-530531f28f63"
+    );
+    let unpaid = payment(Provider::Qpay, money(10_000, Currency::Mnt), "inv-unpaid");
+    client.status(&unpaid).await.unwrap();
+    client.cancel(&unpaid).await.unwrap();
+    let card = payment(Provider::Qpay, money(10_000, Currency::Mnt), "inv-card");
+    client
+        .refund(&card, money(10_000, Currency::Mnt), "rf_1")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        stand_in.routes(),
+        [
+            "POST /v2/auth/token",
+            "POST /v2/invoice",
+            "POST /v2/auth/refresh",
+            "POST /v2/auth/token",
+            "POST /v2/payment/check",
+            "POST /v2/payment/check",
+            "DELETE /v2/invoice/inv-unpaid",
+            "POST /v2/payment/check",
+            "DELETE /v2/payment/refund/8e25b4d5-fe5a-4d0f-b050-def68a82aaad",
+        ]
+    );
+    let seen = stand_in.seen();
+    // The token: Basic client_id:client_secret, nothing in the body.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("TEST_MERCHANT:123456")
+    );
+    assert_eq!(seen[0].header("authorization"), Some(basic.as_str()));
+    assert!(seen[0].body.is_empty());
+    assert_eq!(
+        seen[3].header("authorization"),
+        Some(basic.as_str()),
+        "the fallback login"
+    );
+    // The refresh: the refresh token as the bearer, nothing in the body.
+    let refresh = fixture("qpay", "token.reply.json")["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        seen[2].header("authorization"),
+        Some(format!("Bearer {refresh}").as_str())
+    );
+    assert!(seen[2].body.is_empty());
+    let bearer = format!(
+        "Bearer {}",
+        fixture("qpay", "token.reply.json")["access_token"]
+            .as_str()
+            .unwrap()
+    );
+    for call in &seen[4..] {
+        assert_eq!(
+            call.header("authorization"),
+            Some(bearer.as_str()),
+            "{}",
+            call.at()
+        );
+    }
+    // The simple invoice: the sheet's keys but the branch code, which a
+    // merchant without branches leaves out; the amount a number.
+    let invoice = seen[1].json();
+    like_documented(
+        &invoice,
+        &fixture("qpay", "invoice.request.simple.json"),
+        &[],
+        &["sender_branch_code"],
+        "invoice",
+    );
+    assert_eq!(invoice["invoice_code"], "TEST_INVOICE");
+    assert_eq!(invoice["invoice_receiver_code"], "terminal");
+    assert_eq!(invoice["amount"], json!(100), "tugrik, a number");
+    assert_eq!(invoice["sender_invoice_no"], id.ulid().to_string());
+    assert_eq!(
+        invoice["callback_url"],
+        format!("https://pay.example.com/webhooks/qpay?payment_id={id}")
+    );
+    // payment/check: the sheet's request, its constants.
+    let documented = fixture("qpay", "payment_check.request.json");
+    let check = seen[4].json();
+    as_documented(&check, &documented, "payment/check");
+    assert_eq!(check["object_type"], documented["object_type"]);
+    assert_eq!(check["offset"], documented["offset"]);
+    assert_eq!(check["object_id"], "inv-unpaid");
+    // DELETE of the invoice: no body; the refund: the sheet's note.
+    assert!(seen[6].body.is_empty());
+    as_documented(
+        &seen[8].json(),
+        &fixture("qpay", "payment_refund.request.json"),
+        "refund",
+    );
 }

@@ -562,6 +562,7 @@ async fn qpay_check_errors_and_repeated_sender_numbers_are_as_documented() {
 
     let mut check = fixture("qpay", "payment_check.request.json");
     check["object_id"] = json!(ids.first().unwrap());
+    // Unpaid: `{"count": 0, "rows": []}`, no paid_amount.
     let (status, reply) = json(
         http.post(format!("{q}/payment/check"))
             .bearer_auth(&bearer)
@@ -569,10 +570,86 @@ async fn qpay_check_errors_and_repeated_sender_numbers_are_as_documented() {
     )
     .await;
     assert_eq!(status, 200);
-    has_shape(
+    same_shape(
         &reply,
         &fixture("qpay", "payment_check.reply.unpaid.json"),
         "payment/check",
+    );
+
+    // Paid rows in the full shape of QPay's sheet, a P2P and a card one:
+    // every key in every row, as the published Python client requires.
+    for (kind, documented) in [
+        ("P2P", "payment_check.reply.paid.p2p.json"),
+        ("CARD", "payment_check.reply.paid.card.json"),
+    ] {
+        let paid = ids.iter().nth(usize::from(kind == "CARD")).unwrap();
+        let r = http
+            .post(format!("{}/_sandbox/qpay/invoices/{paid}/pay", s.url()))
+            .json(&json!({"type": kind, "callback": "none"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        check["object_id"] = json!(paid);
+        let (status, reply) = json(
+            http.post(format!("{q}/payment/check"))
+                .bearer_auth(&bearer)
+                .json(&check),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let documented = fixture("qpay", documented);
+        same_shape(&reply, &documented, kind);
+        same_shape(&reply["rows"][0], &documented["rows"][0], kind);
+        let list = if kind == "CARD" {
+            "card_transactions"
+        } else {
+            "p2p_transactions"
+        };
+        same_shape(
+            &reply["rows"][0][list][0],
+            &documented["rows"][0][list][0],
+            list,
+        );
+        assert_eq!(reply["paid_amount"], json!(100), "{reply}");
+        assert_eq!(reply["rows"][0]["payment_amount"], "100.00");
+    }
+
+    // DELETE of an unpaid invoice: HTTP 200 and `{}`.
+    let mut request = fixture("qpay", "invoice.request.simple.json");
+    request["invoice_code"] = json!(sandbox::qpay::INVOICE_CODE);
+    let (_, open) = json(
+        http.post(format!("{q}/invoice"))
+            .bearer_auth(&bearer)
+            .json(&request),
+    )
+    .await;
+    let (status, deleted) = json(
+        http.delete(format!(
+            "{q}/invoice/{}",
+            open["invoice_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(deleted, fixture("qpay", "invoice_cancel.reply.json"));
+
+    // A refresh answered as QPay's developer page shows it: `{}`.
+    http.post(format!("{}/_sandbox/qpay/settings", s.url()))
+        .json(&json!({"refresh_answers_empty": true}))
+        .send()
+        .await
+        .unwrap();
+    let (status, refreshed) = json(
+        http.post(format!("{q}/auth/refresh"))
+            .bearer_auth(token["refresh_token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        refreshed,
+        fixture("qpay", "auth_refresh.reply.official.json")
     );
 
     // An unknown object: 422 (NOT_FOUND_ERROR in QPay's table), QPay's body.
