@@ -267,6 +267,27 @@ fn names(form: &[(String, String)]) -> Vec<String> {
     form.iter().map(|(k, _)| k.clone()).collect()
 }
 
+/// A form's field names are the documented form's, less `left_out` and
+/// plus `added`, each once.
+fn form_like_documented(
+    sent: &[(String, String)],
+    documented: &[(String, String)],
+    added: &[&str],
+    left_out: &[&str],
+    at: &str,
+) {
+    let mut expected: BTreeSet<String> = names(documented).into_iter().collect();
+    for k in left_out {
+        assert!(expected.remove(*k), "{at}: {k} is not documented");
+    }
+    for k in added {
+        assert!(expected.insert(k.to_string()), "{at}: {k} is documented");
+    }
+    let got: BTreeSet<String> = names(sent).into_iter().collect();
+    assert_eq!(got.len(), sent.len(), "{at}: a field twice in {sent:?}");
+    assert_eq!(got, expected, "{at}");
+}
+
 fn value<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
     form.iter()
         .find(|(k, _)| k == name)
@@ -861,4 +882,137 @@ async fn qpay_sends_what_its_sources_send() {
         &fixture("qpay", "payment_refund.request.json"),
         "refund",
     );
+}
+
+// ----------------------------------------------------------------- ToyyibPay
+
+/// fixtures/toyyibpay SOURCES.md: every call `POST {base}/index.php/api/<method>`
+/// with form fields (T1); each form held to T1's sample, what paygate adds
+/// or leaves out named with its reason.
+#[tokio::test]
+async fn toyyibpay_sends_what_its_sources_send() {
+    use shared::providers::toyyibpay::{ToyyibPayClient, ToyyibPayConfig};
+    let stand_in = Capture::start(|seen| match seen.path.as_str() {
+        "/index.php/api/createCategory" => {
+            Reply::fixture("toyyibpay", "create_category.reply.json")
+        }
+        "/index.php/api/createBill" => Reply::fixture("toyyibpay", "create_bill.reply.json"),
+        "/index.php/api/getBillTransactions" => {
+            Reply::fixture("toyyibpay", "get_bill_transactions.reply.json")
+        }
+        "/index.php/api/inactiveBill" => {
+            Reply::fixture("toyyibpay", "inactive_bill.reply.success.json")
+        }
+        _ => Reply::text(404, "unexpected"),
+    })
+    .await;
+    let key = "w5x7srq7-rx5r-3t89-2ou2-k7361x2jewhn";
+    let client = ToyyibPayClient::new(
+        ToyyibPayConfig {
+            base_url: stand_in.url.clone(),
+            secret_key: key.to_string().into(),
+            category_code: None,
+            category_name: "paygate".into(),
+            webhook_hmac_secret: None,
+        },
+        policy(),
+    )
+    .unwrap();
+    let id = PaymentId::generate();
+    let customer = Customer {
+        name: Some("John Doe".into()),
+        email: Some("jd@example.com".into()),
+        phone: Some("0194342411".into()),
+    };
+    let created = client
+        .create(&create_request(
+            id,
+            money(100, Currency::Myr),
+            &customer,
+            "https://pay.example.com/webhooks/toyyibpay",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(created.provider_reference.as_str(), "gcbhict9");
+    let bill = payment(Provider::Toyyibpay, money(1_000, Currency::Myr), "gcbhict9");
+    let confirmed = client.status(&bill).await.unwrap();
+    assert_eq!(confirmed.amount, Some(money(1_000, Currency::Myr)));
+    client.cancel(&bill).await.unwrap();
+
+    assert_eq!(
+        stand_in.routes(),
+        [
+            "POST /index.php/api/createCategory",
+            "POST /index.php/api/createBill",
+            "POST /index.php/api/getBillTransactions",
+            "POST /index.php/api/inactiveBill",
+        ]
+    );
+    let seen = stand_in.seen();
+    for call in &seen {
+        assert_eq!(
+            call.header("content-type"),
+            Some("application/x-www-form-urlencoded"),
+            "{}",
+            call.at()
+        );
+    }
+    let category = seen[0].form();
+    form_like_documented(
+        &category,
+        &form_fixture("toyyibpay", "create_category.request.form"),
+        &[],
+        &[],
+        "createCategory",
+    );
+    assert_eq!(value(&category, "userSecretKey"), key);
+
+    let bill_form = seen[1].form();
+    form_like_documented(
+        &bill_form,
+        &form_fixture("toyyibpay", "create_bill.request.form"),
+        &[],
+        &[
+            // No split payments.
+            "billSplitPayment",
+            "billSplitPaymentArgs",
+            // ToyyibPay's own receipt e-mail.
+            "billContentEmail",
+            // Blank in T1's table: the bill owner pays the charge.
+            "billChargeToCustomer",
+            // The payment's expiry is given as billExpiryDate instead.
+            "billExpiryDays",
+        ],
+        "createBill",
+    );
+    assert_eq!(value(&bill_form, "categoryCode"), "j0tzqhka");
+    assert_eq!(value(&bill_form, "billAmount"), "100", "sen, an integer");
+    assert_eq!(value(&bill_form, "billPriceSetting"), "1", "a fixed amount");
+    assert_eq!(value(&bill_form, "billExternalReferenceNo"), id.to_string());
+    assert_eq!(value(&bill_form, "billName"), "Order 1001");
+    assert_eq!(value(&bill_form, "billTo"), "John Doe");
+
+    let transactions = seen[2].form();
+    form_like_documented(
+        &transactions,
+        &form_fixture("toyyibpay", "get_bill_transactions.request.form"),
+        // T4's curl sends the key too.
+        &["userSecretKey"],
+        // T1's sample asks for successful attempts only; paygate reads
+        // every attempt.
+        &["billpaymentStatus"],
+        "getBillTransactions",
+    );
+    assert_eq!(value(&transactions, "billCode"), "gcbhict9");
+
+    let inactive = seen[3].form();
+    form_like_documented(
+        &inactive,
+        &form_fixture("toyyibpay", "inactive_bill.request.form"),
+        // Named userSecretKey elsewhere (T5 sends both).
+        &["userSecretKey"],
+        &[],
+        "inactiveBill",
+    );
+    assert_eq!(value(&inactive, "secretKey"), key);
 }

@@ -703,6 +703,15 @@ async fn toyyibpay_category_bill_and_transactions_are_as_documented() {
         "createBill",
     );
     let bill_code = created[0]["BillCode"].as_str().unwrap().to_string();
+    // A bill name ToyyibPay does not take: its refusal as an object
+    // carrying `msg`, as integrators have seen it.
+    let refused = with(bill.clone(), &[("billName", "Car Rental #WXX123!")]);
+    let (_, refusal) = json(http.post(format!("{api}/createBill")).form(&refused)).await;
+    same_shape(
+        &refusal,
+        &fixture("toyyibpay", "create_bill.reply.error_object.described.json"),
+        "createBill refusal",
+    );
     let paid = http
         .post(format!(
             "{}/_sandbox/toyyibpay/bills/{bill_code}/attempt",
