@@ -545,6 +545,23 @@ async fn a_transfer_that_must_not_be_repeated_is_not_started_without_time_to_fin
     assert_eq!(sb.calls("/casino/Default/Transfer"), 1);
 }
 
+/// Each agent's balance, asked with the bridge's GetClientBalancesRequest
+/// as it is (the sandbox refuses a property it does not have).
+#[tokio::test]
+async fn casino_agent_balances_are_asked_with_the_bridges_request() {
+    let sb = Sandbox::start().await;
+    let casino = sb.casino(&sandbox::casino::TOKENS);
+    let balances = casino.agent_balances().await;
+    let got: Vec<(String, Money)> = balances.into_iter().map(|(m, b)| (m, b.unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            ("TM_ALPHA".to_string(), php(5_000_000)),
+            ("TM_BETA".to_string(), php(120_050)),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn casino_tokens_are_chosen_by_top_manager() {
     let sb = Sandbox::start().await;

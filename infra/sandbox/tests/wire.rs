@@ -802,6 +802,16 @@ async fn the_casino_bridge_takes_documented_transfers_and_answers_as_documented(
         &fixture("casino", "get_balances.reply.json"),
         "get-balances",
     );
+    // A property GetClientBalancesRequest does not have (C6's `currency`)
+    // is refused: the schema allows no others.
+    let mut with_currency = ours(fixture("casino", "get_balances.request.json"));
+    with_currency["currency"] = json!("PHP");
+    let (status, _) = json(
+        http.post(format!("{bridge}/account/get-balances"))
+            .json(&with_currency),
+    )
+    .await;
+    assert_eq!(status, 400);
 
     let (status, found) =
         json(http.get(format!("{bridge}/api/Bridge/get-user/{}", player.username))).await;
