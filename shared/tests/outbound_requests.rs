@@ -76,6 +76,14 @@ impl Reply {
         }
     }
 
+    fn json(status: u16, body: &Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
     fn text(status: u16, body: &str) -> Reply {
         Reply {
             status,
@@ -1015,4 +1023,231 @@ async fn toyyibpay_sends_what_its_sources_send() {
         "inactiveBill",
     );
     assert_eq!(value(&inactive, "secretKey"), key);
+}
+
+// ---------------------------------------------------------------- 747 Casino
+
+/// fixtures/casino SOURCES.md: the lookup by URL template (C5), the
+/// transfer as C3 and the bridge's `DepositChips` show it, get-balances
+/// with exactly `GetClientBalancesRequest`'s properties (C2, C1).
+#[tokio::test]
+async fn casino_sends_what_its_sources_send() {
+    use shared::providers::casino::{CasinoClient, CasinoConfig};
+    let stand_in = Capture::start(|seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", p) if p.starts_with("/api/Bridge/get-user/") => {
+            Reply::fixture("casino", "lookup.reply.json")
+        }
+        ("POST", "/Default/Transfer") => Reply::fixture("casino", "transfer.reply.json"),
+        ("POST", "/account/get-balances") => {
+            // The documented reply, its row in pesos.
+            let mut reply = fixture("casino", "get_balances.reply.json");
+            reply["balances"][0]["currencyId"] = json!("PHP");
+            reply["balances"][0]["balance"] = json!(1200.5);
+            Reply {
+                status: 200,
+                headers: vec![("content-type", "application/json".into())],
+                body: reply.to_string().into_bytes(),
+            }
+        }
+        _ => Reply::text(404, "unexpected"),
+    })
+    .await;
+    let token = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+    let client = CasinoClient::new(
+        CasinoConfig {
+            lookup_url: format!("{}/api/Bridge/get-user/{{username}}", stand_in.url),
+            base_url: stand_in.url.clone(),
+            tokens: shared::secrets::Secret::new(
+                [("TopManagerA".to_string(), token.to_string())].into(),
+            ),
+            platform: 1,
+            nonce_dedup: false,
+        },
+        policy(),
+    )
+    .unwrap();
+    let player = client
+        .player(&"Player01".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(player.top_manager, "TopManagerA");
+    client
+        .transfer(
+            &player,
+            money(10_000, Currency::Php),
+            "pay_nonce_1",
+            "paygate top-up",
+        )
+        .await
+        .unwrap();
+    let balances = client.agent_balances().await;
+    assert_eq!(balances.len(), 1);
+    assert_eq!(
+        balances[0].1.as_ref().unwrap(),
+        &money(120_050, Currency::Php)
+    );
+
+    let seen = stand_in.seen();
+    assert_eq!(seen[0].at(), "GET /api/Bridge/get-user/Player01");
+    let transfer = stand_in.one("POST", "/Default/Transfer");
+    let body = transfer.json();
+    as_documented(
+        &body,
+        &fixture("casino", "transfer.request.json"),
+        "transfer",
+    );
+    assert_eq!(body["authToken"], token);
+    assert_eq!(body["platform"], 1);
+    assert_eq!(body["amount"], json!(100.0), "pesos, a number");
+    assert_eq!(body["toAgent"], false);
+    assert_eq!(body["currency"], "php");
+    assert_eq!(body["nonce"], "pay_nonce_1");
+    assert_eq!(body["clientId"], json!(100_000_001), "a number");
+    assert_eq!(body["username"], "Player01");
+    let balances = stand_in.one("POST", "/account/get-balances");
+    let body = balances.json();
+    as_documented(
+        &body,
+        &fixture("casino", "get_balances.request.json"),
+        "get-balances",
+    );
+    assert!(body.get("currency").is_none());
+    assert_eq!(body["authToken"], token);
+}
+
+// ------------------------------------------------------------ Payment Engine
+
+/// fixtures/payment_engine SOURCES.md (the guide, S2): login and refresh
+/// with their JSON bodies, the transaction's create, its status and the
+/// balance with the bearer token, or `X-API-Key` instead of a login.
+#[tokio::test]
+async fn payment_engine_sends_what_its_guide_shows() {
+    use shared::providers::payment_engine::{
+        PaymentEngineAuth, PaymentEngineClient, PaymentEngineConfig,
+    };
+    let refused_once = Arc::new(Mutex::new(false));
+    let stand_in = Capture::start(
+        move |seen| match (seen.method.as_str(), seen.path.as_str()) {
+            ("POST", "/api/v1/auth/login" | "/api/v1/auth/refresh") => {
+                Reply::fixture("payment_engine", "login.reply.json")
+            }
+            // The guide shows a create's `id` and `status` only.
+            ("POST", "/api/v1/transactions") => {
+                Reply::json(201, &json!({"id": "txn_1", "status": "PENDING"}))
+            }
+            ("GET", "/api/v1/transactions/txn_1/status") => {
+                let mut refused = refused_once.lock().unwrap();
+                if !*refused && seen.header("authorization").is_some() {
+                    // The token lapsed: the guide says refresh on 401.
+                    *refused = true;
+                    return Reply::fixture("payment_engine", "error.reply.json").status(401);
+                }
+                Reply::json(200, &json!({"id": "txn_1", "status": "PENDING"}))
+            }
+            ("GET", p) if p.starts_with("/api/v1/accounts/") => {
+                Reply::fixture("payment_engine", "balance.reply.assembled.json")
+            }
+            _ => Reply::text(404, "unexpected"),
+        },
+    )
+    .await;
+    let config = |auth| PaymentEngineConfig {
+        base_url: stand_in.url.clone(),
+        auth,
+        to_account_id: "acc_456".into(),
+        webhook_secret: "whsec".to_string().into(),
+        standard_webhooks_secret: None,
+    };
+    let client = PaymentEngineClient::new(
+        config(PaymentEngineAuth::Login {
+            username: "your-username".into(),
+            password: "your-password".to_string().into(),
+        }),
+        policy(),
+    )
+    .unwrap();
+    let id = PaymentId::generate();
+    let customer = Customer::default();
+    let created = client
+        .create(&create_request(
+            id,
+            money(100_000, Currency::Usd),
+            &customer,
+            "https://pay.example.com/webhooks/payment-engine",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(created.provider_reference.as_str(), "txn_1");
+    let txn = payment(
+        Provider::PaymentEngine,
+        money(100_000, Currency::Usd),
+        "txn_1",
+    );
+    client.status(&txn).await.unwrap();
+    Gateway::balance(&client).await.unwrap();
+    assert_eq!(
+        stand_in.routes(),
+        [
+            "POST /api/v1/auth/login",
+            "POST /api/v1/transactions",
+            "GET /api/v1/transactions/txn_1/status",
+            "POST /api/v1/auth/refresh",
+            "GET /api/v1/transactions/txn_1/status",
+            "GET /api/v1/accounts/acc_456/balance",
+        ]
+    );
+    let seen = stand_in.seen();
+    as_documented(
+        &seen[0].json(),
+        &fixture("payment_engine", "login.request.json"),
+        "login",
+    );
+    assert_eq!(seen[0].json()["username"], "your-username");
+    let documented = fixture("payment_engine", "login.reply.json");
+    let bearer = format!("Bearer {}", documented["access_token"].as_str().unwrap());
+    let create = seen[1].json();
+    like_documented(
+        &create,
+        &fixture("payment_engine", "create_transaction.request.json"),
+        // Our payment id, which the guide's webhook handlers read back as
+        // `data.externalReference`.
+        &["externalReference"],
+        // The payer's account, which a merchant's create does not know,
+        // and the optional metadata.
+        &["fromAccountId", "metadata"],
+        "create",
+    );
+    assert_eq!(create["amount"], json!(1000), "major units, a number");
+    assert_eq!(create["currencyCode"], "USD");
+    assert_eq!(create["toAccountId"], "acc_456");
+    assert_eq!(create["externalReference"], id.to_string());
+    for call in [&seen[1], &seen[2], &seen[4], &seen[5]] {
+        assert_eq!(
+            call.header("authorization"),
+            Some(bearer.as_str()),
+            "{}",
+            call.at()
+        );
+    }
+    as_documented(
+        &seen[3].json(),
+        &fixture("payment_engine", "refresh.request.json"),
+        "refresh",
+    );
+    assert_eq!(seen[3].json()["refresh_token"], documented["refresh_token"]);
+
+    // The API-key alternative: the header on every call, no login.
+    let keyed = PaymentEngineClient::new(
+        config(PaymentEngineAuth::ApiKey {
+            api_key: "your-api-key".to_string().into(),
+        }),
+        policy(),
+    )
+    .unwrap();
+    keyed.status(&txn).await.unwrap();
+    let last = stand_in.seen().pop().unwrap();
+    assert_eq!(last.at(), "GET /api/v1/transactions/txn_1/status");
+    assert_eq!(last.header("x-api-key"), Some("your-api-key"));
+    assert_eq!(last.header("authorization"), None);
 }
