@@ -199,6 +199,95 @@ async fn check_status_retries_107_and_names_102() {
     assert!(err.is_unavailable(), "{err:?}");
 }
 
+/// check-status's results come with HTTP 200 or 400: 102 is the bank not
+/// knowing the invoice either way (pending for GET, and a cancel of an
+/// invoice the payer never opened is done), and so on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_codes_are_read_on_200_and_400_and_an_unopened_invoice_cancels() {
+    let h = Harness::start().await;
+    let c = client(&h);
+    for (n, http) in [200, 400].into_iter().enumerate() {
+        h.sandbox("/_sandbox/epayment/settings", json!({"result_http": http}))
+            .await;
+        let (id, invoice) = create(&h, 100_000, &format!("u_unopened{n}")).await;
+        let payment = h.store().payment(id).await.unwrap().unwrap();
+        let err = c.status(&payment).await.unwrap_err();
+        assert!(
+            matches!(err, ProviderError::NotFound { .. }),
+            "{http}: {err:?}"
+        );
+        let view = h.get(&format!("/v1/payments/{id}")).await;
+        assert_eq!(view.body["status"], "pending", "{http}: {}", view.text);
+        let r = h
+            .post(
+                &format!("/v1/payments/{id}/cancel"),
+                &format!("c-{n}"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{http}: {}", r.text);
+        assert_eq!(r.body["status"], "cancelled");
+        // 107 with 400 is retried like 107 with 200.
+        pay(&h, &invoice, json!({"status": "CHARGE", "callback": false})).await;
+        h.sandbox("/_sandbox/epayment/busy", json!({"count": 2}))
+            .await;
+        assert_eq!(
+            c.status(&payment).await.unwrap().status,
+            PaymentStatus::Completed,
+            "{http}"
+        );
+    }
+}
+
+/// A declined payment (resultCode 101, the seed's REJECT) fails on its
+/// failure postLink, with HTTP 200 or 400: a decline, not an error to
+/// send back to the bank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_payment_fails_on_its_failure_post_link() {
+    let h = Harness::start().await;
+    for (n, http) in [200, 400].into_iter().enumerate() {
+        h.sandbox("/_sandbox/epayment/settings", json!({"result_http": http}))
+            .await;
+        let user = format!("u_declined{n}");
+        let (id, invoice) = create(&h, 100_000, &user).await;
+        let r = pay(&h, &invoice, json!({"status": "REJECT"})).await;
+        assert_eq!(r["delivered"], 200, "{http}: {r}");
+        let p = h.store().payment(id).await.unwrap().unwrap();
+        assert_eq!(p.status, PaymentStatus::Failed, "{http}");
+        assert_eq!(p.provider_status.as_deref(), Some("REJECT"));
+        assert!(balance(&h, &user).await.is_zero());
+    }
+}
+
+/// An authorisation the bank released (CANCEL, or CANCEL_OLD when it was
+/// left too long) is final: the payment fails, nothing is credited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_authorisation_is_final() {
+    let h = Harness::start().await;
+    for word in ["CANCEL_OLD", "CANCEL"] {
+        let user = format!("u_{}", word.to_ascii_lowercase());
+        let (id, invoice) = create(&h, 100_000, &user).await;
+        pay(&h, &invoice, json!({"status": word, "callback": false})).await;
+        let p = h.store().payment(id).await.unwrap().unwrap();
+        let asked = client(&h).status(&p).await.unwrap();
+        assert_eq!(
+            (asked.status, asked.provider_status.as_str()),
+            (PaymentStatus::Failed, word)
+        );
+        // A callback about it is confirmed as that, and the payment fails.
+        let r = callback(
+            &h,
+            &invoice,
+            json!({"amount": 1000, "currency": "KZT", "code": "error"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{word}: {}", r.text);
+        let p = h.store().payment(id).await.unwrap().unwrap();
+        assert_eq!(p.status, PaymentStatus::Failed, "{word}");
+        assert!(balance(&h, &user).await.is_zero());
+    }
+}
+
 /// A callback that outruns the bank's status API (the bank does not know
 /// the transaction yet) is sent back for the bank's retry (503) and moves
 /// no money; the same provider answer is "nothing paid yet" elsewhere.

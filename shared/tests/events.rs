@@ -100,10 +100,11 @@ async fn fixtures(h: &Harness) {
             failure_post_link: String::new(),
             secret_hash: String::new(),
             transaction: Some(sandbox::epayment::Transaction {
-                id: "700000001".into(),
+                id: "0195f0c2-7d3e-4b1a-8c2d-5e6f7a8b9c0d".into(),
                 status: "CHARGE".into(),
                 amount: "5000".into(),
                 refunded: 0,
+                reference: "227078813195".into(),
             }),
         },
     );

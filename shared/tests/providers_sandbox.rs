@@ -248,13 +248,71 @@ async fn client_errors_are_not_retried() {
         "{err:?}"
     );
     assert_eq!(sb.calls(path), 1);
-    // Unknown transactions are the provider's 404, also not retried.
+    // An unknown transaction is DirectPay's 404 in JSON: no such
+    // transaction (pending until it knows one), not a refusal; not retried.
     let err = client.status("DP-NOPE").await.unwrap_err();
+    assert!(matches!(err, ProviderError::NotFound { .. }), "{err:?}");
+    assert_eq!(sb.calls(path), 2);
+}
+
+#[tokio::test]
+async fn directpay_logs_in_with_or_without_a_session_cookie() {
+    let sb = Sandbox::start().await;
+    for session_cookie in [true, false] {
+        sb.control(
+            "/_sandbox/directpay/settings",
+            json!({"session_cookie": session_cookie}),
+        )
+        .await;
+        let client = sb.directpay();
+        let id = cash_in(&client, php(10_000)).await;
+        let status = client.status(&id).await.unwrap();
+        assert_eq!(status.status, PaymentStatus::Pending, "{session_cookie}");
+    }
+    assert_eq!(*sb.running.state.directpay.logins.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn directpay_reads_a_cash_in_under_data_too() {
+    let sb = Sandbox::start().await;
+    sb.control(
+        "/_sandbox/directpay/settings",
+        json!({"cash_in_under_data": true}),
+    )
+    .await;
+    let client = sb.directpay();
+    let created = client
+        .create_cash_in(&CashIn {
+            payment_id: PaymentId::generate(),
+            amount: php(10_000),
+            webhook_url: "http://127.0.0.1:9/webhooks/directpay",
+            redirect_url: "https://shop.example.com/thanks",
+        })
+        .await
+        .unwrap();
+    assert!(created.transaction_id.starts_with("DP"));
+    assert!(created.link.is_some() && created.qr_text.is_some());
+}
+
+#[tokio::test]
+async fn a_directpay_path_it_does_not_serve_is_an_error_not_a_missing_payment() {
+    let sb = Sandbox::start().await;
+    // A base URL one segment off: every path is DirectPay's HTML 404 page.
+    let client = DirectPayClient::new(
+        DirectPayConfig {
+            base_url: sb.url("/directpay/api/v9"),
+            username: sandbox::directpay::USERNAME.into(),
+            password: sandbox::directpay::PASSWORD.to_string().into(),
+            api: DirectPayApi::Current,
+        },
+        policy(),
+    )
+    .unwrap();
+    let err = client.status("DP-1").await.unwrap_err();
     assert!(
         matches!(err, ProviderError::Rejected { status: 404, .. }),
         "{err:?}"
     );
-    assert_eq!(sb.calls(path), 2);
 }
 
 #[tokio::test]
@@ -545,6 +603,23 @@ async fn a_transfer_that_must_not_be_repeated_is_not_started_without_time_to_fin
     .await
     .unwrap();
     assert_eq!(sb.calls("/casino/Default/Transfer"), 1);
+}
+
+/// Each agent's balance, asked with the bridge's GetClientBalancesRequest
+/// as it is (the sandbox refuses a property it does not have).
+#[tokio::test]
+async fn casino_agent_balances_are_asked_with_the_bridges_request() {
+    let sb = Sandbox::start().await;
+    let casino = sb.casino(&sandbox::casino::TOKENS);
+    let balances = casino.agent_balances().await;
+    let got: Vec<(String, Money)> = balances.into_iter().map(|(m, b)| (m, b.unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            ("TM_ALPHA".to_string(), php(5_000_000)),
+            ("TM_BETA".to_string(), php(120_050)),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -202,6 +202,115 @@ async fn unpaid_invoices_cancel_and_card_payments_refund_whole() {
     );
 }
 
+/// QPay demands HTTP 200 and `SUCCESS` for every callback: one paygate
+/// could not settle (a repeat inside the confirmation window, payment/check
+/// failing) is answered so all the same; the sweep asks about the payment
+/// within minutes and settles it (decision 55).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_callback_about_a_known_payment_is_answered_success() {
+    let h = Harness::start().await;
+    let (id, invoice) = create(&h, 20_000, "u_always").await;
+    // Not paid yet: two pings in a row; the second falls in the window.
+    pay(&h, &invoice, json!({"status": "NEW", "callback": "none"})).await;
+    for _ in 0..2 {
+        let r = h
+            .sandbox(
+                &format!("/_sandbox/qpay/invoices/{invoice}/callback"),
+                json!({"method": "get"}),
+            )
+            .await;
+        assert_eq!(r["delivered"], 200, "SUCCESS, not a request to retry");
+    }
+    // Paid while payment/check is failing: SUCCESS, the payment pending.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/qpay/v2/payment/check", "mode": "fail", "count": 20, "status": 500}),
+    )
+    .await;
+    let r = pay(&h, &invoice, json!({"callback": "get"})).await;
+    assert_eq!(r["delivered"], 200);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Pending);
+    h.http
+        .delete(format!("{}/_sandbox/faults", h.sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    // The sweep asks within minutes, long before the payment's expiry.
+    let now = time::OffsetDateTime::now_utc();
+    assert!(p.expires_at > now + time::Duration::minutes(10));
+    let report = shared::api::jobs::sweep(&h.services, now + time::Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(report.settled_late, 1, "{report:?}");
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+    assert_eq!(
+        h.store()
+            .balance(
+                &common::harness::merchant(),
+                &"u_always".parse().unwrap(),
+                Currency::Mnt
+            )
+            .await
+            .unwrap(),
+        mnt(20_000)
+    );
+
+    // An early check that finds the payment unpaid leaves it for its
+    // expiry: it is not expired early.
+    let (unpaid, invoice) = create(&h, 20_000, "u_unpaid").await;
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/qpay/v2/payment/check", "mode": "fail", "count": 5, "status": 500}),
+    )
+    .await;
+    let r = h
+        .sandbox(
+            &format!("/_sandbox/qpay/invoices/{invoice}/callback"),
+            json!({"method": "get"}),
+        )
+        .await;
+    assert_eq!(r["delivered"], 200);
+    h.http
+        .delete(format!("{}/_sandbox/faults", h.sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    let report = shared::api::jobs::sweep(&h.services, now + time::Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!((report.early_unpaid, report.expired), (1, 0), "{report:?}");
+    let p = h.store().payment(unpaid).await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Pending);
+    let report = shared::api::jobs::sweep(&h.services, p.expires_at + time::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+}
+
+/// A refresh answered without a refresh token (QPay's developer page
+/// shows `{}`) is no token: the client logs in again with Basic auth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_without_tokens_falls_back_to_a_login() {
+    let h = Harness::start().await;
+    let (id, invoice) = create(&h, 10_000, "u_refresh").await;
+    assert_eq!(*h.sandbox.state.qpay.logins.lock().unwrap(), 1);
+    h.sandbox(
+        "/_sandbox/qpay/settings",
+        json!({"refresh_answers_empty": true}),
+    )
+    .await;
+    h.sandbox("/_sandbox/qpay/expire-tokens", json!({})).await;
+    pay(&h, &invoice, json!({"callback": "none"})).await;
+    let view = h.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(view.body["status"], "completed", "{}", view.text);
+    assert_eq!(*h.sandbox.state.qpay.refreshes.lock().unwrap(), 1);
+    assert_eq!(*h.sandbox.state.qpay.logins.lock().unwrap(), 2);
+}
+
 fn fixture(name: &str) -> serde_json::Value {
     let path = format!("{}/tests/fixtures/qpay/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

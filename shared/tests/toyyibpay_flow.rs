@@ -252,6 +252,47 @@ async fn a_tampered_hash_is_401_and_writes_nothing() {
     );
 }
 
+/// The official API reference lists no `hash` among the callback's
+/// parameters: a callback without one is a hint, confirmed with
+/// getBillTransactions (a forged "paid" for an unpaid bill moves nothing;
+/// the real one completes the payment), never a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_without_a_hash_is_confirmed_not_refused() {
+    let h = Harness::start().await;
+    let (id, code) = create(&h, 5000, "u_nohash").await;
+    let paid = attempt(&h, &code, json!({"status": 1, "hash": false})).await;
+    assert_eq!(paid["delivered"], 200, "a hint, not a refusal");
+    assert_eq!(
+        h.store().payment(id).await.unwrap().unwrap().status,
+        PaymentStatus::Completed
+    );
+    let balance = h
+        .store()
+        .balance(
+            &common::harness::merchant(),
+            &"u_nohash".parse().unwrap(),
+            Currency::Myr,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance, myr(5000));
+    // A "paid" without a hash for a bill whose only attempt failed: the
+    // confirmation finds no success, and nothing moves.
+    let (forged, code) = create(&h, 5000, "u_nohash2").await;
+    attempt(&h, &code, json!({"status": 3, "callback": "none"})).await;
+    let claimed = h
+        .sandbox(
+            &format!("/_sandbox/toyyibpay/bills/{code}/callback"),
+            json!({"status": 1, "hash": false}),
+        )
+        .await;
+    assert_eq!(claimed["delivered"], 200);
+    assert_eq!(
+        h.store().payment(forged).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_amount_off_by_more_than_a_sen_goes_to_review_without_credit() {
     let h = Harness::start().await;

@@ -267,7 +267,34 @@ async fn set_dedup(AxState(s): AxState<Shared>, Json(body): Json<Dedup>) -> Json
     Json(json!({"dedup": body.enabled}))
 }
 
+/// The properties of the bridge's `GetClientBalancesRequest`, which
+/// allows no others (`additionalProperties: false`, fixtures/casino C1).
+const BALANCES_REQUEST: [&str; 5] = [
+    "authToken",
+    "platform",
+    "clientId",
+    "username",
+    "balanceTypeId",
+];
+
 async fn balances(AxState(s): AxState<Shared>, Json(body): Json<Value>) -> Response {
+    let unknown: Vec<&String> = body
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| !BALANCES_REQUEST.contains(&k.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !unknown.is_empty() {
+        // An ASP.NET bridge's validation answer (ProblemDetails, C1).
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"title": "One or more validation errors occurred.", "status": 400,
+                        "detail": format!("GetClientBalancesRequest has no property {}", unknown[0])})),
+        )
+            .into_response();
+    }
     let username = body
         .get("username")
         .and_then(Value::as_str)

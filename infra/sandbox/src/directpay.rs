@@ -1,7 +1,10 @@
 //! DirectPay (GCash cash-in), as integrations seen in public code use it:
-//! `GET /csrf_token` (sets `PHPSESSID`), `POST /create/login` with the CSRF
-//! header and cookie, then bearer calls `POST /pay_cashin` and
-//! `GET /cashin_transactions_status/{id}`.
+//! `GET /csrf_token` (sets `PHPSESSID`, unless told not to), `POST
+//! /create/login` with the CSRF header (and the cookie, which is checked
+//! when sent but not required: the public client shown working against
+//! DirectPay's sandbox host logs in with the header alone), then bearer
+//! calls `POST /pay_cashin` and `GET /cashin_transactions_status/{id}`
+//! (404 with a JSON body for a transaction it does not have).
 //!
 //! The seed's older variant is served beside it: `GET /login` (the CSRF
 //! token in a meta tag), `POST /login`, `POST /generate-gcash-qr`,
@@ -9,7 +12,10 @@
 //!
 //! Controls: `POST /_sandbox/directpay/transactions/{id}/status`
 //! `{"status": "SUCCESS"}` sets a transaction's status;
-//! `POST /_sandbox/directpay/expire-tokens` makes every issued token invalid.
+//! `POST /_sandbox/directpay/expire-tokens` makes every issued token invalid;
+//! `POST /_sandbox/directpay/settings` `{"session_cookie": false,
+//! "cash_in_under_data": true}`: `/csrf_token` sets no cookie; `pay_cashin`
+//! answers with the cash-in under `data` (both shapes public clients read).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,10 +47,36 @@ pub struct Transaction {
     pub redirect_url: String,
 }
 
+/// How this DirectPay answers (`/_sandbox/directpay/settings`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Settings {
+    /// `/csrf_token` sets a `PHPSESSID` cookie.
+    #[serde(default = "yes")]
+    pub session_cookie: bool,
+    /// `pay_cashin` answers `{status, message, data: {transactionId, ..}}`
+    /// instead of the fields at the top level.
+    #[serde(default)]
+    pub cash_in_under_data: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            session_cookie: true,
+            cash_in_under_data: false,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct State {
-    /// PHPSESSID -> the CSRF token issued with it.
-    sessions: Mutex<HashMap<String, String>>,
+    /// Each CSRF token issued, with the PHPSESSID set beside it (if any).
+    sessions: Mutex<HashMap<String, Option<String>>>,
+    pub settings: Mutex<Settings>,
     tokens: TokenBook,
     pub logins: Mutex<u32>,
     pub transactions: Mutex<HashMap<String, Transaction>>,
@@ -58,9 +90,9 @@ impl Guarded for State {
     /// Its bearer tokens, and the session ids and CSRF tokens of logins.
     fn credentials(&self) -> Vec<String> {
         let mut all = self.tokens.all();
-        for (session, csrf) in lock(&self.sessions).iter() {
-            all.push(session.clone());
+        for (csrf, session) in lock(&self.sessions).iter() {
             all.push(csrf.clone());
+            all.extend(session.clone());
         }
         all
     }
@@ -103,6 +135,22 @@ pub fn routes() -> Router<Shared> {
         .route("/login", get(legacy_login_page).post(legacy_login))
         .route("/generate-gcash-qr", post(legacy_generate_qr))
         .route("/payment/{reference}/status", get(legacy_status))
+        .fallback(unknown_route)
+}
+
+/// A path DirectPay does not serve: its web server's HTML 404 page, as the
+/// sandbox host answers one (fixtures/directpay/unknown_route.reply.html).
+async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let page = format!(
+        "<!DOCTYPE html>\n<html>\n<head><title>Error</title></head>\n<body>\n<pre>Cannot {method} /api{}</pre>\n</body>\n</html>\n",
+        uri.path()
+    );
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
 }
 
 pub fn controls() -> Router<Shared> {
@@ -110,6 +158,13 @@ pub fn controls() -> Router<Shared> {
         .route("/transactions/{id}/status", post(set_status))
         .route("/transactions/{id}/callback", post(send_callback))
         .route("/expire-tokens", post(kit::expire_tokens::<State>))
+        .route("/settings", post(set_settings))
+}
+
+async fn set_settings(AxState(s): AxState<Shared>, Json(body): Json<Settings>) -> Json<Value> {
+    *lock(&s.settings) = body;
+    Json(json!({"session_cookie": body.session_cookie,
+                "cash_in_under_data": body.cash_in_under_data}))
 }
 
 fn new_id() -> String {
@@ -120,21 +175,34 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"status": "error", "message": message}))).into_response()
 }
 
-fn new_session(s: &Shared) -> (String, String) {
-    let session = new_id();
+/// A new CSRF token, and the `Set-Cookie` of the session issued with it
+/// unless this DirectPay sets none.
+fn new_session(s: &Shared) -> (Option<String>, String) {
+    let session = lock(&s.settings).session_cookie.then(new_id);
     let csrf = new_id();
-    lock(&s.sessions).insert(session.clone(), csrf.clone());
-    (format!("PHPSESSID={session}; path=/; HttpOnly"), csrf)
+    lock(&s.sessions).insert(csrf.clone(), session.clone());
+    (
+        session.map(|id| format!("PHPSESSID={id}; path=/; HttpOnly")),
+        csrf,
+    )
+}
+
+/// The answer with its `Set-Cookie`, when there is one.
+fn with_cookie(cookie: Option<String>, answer: impl IntoResponse) -> Response {
+    let mut response = answer.into_response();
+    if let Some(value) = cookie.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 async fn csrf_token(AxState(s): AxState<Shared>) -> Response {
     let (cookie, csrf) = new_session(&s);
-    (
-        [(header::SET_COOKIE, cookie)],
-        // DirectPay's reply (fixtures/directpay/csrf_token.reply.json).
+    // DirectPay's reply (fixtures/directpay/csrf_token.reply.json).
+    with_cookie(
+        cookie,
         Json(json!({ "message": "Done", "csrf_token": csrf })),
     )
-        .into_response()
 }
 
 async fn legacy_login_page(AxState(s): AxState<Shared>) -> Response {
@@ -143,14 +211,7 @@ async fn legacy_login_page(AxState(s): AxState<Shared>) -> Response {
         "<!doctype html><html><head><title>DirectPay</title>\n<meta charset=\"utf-8\">\n\
          <meta name=\"csrf-token\" content=\"{csrf}\">\n</head><body>login</body></html>"
     );
-    (
-        [
-            (header::SET_COOKIE, cookie),
-            (header::CONTENT_TYPE, "text/html".to_string()),
-        ],
-        page,
-    )
-        .into_response()
+    with_cookie(cookie, ([(header::CONTENT_TYPE, "text/html")], page))
 }
 
 async fn legacy_login(
@@ -246,10 +307,20 @@ fn check_login(
     headers: &HeaderMap,
     body: &Login,
 ) -> Result<String, (StatusCode, &'static str)> {
-    let session = cookie(headers, "PHPSESSID");
-    let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    let expected = session.and_then(|id| lock(&s.sessions).get(&id).cloned());
-    if expected.is_none() || expected.as_deref() != csrf {
+    // The CSRF token must be one this DirectPay issued; a session cookie,
+    // when sent, must be the one issued with it. None is needed: the public
+    // client shown working logs in with the header alone.
+    let csrf = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let issued = lock(&s.sessions).get(csrf).cloned();
+    let matches = match (issued, cookie(headers, "PHPSESSID")) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(with), Some(sent)) => with.as_deref() == Some(sent.as_str()),
+    };
+    if !matches {
         return Err((StatusCode::FORBIDDEN, "CSRF token mismatch"));
     }
     if body.username != USERNAME || body.password != PASSWORD {
@@ -295,7 +366,7 @@ async fn pay_cashin(
     let id = open(&s, "DP", amount, &body, ("webhook", "redirectUrl"));
     // The keys public clients read from this reply (fixtures/directpay
     // SOURCES.md, D6): the checkout URL as both `link` and `redirectionurl`.
-    Json(json!({
+    let fields = json!({
         "status": "success",
         "transactionId": id,
         // The real link is DirectPay's checkout host; the sandbox's serves
@@ -303,8 +374,13 @@ async fn pay_cashin(
         "link": format!("{}/directpay/pay/{id}", crate::payer::origin(&headers)),
         "redirectionurl": format!("{}/directpay/pay/{id}", crate::payer::origin(&headers)),
         "qrphraw": format!("00020101021228SANDBOX{id}6304ABCD"),
-    }))
-    .into_response()
+    });
+    if lock(&s.settings).cash_in_under_data {
+        // The other shape D6 reads (`response.data.data`;
+        // fixtures/directpay/pay_cashin.reply.under_data.assembled.json).
+        return Json(json!({"status": "success", "data": fields})).into_response();
+    }
+    Json(fields).into_response()
 }
 
 async fn status(_: Authorised, AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {

@@ -4,11 +4,17 @@
 //! `POST /epayment/api/operation/{id}/refund[?amount=&externalID=]` and
 //! `.../cancel`.
 //!
+//! check-status answers resultCode 100 with the transaction, 101 for a
+//! declined one (REJECT), 102 for an invoice with none, 107 when busy; the
+//! results other than 100 come with HTTP 200, or 400 once told so.
+//!
 //! Controls under `/_sandbox/epayment/`: `invoices/{invoice}/pay`
-//! `{"status": "CHARGE"|"AUTH"|"FAILED", "amount": "99.5"?, "callback":
-//! false?}` makes the payer pay and posts the callback to the postLink;
+//! `{"status": "CHARGE"|"AUTH"|"FAILED"|"REJECT"|"CANCEL_OLD", "amount":
+//! "99.5"?, "callback": false?}` makes the payer pay and posts the callback
+//! to the postLink (the failurePostLink for a decline);
 //! `busy` `{"count"}` answers the next check-status calls with resultCode
-//! 107; `expire-tokens`.
+//! 107; `settings` `{"result_http": 400}` sends results other than 100
+//! with that HTTP status; `expire-tokens`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,7 +34,9 @@ type Shared = std::sync::Arc<State>;
 
 pub const CLIENT_ID: &str = "sandbox-epay-client";
 pub const CLIENT_SECRET: &str = "sandbox-epay-secret";
-pub const TERMINAL: &str = "sandbox-terminal";
+/// The terminal's id, in the bank's form (a UUID, as the official test
+/// terminal `67e34d63-…` and the captured postLink's `terminal` are).
+pub const TERMINAL: &str = "5a4db0c5-0000-4000-8000-00000000e9a7";
 
 #[derive(Debug, Clone)]
 pub struct Invoice {
@@ -42,12 +50,20 @@ pub struct Invoice {
 
 #[derive(Debug, Clone)]
 pub struct Transaction {
+    /// A UUID, as the bank's ids are.
     pub id: String,
     pub status: String,
     pub amount: String,
     /// Tiyn refunded so far.
     pub refunded: i64,
+    /// The card network's reference: 12 digits (fixtures/epayment).
+    pub reference: String,
 }
+
+/// The card the sandbox's payer pays with, masked as the bank masks it
+/// (`552204...6736` in the captured postLink).
+const CARD_MASK: &str = "440043...6531";
+const APPROVAL_CODE: &str = "170243";
 
 #[derive(Debug, Clone)]
 pub struct Refund {
@@ -72,6 +88,36 @@ pub struct State {
     pub two_stage: Mutex<bool>,
     /// Captures made (`/operation/{id}/charge`).
     pub charges: Mutex<u32>,
+    /// The HTTP status of check-status results other than 100 (200 by
+    /// default; the bank also sends them with 400).
+    result_http: Mutex<Option<u16>>,
+}
+
+/// A new id in the bank's form: a UUID, as check-status's `transaction.id`
+/// and the captured postLink's `id` are (fixtures/epayment).
+fn uuid() -> String {
+    let hex = format!("{:032x}", ulid::Ulid::new().0);
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// A check-status result other than 100: its code and message, with the
+/// HTTP status the bank is set to send it with.
+fn result(s: &Shared, code: &str, message: &str) -> Response {
+    let status = lock(&s.result_http)
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    (
+        status,
+        Json(json!({"resultCode": code, "resultMessage": message})),
+    )
+        .into_response()
 }
 
 kit::guarded!(tokens, refresh_tokens; error(StatusCode::UNAUTHORIZED, "invalid token"));
@@ -151,6 +197,7 @@ pub fn controls() -> Router<Shared> {
         .route("/invoices/{invoice}/pay", post(pay))
         .route("/busy", post(busy))
         .route("/terminal", post(terminal))
+        .route("/settings", post(settings))
         .route("/expire-tokens", post(kit::expire_tokens::<State>))
 }
 
@@ -266,17 +313,22 @@ async fn check(
         let mut busy = lock(&s.busy);
         if *busy > 0 {
             *busy -= 1;
-            return Json(json!({"resultCode": "107", "resultMessage": "Try again later"}))
-                .into_response();
+            // fixtures/epayment/check_status.busy.seed.json
+            return result(&s, "107", "Try again later");
         }
     }
     let Some(t) = lock(&s.invoices)
         .get(&invoice)
         .and_then(|i| i.transaction.clone())
     else {
-        return Json(json!({"resultCode": "102", "resultMessage": "Invoice not found"}))
-            .into_response();
+        // fixtures/epayment/check_status.not_found.seed.json
+        return result(&s, "102", "Invoice not found");
     };
+    if t.status == "REJECT" {
+        // The seed's table: 101, the payment rejected
+        // (fixtures/epayment/check_status.reject.seed.json).
+        return result(&s, "101", "Reject");
+    }
     Json(json!({
         "resultCode": "100",
         "resultMessage": "SUCCESS",
@@ -288,8 +340,8 @@ async fn check(
             "invoiceID": invoice, "amount": t.amount.parse::<serde_json::Number>().ok(),
             "amountBonus": 0, "payoutAmount": 0, "orgAmount": 0, "data": "{}",
             "currency": "KZT", "terminal": "98120001", "terminalID": TERMINAL, "accountID": "",
-            "statusName": t.status, "cardMask": "440043******6531",
-            "reference": "SANDBOXREF", "reasonCode": "00", "approvalCode": "123456",
+            "statusName": t.status, "cardMask": CARD_MASK,
+            "reference": t.reference, "reasonCode": "00", "approvalCode": APPROVAL_CODE,
         }
     }))
     .into_response()
@@ -417,7 +469,8 @@ async fn pay(
 ) -> Result<Json<serde_json::Value>, StatusCode> {
     let (i, t) = kit::change(&s.invoices, &invoice, |i| {
         let t = Transaction {
-            id: format!("{}", 700_000_000 + (ulid::Ulid::new().0 % 100_000_000)),
+            id: uuid(),
+            reference: format!("{:012}", ulid::Ulid::new().0 % 1_000_000_000_000),
             // On a two-stage terminal a card payment is only authorised.
             status: if body.status == "CHARGE" && *lock(&s.two_stage) {
                 "AUTH".into()
@@ -440,16 +493,28 @@ async fn pay(
 }
 
 /// Posts the bank's callback for a transaction: the postLink on success,
-/// the failurePostLink on a decline.
+/// the failurePostLink on a decline. Every key of the captured postLink
+/// (fixtures/epayment/callback.real.json), of the same types: ids in the
+/// bank's form, `reasonCode` a number; the `secret_hash` given with the
+/// payment token beside them.
 async fn post_callback(invoice: &str, i: &Invoice, t: &Transaction) -> u16 {
-    let failed = t.status == "FAILED";
+    let failed = matches!(t.status.as_str(), "FAILED" | "REJECT");
     let callback = json!({
-        "id": t.id, "invoiceId": invoice, "amount": t.amount.parse::<serde_json::Number>().ok(),
-        "currency": i.currency, "terminal": TERMINAL,
-        "code": if failed { "error" } else { "ok" },
+        "accountId": "", "amount": t.amount.parse::<serde_json::Number>().ok(),
+        "approvalCode": if failed { None } else { Some(APPROVAL_CODE) },
+        "cardId": null, "cardMask": CARD_MASK, "cardType": "VISA",
+        "code": if failed { "error" } else { "ok" }, "currency": i.currency,
+        "dateTime": "2025-12-07T10:00:00.000000000+05:00", "description": "paygate payment",
+        "email": "payer@example.com", "id": t.id, "invoiceId": invoice, "ip": "192.0.2.10",
+        "ipCity": null, "ipCountry": null, "ipDistrict": null,
+        "ipLatitude": 0, "ipLongitude": 0, "ipRegion": null,
+        "issuer": "SANDBOX BANK", "issuerBankCountry": null, "language": "RUS",
+        "name": "CARD HOLDER", "phone": null,
         "reason": if failed { "declined" } else { "success" },
-        "reasonCode": if failed { "05" } else { "00" },
-        "reference": "SANDBOXREF", "approvalCode": "123456", "cardMask": "440043******6531",
+        // 0 on success, as captured; the decline's number is ours.
+        "reasonCode": if failed { 5 } else { 0 },
+        "reference": t.reference, "secure": "no", "secureDetails": null,
+        "terminal": TERMINAL,
         "secret_hash": i.secret_hash,
     });
     let url = if failed {
@@ -458,6 +523,22 @@ async fn post_callback(invoice: &str, i: &Invoice, t: &Transaction) -> u16 {
         &i.post_link
     };
     deliver(url, &callback).await
+}
+
+#[derive(Deserialize)]
+struct Settings {
+    #[serde(default)]
+    result_http: Option<u16>,
+}
+
+/// `POST /_sandbox/epayment/settings` `{"result_http": 400}`: the HTTP
+/// status of check-status results other than 100.
+async fn settings(
+    AxState(s): AxState<Shared>,
+    Json(body): Json<Settings>,
+) -> Json<serde_json::Value> {
+    *lock(&s.result_http) = body.result_http;
+    Json(json!({"result_http": body.result_http}))
 }
 
 #[derive(Deserialize)]

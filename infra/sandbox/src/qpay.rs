@@ -4,11 +4,19 @@
 //! `expires_in` and `refresh_expires_in` are Unix times. Errors are
 //! `{"error": "INVOICE_NOTFOUND", "message": ..}` with a 4xx.
 //!
+//! payment/check answers each row in the full shape of QPay's
+//! specification sheet (fixtures/qpay/payment_check.reply.paid.*.json:
+//! `trx_fee`, `card_transactions`, `p2p_transactions` in every row, which
+//! the published Python client requires), `paid_amount` a number;
+//! `DELETE /invoice/{id}` answers `{}`.
+//!
 //! Controls under `/_sandbox/qpay/`: `invoices/{id}/pay` `{"amount"?,
 //! "type": "CARD"|"P2P", "status": "PAID"|"NEW"?, "callback":
 //! "get"|"post"|"none"}`;
 //! `invoices/{id}/callback` `{"method": "get"|"post"}`; `expire-tokens`
-//! (access tokens only, so the client must refresh).
+//! (access tokens only, so the client must refresh); `settings`
+//! `{"refresh_answers_empty": true}`: `/auth/refresh` answers `{}`, as the
+//! developer page shows it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -54,6 +62,8 @@ pub struct State {
     pub logins: Mutex<u32>,
     pub refreshes: Mutex<u32>,
     pub invoices: Mutex<HashMap<String, Invoice>>,
+    /// `/auth/refresh` answers `{}` (QPay's developer page's Response).
+    refresh_answers_empty: Mutex<bool>,
 }
 
 kit::guarded!(access, refresh; error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED"));
@@ -117,6 +127,18 @@ pub fn controls() -> Router<Shared> {
         .route("/invoices/{id}/pay", post(pay))
         .route("/invoices/{id}/callback", post(callback))
         .route("/expire-tokens", post(kit::expire_tokens::<State>))
+        .route("/settings", post(settings))
+}
+
+#[derive(Deserialize)]
+struct Settings {
+    #[serde(default)]
+    refresh_answers_empty: bool,
+}
+
+async fn settings(AxState(s): AxState<Shared>, Json(body): Json<Settings>) -> Json<Value> {
+    *lock(&s.refresh_answers_empty) = body.refresh_answers_empty;
+    Json(json!({"refresh_answers_empty": body.refresh_answers_empty}))
 }
 
 /// QPay's error body, `{"error": CODE, "message": CODE}`, as its
@@ -179,6 +201,10 @@ async fn refresh(AxState(s): AxState<Shared>, headers: HeaderMap) -> Response {
         return error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILED");
     }
     *lock(&s.refreshes) += 1;
+    if *lock(&s.refresh_answers_empty) {
+        // fixtures/qpay/auth_refresh.reply.official.json
+        return Json(json!({})).into_response();
+    }
     Json(issue(&s)).into_response()
 }
 
@@ -269,7 +295,8 @@ async fn delete_invoice(
         }
         Some(i) => {
             i.deleted = true;
-            Json(json!({"message": "ok"})).into_response()
+            // HTTP 200 and `{}` (fixtures/qpay/invoice_cancel.reply.json).
+            Json(json!({})).into_response()
         }
         None => not_found("INVOICE_NOTFOUND"),
     }
@@ -283,17 +310,73 @@ async fn check(_: Authorised, AxState(s): AxState<Shared>, Json(body): Json<Valu
     let Some(i) = lock(&s.invoices).get(id).cloned() else {
         return not_found("INVOICE_NOTFOUND");
     };
-    let rows: Vec<Value> = i
+    let rows: Vec<Value> = i.payments.iter().map(row).collect();
+    if rows.is_empty() {
+        // fixtures/qpay/payment_check.reply.unpaid.json: no paid_amount.
+        return Json(json!({"count": 0, "rows": []})).into_response();
+    }
+    // paid_amount: what the PAID rows come to, a JSON number (100 for a
+    // row of "100.00" in the sheet).
+    let paid: i64 = i
         .payments
         .iter()
-        .map(|p| {
-            // payment_amount is a decimal string in QPay's answers
-            // (shared/tests/fixtures/qpay/payment_check.reply.*.json).
-            json!({"payment_id": p.id, "payment_status": p.status, "payment_amount": p.amount,
-                   "payment_currency": "MNT", "payment_wallet": "sandbox", "payment_type": p.kind})
-        })
-        .collect();
-    Json(json!({"count": rows.len(), "paid_amount": 0, "rows": rows})).into_response()
+        .filter(|p| p.status == "PAID")
+        .filter_map(|p| cents(&p.amount))
+        .sum();
+    let paid_amount: serde_json::Number = format!("{}.{:02}", paid / 100, paid % 100)
+        .trim_end_matches(".00")
+        .parse()
+        .unwrap_or_else(|_| 0.into());
+    Json(json!({"count": rows.len(), "paid_amount": paid_amount, "rows": rows})).into_response()
+}
+
+/// Hundredths of a decimal text with at most 2 decimals.
+fn cents(text: &str) -> Option<i64> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 2 {
+        return None;
+    }
+    int.parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(format!("{frac:0<2}").parse().ok()?)
+}
+
+/// A payment/check row in the full shape of QPay's sheet
+/// (fixtures/qpay/payment_check.reply.paid.p2p.json and .card.json): the
+/// amount as a decimal string with two places, `trx_fee`, both
+/// transaction lists, the one of its type filled.
+fn row(p: &Payment) -> Value {
+    let amount = cents(&p.amount)
+        .map(|c| format!("{}.{:02}", c / 100, c % 100))
+        .unwrap_or_else(|| p.amount.clone());
+    let status = if p.status == "PAID" {
+        "SUCCESS"
+    } else {
+        "PENDING"
+    };
+    let (card, p2p) = if p.kind == "CARD" {
+        let card = json!({
+            "card_type": "UNIONPAY", "is_cross_border": false, "amount": amount,
+            "currency": "MNT", "date": "2025-12-07T10:00:00.000Z", "status": status,
+            "settlement_status": "PENDING", "settlement_status_date": "2025-12-07T10:00:00.001Z",
+        });
+        (vec![card], vec![])
+    } else {
+        let p2p = json!({
+            "transaction_bank_code": "050000", "account_bank_code": "050000",
+            "account_bank_name": "Хаан банк", "account_number": "50*******",
+            "status": status, "amount": amount, "currency": "MNT",
+            "settlement_status": "SETTLED",
+        });
+        (vec![], vec![p2p])
+    };
+    json!({
+        "payment_id": p.id, "payment_status": p.status, "payment_amount": amount,
+        "trx_fee": "0.00", "payment_currency": "MNT", "payment_wallet": "sandbox",
+        "payment_type": p.kind, "next_payment_date": null, "next_payment_datetime": null,
+        "card_transactions": card, "p2p_transactions": p2p,
+    })
 }
 
 async fn refund(_: Authorised, AxState(s): AxState<Shared>, Path(id): Path<String>) -> Response {

@@ -1,13 +1,16 @@
 //! ToyyibPay: `POST /toyyibpay/index.php/api/{createCategory, createBill,
 //! getBillTransactions, inactiveBill}` with form fields, answering as the
 //! real API does (JSON arrays, inactiveBill's object; errors as `[FALSE]`,
-//! `[KEY-DID-NOT-EXIST]` or `[{"msg": ..}]`, all with HTTP 200).
+//! `[KEY-DID-NOT-EXIST]`, `[{"msg": ..}]` or, for createBill's
+//! validation, `{"status": "error", "msg": ..}`, all with HTTP 200).
 //!
 //! Controls under `/_sandbox/toyyibpay/`: `bills/{code}/attempt`
 //! `{"status": 1|2|3, "amount_sen": 9990?, "callback": "urlencoded" |
-//! "multipart" | "none"}` records a payment attempt and sends the callback
-//! to the bill's callback URL; `bills/{code}/callback` `{"status", "shape",
-//! "tamper": true?}` sends one again (or a forged one); `hmac-key` `{"key"}`
+//! "multipart" | "none", "hash": false?}` records a payment attempt and
+//! sends the callback to the bill's callback URL (without `hash` when
+//! told, as the official API reference lists the callback's parameters);
+//! `bills/{code}/callback` `{"status", "shape", "tamper": true?, "hash":
+//! false?}` sends one again (or a forged one); `hmac-key` `{"key"}`
 //! makes callbacks carry the seed's `x-signature`.
 
 use std::collections::HashMap;
@@ -176,7 +179,11 @@ async fn call(
                 return msg("Category code not found");
             }
             if !allowed(&get("billName"), 30) || !allowed(&get("billDescription"), 100) {
-                return msg("Bill name or description contains characters that are not allowed");
+                // A createBill refusal as an object, as integrators have
+                // seen it (fixtures/toyyibpay/create_bill.reply.error_object.described.json).
+                return Json(json!({"status": "error",
+                    "msg": "Bill name or description contains characters that are not allowed"}))
+                .into_response();
             }
             let Ok(sen) = get("billAmount").parse::<i64>() else {
                 return text("[FALSE]");
@@ -270,6 +277,14 @@ struct AttemptBody {
     amount_sen: Option<i64>,
     #[serde(default)]
     callback: Option<String>,
+    /// The callback carries `hash` (the plugin's); `false` sends only the
+    /// parameters the official API reference lists, without it.
+    #[serde(default = "yes")]
+    hash: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn attempt(
@@ -288,7 +303,7 @@ async fn attempt(
     })?;
     let delivered = match body.callback.as_deref().unwrap_or("urlencoded") {
         "none" => 0,
-        shape => send(&s, &code, &bill, &a, a.status, shape, false).await,
+        shape => send(&s, &code, &bill, &a, a.status, shape, Hash::of(body.hash)).await,
     };
     Ok(Json(json!({"delivered": delivered, "refno": a.refno})))
 }
@@ -301,6 +316,27 @@ struct Resend {
     shape: Option<String>,
     #[serde(default)]
     tamper: bool,
+    #[serde(default = "yes")]
+    hash: bool,
+}
+
+/// What a callback's `hash` is: right, another status's (tampered), or
+/// absent (the official reference's parameters).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hash {
+    Right,
+    Tampered,
+    Absent,
+}
+
+impl Hash {
+    fn of(present: bool) -> Hash {
+        if present {
+            Hash::Right
+        } else {
+            Hash::Absent
+        }
+    }
 }
 
 async fn resend(
@@ -317,7 +353,20 @@ async fn resend(
     let status = body.status.unwrap_or(a.status);
     let shape = body.shape.unwrap_or_else(|| "urlencoded".into());
     Ok(kit::delivered(
-        send(&s, &code, &bill, &a, status, &shape, body.tamper).await,
+        send(
+            &s,
+            &code,
+            &bill,
+            &a,
+            status,
+            &shape,
+            if body.tamper {
+                Hash::Tampered
+            } else {
+                Hash::of(body.hash)
+            },
+        )
+        .await,
     ))
 }
 
@@ -344,11 +393,11 @@ async fn send(
     a: &Attempt,
     status: u8,
     shape: &str,
-    tamper: bool,
+    hashed: Hash,
 ) -> u16 {
     let status_text = status.to_string();
     // A tampered callback claims `status` with the hash of another status.
-    let hashed_status = if tamper {
+    let hashed_status = if hashed == Hash::Tampered {
         if status == 1 {
             "3".into()
         } else {
@@ -357,7 +406,7 @@ async fn send(
     } else {
         status_text.clone()
     };
-    let fields = [
+    let mut fields = vec![
         ("refno", a.refno.clone()),
         ("status", status_text),
         (
@@ -377,6 +426,9 @@ async fn send(
             hash(&hashed_status, &bill.external_reference, &a.refno),
         ),
     ];
+    if hashed == Hash::Absent {
+        fields.retain(|(k, _)| *k != "hash");
+    }
     let (body, content_type) = if shape == "multipart" {
         let boundary = "----sandbox".to_string() + &ulid::Ulid::new().to_string();
         let mut body = String::new();
@@ -433,6 +485,7 @@ pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::
                 status,
                 amount_sen: None,
                 callback: None,
+                hash: true,
             }),
         )
     };
@@ -444,6 +497,7 @@ pub(crate) async fn trigger(s: &Shared, event: Event, payment_id: &str) -> kit::
                 status,
                 shape: None,
                 tamper: false,
+                hash: true,
             }),
         )
     };

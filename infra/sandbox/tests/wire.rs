@@ -121,6 +121,23 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, seen)
 }
 
+/// Whether `text` is a UUID in its usual 8-4-4-4-12 hex form.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Points an invoice's postLink and failurePostLink at `url`.
+fn lock_post_links(s: &sandbox::Running, invoice: &str, url: &str) {
+    let mut invoices = s.state.epayment.invoices.lock().unwrap();
+    let i = invoices.get_mut(invoice).expect("the invoice");
+    i.post_link = url.to_string();
+    i.failure_post_link = url.to_string();
+}
+
 /// Sends the request; the answer's status and JSON body.
 async fn json(r: reqwest::RequestBuilder) -> (u16, Value) {
     let r = r.send().await.unwrap();
@@ -130,62 +147,119 @@ async fn json(r: reqwest::RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn directpay_login_cash_in_status_and_callback_are_as_documented() {
-    let (s, http) = sandbox().await;
-    let api = format!("{}/directpay/api", s.url());
+/// DirectPay's CSRF token: the body's token, and the session cookie the
+/// answer set (if any).
+async fn directpay_csrf(http: &reqwest::Client, api: &str) -> (String, Option<String>) {
     let session = http.get(format!("{api}/csrf_token")).send().await.unwrap();
+    assert_eq!(session.status(), 200);
     let cookie = session
         .headers()
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
-    let status = session.status().as_u16();
+        .map(str::to_string);
     let csrf: Value = session.json().await.unwrap();
-    assert_eq!(status, 200);
     same_shape(
         &csrf,
         &fixture("directpay", "csrf_token.reply.json"),
         "csrf",
     );
+    (csrf["csrf_token"].as_str().unwrap().to_string(), cookie)
+}
 
+async fn directpay_login(
+    http: &reqwest::Client,
+    api: &str,
+    csrf: &str,
+    cookie: Option<&str>,
+) -> (u16, Value) {
     let mut login = fixture("directpay", "login.request.json");
     login["username"] = json!(sandbox::directpay::USERNAME);
     login["password"] = json!(sandbox::directpay::PASSWORD);
-    let (status, reply) = json(
-        http.post(format!("{api}/create/login"))
-            .header("X-CSRF-TOKEN", csrf["csrf_token"].as_str().unwrap())
-            .header("cookie", &cookie)
-            .json(&login),
-    )
-    .await;
+    let mut request = http
+        .post(format!("{api}/create/login"))
+        .header("X-CSRF-TOKEN", csrf)
+        .json(&login);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    json(request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directpay_login_cash_in_status_and_callback_are_as_documented() {
+    let (s, http) = sandbox().await;
+    let api = format!("{}/directpay/api", s.url());
+    // The merchant instruction's login sends the cookie back (D1); the
+    // public client shown working sends the CSRF header alone (D6). Both
+    // log in; a cookie of another session does not.
+    let (csrf, cookie) = directpay_csrf(&http, &api).await;
+    let cookie = cookie.expect("a session cookie by default");
+    let (status, reply) = directpay_login(&http, &api, &csrf, Some(&cookie)).await;
     assert_eq!(status, 200, "{reply}");
     same_shape(&reply, &fixture("directpay", "login.reply.json"), "login");
+    let (csrf, _) = directpay_csrf(&http, &api).await;
+    let (status, reply) = directpay_login(&http, &api, &csrf, None).await;
+    assert_eq!(status, 200, "without the cookie: {reply}");
+    let (other, _) = directpay_csrf(&http, &api).await;
+    let (status, _) = directpay_login(&http, &api, &other, Some(&cookie)).await;
+    assert_eq!(status, 403, "a cookie of another session");
+    let (status, _) = directpay_login(&http, &api, "not-issued", None).await;
+    assert_eq!(status, 403, "a CSRF token it never issued");
+    // A DirectPay that sets no cookie at all.
+    let settings = format!("{}/_sandbox/directpay/settings", s.url());
+    let r = http
+        .post(&settings)
+        .json(&json!({"session_cookie": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (csrf, cookie) = directpay_csrf(&http, &api).await;
+    assert_eq!(cookie, None);
+    let (status, reply) = directpay_login(&http, &api, &csrf, None).await;
+    assert_eq!(status, 200, "{reply}");
     let token = reply["data"]["token"].as_str().unwrap().to_string();
 
     let (hook, seen) = receiver().await;
     let mut cash_in = fixture("directpay", "pay_cashin.request.json");
     cash_in["webhook"] = json!(hook);
-    let (status, created) = json(
+    // D1's older body (no merchant reference) is taken too.
+    let mut older = fixture("directpay", "gcash_cashin.request.json");
+    older["webhook"] = json!(hook);
+    for body in [&older, &cash_in] {
+        let (status, created) = json(
+            http.post(format!("{api}/pay_cashin"))
+                .bearer_auth(&token)
+                .json(body),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        same_shape(
+            &created,
+            &fixture("directpay", "pay_cashin.reply.assembled.json"),
+            "pay_cashin",
+        );
+    }
+    // The other shape public clients read: the cash-in under `data`.
+    http.post(&settings)
+        .json(&json!({"cash_in_under_data": true}))
+        .send()
+        .await
+        .unwrap();
+    let (status, nested) = json(
         http.post(format!("{api}/pay_cashin"))
             .bearer_auth(&token)
             .json(&cash_in),
     )
     .await;
-    assert_eq!(status, 200, "{created}");
-    // The keys public clients read (SOURCES.md D6; no verbatim example).
-    for key in [
-        "status",
-        "transactionId",
-        "link",
-        "qrphraw",
-        "redirectionurl",
-    ] {
-        assert!(created[key].is_string(), "{key} in {created}");
-    }
-    let id = created["transactionId"].as_str().unwrap();
+    assert_eq!(status, 200, "{nested}");
+    same_shape(
+        &nested,
+        &fixture("directpay", "pay_cashin.reply.under_data.assembled.json"),
+        "pay_cashin under data",
+    );
+    let id = nested["data"]["transactionId"].as_str().unwrap();
 
     let (status, answer) = json(
         http.get(format!("{api}/cashin_transactions_status/{id}"))
@@ -193,19 +267,46 @@ async fn directpay_login_cash_in_status_and_callback_are_as_documented() {
     )
     .await;
     assert_eq!(status, 200);
-    for key in [
-        "success",
-        "reference_number",
-        "total_amount",
-        "transaction_status",
-    ] {
-        assert!(answer.get(key).is_some(), "{key} in {answer}");
-    }
+    has_shape(
+        &answer,
+        &fixture(
+            "directpay",
+            "cashin_transactions_status.reply.assembled.json",
+        ),
+        "status",
+    );
+    // A transaction it does not have: 404 in JSON; a path it does not
+    // serve: its web server's HTML page.
+    let (status, answer) = json(
+        http.get(format!("{api}/cashin_transactions_status/DP-NOPE"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(status, 404);
+    same_shape(
+        &answer,
+        &fixture(
+            "directpay",
+            "cashin_transactions_status.reply.not_found.ours.json",
+        ),
+        "status of an unknown transaction",
+    );
+    let page = http
+        .post(format!("{api}/checkout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    assert_eq!(
+        page.text().await.unwrap(),
+        fixture_text("directpay", "unknown_route.reply.html")
+    );
 
     // The callback has the captured callback's keys and types, and names
     // the cash-in by its transaction id in refId.
     for (word, documented) in [
-        ("SUCCESS", "callback.real.success.json"),
+        ("SUCCESS", "callback.edited.success.json"),
         ("FAILED", "callback.real.failed.json"),
     ] {
         let r = http
@@ -288,6 +389,22 @@ async fn epayment_tokens_status_and_operation_errors_are_as_documented() {
         "check-status when busy",
     );
     assert_eq!(checked["resultCode"], "107");
+    // The same result bodies with HTTP 400, as the bank also sends them.
+    let settings = format!("{}/_sandbox/epayment/settings", s.url());
+    http.post(&settings)
+        .json(&json!({"result_http": 400}))
+        .send()
+        .await
+        .unwrap();
+    let (status, checked) = json(http.get(&unknown).bearer_auth(&webapi)).await;
+    assert_eq!(status, 400);
+    same_shape(
+        &checked,
+        &fixture("epayment", "check_status.not_found.seed.json"),
+        "check-status of an unknown invoice, HTTP 400",
+    );
+    assert_eq!(checked["resultCode"], "102");
+    http.post(&settings).json(&json!({})).send().await.unwrap();
 
     // A paid invoice's status has every documented key of the reply.
     let invoice = "200000101";
@@ -325,6 +442,74 @@ async fn epayment_tokens_status_and_operation_errors_are_as_documented() {
         &fixture("epayment", "check_status.reply.json"),
         "check-status",
     );
+    // Ids in the bank's form: the transaction a UUID, the terminal's too.
+    assert!(
+        is_uuid(checked["transaction"]["id"].as_str().unwrap()),
+        "{checked}"
+    );
+    assert!(is_uuid(
+        checked["transaction"]["terminalID"].as_str().unwrap()
+    ));
+
+    // A declined payment: resultCode 101 (the seed's REJECT), with HTTP 200
+    // or 400.
+    let declined = "200000102";
+    let f = with(
+        form("epayment", "token.request.payment.form"),
+        &[ours[0], ours[1], ours[2], ("invoiceID", declined)],
+    );
+    assert_eq!(
+        http.post(&token_url)
+            .form(&f)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (hook, seen) = receiver().await;
+    lock_post_links(&s, declined, &hook);
+    http.post(format!(
+        "{}/_sandbox/epayment/invoices/{declined}/pay",
+        s.url()
+    ))
+    .json(&json!({"status": "REJECT"}))
+    .send()
+    .await
+    .unwrap();
+    for code in [200, 400] {
+        http.post(&settings)
+            .json(&json!({"result_http": code}))
+            .send()
+            .await
+            .unwrap();
+        let (status, checked) = json(
+            http.get(format!("{api}/check-status/payment/transaction/{declined}"))
+                .bearer_auth(&webapi),
+        )
+        .await;
+        assert_eq!(status, code);
+        same_shape(
+            &checked,
+            &fixture("epayment", "check_status.reject.seed.json"),
+            "check-status of a declined payment",
+        );
+    }
+    // The decline's postLink: every key of the captured one (and our
+    // secret_hash), reasonCode a number, ids in the bank's form.
+    let posted = seen.lock().unwrap().last().cloned().expect("a postLink");
+    let captured = fixture("epayment", "callback.real.json");
+    let mut expected = keys(&captured);
+    expected.insert("secret_hash".into());
+    assert_eq!(keys(&posted), expected, "{posted}");
+    has_shape(&posted, &captured, "postLink");
+    assert_eq!(posted["code"], "error");
+    assert!(posted["reasonCode"].is_number());
+    assert!(is_uuid(posted["id"].as_str().unwrap()));
+    assert!(is_uuid(posted["terminal"].as_str().unwrap()));
+    assert!(posted["reference"]
+        .as_str()
+        .is_some_and(|r| r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit())));
 
     // Refusals of refund, cancel and charge: HTTP 400 and the bank's body,
     // its code a number of the bank's own.
@@ -377,6 +562,7 @@ async fn qpay_check_errors_and_repeated_sender_numbers_are_as_documented() {
 
     let mut check = fixture("qpay", "payment_check.request.json");
     check["object_id"] = json!(ids.first().unwrap());
+    // Unpaid: `{"count": 0, "rows": []}`, no paid_amount.
     let (status, reply) = json(
         http.post(format!("{q}/payment/check"))
             .bearer_auth(&bearer)
@@ -384,10 +570,86 @@ async fn qpay_check_errors_and_repeated_sender_numbers_are_as_documented() {
     )
     .await;
     assert_eq!(status, 200);
-    has_shape(
+    same_shape(
         &reply,
         &fixture("qpay", "payment_check.reply.unpaid.json"),
         "payment/check",
+    );
+
+    // Paid rows in the full shape of QPay's sheet, a P2P and a card one:
+    // every key in every row, as the published Python client requires.
+    for (kind, documented) in [
+        ("P2P", "payment_check.reply.paid.p2p.json"),
+        ("CARD", "payment_check.reply.paid.card.json"),
+    ] {
+        let paid = ids.iter().nth(usize::from(kind == "CARD")).unwrap();
+        let r = http
+            .post(format!("{}/_sandbox/qpay/invoices/{paid}/pay", s.url()))
+            .json(&json!({"type": kind, "callback": "none"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        check["object_id"] = json!(paid);
+        let (status, reply) = json(
+            http.post(format!("{q}/payment/check"))
+                .bearer_auth(&bearer)
+                .json(&check),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let documented = fixture("qpay", documented);
+        same_shape(&reply, &documented, kind);
+        same_shape(&reply["rows"][0], &documented["rows"][0], kind);
+        let list = if kind == "CARD" {
+            "card_transactions"
+        } else {
+            "p2p_transactions"
+        };
+        same_shape(
+            &reply["rows"][0][list][0],
+            &documented["rows"][0][list][0],
+            list,
+        );
+        assert_eq!(reply["paid_amount"], json!(100), "{reply}");
+        assert_eq!(reply["rows"][0]["payment_amount"], "100.00");
+    }
+
+    // DELETE of an unpaid invoice: HTTP 200 and `{}`.
+    let mut request = fixture("qpay", "invoice.request.simple.json");
+    request["invoice_code"] = json!(sandbox::qpay::INVOICE_CODE);
+    let (_, open) = json(
+        http.post(format!("{q}/invoice"))
+            .bearer_auth(&bearer)
+            .json(&request),
+    )
+    .await;
+    let (status, deleted) = json(
+        http.delete(format!(
+            "{q}/invoice/{}",
+            open["invoice_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(deleted, fixture("qpay", "invoice_cancel.reply.json"));
+
+    // A refresh answered as QPay's developer page shows it: `{}`.
+    http.post(format!("{}/_sandbox/qpay/settings", s.url()))
+        .json(&json!({"refresh_answers_empty": true}))
+        .send()
+        .await
+        .unwrap();
+    let (status, refreshed) = json(
+        http.post(format!("{q}/auth/refresh"))
+            .bearer_auth(token["refresh_token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        refreshed,
+        fixture("qpay", "auth_refresh.reply.official.json")
     );
 
     // An unknown object: 422 (NOT_FOUND_ERROR in QPay's table), QPay's body.
@@ -441,6 +703,15 @@ async fn toyyibpay_category_bill_and_transactions_are_as_documented() {
         "createBill",
     );
     let bill_code = created[0]["BillCode"].as_str().unwrap().to_string();
+    // A bill name ToyyibPay does not take: its refusal as an object
+    // carrying `msg`, as integrators have seen it.
+    let refused = with(bill.clone(), &[("billName", "Car Rental #WXX123!")]);
+    let (_, refusal) = json(http.post(format!("{api}/createBill")).form(&refused)).await;
+    same_shape(
+        &refusal,
+        &fixture("toyyibpay", "create_bill.reply.error_object.described.json"),
+        "createBill refusal",
+    );
     let paid = http
         .post(format!(
             "{}/_sandbox/toyyibpay/bills/{bill_code}/attempt",
@@ -531,6 +802,16 @@ async fn the_casino_bridge_takes_documented_transfers_and_answers_as_documented(
         &fixture("casino", "get_balances.reply.json"),
         "get-balances",
     );
+    // A property GetClientBalancesRequest does not have (C6's `currency`)
+    // is refused: the schema allows no others.
+    let mut with_currency = ours(fixture("casino", "get_balances.request.json"));
+    with_currency["currency"] = json!("PHP");
+    let (status, _) = json(
+        http.post(format!("{bridge}/account/get-balances"))
+            .json(&with_currency),
+    )
+    .await;
+    assert_eq!(status, 400);
 
     let (status, found) =
         json(http.get(format!("{bridge}/api/Bridge/get-user/{}", player.username))).await;

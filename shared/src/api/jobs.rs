@@ -95,6 +95,9 @@ pub struct SweepReport {
     pub watched: u32,
     /// Watched payments asked again; those paid count in `settled_late`.
     pub late_checked: u32,
+    /// Asked before their expiry (a callback answered without being
+    /// settled, decision 55) and still unpaid: left for their expiry.
+    pub early_unpaid: u32,
     /// The run stopped at its deadline with work left for the next.
     pub stopped_early: bool,
 }
@@ -364,6 +367,16 @@ async fn check_due(
             return Ok(());
         }
     };
+    // Asked before its expiry (a callback answered without being settled)
+    // and still unpaid: it waits for its expiry like any other.
+    if confirmation.status == PaymentStatus::Pending && now < payment.expires_at {
+        services
+            .store
+            .recheck_payment_at(payment.id, payment.expires_at)
+            .await?;
+        report.early_unpaid += 1;
+        return Ok(());
+    }
     // Still unpaid at its expiry: it expires, closed at the provider where
     // it can be, else watched for late money.
     let (confirmation, recheck_at) = match confirmation.status {

@@ -143,9 +143,40 @@ async fn handle_inner(
             ApiError::not_found("payment_not_found", "no payment matches this callback")
         })?;
     super::note_payment(&payment);
-    if already_settled(&payment, event.status) {
+    match settle(services, provider, &event, &payment, now).await {
+        // The provider forbids any other answer (QPay): what the callback
+        // could not settle, the sweep and the merchant's GET will.
+        Err(e) if describe(provider).answers_always => {
+            tracing::warn!(
+                payment_id = %payment.id,
+                code = e.code,
+                status = e.status.as_u16(),
+                "callback not settled; answered as the provider requires, the sweep and GET settle the payment"
+            );
+            // The sweep asks about it within minutes instead of at its
+            // expiry (an early check that finds it unpaid leaves it be).
+            let due = (now + EARLY_RECHECK).min(payment.expires_at);
+            if let Err(e) = services.store.recheck_payment_at(payment.id, due).await {
+                tracing::warn!(payment_id = %payment.id, error = %e, "could not bring the sweep's check forward; it comes at the payment's expiry");
+            }
+            Ok(accepted(provider))
+        }
+        other => other,
+    }
+}
+
+/// A callback about a known payment: confirmed (unless signed) and applied
+/// once.
+async fn settle(
+    services: &Services,
+    provider: Provider,
+    event: &crate::providers::WebhookEvent,
+    payment: &Payment,
+    now: time::OffsetDateTime,
+) -> Result<Response<Body>, ApiError> {
+    if already_settled(payment, event.status) {
         // A duplicate or a late callback: one read, no provider call, no write.
-        record(services, provider, &event, now).await?;
+        record(services, provider, event, now).await?;
         return Ok(accepted(provider));
     }
     let confirmation = if event.verified {
@@ -188,7 +219,7 @@ async fn handle_inner(
                 "could not confirm; retry later",
             )
         };
-        match super::ask(services, &payment).await {
+        match super::ask(services, payment).await {
             Ok(crate::flow::Asked::Knows(confirmation)) => confirmation,
             Ok(crate::flow::Asked::Unknown) => {
                 tracing::warn!(payment_id = %payment.id, "the provider does not know this payment yet; the provider will retry");
@@ -218,7 +249,7 @@ async fn handle_inner(
     };
     match crate::flow::apply_confirmation(
         crate::flow::Books::of(services),
-        &payment,
+        payment,
         &confirmation,
         ChangeSource::Webhook,
         also,
@@ -227,13 +258,17 @@ async fn handle_inner(
     {
         Ok(crate::flow::Applied::Moved(_)) => {}
         // Nothing moved, so nothing recorded the delivery yet.
-        Ok(crate::flow::Applied::Unchanged(_)) => record(services, provider, &event, now).await?,
+        Ok(crate::flow::Applied::Unchanged(_)) => record(services, provider, event, now).await?,
         // The same delivery committed concurrently: it had its effect.
         Err(crate::store::StoreError::Refused(crate::store::ItemKind::WebhookDelivery)) => {}
         Err(e) => return Err(e.into()),
     }
     Ok(accepted(provider))
 }
+
+/// How soon the sweep asks about a payment whose callback was answered
+/// without being settled (decision 55).
+const EARLY_RECHECK: time::Duration = time::Duration::minutes(1);
 
 /// Unverified callbacks claiming one status make at most one provider
 /// confirmation per payment in this window.

@@ -325,7 +325,10 @@ impl CasinoClient {
     }
 
     /// One agent's PHP balance: looked up for its clientId, then
-    /// `POST /account/get-balances` with its own token.
+    /// `POST /account/get-balances` with its own token. The body has the
+    /// bridge's `GetClientBalancesRequest` properties only (no
+    /// `currency`: the schema has none and allows no others; the PHP row
+    /// is picked from the reply).
     async fn agent_balance(&self, manager: &str) -> Result<Money, ProviderError> {
         let token = self
             .config
@@ -352,7 +355,6 @@ impl CasinoClient {
             "platform": self.config.platform,
             "clientId": client_id_on_wire(&agent.client_id),
             "username": agent.username,
-            "currency": "PHP",
         });
         let url = format!(
             "{}/account/get-balances",

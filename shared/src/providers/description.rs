@@ -182,6 +182,11 @@ pub struct Description {
     pub route: &'static str,
     /// The answer to an accepted callback.
     pub callback_answer: CallbackAnswer,
+    /// A callback about a payment paygate knows gets `callback_answer`
+    /// whatever became of it (the provider forbids any other answer):
+    /// what the callback could not settle (a confirmation that failed or
+    /// was throttled) the sweep and the merchant's GET settle.
+    pub answers_always: bool,
     /// How the payer's page shows a payment with it.
     pub payer_page: PayerPage,
     /// Builds its outbound client.
@@ -212,6 +217,7 @@ impl Description {
             longest_expiry: PAYABLE_AFTER_EXPIRY,
             name: "",
             callback_answer: None,
+            answers_always: false,
             payer_page: None,
         }
     }
@@ -233,6 +239,7 @@ pub struct Describing {
     longest_expiry: time::Duration,
     name: &'static str,
     callback_answer: Option<CallbackAnswer>,
+    answers_always: bool,
     payer_page: Option<PayerPage>,
 }
 
@@ -247,6 +254,18 @@ impl Describing {
     pub const fn answering(self, answer: CallbackAnswer) -> Describing {
         Describing {
             callback_answer: Some(answer),
+            ..self
+        }
+    }
+
+    /// The answer to every callback about a payment paygate knows, the
+    /// provider forbidding any other: a callback it could not settle is
+    /// answered all the same, and the sweep and the merchant's GET settle
+    /// the payment instead of the provider's retry.
+    pub const fn answering_always(self, answer: CallbackAnswer) -> Describing {
+        Describing {
+            callback_answer: Some(answer),
+            answers_always: true,
             ..self
         }
     }
@@ -350,6 +369,7 @@ impl Describing {
             secret: self.name,
             route: self.name,
             callback_answer,
+            answers_always: self.answers_always,
             payer_page,
             gateway,
             webhooks,

@@ -867,6 +867,29 @@ impl Store {
         super::applied(update.send().await).map(|_| ())
     }
 
+    /// Sets an open pending payment's next sweep check to `due`, counting
+    /// no miss: sooner when a callback about it was answered without being
+    /// settled (decision 55), back to its expiry when such an early check
+    /// found it still unpaid. A payment that moved on meanwhile, or one
+    /// listed as stale, is left alone.
+    pub async fn recheck_payment_at(
+        &self,
+        id: PaymentId,
+        due: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .update_payment(id)
+            .update_expression("SET gsi2sk = :due")
+            .condition_expression("#status = :pending AND gsi2pk = :open")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(PaymentStatus::Pending.as_str()))
+            .expression_attribute_values(":open", s(keys::OPEN_PAYMENTS))
+            .expression_attribute_values(":due", s(format!("{}#{id}", time_key(due))))
+            .send()
+            .await;
+        super::applied(result).map(|_| ())
+    }
+
     /// Pushes a pending payment's next sweep check to `due` and counts the
     /// miss, so a payment whose provider does not answer waits its turn
     /// behind the others. Not a status change; a payment that moved on

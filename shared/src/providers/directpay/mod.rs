@@ -1,6 +1,7 @@
 //! DirectPay (GCash QR cash-in, PHP). Not publicly documented; follows the
-//! integrations seen in public code (PROVIDERS.md): CSRF token and session
-//! cookie, login for a bearer token, cash-in, status by transaction id.
+//! integrations seen in public code (PROVIDERS.md): CSRF token (and the
+//! session cookie, when DirectPay sets one), login for a bearer token,
+//! cash-in, status by transaction id.
 //! Callbacks are unsigned, so every callback is confirmed with
 //! [`DirectPayClient::status`] before money moves.
 

@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn the_captured_callbacks_are_read() {
         for (name, status) in [
-            ("callback.real.success.json", PaymentStatus::Completed),
+            ("callback.edited.success.json", PaymentStatus::Completed),
             ("callback.real.failed.json", PaymentStatus::Failed),
         ] {
             let e = parse(&fixture(name)).unwrap();

@@ -81,11 +81,49 @@ pub(super) struct CashInRequest<'a> {
     pub merchantpaymentreferences: &'a str,
 }
 
+/// A cash-in reply. The public client shown working against DirectPay's
+/// sandbox host reads the cash-in's fields from `data` when the reply has
+/// one, else from the top level (`response.data.data || response.data`,
+/// fixtures/directpay SOURCES.md D6); so does paygate.
 #[derive(Deserialize)]
 pub(super) struct CashInReply {
     #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(flatten)]
+    top: CashInFields,
+}
+
+impl CashInReply {
+    /// The cash-in's fields, from `data` where it is an object, else from
+    /// the top level; the status and message from wherever they are.
+    pub fn fields(self) -> CashInFields {
+        let nested = self
+            .data
+            .filter(serde_json::Value::is_object)
+            .and_then(|d| serde_json::from_value::<CashInFields>(d).ok());
+        match nested {
+            Some(inner) => CashInFields {
+                status: self.top.status.or(inner.status),
+                message: self.top.message.or(inner.message),
+                ..inner
+            },
+            None => self.top,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct CashInFields {
+    #[serde(default)]
     pub status: Option<String>,
-    #[serde(rename = "transactionId", default)]
+    /// `transactionId`; D6 also reads `transaction_id` and `id`.
+    #[serde(
+        rename = "transactionId",
+        alias = "transaction_id",
+        alias = "id",
+        default,
+        deserialize_with = "text"
+    )]
     pub transaction_id: Option<String>,
     #[serde(default)]
     pub link: Option<String>,
@@ -97,6 +135,15 @@ pub(super) struct CashInReply {
     pub qrphraw: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// A string or a number, as text (an id may come as either).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -145,8 +192,9 @@ mod tests {
         assert_eq!(csrf.csrf_token.len(), 64);
         let login: LoginReply = serde_json::from_slice(&fixture("login.reply.json")).unwrap();
         assert_eq!(login.data.map(|d| d.token.len()), Some(96));
-        let cash_in: CashInReply =
-            serde_json::from_slice(&fixture("gcash_cashin.reply.json")).unwrap();
+        let cash_in = serde_json::from_slice::<CashInReply>(&fixture("gcash_cashin.reply.json"))
+            .unwrap()
+            .fields();
         assert_eq!(cash_in.status.as_deref(), Some("success"));
         assert_eq!(
             cash_in.transaction_id.as_deref(),
@@ -156,5 +204,32 @@ mod tests {
             cash_in.redirectionurl.or(cash_in.link).as_deref(),
             Some("https://payment.infinitipay.co/tx/9168725")
         );
+    }
+
+    /// The cash-in's fields at the top level or under `data`, as the public
+    /// client shown working reads them.
+    #[test]
+    fn a_cash_in_reply_is_read_flat_or_under_data() {
+        for name in [
+            "pay_cashin.reply.assembled.json",
+            "pay_cashin.reply.under_data.assembled.json",
+        ] {
+            let fields = serde_json::from_slice::<CashInReply>(&fixture(name))
+                .unwrap()
+                .fields();
+            assert_eq!(fields.status.as_deref(), Some("success"), "{name}");
+            assert_eq!(
+                fields.transaction_id.as_deref(),
+                Some("AQ202602230940389286"),
+                "{name}"
+            );
+            assert!(fields.qrphraw.is_some() && fields.redirectionurl.is_some());
+        }
+        // A `data` that is not the cash-in leaves the top level in charge.
+        let odd: CashInReply = serde_json::from_str(
+            r#"{"status": "success", "transactionId": 42, "data": "created"}"#,
+        )
+        .unwrap();
+        assert_eq!(odd.fields().transaction_id.as_deref(), Some("42"));
     }
 }

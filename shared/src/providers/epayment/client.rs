@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{StatusReply, TokenReply};
+use super::wire::{ResultCode, StatusReply, TokenReply};
 use super::{invoice_id, invoice_of, secret_hash, status_from_name, to_wire_amount, PROVIDER};
 use crate::money::{Currency, Money};
 use crate::payment::{Checkout, Payment, Provider};
@@ -43,6 +43,9 @@ const SCOPE: &str = "webapi usermanagement email_send verification statement sta
 /// (fixtures/epayment/token.request.payment.form), the narrowest scope any
 /// source shows; it is what a payer's browser holds.
 const PAYMENT_SCOPE: &str = "payment";
+/// The payment form's language: the seed's paymentObject and public
+/// clients pass `"rus"` (fixtures/epayment/widget.payment_object.seed.json).
+const WIDGET_LANGUAGE: &str = "rus";
 /// Tokens are renewed this long before they expire.
 const MARGIN: Duration = Duration::from_secs(300);
 /// check-status's resultCode 107 ("try again later"): how often we do.
@@ -178,6 +181,10 @@ impl EpaymentClient {
     }
 
     /// check-status for an invoice; resultCode 107 is retried a few times.
+    /// The result body is read whether it comes with HTTP 200 or 400 (a
+    /// public Go client of the API decodes both; fixtures/epayment
+    /// SOURCES.md): "102 invoice not found" is the bank not knowing the
+    /// invoice, however it is sent.
     pub async fn check(&self, invoice: &str) -> Result<EpaymentStatus, ProviderError> {
         let url = format!(
             "{}/check-status/payment/transaction/{invoice}",
@@ -187,31 +194,33 @@ impl EpaymentClient {
             let reply = self
                 .authed(Retry::Safe, |c, t| c.get(&url).bearer_auth(t))
                 .await?;
-            if !reply.status.is_success() {
-                return Err(operation_error(&reply));
-            }
-            let status: StatusReply = reply.json(PROVIDER)?;
+            let status = match result_body(&reply) {
+                Some(status) => status,
+                None if reply.status.is_success() => reply.json::<StatusReply>(PROVIDER)?,
+                None => return Err(operation_error(&reply)),
+            };
             let code = text(&status.result_code).unwrap_or_default();
             let message = status.result_message.clone().unwrap_or_default();
-            match code.as_str() {
-                "100" => return self.read_transaction(status),
-                "102" => {
+            match ResultCode::parse(&code) {
+                ResultCode::Success => return self.read_transaction(status),
+                ResultCode::Rejected => return self.declined(status),
+                ResultCode::InvoiceNotFound => {
                     return Err(ProviderError::NotFound {
                         provider: PROVIDER,
                         reference: invoice.to_string(),
                     })
                 }
-                "107" if attempt < BUSY_RETRIES => {
+                ResultCode::TryAgainLater if attempt < BUSY_RETRIES => {
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 }
-                "107" => {
+                ResultCode::TryAgainLater => {
                     return Err(ProviderError::Unavailable {
                         provider: PROVIDER,
                         attempts: attempt,
                         reason: "resultCode 107: try again later".into(),
                     })
                 }
-                _ => {
+                ResultCode::Other => {
                     return Err(ProviderError::Rejected {
                         provider: PROVIDER,
                         status: reply.status.as_u16(),
@@ -225,6 +234,32 @@ impl EpaymentClient {
             provider: PROVIDER,
             attempts: BUSY_RETRIES,
             reason: "resultCode 107: try again later".into(),
+        })
+    }
+
+    /// resultCode 101 (the seed's table: REJECT, payment rejected): the
+    /// payment was declined, whatever the transaction, if any, says; its
+    /// amount and id are kept when the bank gives them.
+    fn declined(&self, status: StatusReply) -> Result<EpaymentStatus, ProviderError> {
+        let declined = |amount, provider_status| Confirmation {
+            status: crate::payment::PaymentStatus::Failed,
+            amount,
+            provider_status,
+        };
+        if status.transaction.is_none() {
+            return Ok(EpaymentStatus {
+                confirmation: declined(None, "REJECT".into()),
+                transaction_id: None,
+            });
+        }
+        let read = self.read_transaction(status)?;
+        let word = match read.confirmation.provider_status.as_str() {
+            "" => "REJECT".to_string(),
+            word => word.to_string(),
+        };
+        Ok(EpaymentStatus {
+            confirmation: declined(read.confirmation.amount, word),
+            transaction_id: read.transaction_id,
         })
     }
 
@@ -331,6 +366,14 @@ fn nothing_sent(e: ProviderError) -> ProviderError {
     }
 }
 
+/// check-status's result body (`resultCode`, ...), on HTTP 200 or 400.
+fn result_body(reply: &Reply) -> Option<StatusReply> {
+    let readable = reply.status.is_success() || reply.status == reqwest::StatusCode::BAD_REQUEST;
+    readable
+        .then(|| serde_json::from_slice::<StatusReply>(&reply.body).ok())
+        .flatten()
+}
+
 /// An operation's error body: `{"code": .., "message": ..}`.
 fn operation_error(reply: &Reply) -> ProviderError {
     #[derive(Deserialize)]
@@ -410,6 +453,12 @@ impl Gateway for EpaymentClient {
         );
         widget.insert("postLink".into(), post_link.clone().into());
         widget.insert("failurePostLink".into(), post_link.into());
+        // As the seed's paymentObject and public clients give them.
+        widget.insert("language".into(), WIDGET_LANGUAGE.into());
+        widget.insert(
+            "description".into(),
+            request.description.unwrap_or("paygate payment").into(),
+        );
         Ok(Created {
             provider_reference: invoice.parse().map_err(|_| ProviderError::Decode {
                 provider: PROVIDER,
@@ -494,8 +543,10 @@ impl Gateway for EpaymentClient {
         }
     }
 
-    /// A payment still only authorised is released; one never paid has
-    /// nothing at the bank to cancel (its payment token just expires).
+    /// A payment still only authorised is released; one never paid (the
+    /// bank does not know the invoice: 102, with HTTP 200 or 400), declined
+    /// or already released has nothing at the bank to cancel (its payment
+    /// token just expires).
     async fn cancel(&self, payment: &Payment) -> Result<(), ProviderError> {
         match self.check(invoice_of(payment)?).await {
             Ok(s) if s.confirmation.provider_status.eq_ignore_ascii_case("AUTH") => {
@@ -505,7 +556,14 @@ impl Gateway for EpaymentClient {
                 })?;
                 self.cancel_transaction(&id).await
             }
-            Ok(s) if s.confirmation.status == crate::payment::PaymentStatus::Pending => Ok(()),
+            Ok(s)
+                if matches!(
+                    s.confirmation.status,
+                    crate::payment::PaymentStatus::Pending | crate::payment::PaymentStatus::Failed
+                ) =>
+            {
+                Ok(())
+            }
             Ok(s) => Err(ProviderError::Rejected {
                 provider: PROVIDER,
                 status: 200,
@@ -558,15 +616,40 @@ mod tests {
             assert_eq!(text(&s.result_code).as_deref(), Some("100"), "{name}");
             assert!(s.transaction.is_some(), "{name}");
         }
-        // "Invoice not found" and "try again later": a code, no transaction.
+        // "Invoice not found", "try again later", "reject": a code, no
+        // transaction.
         for (name, code) in [
             ("check_status.not_found.seed.json", "102"),
             ("check_status.busy.seed.json", "107"),
+            ("check_status.reject.seed.json", "101"),
         ] {
             let s: StatusReply = serde_json::from_slice(&fixture(name)).unwrap();
             assert_eq!(text(&s.result_code).as_deref(), Some(code), "{name}");
             assert!(s.transaction.is_none(), "{name}");
         }
+    }
+
+    /// A result body is read with HTTP 200 or 400; an operation's error
+    /// body with 400, or anything with another status, is not one.
+    #[test]
+    fn check_status_results_are_read_on_200_and_400() {
+        let reply = |status: u16, name: &str| Reply {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            headers: Default::default(),
+            body: fixture(name).into(),
+        };
+        for status in [200, 400] {
+            let read = result_body(&reply(status, "check_status.not_found.seed.json"));
+            assert_eq!(
+                read.map(|r| text(&r.result_code)),
+                Some(Some("102".into())),
+                "{status}"
+            );
+        }
+        assert!(result_body(&reply(400, "refund.error.json")).is_none());
+        assert!(result_body(&reply(500, "check_status.not_found.seed.json")).is_none());
+        assert_eq!(ResultCode::parse("101"), ResultCode::Rejected);
+        assert_eq!(ResultCode::parse("103"), ResultCode::Other);
     }
 
     #[test]
@@ -576,6 +659,7 @@ mod tests {
             ("cancel.error.json", "100"),
             ("charge.error.json", "100"),
             ("refund.error.seed.json", "400"),
+            ("cancel.error.seed.json", "400"),
         ] {
             let reply = Reply {
                 status: reqwest::StatusCode::BAD_REQUEST,

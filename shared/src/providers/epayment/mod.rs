@@ -71,7 +71,8 @@ pub(crate) fn to_wire_amount(amount: Money) -> Result<String, ProviderError> {
 
 /// statusName: only CHARGE is money taken; AUTH is held, not captured;
 /// REFUND is money taken and given back in full (public clients read it as
-/// "funds returned"; a partial refund leaves CHARGE).
+/// "funds returned"; a partial refund leaves CHARGE); CANCEL and CANCEL_OLD
+/// are a released authorisation, final like a decline.
 pub(crate) fn status_from_name(name: &str) -> PaymentStatus {
     StatusName::parse(name).payment_status()
 }
@@ -135,7 +136,7 @@ mod tests {
     #[test]
     fn only_a_charge_is_money() {
         assert_eq!(status_from_name("CHARGE"), PaymentStatus::Completed);
-        for pending in ["NEW", "AUTH", "3D", "VERIFIED", "CANCEL", "?"] {
+        for pending in ["NEW", "AUTH", "3D", "VERIFIED", "?"] {
             assert_eq!(
                 status_from_name(pending),
                 PaymentStatus::Pending,
@@ -143,6 +144,10 @@ mod tests {
             );
         }
         assert_eq!(status_from_name("REJECT"), PaymentStatus::Failed);
+        // A released authorisation is final: nothing was taken.
+        for released in ["CANCEL", "CANCEL_OLD", "cancel_old"] {
+            assert_eq!(status_from_name(released), PaymentStatus::Failed);
+        }
         // Paid and given back: read as a refund, never as open or as money.
         assert_eq!(status_from_name("refund"), PaymentStatus::Refunded);
         assert_eq!(

@@ -96,6 +96,18 @@ mod tests {
         );
     }
 
+    /// The seed's postLink (no secret_hash, `transactionId` for the id):
+    /// a hint like the captured one.
+    #[test]
+    fn the_seeds_callback_is_a_hint() {
+        let body = crate::providers::fixture("epayment", "callback.seed.json");
+        let e = parse(std::str::from_utf8(&body).unwrap()).unwrap();
+        assert_eq!(e.payment, PaymentRef::Provider("INV-123456".into()));
+        assert_eq!(e.status, PaymentStatus::Completed);
+        assert_eq!(e.amount.map(|a| a.minor()), Some(1_000_000));
+        assert!(!e.verified);
+    }
+
     #[test]
     fn another_invoices_hash_or_an_empty_one_is_refused() {
         let other = secret_hash("cb-key", "000000000099999");

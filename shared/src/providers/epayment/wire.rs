@@ -56,6 +56,30 @@ pub(super) struct Callback {
     pub secret_hash: Option<String>,
 }
 
+/// check-status's resultCode (the seed's table): 100 success, 101 reject
+/// (the payment was declined), 102 invoice not found, 107 try again later;
+/// any other (103 error, 104 and 109 terminal problems) is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ResultCode {
+    Success,
+    Rejected,
+    InvoiceNotFound,
+    TryAgainLater,
+    Other,
+}
+
+impl ResultCode {
+    pub(super) fn parse(code: &str) -> ResultCode {
+        match code.trim() {
+            "100" => ResultCode::Success,
+            "101" => ResultCode::Rejected,
+            "102" => ResultCode::InvoiceNotFound,
+            "107" => ResultCode::TryAgainLater,
+            _ => ResultCode::Other,
+        }
+    }
+}
+
 /// The bank's statusName words; any other is `Other` (waiting, in our terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum StatusName {
@@ -63,6 +87,10 @@ pub(super) enum StatusName {
     Auth,
     Refund,
     Failed,
+    /// CANCEL and CANCEL_OLD: an authorisation released, by the merchant
+    /// or by the bank when it was left too long; the payer's funds are free
+    /// again and nothing was taken.
+    Cancelled,
     Other,
 }
 
@@ -73,15 +101,18 @@ impl StatusName {
             "AUTH" => StatusName::Auth,
             "REFUND" => StatusName::Refund,
             "FAILED" | "REJECT" => StatusName::Failed,
+            "CANCEL" | "CANCEL_OLD" => StatusName::Cancelled,
             _ => StatusName::Other,
         }
     }
 
+    /// A cancelled authorisation is final, as a decline is: nothing was
+    /// taken and nothing can be any more.
     pub(super) fn payment_status(self) -> PaymentStatus {
         match self {
             StatusName::Charge => PaymentStatus::Completed,
             StatusName::Refund => PaymentStatus::Refunded,
-            StatusName::Failed => PaymentStatus::Failed,
+            StatusName::Failed | StatusName::Cancelled => PaymentStatus::Failed,
             StatusName::Auth | StatusName::Other => PaymentStatus::Pending,
         }
     }

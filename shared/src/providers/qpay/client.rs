@@ -103,19 +103,25 @@ impl QpayClient {
                 let refreshable = previous
                     .filter(|t| now_unix() < t.refresh_until)
                     .map(|t| t.refresh);
-                let reply = match refreshable {
+                // A refresh is used only when it answers a whole token
+                // reply; anything else (a refusal, QPay's documented `{}`,
+                // a reply without a refresh token) falls back to a login.
+                let refreshed = match refreshable {
                     Some(refresh) => {
                         let url = self.url("auth/refresh");
                         let r = self
                             .http
                             .send(Retry::Safe, |c| c.post(&url).bearer_auth(refresh.expose()))
                             .await?;
-                        r.status.is_success().then_some(r)
+                        r.status
+                            .is_success()
+                            .then(|| TokenReply::of_refresh(&r.body))
+                            .flatten()
                     }
                     None => None,
                 };
-                let reply = match reply {
-                    Some(r) => r,
+                let t = match refreshed {
+                    Some(t) => t,
                     None => {
                         let url = self.url("auth/token");
                         let r = self
@@ -133,10 +139,9 @@ impl QpayClient {
                                 reason: format!("token refused: HTTP {}", r.status.as_u16()),
                             });
                         }
-                        r
+                        r.json::<TokenReply>(PROVIDER)?
                     }
                 };
-                let t: TokenReply = reply.json(PROVIDER)?;
                 let access_until = time::OffsetDateTime::from_unix_timestamp(until(t.expires_in))
                     .map_err(|e| ProviderError::Decode {
                     provider: PROVIDER,
@@ -437,10 +442,8 @@ mod wire_tests {
             rows: Vec<Row>,
         }
         for (file, kind) in [
-            (
-                "payment_check.reply.paid.payment_type.assembled.json",
-                "P2P",
-            ),
+            ("payment_check.reply.paid.p2p.json", "P2P"),
+            ("payment_check.reply.paid.card.json", "CARD"),
             ("payment_check.reply.paid.transaction_type.json", "P2P"),
         ] {
             let check: Check = serde_json::from_slice(&fixture(file)).unwrap();
@@ -450,6 +453,24 @@ mod wire_tests {
         let unpaid: Check =
             serde_json::from_slice(&fixture("payment_check.reply.unpaid.json")).unwrap();
         assert!(unpaid.rows.is_empty());
+    }
+
+    /// The sheet's token reply and a production one are read, their
+    /// expiries instants; a refresh answered as the developer page shows
+    /// it (`{}`), or without a refresh token, is no token reply: the
+    /// client logs in again.
+    #[test]
+    fn token_replies_are_read_and_an_empty_refresh_is_not_one() {
+        for file in ["token.reply.json", "token.reply.live.json"] {
+            let t: TokenReply = serde_json::from_slice(&fixture(file)).unwrap();
+            assert!(t.expires_in > 1_000_000_000, "{file}");
+            assert!(TokenReply::of_refresh(&fixture(file)).is_some(), "{file}");
+        }
+        assert!(TokenReply::of_refresh(&fixture("auth_refresh.reply.official.json")).is_none());
+        assert!(TokenReply::of_refresh(
+            br#"{"access_token": "a", "expires_in": 1, "refresh_expires_in": 1}"#
+        )
+        .is_none());
     }
 
     /// The documented invoice reply's bank apps reach the payer's page;

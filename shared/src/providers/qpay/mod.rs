@@ -56,7 +56,9 @@ const PAYER_PAGE: PayerPage = PayerPage::titled("Pay with QPay")
 /// the registry.
 pub const DESCRIPTION: Description = Description::of(Provider::Qpay, &[Currency::Mnt])
     .named("qpay")
-    .answering(CallbackAnswer::Text("SUCCESS"))
+    // QPay's callback specification: HTTP 200 with the body SUCCESS, no
+    // other answer allowed (fixtures/qpay/callback.reply.txt; decision 55).
+    .answering_always(CallbackAnswer::Text("SUCCESS"))
     .paid_on(PAYER_PAGE)
     // DELETE /v2/invoice/{id}; refunds are whole card payments.
     .cancels()

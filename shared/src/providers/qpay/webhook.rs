@@ -87,4 +87,29 @@ mod tests {
             .parse(&request(&[("payment_id", "x")], "{bad"))
             .is_err());
     }
+
+    /// QPay's documented callback: a GET on our URL with `qpay_payment_id`
+    /// appended (fixtures/qpay/callback.query.form), our id in the URL's
+    /// own query; and the answer QPay demands (callback.reply.txt) is the
+    /// one paygate gives, to every callback about a known payment.
+    #[test]
+    fn the_documented_callback_is_read_and_answered_as_demanded() {
+        let text =
+            String::from_utf8(crate::providers::fixture("qpay", "callback.query.form")).unwrap();
+        let (key, qpay_id) = text.trim().split_once('=').unwrap();
+        let id = PaymentId::generate();
+        let mut r = request(&[("payment_id", &id.to_string()), (key, qpay_id)], "");
+        r.method = "GET".into();
+        let e = QpayWebhooks.parse(&r).unwrap();
+        assert_eq!(e.payment, PaymentRef::Ours(id));
+        assert!(!e.verified);
+        let demanded =
+            String::from_utf8(crate::providers::fixture("qpay", "callback.reply.txt")).unwrap();
+        let described = crate::providers::registry::describe(Provider::Qpay);
+        assert!(matches!(
+            described.callback_answer,
+            crate::providers::description::CallbackAnswer::Text(answer) if answer == demanded.trim()
+        ));
+        assert!(described.answers_always);
+    }
 }

@@ -14,6 +14,19 @@ pub(super) struct TokenReply {
     pub refresh_expires_in: i64,
 }
 
+impl TokenReply {
+    /// A refresh's answer, when it is a whole token reply: QPay's developer
+    /// page shows the refresh answering `{}` (fixtures/qpay/
+    /// auth_refresh.reply.official.json), so one without a refresh token
+    /// (or without the access token) is no answer to use, and the client
+    /// logs in again with Basic auth instead.
+    pub fn of_refresh(body: &[u8]) -> Option<TokenReply> {
+        serde_json::from_slice::<TokenReply>(body)
+            .ok()
+            .filter(|t| !t.access_token.is_empty() && !t.refresh_token.is_empty())
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) struct InvoiceReply {

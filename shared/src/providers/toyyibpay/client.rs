@@ -88,33 +88,7 @@ impl ToyyibPayClient {
             self.config.base_url.trim_end_matches('/')
         );
         let reply = self.http.send(retry, |c| c.post(&url).form(form)).await?;
-        let text = String::from_utf8_lossy(&reply.body).trim().to_string();
-        let rejected = |code: String, message: String| ProviderError::Rejected {
-            provider: PROVIDER,
-            status: reply.status.as_u16(),
-            code,
-            message,
-        };
-        if !reply.status.is_success() {
-            return Err(rejected(
-                format!("http_{}", reply.status.as_u16()),
-                excerpt(&reply.body),
-            ));
-        }
-        if text.is_empty() {
-            return Err(rejected(
-                "empty".into(),
-                "ToyyibPay answered with nothing".into(),
-            ));
-        }
-        match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(value) => Ok(value),
-            // `[FALSE]`, `[KEY-DID-NOT-EXIST]`: not JSON, an error word.
-            Err(_) => Err(rejected(
-                text.trim_matches(['[', ']']).chars().take(60).collect(),
-                "ToyyibPay refused the request".into(),
-            )),
-        }
+        answer(reply.status.as_u16(), &reply.body)
     }
 
     fn secret(&self) -> String {
@@ -184,6 +158,110 @@ impl ToyyibPayClient {
             })
         }
     }
+}
+
+/// ToyyibPay's answer to a call: its JSON (an array for most methods, an
+/// object for some), or the error its text says. Errors come with HTTP
+/// 200 as bracketed words (`[FALSE]`, `[KEY-DID-NOT-EXIST]`, …; fixtures
+/// `error.*.txt`) or nothing at all.
+fn answer(status: u16, body: &[u8]) -> Result<serde_json::Value, ProviderError> {
+    let text = String::from_utf8_lossy(body).trim().to_string();
+    let rejected = |code: String, message: String| ProviderError::Rejected {
+        provider: PROVIDER,
+        status,
+        code,
+        message,
+    };
+    if !(200..300).contains(&status) {
+        return Err(rejected(format!("http_{status}"), excerpt(body)));
+    }
+    if text.is_empty() {
+        return Err(rejected(
+            "empty".into(),
+            "ToyyibPay answered with nothing".into(),
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value) => Ok(value),
+        // `[FALSE]`, `[KEY-DID-NOT-EXIST]`: not JSON, an error word.
+        Err(_) => Err(rejected(
+            text.trim_matches(['[', ']']).chars().take(60).collect(),
+            "ToyyibPay refused the request".into(),
+        )),
+    }
+}
+
+/// createBill's answer: the bill's code from `[{"BillCode": ..}]`, or a
+/// refusal carrying ToyyibPay's words, whether they come as an array of
+/// `{"msg"}` (the official plugin reads them so) or as an object
+/// `{"status", "msg"}` (as integrators have seen it; fixtures/toyyibpay).
+fn bill_code(answer: serde_json::Value) -> Result<String, ProviderError> {
+    let rows = match answer {
+        serde_json::Value::Array(rows) => rows,
+        object @ serde_json::Value::Object(_) => vec![object],
+        other => {
+            return Err(ProviderError::Decode {
+                provider: PROVIDER,
+                reason: format!(
+                    "createBill answered {}",
+                    excerpt(other.to_string().as_bytes())
+                ),
+            })
+        }
+    };
+    if let Some(code) = rows
+        .iter()
+        .find_map(|r| r.get("BillCode").and_then(|c| c.as_str()))
+    {
+        return Ok(code.to_string());
+    }
+    let code = rows
+        .iter()
+        .find_map(|r| r.get("status").and_then(|c| c.as_str()))
+        .unwrap_or("create_bill");
+    Err(ProviderError::Rejected {
+        provider: PROVIDER,
+        status: 200,
+        code: code.to_string(),
+        message: msg(&rows),
+    })
+}
+
+/// getBillTransactions' rows in our terms: a successful attempt is the
+/// payment; otherwise the latest attempt's state (none yet: pending).
+fn confirmation(rows: Vec<serde_json::Value>) -> Result<Confirmation, ProviderError> {
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter_map(|r| serde_json::from_value(r).ok())
+        .collect();
+    let paid = rows
+        .iter()
+        .find(|r| r.status.as_deref().map(str::trim) == Some("1"));
+    let chosen = paid.or(rows.last());
+    let Some(row) = chosen else {
+        return Ok(Confirmation {
+            status: PaymentStatus::Pending,
+            amount: None,
+            provider_status: "no_attempts".into(),
+        });
+    };
+    let word = row.status.clone().unwrap_or_default();
+    let amount = match &row.amount {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+    .map(|text| transaction_amount(&text))
+    .transpose()
+    .map_err(|e| ProviderError::Decode {
+        provider: PROVIDER,
+        reason: format!("billpaymentAmount: {e}"),
+    })?;
+    Ok(Confirmation {
+        status: status_from_code(&word),
+        amount,
+        provider_status: word,
+    })
 }
 
 /// inactiveBill's answer: the object `{"status": "success" | "failed",
@@ -285,16 +363,8 @@ impl Gateway for ToyyibPayClient {
             // The bill stops taking money when the payment expires.
             ("billExpiryDate", super::expiry_date(request.expires_at)?),
         ];
-        let rows = self.call(Retry::NotSent, "createBill", &form).await?;
-        let code = rows
-            .iter()
-            .find_map(|r| r.get("BillCode").and_then(|c| c.as_str()))
-            .ok_or_else(|| ProviderError::Rejected {
-                provider: PROVIDER,
-                status: 200,
-                code: "create_bill".into(),
-                message: msg(&rows),
-            })?;
+        let answer = self.call_value(Retry::NotSent, "createBill", &form).await?;
+        let code = bill_code(answer)?;
         Ok(Created {
             provider_reference: code.parse().map_err(|_| ProviderError::Decode {
                 provider: PROVIDER,
@@ -337,38 +407,7 @@ impl Gateway for ToyyibPayClient {
                 ],
             )
             .await?;
-        let rows: Vec<Row> = rows
-            .into_iter()
-            .filter_map(|r| serde_json::from_value(r).ok())
-            .collect();
-        let paid = rows
-            .iter()
-            .find(|r| r.status.as_deref().map(str::trim) == Some("1"));
-        let chosen = paid.or(rows.last());
-        let Some(row) = chosen else {
-            return Ok(Confirmation {
-                status: PaymentStatus::Pending,
-                amount: None,
-                provider_status: "no_attempts".into(),
-            });
-        };
-        let word = row.status.clone().unwrap_or_default();
-        let amount = match &row.amount {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        }
-        .map(|text| transaction_amount(&text))
-        .transpose()
-        .map_err(|e| ProviderError::Decode {
-            provider: PROVIDER,
-            reason: format!("billpaymentAmount: {e}"),
-        })?;
-        Ok(Confirmation {
-            status: status_from_code(&word),
-            amount,
-            provider_status: word,
-        })
+        confirmation(rows)
     }
 }
 
@@ -404,5 +443,98 @@ mod tests {
         assert!(message.starts_with("failed: "), "{message}");
         assert!(inactive_bill_answer(&serde_json::json!([{"msg": "Success"}])).0);
         assert!(!inactive_bill_answer(&serde_json::json!([{"msg": "nope"}])).0);
+    }
+
+    fn text(name: &str) -> Vec<u8> {
+        crate::providers::fixture("toyyibpay", name)
+    }
+
+    /// Every error word integrators have seen (fixtures `error.*.txt`) is
+    /// a refusal carrying the word, as is an empty answer; JSON is data.
+    #[test]
+    fn toyyibpays_error_words_are_refusals() {
+        for (name, word) in [
+            ("error.false.txt", "FALSE"),
+            ("error.key_did_not_exist.txt", "KEY-DID-NOT-EXIST"),
+            (
+                "error.category_does_not_exist.txt",
+                "CATEGORY-DOES-NOT-EXIST",
+            ),
+            ("error.user_is_not_active.txt", "USER-IS-NOT-ACTIVE"),
+        ] {
+            let err = answer(200, &text(name)).unwrap_err();
+            assert!(
+                matches!(&err, ProviderError::Rejected { code, .. } if code == word),
+                "{name}: {err:?}"
+            );
+            assert!(
+                !err.outcome_unknown(),
+                "{name}: a refusal, nothing was made"
+            );
+        }
+        assert!(answer(200, b"  ").is_err());
+        assert!(answer(200, &text("create_bill.reply.json")).is_ok());
+    }
+
+    /// createBill's code from the documented reply; a refusal, as an array
+    /// of `{"msg"}` or as an object `{"status", "msg"}`, is a rejection
+    /// carrying its words, never an answer that could not be read (which
+    /// would leave the create's outcome unknown).
+    #[test]
+    fn a_create_bill_refusal_carries_its_message_in_either_shape() {
+        assert_eq!(
+            bill_code(fixture("create_bill.reply.json")).unwrap(),
+            "gcbhict9"
+        );
+        for refusal in [
+            fixture("create_bill.reply.error_object.described.json"),
+            serde_json::json!([{"msg": "Bill name or description contains characters that are not allowed"}]),
+        ] {
+            let err = bill_code(refusal.clone()).unwrap_err();
+            assert!(
+                matches!(&err, ProviderError::Rejected { message, .. } if message.starts_with("Bill name")),
+                "{refusal}: {err:?}"
+            );
+            assert!(!err.outcome_unknown());
+        }
+    }
+
+    /// The documented row and the two observed ones: a success is the
+    /// payment, in ringgit; a failed attempt leaves the bill payable.
+    #[test]
+    fn bill_transactions_are_read_as_documented_and_observed() {
+        let rows = |name: &str| match fixture(name) {
+            serde_json::Value::Array(rows) => rows,
+            other => panic!("{name}: {other}"),
+        };
+        let money = |sen| crate::money::Money::new(sen, crate::money::Currency::Myr).unwrap();
+        for (name, status, amount) in [
+            (
+                "get_bill_transactions.reply.json",
+                PaymentStatus::Completed,
+                1_000,
+            ),
+            (
+                "get_bill_transactions.reply.observed_2024.json",
+                PaymentStatus::Completed,
+                100,
+            ),
+            (
+                "get_bill_transactions.reply.observed_2020.json",
+                PaymentStatus::Pending,
+                200,
+            ),
+        ] {
+            let c = confirmation(rows(name)).unwrap();
+            assert_eq!(
+                (c.status, c.amount),
+                (status, Some(money(amount))),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            confirmation(Vec::new()).unwrap().provider_status,
+            "no_attempts"
+        );
     }
 }

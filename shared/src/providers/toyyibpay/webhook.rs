@@ -1,9 +1,11 @@
 //! ToyyibPay callbacks: form data (urlencoded or multipart) with refno,
 //! status, reason, billcode, order_id, amount, transaction_time, hash.
 //! `hash` = md5(secret + status + order_id + refno + "ok"), compared in
-//! constant time; where an HMAC key is configured the seed's `x-signature`
-//! (hex HMAC-SHA256 of the raw body) is required too. Neither has replay
-//! protection, so the bill is confirmed with getBillTransactions.
+//! constant time when present (the official API reference lists no hash;
+//! a callback without one is a hint like any other); where an HMAC key is
+//! configured the seed's `x-signature` (hex HMAC-SHA256 of the raw body)
+//! is required too. Neither has replay protection, so the bill is always
+//! confirmed with getBillTransactions.
 
 use std::collections::HashMap;
 
@@ -142,13 +144,16 @@ impl WebhookSource for ToyyibPayWebhooks {
             get("refno"),
             get("billcode"),
         );
-        let given = get("hash").to_ascii_lowercase();
-        if given.is_empty() {
-            return Err(WebhookError::Unauthenticated("hash"));
-        }
-        let expected = Self::hash(self.secret_key.expose(), status, order_id, refno);
-        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err(WebhookError::Unauthenticated("hash"));
+        // The official API reference lists no `hash` among the callback's
+        // parameters; only the plugin sends one (fixtures/toyyibpay
+        // SOURCES.md). A callback without one is the hint every callback
+        // is anyway (confirmed with getBillTransactions before money
+        // moves); one that carries a hash must carry the right one.
+        if let Some(given) = f.get("hash").map(|h| h.to_ascii_lowercase()) {
+            let expected = Self::hash(self.secret_key.expose(), status, order_id, refno);
+            if given.is_empty() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(WebhookError::Unauthenticated("hash"));
+            }
         }
         if status.is_empty() {
             return Err(WebhookError::Malformed("no status".into()));
@@ -248,14 +253,12 @@ mod tests {
             )),
             Err(WebhookError::Unauthenticated("hash"))
         );
-        let unsigned = form(&id, "1", "");
-        assert!(source
-            .parse(&request(
-                &unsigned,
-                "application/x-www-form-urlencoded",
-                &[]
-            ))
-            .is_err());
+        // An empty hash is a wrong one.
+        let empty = form(&id, "1", "");
+        assert_eq!(
+            source.parse(&request(&empty, "application/x-www-form-urlencoded", &[])),
+            Err(WebhookError::Unauthenticated("hash"))
+        );
 
         let good = form(
             &id,
@@ -292,5 +295,45 @@ mod tests {
         ] {
             assert!(source.parse(&request(body, ct, &[])).is_err(), "{body:?}");
         }
+    }
+
+    /// The callback's parameters as the official reference lists them
+    /// (and the unofficial documentation's example shows them): no hash.
+    /// A hint, not a refusal; getBillTransactions decides.
+    #[test]
+    fn a_callback_without_a_hash_is_a_hint() {
+        let source = ToyyibPayWebhooks::new(SECRET.to_string().into(), None);
+        let text = String::from_utf8(crate::providers::fixture(
+            "toyyibpay",
+            "callback.unofficial_doc.form",
+        ))
+        .unwrap();
+        let body = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("&");
+        let e = source
+            .parse(&request(&body, "application/x-www-form-urlencoded", &[]))
+            .unwrap();
+        // order_id is no id of ours: the bill code names the payment.
+        assert_eq!(e.payment, PaymentRef::Provider("90uf2fe".into()));
+        assert_eq!(e.status, PaymentStatus::Completed);
+        assert_eq!(
+            e.amount.map(|a| a.minor()),
+            Some(1150),
+            "no decimal point: sen"
+        );
+        assert!(!e.verified);
+        // Without a hash, but where the seed's x-signature is configured,
+        // the signature is still required.
+        let strict = ToyyibPayWebhooks::new(
+            SECRET.to_string().into(),
+            Some("hmac-key".to_string().into()),
+        );
+        assert_eq!(
+            strict.parse(&request(&body, "application/x-www-form-urlencoded", &[])),
+            Err(WebhookError::Unauthenticated("x-signature"))
+        );
     }
 }
