@@ -41,7 +41,7 @@ pub struct Settings {
     pub events: EventSettings,
 }
 
-/// How events reach merchants (decision 58).
+/// How events reach merchants (decision 56).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSettings {
     /// The queue deliveries wait in between attempts

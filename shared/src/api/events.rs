@@ -9,7 +9,7 @@
 //! Every key is the asking merchant's: another merchant's endpoint or event
 //! id is 404. An endpoint's secret is shown only in the answers that make
 //! it (create, rotate) and never stored: a replayed answer derives it
-//! again (decision 58).
+//! again (decision 56).
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};

@@ -7,7 +7,7 @@
 //! its event and no event without its change; a duplicate callback that
 //! changes nothing makes none. The table's stream hands each new event to
 //! `worker-events`, which fans it out to the merchant's endpoints and
-//! delivers it (decision 58).
+//! delivers it (decision 56).
 
 pub mod deliver;
 pub mod signature;

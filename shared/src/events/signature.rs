@@ -7,7 +7,7 @@
 //! An endpoint's secret is never stored: it is derived from paygate's
 //! signing key (Secrets Manager, `paygate/webhook-signing`) and the
 //! endpoint's id and generation, so the table holds nothing that signs
-//! (decision 58).
+//! (decision 56).
 
 use crate::digest::hmac_sha256;
 use crate::ids::EndpointId;

@@ -1,5 +1,5 @@
 //! Events to the merchant, their deliveries, and the merchant's webhook
-//! endpoints (docs/storage.md; decision 58).
+//! endpoints (docs/storage.md; decision 56).
 //!
 //! - An event (`EVENT#<merchant>#<event>` / `EVENT`) is put in the
 //!   transaction of the change it reports ([`Store::event_write`]), marked
@@ -143,7 +143,7 @@ pub enum EndpointStatus {
 }
 
 /// A merchant's webhook endpoint. Its secret is not here: it is derived
-/// from paygate's signing key and `generation` (decision 58).
+/// from paygate's signing key and `generation` (decision 56).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: EndpointId,

@@ -377,7 +377,7 @@ impl Store {
             writes.push(self.history_apart_write(current, &change.entry())?);
         }
         // The merchant is told in the same transaction: no change without
-        // its event, no event without its change (decision 58).
+        // its event, no event without its change (decision 56).
         if let Some(event) = crate::events::Event::of_payment(&next, change.at) {
             let event = event.map_err(|e| StoreError::Build(format!("the event: {e}")))?;
             writes.push(self.event_write(&event)?);
