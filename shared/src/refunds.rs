@@ -18,6 +18,7 @@
 //!   provider's own account of its refunds settles it ([`judge`]): on the
 //!   merchant's retry, or in job-reconcile, or by an operator.
 
+use crate::events::Event;
 use lambda_http::http::StatusCode;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -282,6 +283,13 @@ async fn start(
             format!("refund {refund_id}"),
         )?;
         writes.push(services.store.refund_write(&refund)?);
+        // The merchant is told in the same transaction (decision 56).
+        writes.extend(services.store.maybe_event_write(Some(Event::of_refund(
+            &current,
+            &refund,
+            RefundStatus::Pending,
+            now,
+        )))?);
         let pending = current
             .refund_pending()
             .checked_add(amount)
@@ -497,9 +505,15 @@ async fn finalize_by(
             services
                 .store
                 .refund_settle_write(refund, RefundStatus::Succeeded, change.at)?;
+        let told = services.store.maybe_event_write(Some(Event::of_refund(
+            &current,
+            refund,
+            RefundStatus::Succeeded,
+            change.at,
+        )))?;
         match services
             .store
-            .transition(&current, change, vec![settle])
+            .transition(&current, change, [settle].into_iter().chain(told).collect())
             .await
         {
             Ok(TransitionOutcome::Applied(p)) => return Ok((p, true)),
@@ -601,6 +615,12 @@ async fn release_for(
                 .store
                 .refund_settle_write(&failed, RefundStatus::Failed, now)?,
         );
+        writes.extend(services.store.maybe_event_write(Some(Event::of_refund(
+            &current,
+            &failed,
+            RefundStatus::Failed,
+            now,
+        )))?);
         let pending = current
             .refund_pending()
             .checked_sub(refund.amount)

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use common::cases::{create_for, trigger};
-use common::harness::{Harness, OTHER_API_KEY};
+use common::harness::{Harness, OPERATOR_KEY, OTHER_API_KEY};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -204,16 +204,34 @@ async fn after_the_last_attempt_a_delivery_fails_and_a_resend_tries_once_more() 
     let event_id = log.body["data"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(log.body["data"][0]["deliveries"][0]["status"], "failed");
     // Listed for people.
-    let failed = h.store().failed_deliveries(10).await.unwrap();
+    let (failed, _) = h.store().failed_deliveries(10, None).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].1.to_string(), event_id);
 
-    // The merchant's endpoint answers again: a resend delivers it.
+    // The operators' queue lists it, with the event and the endpoint.
+    let queue = h
+        .get_as("/v1/ops/queue?kind=delivery_failed", OPERATOR_KEY)
+        .await;
+    assert_eq!(queue.status, 200, "{}", queue.text);
+    let item = &queue.body["data"][0];
+    assert_eq!(item["event_id"], event_id.as_str());
+    assert_eq!(item["payment_id"], id.to_string());
+    assert_eq!(item["last_error"], "the endpoint answered 500");
+    assert_eq!(item["actions"], json!(["resend"]));
+
+    // The merchant's endpoint answers again: an operator's resend, with a
+    // reason, delivers it.
+    let path = format!("/v1/ops/payments/{id}/events/{event_id}/resend");
     let r = h
-        .post(
-            &format!("/v1/events/{event_id}/resend"),
-            "resend-1",
-            &json!({}),
+        .post_as(&path, OPERATOR_KEY, "ops-resend-1", &json!({}))
+        .await;
+    assert_eq!(r.status, 400, "a reason is required: {}", r.text);
+    let r = h
+        .post_as(
+            &path,
+            OPERATOR_KEY,
+            "ops-resend-2",
+            &json!({"reason": "shop fixed its endpoint"}),
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
@@ -226,7 +244,13 @@ async fn after_the_last_attempt_a_delivery_fails_and_a_resend_tries_once_more() 
         "{}",
         log.text
     );
-    assert!(h.store().failed_deliveries(10).await.unwrap().is_empty());
+    assert!(h
+        .store()
+        .failed_deliveries(10, None)
+        .await
+        .unwrap()
+        .0
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,6 +455,18 @@ async fn a_merchant_sees_and_moves_only_its_own() {
     assert_eq!(list.body["data"], json!([]));
     let list = h.get_as("/v1/webhook-endpoints", OTHER_API_KEY).await;
     assert_eq!(list.body["data"], json!([]));
+    // The merchant's own resend: one more attempt, the same webhook-id.
+    let r = h
+        .post(
+            &format!("/v1/events/{evt}/resend"),
+            "resend-own",
+            &json!({"endpoint_id": we}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["resent"], json!([we]));
+    until(&h, Duration::from_secs(20), || receiver.got().len() >= 2).await;
+    assert_eq!(receiver.got()[1].headers["webhook-id"], evt);
     // And a cursor of one query does not page another.
     let page = h.get("/v1/events?limit=1").await;
     assert_eq!(page.status, 200);
@@ -442,4 +478,87 @@ async fn a_merchant_sees_and_moves_only_its_own() {
             .await;
         assert_eq!(r.status, 400);
     }
+}
+
+/// Every type the receiver got about `payment`, in the order they came.
+fn types_about(receiver: &Receiver, payment: &str) -> Vec<String> {
+    receiver
+        .got()
+        .iter()
+        .map(|g| serde_json::from_str::<Value>(&g.body).unwrap())
+        .filter(|b| b["data"]["id"] == payment || b["data"]["payment_id"] == payment)
+        .map(|b| b["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_and_top_ups_are_told_with_their_changes() {
+    let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    endpoint(&h, &url, json!([])).await;
+
+    // An epayment.kz deposit refunded whole: pending when sent, then
+    // succeeded, and the payment refunded.
+    let id = create_for(&h, "epayment", "u_events").await;
+    let (status, _) = trigger(&h, "epayment", "paid", id).await;
+    assert_eq!(status, 200);
+    let r = h
+        .post(
+            &format!("/v1/payments/{id}/refund"),
+            "refund-events",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pid = id.to_string();
+    until(&h, Duration::from_secs(20), || {
+        types_about(&receiver, &pid).len() >= 4
+    })
+    .await;
+    let mut got = types_about(&receiver, &pid);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "payment.completed",
+            "payment.refunded",
+            "refund.pending",
+            "refund.succeeded"
+        ]
+    );
+
+    // A DirectPay deposit to the casino: topup.sent once the worker moved it.
+    let created = h
+        .create(
+            "casino-events",
+            &json!({"provider": "directpay", "amount": 10_000, "currency": "PHP",
+                    "reference": "ORD-EVT-CASINO", "wallet_user_id": "u_events",
+                    "casino": {"username": "player1"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let casino_id: shared::ids::PaymentId = created.body["id"].as_str().unwrap().parse().unwrap();
+    trigger(&h, "directpay", "paid", casino_id).await;
+    let batch = h.drain_queue().await;
+    let answer = shared::api::worker::handle(
+        h.function("worker-casino-topup"),
+        batch,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let cid = casino_id.to_string();
+    until(&h, Duration::from_secs(20), || {
+        types_about(&receiver, &cid).len() >= 2
+    })
+    .await;
+    let got = receiver
+        .got()
+        .iter()
+        .map(|g| serde_json::from_str::<Value>(&g.body).unwrap())
+        .find(|b| b["type"] == "topup.sent")
+        .expect("topup.sent");
+    assert_eq!(got["data"]["payment_id"], cid.as_str());
+    assert_eq!(got["data"]["status"], "sent");
+    assert_eq!(got["data"]["amount"], 10_000);
 }

@@ -639,17 +639,7 @@ async fn resend(services: &Services, req: &Request) -> Result<Response<Body>, Ap
     let id = event_id(req)?;
     let raw = body_value(req)?;
     let body: ResendBody = parse(&raw)?;
-    let only: Option<EndpointId> = body
-        .endpoint_id
-        .map(|e| {
-            e.parse().map_err(|_| {
-                ApiError::not_found(
-                    "delivery_not_found",
-                    "the event has no delivery to that endpoint",
-                )
-            })
-        })
-        .transpose()?;
+    let only = delivery_endpoint(body.endpoint_id)?;
     // Each resend is one more attempt: the key keeps a retried request from
     // making two, and is free again once it is answered (202).
     let request = json!({"event": id.to_string(), "body": raw});
@@ -659,6 +649,20 @@ async fn resend(services: &Services, req: &Request) -> Result<Response<Body>, Ap
     };
     let result = resend_now(services, &merchant, id, only).await;
     idempotent::finish(services, claim, result).await
+}
+
+/// The endpoint a resend names, if it names one; one that cannot be an
+/// endpoint id has no delivery (404).
+pub(crate) fn delivery_endpoint(text: Option<String>) -> Result<Option<EndpointId>, ApiError> {
+    text.map(|e| {
+        e.parse().map_err(|_| {
+            ApiError::not_found(
+                "delivery_not_found",
+                "the event has no delivery to that endpoint",
+            )
+        })
+    })
+    .transpose()
 }
 
 /// One more attempt now of the event's deliveries (or of the one to

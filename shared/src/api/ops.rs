@@ -31,16 +31,19 @@ pub enum Kind {
     TopupGivenUp,
     ReconcileDifference,
     PaymentStale,
+    /// An event to a merchant that failed every attempt.
+    DeliveryFailed,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::PaymentReview,
         Kind::RefundPending,
         Kind::TopupUnknown,
         Kind::TopupGivenUp,
         Kind::ReconcileDifference,
         Kind::PaymentStale,
+        Kind::DeliveryFailed,
     ];
 
     fn parse(text: &str) -> Option<Kind> {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::TopupGivenUp => "topup_given_up",
             Kind::ReconcileDifference => "reconcile_difference",
             Kind::PaymentStale => "payment_stale",
+            Kind::DeliveryFailed => "delivery_failed",
         }
     }
 
@@ -67,6 +71,7 @@ impl Kind {
             Kind::RefundPending => &["check", "mark_refunded", "mark_not_refunded"],
             Kind::TopupUnknown | Kind::TopupGivenUp => &["mark_sent", "mark_not_sent"],
             Kind::ReconcileDifference => &["acknowledge"],
+            Kind::DeliveryFailed => &["resend"],
         }
     }
 }
@@ -96,6 +101,11 @@ pub struct QueueItem {
     /// For a reconcile difference: what we have and what the provider says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub difference: Option<DifferenceView>,
+    /// For a failed delivery: the event and the merchant's endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
     pub actions: &'static [&'static str],
@@ -127,13 +137,15 @@ impl QueueItem {
             refund_id: None,
             last_error: None,
             difference: None,
+            event_id: None,
+            endpoint_id: None,
             since: p.updated_at,
             actions: kind.actions(),
         }
     }
 
     /// The item's place in the queue: newest first, then by kind and ids.
-    fn order(&self) -> (std::cmp::Reverse<i128>, &'static str, &str, &str) {
+    fn order(&self) -> (std::cmp::Reverse<i128>, &'static str, &str, String) {
         (
             std::cmp::Reverse(self.since.unix_timestamp_nanos()),
             self.kind.as_str(),
@@ -142,11 +154,16 @@ impl QueueItem {
         )
     }
 
-    fn sub_id(&self) -> &str {
-        self.refund_id
-            .as_deref()
-            .or(self.difference.as_ref().map(|d| d.id.as_str()))
-            .unwrap_or("-")
+    fn sub_id(&self) -> String {
+        match (&self.event_id, &self.endpoint_id) {
+            (Some(e), Some(w)) => format!("{e}-{w}"),
+            _ => self
+                .refund_id
+                .as_deref()
+                .or(self.difference.as_ref().map(|d| d.id.as_str()))
+                .unwrap_or("-")
+                .to_string(),
+        }
     }
 
     /// The cursor that continues after this item.
@@ -187,7 +204,7 @@ impl After {
             std::cmp::Reverse(self.since),
             self.kind.as_str(),
             self.payment_id.as_str(),
-            self.sub.as_str(),
+            self.sub.clone(),
         );
         mine < item.order()
     }
@@ -287,6 +304,44 @@ pub async fn queue(
                     });
                 }
             }
+            Kind::DeliveryFailed => {
+                for (merchant, event_id, endpoint_id) in
+                    ids(|start| store.failed_deliveries(100, start)).await?
+                {
+                    let Some((event, deliveries)) =
+                        store.event_with_deliveries(&merchant, event_id).await?
+                    else {
+                        continue;
+                    };
+                    let (Some(p), Some(d)) = (
+                        store.payment(event.payment_id).await?,
+                        deliveries.iter().find(|d| d.endpoint_id == endpoint_id),
+                    ) else {
+                        continue;
+                    };
+                    let last = d.last();
+                    items.push(QueueItem {
+                        status: "failed".into(),
+                        provider_status: None,
+                        last_error: last.map(|a| match (&a.error, a.status_code) {
+                            (Some(e), _) => e.clone(),
+                            (None, Some(code)) => format!("the endpoint answered {code}"),
+                            (None, None) => "no answer".into(),
+                        }),
+                        event_id: Some(event_id.to_string()),
+                        endpoint_id: Some(endpoint_id.to_string()),
+                        since: last
+                            .and_then(|a| {
+                                OffsetDateTime::from_unix_timestamp_nanos(
+                                    i128::from(a.at_ms) * 1_000_000,
+                                )
+                                .ok()
+                            })
+                            .unwrap_or(p.updated_at),
+                        ..QueueItem::of_payment(kind, &p)
+                    });
+                }
+            }
             Kind::ReconcileDifference => {
                 for (payment_id, diff) in ids(|start| store.open_differences(100, start)).await? {
                     let (Some(p), Some(d)) = (
@@ -339,7 +394,7 @@ async fn queue_inner(services: &Services, req: &Request) -> Result<Response<Body
             ApiError::bad_request(
                 "invalid_kind",
                 "kind is payment_review, refund_pending, topup_unknown, topup_given_up, \
-                 reconcile_difference or payment_stale",
+                 reconcile_difference, payment_stale or delivery_failed",
             )
         })?],
     };
@@ -391,6 +446,7 @@ enum Mark {
     NotSent,
     Acknowledge,
     Check,
+    Resend,
 }
 
 impl Mark {
@@ -406,6 +462,7 @@ impl Mark {
             "mark-not-sent" if under("/v1/ops/topups/") => Some(Mark::NotSent),
             "acknowledge" if under("/v1/ops/differences/") => Some(Mark::Acknowledge),
             "check" if under("/v1/ops/refunds/") => Some(Mark::Check),
+            "resend" if under("/v1/ops/payments/") && under("/events/") => Some(Mark::Resend),
             _ => None,
         }
     }
@@ -420,6 +477,7 @@ impl Mark {
             Mark::NotSent => "ops_mark_not_sent",
             Mark::Acknowledge => "ops_acknowledge",
             Mark::Check => "ops_check_refund",
+            Mark::Resend => "ops_resend_event",
         }
     }
 }
@@ -434,6 +492,10 @@ struct ActionBody {
     /// payment it confirmed without one.
     #[serde(default)]
     amount: Option<i64>,
+    /// Resend only: the one endpoint to send to (every delivery of the
+    /// event when left out).
+    #[serde(default)]
+    endpoint_id: Option<String>,
 }
 
 /// Every route of the api-ops function: the queue, and the actions that
@@ -517,9 +579,15 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
         format!("ops.{}", &crate::api::authorizer::hash_key(&operator)[..16])
             .parse()
             .map_err(|_| ApiError::internal(&"operator scope"))?;
+    if body.endpoint_id.is_some() && action != Mark::Resend {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "endpoint_id belongs to resend only",
+        ));
+    }
     let request = serde_json::json!({"path": req.uri().path(), "reason": reason,
                                      "casino_transaction_id": body.casino_transaction_id,
-                                     "amount": body.amount});
+                                     "amount": body.amount, "endpoint_id": body.endpoint_id});
     let claim = match idempotent::begin(services, req, &scope, action.name(), &request).await? {
         Begun::Run(claim) => claim,
         Begun::Answer(response) => return Ok(response),
@@ -534,8 +602,36 @@ async fn action_inner(services: &Services, req: &Request) -> Result<Response<Bod
             mark_topup(services, payment, body.casino_transaction_id, by).await
         }
         Mark::Acknowledge => acknowledge(services, req, payment, by).await,
+        Mark::Resend => resend_event(services, req, payment, body.endpoint_id, by).await,
     };
     idempotent::finish(services, claim, result).await
+}
+
+/// One more attempt now of an event about `payment` that its merchant's
+/// endpoint did not take (202).
+async fn resend_event(
+    services: &Services,
+    req: &Request,
+    payment: crate::payment::Payment,
+    endpoint: Option<String>,
+    (operator, reason): (String, String),
+) -> Result<Response<Body>, ApiError> {
+    let missing = || ApiError::not_found("event_not_found", "no such event of this payment");
+    let event_id: crate::ids::EventId = req
+        .path_parameters()
+        .first("event_id")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(missing)?;
+    let event = services
+        .store
+        .event(&payment.merchant_id, event_id)
+        .await?
+        .filter(|e| e.payment_id == payment.id)
+        .ok_or_else(missing)?;
+    let endpoint = super::events::delivery_endpoint(endpoint)?;
+    tracing::info!(operator, reason, event_id = %event.id, "operator resends an event");
+    crate::telemetry::operator_action("resend_event");
+    super::events::resend_now(services, &payment.merchant_id, event.id, endpoint).await
 }
 
 async fn mark_refund(

@@ -232,6 +232,97 @@ impl Event {
     }
 }
 
+/// A refund as its events show it.
+#[derive(Serialize)]
+struct RefundData<'a> {
+    id: String,
+    payment_id: String,
+    amount: i64,
+    currency: crate::money::Currency,
+    status: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_code: Option<&'a str>,
+}
+
+/// A casino top-up as its events show it.
+#[derive(Serialize)]
+struct TopUpData<'a> {
+    payment_id: String,
+    status: &'static str,
+    amount: i64,
+    currency: crate::money::Currency,
+    casino_transaction_id: Option<&'a str>,
+    attempts: u32,
+    last_error: Option<&'a str>,
+}
+
+impl Event {
+    /// The event of a refund of `payment` reaching `status` (`pending` when
+    /// it is reserved and sent, then `succeeded` or `failed`).
+    pub fn of_refund(
+        payment: &Payment,
+        refund: &crate::store::Refund,
+        status: crate::store::RefundStatus,
+        at: OffsetDateTime,
+    ) -> Result<Event, serde_json::Error> {
+        use crate::store::RefundStatus;
+        let kind = match status {
+            RefundStatus::Pending => EventType::RefundPending,
+            RefundStatus::Succeeded => EventType::RefundSucceeded,
+            RefundStatus::Failed => EventType::RefundFailed,
+        };
+        let data = RefundData {
+            id: format!("ref_{}", refund.refund_id),
+            payment_id: payment.id.to_string(),
+            amount: refund.amount.minor(),
+            currency: refund.amount.currency(),
+            status: status.as_str(),
+            created_at: refund.created_at,
+            failure_code: refund
+                .provider_code
+                .as_deref()
+                .filter(|_| status == RefundStatus::Failed),
+        };
+        Event::new(kind, payment.merchant_id.clone(), payment.id, at, &data)
+    }
+
+    /// The event of a top-up reaching `status` (`done` is `topup.sent`,
+    /// `unknown` and `failed` wait for a person); `None` for the others.
+    pub fn of_topup(
+        topup: &crate::store::TopUp,
+        status: crate::store::TopUpStatus,
+        casino_transaction_id: Option<&str>,
+        error: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Option<Result<Event, serde_json::Error>> {
+        use crate::store::TopUpStatus;
+        let (kind, shown) = match status {
+            TopUpStatus::Done => (EventType::TopUpSent, "sent"),
+            TopUpStatus::Unknown => (EventType::TopUpUnknown, "unknown"),
+            TopUpStatus::Failed => (EventType::TopUpFailed, "failed"),
+            _ => return None,
+        };
+        let data = TopUpData {
+            payment_id: topup.payment_id.to_string(),
+            status: shown,
+            amount: topup.amount.minor(),
+            currency: topup.amount.currency(),
+            casino_transaction_id,
+            attempts: topup.attempts,
+            last_error: error,
+        };
+        Some(Event::new(
+            kind,
+            topup.merchant_id.clone(),
+            topup.payment_id,
+            at,
+            &data,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

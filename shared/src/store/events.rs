@@ -250,6 +250,20 @@ impl Store {
         })
     }
 
+    /// [`Store::event_write`] of an event still to be made (`None`: the
+    /// change makes none).
+    pub fn maybe_event_write(
+        &self,
+        event: Option<Result<Event, serde_json::Error>>,
+    ) -> Result<Option<Write>, StoreError> {
+        event
+            .map(|e| {
+                let e = e.map_err(|e| StoreError::Build(format!("the event: {e}")))?;
+                self.event_write(&e)
+            })
+            .transpose()
+    }
+
     /// The merchant's event `id`, if it is theirs.
     pub async fn event(
         &self,
@@ -578,14 +592,22 @@ impl Store {
             .collect()
     }
 
-    /// Failed deliveries, oldest first, at most `limit`, across merchants
-    /// (the operators' queue).
+    /// Failed deliveries, oldest first, a page of at most `limit` from
+    /// `start`, across merchants (the operators' queue); and where the next
+    /// page starts.
+    #[allow(clippy::type_complexity)]
     pub async fn failed_deliveries(
         &self,
         limit: i32,
-    ) -> Result<Vec<(MerchantId, EventId, EndpointId)>, StoreError> {
-        let (items, _) = self.open_work(FAILED_DELIVERIES, None, limit, None).await?;
-        items.iter().map(delivery_keys).collect()
+        start: Option<Item>,
+    ) -> Result<(Vec<(MerchantId, EventId, EndpointId)>, Option<Item>), StoreError> {
+        let (items, next) = self
+            .open_work(FAILED_DELIVERIES, None, limit, start)
+            .await?;
+        Ok((
+            items.iter().map(delivery_keys).collect::<Result<_, _>>()?,
+            next,
+        ))
     }
 
     /// One page of the merchant's events, newest first: at most `limit`

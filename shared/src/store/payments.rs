@@ -378,10 +378,7 @@ impl Store {
         }
         // The merchant is told in the same transaction: no change without
         // its event, no event without its change (decision 56).
-        if let Some(event) = crate::events::Event::of_payment(&next, change.at) {
-            let event = event.map_err(|e| StoreError::Build(format!("the event: {e}")))?;
-            writes.push(self.event_write(&event)?);
-        }
+        writes.extend(self.maybe_event_write(crate::events::Event::of_payment(&next, change.at))?);
         writes.extend(extra);
 
         for attempt in 0..MAX_CONFLICT_RETRIES {

@@ -280,6 +280,14 @@ impl Store {
             item: TransactWriteItem::builder().update(update).build(),
         }];
         writes.extend(self.ledger_writes(&debit)?);
+        // The merchant is told in the same transaction (decision 56).
+        writes.extend(self.maybe_event_write(crate::events::Event::of_topup(
+            held,
+            TopUpStatus::Done,
+            Some(casino_transaction_id),
+            None,
+            now,
+        ))?);
         self.finish_with(held, writes).await
     }
 
@@ -339,10 +347,18 @@ impl Store {
             }
             _ => {}
         }
-        let writes = vec![Write {
+        let mut writes = vec![Write {
             what: ItemKind::TopUp,
             item: TransactWriteItem::builder().update(update.build()?).build(),
         }];
+        // Unknown or given up: the merchant is told, with the change.
+        writes.extend(self.maybe_event_write(crate::events::Event::of_topup(
+            held,
+            next,
+            held.casino_transaction_id.as_deref(),
+            Some(error),
+            now,
+        ))?);
         self.finish_with(held, writes).await
     }
 
@@ -395,6 +411,13 @@ impl Store {
                     at: now,
                     memo: format!("casino top-up to {}", topup.username),
                 })?);
+                writes.extend(self.maybe_event_write(crate::events::Event::of_topup(
+                    topup,
+                    TopUpStatus::Done,
+                    Some(txn),
+                    None,
+                    now,
+                ))?);
             }
             None => {
                 let update = base
