@@ -562,3 +562,76 @@ async fn refunds_and_top_ups_are_told_with_their_changes() {
     assert_eq!(got["data"]["status"], "sent");
     assert_eq!(got["data"]["amount"], 10_000);
 }
+
+/// A storm: two hundred payments across every provider, each paid with a
+/// duplicate callback and then with callbacks out of order, many at once;
+/// worker-events then runs. Each payment has exactly one
+/// `payment.completed` event, delivered once, and no event was made by a
+/// callback that changed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_of_callbacks_makes_one_completed_event_per_payment() {
+    let h = Arc::new(Harness::start().await);
+    let (receiver, url) = Receiver::start(&[]).await;
+    endpoint(&h, &url, json!(["payment.completed"])).await;
+    let mut ids = Vec::new();
+    for i in 0..204 {
+        let case = &common::cases::cases()[i % 6];
+        ids.push((
+            case.provider,
+            common::cases::create(&h, case, "u_storm").await,
+        ));
+    }
+    let mut storm = tokio::task::JoinSet::new();
+    for chunk in ids.chunks(ids.len().div_ceil(8)) {
+        let (h, chunk) = (h.clone(), chunk.to_vec());
+        storm.spawn(async move {
+            for (provider, id) in chunk {
+                for event in ["duplicate", "out-of-order"] {
+                    let (status, report) = trigger(&h, provider, event, id).await;
+                    assert_eq!(status, 200, "{provider} {event}: {report}");
+                }
+            }
+        });
+    }
+    while let Some(done) = storm.join_next().await {
+        done.unwrap();
+    }
+    until(&h, Duration::from_secs(120), || {
+        receiver.got().len() >= ids.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.run_events().await;
+    let got = receiver.got();
+    let mut per_payment = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for g in &got {
+        let body: Value = serde_json::from_str(&g.body).unwrap();
+        assert_eq!(body["type"], "payment.completed");
+        per_payment
+            .entry(body["data"]["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(per_payment.len(), ids.len(), "every payment told once");
+    assert!(
+        per_payment.values().all(|events| events.len() == 1),
+        "a payment told twice: {:?}",
+        per_payment.iter().find(|(_, e)| e.len() > 1)
+    );
+    // And the table holds one such event per payment.
+    let merchant = common::harness::merchant();
+    for (_, id) in &ids {
+        let (events, _) = h
+            .store()
+            .events_of(
+                &merchant,
+                Some(shared::events::EventType::PaymentCompleted),
+                Some(*id),
+                100,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{id}");
+    }
+}

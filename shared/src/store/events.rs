@@ -36,6 +36,10 @@ pub const ATTEMPTS_KEPT: usize = 20;
 pub const MAX_ENDPOINTS: u32 = 16;
 
 const EVENT_SK: &str = "EVENT";
+/// Index items read per query of a filtered log page, and at most this
+/// many queries per page.
+const FILTERED_PAGE: i32 = 200;
+const FILTERED_READS: usize = 10;
 const DELIVERY_SK_PREFIX: &str = "DLV#";
 const ENDPOINT_SK_PREFIX: &str = "ENDPOINT#";
 const ENDPOINT_COUNT_SK: &str = "ENDPOINTS";
@@ -622,12 +626,14 @@ impl Store {
         after: Option<&str>,
     ) -> Result<(Vec<(StoredEvent, Vec<Delivery>)>, Option<String>), StoreError> {
         let partition = events_partition(merchant);
+        let filtered = kind.is_some() || payment.is_some();
         let mut query = self
             .query_index(schema::GSI4)
             .key_condition_expression("gsi4pk = :m")
             .expression_attribute_values(":m", s(partition.clone()))
             .scan_index_forward(false)
-            .limit(limit);
+            // A filter is applied after the page is read: read wider pages.
+            .limit(if filtered { FILTERED_PAGE } else { limit });
         let mut filters = Vec::new();
         if let Some(kind) = kind {
             filters.push("#type = :type");
@@ -642,34 +648,63 @@ impl Store {
         if !filters.is_empty() {
             query = query.filter_expression(filters.join(" AND "));
         }
-        if let Some(after) = after {
-            let id = after.rsplit('#').next().unwrap_or_default();
-            let id: EventId = id
+        let start_at = |position: &str| -> Result<Item, StoreError> {
+            let id: EventId = position
+                .rsplit('#')
+                .next()
+                .unwrap_or_default()
                 .parse()
                 .map_err(|_| StoreError::Corrupt("cursor position".into()))?;
-            query = query.set_exclusive_start_key(Some(Item::from([
+            Ok(Item::from([
                 (schema::PK.into(), s(event_pk(merchant, id))),
                 (schema::SK.into(), s(EVENT_SK)),
-                (schema::GSI4_PK.into(), s(partition)),
-                (schema::GSI4_SK.into(), s(after)),
-            ])));
+                (schema::GSI4_PK.into(), s(partition.clone())),
+                (schema::GSI4_SK.into(), s(position)),
+            ]))
+        };
+        let mut start = after.map(start_at).transpose()?;
+        let wanted = usize::try_from(limit).unwrap_or(0);
+        // (position, event id) of each match, newest first.
+        let mut found: Vec<(String, EventId)> = Vec::new();
+        let mut next = None;
+        // Page on until the page is full, the index ends, or a bounded
+        // number of reads (a sparse filter answers a short page and a cursor).
+        for _ in 0..FILTERED_READS {
+            let out = query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            for item in out.items.unwrap_or_default() {
+                let position = item
+                    .get(schema::GSI4_SK)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned();
+                let id = item
+                    .get(schema::PK)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.rsplit('#').next())
+                    .and_then(|id| id.parse::<EventId>().ok());
+                if let (Some(position), Some(id)) = (position, id) {
+                    found.push((position, id));
+                }
+            }
+            next = out
+                .last_evaluated_key
+                .and_then(|k| k.get(schema::GSI4_SK)?.as_s().ok().cloned());
+            if found.len() >= wanted || next.is_none() {
+                break;
+            }
+            start = next.as_deref().map(start_at).transpose()?;
         }
-        let out = query.send().await?;
-        let next = out
-            .last_evaluated_key
-            .and_then(|k| k.get(schema::GSI4_SK)?.as_s().ok().cloned());
+        if found.len() > wanted {
+            found.truncate(wanted);
+            next = found.last().map(|(position, _)| position.clone());
+        }
         let mut events = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            let Some(id) = item
-                .get(schema::PK)
-                .and_then(|v| v.as_s().ok())
-                .and_then(|pk| pk.rsplit('#').next())
-                .and_then(|id| id.parse::<EventId>().ok())
-            else {
-                continue;
-            };
-            if let Some(found) = self.event_with_deliveries(merchant, id).await? {
-                events.push(found);
+        for (_, id) in found {
+            if let Some(event) = self.event_with_deliveries(merchant, id).await? {
+                events.push(event);
             }
         }
         Ok((events, next))
