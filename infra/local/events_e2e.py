@@ -9,7 +9,7 @@ library verifies with the endpoint's secret. The secret is rotated: the
 next delivery carries two signatures, and the library verifies it with the
 old secret and with the new one. A receiver that refuses the first attempt
 gets the event again with the same `webhook-id`. The log shows each
-delivered. Exits non-zero with a reason on the first thing that is not as
+delivered. `sandbox listen` prints an event as it arrives, checked. Exits non-zero with a reason on the first thing that is not as
 it should be.
 
 Run by infra/local/api-test.sh (so by `make test`), with the schemathesis
@@ -19,6 +19,8 @@ virtualenv's Python (it holds the library).
 import http.server
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +34,8 @@ API = "http://" + os.environ.get("PAYGATE_GATEWAY_ADDR", "127.0.0.1:3000")
 SANDBOX = "http://" + os.environ.get("PAYGATE_SANDBOX_ADDR", "127.0.0.1:8900")
 KEY = "pk_local_paygate_dev_key"
 RUN = uuid.uuid4().hex[:8]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SANDBOX_CLI = os.path.join(ROOT, "target", "debug", "sandbox")
 
 
 def fail(message):
@@ -136,6 +140,42 @@ def verify(secret, headers, body, what):
     return event
 
 
+def listen():
+    """`sandbox listen` registers its own endpoint and prints each event,
+    its signature checked; Ctrl-C removes the endpoint."""
+    env = dict(os.environ, PAYGATE_API_URL=API, PAYGATE_API_KEY=KEY)
+    cli = subprocess.Popen([SANDBOX_CLI, "listen", "payment.completed"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(cli.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + 30
+        while not any("listening on" in l for l in lines):
+            if time.time() > deadline or cli.poll() is not None:
+                fail(f"sandbox listen did not start: {lines}")
+            time.sleep(0.2)
+        paid = paid_payment()
+        deadline = time.time() + 90
+        while not any(paid in l for l in lines):
+            if time.time() > deadline:
+                fail(f"sandbox listen printed nothing about {paid}: {lines}")
+            time.sleep(0.5)
+        line = next(l for l in lines if paid in l)
+        if "payment.completed" not in line or "signature ok" not in line:
+            fail(f"sandbox listen printed {line!r}")
+    finally:
+        cli.send_signal(signal.SIGINT)
+        try:
+            cli.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            cli.kill()
+    reader.join(timeout=5)
+    if not any("removed" in l for l in lines):
+        fail(f"sandbox listen did not remove its endpoint: {lines}")
+    say("sandbox listen printed the event, its signature checked, and removed its endpoint")
+
+
 def main():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -175,6 +215,7 @@ def main():
         if status != 200 or log["data"][0]["deliveries"][0]["status"] != "delivered":
             fail(f"the log: {status} {log}")
         say("a refused delivery came again with the same webhook-id; the log shows it delivered")
+        listen()
     finally:
         for we in created:
             call("DELETE", f"/v1/webhook-endpoints/{we}")

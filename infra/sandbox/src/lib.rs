@@ -49,6 +49,7 @@ pub mod payer;
 pub mod paygram;
 pub mod payment_engine;
 pub mod qpay;
+pub mod standard_webhooks;
 pub mod toyyibpay;
 pub mod trigger;
 

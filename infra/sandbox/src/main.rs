@@ -11,6 +11,11 @@
 //!   the next calls to that provider path fail, wait or hang;
 //!   `... -- faults clear` forgets every fault.
 //! - `... -- calls <path prefix>`: how many calls reached that path.
+//! - `... -- listen [<event types>]`: registers a loopback endpoint with a
+//!   running paygate (`PAYGATE_API_URL`, default `http://127.0.0.1:3000`,
+//!   with `PAYGATE_API_KEY`, default the local key) and prints each event as
+//!   it arrives, its Standard Webhooks signature checked; Ctrl-C removes
+//!   the endpoint.
 //!
 //! The client commands talk to a running sandbox at `PAYGATE_SANDBOX_URL`
 //! (default `http://127.0.0.1:8900`).
@@ -27,6 +32,7 @@ const USAGE: &str = "usage:
   sandbox faults <path prefix> <fail|delay|hang|apply_fail|apply_hang> [--count N] [--status S] [--delay-ms MS]
   sandbox faults clear
   sandbox calls <path prefix>
+  sandbox listen [<event types, comma-separated: payment.*,refund.succeeded,...>]
 providers: directpay, paygram, toyyibpay, qpay, epayment, payment_engine
 a running sandbox is found at PAYGATE_SANDBOX_URL (default http://127.0.0.1:8900)";
 
@@ -43,6 +49,8 @@ async fn main() -> ExitCode {
             let query = format!("/_sandbox/calls?path={}", encode(path));
             client("GET", &query, None).await
         }
+        ["listen"] => return listen("*").await,
+        ["listen", events] => return listen(events).await,
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -135,6 +143,104 @@ async fn client(method: &str, path: &str, body: Option<Value>) -> Result<Value, 
     } else {
         Err(format!("{status}: {answer}"))
     }
+}
+
+/// `listen`: an endpoint on loopback for `events`, printing what arrives.
+async fn listen(events: &str) -> ExitCode {
+    match listen_inner(events).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sandbox listen: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn listen_inner(events: &str) -> Result<(), String> {
+    let api = std::env::var("PAYGATE_API_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
+    let key =
+        std::env::var("PAYGATE_API_KEY").unwrap_or_else(|_| "pk_local_paygate_dev_key".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!(
+        "http://{}/events",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let http = reqwest::Client::new();
+    let types: Vec<&str> = events.split(',').map(str::trim).collect();
+    let created: Value = http
+        .post(format!("{api}/v1/webhook-endpoints"))
+        .bearer_auth(&key)
+        .header("idempotency-key", ulid::Ulid::new().to_string())
+        .json(&json!({"url": url, "events": types, "description": "sandbox listen"}))
+        .send()
+        .await
+        .map_err(|e| format!("no paygate at {api} ({e}); start it with `make dev`"))?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (Some(id), Some(secret)) = (created["id"].as_str(), created["secret"].as_str()) else {
+        return Err(format!("paygate refused the endpoint: {created}"));
+    };
+    println!("listening on {url} as endpoint {id} for {events}; Ctrl-C stops (and removes it)");
+    let secret = secret.to_string();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let secret = secret.clone();
+            async move {
+                print_event(&secret, &headers, &body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let served = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    served.await.map_err(|e| e.to_string())?;
+    let _ = http
+        .delete(format!("{api}/v1/webhook-endpoints/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await;
+    println!("endpoint {id} removed");
+    Ok(())
+}
+
+/// One line per event: when, its type and id, whether the signature
+/// verifies, and what it is about.
+fn print_event(secret: &str, headers: &axum::http::HeaderMap, body: &str) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let verified = sandbox::standard_webhooks::verifies(
+        secret,
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        body,
+        header("webhook-signature"),
+    );
+    let event: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    println!(
+        "{} {} {} {} {} {}",
+        event["created_at"].as_str().unwrap_or("-"),
+        event["type"].as_str().unwrap_or("?"),
+        header("webhook-id"),
+        if verified {
+            "signature ok"
+        } else {
+            "SIGNATURE DOES NOT VERIFY"
+        },
+        event["data"]["id"]
+            .as_str()
+            .or(event["data"]["payment_id"].as_str())
+            .unwrap_or("-"),
+        event["data"]["status"].as_str().unwrap_or("-"),
+    );
 }
 
 /// Percent-encodes a path prefix for a query string.

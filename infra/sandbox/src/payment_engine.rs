@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -268,23 +267,19 @@ async fn send(s: &Shared, event: &Value, scheme: Option<&str>, event_id: &str, o
         .post(url)
         .header("content-type", "application/json");
     if scheme == Some("standard") {
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(STANDARD_SECRET.trim_start_matches("whsec_"))
-            .unwrap_or_default();
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default()
             + offset;
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+        let Some(signature) = crate::standard_webhooks::sign(STANDARD_SECRET, event_id, ts, &body)
+        else {
             return 0;
         };
-        mac.update(format!("{event_id}.{ts}.{body}").as_bytes());
-        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         request = request
             .header("webhook-id", event_id)
             .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", format!("v1,{sig}"));
+            .header("webhook-signature", signature);
     } else {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()) else {
             return 0;
