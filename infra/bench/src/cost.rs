@@ -2,7 +2,8 @@
 //! durations and AWS calls, with every price and assumption in one table.
 //! A deposit: one create, the payer's page and its polls (paygate's only;
 //! the seed-style twin has no page), one completing callback, two
-//! duplicate callbacks, and a casino top-up for a stated share of deposits.
+//! duplicate callbacks, the merchant's event (paygate's only), and a
+//! casino top-up for a stated share of deposits.
 
 use std::collections::BTreeMap;
 
@@ -116,6 +117,8 @@ pub struct Recipe<'a> {
     pub create: &'a str,
     pub callback: &'a str,
     pub page: Option<&'a str>,
+    /// The function that tells the merchant (its flow `event delivery`).
+    pub events: Option<&'a str>,
     pub flows: &'a str,
 }
 
@@ -147,6 +150,11 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
             2.0,
         ),
     ];
+    if let Some(events) = recipe.events {
+        // One delivery per completed deposit; the merchant's answer is
+        // billed like a provider's round trip.
+        parts.push(((events, "event delivery".to_string()), 1.0, 1.0));
+    }
     let (polls, asks) = page_polls(PAYER_SECONDS);
     if let Some(page) = recipe.page {
         parts.push(((page, "payer page".to_string()), 1.0, 0.0));
@@ -254,7 +262,7 @@ pub fn table(rust: &Estimate, node: &Estimate, node_memory: u32) -> String {
     let (polls, asks) = page_polls(PAYER_SECONDS);
     let mut out = format!(
         "What 1,000,000 completed deposits cost on AWS (a create, a completing callback, two duplicates; a casino top-up for half of them; \
-         for paygate, the payer's page and its {polls} polls over {PAYER_SECONDS} s, {asks} of which ask the provider), \
+         for paygate, the payer's page and its {polls} polls over {PAYER_SECONDS} s, {asks} of which ask the provider, and the merchant's event delivered), \
          paygate beside the seed-style Node 20 twin (`infra/bench/node-twin`, at {node_memory} MB; it has no worker, so its top-ups are paygate's, \
          and no payer page):\n\n\
          | item | paygate quantity | paygate USD | Node twin quantity | Node twin USD |\n|---|---|---|---|---|\n",

@@ -100,6 +100,49 @@ fn answered(want: u16) -> impl Fn(&Outcome) -> Result<(), String> {
     }
 }
 
+/// A merchant's endpoint on loopback that answers every event 200: its
+/// URL.
+async fn receiver() -> Result<String, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!(
+        "http://{}/events",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let app = axum::Router::new().route("/events", axum::routing::post(|| async { "" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+/// Registers `url` as the local merchant's endpoint for every event.
+async fn register_endpoint(url: &str) -> Result<(), String> {
+    let stack = devstack::LocalStack::connect().await;
+    let table = std::env::var("PAYGATE_TABLE").map_err(|e| e.to_string())?;
+    let store = shared::store::Store::new(stack.dynamodb.clone(), table);
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let endpoint = shared::store::Endpoint {
+        id: shared::ids::EndpointId::generate(),
+        merchant: "m_local".parse().map_err(|e| format!("{e}"))?,
+        url: url.to_string(),
+        events: vec![],
+        description: Some("make bench".into()),
+        status: shared::store::EndpointStatus::Enabled,
+        disabled_reason: None,
+        created_ms: now,
+        updated_ms: now,
+        generation: 1,
+        previous_generation: None,
+        previous_until_ms: None,
+    };
+    store
+        .create_endpoint(&endpoint)
+        .await
+        .map_err(|e| e.to_string())?
+        .then_some(())
+        .ok_or_else(|| "the local merchant has 16 endpoints already".to_string())
+}
+
 /// The payer's side of `payments` (still pending): each page load, then a
 /// status poll that asks the provider and one right after that does not
 /// (a poll asks at most every 10 s). The first payment's are the cold
@@ -385,6 +428,18 @@ impl Bench {
             _ => None,
         };
 
+        // The merchant listens: each completed deposit's event is delivered
+        // (worker-events, measured below) to a receiver that answers 200.
+        let receiver = receiver().await?;
+        register_endpoint(&receiver).await?;
+        let mut stream = devstack::streams::StreamReader::open(
+            &devstack::LocalStack::dynamodb_url(),
+            &std::env::var("PAYGATE_TABLE").map_err(|e| e.to_string())?,
+            false,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+
         say(&format!("api-create-payment: 1 cold and {n} warm creates"));
         let payments = self
             .deposits(
@@ -401,6 +456,39 @@ impl Bench {
                 ],
             )
             .await?;
+
+        say("worker-events: each completed payment's event, delivered");
+        let filters = devstack::Template::load(&root().join("template.yaml"))
+            .map_err(|e| e.to_string())?
+            .functions
+            .into_iter()
+            .find(|f| f.binary == "worker-events")
+            .and_then(|f| f.streams.into_iter().next())
+            .map(|s| s.filters)
+            .unwrap_or_default();
+        let records: Vec<Value> = stream
+            .read()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|r| devstack::streams::passes(&filters, r))
+            .collect();
+        let events = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    label(i, "event delivery (cold)", "event delivery"),
+                    json!({"Records": [r]}),
+                )
+            })
+            .collect();
+        self.measure("worker-events", events, |o| match o {
+            Outcome::Response(v) if v["batchItemFailures"] == json!([]) => Ok(()),
+            Outcome::Response(v) => Err(format!("a record failed: {v}")),
+            Outcome::Error(e) => Err(e.clone()),
+        })
+        .await?;
 
         say("worker-casino-topup: each completed payment's top-up");
         let mut events = Vec::new();
@@ -854,6 +942,10 @@ async fn main_inner() -> Result<(), String> {
         ("PAYGATE_NAMESPACE".into(), "0".into()),
         ("RUST_LOG".into(), "warn".into()),
     ];
+    let mut env = env;
+    if let Ok(url) = std::env::var("PAYGATE_EVENTS_QUEUE_URL") {
+        env.push(("PAYGATE_EVENTS_QUEUE_URL".into(), url));
+    }
     let mut bench = Bench {
         template,
         env,
@@ -888,6 +980,7 @@ async fn main_inner() -> Result<(), String> {
         create: "api-create-payment",
         callback: "webhook-directpay",
         page: Some("api-pay-page"),
+        events: Some("worker-events"),
         flows: "",
     };
     let cost = cost::estimate(&functions, &flows, &paygate);
@@ -895,6 +988,7 @@ async fn main_inner() -> Result<(), String> {
         create: "node-twin-create",
         callback: "node-twin-callback",
         page: None,
+        events: None,
         flows: "twin ",
     };
     let node_twin_cost = cost::estimate(&functions, &flows, &node_twin);
