@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.request
 import uuid
@@ -113,18 +114,53 @@ def endpoint(base, path, events):
     return body
 
 
-def paid_payment():
+STORM = {"directpay": {"amount": 10000, "currency": "PHP"},
+         "qpay": {"amount": 10000, "currency": "MNT"}}
+
+
+def paid_payment(provider="directpay", events=("paid",)):
     status, payment = call("POST", "/v1/payments", {
-        "provider": "directpay", "amount": 10000, "currency": "PHP",
-        "reference": f"ORD-EVT-{RUN}-{uuid.uuid4().hex[:6]}", "wallet_user_id": f"u_evt_{RUN}"})
+        "provider": provider, **STORM[provider],
+        "reference": f"ORD-EVT-{RUN}-{uuid.uuid4().hex[:8]}", "wallet_user_id": f"u_evt_{RUN}"})
     if status != 201:
         fail(f"create answered {status}: {payment}")
-    status, report = call("POST", "/_sandbox/trigger",
-                          {"provider": "directpay", "event": "paid", "payment_id": payment["id"]},
-                          key=False, base=SANDBOX)
-    if status != 200:
-        fail(f"the sandbox's trigger answered {status}: {report}")
+    for event in events:
+        status, report = call("POST", "/_sandbox/trigger",
+                              {"provider": provider, "event": event, "payment_id": payment["id"]},
+                              key=False, base=SANDBOX)
+        if status != 200:
+            fail(f"the sandbox's trigger answered {status}: {report}")
     return payment["id"]
+
+
+def storm(base, created, size=100):
+    """`size` payments, each paid with a duplicate callback and then with
+    callbacks out of order, eight at a time: each payment.completed arrives
+    once, verified by the library."""
+    ep = endpoint(base, "/storm", ["payment.completed"])
+    created.append(ep["id"])
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda i: paid_payment(["directpay", "qpay"][i % 2],
+                                                   ("duplicate", "out-of-order")), range(size)))
+    deadline = time.time() + 120
+    while True:
+        with Receiver.lock:
+            got = [(h, b) for p, h, b in Receiver.got if p == "/storm"]
+        if len(got) >= size or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    time.sleep(2)  # anything more would come now
+    with Receiver.lock:
+        got = [({k.lower(): v for k, v in h.items()}, b) for p, h, b in Receiver.got if p == "/storm"]
+    per_payment = {}
+    for headers, body in got:
+        event = verify(ep["secret"], headers, body, "a storm's delivery")
+        per_payment.setdefault(event["data"]["id"], set()).add(event["id"])
+    missing = [i for i in ids if i not in per_payment]
+    twice = {k: v for k, v in per_payment.items() if len(v) > 1}
+    if missing or twice or len(got) != size:
+        fail(f"storm: {len(got)} deliveries for {size} payments; missing {missing[:3]}, told twice {list(twice)[:3]}")
+    say(f"storm: {size} payments with duplicate and out-of-order callbacks, each payment.completed once, verified")
 
 
 def verify(secret, headers, body, what):
@@ -215,6 +251,7 @@ def main():
         if status != 200 or log["data"][0]["deliveries"][0]["status"] != "delivered":
             fail(f"the log: {status} {log}")
         say("a refused delivery came again with the same webhook-id; the log shows it delivered")
+        storm(base, created)
         listen()
     finally:
         for we in created:

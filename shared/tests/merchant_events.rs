@@ -635,3 +635,88 @@ async fn a_storm_of_callbacks_makes_one_completed_event_per_payment() {
         assert_eq!(events.len(), 1, "{id}");
     }
 }
+
+/// A receiver that redirects, and one that answers at length: the
+/// redirect is not followed (the attempt is a refusal, retried), and no
+/// more than 1 KiB of an answer is read or kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed_and_answers_are_cut_at_1_kib() {
+    let h = Harness::start().await;
+    // Where a redirect would lead: it must never be reached.
+    let (elsewhere, elsewhere_url) = Receiver::start(&[]).await;
+    let redirecting = {
+        let target = elsewhere_url.clone();
+        let app = axum::Router::new()
+            .route(
+                "/moved",
+                axum::routing::post(move || {
+                    let target = target.clone();
+                    async move { (StatusCode::TEMPORARY_REDIRECT, [("location", target)], "") }
+                }),
+            )
+            .route(
+                "/long",
+                axum::routing::post(|| async { (StatusCode::OK, "x".repeat(64 * 1024)) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        base
+    };
+    let moved = endpoint(&h, &format!("{redirecting}/moved"), json!([])).await;
+    let long = endpoint(&h, &format!("{redirecting}/long"), json!([])).await;
+    let id = create_for(&h, "directpay", "u_events").await;
+    trigger(&h, "directpay", "paid", id).await;
+    let merchant = common::harness::merchant();
+    let deliveries = || async {
+        let (events, _) = h
+            .store()
+            .events_of(&merchant, None, Some(id), 10, None)
+            .await
+            .unwrap();
+        events
+            .into_iter()
+            .next()
+            .map(|(_, d)| d)
+            .unwrap_or_default()
+    };
+    let start = std::time::Instant::now();
+    loop {
+        h.run_events().await;
+        let d = deliveries().await;
+        if d.len() == 2 && d.iter().all(|d| d.sent >= 1) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{d:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let d = deliveries().await;
+    let of = |we: &Value| {
+        d.iter()
+            .find(|d| d.endpoint_id.to_string() == we["id"].as_str().unwrap())
+            .unwrap()
+            .clone()
+    };
+    let moved = of(&moved);
+    assert_eq!(moved.log[0].status_code, Some(307));
+    assert_eq!(
+        moved.status,
+        shared::store::DeliveryStatus::Pending,
+        "retried, not delivered"
+    );
+    assert!(elsewhere.got().is_empty(), "the redirect was followed");
+    let long = of(&long);
+    assert_eq!(long.status, shared::store::DeliveryStatus::Delivered);
+    assert_eq!(long.log[0].answer.as_ref().unwrap().len(), 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_refused_and_writes_nothing() {
+    let h = Harness::start().await;
+    let before = h.items().await.len();
+    let huge = json!({"url": "http://127.0.0.1:9/x", "description": "x".repeat(300 * 1024)});
+    let r = h.post("/v1/webhook-endpoints", "too-big", &huge).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "body_too_large");
+    assert_eq!(h.items().await.len(), before);
+}

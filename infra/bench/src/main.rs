@@ -610,8 +610,14 @@ impl Bench {
             self.env.clone(),
             self.instances,
         ));
-        let queue = std::env::var("PAYGATE_TOPUP_QUEUE_URL").map_err(|e| e.to_string())?;
-        storm::start_gateway(pools.clone(), &queue).await?;
+        let mut queues = vec![(
+            "TopUpQueue".to_string(),
+            std::env::var("PAYGATE_TOPUP_QUEUE_URL").map_err(|e| e.to_string())?,
+        )];
+        if let Ok(url) = std::env::var("PAYGATE_EVENTS_QUEUE_URL") {
+            queues.push(("EventsQueue".to_string(), url));
+        }
+        storm::start_gateway(pools.clone(), &queues).await?;
         let client = storm::Client::new(&self.sandbox.url());
         // The storm starts as a fresh deployment would: no provider login
         // stored, every process cold.

@@ -147,9 +147,10 @@ async fn invocations(
 }
 
 /// Starts the invoke endpoint and the gateway in front of it on
-/// [`GATEWAY`], with the top-up queue fed to the worker by two pollers
-/// (Lambda's SQS event source starts with several).
-pub async fn start_gateway(pools: Arc<Pools>, queue_url: &str) -> Result<(), String> {
+/// [`GATEWAY`], with each queue (`queues`: logical id and URL) fed to its
+/// function by two pollers (Lambda's SQS event source starts with
+/// several), and the table's stream to the function it triggers.
+pub async fn start_gateway(pools: Arc<Pools>, queues: &[(String, String)]) -> Result<(), String> {
     let app = Router::new()
         .route(
             "/2015-03-31/functions/{name}/invocations",
@@ -179,15 +180,32 @@ pub async fn start_gateway(pools: Arc<Pools>, queue_url: &str) -> Result<(), Str
         }
     });
     let stack = devstack::LocalStack::connect().await;
-    for function in template.functions.iter().filter(|f| !f.queues.is_empty()) {
-        for _ in 0..2 {
-            let (g, sqs, f, url) = (
-                gateway.clone(),
-                stack.sqs.clone(),
-                function.clone(),
-                queue_url.to_string(),
-            );
-            tokio::spawn(async move { g.poll(sqs, url, f).await });
+    for function in &template.functions {
+        for queue in &function.queues {
+            let Some((_, url)) = queues.iter().find(|(id, _)| id == queue) else {
+                return Err(format!("no queue for {queue} of {}", function.binary));
+            };
+            for _ in 0..2 {
+                let (g, sqs, f, url) = (
+                    gateway.clone(),
+                    stack.sqs.clone(),
+                    function.clone(),
+                    url.clone(),
+                );
+                tokio::spawn(async move { g.poll(sqs, url, f).await });
+            }
+        }
+        for source in &function.streams {
+            let table = std::env::var("PAYGATE_TABLE").map_err(|e| e.to_string())?;
+            let reader = devstack::streams::StreamReader::open(
+                &devstack::LocalStack::dynamodb_url(),
+                &table,
+                false,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let (g, s, f) = (gateway.clone(), source.clone(), function.clone());
+            tokio::spawn(async move { g.poll_stream(reader, s, f).await });
         }
     }
     Ok(())
