@@ -136,3 +136,47 @@ async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_du
     let p = h.store().payment(id).await.unwrap().unwrap();
     assert_eq!(p.status, shared::payment::PaymentStatus::Completed);
 }
+
+/// worker-events for a merchant with no endpoint: the event read, the
+/// merchant's endpoints queried, the event's open mark cleared; nothing
+/// more (no transaction, no query of deliveries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
+    let h = Harness::start().await;
+    let case = cases()
+        .into_iter()
+        .find(|c| c.provider == "directpay")
+        .unwrap();
+    let id = create(&h, &case, "u_calls").await;
+    common::cases::trigger(&h, "directpay", "paid", id).await;
+    let count = Count::default();
+    let config = h
+        .stack
+        .dynamodb
+        .config()
+        .to_builder()
+        .interceptor(count.clone())
+        .build();
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        h.store().table(),
+    );
+    let worker = h.cold_instance_on(store);
+    let records = h.stream.lock().await.read().await.unwrap();
+    let events: Vec<_> = records
+        .into_iter()
+        .filter(|r| r["dynamodb"]["Keys"]["sk"]["S"] == "EVENT")
+        .collect();
+    assert_eq!(events.len(), 1, "the completion's event");
+    let answer = shared::api::events_worker::handle(&worker, json!({"Records": events})).await;
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    let calls = count.take();
+    let expected: BTreeMap<String, u32> = [("GetItem", 1), ("Query", 1), ("UpdateItem", 1)]
+        .iter()
+        .map(|(op, n)| (op.to_string(), *n))
+        .collect();
+    assert_eq!(calls, expected);
+    // Handed out: the sweep has nothing to send again.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    assert!(h.store().events_open(later, 10).await.unwrap().is_empty());
+}

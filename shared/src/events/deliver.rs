@@ -119,7 +119,12 @@ pub async fn fan_out(
             .filter(|e| e.status == EndpointStatus::Enabled && subscribed(&e.events, event.kind))
             .map(|e| e.id)
             .collect();
+        let nobody = endpoints.is_empty();
         services.store.fan_out(event, &endpoints, now).await?;
+        if nobody {
+            // The merchant listens nowhere: nothing to deliver.
+            return Ok(());
+        }
     }
     // Fanned out now or before (a retried stream record, a dead worker):
     // whatever is due goes.

@@ -340,6 +340,21 @@ impl Store {
             .condition_expression("gsi2pk = :open")
             .expression_attribute_values(":open", s(OPEN_EVENTS))
             .build()?;
+        if endpoints.is_empty() {
+            // Nobody to tell: one conditional update, not a transaction.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(schema::PK, s(pk))
+                .key(schema::SK, s(EVENT_SK))
+                .update_expression("REMOVE gsi2pk, gsi2sk")
+                .condition_expression("gsi2pk = :open")
+                .expression_attribute_values(":open", s(OPEN_EVENTS))
+                .send()
+                .await;
+            return applied(result);
+        }
         let mut writes = vec![Write {
             what: ItemKind::Event,
             item: TransactWriteItem::builder().update(update).build(),
