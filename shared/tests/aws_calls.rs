@@ -48,17 +48,8 @@ impl Count {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_duplicate_one() {
-    let h = Harness::start().await;
-    let case = cases()
-        .into_iter()
-        .find(|c| c.provider == "directpay")
-        .unwrap();
-    // Created by the API's instance, which stored its DirectPay login.
-    let id = create(&h, &case, "u_calls").await;
-
-    // A cold instance of the webhook function, counting its DynamoDB calls.
+/// A cold instance whose DynamoDB calls are counted.
+fn counting(h: &Harness) -> (shared::services::Services, Count) {
     let count = Count::default();
     let config = h
         .stack
@@ -71,7 +62,21 @@ async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_du
         aws_sdk_dynamodb::Client::from_conf(config),
         h.store().table(),
     );
-    let cold = h.cold_instance_on(store);
+    (h.cold_instance_on(store), count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_duplicate_one() {
+    let h = Harness::start().await;
+    let case = cases()
+        .into_iter()
+        .find(|c| c.provider == "directpay")
+        .unwrap();
+    // Created by the API's instance, which stored its DirectPay login.
+    let id = create(&h, &case, "u_calls").await;
+
+    // A cold instance of the webhook function, counting its DynamoDB calls.
+    let (cold, count) = counting(&h);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cold_api = format!("http://{}", listener.local_addr().unwrap());
     common::api::serve(listener, cold).await;
@@ -143,25 +148,9 @@ async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_du
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
     let h = Harness::start().await;
-    let case = cases()
-        .into_iter()
-        .find(|c| c.provider == "directpay")
-        .unwrap();
-    let id = create(&h, &case, "u_calls").await;
+    let id = common::cases::create_for(&h, "directpay", "u_calls").await;
     common::cases::trigger(&h, "directpay", "paid", id).await;
-    let count = Count::default();
-    let config = h
-        .stack
-        .dynamodb
-        .config()
-        .to_builder()
-        .interceptor(count.clone())
-        .build();
-    let store = Store::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
-        h.store().table(),
-    );
-    let worker = h.cold_instance_on(store);
+    let (worker, count) = counting(&h);
     let records = h.stream.lock().await.read().await.unwrap();
     let events: Vec<_> = records
         .into_iter()
