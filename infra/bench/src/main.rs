@@ -52,6 +52,9 @@ struct FlowResult {
     calls: BTreeMap<String, u32>,
     items_written: Vec<usize>,
     transaction_items: u32,
+    read_units: f64,
+    write_units: f64,
+    index_write_units: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -271,6 +274,9 @@ impl Bench {
                     calls: tally.calls,
                     items_written: tally.items_written,
                     transaction_items: tally.transaction_items,
+                    read_units: tally.read_units,
+                    write_units: tally.write_units,
+                    index_write_units: tally.index_write_units,
                 });
             }
         }
@@ -843,12 +849,12 @@ fn table(results: &Results) -> String {
             f.peak_rss_mib
         ));
     }
-    out.push_str("\nAWS calls per flow, counted on the wire (a cold flow includes what the process's first request needed: secrets, the shared provider login; the warm one is the last of its run):\n\n| flow | calls | items in transactions | items put (bytes) |\n|---|---|---|---|\n");
+    out.push_str("\nAWS calls per flow, counted on the wire (a cold flow includes what the process's first request needed: secrets, the shared provider login; the warm one is the last of its run), with the request units DynamoDB billed them (write units of indexes in brackets):\n\n| flow | calls | items in transactions | items put (bytes) | RRU | WRU |\n|---|---|---|---|---|---|\n");
     for f in &results.flows {
         let calls: Vec<String> = f.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let sizes: Vec<String> = f.items_written.iter().map(|s| s.to_string()).collect();
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} ({}) |\n",
             f.flow,
             if calls.is_empty() {
                 "none".into()
@@ -860,7 +866,10 @@ fn table(results: &Results) -> String {
                 "-".into()
             } else {
                 sizes.join(", ")
-            }
+            },
+            f.read_units,
+            f.write_units,
+            f.index_write_units
         ));
     }
     out.push_str(&format!(
@@ -1049,8 +1058,8 @@ impl Bench {
             .map(|f| cost::Flow {
                 name: f.flow.clone(),
                 calls: f.calls.clone(),
-                items_written: f.items_written.clone(),
-                transaction_items: f.transaction_items,
+                read_units: f.read_units,
+                write_units: f.write_units,
             })
             .collect()
     }
