@@ -12,11 +12,13 @@
 //! taken over cannot overwrite the new owner's.
 
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{millis, n, s, schema, Item, ItemKind, Store, StoreError};
+use super::{millis, n, s, schema, Item, ItemKind, Store, StoreError, Write};
 use crate::ids::{IdempotencyKey, MerchantId};
 
 /// Whose key and for which operation: keys of different merchants or
@@ -141,30 +143,16 @@ impl Store {
         token: &str,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        let headers = serde_json::to_string(&response.headers)
-            .map_err(|e| StoreError::Build(format!("response headers: {e}")))?;
+        let c = Completion::of(scope, key, token, response)?;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(schema::PK, s(scope.pk(key)))
-            .key(schema::SK, s(SK))
-            .update_expression(
-                "SET #status = :completed, response_status = :status, \
-                 response_headers = :headers, response_body = :body REMOVE in_progress_until",
-            )
-            .condition_expression("#status = :in_progress AND #token = :token")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":completed", s("completed"))
-            .expression_attribute_values(":in_progress", s("in_progress"))
-            .expression_attribute_values(":status", n(response.status))
-            .expression_attribute_values(":headers", s(headers))
-            .expression_attribute_values(
-                ":body",
-                AttributeValue::B(Blob::new(response.body.clone())),
-            )
-            .expression_attribute_values(":token", s(token))
+            .set_key(Some(c.key))
+            .update_expression(COMPLETE)
+            .condition_expression(OWNED)
+            .set_expression_attribute_names(Some(c.names))
+            .set_expression_attribute_values(Some(c.values))
             .send()
             .await;
         match result {
@@ -174,6 +162,32 @@ impl Store {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// [`Store::complete_idempotent`] as a write of a transaction, so the
+    /// response is kept in the same commit as the work it answers (a
+    /// create: one round trip fewer). Refused, like the update, when the
+    /// record is no longer `token`'s.
+    pub fn complete_idempotent_write(
+        &self,
+        scope: &IdempotencyScope,
+        key: &IdempotencyKey,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<Write, StoreError> {
+        let c = Completion::of(scope, key, token, response)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(c.key))
+            .update_expression(COMPLETE)
+            .condition_expression(OWNED)
+            .set_expression_attribute_names(Some(c.names))
+            .set_expression_attribute_values(Some(c.values))
+            .build()?;
+        Ok(Write {
+            what: ItemKind::IdempotencyRecord,
+            item: TransactWriteItem::builder().update(update).build(),
+        })
     }
 
     /// Deletes the in-progress record `token` owns, so the request can be
@@ -202,6 +216,55 @@ impl Store {
             Err(err) if super::is_condition_failure(&err) => Ok(()),
             Err(err) => Err(err.into()),
         }
+    }
+}
+
+/// The update that completes a record: the response kept, no deadline.
+const COMPLETE: &str = "SET #status = :completed, response_status = :status, \
+     response_headers = :headers, response_body = :body REMOVE in_progress_until";
+/// Only while the record is still the caller's run.
+const OWNED: &str = "#status = :in_progress AND #token = :token";
+
+/// The key, names and values of [`COMPLETE`] under [`OWNED`].
+struct Completion {
+    key: Item,
+    names: std::collections::HashMap<String, String>,
+    values: Item,
+}
+
+impl Completion {
+    fn of(
+        scope: &IdempotencyScope,
+        key: &IdempotencyKey,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<Completion, StoreError> {
+        let headers = serde_json::to_string(&response.headers)
+            .map_err(|e| StoreError::Build(format!("response headers: {e}")))?;
+        Ok(Completion {
+            key: [
+                (schema::PK.to_string(), s(scope.pk(key))),
+                (schema::SK.to_string(), s(SK)),
+            ]
+            .into(),
+            names: [
+                ("#status".to_string(), "status".to_string()),
+                ("#token".to_string(), "token".to_string()),
+            ]
+            .into(),
+            values: [
+                (":completed".to_string(), s("completed")),
+                (":in_progress".to_string(), s("in_progress")),
+                (":status".to_string(), n(response.status)),
+                (":headers".to_string(), s(headers)),
+                (
+                    ":body".to_string(),
+                    AttributeValue::B(Blob::new(response.body.clone())),
+                ),
+                (":token".to_string(), s(token)),
+            ]
+            .into(),
+        })
     }
 }
 

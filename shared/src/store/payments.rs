@@ -168,6 +168,21 @@ impl Store {
     /// Stores a new payment and claims its merchant reference in the same
     /// transaction, so two payments can never share a reference.
     pub async fn create_payment(&self, payment: &Payment) -> Result<CreateOutcome, StoreError> {
+        self.create_payment_with(payment, None)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Store::create_payment`], with `keep` (the create's idempotency
+    /// record completed with its answer) in the same transaction; whether
+    /// `keep` committed. A `keep` refused by its own condition (the record
+    /// is no longer this run's) never costs the payment: it is stored
+    /// without it.
+    pub async fn create_payment_with(
+        &self,
+        payment: &Payment,
+        keep: Option<Write>,
+    ) -> Result<(CreateOutcome, bool), StoreError> {
         let put_payment = Put::builder()
             .table_name(&self.table)
             .set_item(Some(payment_item(payment)?))
@@ -210,11 +225,18 @@ impl Store {
                 item: TransactWriteItem::builder().put(page).build(),
             });
         }
+        let kept_at = keep.as_ref().map(|_| writes.len());
+        writes.extend(keep);
         for attempt in 0..MAX_CONFLICT_RETRIES {
+            let kept = kept_at.is_some_and(|at| at < writes.len());
             match self.transact(writes.clone()).await? {
-                Ok(()) => return Ok(CreateOutcome::Created),
+                Ok(()) => return Ok((CreateOutcome::Created, kept)),
+                Err(Cancelled::Condition { index, .. }) if Some(index) == kept_at => {
+                    // Not this run's record any more: the payment still counts.
+                    writes.truncate(index);
+                }
                 Err(Cancelled::Condition { index: 0, .. }) => {
-                    return Ok(CreateOutcome::AlreadyExists)
+                    return Ok((CreateOutcome::AlreadyExists, false))
                 }
                 // 192 random bits taken already: not a race a retry wins.
                 Err(Cancelled::Condition { index: 2, .. }) => {
@@ -228,7 +250,7 @@ impl Store {
                             .await?
                             .ok_or(StoreError::Contention)?,
                     };
-                    return Ok(CreateOutcome::DuplicateReference { existing });
+                    return Ok((CreateOutcome::DuplicateReference { existing }, false));
                 }
                 Err(Cancelled::Conflict) => conflict_backoff(attempt).await,
             }
@@ -329,7 +351,8 @@ impl Store {
         }
     }
 
-    async fn payment_id_for_reference(
+    /// The payment that holds a merchant reference (one read, of its claim).
+    pub async fn payment_id_for_reference(
         &self,
         merchant: &MerchantId,
         reference: &MerchantReference,
