@@ -95,7 +95,7 @@ impl Store {
             .item(schema::PK, s(scope.pk(key)))
             .item(schema::SK, s(SK))
             .item("status", s("in_progress"))
-            .item("request_hash", s(request_hash))
+            .item("request_hash", hash_value(request_hash))
             .item("token", s(token.clone()))
             .item("in_progress_until", n(millis(deadline)))
             .item(schema::TTL, n(expires.unix_timestamp()))
@@ -126,7 +126,7 @@ impl Store {
                 None => return Ok(BeginOutcome::InProgress),
             },
         };
-        if text(&existing, "request_hash")? != request_hash {
+        if !same_request(&existing, request_hash)? {
             return Ok(BeginOutcome::Mismatch);
         }
         match text(&existing, "status")? {
@@ -149,7 +149,7 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(c.key))
-            .update_expression(COMPLETE)
+            .update_expression(c.expression)
             .condition_expression(OWNED)
             .set_expression_attribute_names(Some(c.names))
             .set_expression_attribute_values(Some(c.values))
@@ -179,7 +179,7 @@ impl Store {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(c.key))
-            .update_expression(COMPLETE)
+            .update_expression(c.expression)
             .condition_expression(OWNED)
             .set_expression_attribute_names(Some(c.names))
             .set_expression_attribute_values(Some(c.values))
@@ -219,14 +219,46 @@ impl Store {
     }
 }
 
-/// The update that completes a record: the response kept, no deadline.
+/// The update that completes a record: the response kept; no deadline,
+/// no token (nobody completes or releases it any more).
 const COMPLETE: &str = "SET #status = :completed, response_status = :status, \
-     response_headers = :headers, response_body = :body REMOVE in_progress_until";
+     response_headers = :headers, response_body = :body REMOVE in_progress_until, #token";
+/// [`COMPLETE`] for a response with only the usual JSON content type,
+/// which a replay restores ([`usual_headers`]).
+const COMPLETE_USUAL: &str = "SET #status = :completed, response_status = :status, \
+     response_body = :body REMOVE in_progress_until, response_headers, #token";
+
+/// The headers nearly every kept response has: not stored.
+fn usual_headers() -> Vec<(String, String)> {
+    vec![("content-type".into(), "application/json".into())]
+}
+
+/// A request's fingerprint as stored: its 32 bytes (hex text if it is not
+/// hex, as it never is).
+fn hash_value(hash: &str) -> AttributeValue {
+    match hex::decode(hash) {
+        Ok(bytes) => AttributeValue::B(Blob::new(bytes)),
+        Err(_) => s(hash),
+    }
+}
+
+/// Whether a record was made for the request whose fingerprint is `hash`
+/// (records kept the hex text before they kept the bytes).
+fn same_request(item: &Item, hash: &str) -> Result<bool, StoreError> {
+    match item.get("request_hash") {
+        Some(AttributeValue::B(bytes)) => Ok(hex::decode(hash).is_ok_and(|h| h == bytes.as_ref())),
+        Some(_) => Ok(text(item, "request_hash")? == hash),
+        None => Err(StoreError::Corrupt(
+            "idempotency record without request_hash".into(),
+        )),
+    }
+}
 /// Only while the record is still the caller's run.
 const OWNED: &str = "#status = :in_progress AND #token = :token";
 
 /// The key, names and values of [`COMPLETE`] under [`OWNED`].
 struct Completion {
+    expression: &'static str,
     key: Item,
     names: std::collections::HashMap<String, String>,
     values: Item,
@@ -241,7 +273,23 @@ impl Completion {
     ) -> Result<Completion, StoreError> {
         let headers = serde_json::to_string(&response.headers)
             .map_err(|e| StoreError::Build(format!("response headers: {e}")))?;
+        let usual = response.headers == usual_headers();
+        let mut values: Item = [
+            (":completed".to_string(), s("completed")),
+            (":in_progress".to_string(), s("in_progress")),
+            (":status".to_string(), n(response.status)),
+            (
+                ":body".to_string(),
+                AttributeValue::B(Blob::new(response.body.clone())),
+            ),
+            (":token".to_string(), s(token)),
+        ]
+        .into();
+        if !usual {
+            values.insert(":headers".into(), s(headers));
+        }
         Ok(Completion {
+            expression: if usual { COMPLETE_USUAL } else { COMPLETE },
             key: [
                 (schema::PK.to_string(), s(scope.pk(key))),
                 (schema::SK.to_string(), s(SK)),
@@ -252,18 +300,7 @@ impl Completion {
                 ("#token".to_string(), "token".to_string()),
             ]
             .into(),
-            values: [
-                (":completed".to_string(), s("completed")),
-                (":in_progress".to_string(), s("in_progress")),
-                (":status".to_string(), n(response.status)),
-                (":headers".to_string(), s(headers)),
-                (
-                    ":body".to_string(),
-                    AttributeValue::B(Blob::new(response.body.clone())),
-                ),
-                (":token".to_string(), s(token)),
-            ]
-            .into(),
+            values,
         })
     }
 }
@@ -282,8 +319,12 @@ fn stored_response(item: &Item) -> Result<StoredResponse, StoreError> {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| corrupt("status"))?;
-    let headers =
-        serde_json::from_str(text(item, "response_headers")?).map_err(|_| corrupt("headers"))?;
+    let headers = match item.get("response_headers") {
+        Some(_) => {
+            serde_json::from_str(text(item, "response_headers")?).map_err(|_| corrupt("headers"))?
+        }
+        None => usual_headers(),
+    };
     let body = item
         .get("response_body")
         .and_then(|v| v.as_b().ok())

@@ -137,9 +137,17 @@ impl Payment {
 
 fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     let mut item: Item = serde_dynamo::to_item(p)?;
+    compact(&mut item);
+    // Kept once: the id in the key, the provider's reference in its index
+    // key, a refund total of zero not at all (`payment_from` restores them).
+    item.remove("id");
+    if p.refunded_amount.minor() == 0 {
+        item.remove(REFUNDED);
+    }
     item.insert(schema::PK.into(), s(keys::payment(p.id)));
     item.insert(schema::SK.into(), s(keys::PAYMENT_SK));
     if let Some(r) = &p.provider_reference {
+        item.remove(PROVIDER_REFERENCE);
         item.insert(
             schema::GSI1_PK.into(),
             s(keys::provider_ref(p.provider, r.as_str())),
@@ -160,7 +168,72 @@ fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn payment_from(item: Item) -> Result<Payment, StoreError> {
+/// Leaves out of a payment item what reads back the same when missing:
+/// every null, an empty customer, no app links, zero counters (every
+/// write of a payment item bills it by its size: 1 KB a write unit).
+fn compact(item: &mut Item) {
+    fn empty(name: &str, value: &AttributeValue) -> bool {
+        match value {
+            AttributeValue::Null(_) => true,
+            AttributeValue::M(m) => m.is_empty() && name == "customer",
+            AttributeValue::L(l) => l.is_empty() && name == "links",
+            AttributeValue::N(n) => n == "0" && matches!(name, "history_apart" | "sweep_misses"),
+            _ => false,
+        }
+    }
+    item.retain(|name, value| !empty(name, value));
+    if let Some(AttributeValue::M(checkout)) = item.get_mut("checkout") {
+        checkout.retain(|name, value| !empty(name, value));
+    }
+}
+
+/// The claims of [`Store::claim_provider_check`], every slot: a payment
+/// that no callback or reader asks about any more drops them.
+fn claim_attributes() -> Vec<String> {
+    PaymentStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain(["poll"])
+        .map(|slot| format!("check_ms_{slot}"))
+        .collect()
+}
+
+const REFUNDED: &str = "refunded_amount";
+const PROVIDER_REFERENCE: &str = "provider_reference";
+
+fn payment_from(mut item: Item) -> Result<Payment, StoreError> {
+    let text = |item: &Item, name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::to_string)
+    };
+    if !item.contains_key("id") {
+        let id = text(&item, schema::PK)
+            .and_then(|pk| pk.strip_prefix("PAY#").map(str::to_string))
+            .ok_or_else(|| StoreError::Corrupt("a payment item without its id".into()))?;
+        item.insert("id".into(), s(id));
+    }
+    if !item.contains_key(PROVIDER_REFERENCE) {
+        // `REF#<provider>#<reference>`: provider names hold no '#'.
+        if let Some(reference) =
+            text(&item, schema::GSI1_PK).and_then(|k| k.splitn(3, '#').nth(2).map(str::to_string))
+        {
+            item.insert(PROVIDER_REFERENCE.into(), s(reference));
+        }
+    }
+    if !item.contains_key(REFUNDED) {
+        // Nothing refunded, in the payment's currency.
+        let currency = item
+            .get("amount")
+            .and_then(|a| a.as_m().ok())
+            .and_then(|m| m.get("currency"))
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("a payment item without its amount".into()))?;
+        item.insert(
+            REFUNDED.into(),
+            AttributeValue::M([("amount".into(), n(0)), ("currency".into(), currency)].into()),
+        );
+    }
     Ok(serde_dynamo::from_item(item)?)
 }
 
@@ -537,6 +610,22 @@ impl Store {
         {
             // No longer open work for the sweep, nor for a person.
             expression.push_str(" REMOVE gsi2pk, gsi2sk");
+        }
+        if matches!(
+            change.to,
+            PaymentStatus::Completed
+                | PaymentStatus::Refunded
+                | PaymentStatus::PartiallyRefunded
+                | PaymentStatus::NeedsReview
+        ) {
+            // Settled for every callback and reader (webhooks'
+            // `already_settled`, a poll asks only while pending): nobody
+            // claims a provider check again, so the claims go.
+            let claims = claim_attributes().join(", ");
+            match expression.find(" REMOVE ") {
+                Some(_) => expression.push_str(&format!(", {claims}")),
+                None => expression.push_str(&format!(" REMOVE {claims}")),
+            }
         }
         Ok(update.update_expression(expression).build()?)
     }
