@@ -108,7 +108,8 @@ fn count(calls: &BTreeMap<String, u32>, prefix: &str) -> f64 {
 /// `<flows>completing callback` and `<flows>duplicate callback` (`flows`
 /// is "" for paygate, "twin " for the Node twin); the casino top-up is
 /// paygate's worker for both. `page`: the payer page's function, whose
-/// flows are `payer page`, `payer poll (asks the provider)` and `payer poll`.
+/// flows are `payer page`, `payer poll (asks the provider)`, `payer poll
+/// (asks the provider again)` and `payer poll`.
 pub struct Recipe<'a> {
     pub create: &'a str,
     pub callback: &'a str,
@@ -154,9 +155,16 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     let (polls, asks) = page_polls(PAYER_SECONDS);
     if let Some(page) = recipe.page {
         parts.push(((page, "payer page".to_string()), 1.0, 0.0));
+        // The first question writes the provider's answer; the later ones
+        // hear the same and write only their claim.
         parts.push((
             (page, "payer poll (asks the provider)".to_string()),
-            f64::from(asks),
+            f64::from(asks.min(1)),
+            1.0,
+        ));
+        parts.push((
+            (page, "payer poll (asks the provider again)".to_string()),
+            f64::from(asks.saturating_sub(1)),
             1.0,
         ));
         parts.push((

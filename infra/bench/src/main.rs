@@ -146,10 +146,14 @@ async fn register_endpoint(url: &str) -> Result<(), String> {
         .ok_or_else(|| "the local merchant has 16 endpoints already".to_string())
 }
 
+/// An event that is a pause of that many milliseconds (`Bench::measure`).
+const WAIT: &str = "bench_wait_ms";
+
 /// The payer's side of `payments` (still pending): each page load, then a
 /// status poll that asks the provider and one right after that does not
 /// (a poll asks at most every 10 s). The first payment's are the cold
-/// process's flows, the `n`th's the warm ones.
+/// process's flows, the `n`th's the warm ones; the `n`th is asked once
+/// more after the poll interval (a question whose answer is not new).
 fn page_events(payments: &[Value], n: usize) -> Result<Vec<(Option<&'static str>, Value)>, String> {
     let mut events = Vec::new();
     for (i, payment) in payments.iter().enumerate() {
@@ -175,7 +179,11 @@ fn page_events(payments: &[Value], n: usize) -> Result<Vec<(Option<&'static str>
         };
         events.push((load, page));
         events.push((asks, poll.clone()));
-        events.push((again, poll));
+        events.push((again, poll.clone()));
+        if i == n {
+            events.push((None, json!({ WAIT: 10_500 })));
+            events.push((Some("payer poll (asks the provider again)"), poll));
+        }
     }
     Ok(events)
 }
@@ -355,7 +363,8 @@ impl Bench {
 
     /// Starts `binary` and invokes it with each event in turn (the first
     /// on the cold process); an event's flow, where it names one, records
-    /// its AWS calls. Every answer must pass `ok`.
+    /// its AWS calls. Every answer must pass `ok`. An event `{WAIT: ms}`
+    /// is a pause, not an invocation.
     async fn measure(
         &mut self,
         binary: &str,
@@ -367,6 +376,10 @@ impl Bench {
         let mut warm = Vec::new();
         let mut outcomes = Vec::new();
         for (i, (flow, event)) in events.iter().enumerate() {
+            if let Some(ms) = event[WAIT].as_u64() {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                continue;
+            }
             let (took, outcome) = self.invoke(&instance, *flow, event).await?;
             ok(&outcome).map_err(|e| format!("{binary}: {e}"))?;
             if i == 0 {
@@ -1073,5 +1086,33 @@ async fn main() -> std::process::ExitCode {
             eprintln!("paygate-bench: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warm_payer_is_asked_again_after_the_poll_interval() {
+        let payments: Vec<Value> = (0..3)
+            .map(|i| json!({"checkout": {"page_url": format!("http://x/pay/t{i}")}}))
+            .collect();
+        let events = page_events(&payments, 2).unwrap();
+        let flows: Vec<Option<&str>> = events.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            flows[flows.len() - 5..],
+            [
+                Some("payer page"),
+                Some("payer poll (asks the provider)"),
+                Some("payer poll"),
+                None,
+                Some("payer poll (asks the provider again)")
+            ]
+        );
+        let (_, wait) = &events[events.len() - 2];
+        assert!(wait[WAIT].as_u64().unwrap() > 10_000, "{wait}");
+        let (_, again) = &events[events.len() - 1];
+        assert_eq!(again["rawPath"], "/pay/t2/status");
     }
 }

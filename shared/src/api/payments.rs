@@ -470,9 +470,10 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
         return payment;
     }
     // Many readers at once (or a reader racing a callback) ask once.
+    // The claim records the time of the question too.
     match services
         .store
-        .claim_provider_check(payment.id, "poll", now, POLL_INTERVAL)
+        .claim_poll(payment.id, now, POLL_INTERVAL)
         .await
     {
         Ok(true) => {}
@@ -492,22 +493,29 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
             return payment;
         }
     };
-    if let Err(e) = services
-        .store
-        .mark_provider_checked(payment.id, now, Some(&confirmation.provider_status))
-        .await
-    {
-        tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider check");
-    }
-    match crate::flow::apply_confirmation(
+    let applied = crate::flow::apply_confirmation(
         crate::flow::Books::of(services),
         &payment,
         &confirmation,
         ChangeSource::Poll,
         vec![],
     )
-    .await
-    {
+    .await;
+    // A move records the provider's word itself; otherwise it is written
+    // only when it is new (a payer's page polling a pending payment writes
+    // its claim and nothing else).
+    let recorded = matches!(applied, Ok(crate::flow::Applied::Moved(_)))
+        || payment.provider_status.as_deref() == Some(confirmation.provider_status.as_str());
+    if !recorded {
+        if let Err(e) = services
+            .store
+            .mark_provider_checked(payment.id, now, Some(&confirmation.provider_status))
+            .await
+        {
+            tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider check");
+        }
+    }
+    match applied {
         Ok(applied) => {
             let mut p = applied.payment().clone();
             p.provider_checked_at = Some(now);

@@ -820,18 +820,30 @@ impl Store {
         now: OffsetDateTime,
         window: time::Duration,
     ) -> Result<bool, StoreError> {
-        let result = self
+        let update = self
             .update_payment(id)
-            .update_expression("SET #slot = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot <= :cutoff)",
-            )
-            .expression_attribute_names("#slot", format!("check_ms_{slot}"))
-            .expression_attribute_values(":now", n(super::millis(now)))
-            .expression_attribute_values(":cutoff", n(super::millis(now - window)))
-            .send()
-            .await;
-        super::applied(result)
+            .update_expression("SET #slot = :now");
+        claim_check(slot, now, window, update).await
+    }
+
+    /// A reader's claim (`poll`), which also records that the provider is
+    /// asked now (`provider_checked_at`): one write where a claim and a
+    /// record were two. The provider's answer is written only where it
+    /// changes something ([`Store::mark_provider_checked`]).
+    pub async fn claim_poll(
+        &self,
+        id: PaymentId,
+        now: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool, StoreError> {
+        let at = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Build(e.to_string()))?;
+        let update = self
+            .update_payment(id)
+            .update_expression("SET #slot = :now, provider_checked_at = :at")
+            .expression_attribute_values(":at", s(at));
+        claim_check("poll", now, window, update).await
     }
 
     /// Payments that changed after `position` and up to `until`, oldest
@@ -1026,6 +1038,26 @@ impl Store {
 /// The answer to a transition that needs no write, judged from `found`:
 /// `None` means the write should go ahead (or, after a failed condition,
 /// that the payment is stale but still movable).
+/// `update` (which sets `#slot` to `:now`) made the claim of `slot`: granted
+/// if the slot is free or older than `window`.
+async fn claim_check(
+    slot: &'static str,
+    now: OffsetDateTime,
+    window: time::Duration,
+    update: UpdateItemFluentBuilder,
+) -> Result<bool, StoreError> {
+    let result = update
+        .condition_expression(
+            "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot <= :cutoff)",
+        )
+        .expression_attribute_names("#slot", format!("check_ms_{slot}"))
+        .expression_attribute_values(":now", n(super::millis(now)))
+        .expression_attribute_values(":cutoff", n(super::millis(now - window)))
+        .send()
+        .await;
+    super::applied(result)
+}
+
 fn classify(found: &Payment, read_version: u64, to: PaymentStatus) -> Option<TransitionOutcome> {
     if found.status == to && !to.can_move_to(to) {
         return Some(TransitionOutcome::AlreadyInState(found.clone()));
