@@ -16,6 +16,7 @@ mod cost;
 mod proxy;
 mod runtime;
 mod storm;
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::path::Path;

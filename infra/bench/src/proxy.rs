@@ -7,11 +7,13 @@
 //! In front of that check, a second endpoint bills each DynamoDB call as
 //! DynamoDB does: it asks for `ReturnConsumedCapacity: INDEXES` on every
 //! call that takes it and adds up the capacity units DynamoDB Local
-//! reports (the table's and each index's). DynamoDB Local sizes items by
-//! AWS's rules (a test in this crate checks it against the documented
-//! examples: 1 KB write units, 4 KB read units, an update billed by the
-//! larger of the item before and after, a transaction's items twice, an
-//! index written only when its keys or projected attributes are); see
+//! reports (the table's and each index's). For single-item calls DynamoDB
+//! Local sizes items by AWS's rules (a test in this crate checks it against
+//! the documented examples: 1 KB write units, 4 KB read units, an update
+//! billed by the larger of the item before and after, an index written only
+//! when its keys or projected attributes are); for a transaction it does
+//! not (items of equal size count once), so transactions are billed here
+//! from their items' images (transactions.rs, each item twice); see
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html>
 //! and
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html>.
@@ -59,6 +61,8 @@ struct Front {
     guard: String,
     client: reqwest::Client,
     tally: Arc<Mutex<Tally>>,
+    /// DynamoDB Local itself, for the images of a transaction's items.
+    direct: crate::transactions::Direct,
 }
 
 impl Counting {
@@ -82,6 +86,7 @@ impl Counting {
             guard: guard.url.clone(),
             client: reqwest::Client::new(),
             tally: tally.clone(),
+            direct: crate::transactions::Direct::new(dynamodb),
         });
         let app = axum::Router::new().fallback(bill).with_state(front);
         tokio::spawn(async move {
@@ -131,6 +136,11 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
         Some(_) => ask_capacity(&body),
         None => body.to_vec(),
     };
+    // A transaction: its items' tables and images before it commits.
+    let transaction = match operation.as_deref() {
+        Some("TransactWriteItems") => Some(before_transaction(&front.direct, &body).await),
+        _ => None,
+    };
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut out = front
         .client
@@ -147,7 +157,24 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
             let headers = r.headers().clone();
             let bytes = r.bytes().await.unwrap_or_default();
             if let (Some(writes), Ok(answer)) = (writes, serde_json::from_slice::<Value>(&bytes)) {
-                let units = billed(writes, status.is_success(), sent, &answer);
+                let mut units = billed(writes, status.is_success(), sent, &answer);
+                if let (Some((tables, actions, before)), true) = (&transaction, status.is_success())
+                {
+                    let after = front.direct.images(actions).await;
+                    let (write, index_write) = actions
+                        .iter()
+                        .zip(before.iter().zip(&after))
+                        .map(|(a, (b, c))| {
+                            let table = tables.get(&a.table).cloned().unwrap_or_default();
+                            crate::transactions::action_units(&table, a, b, c)
+                        })
+                        .fold((0.0, 0.0), |(w, i), (a, b)| (w + a, i + b));
+                    units = Units {
+                        read: 0.0,
+                        write,
+                        index_write,
+                    };
+                }
                 let mut tally = sandbox::kit::lock(&front.tally);
                 tally.read_units += units.read;
                 tally.write_units += units.write;
@@ -163,6 +190,34 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
+}
+
+type Before = (
+    std::collections::HashMap<String, crate::transactions::Table>,
+    Vec<crate::transactions::Action>,
+    Vec<Value>,
+);
+
+/// A transaction's tables, actions, and its items as they are before it.
+async fn before_transaction(direct: &crate::transactions::Direct, body: &[u8]) -> Before {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut tables = std::collections::HashMap::new();
+    for t in request["TransactItems"].as_array().into_iter().flatten() {
+        let name = t
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|b| b["TableName"].as_str());
+        if let Some(name) = name {
+            if !tables.contains_key(name) {
+                tables.insert(name.to_string(), direct.table(name).await);
+            }
+        }
+    }
+    let actions = crate::transactions::actions(&request, |t| {
+        tables.get(t).map(|x| x.keys.clone()).unwrap_or_default()
+    });
+    let before = direct.images(&actions).await;
+    (tables, actions, before)
 }
 
 /// The request with `ReturnConsumedCapacity: INDEXES` (left as it is if
@@ -278,7 +333,7 @@ fn value_size(v: &Value) -> usize {
     }
 }
 
-fn item_size(item: &Value) -> usize {
+pub(crate) fn item_size(item: &Value) -> usize {
     item.as_object()
         .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
 }
@@ -499,6 +554,46 @@ mod tests {
             .await
             .expect("transaction");
         assert_eq!(units(), (0.0, 6.0, 0.0));
+        // Items of equal size, each twice: DynamoDB Local reports these three
+        // as 2 units, AWS bills 6; the endpoint bills them from their images.
+        let small = |id: &str| {
+            TransactWriteItem::builder()
+                .put(
+                    aws_sdk_dynamodb::types::Put::builder()
+                        .table_name(&table)
+                        .set_item(Some(item(id, 100)))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        };
+        db.transact_write_items()
+            .transact_items(small("t1"))
+            .transact_items(small("t2"))
+            .transact_items(small("t3"))
+            .send()
+            .await
+            .expect("transaction");
+        assert_eq!(units(), (0.0, 6.0, 0.0));
+        // In a transaction, an index entry is a write too, twice.
+        let mut indexed = item("t4", 100);
+        indexed.insert("g".into(), A::S("four".into()));
+        db.transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        aws_sdk_dynamodb::types::Put::builder()
+                            .table_name(&table)
+                            .set_item(Some(indexed))
+                            .build()
+                            .expect("put"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("transaction");
+        assert_eq!(units(), (0.0, 4.0, 2.0));
         // A keys-only index is written when its key is, not otherwise:
         // one unit for a new entry, two for a changed key (out and in).
         let mut indexed = item("i", 100);
