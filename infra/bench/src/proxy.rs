@@ -525,18 +525,19 @@ mod tests {
         get("r", false).await.expect("get");
         assert_eq!(units(), (1.0, 0.0, 0.0));
         // A transaction's items twice: 2 x (1 + 2).
+        let put_of = |item| {
+            TransactWriteItem::builder()
+                .put(
+                    aws_sdk_dynamodb::types::Put::builder()
+                        .table_name(&table)
+                        .set_item(Some(item))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        };
         db.transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        aws_sdk_dynamodb::types::Put::builder()
-                            .table_name(&table)
-                            .set_item(Some(item("c", 100)))
-                            .build()
-                            .expect("put"),
-                    )
-                    .build(),
-            )
+            .transact_items(put_of(item("c", 100)))
             .transact_items(
                 TransactWriteItem::builder()
                     .update(
@@ -556,21 +557,10 @@ mod tests {
         assert_eq!(units(), (0.0, 6.0, 0.0));
         // Items of equal size, each twice: DynamoDB Local reports these three
         // as 2 units, AWS bills 6; the endpoint bills them from their images.
-        let small = |id: &str| {
-            TransactWriteItem::builder()
-                .put(
-                    aws_sdk_dynamodb::types::Put::builder()
-                        .table_name(&table)
-                        .set_item(Some(item(id, 100)))
-                        .build()
-                        .expect("put"),
-                )
-                .build()
-        };
         db.transact_write_items()
-            .transact_items(small("t1"))
-            .transact_items(small("t2"))
-            .transact_items(small("t3"))
+            .transact_items(put_of(item("t1", 100)))
+            .transact_items(put_of(item("t2", 100)))
+            .transact_items(put_of(item("t3", 100)))
             .send()
             .await
             .expect("transaction");
@@ -579,17 +569,7 @@ mod tests {
         let mut indexed = item("t4", 100);
         indexed.insert("g".into(), A::S("four".into()));
         db.transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        aws_sdk_dynamodb::types::Put::builder()
-                            .table_name(&table)
-                            .set_item(Some(indexed))
-                            .build()
-                            .expect("put"),
-                    )
-                    .build(),
-            )
+            .transact_items(put_of(indexed))
             .send()
             .await
             .expect("transaction");
