@@ -12,11 +12,13 @@ use crate::responses::ApiError;
 use crate::store::{TopUp, TopUpStatus};
 
 pub mod authorizer;
+mod cursor;
 pub mod events;
 pub mod events_worker;
 pub mod health;
 mod idempotent;
 pub mod jobs;
+mod listing;
 pub mod ops;
 pub mod pay_page;
 pub mod payments;
