@@ -280,7 +280,33 @@ def merchant(browser, paid, pending, xss, watch):
         fail("the CSV should hold the refunded payment in major units")
     say(f"merchant: filters, a part refund and a CSV of {len(exported)} rows matching the API")
 
+    # An endpoint (of a type this run never makes): its secret once, a
+    # rotation's new one, then disabled.
+    page.click("#nav a[data-nav=webhooks]")
+    page.fill("#wh-url", f"http://127.0.0.1:9/console-{RUN}")
+    page.fill("#wh-events", "topup.failed")
+    page.fill("#wh-description", f"console {RUN}")
+    page.click("#wh-add")
+    page.wait_for_selector("#wh-secret .secret")
+    first = page.text_content("#wh-secret .secret")
+    row = f"#wh-rows tr:has-text('console-{RUN}')"
+    page.wait_for_selector(row)
+    page.click(f"{row} button:has-text('Rotate secret')")
+    page.wait_for_selector(f"#wh-secret .secret:not(:text-is('{first}'))")
+    second = page.text_content("#wh-secret .secret")
+    page.click(f"{row} button:has-text('Disable')")
+    page.wait_for_selector(f"{row} .badge[data-status=disabled]")
+    status, endpoints = call("GET", "/v1/webhook-endpoints")
+    mine = [e for e in endpoints["data"] if e["url"].endswith(f"console-{RUN}")]
+    if not (first.startswith("whsec_") and second.startswith("whsec_") and first != second) \
+            or len(mine) != 1 or mine[0]["status"] != "disabled" or "secret" in mine[0]:
+        fail(f"webhook endpoint: {first[:8]}… {second[:8]}… {mine}")
+    say("merchant: an endpoint added (secret shown once), rotated and disabled")
+
     # HTML in a reference and a description is text.
+    page.click("#nav a[data-nav=payments]")
+    page.wait_for_selector("#filters")
+    rows(page)
     search(page, reference=XSS_REFERENCE)
     cell = page.text_content(f"#payment-rows tr[data-id='{xss['id']}'] td.ref")
     if cell != XSS_REFERENCE:
