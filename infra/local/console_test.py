@@ -2,8 +2,9 @@
 """The console (`GET /console`) in a real browser (Debian's Chromium, driven
 by Playwright), against a running `make dev`, walked as people would.
 
-As a merchant: signs in with the key, finds today's payments by status,
-provider and day (and none of them under yesterday), opens the paid one,
+As a merchant: signs in with the key, finds yesterday's and today's
+payments by status, provider and day (yesterday's is a copy of a paid
+payment written into the table with yesterday's time), opens the paid one,
 refunds part of it and sees the refund and the new status; exports the
 day's payments as CSV and checks every row against the API's listing; finds
 a payment whose reference and description are HTML and sees them as text,
@@ -35,6 +36,8 @@ from playwright.sync_api import sync_playwright
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 API = "http://" + os.environ.get("PAYGATE_GATEWAY_ADDR", "127.0.0.1:3000")
 SANDBOX = "http://" + os.environ.get("PAYGATE_SANDBOX_ADDR", "127.0.0.1:8900")
+DYNAMODB = "http://127.0.0.1:" + os.environ.get("PAYGATE_DYNAMODB_PORT", "8000")
+TABLE = os.environ.get("PAYGATE_TABLE", "paygate-local")
 KEY = os.environ.get("PAYGATE_CONSOLE_MERCHANT_KEY", "pk_local_paygate_dev_key")
 OPERATOR_KEY = os.environ.get("PAYGATE_CONSOLE_OPERATOR_KEY", "ok_local_paygate_operator_key")
 SHOTS = os.path.join(ROOT, ".local", "screenshots")
@@ -106,6 +109,48 @@ def get(pid):
     return p
 
 
+def ddb(operation, body):
+    """DynamoDB Local's API (it checks no signature)."""
+    request = urllib.request.Request(DYNAMODB + "/", data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/x-amz-json-1.0")
+    request.add_header("X-Amz-Target", f"DynamoDB_20120810.{operation}")
+    request.add_header("X-Amz-Date", "20260101T000000Z")
+    request.add_header("Authorization", "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/"
+                                        "aws4_request, SignedHeaders=host;x-amz-date, Signature=00")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def ulid(ms):
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    out = ""
+    for _ in range(26):
+        out = alphabet[n & 31] + out
+        n >>= 5
+    return out
+
+
+def seed_yesterday(paid):
+    """A copy of the paid payment made at noon yesterday (the viewer's day),
+    written into make dev's table: the API makes payments only now. Out of
+    every other index (no provider reference, sweep or reconcile key), so
+    nothing but the listing ever reads it."""
+    item = ddb("GetItem", {"TableName": TABLE, "ConsistentRead": True,
+                           "Key": {"pk": {"S": f"PAY#{paid['id']}"}, "sk": {"S": "PAY"}}})["Item"]
+    yesterday = datetime.datetime.now(ZoneInfo(ZONE)).date() - datetime.timedelta(days=1)
+    at = datetime.datetime.combine(yesterday, datetime.time(12), ZoneInfo(ZONE))
+    ms = int(at.timestamp() * 1000)
+    pid = "pay_" + ulid(ms)
+    text = at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name in ["gsi1pk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "page_token"]:
+        item.pop(name, None)
+    item.update({"pk": {"S": f"PAY#{pid}"}, "id": {"S": pid}, "reference": {"S": f"ORD-CON-{RUN}-yesterday"},
+                 "created_at": {"S": text}, "updated_at": {"S": text}, "gsi5sk": {"S": f"{ms:015d}"}})
+    ddb("PutItem", {"TableName": TABLE, "Item": item})
+    return pid
+
+
 def setup():
     """This run's payments: a paid epayment.kz one (partial refunds), two
     pending QPay ones, one whose reference and description are HTML, and a
@@ -113,13 +158,14 @@ def setup():
     paid = create("epayment", 500000, "KZT", f"ORD-CON-{RUN}-paid", return_url="https://shop.example.com/done")
     control("/_sandbox/trigger", {"provider": "epayment", "event": "paid", "payment_id": paid["id"]})
     until("the epayment.kz payment completing", lambda: get(paid["id"])["status"] == "completed")
+    before = seed_yesterday(paid)
     pending = [create("qpay", 150000 + i, "MNT", f"ORD-CON-{RUN}-q{i}") for i in range(2)]
     xss = create("qpay", 1000, "MNT", XSS_REFERENCE, description=XSS_DESCRIPTION)
     short = create("toyyibpay", 9990, "MYR", f"ORD-CON-{RUN}-short",
                    customer={"email": "a@example.com", "phone": "+60123456789"})
     control(f"/_sandbox/toyyibpay/bills/{short['provider_reference']}/attempt", {"status": 1, "amount_sen": 9900})
     until("the short payment reaching review", lambda: get(short["id"])["status"] == "needs_review")
-    return paid, pending, xss, short
+    return paid, pending, xss, short, before
 
 
 class Watch:
@@ -197,7 +243,7 @@ def major(minor, currency):
     return f"{text[:-digits]}.{text[-digits:]}"
 
 
-def merchant(browser, paid, pending, xss, watch):
+def merchant(browser, paid, pending, xss, before, watch):
     today = datetime.datetime.now(ZoneInfo(ZONE)).date()
     yesterday = today - datetime.timedelta(days=1)
     page = watch.attach(browser.new_context(**DESKTOP).new_page())
@@ -211,14 +257,18 @@ def merchant(browser, paid, pending, xss, watch):
     found = search(page, "pending", "qpay", today.isoformat(), today.isoformat())
     if not all(p["id"] in found for p in pending) or paid["id"] in found:
         fail(f"today's pending QPay payments: {found}")
-    # Yesterday holds none of today's.
+    # Yesterday's payment, and none of today's.
+    todays = [paid["id"], xss["id"]] + [p["id"] for p in pending]
     found = search(page, "", "", yesterday.isoformat(), yesterday.isoformat())
-    if any(pid in found for pid in [paid["id"], xss["id"]] + [p["id"] for p in pending]):
-        fail(f"yesterday's payments include today's: {found}")
-    # Yesterday and today together.
-    found = search(page, "", "", yesterday.isoformat(), today.isoformat())
-    if not all(pid in found for pid in [paid["id"], xss["id"]]):
-        fail(f"yesterday-to-today misses this run's payments: {found}")
+    if before not in found or any(pid in found for pid in todays):
+        fail(f"yesterday's payments: {found}")
+    found = search(page, "completed", "", today.isoformat(), today.isoformat())
+    if before in found or paid["id"] not in found:
+        fail(f"today's completed payments: {found}")
+    # Yesterday and today together, newest first.
+    found = search(page, "completed", "epayment", yesterday.isoformat(), today.isoformat())
+    if not all(pid in found for pid in [paid["id"], before]) or found.index(before) < found.index(paid["id"]):
+        fail(f"yesterday-to-today: {found}")
     shot(page, "payments-desktop")
 
     # Open the paid one, refund part of it.
@@ -368,12 +418,12 @@ def operator(browser, short, watch):
 
 
 def main():
-    paid, pending, xss, short = setup()
+    paid, pending, xss, short, before = setup()
     watch = Watch()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            merchant(browser, paid, pending, xss, watch)
+            merchant(browser, paid, pending, xss, before, watch)
             operator(browser, short, watch)
         finally:
             browser.close()
