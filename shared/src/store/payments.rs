@@ -139,6 +139,7 @@ fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     let mut item: Item = serde_dynamo::to_item(p)?;
     item.insert(schema::PK.into(), s(keys::payment(p.id)));
     item.insert(schema::SK.into(), s(keys::PAYMENT_SK));
+    item.extend(super::listing::index_keys(p));
     if let Some(r) = &p.provider_reference {
         item.insert(
             schema::GSI1_PK.into(),
