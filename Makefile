@@ -19,7 +19,7 @@ test: ## every test: cargo's against the local stack, then make dev end to end (
 	exit $$status
 	@$(MAKE) --no-print-directory api-test
 
-api-test: ## make dev end to end: every provider via the sandbox CLI, the payer pages in Chromium, then schemathesis
+api-test: ## make dev end to end: every provider via the sandbox CLI, the payer pages and the console in Chromium, then schemathesis
 	@infra/local/api-test.sh
 
 bench: ## cold and warm timings per function, AWS calls per flow, the cost of a million deposits, the whole system under a storm (slow; not in make test)

@@ -9,7 +9,8 @@
 #      verified by the Standard Webhooks library, through a rotation and a
 #      retry; then browser.sh: every provider's payer page in headless Chromium
 #      (installed from Debian's packages the first time), paid through the
-#      sandbox's provider pages;
+#      sandbox's provider pages, and the console walked as a merchant and an
+#      operator;
 #   2. schemathesis (pinned, installed into .local/schemathesis) with a
 #      fixed seed and a bounded number of examples per operation: fails on
 #      any 5xx, any status, content type or body openapi.yaml does not allow;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The payer's pages in a real browser, against a running `make dev`:
+# The payer's pages and the console in a real browser, against a running `make dev`:
 #   installs Debian's Chromium the first time (apt-get; as root, or with
 #   sudo), the pinned Playwright and QR decoder into .local/browser, then
-#   runs infra/local/browser_test.py. Screenshots land in .local/screenshots.
+#   runs infra/local/browser_test.py (the payers' pages), then
+#   infra/local/console_test.py (the console, as a merchant and an operator).
+#   Screenshots land in .local/screenshots.
 #   Run by infra/local/api-test.sh (so by `make test`).
 set -euo pipefail
 
@@ -40,3 +42,4 @@ if ! cmp -s "$requirements" "$venv/.installed" 2>/dev/null; then
 fi
 
 PAYGATE_CHROMIUM="$chromium" "$venv/bin/python" "$root/infra/local/browser_test.py"
+PAYGATE_CHROMIUM="$chromium" "$venv/bin/python" "$root/infra/local/console_test.py"

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
@@ -719,4 +720,64 @@ async fn a_body_over_the_limit_is_refused_and_writes_nothing() {
     assert_eq!(r.status, 413, "{}", r.text);
     assert_eq!(r.body["error"]["code"], "body_too_large");
     assert_eq!(h.items().await.len(), before);
+}
+
+/// An item's size as DynamoDB bills it ("Item sizes and formats" in the
+/// DynamoDB developer guide): each attribute's name and value in UTF-8
+/// bytes, a number about one byte per two significant digits plus one,
+/// a binary its length, a list or map three bytes plus its elements.
+fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+            AttributeValue::B(b) => b.as_ref().len(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value(v)).sum::<usize>(),
+            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value(v)).sum::<usize>(),
+            AttributeValue::Ss(l) => l.iter().map(String::len).sum(),
+            other => panic!("an attribute this test does not size: {other:?}"),
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_providers_completed_event_is_one_write_unit_and_reads_back_whole() {
+    let h = Harness::start().await;
+    for case in common::cases::cases() {
+        let id = common::cases::create(&h, &case, "u_event_size").await;
+        let (code, _) = trigger(&h, case.provider, "duplicate", id).await;
+        assert_eq!(code, 200, "{}", case.provider);
+        let payment = h.get(&format!("/v1/payments/{id}")).await;
+        assert_eq!(payment.body["status"], "completed", "{}", case.provider);
+
+        let items = h.items().await;
+        let event = items
+            .iter()
+            .find(|i| {
+                i.get("sk") == Some(&AttributeValue::S("EVENT".into()))
+                    && i.get("payment_id") == Some(&AttributeValue::S(id.to_string()))
+            })
+            .unwrap_or_else(|| panic!("{}: no event item", case.provider));
+        let size = item_size(event);
+        // One write unit (1 KB), two in the change's transaction.
+        assert!(
+            size <= 1024,
+            "{}: the event's item is {size} bytes",
+            case.provider
+        );
+
+        // What the log shows (and every delivery sends) is the whole body.
+        let log = h.get(&format!("/v1/events?payment_id={id}")).await;
+        let shown = &log.body["data"][0];
+        assert_eq!(shown["type"], "payment.completed", "{}", log.text);
+        assert_eq!(shown["data"]["id"], id.to_string());
+        assert_eq!(shown["data"]["checkout"], payment.body["checkout"]);
+        assert_eq!(shown["data"]["history"], payment.body["history"]);
+        eprintln!(
+            "{}: the completed event's item is {size} bytes",
+            case.provider
+        );
+    }
 }

@@ -538,33 +538,19 @@ fn no_event() -> ApiError {
     ApiError::not_found("event_not_found", "no such event")
 }
 
-/// A log page's cursor: where the next page starts and what it was a page
-/// of, so a cursor of another query is refused (another merchant's names
-/// nothing: the merchant is the key).
+/// A log page's cursor (`super::cursor`).
 fn cursor_text(position: &str, query: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{position}|{}", query_digest(query)))
-}
-
-fn query_digest(query: &str) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(query.as_bytes())[..8])
+    super::cursor::encode(position, query)
 }
 
 fn cursor_position(cursor: &str, query: &str) -> Option<String> {
-    use base64::Engine;
-    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    let text = String::from_utf8(text).ok()?;
-    let (position, digest) = text.rsplit_once('|')?;
-    let (time, id) = position.split_once('#')?;
-    (digest == query_digest(query)
-        && time.len() == 15
-        && time.bytes().all(|b| b.is_ascii_digit())
-        && id.parse::<EventId>().is_ok())
-    .then(|| position.to_string())
+    super::cursor::decode(cursor, query, |position| {
+        position.split_once('#').is_some_and(|(time, id)| {
+            time.len() == 15
+                && time.bytes().all(|b| b.is_ascii_digit())
+                && id.parse::<EventId>().is_ok()
+        })
+    })
 }
 
 async fn events(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {

@@ -12,11 +12,14 @@ use crate::responses::ApiError;
 use crate::store::{TopUp, TopUpStatus};
 
 pub mod authorizer;
+pub mod console;
+mod cursor;
 pub mod events;
 pub mod events_worker;
 pub mod health;
 mod idempotent;
 pub mod jobs;
+mod listing;
 pub mod ops;
 pub mod pay_page;
 pub mod payments;
@@ -123,6 +126,9 @@ pub struct PaymentView {
     pub amount: i64,
     pub currency: crate::money::Currency,
     pub reference: String,
+    /// The merchant's description, on a single payment's answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub provider_reference: Option<String>,
     pub provider_status: Option<String>,
     /// What the provider confirmed was paid, where it was recorded apart
@@ -170,6 +176,7 @@ impl PaymentView {
             amount: p.amount.minor(),
             currency: p.amount.currency(),
             reference: p.reference.to_string(),
+            description: None,
             provider_reference: p.provider_reference.as_ref().map(|r| r.to_string()),
             provider_status: p.provider_status.clone(),
             confirmed_amount: p.confirmed_amount.map(|m| m.minor()),
@@ -214,6 +221,7 @@ impl PaymentView {
         services: &crate::services::Services,
         p: &Payment,
     ) -> Result<PaymentView, crate::store::StoreError> {
+        self.description = p.description.clone();
         if p.history_apart > 0 {
             let apart = services.store.history_apart(p.id).await?;
             let names = self.names_operators;

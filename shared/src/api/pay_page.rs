@@ -303,7 +303,7 @@ fn guarded(mut response: Response<Body>, csp: Option<&str>) -> Response<Body> {
     response
 }
 
-fn html(status: StatusCode, body: String, csp: Option<&str>) -> Response<Body> {
+pub(crate) fn html(status: StatusCode, body: String, csp: Option<&str>) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

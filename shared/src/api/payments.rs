@@ -1,4 +1,5 @@
-//! `POST /v1/payments`, `GET /v1/payments/{id}`, `GET /v1/payments?reference=`.
+//! `POST /v1/payments`, `GET /v1/payments/{id}`, `GET /v1/payments?reference=`
+//! (and hands the listing without a reference to `listing`).
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -534,15 +535,18 @@ struct List {
     data: Vec<PaymentView>,
 }
 
-/// `GET /v1/payments?reference=`.
+/// `GET /v1/payments?reference=`, or the listing's page.
 pub async fn list(services: &Services, req: Request) -> Response<Body> {
     let request_id = responses::request_id(&req);
     handled("list_payments", &request_id, list_inner(services, &req)).await
 }
 
 async fn list_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
-    let merchant = responses::merchant(req)?;
     let query = req.query_string_parameters();
+    if query.first("reference").is_none() {
+        return super::listing::page(services, req).await;
+    }
+    let merchant = responses::merchant(req)?;
     let reference: MerchantReference = query
         .first("reference")
         .ok_or_else(|| ApiError::bad_request("missing_reference", "give ?reference="))?

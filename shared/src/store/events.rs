@@ -67,16 +67,53 @@ fn purge_at(created: OffsetDateTime) -> AttributeValue {
 /// be fanned out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
+    /// Read from the item's key (`EVENT#<merchant>#<id>`), not stored
+    /// again.
+    #[serde(skip_serializing)]
     pub id: EventId,
     #[serde(rename = "type")]
     pub kind: EventType,
+    /// Read from the item's key, not stored again.
+    #[serde(skip_serializing)]
     pub merchant: MerchantId,
     pub payment_id: PaymentId,
-    /// Epoch milliseconds.
+    /// Epoch milliseconds; read from the log's sort key
+    /// (`<created ms>#<id>`), not stored again.
+    #[serde(skip_serializing)]
     pub created_ms: i64,
+    /// The JSON every delivery sends. Stored deflated in `body_z`
+    /// ([`BODY_Z`]), so that an event's item stays under the 1 KB of one
+    /// write unit (decision 56).
+    #[serde(skip)]
     pub body: String,
     #[serde(default, skip_serializing)]
     pub open: bool,
+}
+
+/// The attribute holding an event's body, deflated (RFC 1951, raw).
+const BODY_Z: &str = "body_z";
+/// An event's body inflates to at most this many bytes; more is a
+/// corrupt item, never a large allocation.
+const BODY_LIMIT: usize = 256 * 1024;
+
+/// `body` deflated as the item keeps it. JSON of a payment shrinks to
+/// about half.
+fn deflated(body: &str) -> AttributeValue {
+    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        miniz_oxide::deflate::compress_to_vec(body.as_bytes(), 9),
+    ))
+}
+
+/// The body an event's item keeps: `body_z` inflated.
+fn inflated(item: &Item) -> Result<String, StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("an event's body: {why}"));
+    let blob = item
+        .get(BODY_Z)
+        .and_then(|v| v.as_b().ok())
+        .ok_or_else(|| corrupt("no body_z"))?;
+    let bytes = miniz_oxide::inflate::decompress_to_vec_with_limit(blob.as_ref(), BODY_LIMIT)
+        .map_err(|e| corrupt(&format!("{e:?}")))?;
+    String::from_utf8(bytes).map_err(|_| corrupt("not UTF-8"))
 }
 
 impl StoredEvent {
@@ -229,7 +266,7 @@ impl Store {
             merchant: event.merchant.clone(),
             payment_id: event.payment_id,
             created_ms,
-            body: event.body.clone(),
+            body: String::new(), // kept deflated in `body_z`, below
             open: true,
         };
         let mut item: Item = serde_dynamo::to_item(&stored)?;
@@ -242,6 +279,7 @@ impl Store {
             (schema::GSI4_PK.into(), s(events_partition(&event.merchant))),
             (schema::GSI4_SK.into(), s(position)),
             (schema::TTL.into(), purge_at(event.created_at)),
+            (BODY_Z.into(), deflated(&event.body)),
         ]);
         let put = Put::builder()
             .table_name(&self.table)
@@ -989,13 +1027,34 @@ fn due_key(at: OffsetDateTime, d: &Delivery) -> String {
     format!("{}#{}#{}", time_key(at), d.event_id, d.endpoint_id)
 }
 
-fn stored_event(item: Item) -> Result<StoredEvent, StoreError> {
+fn stored_event(mut item: Item) -> Result<StoredEvent, StoreError> {
     let open = item
         .get(schema::GSI2_PK)
         .and_then(|v| v.as_s().ok())
         .is_some_and(|v| v == OPEN_EVENTS);
+    let body = inflated(&item)?;
+    // What the keys already say, the item does not repeat.
+    let corrupt = || StoreError::Corrupt("an event's keys".into());
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let pk = text(schema::PK).ok_or_else(corrupt)?;
+    let (merchant, id) = pk
+        .strip_prefix("EVENT#")
+        .and_then(|rest| rest.rsplit_once('#'))
+        .ok_or_else(corrupt)?;
+    let position = text(schema::GSI4_SK).ok_or_else(corrupt)?;
+    let created_ms = position
+        .split_once('#')
+        .and_then(|(ms, _)| ms.parse::<i64>().ok())
+        .ok_or_else(corrupt)?;
+    let (merchant, id) = (s(merchant), s(id));
+    item.extend([
+        ("id".into(), id),
+        ("merchant".into(), merchant),
+        ("created_ms".into(), n(created_ms)),
+    ]);
     let mut event: StoredEvent = serde_dynamo::from_item(item)?;
     event.open = open;
+    event.body = body;
     Ok(event)
 }
 
@@ -1014,4 +1073,50 @@ fn delivery_keys(item: &Item) -> Result<(MerchantId, EventId, EndpointId), Store
         event.parse().map_err(|_| corrupt())?,
         endpoint.parse().map_err(|_| corrupt())?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_body(blob: Vec<u8>) -> Item {
+        Item::from([(
+            BODY_Z.to_string(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(blob)),
+        )])
+    }
+
+    #[test]
+    fn a_body_reads_back_byte_for_byte_from_half_its_size() {
+        let body = serde_json::json!({"id": "evt_1", "type": "payment.completed",
+            "data": {"history": [{"to": "pending"}, {"to": "completed"}], "checkout": {"url": "https://x.example/pay/1"}}})
+        .to_string()
+        .repeat(4);
+        let item = Item::from([(BODY_Z.to_string(), deflated(&body))]);
+        let stored = item[BODY_Z].as_b().unwrap().as_ref().len();
+        assert!(stored * 2 < body.len(), "{stored} of {}", body.len());
+        assert_eq!(inflated(&item).unwrap(), body);
+    }
+
+    #[test]
+    fn a_corrupt_or_oversized_body_is_an_error_not_a_panic_or_an_allocation() {
+        assert!(matches!(
+            inflated(&with_body(b"not deflate".to_vec())),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            inflated(&Item::new()),
+            Err(StoreError::Corrupt(_))
+        ));
+        let huge = miniz_oxide::deflate::compress_to_vec(&vec![b'a'; BODY_LIMIT + 1], 9);
+        assert!(matches!(
+            inflated(&with_body(huge)),
+            Err(StoreError::Corrupt(_))
+        ));
+        let not_text = miniz_oxide::deflate::compress_to_vec(&[0xff, 0xfe], 9);
+        assert!(matches!(
+            inflated(&with_body(not_text)),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 }

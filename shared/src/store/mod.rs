@@ -27,6 +27,7 @@ mod idempotency;
 mod learned;
 mod leases;
 mod ledger;
+mod listing;
 mod payments;
 mod reconcile;
 mod refunds;
@@ -41,6 +42,7 @@ pub use events::{
 pub use health::ProviderHealth;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 pub use ledger::{Balance, EntryCursor, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
+pub use listing::{is_position, PaymentFilter, PaymentPage};
 pub use payments::{position_time, CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
 pub use reconcile::{DifferenceStatus, KeptDifference};
 pub use refunds::{Refund, RefundMove, RefundStatus};
@@ -70,6 +72,13 @@ pub mod schema {
     pub const GSI4: &str = "GSI4";
     pub const GSI4_PK: &str = "gsi4pk";
     pub const GSI4_SK: &str = "gsi4sk";
+    /// GSI5: a merchant's payments by creation time, newest first (keys
+    /// only), for the listing. Its partition key is the payment's own
+    /// `merchant_id` (no bytes added to the item); only payments carry
+    /// `gsi5sk`.
+    pub const GSI5: &str = "GSI5";
+    pub const GSI5_PK: &str = "merchant_id";
+    pub const GSI5_SK: &str = "gsi5sk";
     /// LSI1: a wallet's ledger entries by time.
     pub const LSI1: &str = "LSI1";
     pub const LSI1_SK: &str = "lsi1sk";

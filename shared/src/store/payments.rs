@@ -146,6 +146,7 @@ fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     }
     item.insert(schema::PK.into(), s(keys::payment(p.id)));
     item.insert(schema::SK.into(), s(keys::PAYMENT_SK));
+    item.extend(super::listing::index_keys(p));
     if let Some(r) = &p.provider_reference {
         item.remove(PROVIDER_REFERENCE);
         item.insert(

@@ -52,6 +52,7 @@ fn known(binary: &str) -> bool {
                 | "api-health"
                 | "api-pay-page"
                 | "api-events"
+                | "api-console"
         )
 }
 
@@ -211,6 +212,7 @@ async fn dispatch(
             "api-health" => shared::api::health::health(s, req).await,
             "api-pay-page" => shared::api::pay_page::handle(s, req).await,
             "api-events" => shared::api::events::handle(s, req).await,
+            "api-console" => shared::api::console::handle(req).await,
             webhook => match webhook_provider(webhook) {
                 Some(p) => shared::api::webhooks::handle(s, p, req).await,
                 None => unreachable!("serve() checked {webhook}"),
