@@ -48,6 +48,11 @@ impl Count {
     }
 }
 
+/// Calls by operation, as [`Count`] keeps them.
+fn ops(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+    pairs.iter().map(|(op, n)| (op.to_string(), *n)).collect()
+}
+
 /// A cold instance whose DynamoDB calls are counted.
 fn counting(h: &Harness) -> (shared::services::Services, Count) {
     let count = Count::default();
@@ -117,12 +122,6 @@ async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_du
     assert_eq!(again["delivered"], 200, "{again}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let duplicate = count.take();
-    let ops = |pairs: &[(&str, u32)]| {
-        pairs
-            .iter()
-            .map(|(op, n)| (op.to_string(), *n))
-            .collect::<BTreeMap<_, _>>()
-    };
     // The payment (by the id in the webhook URL), the claim that lets one
     // callback ask DirectPay, the shared DirectPay login (instead of a CSRF
     // call and a login at DirectPay), and the completion with its credit.
@@ -168,4 +167,143 @@ async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
     // Handed out: the sweep has nothing to send again.
     let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
     assert!(h.store().events_open(later, 10).await.unwrap().is_empty());
+}
+
+/// A warm create: the key's claim and the reference's check side by side,
+/// the provider, then one transaction that stores the payment, claims its
+/// reference, links its page and keeps the answer for replay (no separate
+/// update of the idempotency record). A retry with the key replays that
+/// answer from the record alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_create_keeps_its_answer_in_the_payments_own_transaction() {
+    let h = Harness::start().await;
+    let (instance, count) = counting(&h);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    common::api::serve(listener, instance).await;
+    let post = |key: String, reference: String| {
+        let http = h.http.clone();
+        let api = api.clone();
+        async move {
+            let r = http
+                .post(format!("{api}/v1/payments"))
+                .bearer_auth(common::harness::API_KEY)
+                .header("Idempotency-Key", key)
+                .json(
+                    &json!({"provider": "directpay", "amount": 150000, "currency": "PHP",
+                              "reference": reference, "wallet_user_id": "u_calls"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let replayed = r.headers().get("idempotent-replayed").is_some();
+            (r.status().as_u16(), replayed, r.text().await.unwrap())
+        }
+    };
+    // The cold create (secrets, the shared login), then the warm one.
+    let (status, _, text) = post(
+        format!("k-{}", ulid::Ulid::new()),
+        format!("ORD-{}", ulid::Ulid::new()),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    count.take();
+    let key = format!("k-{}", ulid::Ulid::new());
+    let reference = format!("ORD-{}", ulid::Ulid::new());
+    let (status, replayed, first) = post(key.clone(), reference.clone()).await;
+    assert_eq!((status, replayed), (201, false), "{first}");
+    assert_eq!(
+        count.take(),
+        ops(&[("GetItem", 1), ("PutItem", 1), ("TransactWriteItems", 1)])
+    );
+    // The retry: the same answer, byte for byte, from the record.
+    let (status, replayed, again) = post(key, reference).await;
+    assert_eq!((status, replayed), (201, true), "{again}");
+    assert_eq!(again, first);
+    assert_eq!(count.take(), ops(&[("GetItem", 1), ("PutItem", 1)]));
+}
+
+/// A reader's poll of a pending payment asks the provider with one write:
+/// its claim, which records the time of the question; the provider's answer
+/// is written only when it is new (the first time), never again while it
+/// says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_that_asks_writes_its_claim_and_the_providers_answer_only_when_new() {
+    let h = Harness::start().await;
+    let case = cases()
+        .into_iter()
+        .find(|c| c.provider == "directpay")
+        .unwrap();
+    let warm_up = create(&h, &case, "u_calls").await;
+    let id = create(&h, &case, "u_calls").await;
+    let (instance, count) = counting(&h);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    common::api::serve(listener, instance).await;
+    let get_of = |id: shared::ids::PaymentId| {
+        let (http, api, count) = (h.http.clone(), api.clone(), count.clone());
+        async move {
+            let r = http
+                .get(format!("{api}/v1/payments/{id}"))
+                .bearer_auth(common::harness::API_KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            // Spawned writes (a health record) land before counting.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            count.take().get("UpdateItem").copied().unwrap_or(0)
+        }
+    };
+    // A warm process: its first success at DirectPay is recorded at its
+    // next question (decision 42).
+    get_of(warm_up).await;
+    backdate(&h, warm_up).await;
+    get_of(warm_up).await;
+    let get = || get_of(id);
+    // The first question: the claim, and the provider's first word.
+    assert_eq!(get().await, 2);
+    let said = h
+        .store()
+        .payment(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .provider_status;
+    assert!(said.is_some());
+    // Due again (the claim and the last question 20 s ago): the claim alone.
+    let past = backdate(&h, id).await;
+    assert_eq!(get().await, 1);
+    let p = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(p.provider_status, said);
+    assert!(p.provider_checked_at.unwrap() > past);
+}
+
+/// Makes a payment's poll due: its claim and last question 20 s ago; that
+/// time.
+async fn backdate(h: &Harness, id: shared::ids::PaymentId) -> time::OffsetDateTime {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(20);
+    h.stack
+        .dynamodb
+        .update_item()
+        .table_name(h.store().table())
+        .key("pk", A::S(format!("PAY#{id}")))
+        .key("sk", A::S("PAY".into()))
+        .update_expression("SET check_ms_poll = :ms, provider_checked_at = :at")
+        .expression_attribute_values(
+            ":ms",
+            A::N(((past.unix_timestamp_nanos() / 1_000_000) as i64).to_string()),
+        )
+        .expression_attribute_values(
+            ":at",
+            A::S(
+                past.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    past
 }

@@ -241,3 +241,86 @@ async fn released_keys_can_be_retried_and_expired_records_start_over() {
     let later = now + Duration::hours(25);
     assert!(matches!(begin(later).await, BeginOutcome::New { .. }));
 }
+
+/// A create keeps its answer in the payment's own transaction; a run whose
+/// record was taken over meanwhile still stores its payment (the provider
+/// has its invoice), without touching the new owner's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_completes_its_record_in_the_payments_transaction_only_while_it_owns_it() {
+    use shared::money::{Currency, Money};
+    use shared::payment::{ChangeSource, Payment, Provider};
+    use shared::store::CreateOutcome;
+    let store = fresh_store().await;
+    let hash = fingerprint("create_payment", &serde_json::json!({"amount": 100}));
+    let t0 = OffsetDateTime::now_utc();
+    let begin = |key: IdempotencyKey, at: OffsetDateTime| {
+        let (store, hash) = (&store, &hash);
+        async move {
+            match begin_again(store, &key, hash, at).await {
+                BeginOutcome::New { token } => token,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let payment = || {
+        let amount = Money::new(10_000, Currency::Php).unwrap();
+        Payment::new(
+            common::new_payment(
+                Provider::Directpay,
+                amount,
+                &format!("ORD-{}", ulid::Ulid::new()),
+            ),
+            ChangeSource::Api,
+            t0,
+        )
+    };
+
+    // Owned: the payment and the completed record commit together.
+    let owned = key();
+    let token = begin(owned.clone(), t0).await;
+    let keep = store
+        .complete_idempotent_write(&scope(), &owned, &token, &response())
+        .unwrap();
+    let p = payment();
+    let (outcome, kept) = store.create_payment_with(&p, Some(keep)).await.unwrap();
+    assert_eq!((outcome, kept), (CreateOutcome::Created, true));
+    let replay = begin_again(&store, &owned, &hash, t0).await;
+    assert_eq!(replay, BeginOutcome::Replay(response()));
+
+    // Taken over past its deadline: the payment is stored, the record stays
+    // the new owner's, in progress.
+    let taken = key();
+    let token = begin(taken.clone(), t0).await;
+    let t1 = t0 + Duration::seconds(11);
+    let _second = begin(taken.clone(), t1).await;
+    let keep = store
+        .complete_idempotent_write(&scope(), &taken, &token, &response())
+        .unwrap();
+    let p = payment();
+    let (outcome, kept) = store.create_payment_with(&p, Some(keep)).await.unwrap();
+    assert_eq!((outcome, kept), (CreateOutcome::Created, false));
+    assert!(store.payment(p.id).await.unwrap().is_some());
+    assert_eq!(
+        begin_again(&store, &taken, &hash, t1).await,
+        BeginOutcome::InProgress
+    );
+}
+
+async fn begin_again(
+    store: &shared::store::Store,
+    key: &IdempotencyKey,
+    hash: &str,
+    at: OffsetDateTime,
+) -> BeginOutcome {
+    store
+        .begin_idempotent(
+            &scope(),
+            key,
+            hash,
+            at,
+            at + Duration::seconds(10),
+            at + Duration::hours(24),
+        )
+        .await
+        .unwrap()
+}

@@ -442,3 +442,61 @@ async fn provider_checks_are_recorded_without_a_version_change() {
     assert_eq!(after.provider_status.as_deref(), Some("NEW"));
     assert_eq!(after.provider_checked_at, stored.provider_checked_at);
 }
+
+/// The payment item as stored: what reads back the same when missing is
+/// left out (the id and the provider's reference live in keys, nulls,
+/// zero counters and a zero refund total not at all), and once settled the
+/// provider-check claims go; every write of it is billed by its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_item_keeps_each_fact_once_and_drops_its_claims_once_settled() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let store = fresh_store().await;
+    let p = pending_payment(&store).await;
+    let raw = || async {
+        store
+            .client()
+            .get_item()
+            .table_name(store.table())
+            .key("pk", AttributeValue::S(format!("PAY#{}", p.id)))
+            .key("sk", AttributeValue::S("PAY".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    };
+    let item = raw().await;
+    for gone in [
+        "id",
+        "provider_reference",
+        "refunded_amount",
+        "provider_checked_at",
+        "history_apart",
+        "sweep_misses",
+        "customer",
+    ] {
+        assert!(!item.contains_key(gone), "{gone}: {item:?}");
+    }
+    assert!(!item.values().any(|v| v.is_null()), "{item:?}");
+    assert!(item.contains_key("gsi1pk"));
+    // Read back as it was written.
+    assert_eq!(store.payment(p.id).await.unwrap().unwrap(), p);
+
+    let now = OffsetDateTime::now_utc();
+    for slot in ["completed", "poll"] {
+        assert!(store
+            .claim_provider_check(p.id, slot, now, time::Duration::seconds(5))
+            .await
+            .unwrap());
+    }
+    assert!(raw().await.contains_key("check_ms_completed"));
+    let TransitionOutcome::Applied(done) =
+        store.transition(&p, completion(), vec![]).await.unwrap()
+    else {
+        panic!("the completion applies")
+    };
+    let item = raw().await;
+    assert!(!item.keys().any(|k| k.starts_with("check_ms_")), "{item:?}");
+    assert_eq!(store.payment(p.id).await.unwrap().unwrap(), done);
+}

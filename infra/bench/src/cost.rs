@@ -59,12 +59,13 @@ pub fn page_polls(seconds: u32) -> (u32, u32) {
     }
 }
 
-/// One flow's counted calls.
+/// One flow's counted calls, and the request units DynamoDB billed them
+/// (proxy.rs).
 pub struct Flow {
     pub name: String,
     pub calls: BTreeMap<String, u32>,
-    pub items_written: Vec<usize>,
-    pub transaction_items: u32,
+    pub read_units: f64,
+    pub write_units: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -74,29 +75,24 @@ pub struct Line {
     pub dollars: f64,
 }
 
+/// One part of a deposit (a flow, times how often a deposit has it), and
+/// what it costs per deposit.
+#[derive(Debug, Default, Serialize)]
+pub struct Part {
+    pub flow: String,
+    pub per_deposit: f64,
+    pub dynamodb_calls: f64,
+    pub read_units: f64,
+    pub write_units: f64,
+    /// Everything this part costs, per million deposits.
+    pub dollars: f64,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Estimate {
     pub lines: Vec<Line>,
+    pub parts: Vec<Part>,
     pub total: f64,
-}
-
-/// Request units of one flow's DynamoDB calls: reads are strongly
-/// consistent and under 4 KB (1 RRU), writes are billed on the largest item
-/// the run wrote, each item of a transaction twice.
-fn units(flow: &Flow, item_kb: f64) -> (f64, f64) {
-    let mut rru = 0.0;
-    let mut wru = 2.0 * f64::from(flow.transaction_items) * item_kb;
-    for (op, n) in &flow.calls {
-        let n = f64::from(*n);
-        match op.as_str() {
-            "dynamodb GetItem" | "dynamodb Query" | "dynamodb BatchGetItem" => rru += n,
-            "dynamodb PutItem" | "dynamodb UpdateItem" | "dynamodb DeleteItem" => {
-                wru += n * item_kb
-            }
-            _ => {}
-        }
-    }
-    (rru, wru)
 }
 
 fn count(calls: &BTreeMap<String, u32>, prefix: &str) -> f64 {
@@ -112,7 +108,8 @@ fn count(calls: &BTreeMap<String, u32>, prefix: &str) -> f64 {
 /// `<flows>completing callback` and `<flows>duplicate callback` (`flows`
 /// is "" for paygate, "twin " for the Node twin); the casino top-up is
 /// paygate's worker for both. `page`: the payer page's function, whose
-/// flows are `payer page`, `payer poll (asks the provider)` and `payer poll`.
+/// flows are `payer page`, `payer poll (asks the provider)`, `payer poll
+/// (asks the provider again)` and `payer poll`.
 pub struct Recipe<'a> {
     pub create: &'a str,
     pub callback: &'a str,
@@ -134,8 +131,8 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     let none = Flow {
         name: String::new(),
         calls: BTreeMap::new(),
-        items_written: vec![],
-        transaction_items: 0,
+        read_units: 0.0,
+        write_units: 0.0,
     };
     let flow = |f: &str| flows.iter().find(|x| x.name == f).unwrap_or(&none);
     let named = |flow: &str| format!("{}{flow}", recipe.flows);
@@ -158,9 +155,16 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     let (polls, asks) = page_polls(PAYER_SECONDS);
     if let Some(page) = recipe.page {
         parts.push(((page, "payer page".to_string()), 1.0, 0.0));
+        // The first question writes the provider's answer; the later ones
+        // hear the same and write only their claim.
         parts.push((
             (page, "payer poll (asks the provider)".to_string()),
-            f64::from(asks),
+            f64::from(asks.min(1)),
+            1.0,
+        ));
+        parts.push((
+            (page, "payer poll (asks the provider again)".to_string()),
+            f64::from(asks.saturating_sub(1)),
             1.0,
         ));
         parts.push((
@@ -169,29 +173,39 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
             0.0,
         ));
     }
-    // The largest item this recipe's own flows wrote.
-    let largest = parts
-        .iter()
-        .flat_map(|((_, f), _, _)| flow(f).items_written.iter().copied())
-        .max()
-        .unwrap_or(1024);
-    let item_kb = (largest as f64 / 1024.0).ceil().max(1.0);
     let mut gb_seconds = 0.0;
     let mut invocations = 0.0;
     let mut rru = 0.0;
     let mut wru = 0.0;
     let mut sqs = 0.0;
+    let mut shares = Vec::new();
     for ((function, flow_name), per_deposit, provider_calls) in &parts {
         let (per_deposit, provider_calls) = (*per_deposit, *provider_calls);
         let (memory, ms) = p50(function);
         let billed_ms = (ms + provider_calls * PROVIDER_MS).ceil();
-        gb_seconds += per_deposit * million * f64::from(memory) / 1024.0 * billed_ms / 1000.0;
+        let compute = per_deposit * million * f64::from(memory) / 1024.0 * billed_ms / 1000.0;
+        gb_seconds += compute;
         invocations += per_deposit * million;
         let measured = flow(flow_name);
-        let (r, w) = units(measured, item_kb);
+        let (r, w) = (measured.read_units, measured.write_units);
         rru += per_deposit * million * r;
         wru += per_deposit * million * w;
-        sqs += per_deposit * million * count(&measured.calls, "sqs ");
+        let sends = count(&measured.calls, "sqs ");
+        sqs += per_deposit * million * sends;
+        shares.push(Part {
+            flow: flow_name.clone(),
+            per_deposit,
+            dynamodb_calls: per_deposit * count(&measured.calls, "dynamodb "),
+            read_units: per_deposit * r,
+            write_units: per_deposit * w,
+            dollars: per_deposit
+                * million
+                * (f64::from(memory) / 1024.0 * billed_ms / 1000.0 * LAMBDA_ARM_GB_SECOND
+                    + LAMBDA_REQUEST
+                    + r * DYNAMODB_RRU
+                    + w * DYNAMODB_WRU
+                    + sends * SQS_REQUEST),
+        });
     }
     sqs += CASINO_SHARE * million * SQS_POLLER_CALLS_PER_MESSAGE;
     let page_requests = if recipe.page.is_some() {
@@ -203,9 +217,7 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     // Each cold start reads its function's secrets once (two on average).
     let secrets = invocations / INVOCATIONS_PER_COLD_START * 2.0;
     let m = |units: f64, unit: &str| format!("{:.2} M{unit}", units / million);
-    let writes = format!(
-        "DynamoDB writes (every item billed as {item_kb:.0} KB, the largest written: an upper bound)"
-    );
+    let writes = "DynamoDB writes (each item by its size, as DynamoDB bills it)";
     let lines = vec![
         line(
             "Lambda compute (arm64)",
@@ -225,7 +237,7 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
             http,
             HTTP_API_REQUEST,
         ),
-        line(&writes, m(wru, " WRU"), wru, DYNAMODB_WRU),
+        line(writes, m(wru, " WRU"), wru, DYNAMODB_WRU),
         line("DynamoDB reads", m(rru, " RRU"), rru, DYNAMODB_RRU),
         line(
             "SQS (sends, and the event source's receive and delete)",
@@ -243,6 +255,7 @@ pub fn estimate(functions: &[(String, u32, f64)], flows: &[Flow], recipe: &Recip
     let total = lines.iter().map(|l| l.dollars).sum::<f64>();
     Estimate {
         lines,
+        parts: shares,
         total: (total * 100.0).round() / 100.0,
     }
 }
@@ -255,6 +268,62 @@ fn line(item: &str, quantity: String, units: f64, price: f64) -> Line {
         quantity,
         dollars: (units * price * 100.0).round() / 100.0,
     }
+}
+
+/// A deposit, flow by flow: paygate's DynamoDB calls, units and dollars
+/// beside the twin's, and the ratio of the whole.
+fn parts_table(rust: &Estimate, node: &Estimate) -> String {
+    let mut out = String::from(
+        "A deposit flow by flow (per deposit: calls to DynamoDB, its read and write request units; USD per million deposits \
+         for Lambda, DynamoDB and SQS sends, without the HTTP API and Secrets Manager):\n\n\
+         | flow | times | paygate calls | paygate RRU | paygate WRU | paygate USD | twin calls | twin RRU | twin WRU | twin USD |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let cells = |p: Option<&Part>| match p {
+        Some(p) => format!(
+            "{:.1} | {:.1} | {:.1} | {:.2}",
+            p.dynamodb_calls, p.read_units, p.write_units, p.dollars
+        ),
+        None => "- | - | - | -".to_string(),
+    };
+    for part in &rust.parts {
+        let twin = node
+            .parts
+            .iter()
+            .find(|n| n.flow.strip_prefix("twin ").unwrap_or(&n.flow) == part.flow);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            part.flow,
+            part.per_deposit,
+            cells(Some(part)),
+            cells(twin)
+        ));
+    }
+    let sum = |e: &Estimate| Part {
+        flow: String::new(),
+        per_deposit: 1.0,
+        dynamodb_calls: e.parts.iter().map(|p| p.dynamodb_calls).sum(),
+        read_units: e.parts.iter().map(|p| p.read_units).sum(),
+        write_units: e.parts.iter().map(|p| p.write_units).sum(),
+        dollars: e.parts.iter().map(|p| p.dollars).sum(),
+    };
+    let (r, n) = (sum(rust), sum(node));
+    out.push_str(&format!(
+        "| **a deposit** | | {} | {} |\n\n",
+        cells(Some(&r)),
+        cells(Some(&n))
+    ));
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    out.push_str(&format!(
+        "A whole deposit, paygate against the twin: {:.2} times the write units, {:.2} times the DynamoDB calls, \
+         {:.2} times the dollars of the bill below ({:.2} against {:.2} USD per million).\n\n",
+        ratio(r.write_units, n.write_units),
+        ratio(r.dynamodb_calls, n.dynamodb_calls),
+        ratio(rust.total, node.total),
+        rust.total,
+        node.total
+    ));
+    out
 }
 
 /// paygate's estimate beside the Node twin's, line by line.
@@ -277,12 +346,15 @@ pub fn table(rust: &Estimate, node: &Estimate, node_memory: u32) -> String {
         "| **total** | | **{:.2}** | | **{:.2}** |\n\n",
         rust.total, node.total
     ));
+    out.push_str(&parts_table(rust, node));
     out.push_str(&format!(
         "Assumptions: us-east-1 list prices (Lambda arm64 ${LAMBDA_ARM_GB_SECOND} per GB-s and $0.20 per million requests, \
          HTTP API $1.00 per million, DynamoDB on-demand $0.625 per million WRU and $0.125 per million RRU, SQS $0.40 per million, \
          Secrets Manager $0.05 per 10,000 calls); billed durations are the measured warm p50s plus {PROVIDER_MS} ms per provider call \
-         (the sandbox answers on loopback; a real provider does not); reads are strongly consistent items under 4 KB; writes are \
-         billed on the largest item written, each item of a transaction twice; one cold start per \
+         (the sandbox answers on loopback; a real provider does not); DynamoDB's request units are those DynamoDB Local reported for each \
+         call (`ReturnConsumedCapacity: INDEXES`: each item by its own size, 1 KB per write unit and 4 KB per read unit, an update by \
+         the larger of the item before and after, a transaction's items twice, an index's writes when its keys change), a write refused \
+         by its condition one unit; one cold start per \
          {INVOCATIONS_PER_COLD_START} invocations; the SQS event source makes {SQS_POLLER_CALLS_PER_MESSAGE} calls per message. \
          Storage, logs and data transfer are not included.\n"
     ));
@@ -293,20 +365,46 @@ pub fn table(rust: &Estimate, node: &Estimate, node_memory: u32) -> String {
 mod tests {
     use super::*;
 
+    fn flow(name: &str, calls: &[(&str, u32)], read_units: f64, write_units: f64) -> Flow {
+        Flow {
+            name: name.into(),
+            calls: calls.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            read_units,
+            write_units,
+        }
+    }
+
     #[test]
-    fn a_transaction_item_costs_twice_a_write_and_reads_one_unit() {
-        let flow = Flow {
-            name: "x".into(),
-            calls: [
-                ("dynamodb GetItem".to_string(), 2),
-                ("dynamodb UpdateItem".to_string(), 1),
-            ]
-            .into(),
-            items_written: vec![],
-            transaction_items: 3,
+    fn a_deposit_is_billed_the_units_its_flows_consumed_times_their_share() {
+        let flows = vec![
+            flow("create", &[("dynamodb TransactWriteItems", 1)], 0.0, 6.0),
+            flow("completing callback", &[("dynamodb GetItem", 1)], 1.0, 8.0),
+            flow("duplicate callback", &[("dynamodb GetItem", 1)], 0.5, 0.0),
+            flow("casino top-up", &[], 0.0, 4.0),
+        ];
+        let recipe = Recipe {
+            create: "c",
+            callback: "w",
+            page: None,
+            events: None,
+            flows: "",
         };
-        // 3 items x 2 x 2 KB + 1 update x 2 KB; 2 reads.
-        assert_eq!(units(&flow, 2.0), (2.0, 14.0));
+        let e = estimate(&[], &flows, &recipe);
+        // 6 + 8 + half of 4 write units, 1 + 2 x 0.5 read units, per deposit.
+        let writes = e
+            .lines
+            .iter()
+            .find(|l| l.item.starts_with("DynamoDB writes"));
+        assert_eq!(writes.map(|l| l.quantity.as_str()), Some("16.00 M WRU"));
+        let reads = e.lines.iter().find(|l| l.item == "DynamoDB reads");
+        assert_eq!(reads.map(|l| l.quantity.as_str()), Some("2.00 M RRU"));
+        let duplicate = e.parts.iter().find(|p| p.flow == "duplicate callback");
+        assert_eq!(
+            duplicate.map(|p| (p.dynamodb_calls, p.read_units)),
+            Some((2.0, 1.0))
+        );
+        let table = parts_table(&e, &e);
+        assert!(table.contains("1.00 times the write units"), "{table}");
     }
 
     #[test]

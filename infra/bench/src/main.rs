@@ -16,6 +16,7 @@ mod cost;
 mod proxy;
 mod runtime;
 mod storm;
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +53,9 @@ struct FlowResult {
     calls: BTreeMap<String, u32>,
     items_written: Vec<usize>,
     transaction_items: u32,
+    read_units: f64,
+    write_units: f64,
+    index_write_units: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -143,10 +147,14 @@ async fn register_endpoint(url: &str) -> Result<(), String> {
         .ok_or_else(|| "the local merchant has 16 endpoints already".to_string())
 }
 
+/// An event that is a pause of that many milliseconds (`Bench::measure`).
+const WAIT: &str = "bench_wait_ms";
+
 /// The payer's side of `payments` (still pending): each page load, then a
 /// status poll that asks the provider and one right after that does not
 /// (a poll asks at most every 10 s). The first payment's are the cold
-/// process's flows, the `n`th's the warm ones.
+/// process's flows, the `n`th's the warm ones; the `n`th is asked once
+/// more after the poll interval (a question whose answer is not new).
 fn page_events(payments: &[Value], n: usize) -> Result<Vec<(Option<&'static str>, Value)>, String> {
     let mut events = Vec::new();
     for (i, payment) in payments.iter().enumerate() {
@@ -172,7 +180,11 @@ fn page_events(payments: &[Value], n: usize) -> Result<Vec<(Option<&'static str>
         };
         events.push((load, page));
         events.push((asks, poll.clone()));
-        events.push((again, poll));
+        events.push((again, poll.clone()));
+        if i == n {
+            events.push((None, json!({ WAIT: 10_500 })));
+            events.push((Some("payer poll (asks the provider again)"), poll));
+        }
     }
     Ok(events)
 }
@@ -271,6 +283,9 @@ impl Bench {
                     calls: tally.calls,
                     items_written: tally.items_written,
                     transaction_items: tally.transaction_items,
+                    read_units: tally.read_units,
+                    write_units: tally.write_units,
+                    index_write_units: tally.index_write_units,
                 });
             }
         }
@@ -349,7 +364,8 @@ impl Bench {
 
     /// Starts `binary` and invokes it with each event in turn (the first
     /// on the cold process); an event's flow, where it names one, records
-    /// its AWS calls. Every answer must pass `ok`.
+    /// its AWS calls. Every answer must pass `ok`. An event `{WAIT: ms}`
+    /// is a pause, not an invocation.
     async fn measure(
         &mut self,
         binary: &str,
@@ -361,6 +377,10 @@ impl Bench {
         let mut warm = Vec::new();
         let mut outcomes = Vec::new();
         for (i, (flow, event)) in events.iter().enumerate() {
+            if let Some(ms) = event[WAIT].as_u64() {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                continue;
+            }
             let (took, outcome) = self.invoke(&instance, *flow, event).await?;
             ok(&outcome).map_err(|e| format!("{binary}: {e}"))?;
             if i == 0 {
@@ -843,12 +863,12 @@ fn table(results: &Results) -> String {
             f.peak_rss_mib
         ));
     }
-    out.push_str("\nAWS calls per flow, counted on the wire (a cold flow includes what the process's first request needed: secrets, the shared provider login; the warm one is the last of its run):\n\n| flow | calls | items in transactions | items put (bytes) |\n|---|---|---|---|\n");
+    out.push_str("\nAWS calls per flow, counted on the wire (a cold flow includes what the process's first request needed: secrets, the shared provider login; the warm one is the last of its run), with the request units DynamoDB billed them (write units of indexes in brackets):\n\n| flow | calls | items in transactions | items put (bytes) | RRU | WRU |\n|---|---|---|---|---|---|\n");
     for f in &results.flows {
         let calls: Vec<String> = f.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let sizes: Vec<String> = f.items_written.iter().map(|s| s.to_string()).collect();
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} ({}) |\n",
             f.flow,
             if calls.is_empty() {
                 "none".into()
@@ -860,7 +880,10 @@ fn table(results: &Results) -> String {
                 "-".into()
             } else {
                 sizes.join(", ")
-            }
+            },
+            f.read_units,
+            f.write_units,
+            f.index_write_units
         ));
     }
     out.push_str(&format!(
@@ -1049,8 +1072,8 @@ impl Bench {
             .map(|f| cost::Flow {
                 name: f.flow.clone(),
                 calls: f.calls.clone(),
-                items_written: f.items_written.clone(),
-                transaction_items: f.transaction_items,
+                read_units: f.read_units,
+                write_units: f.write_units,
             })
             .collect()
     }
@@ -1064,5 +1087,33 @@ async fn main() -> std::process::ExitCode {
             eprintln!("paygate-bench: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warm_payer_is_asked_again_after_the_poll_interval() {
+        let payments: Vec<Value> = (0..3)
+            .map(|i| json!({"checkout": {"page_url": format!("http://x/pay/t{i}")}}))
+            .collect();
+        let events = page_events(&payments, 2).unwrap();
+        let flows: Vec<Option<&str>> = events.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            flows[flows.len() - 5..],
+            [
+                Some("payer page"),
+                Some("payer poll (asks the provider)"),
+                Some("payer poll"),
+                None,
+                Some("payer poll (asks the provider again)")
+            ]
+        );
+        let (_, wait) = &events[events.len() - 2];
+        assert!(wait[WAIT].as_u64().unwrap() > 10_000, "{wait}");
+        let (_, again) = &events[events.len() - 1];
+        assert_eq!(again["rawPath"], "/pay/t2/status");
     }
 }

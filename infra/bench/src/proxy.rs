@@ -3,10 +3,30 @@
 //! operation (`dynamodb GetItem`), with the sizes of the items written.
 //! Every function signs as itself (runtime.rs), so a call outside its
 //! policy in template.yaml is refused here as AWS would refuse it.
+//!
+//! In front of that check, a second endpoint bills each DynamoDB call as
+//! DynamoDB does: it asks for `ReturnConsumedCapacity: INDEXES` on every
+//! call that takes it and adds up the capacity units DynamoDB Local
+//! reports (the table's and each index's). For single-item calls DynamoDB
+//! Local sizes items by AWS's rules (a test in this crate checks it against
+//! the documented examples: 1 KB write units, 4 KB read units, an update
+//! billed by the larger of the item before and after, an index written only
+//! when its keys or projected attributes are); for a transaction it does
+//! not (items of equal size count once), so transactions are billed here
+//! from their items' images (transactions.rs, each item twice); see
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html>
+//! and
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html>.
+//! A write refused by its condition reports nothing, though AWS bills it
+//! (the existing item's size, at least one unit): each is billed one unit
+//! (two per item of a cancelled transaction), a lower bound.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use devstack::iam::{Call, Guard, Policies, Refusal};
 use serde_json::Value;
 
@@ -19,14 +39,30 @@ pub struct Tally {
     pub items_written: Vec<usize>,
     /// Items in transactions (puts, updates, condition checks).
     pub transaction_items: u32,
+    /// DynamoDB's read request units, as it reported them.
+    pub read_units: f64,
+    /// DynamoDB's write request units, as it reported them (the indexes'
+    /// included), and the writes its condition refused (billed as above).
+    pub write_units: f64,
+    /// Of `write_units`, the indexes'.
+    pub index_write_units: f64,
 }
 
 /// The running check and its count.
 pub struct Counting {
-    /// Every service's endpoint for the functions.
+    /// Every service's endpoint for the functions (the billing endpoint,
+    /// in front of the check).
     pub url: String,
     guard: Guard,
     tally: Arc<Mutex<Tally>>,
+}
+
+struct Front {
+    guard: String,
+    client: reqwest::Client,
+    tally: Arc<Mutex<Tally>>,
+    /// DynamoDB Local itself, for the images of a transaction's items.
+    direct: crate::transactions::Direct,
 }
 
 impl Counting {
@@ -39,11 +75,24 @@ impl Counting {
             count(&mut sandbox::kit::lock(&counted), call, body);
         });
         let guard = Guard::start(policies, dynamodb, moto, Some(observer)).await?;
-        Ok(Counting {
-            url: guard.url.clone(),
-            guard,
-            tally,
-        })
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        let front = Arc::new(Front {
+            guard: guard.url.clone(),
+            client: reqwest::Client::new(),
+            tally: tally.clone(),
+            direct: crate::transactions::Direct::new(dynamodb),
+        });
+        let app = axum::Router::new().fallback(bill).with_state(front);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Counting { url, guard, tally })
     }
 
     /// What was counted since the last take.
@@ -55,6 +104,190 @@ impl Counting {
     pub fn refusals(&self) -> Vec<Refusal> {
         self.guard.refusals()
     }
+}
+
+/// DynamoDB's operations that take `ReturnConsumedCapacity`, and whether
+/// each writes.
+fn capacity_kind(operation: &str) -> Option<bool> {
+    match operation {
+        "GetItem" | "Query" | "Scan" | "BatchGetItem" | "TransactGetItems" => Some(false),
+        "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems" => {
+            Some(true)
+        }
+        _ => None,
+    }
+}
+
+/// Forwards a call to the IAM check; a DynamoDB call asks for its consumed
+/// capacity, which is added to the tally.
+async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let operation = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
+        .map(str::to_string);
+    let writes = operation.as_deref().and_then(capacity_kind);
+    let body = match writes {
+        Some(_) => ask_capacity(&body),
+        None => body.to_vec(),
+    };
+    // A transaction: its items' tables and images before it commits.
+    let transaction = match operation.as_deref() {
+        Some("TransactWriteItems") => Some(before_transaction(&front.direct, &body).await),
+        _ => None,
+    };
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = front
+        .client
+        .request(parts.method.clone(), format!("{}{path}", front.guard));
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            out = out.header(name, value);
+        }
+    }
+    let sent = &body;
+    match out.body(body.clone()).send().await {
+        Ok(r) => {
+            let status = r.status();
+            let headers = r.headers().clone();
+            let bytes = r.bytes().await.unwrap_or_default();
+            if let (Some(writes), Ok(answer)) = (writes, serde_json::from_slice::<Value>(&bytes)) {
+                let mut units = billed(writes, status.is_success(), sent, &answer);
+                if let (Some((tables, actions, before)), true) = (&transaction, status.is_success())
+                {
+                    let after = front.direct.images(actions).await;
+                    let (write, index_write) = actions
+                        .iter()
+                        .zip(before.iter().zip(&after))
+                        .map(|(a, (b, c))| {
+                            let table = tables.get(&a.table).cloned().unwrap_or_default();
+                            crate::transactions::action_units(&table, a, b, c)
+                        })
+                        .fold((0.0, 0.0), |(w, i), (a, b)| (w + a, i + b));
+                    units = Units {
+                        read: 0.0,
+                        write,
+                        index_write,
+                    };
+                }
+                let mut tally = sandbox::kit::lock(&front.tally);
+                tally.read_units += units.read;
+                tally.write_units += units.write;
+                tally.index_write_units += units.index_write;
+            }
+            let mut response = (status, bytes).into_response();
+            for (name, value) in &headers {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response.headers_mut().insert(name, value.clone());
+                }
+            }
+            response
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+type Before = (
+    std::collections::HashMap<String, crate::transactions::Table>,
+    Vec<crate::transactions::Action>,
+    Vec<Value>,
+);
+
+/// A transaction's tables, actions, and its items as they are before it.
+async fn before_transaction(direct: &crate::transactions::Direct, body: &[u8]) -> Before {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut tables = std::collections::HashMap::new();
+    for t in request["TransactItems"].as_array().into_iter().flatten() {
+        let name = t
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|b| b["TableName"].as_str());
+        if let Some(name) = name {
+            if !tables.contains_key(name) {
+                tables.insert(name.to_string(), direct.table(name).await);
+            }
+        }
+    }
+    let actions = crate::transactions::actions(&request, |t| {
+        tables.get(t).map(|x| x.keys.clone()).unwrap_or_default()
+    });
+    let before = direct.images(&actions).await;
+    (tables, actions, before)
+}
+
+/// The request with `ReturnConsumedCapacity: INDEXES` (left as it is if
+/// it asks already or is not JSON).
+fn ask_capacity(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut request)) => {
+            request
+                .entry("ReturnConsumedCapacity")
+                .or_insert_with(|| Value::String("INDEXES".into()));
+            serde_json::to_vec(&request).unwrap_or_else(|_| body.to_vec())
+        }
+        _ => body.to_vec(),
+    }
+}
+
+/// What one call is billed.
+#[derive(Debug, Default, PartialEq)]
+struct Units {
+    read: f64,
+    write: f64,
+    index_write: f64,
+}
+
+/// The units of one answered call: those DynamoDB reported, or for a
+/// write its condition refused, one unit per item (transactions twice).
+fn billed(writes: bool, ok: bool, request: &[u8], answer: &Value) -> Units {
+    if !ok {
+        let kind = answer["__type"].as_str().unwrap_or_default();
+        if !writes {
+            return Units::default();
+        }
+        let units = if kind.ends_with("ConditionalCheckFailedException") {
+            1.0
+        } else if kind.ends_with("TransactionCanceledException") {
+            let items = serde_json::from_slice::<Value>(request)
+                .ok()
+                .and_then(|r| r["TransactItems"].as_array().map(Vec::len))
+                .unwrap_or(1);
+            2.0 * items as f64
+        } else {
+            0.0
+        };
+        return Units {
+            write: units,
+            ..Units::default()
+        };
+    }
+    let consumed: Vec<&Value> = match &answer["ConsumedCapacity"] {
+        Value::Array(all) => all.iter().collect(),
+        Value::Null => vec![],
+        one => vec![one],
+    };
+    let mut units = Units::default();
+    for c in consumed {
+        let total = c["CapacityUnits"].as_f64().unwrap_or(0.0);
+        let indexes: f64 = ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"]
+            .iter()
+            .filter_map(|k| c[*k].as_object())
+            .flat_map(|m| m.values())
+            .map(|i| i["CapacityUnits"].as_f64().unwrap_or(0.0))
+            .sum();
+        if writes {
+            units.write += total;
+            units.index_write += indexes;
+        } else {
+            units.read += total;
+        }
+    }
+    units
 }
 
 fn count(tally: &mut Tally, call: &Call, body: &[u8]) {
@@ -70,7 +303,7 @@ fn count(tally: &mut Tally, call: &Call, body: &[u8]) {
 
 /// An attribute value's size as DynamoDB bills it: names and values in
 /// UTF-8 bytes, numbers about one byte per two digits plus one, containers
-/// three bytes plus their elements.
+/// three bytes plus one per element plus their elements.
 fn value_size(v: &Value) -> usize {
     let Some(obj) = v.as_object() else { return 0 };
     let Some((kind, inner)) = obj.iter().next() else {
@@ -84,9 +317,9 @@ fn value_size(v: &Value) -> usize {
         "B" => inner.as_str().map_or(0, |b| b.len() * 3 / 4),
         "BOOL" | "NULL" => 1,
         "M" => {
-            3 + inner
-                .as_object()
-                .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
+            3 + inner.as_object().map_or(0, |m| {
+                m.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum()
+            })
         }
         "L" => {
             3 + inner
@@ -100,7 +333,7 @@ fn value_size(v: &Value) -> usize {
     }
 }
 
-fn item_size(item: &Value) -> usize {
+pub(crate) fn item_size(item: &Value) -> usize {
     item.as_object()
         .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
 }
@@ -137,5 +370,242 @@ mod tests {
         assert_eq!(item_size(&item), 15);
         let call = Call::read(None, b"Action=SendMessage&QueueUrl=x");
         assert_eq!(call.label(), "sqs SendMessage");
+        // A map: 3 bytes, plus 1 per element, plus the elements.
+        let nested = serde_json::json!({"m": {"M": {"k": {"S": "v"}}}});
+        assert_eq!(item_size(&nested), 1 + 3 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn a_call_asks_for_its_capacity_and_is_billed_what_dynamodb_reports() {
+        let asked: Value =
+            serde_json::from_slice(&ask_capacity(br#"{"TableName":"t"}"#)).unwrap_or_default();
+        assert_eq!(asked["ReturnConsumedCapacity"], "INDEXES");
+        let kept: Value = serde_json::from_slice(&ask_capacity(
+            br#"{"TableName":"t","ReturnConsumedCapacity":"TOTAL"}"#,
+        ))
+        .unwrap_or_default();
+        assert_eq!(kept["ReturnConsumedCapacity"], "TOTAL");
+
+        let put = serde_json::json!({"ConsumedCapacity": {"CapacityUnits": 3.0,
+            "Table": {"CapacityUnits": 2.0}, "GlobalSecondaryIndexes": {"GSI1": {"CapacityUnits": 1.0}}}});
+        assert_eq!(
+            billed(true, true, b"{}", &put),
+            Units {
+                read: 0.0,
+                write: 3.0,
+                index_write: 1.0
+            }
+        );
+        let transaction = serde_json::json!({"ConsumedCapacity": [
+            {"TableName": "a", "CapacityUnits": 6.0}, {"TableName": "b", "CapacityUnits": 2.0}]});
+        assert_eq!(billed(true, true, b"{}", &transaction).write, 8.0);
+        let read = serde_json::json!({"ConsumedCapacity": {"CapacityUnits": 0.5}});
+        assert_eq!(billed(false, true, b"{}", &read).read, 0.5);
+        // Refused by its condition: at least a unit, a transaction's items twice.
+        let refused = serde_json::json!({"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"});
+        assert_eq!(billed(true, false, b"{}", &refused).write, 1.0);
+        let cancelled = serde_json::json!({"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException"});
+        assert_eq!(
+            billed(true, false, br#"{"TransactItems":[{},{},{}]}"#, &cancelled).write,
+            6.0
+        );
+        // A read refused, or another error: nothing.
+        assert_eq!(billed(false, false, b"{}", &refused), Units::default());
+    }
+
+    /// DynamoDB Local's consumed capacity follows AWS's documented rules
+    /// (read-write-operations.html, CapacityUnitCalculations.html), so the
+    /// bench may bill what it reports: checked through the billing
+    /// endpoint itself.
+    #[tokio::test]
+    async fn dynamodb_local_bills_by_awss_item_size_rules() {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, AttributeValue as A, BillingMode, GlobalSecondaryIndex,
+            KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
+            TransactWriteItem, Update,
+        };
+        let template = std::fs::read_to_string(crate::common::root().join("template.yaml"))
+            .expect("template.yaml");
+        let policies = Policies::from_template(&template, &devstack::iam::LocalNames::dev())
+            .expect("policies");
+        let stack = devstack::LocalStack::connect().await;
+        let counting = Counting::start(
+            policies,
+            &devstack::LocalStack::dynamodb_url(),
+            &devstack::LocalStack::sqs_url(),
+        )
+        .await
+        .expect("the billing endpoint");
+        let db = devstack::LocalStack::as_function("local", &counting.url)
+            .await
+            .dynamodb;
+        let table = format!("capacity-{}", ulid::Ulid::new());
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        stack
+            .dynamodb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk").expect("pk"))
+            .attribute_definitions(attribute("g").expect("g"))
+            .key_schema(key("pk", KeyType::Hash).expect("key"))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("keys")
+                    .key_schema(key("g", KeyType::Hash).expect("key"))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()
+                    .expect("index"),
+            )
+            .send()
+            .await
+            .expect("table");
+        // An item of `size` bytes: "pk" + id (3 bytes) and "x" + a string.
+        let item = |id: &str, size: usize| {
+            [
+                ("pk".to_string(), A::S(id.into())),
+                ("x".to_string(), A::S("y".repeat(size - 3 - 1))),
+            ]
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>()
+        };
+        let units = || {
+            let t = counting.take();
+            (t.read_units, t.write_units, t.index_write_units)
+        };
+        let put = |item| db.put_item().table_name(&table).set_item(Some(item)).send();
+
+        // 1 KB write units: 1,024 bytes is one, 1,025 two.
+        put(item("a", 1024)).await.expect("put");
+        assert_eq!(units(), (0.0, 1.0, 0.0));
+        put(item("b", 1025)).await.expect("put");
+        assert_eq!(units(), (0.0, 2.0, 0.0));
+        // An update is billed by the larger of the item before and after.
+        let set = |id: &str, value: &str| {
+            db.update_item()
+                .table_name(&table)
+                .key("pk", A::S(id.into()))
+                .update_expression("SET x = :v")
+                .expression_attribute_values(":v", A::S(value.into()))
+                .send()
+        };
+        set("b", "small").await.expect("update");
+        assert_eq!(units(), (0.0, 2.0, 0.0));
+        // 4 KB read units, strongly consistent; eventually consistent half.
+        let get = |id: &str, consistent| {
+            db.get_item()
+                .table_name(&table)
+                .key("pk", A::S(id.into()))
+                .consistent_read(consistent)
+                .send()
+        };
+        put(item("r", 4096)).await.expect("put");
+        let _ = units();
+        get("r", true).await.expect("get");
+        assert_eq!(units(), (1.0, 0.0, 0.0));
+        put(item("r", 4097)).await.expect("put");
+        let _ = units();
+        get("r", true).await.expect("get");
+        assert_eq!(units(), (2.0, 0.0, 0.0));
+        get("r", false).await.expect("get");
+        assert_eq!(units(), (1.0, 0.0, 0.0));
+        // A transaction's items twice: 2 x (1 + 2).
+        let put_of = |item| {
+            TransactWriteItem::builder()
+                .put(
+                    aws_sdk_dynamodb::types::Put::builder()
+                        .table_name(&table)
+                        .set_item(Some(item))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        };
+        db.transact_write_items()
+            .transact_items(put_of(item("c", 100)))
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&table)
+                            .key("pk", A::S("a".into()))
+                            .update_expression("SET x = :v")
+                            .expression_attribute_values(":v", A::S("y".repeat(1500)))
+                            .build()
+                            .expect("update"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("transaction");
+        assert_eq!(units(), (0.0, 6.0, 0.0));
+        // Items of equal size, each twice: DynamoDB Local reports these three
+        // as 2 units, AWS bills 6; the endpoint bills them from their images.
+        db.transact_write_items()
+            .transact_items(put_of(item("t1", 100)))
+            .transact_items(put_of(item("t2", 100)))
+            .transact_items(put_of(item("t3", 100)))
+            .send()
+            .await
+            .expect("transaction");
+        assert_eq!(units(), (0.0, 6.0, 0.0));
+        // In a transaction, an index entry is a write too, twice.
+        let mut indexed = item("t4", 100);
+        indexed.insert("g".into(), A::S("four".into()));
+        db.transact_write_items()
+            .transact_items(put_of(indexed))
+            .send()
+            .await
+            .expect("transaction");
+        assert_eq!(units(), (0.0, 4.0, 2.0));
+        // A keys-only index is written when its key is, not otherwise:
+        // one unit for a new entry, two for a changed key (out and in).
+        let mut indexed = item("i", 100);
+        indexed.insert("g".into(), A::S("one".into()));
+        put(indexed).await.expect("put");
+        assert_eq!(units(), (0.0, 2.0, 1.0));
+        set("i", "other").await.expect("update");
+        assert_eq!(units(), (0.0, 1.0, 0.0));
+        db.update_item()
+            .table_name(&table)
+            .key("pk", A::S("i".into()))
+            .update_expression("SET g = :g")
+            .expression_attribute_values(":g", A::S("two".into()))
+            .send()
+            .await
+            .expect("update");
+        assert_eq!(units(), (0.0, 3.0, 2.0));
+        // Refused by its condition: reported as nothing, billed a unit.
+        let refused = db
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(item("a", 10)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        assert!(refused.is_err());
+        assert_eq!(units(), (0.0, 1.0, 0.0));
+        let _ = stack
+            .dynamodb
+            .delete_table()
+            .table_name(&table)
+            .send()
+            .await;
     }
 }

@@ -123,11 +123,7 @@ pub(crate) async fn finish_keeping(
             Ok(response)
         }
         Ok(response) => {
-            let stored = StoredResponse {
-                status: response.status().as_u16(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: kept(response.body().as_ref()),
-            };
+            let stored = stored(&response, kept);
             if let Err(e) = services
                 .store
                 .complete_idempotent(&claim.scope, &claim.key, &claim.token, &stored)
@@ -145,6 +141,31 @@ pub(crate) async fn finish_keeping(
             Err(e)
         }
     }
+}
+
+/// What a replay of `response` sends: its status, its JSON content type
+/// and `kept(body)`.
+fn stored(response: &Response<Body>, kept: impl FnOnce(&[u8]) -> Vec<u8>) -> StoredResponse {
+    StoredResponse {
+        status: response.status().as_u16(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: kept(response.body().as_ref()),
+    }
+}
+
+/// The write that keeps `response` for replay, for the work to commit in
+/// its own transaction; once it has, the run is finished (no [`finish`]).
+pub(crate) fn keep_write(
+    services: &Services,
+    claim: &Claim,
+    response: &Response<Body>,
+) -> Result<crate::store::Write, ApiError> {
+    Ok(services.store.complete_idempotent_write(
+        &claim.scope,
+        &claim.key,
+        &claim.token,
+        &stored(response, <[u8]>::to_vec),
+    )?)
 }
 
 fn replay(stored: StoredResponse) -> Response<Body> {

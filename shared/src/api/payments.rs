@@ -296,34 +296,46 @@ async fn create_inner(services: &Services, req: &Request) -> Result<Response<Bod
         )
     })?;
     let valid = validate(body, services.settings.local_return_urls())?;
-    let claim = match idempotent::begin(services, req, &merchant, "create_payment", &raw).await? {
+    // The key's claim and the reference's check side by side: two reads
+    // of different items, one round trip.
+    let (begun, taken) = tokio::join!(
+        idempotent::begin(services, req, &merchant, "create_payment", &raw),
+        services
+            .store
+            .payment_id_for_reference(&merchant, &valid.reference)
+    );
+    let claim = match begun? {
         Begun::Run(claim) => claim,
         Begun::Answer(response) => return Ok(response),
     };
     let now = OffsetDateTime::now_utc();
-    let result = create_payment(services, &merchant, valid, now)
-        .await
-        .map(|payment| responses::json(StatusCode::CREATED, &PaymentView::of(&payment, None)));
-    idempotent::finish(services, claim, result).await
+    let result = match taken {
+        Err(e) => Err(e.into()),
+        Ok(Some(existing)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_reference",
+            format!("payment {existing} already has this reference"),
+        )),
+        Ok(None) => create_payment(services, &merchant, valid, now, &claim).await,
+    };
+    match result {
+        // Kept for replay in the payment's own transaction.
+        Ok((response, true)) => Ok(response),
+        Ok((response, false)) => idempotent::finish(services, claim, Ok(response)).await,
+        Err(e) => idempotent::finish(services, claim, Err(e)).await,
+    }
 }
 
+/// Creates the payment at its provider and stores it; the answer, and
+/// whether the idempotency record `claim` was completed with it (in the
+/// payment's own transaction).
 async fn create_payment(
     services: &Services,
     merchant: &crate::ids::MerchantId,
     valid: Valid,
     now: OffsetDateTime,
-) -> Result<Payment, ApiError> {
-    if let Some(existing) = services
-        .store
-        .payment_by_reference(merchant, &valid.reference)
-        .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate_reference",
-            format!("payment {} already has this reference", existing.id),
-        ));
-    }
+    claim: &idempotent::Claim,
+) -> Result<(Response<Body>, bool), ApiError> {
     let gateway = services
         .gateway(valid.provider)
         .await
@@ -392,14 +404,20 @@ async fn create_payment(
         now,
     );
     note_payment(&payment);
-    match services.store.create_payment(&payment).await? {
-        CreateOutcome::Created => {
+    let response = responses::json(StatusCode::CREATED, &PaymentView::of(&payment, None));
+    let keep = idempotent::keep_write(services, claim, &response)?;
+    match services
+        .store
+        .create_payment_with(&payment, Some(keep))
+        .await?
+    {
+        (CreateOutcome::Created, kept) => {
             tracing::info!(amount = payment.amount.minor(), currency = %payment.amount.currency(), "payment created");
             crate::telemetry::payment_created(payment.provider.as_str());
-            Ok(payment)
+            Ok((response, kept))
         }
-        CreateOutcome::AlreadyExists => Ok(payment),
-        CreateOutcome::DuplicateReference { existing } => {
+        (CreateOutcome::AlreadyExists, _) => Ok((response, false)),
+        (CreateOutcome::DuplicateReference { existing }, _) => {
             tracing::warn!(payment_id = %id, %existing, "reference taken while the provider was called; its invoice is left unpaid");
             Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -453,9 +471,10 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
         return payment;
     }
     // Many readers at once (or a reader racing a callback) ask once.
+    // The claim records the time of the question too.
     match services
         .store
-        .claim_provider_check(payment.id, "poll", now, POLL_INTERVAL)
+        .claim_poll(payment.id, now, POLL_INTERVAL)
         .await
     {
         Ok(true) => {}
@@ -475,22 +494,29 @@ pub async fn refresh(services: &Services, payment: Payment) -> Payment {
             return payment;
         }
     };
-    if let Err(e) = services
-        .store
-        .mark_provider_checked(payment.id, now, Some(&confirmation.provider_status))
-        .await
-    {
-        tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider check");
-    }
-    match crate::flow::apply_confirmation(
+    let applied = crate::flow::apply_confirmation(
         crate::flow::Books::of(services),
         &payment,
         &confirmation,
         ChangeSource::Poll,
         vec![],
     )
-    .await
-    {
+    .await;
+    // A move records the provider's word itself; otherwise it is written
+    // only when it is new (a payer's page polling a pending payment writes
+    // its claim and nothing else).
+    let recorded = matches!(applied, Ok(crate::flow::Applied::Moved(_)))
+        || payment.provider_status.as_deref() == Some(confirmation.provider_status.as_str());
+    if !recorded {
+        if let Err(e) = services
+            .store
+            .mark_provider_checked(payment.id, now, Some(&confirmation.provider_status))
+            .await
+        {
+            tracing::warn!(payment_id = %payment.id, error = %e, "could not record the provider check");
+        }
+    }
+    match applied {
         Ok(applied) => {
             let mut p = applied.payment().clone();
             p.provider_checked_at = Some(now);

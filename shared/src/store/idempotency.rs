@@ -12,11 +12,13 @@
 //! taken over cannot overwrite the new owner's.
 
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{millis, n, s, schema, Item, ItemKind, Store, StoreError};
+use super::{millis, n, s, schema, Item, ItemKind, Store, StoreError, Write};
 use crate::ids::{IdempotencyKey, MerchantId};
 
 /// Whose key and for which operation: keys of different merchants or
@@ -93,7 +95,7 @@ impl Store {
             .item(schema::PK, s(scope.pk(key)))
             .item(schema::SK, s(SK))
             .item("status", s("in_progress"))
-            .item("request_hash", s(request_hash))
+            .item("request_hash", hash_value(request_hash))
             .item("token", s(token.clone()))
             .item("in_progress_until", n(millis(deadline)))
             .item(schema::TTL, n(expires.unix_timestamp()))
@@ -124,7 +126,7 @@ impl Store {
                 None => return Ok(BeginOutcome::InProgress),
             },
         };
-        if text(&existing, "request_hash")? != request_hash {
+        if !same_request(&existing, request_hash)? {
             return Ok(BeginOutcome::Mismatch);
         }
         match text(&existing, "status")? {
@@ -141,30 +143,16 @@ impl Store {
         token: &str,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        let headers = serde_json::to_string(&response.headers)
-            .map_err(|e| StoreError::Build(format!("response headers: {e}")))?;
+        let c = Completion::of(scope, key, token, response)?;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(schema::PK, s(scope.pk(key)))
-            .key(schema::SK, s(SK))
-            .update_expression(
-                "SET #status = :completed, response_status = :status, \
-                 response_headers = :headers, response_body = :body REMOVE in_progress_until",
-            )
-            .condition_expression("#status = :in_progress AND #token = :token")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":completed", s("completed"))
-            .expression_attribute_values(":in_progress", s("in_progress"))
-            .expression_attribute_values(":status", n(response.status))
-            .expression_attribute_values(":headers", s(headers))
-            .expression_attribute_values(
-                ":body",
-                AttributeValue::B(Blob::new(response.body.clone())),
-            )
-            .expression_attribute_values(":token", s(token))
+            .set_key(Some(c.key))
+            .update_expression(c.expression)
+            .condition_expression(OWNED)
+            .set_expression_attribute_names(Some(c.names))
+            .set_expression_attribute_values(Some(c.values))
             .send()
             .await;
         match result {
@@ -174,6 +162,32 @@ impl Store {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// [`Store::complete_idempotent`] as a write of a transaction, so the
+    /// response is kept in the same commit as the work it answers (a
+    /// create: one round trip fewer). Refused, like the update, when the
+    /// record is no longer `token`'s.
+    pub fn complete_idempotent_write(
+        &self,
+        scope: &IdempotencyScope,
+        key: &IdempotencyKey,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<Write, StoreError> {
+        let c = Completion::of(scope, key, token, response)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(c.key))
+            .update_expression(c.expression)
+            .condition_expression(OWNED)
+            .set_expression_attribute_names(Some(c.names))
+            .set_expression_attribute_values(Some(c.values))
+            .build()?;
+        Ok(Write {
+            what: ItemKind::IdempotencyRecord,
+            item: TransactWriteItem::builder().update(update).build(),
+        })
     }
 
     /// Deletes the in-progress record `token` owns, so the request can be
@@ -205,6 +219,92 @@ impl Store {
     }
 }
 
+/// The update that completes a record: the response kept; no deadline,
+/// no token (nobody completes or releases it any more).
+const COMPLETE: &str = "SET #status = :completed, response_status = :status, \
+     response_headers = :headers, response_body = :body REMOVE in_progress_until, #token";
+/// [`COMPLETE`] for a response with only the usual JSON content type,
+/// which a replay restores ([`usual_headers`]).
+const COMPLETE_USUAL: &str = "SET #status = :completed, response_status = :status, \
+     response_body = :body REMOVE in_progress_until, response_headers, #token";
+
+/// The headers nearly every kept response has: not stored.
+fn usual_headers() -> Vec<(String, String)> {
+    vec![("content-type".into(), "application/json".into())]
+}
+
+/// A request's fingerprint as stored: its 32 bytes (hex text if it is not
+/// hex, as it never is).
+fn hash_value(hash: &str) -> AttributeValue {
+    match hex::decode(hash) {
+        Ok(bytes) => AttributeValue::B(Blob::new(bytes)),
+        Err(_) => s(hash),
+    }
+}
+
+/// Whether a record was made for the request whose fingerprint is `hash`
+/// (records kept the hex text before they kept the bytes).
+fn same_request(item: &Item, hash: &str) -> Result<bool, StoreError> {
+    match item.get("request_hash") {
+        Some(AttributeValue::B(bytes)) => Ok(hex::decode(hash).is_ok_and(|h| h == bytes.as_ref())),
+        Some(_) => Ok(text(item, "request_hash")? == hash),
+        None => Err(StoreError::Corrupt(
+            "idempotency record without request_hash".into(),
+        )),
+    }
+}
+/// Only while the record is still the caller's run.
+const OWNED: &str = "#status = :in_progress AND #token = :token";
+
+/// The key, names and values of [`COMPLETE`] under [`OWNED`].
+struct Completion {
+    expression: &'static str,
+    key: Item,
+    names: std::collections::HashMap<String, String>,
+    values: Item,
+}
+
+impl Completion {
+    fn of(
+        scope: &IdempotencyScope,
+        key: &IdempotencyKey,
+        token: &str,
+        response: &StoredResponse,
+    ) -> Result<Completion, StoreError> {
+        let headers = serde_json::to_string(&response.headers)
+            .map_err(|e| StoreError::Build(format!("response headers: {e}")))?;
+        let usual = response.headers == usual_headers();
+        let mut values: Item = [
+            (":completed".to_string(), s("completed")),
+            (":in_progress".to_string(), s("in_progress")),
+            (":status".to_string(), n(response.status)),
+            (
+                ":body".to_string(),
+                AttributeValue::B(Blob::new(response.body.clone())),
+            ),
+            (":token".to_string(), s(token)),
+        ]
+        .into();
+        if !usual {
+            values.insert(":headers".into(), s(headers));
+        }
+        Ok(Completion {
+            expression: if usual { COMPLETE_USUAL } else { COMPLETE },
+            key: [
+                (schema::PK.to_string(), s(scope.pk(key))),
+                (schema::SK.to_string(), s(SK)),
+            ]
+            .into(),
+            names: [
+                ("#status".to_string(), "status".to_string()),
+                ("#token".to_string(), "token".to_string()),
+            ]
+            .into(),
+            values,
+        })
+    }
+}
+
 fn text<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     item.get(name)
         .and_then(|v: &AttributeValue| v.as_s().ok())
@@ -219,8 +319,12 @@ fn stored_response(item: &Item) -> Result<StoredResponse, StoreError> {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| corrupt("status"))?;
-    let headers =
-        serde_json::from_str(text(item, "response_headers")?).map_err(|_| corrupt("headers"))?;
+    let headers = match item.get("response_headers") {
+        Some(_) => {
+            serde_json::from_str(text(item, "response_headers")?).map_err(|_| corrupt("headers"))?
+        }
+        None => usual_headers(),
+    };
     let body = item
         .get("response_body")
         .and_then(|v| v.as_b().ok())

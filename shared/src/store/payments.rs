@@ -137,10 +137,18 @@ impl Payment {
 
 fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     let mut item: Item = serde_dynamo::to_item(p)?;
+    compact(&mut item);
+    // Kept once: the id in the key, the provider's reference in its index
+    // key, a refund total of zero not at all (`payment_from` restores them).
+    item.remove("id");
+    if p.refunded_amount.minor() == 0 {
+        item.remove(REFUNDED);
+    }
     item.insert(schema::PK.into(), s(keys::payment(p.id)));
     item.insert(schema::SK.into(), s(keys::PAYMENT_SK));
     item.extend(super::listing::index_keys(p));
     if let Some(r) = &p.provider_reference {
+        item.remove(PROVIDER_REFERENCE);
         item.insert(
             schema::GSI1_PK.into(),
             s(keys::provider_ref(p.provider, r.as_str())),
@@ -161,7 +169,72 @@ fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn payment_from(item: Item) -> Result<Payment, StoreError> {
+/// Leaves out of a payment item what reads back the same when missing:
+/// every null, an empty customer, no app links, zero counters (every
+/// write of a payment item bills it by its size: 1 KB a write unit).
+fn compact(item: &mut Item) {
+    fn empty(name: &str, value: &AttributeValue) -> bool {
+        match value {
+            AttributeValue::Null(_) => true,
+            AttributeValue::M(m) => m.is_empty() && name == "customer",
+            AttributeValue::L(l) => l.is_empty() && name == "links",
+            AttributeValue::N(n) => n == "0" && matches!(name, "history_apart" | "sweep_misses"),
+            _ => false,
+        }
+    }
+    item.retain(|name, value| !empty(name, value));
+    if let Some(AttributeValue::M(checkout)) = item.get_mut("checkout") {
+        checkout.retain(|name, value| !empty(name, value));
+    }
+}
+
+/// The claims of [`Store::claim_provider_check`], every slot: a payment
+/// that no callback or reader asks about any more drops them.
+fn claim_attributes() -> Vec<String> {
+    PaymentStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain(["poll"])
+        .map(|slot| format!("check_ms_{slot}"))
+        .collect()
+}
+
+const REFUNDED: &str = "refunded_amount";
+const PROVIDER_REFERENCE: &str = "provider_reference";
+
+fn payment_from(mut item: Item) -> Result<Payment, StoreError> {
+    let text = |item: &Item, name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::to_string)
+    };
+    if !item.contains_key("id") {
+        let id = text(&item, schema::PK)
+            .and_then(|pk| pk.strip_prefix("PAY#").map(str::to_string))
+            .ok_or_else(|| StoreError::Corrupt("a payment item without its id".into()))?;
+        item.insert("id".into(), s(id));
+    }
+    if !item.contains_key(PROVIDER_REFERENCE) {
+        // `REF#<provider>#<reference>`: provider names hold no '#'.
+        if let Some(reference) =
+            text(&item, schema::GSI1_PK).and_then(|k| k.splitn(3, '#').nth(2).map(str::to_string))
+        {
+            item.insert(PROVIDER_REFERENCE.into(), s(reference));
+        }
+    }
+    if !item.contains_key(REFUNDED) {
+        // Nothing refunded, in the payment's currency.
+        let currency = item
+            .get("amount")
+            .and_then(|a| a.as_m().ok())
+            .and_then(|m| m.get("currency"))
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("a payment item without its amount".into()))?;
+        item.insert(
+            REFUNDED.into(),
+            AttributeValue::M([("amount".into(), n(0)), ("currency".into(), currency)].into()),
+        );
+    }
     Ok(serde_dynamo::from_item(item)?)
 }
 
@@ -169,6 +242,21 @@ impl Store {
     /// Stores a new payment and claims its merchant reference in the same
     /// transaction, so two payments can never share a reference.
     pub async fn create_payment(&self, payment: &Payment) -> Result<CreateOutcome, StoreError> {
+        self.create_payment_with(payment, None)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Store::create_payment`], with `keep` (the create's idempotency
+    /// record completed with its answer) in the same transaction; whether
+    /// `keep` committed. A `keep` refused by its own condition (the record
+    /// is no longer this run's) never costs the payment: it is stored
+    /// without it.
+    pub async fn create_payment_with(
+        &self,
+        payment: &Payment,
+        keep: Option<Write>,
+    ) -> Result<(CreateOutcome, bool), StoreError> {
         let put_payment = Put::builder()
             .table_name(&self.table)
             .set_item(Some(payment_item(payment)?))
@@ -211,11 +299,18 @@ impl Store {
                 item: TransactWriteItem::builder().put(page).build(),
             });
         }
+        let kept_at = keep.as_ref().map(|_| writes.len());
+        writes.extend(keep);
         for attempt in 0..MAX_CONFLICT_RETRIES {
+            let kept = kept_at.is_some_and(|at| at < writes.len());
             match self.transact(writes.clone()).await? {
-                Ok(()) => return Ok(CreateOutcome::Created),
+                Ok(()) => return Ok((CreateOutcome::Created, kept)),
+                Err(Cancelled::Condition { index, .. }) if Some(index) == kept_at => {
+                    // Not this run's record any more: the payment still counts.
+                    writes.truncate(index);
+                }
                 Err(Cancelled::Condition { index: 0, .. }) => {
-                    return Ok(CreateOutcome::AlreadyExists)
+                    return Ok((CreateOutcome::AlreadyExists, false))
                 }
                 // 192 random bits taken already: not a race a retry wins.
                 Err(Cancelled::Condition { index: 2, .. }) => {
@@ -229,7 +324,7 @@ impl Store {
                             .await?
                             .ok_or(StoreError::Contention)?,
                     };
-                    return Ok(CreateOutcome::DuplicateReference { existing });
+                    return Ok((CreateOutcome::DuplicateReference { existing }, false));
                 }
                 Err(Cancelled::Conflict) => conflict_backoff(attempt).await,
             }
@@ -330,7 +425,8 @@ impl Store {
         }
     }
 
-    async fn payment_id_for_reference(
+    /// The payment that holds a merchant reference (one read, of its claim).
+    pub async fn payment_id_for_reference(
         &self,
         merchant: &MerchantId,
         reference: &MerchantReference,
@@ -515,6 +611,22 @@ impl Store {
         {
             // No longer open work for the sweep, nor for a person.
             expression.push_str(" REMOVE gsi2pk, gsi2sk");
+        }
+        if matches!(
+            change.to,
+            PaymentStatus::Completed
+                | PaymentStatus::Refunded
+                | PaymentStatus::PartiallyRefunded
+                | PaymentStatus::NeedsReview
+        ) {
+            // Settled for every callback and reader (webhooks'
+            // `already_settled`, a poll asks only while pending): nobody
+            // claims a provider check again, so the claims go.
+            let claims = claim_attributes().join(", ");
+            match expression.find(" REMOVE ") {
+                Some(_) => expression.push_str(&format!(", {claims}")),
+                None => expression.push_str(&format!(" REMOVE {claims}")),
+            }
         }
         Ok(update.update_expression(expression).build()?)
     }
@@ -709,18 +821,30 @@ impl Store {
         now: OffsetDateTime,
         window: time::Duration,
     ) -> Result<bool, StoreError> {
-        let result = self
+        let update = self
             .update_payment(id)
-            .update_expression("SET #slot = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot <= :cutoff)",
-            )
-            .expression_attribute_names("#slot", format!("check_ms_{slot}"))
-            .expression_attribute_values(":now", n(super::millis(now)))
-            .expression_attribute_values(":cutoff", n(super::millis(now - window)))
-            .send()
-            .await;
-        super::applied(result)
+            .update_expression("SET #slot = :now");
+        claim_check(slot, now, window, update).await
+    }
+
+    /// A reader's claim (`poll`), which also records that the provider is
+    /// asked now (`provider_checked_at`): one write where a claim and a
+    /// record were two. The provider's answer is written only where it
+    /// changes something ([`Store::mark_provider_checked`]).
+    pub async fn claim_poll(
+        &self,
+        id: PaymentId,
+        now: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool, StoreError> {
+        let at = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Build(e.to_string()))?;
+        let update = self
+            .update_payment(id)
+            .update_expression("SET #slot = :now, provider_checked_at = :at")
+            .expression_attribute_values(":at", s(at));
+        claim_check("poll", now, window, update).await
     }
 
     /// Payments that changed after `position` and up to `until`, oldest
@@ -915,6 +1039,26 @@ impl Store {
 /// The answer to a transition that needs no write, judged from `found`:
 /// `None` means the write should go ahead (or, after a failed condition,
 /// that the payment is stale but still movable).
+/// `update` (which sets `#slot` to `:now`) made the claim of `slot`: granted
+/// if the slot is free or older than `window`.
+async fn claim_check(
+    slot: &'static str,
+    now: OffsetDateTime,
+    window: time::Duration,
+    update: UpdateItemFluentBuilder,
+) -> Result<bool, StoreError> {
+    let result = update
+        .condition_expression(
+            "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot <= :cutoff)",
+        )
+        .expression_attribute_names("#slot", format!("check_ms_{slot}"))
+        .expression_attribute_values(":now", n(super::millis(now)))
+        .expression_attribute_values(":cutoff", n(super::millis(now - window)))
+        .send()
+        .await;
+    super::applied(result)
+}
+
 fn classify(found: &Payment, read_version: u64, to: PaymentStatus) -> Option<TransitionOutcome> {
     if found.status == to && !to.can_move_to(to) {
         return Some(TransitionOutcome::AlreadyInState(found.clone()));
