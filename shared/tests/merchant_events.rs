@@ -775,9 +775,17 @@ async fn each_providers_completed_event_is_one_write_unit_and_reads_back_whole()
         assert_eq!(shown["data"]["id"], id.to_string());
         assert_eq!(shown["data"]["checkout"], payment.body["checkout"]);
         assert_eq!(shown["data"]["history"], payment.body["history"]);
+        let stored = items
+            .iter()
+            .find(|i| {
+                i.get("pk") == Some(&AttributeValue::S(format!("PAY#{id}")))
+                    && i.get("sk") == Some(&AttributeValue::S("PAY".into()))
+            })
+            .unwrap_or_else(|| panic!("{}: no payment item", case.provider));
         eprintln!(
-            "{}: the completed event's item is {size} bytes",
-            case.provider
+            "{}: the completed event's item is {size} bytes, the payment's {}",
+            case.provider,
+            item_size(stored)
         );
     }
 }
