@@ -250,7 +250,7 @@ impl Store {
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default()
                 {
-                    let p: Payment = serde_dynamo::from_item(item)?;
+                    let p = super::payments::payment_from(item)?;
                     found.insert(p.id, p);
                 }
                 request = out.unprocessed_keys;

@@ -202,7 +202,7 @@ fn claim_attributes() -> Vec<String> {
 const REFUNDED: &str = "refunded_amount";
 const PROVIDER_REFERENCE: &str = "provider_reference";
 
-fn payment_from(mut item: Item) -> Result<Payment, StoreError> {
+pub(super) fn payment_from(mut item: Item) -> Result<Payment, StoreError> {
     let text = |item: &Item, name: &str| {
         item.get(name)
             .and_then(|v| v.as_s().ok())
