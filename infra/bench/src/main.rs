@@ -13,6 +13,7 @@
 
 mod common;
 mod cost;
+mod parts;
 mod proxy;
 mod runtime;
 mod storm;
@@ -56,6 +57,7 @@ struct FlowResult {
     read_units: f64,
     write_units: f64,
     index_write_units: f64,
+    write_parts: parts::Parts,
 }
 
 #[derive(Debug, Serialize)]
@@ -286,6 +288,7 @@ impl Bench {
                     read_units: tally.read_units,
                     write_units: tally.write_units,
                     index_write_units: tally.index_write_units,
+                    write_parts: tally.write_parts,
                 });
             }
         }
@@ -838,7 +841,7 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}, {}", std::env::consts::ARCH)
 }
 
-fn table(results: &Results) -> String {
+fn table(results: &Results) -> Result<String, String> {
     let mut out = String::new();
     out.push_str(&format!(
         "Measured by `make bench` on {}, {} ({}); release builds (x86_64 here, arm64 in AWS), \
@@ -899,8 +902,16 @@ fn table(results: &Results) -> String {
         &results.node_twin_cost,
         results.node_twin_memory_mb,
     ));
+    let broken_down: Vec<(&str, &parts::Parts, f64)> = parts::BROKEN_DOWN
+        .iter()
+        .filter_map(|name| {
+            let f = results.flows.iter().find(|f| f.flow == *name)?;
+            Some((*name, &f.write_parts, f.write_units))
+        })
+        .collect();
+    out.push_str(&parts::table(&broken_down)?);
     out.push_str(&storm::table(&results.storm));
-    out
+    Ok(out)
 }
 
 /// Replaces what lies between the bench markers of docs/performance.md.
@@ -1036,7 +1047,7 @@ async fn main_inner() -> Result<(), String> {
         node_twin_memory_mb,
         storm: bench.storm,
     };
-    let text = table(&results);
+    let text = table(&results)?;
     println!("{text}");
     let dir = root().join(".local/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

@@ -46,6 +46,8 @@ pub struct Tally {
     pub write_units: f64,
     /// Of `write_units`, the indexes'.
     pub index_write_units: f64,
+    /// `write_units` by what they wrote (parts.rs): they add up to it.
+    pub write_parts: crate::parts::Parts,
 }
 
 /// The running check and its count.
@@ -161,24 +163,13 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
                 if let (Some((tables, actions, before)), true) = (&transaction, status.is_success())
                 {
                     let after = front.direct.images(actions).await;
-                    let (write, index_write) = actions
-                        .iter()
-                        .zip(before.iter().zip(&after))
-                        .map(|(a, (b, c))| {
-                            let table = tables.get(&a.table).cloned().unwrap_or_default();
-                            crate::transactions::action_units(&table, a, b, c)
-                        })
-                        .fold((0.0, 0.0), |(w, i), (a, b)| (w + a, i + b));
-                    units = Units {
-                        read: 0.0,
-                        write,
-                        index_write,
-                    };
+                    units = transaction_units(tables, actions, before, &after);
                 }
                 let mut tally = sandbox::kit::lock(&front.tally);
                 tally.read_units += units.read;
                 tally.write_units += units.write;
                 tally.index_write_units += units.index_write;
+                crate::parts::add(&mut tally.write_parts, &units.parts);
             }
             let mut response = (status, bytes).into_response();
             for (name, value) in &headers {
@@ -240,6 +231,51 @@ struct Units {
     read: f64,
     write: f64,
     index_write: f64,
+    /// `write` by what it wrote.
+    parts: crate::parts::Parts,
+}
+
+/// A committed transaction's units, from its items' images before and
+/// after (transactions.rs), by what each action wrote.
+fn transaction_units(
+    tables: &std::collections::HashMap<String, crate::transactions::Table>,
+    actions: &[crate::transactions::Action],
+    before: &[Value],
+    after: &[Value],
+) -> Units {
+    let mut units = Units::default();
+    for (a, (b, c)) in actions.iter().zip(before.iter().zip(after)) {
+        let table = tables.get(&a.table).cloned().unwrap_or_default();
+        let key = |name: &str| a.key[name]["S"].as_str().unwrap_or_default().to_string();
+        let kind = crate::parts::kind(&key("pk"), &key("sk"));
+        for (index, u) in crate::transactions::action_parts(&table, a, b, c) {
+            units.write += u;
+            if index.is_some() {
+                units.index_write += u;
+            }
+            *units
+                .parts
+                .entry(crate::parts::label(kind, index.as_deref()))
+                .or_default() += u;
+        }
+    }
+    units
+}
+
+/// The kinds of the items a write request names, one per item (a
+/// transaction's actions in order).
+fn kinds(request: &Value) -> Vec<&'static str> {
+    match request["TransactItems"].as_array() {
+        Some(items) => items
+            .iter()
+            .map(|t| {
+                t.as_object()
+                    .and_then(|o| o.values().next())
+                    .map_or("other", crate::parts::written)
+            })
+            .collect(),
+        None => vec![crate::parts::written(request)],
+    }
 }
 
 /// The units of one answered call: those DynamoDB reported, or for a
@@ -250,43 +286,66 @@ fn billed(writes: bool, ok: bool, request: &[u8], answer: &Value) -> Units {
         if !writes {
             return Units::default();
         }
-        let units = if kind.ends_with("ConditionalCheckFailedException") {
+        let request: Value = serde_json::from_slice(request).unwrap_or(Value::Null);
+        let each = if kind.ends_with("ConditionalCheckFailedException") {
             1.0
         } else if kind.ends_with("TransactionCanceledException") {
-            let items = serde_json::from_slice::<Value>(request)
-                .ok()
-                .and_then(|r| r["TransactItems"].as_array().map(Vec::len))
-                .unwrap_or(1);
-            2.0 * items as f64
+            2.0
         } else {
             0.0
         };
-        return Units {
-            write: units,
-            ..Units::default()
-        };
+        let mut units = Units::default();
+        if each > 0.0 {
+            for k in kinds(&request) {
+                units.write += each;
+                *units
+                    .parts
+                    .entry(format!("{} (refused)", crate::parts::label(k, None)))
+                    .or_default() += each;
+            }
+        }
+        return units;
     }
     let consumed: Vec<&Value> = match &answer["ConsumedCapacity"] {
         Value::Array(all) => all.iter().collect(),
         Value::Null => vec![],
         one => vec![one],
     };
+    let request: Value = serde_json::from_slice(request).unwrap_or(Value::Null);
+    // A single-item write names one item; a batch's units are the
+    // batch's.
+    let kind = match request.get("RequestItems") {
+        Some(_) => "batch write",
+        None => crate::parts::written(&request),
+    };
     let mut units = Units::default();
     for c in consumed {
         let total = c["CapacityUnits"].as_f64().unwrap_or(0.0);
-        let indexes: f64 = ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"]
+        let indexes: Vec<(&String, f64)> = ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"]
             .iter()
             .filter_map(|k| c[*k].as_object())
-            .flat_map(|m| m.values())
-            .map(|i| i["CapacityUnits"].as_f64().unwrap_or(0.0))
-            .sum();
+            .flatten()
+            .map(|(name, i)| (name, i["CapacityUnits"].as_f64().unwrap_or(0.0)))
+            .collect();
+        let index_total: f64 = indexes.iter().map(|(_, u)| u).sum();
         if writes {
             units.write += total;
-            units.index_write += indexes;
+            units.index_write += index_total;
+            *units
+                .parts
+                .entry(crate::parts::label(kind, None))
+                .or_default() += total - index_total;
+            for (name, u) in indexes {
+                *units
+                    .parts
+                    .entry(crate::parts::label(kind, Some(name)))
+                    .or_default() += u;
+            }
         } else {
             units.read += total;
         }
     }
+    units.parts.retain(|_, u| *u != 0.0);
     units
 }
 
@@ -388,12 +447,18 @@ mod tests {
 
         let put = serde_json::json!({"ConsumedCapacity": {"CapacityUnits": 3.0,
             "Table": {"CapacityUnits": 2.0}, "GlobalSecondaryIndexes": {"GSI1": {"CapacityUnits": 1.0}}}});
+        let request = br#"{"TableName":"t","Item":{"pk":{"S":"PAY#1"},"sk":{"S":"PAY"}}}"#;
         assert_eq!(
-            billed(true, true, b"{}", &put),
+            billed(true, true, request, &put),
             Units {
                 read: 0.0,
                 write: 3.0,
-                index_write: 1.0
+                index_write: 1.0,
+                parts: [
+                    ("payment".to_string(), 2.0),
+                    ("payment in GSI1".to_string(), 1.0)
+                ]
+                .into()
             }
         );
         let transaction = serde_json::json!({"ConsumedCapacity": [
@@ -409,8 +474,73 @@ mod tests {
             billed(true, false, br#"{"TransactItems":[{},{},{}]}"#, &cancelled).write,
             6.0
         );
+        // Each refused item is its own part.
+        let refused_parts = billed(
+            true,
+            false,
+            br#"{"TransactItems":[{"Put":{"Item":{"pk":{"S":"MREF#m#r"},"sk":{"S":"MREF"}}}},
+                {"Update":{"Key":{"pk":{"S":"PAY#1"},"sk":{"S":"PAY"}}}}]}"#,
+            &cancelled,
+        );
+        assert_eq!(
+            refused_parts.parts,
+            [
+                ("reference claim (refused)".to_string(), 2.0),
+                ("payment (refused)".to_string(), 2.0)
+            ]
+            .into()
+        );
         // A read refused, or another error: nothing.
         assert_eq!(billed(false, false, b"{}", &refused), Units::default());
+    }
+
+    #[test]
+    fn a_transactions_units_are_its_items_parts_and_add_up() {
+        use crate::transactions::{Action, Index, Projection, Table};
+        let table = Table {
+            keys: vec!["pk".into(), "sk".into()],
+            indexes: vec![
+                Index {
+                    name: "GSI3".into(),
+                    keys: vec!["gsi3pk".into()],
+                    projection: Projection::KeysOnly,
+                },
+                Index {
+                    name: "LSI1".into(),
+                    keys: vec!["pk".into(), "lsi1sk".into()],
+                    projection: Projection::All,
+                },
+            ],
+        };
+        let action = |pk: &str, sk: &str| Action {
+            table: "t".into(),
+            key: serde_json::json!({"pk": {"S": pk}, "sk": {"S": sk}}),
+            check_only: false,
+        };
+        let actions = [action("PAY#1", "PAY"), action("WAL#m#u", "ENT#1#deposit")];
+        let before = [
+            serde_json::json!({"pk": {"S": "PAY#1"}, "sk": {"S": "PAY"}, "gsi3pk": {"S": "CHANGED#1"}}),
+            Value::Null,
+        ];
+        let after = [
+            serde_json::json!({"pk": {"S": "PAY#1"}, "sk": {"S": "PAY"}, "gsi3pk": {"S": "CHANGED#2"}}),
+            serde_json::json!({"pk": {"S": "WAL#m#u"}, "sk": {"S": "ENT#1#deposit"}, "lsi1sk": {"S": "ENT#5"}}),
+        ];
+        let tables = [("t".to_string(), table)].into();
+        let units = transaction_units(&tables, &actions, &before, &after);
+        assert_eq!(
+            units.parts,
+            [
+                ("payment".to_string(), 2.0),
+                ("payment in GSI3".to_string(), 4.0),
+                ("ledger entry".to_string(), 2.0),
+                ("ledger entry in LSI1".to_string(), 2.0),
+            ]
+            .into()
+        );
+        assert_eq!(units.write, crate::parts::total(&units.parts));
+        assert_eq!(units.write, 10.0);
+        assert_eq!(units.index_write, 6.0);
     }
 
     /// DynamoDB Local's consumed capacity follows AWS's documented rules
@@ -486,6 +616,8 @@ mod tests {
         };
         let units = || {
             let t = counting.take();
+            // Every unit is attributed to what it wrote (parts.rs).
+            assert_eq!(crate::parts::total(&t.write_parts), t.write_units);
             (t.read_units, t.write_units, t.index_write_units)
         };
         let put = |item| db.put_item().table_name(&table).set_item(Some(item)).send();

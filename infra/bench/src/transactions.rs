@@ -19,6 +19,7 @@ use crate::proxy::item_size;
 /// An index of a table: its key attributes and what it projects.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Index {
+    pub name: String,
     pub keys: Vec<String>,
     pub projection: Projection,
 }
@@ -56,6 +57,7 @@ impl Table {
             .filter_map(|k| table[*k].as_array())
             .flatten()
             .map(|i| Index {
+                name: i["IndexName"].as_str().unwrap_or_default().to_string(),
                 keys: keys(&i["KeySchema"]),
                 projection: match i["Projection"]["ProjectionType"].as_str() {
                     Some("ALL") => Projection::All,
@@ -125,13 +127,30 @@ fn units(bytes: usize, per: usize) -> f64 {
 
 /// The (table, index) write units of one transaction action whose item
 /// was `before` and is `after` (`Value::Null` where there was none).
+#[cfg(test)]
 pub fn action_units(table: &Table, action: &Action, before: &Value, after: &Value) -> (f64, f64) {
+    let parts = action_parts(table, action, before, after);
+    let index: f64 = parts
+        .iter()
+        .filter(|(i, _)| i.is_some())
+        .map(|(_, u)| u)
+        .sum();
+    (parts.iter().map(|(_, u)| u).sum(), index)
+}
+
+/// [`action_units`] part by part: the item's own units (index `None`),
+/// then each index written, by name.
+pub fn action_parts(
+    table: &Table,
+    action: &Action,
+    before: &Value,
+    after: &Value,
+) -> Vec<(Option<String>, f64)> {
     let size = |v: &Value| if v.is_object() { item_size(v) } else { 0 };
     if action.check_only {
-        return (2.0 * units(size(before), 4096), 0.0);
+        return vec![(None, 2.0 * units(size(before), 4096))];
     }
-    let table_units = 2.0 * units(size(before).max(size(after)), 1024);
-    let mut index_units = 0.0;
+    let mut parts = vec![(None, 2.0 * units(size(before).max(size(after)), 1024))];
     for index in &table.indexes {
         let key = |v: &Value| -> Option<Vec<Value>> {
             index.keys.iter().map(|k| v.get(k).cloned()).collect()
@@ -157,7 +176,7 @@ pub fn action_units(table: &Table, action: &Action, before: &Value, after: &Valu
             Value::Object(entry)
         };
         let entry_units = |v: &Value| units(item_size(&projected(v)), 1024);
-        index_units += match (key(before), key(after)) {
+        let written = match (key(before), key(after)) {
             (None, None) => 0.0,
             (Some(_), None) => entry_units(before),
             (None, Some(_)) => entry_units(after),
@@ -165,8 +184,11 @@ pub fn action_units(table: &Table, action: &Action, before: &Value, after: &Valu
             (Some(_), Some(_)) if projected(before) != projected(after) => entry_units(after),
             (Some(_), Some(_)) => 0.0,
         };
+        if written > 0.0 {
+            parts.push((Some(index.name.clone()), 2.0 * written));
+        }
     }
-    (table_units + 2.0 * index_units, 2.0 * index_units)
+    parts
 }
 
 /// DynamoDB Local, asked directly (nothing counted, no policy).
@@ -242,6 +264,7 @@ mod tests {
 
     fn keys_only(keys: &[&str]) -> Index {
         Index {
+            name: "G".into(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
             projection: Projection::KeysOnly,
         }
@@ -286,6 +309,7 @@ mod tests {
         let include = Table {
             keys: vec!["pk".into()],
             indexes: vec![Index {
+                name: "G".into(),
                 keys: vec!["g".into()],
                 projection: Projection::Include(vec!["x".into()]),
             }],
@@ -300,6 +324,41 @@ mod tests {
             ..put
         };
         assert_eq!(action_units(&table, &check, &big, &big), (2.0, 0.0));
+    }
+
+    #[test]
+    fn a_transaction_actions_parts_name_its_indexes_and_add_up() {
+        let table = Table {
+            keys: vec!["pk".into()],
+            indexes: vec![
+                keys_only(&["g"]),
+                Index {
+                    name: "L".into(),
+                    keys: vec!["pk".into(), "l".into()],
+                    projection: Projection::All,
+                },
+            ],
+        };
+        let put = Action {
+            table: "t".into(),
+            key: json!({"pk": {"S": "a"}}),
+            check_only: false,
+        };
+        let before = json!({"pk": {"S": "a"}, "g": {"S": "1"}, "l": {"S": "x"}});
+        let after = json!({"pk": {"S": "a"}, "g": {"S": "2"}, "l": {"S": "x"}, "y": {"S": "z"}});
+        let parts = action_parts(&table, &put, &before, &after);
+        // The item twice, the keys-only entry moved (two writes, twice), the
+        // ALL entry rewritten with the new attribute (once, twice).
+        assert_eq!(
+            parts,
+            vec![
+                (None, 2.0),
+                (Some("G".into()), 4.0),
+                (Some("L".into()), 2.0)
+            ]
+        );
+        let sum: f64 = parts.iter().map(|(_, u)| u).sum();
+        assert_eq!(action_units(&table, &put, &before, &after), (sum, 6.0));
     }
 
     #[test]
