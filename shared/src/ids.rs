@@ -243,21 +243,45 @@ pub fn random_base64url<const N: usize>() -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// The payer's link to a payment's page (`/pay/<token>`): 24 bytes from
-/// the operating system's random source, base64url without padding (32
-/// characters). Unguessable, unrelated to the payment id, and the only
-/// thing a payer's browser holds; kept out of logs (`Debug` shows none of it).
+/// The payer's link to a payment's page (`/pay/<token>`): the payment id's
+/// ULID (26 characters) then 24 bytes from the operating system's random
+/// source, base64url without padding (32 characters). The random part makes
+/// it unguessable; the ULID lets the page read its payment with one read
+/// (the payment keeps the whole token and both must match). Tokens of the
+/// earlier form (the 32 random characters alone, found through a `PAGE#`
+/// link item) are still read. The only thing a payer's browser holds; kept
+/// out of logs (`Debug` shows none of it).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PageToken(String);
 
 impl PageToken {
-    pub const LEN: usize = 32;
+    /// The random part's length, and the whole of an earlier token.
+    pub const RANDOM_LEN: usize = 32;
+    /// A token: the payment's ULID and the random part.
+    pub const LEN: usize = ulid::ULID_LEN + Self::RANDOM_LEN;
 
-    /// A fresh token, or `None` where the operating system gives no
-    /// randomness (the payment is then created without a page).
-    pub fn generate() -> Option<PageToken> {
-        random_base64url::<24>().map(PageToken)
+    /// A fresh token for a payment, or `None` where the operating system
+    /// gives no randomness (the payment is then created without a page).
+    pub fn generate_for(payment: PaymentId) -> Option<PageToken> {
+        random_base64url::<24>().map(|random| PageToken(format!("{}{random}", payment.ulid())))
+    }
+
+    /// The payment the token names in its own text; `None` for a token of
+    /// the earlier form, whose payment only its link item names.
+    pub fn payment_id(&self) -> Option<PaymentId> {
+        let ulid = self
+            .0
+            .get(..ulid::ULID_LEN)
+            .filter(|_| self.0.len() == Self::LEN)?;
+        format!("{}{ulid}", PaymentId::PREFIX).parse().ok()
+    }
+
+    /// Whether `other` is this token, compared in constant time (a page
+    /// token is a bearer secret).
+    pub fn matches(&self, other: &PageToken) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -269,10 +293,11 @@ impl FromStr for PageToken {
     type Err = IdError;
     fn from_str(s: &str) -> Result<PageToken, IdError> {
         const KIND: &str = "page token";
-        if s.len() != Self::LEN {
+        const FORM: &str = "a payment's ULID and 32 characters of base64url";
+        if s.len() != Self::LEN && s.len() != Self::RANDOM_LEN {
             return Err(IdError::Malformed {
                 kind: KIND,
-                form: "32 characters of base64url",
+                form: FORM,
             });
         }
         if !s
@@ -281,7 +306,14 @@ impl FromStr for PageToken {
         {
             return Err(IdError::InvalidCharacters { kind: KIND });
         }
-        Ok(PageToken(s.to_string()))
+        let token = PageToken(s.to_string());
+        if s.len() == Self::LEN && token.payment_id().is_none() {
+            return Err(IdError::Malformed {
+                kind: KIND,
+                form: FORM,
+            });
+        }
+        Ok(token)
     }
 }
 
@@ -368,18 +400,31 @@ mod tests {
     }
 
     #[test]
-    fn page_tokens_are_fresh_url_safe_and_hidden_from_debug() {
-        let a = PageToken::generate().expect("randomness");
-        let b = PageToken::generate().expect("randomness");
+    fn page_tokens_are_fresh_url_safe_name_their_payment_and_are_hidden_from_debug() {
+        let id = PaymentId::generate();
+        let a = PageToken::generate_for(id).expect("randomness");
+        let b = PageToken::generate_for(id).expect("randomness");
         assert_ne!(a, b);
+        assert!(!a.matches(&b));
+        assert!(a.matches(&a.clone()));
         assert_eq!(a.as_str().len(), PageToken::LEN);
+        assert_eq!(a.payment_id(), Some(id));
         assert_eq!(a.as_str().parse::<PageToken>(), Ok(a.clone()));
         assert!(!format!("{a:?}").contains(a.as_str()));
+        // The earlier form: random only, its payment named by its link.
+        let earlier: PageToken = "SamplePageToken00000000000000001".parse().unwrap();
+        assert_eq!(earlier.payment_id(), None);
+        let ulid = id.ulid().to_string();
         for bad in [
-            "",
-            "short",
-            &"a".repeat(33),
-            &format!("{}/", "a".repeat(31)),
+            "".to_string(),
+            "short".to_string(),
+            "a".repeat(33),
+            format!("{}/", "a".repeat(31)),
+            // The right length, but no payment's ULID in front.
+            "a".repeat(PageToken::LEN),
+            format!("{}{}", ulid.to_lowercase(), "a".repeat(32)),
+            format!("{ulid}{}/", "a".repeat(31)),
+            format!("{ulid}{}", "a".repeat(31)),
         ] {
             assert!(bad.parse::<PageToken>().is_err(), "{bad}");
         }

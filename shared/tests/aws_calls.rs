@@ -171,7 +171,7 @@ async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
 
 /// A warm create: the key's claim and the reference's check side by side,
 /// the provider, then one transaction that stores the payment, claims its
-/// reference, links its page and keeps the answer for replay (no separate
+/// reference and keeps the answer for replay (no separate
 /// update of the idempotency record). A retry with the key replays that
 /// answer from the record alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -240,7 +240,7 @@ async fn failed_and_expired_payments_say_so_and_dead_links_show_nothing() {
     );
     late.expires_at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     late.provider_checked_at = Some(time::OffsetDateTime::now_utc());
-    let token = PageToken::generate().unwrap();
+    let token = PageToken::generate_for(late.id).unwrap();
     late.page_token = Some(token.clone());
     h.store().create_payment(&late).await.unwrap();
     let url = format!("{}/pay/{token}", h.api);
@@ -261,12 +261,20 @@ async fn failed_and_expired_payments_say_so_and_dead_links_show_nothing() {
     );
     old.expires_at =
         time::OffsetDateTime::now_utc() - PAGE_AFTER_EXPIRY - time::Duration::minutes(1);
-    let token = PageToken::generate().unwrap();
+    let token = PageToken::generate_for(old.id).unwrap();
     old.page_token = Some(token.clone());
     h.store().create_payment(&old).await.unwrap();
+    // A token naming a real payment with another random part, and one
+    // naming no payment.
+    let guessed = format!("{}{}", late.id.ulid(), "A".repeat(PageToken::RANDOM_LEN));
     for url in [
         format!("{}/pay/{token}", h.api),
-        format!("{}/pay/{}", h.api, PageToken::generate().unwrap()),
+        format!("{}/pay/{guessed}", h.api),
+        format!(
+            "{}/pay/{}",
+            h.api,
+            PageToken::generate_for(shared::ids::PaymentId::generate()).unwrap()
+        ),
         format!("{}/pay/not-a-token", h.api),
     ] {
         let page = open(&h, &url).await;
@@ -424,4 +432,54 @@ async fn the_sandboxs_payer_pages_pay_and_send_the_payer_back_to_the_page() {
     assert_eq!(answer.status(), 200);
     let p = h.store().payment(id).await.unwrap().unwrap();
     assert_eq!(p.status, PaymentStatus::Pending);
+}
+
+/// A page link of the earlier form (32 random characters, found through
+/// its `PAGE#` item) still opens its payment; a new one names its payment
+/// and needs no link item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn earlier_page_tokens_still_open_their_page_and_new_ones_need_no_link() {
+    let h = Harness::start().await;
+    let mut earlier = shared::payment::Payment::new(
+        common::new_payment(
+            shared::payment::Provider::Directpay,
+            Money::new(20_000, Currency::Php).unwrap(),
+            &format!("ORD-{}", ulid::Ulid::new()),
+        ),
+        shared::payment::ChangeSource::Api,
+        time::OffsetDateTime::now_utc(),
+    );
+    let token: PageToken = shared::ids::random_base64url::<24>()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(token.payment_id(), None);
+    earlier.page_token = Some(token.clone());
+    h.store().create_payment(&earlier).await.unwrap();
+    let found = h.store().payment_by_page(&token).await.unwrap();
+    assert_eq!(found.map(|p| p.id), Some(earlier.id));
+    let (code, body) = status_of(&h, &format!("{}/pay/{token}", h.api)).await;
+    assert_eq!(code, 200, "{body}");
+
+    // A payment created through the API: its page's token names it, and
+    // the table holds no link item for it.
+    let all = cases();
+    let directpay = all.iter().find(|c| c.provider == "directpay").unwrap();
+    let id = create(&h, directpay, "u_new_token").await;
+    let url = page_url_of(&h, id).await;
+    let token: PageToken = url.rsplit('/').next().unwrap().parse().unwrap();
+    assert_eq!(token.payment_id(), Some(id));
+    let links = h
+        .items()
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("PAGE#"))
+        })
+        .count();
+    assert_eq!(links, 1, "only the earlier payment's link");
+    let (code, body) = status_of(&h, &url).await;
+    assert_eq!(code, 200, "{body}");
 }

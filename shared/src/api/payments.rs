@@ -344,7 +344,7 @@ async fn create_payment(
     let webhook_url = services.webhook_url(valid.provider);
     // The payer's page; providers that send the payer back send them there,
     // and the page forwards to the merchant's return_url once it is final.
-    let page_token = PageToken::generate();
+    let page_token = PageToken::generate_for(id);
     let page_url = page_token.as_ref().map(|t| services.page_url(t));
     let sequence = if describe(valid.provider).needs_sequence {
         let counter = services

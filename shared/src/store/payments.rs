@@ -283,7 +283,13 @@ impl Store {
                 item: TransactWriteItem::builder().put(claim).build(),
             },
         ];
-        if let Some(token) = &payment.page_token {
+        // A token names its payment (the page reads the payment with it);
+        // only one that does not (the earlier form) needs a link item.
+        if let Some(token) = payment
+            .page_token
+            .as_ref()
+            .filter(|t| t.payment_id() != Some(payment.id))
+        {
             // The payer's link, kept until a day after the payment expires.
             let purge = payment.expires_at + crate::payment::PAGE_AFTER_EXPIRY;
             let page = Put::builder()
@@ -332,20 +338,25 @@ impl Store {
         Err(StoreError::Contention)
     }
 
-    /// The payment a payer's page link names (two strongly consistent
-    /// reads: the link, then the payment).
+    /// The payment a payer's page token names: one strongly consistent read
+    /// of the payment its text names, or for a token of the earlier form two
+    /// (its link, then the payment). Either way the payment must keep the
+    /// same token (a guessed or foreign one shows nothing).
     pub async fn payment_by_page(
         &self,
         token: &crate::ids::PageToken,
     ) -> Result<Option<Payment>, StoreError> {
-        let Some(link) = self.get(keys::page(token), keys::PAGE_SK).await? else {
-            return Ok(None);
+        let id = match token.payment_id() {
+            Some(id) => id,
+            None => {
+                let Some(link) = self.get(keys::page(token), keys::PAGE_SK).await? else {
+                    return Ok(None);
+                };
+                claim_owner(&link)?
+            }
         };
-        let id = claim_owner(&link)?;
         let payment = self.payment(id).await?;
-        // The link must be the payment's own (a corrupt or foreign link
-        // shows nothing).
-        Ok(payment.filter(|p| p.page_token.as_ref() == Some(token)))
+        Ok(payment.filter(|p| p.page_token.as_ref().is_some_and(|t| t.matches(token))))
     }
 
     /// The payment, read with strong consistency.
