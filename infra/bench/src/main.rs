@@ -1085,6 +1085,7 @@ impl Bench {
                 calls: f.calls.clone(),
                 read_units: f.read_units,
                 write_units: f.write_units,
+                casino_write_units: parts::casino_only(&f.write_parts),
             })
             .collect()
     }

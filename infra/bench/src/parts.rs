@@ -115,6 +115,16 @@ pub fn add(parts: &mut Parts, more: &Parts) {
     }
 }
 
+/// What of `parts` only a deposit that goes on to the casino writes: the
+/// top-up queued with the credit, and its index entry.
+pub fn casino_only(parts: &Parts) -> f64 {
+    parts
+        .iter()
+        .filter(|(part, _)| part.as_str() == "top-up" || part.starts_with("top-up in "))
+        .map(|(_, units)| units)
+        .sum()
+}
+
 /// The sum of `parts`.
 pub fn total(parts: &Parts) -> f64 {
     parts.values().sum()
