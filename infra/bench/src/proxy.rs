@@ -48,6 +48,23 @@ pub struct Tally {
     pub index_write_units: f64,
     /// `write_units` by what they wrote (parts.rs): they add up to it.
     pub write_parts: crate::parts::Parts,
+    /// The time this endpoint spent reading a transaction's items before
+    /// and after it (its own billing, which no function meets in AWS): when
+    /// each pause ended, and how long it was. An invocation's time leaves
+    /// out the pauses that ended before its answer.
+    #[serde(skip)]
+    pub billing_pauses: Vec<(std::time::Instant, std::time::Duration)>,
+}
+
+impl Tally {
+    /// The billing pauses that ended by `by`.
+    pub fn paused_by(&self, by: std::time::Instant) -> std::time::Duration {
+        self.billing_pauses
+            .iter()
+            .filter(|(ended, _)| *ended <= by)
+            .map(|(_, took)| *took)
+            .sum()
+    }
 }
 
 /// The running check and its count.
@@ -140,7 +157,12 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
     };
     // A transaction: its items' tables and images before it commits.
     let transaction = match operation.as_deref() {
-        Some("TransactWriteItems") => Some(before_transaction(&front.direct, &body).await),
+        Some("TransactWriteItems") => {
+            let started = std::time::Instant::now();
+            let before = before_transaction(&front.direct, &body).await;
+            pause(&front, started);
+            Some(before)
+        }
         _ => None,
     };
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -162,7 +184,9 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
                 let mut units = billed(writes, status.is_success(), sent, &answer);
                 if let (Some((tables, actions, before)), true) = (&transaction, status.is_success())
                 {
+                    let started = std::time::Instant::now();
                     let after = front.direct.images(actions).await;
+                    pause(&front, started);
                     units = transaction_units(tables, actions, before, &after);
                 }
                 let mut tally = sandbox::kit::lock(&front.tally);
@@ -181,6 +205,14 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
+}
+
+/// Records a billing pause that began at `started` and ends now.
+fn pause(front: &Front, started: std::time::Instant) {
+    let ended = std::time::Instant::now();
+    sandbox::kit::lock(&front.tally)
+        .billing_pauses
+        .push((ended, ended - started));
 }
 
 type Before = (
@@ -419,6 +451,23 @@ fn written_items(op: &str, body: &[u8]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_invocation_leaves_out_only_the_billing_pauses_that_ended_before_its_answer() {
+        let start = std::time::Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let tally = Tally {
+            billing_pauses: vec![
+                (start + ms(5), ms(3)),
+                (start + ms(9), ms(2)),
+                (start + ms(20), ms(7)),
+            ],
+            ..Tally::default()
+        };
+        assert_eq!(tally.paused_by(start + ms(10)), ms(5));
+        assert_eq!(tally.paused_by(start + ms(20)), ms(12));
+        assert_eq!(tally.paused_by(start), ms(0));
+    }
+
     use super::*;
 
     #[test]
