@@ -186,7 +186,11 @@ impl Store {
     }
 
     /// Takes the lease on a queued top-up, or on one whose previous lease ran
-    /// out, counting the attempt.
+    /// out, counting the attempt. Its open-work entry stays where it is (a
+    /// moved index key is two index writes): the sweep that meets a top-up
+    /// still leased queues it again and the worker's lease refuses it, and
+    /// one whose holder died is found, due since it was queued, once its
+    /// lease lapses.
     pub async fn acquire_topup(
         &self,
         payment_id: PaymentId,
@@ -198,7 +202,7 @@ impl Store {
             .update_topup(payment_id)
             .update_expression(
                 "SET previous_status = #status, #status = :sending, lease_until = :until, \
-                 updated_at = :now_text, gsi2sk = :due ADD attempts :one",
+                 updated_at = :now_text ADD attempts :one",
             )
             .condition_expression(
                 "attribute_exists(pk) AND (#status = :queued OR \
@@ -210,8 +214,6 @@ impl Store {
             .expression_attribute_values(":until", n(millis(until)))
             .expression_attribute_values(":now", n(millis(now)))
             .expression_attribute_values(":now_text", s(rfc3339(now)?))
-            // A leased top-up is due for the sweep when its lease runs out.
-            .expression_attribute_values(":due", s(format!("{}#{payment_id}", time_key(until))))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -510,8 +512,8 @@ impl Store {
         items.iter().map(super::item_payment_id).collect()
     }
 
-    /// Unfinished top-ups that were last touched (or whose lease ends)
-    /// before `before`, oldest first: the sweep re-enqueues them.
+    /// Unfinished top-ups queued or last put back before `before`, oldest
+    /// first: the sweep re-enqueues them.
     pub async fn topups_due(
         &self,
         before: OffsetDateTime,
