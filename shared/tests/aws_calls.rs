@@ -141,15 +141,15 @@ async fn a_cold_completing_directpay_callback_makes_four_dynamodb_calls_and_a_du
     assert_eq!(p.status, shared::payment::PaymentStatus::Completed);
 }
 
-/// worker-events for a merchant with no endpoint: the event read, the
-/// merchant's endpoints queried, the event's open mark cleared; nothing
-/// more (no transaction, no query of deliveries).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
-    let h = Harness::start().await;
-    let id = common::cases::create_for(&h, "directpay", "u_calls").await;
-    common::cases::trigger(&h, "directpay", "paid", id).await;
-    let (worker, count) = counting(&h);
+/// Completes payment `id` by its DirectPay callback and hands the
+/// completion's event (its stream record) to a cold worker-events whose
+/// DynamoDB calls are counted: those calls.
+async fn completion_told_by_a_counting_worker(
+    h: &Harness,
+    id: shared::ids::PaymentId,
+) -> BTreeMap<String, u32> {
+    common::cases::trigger(h, "directpay", "paid", id).await;
+    let (worker, count) = counting(h);
     let records = h.stream.lock().await.read().await.unwrap();
     let events: Vec<_> = records
         .into_iter()
@@ -158,7 +158,17 @@ async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
     assert_eq!(events.len(), 1, "the completion's event");
     let answer = shared::api::events_worker::handle(&worker, json!({"Records": events})).await;
     assert_eq!(answer["batchItemFailures"], json!([]));
-    let calls = count.take();
+    count.take()
+}
+
+/// worker-events for a merchant with no endpoint: the event read, the
+/// merchant's endpoints queried, the event's open mark cleared; nothing
+/// more (no transaction, no query of deliveries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
+    let h = Harness::start().await;
+    let id = common::cases::create_for(&h, "directpay", "u_calls").await;
+    let calls = completion_told_by_a_counting_worker(&h, id).await;
     let expected: BTreeMap<String, u32> = [("GetItem", 1), ("Query", 1), ("UpdateItem", 1)]
         .iter()
         .map(|(op, n)| (op.to_string(), *n))
@@ -167,6 +177,68 @@ async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
     // Handed out: the sweep has nothing to send again.
     let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
     assert!(h.store().events_open(later, 10).await.unwrap().is_empty());
+}
+
+/// worker-events for a merchant whose endpoint takes the event at once:
+/// the event read, the endpoints queried, the event sent, then one
+/// transaction that closes the event and writes its delivery settled: no
+/// claim, no second write, and nothing left as due work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_taken_at_once_costs_a_read_a_query_and_one_transaction() {
+    let h = Harness::start().await;
+    let got = Arc::new(Mutex::new(0u32));
+    let counted = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counted = counted.clone();
+            async move {
+                *counted.lock().unwrap() += 1;
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let r = h
+        .post(
+            "/v1/webhook-endpoints",
+            &ulid::Ulid::new().to_string(),
+            &json!({"url": url, "events": ["payment.completed"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = common::cases::create_for(&h, "directpay", "u_calls").await;
+    let calls = completion_told_by_a_counting_worker(&h, id).await;
+    assert_eq!(*got.lock().unwrap(), 1);
+    assert_eq!(
+        calls,
+        ops(&[("GetItem", 1), ("Query", 1), ("TransactWriteItems", 1)])
+    );
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    assert!(h.store().events_open(later, 10).await.unwrap().is_empty());
+    assert!(h
+        .store()
+        .deliveries_due(later, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let delivery = h
+        .items()
+        .await
+        .into_iter()
+        .find(|i| {
+            i.get("sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk.starts_with("DLV#"))
+        })
+        .expect("the delivery's item");
+    assert_eq!(delivery["status"].as_s().unwrap(), "delivered");
+    assert_eq!(delivery["attempts"].as_n().unwrap(), "1");
+    for absent in ["gsi2pk", "gsi2sk", "lease_ms", "next_ms"] {
+        assert!(!delivery.contains_key(absent), "{absent}: {delivery:?}");
+    }
 }
 
 /// A warm create: the key's claim and the reference's check side by side,

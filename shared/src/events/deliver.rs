@@ -23,7 +23,8 @@ use crate::ids::{EndpointId, EventId, MerchantId};
 use crate::secrets::Secret;
 use crate::services::Services;
 use crate::store::{
-    Attempt, AttemptEnd, Claim, Delivery, DeliveryStatus, EndpointStatus, StoreError, StoredEvent,
+    Attempt, AttemptEnd, Claim, Delivery, DeliveryStatus, Endpoint, EndpointStatus, StoreError,
+    StoredEvent,
 };
 
 /// How long a claimed attempt is the claimer's: the delivery's 15 s and a
@@ -104,30 +105,30 @@ pub fn targets(services: &Services) -> Targets {
 }
 
 /// Hands `event` to its merchant's enabled endpoints that take its type,
-/// then attempts every delivery of it that is due.
+/// then attempts every delivery of it that is due. An event still open
+/// is sent to each endpoint first and its deliveries written after, as
+/// each attempt ended, with the event closed, in one transaction: a
+/// delivery taken at once is written settled and never becomes due work
+/// (no lease, no second write). A worker that dies between its sends and
+/// that write leaves the event open, and it is sent again under the same
+/// `webhook-id` (at least once, as every delivery).
 pub async fn fan_out(
     services: &Services,
     event: &StoredEvent,
     now: OffsetDateTime,
 ) -> Result<(), DeliverError> {
     if event.open {
-        let endpoints: Vec<EndpointId> = services
+        let endpoints: Vec<Endpoint> = services
             .store
             .endpoints_of(&event.merchant)
             .await?
             .into_iter()
             .filter(|e| e.status == EndpointStatus::Enabled && subscribed(&e.events, event.kind))
-            .map(|e| e.id)
             .collect();
-        let nobody = endpoints.is_empty();
-        services.store.fan_out(event, &endpoints, now).await?;
-        if nobody {
-            // The merchant listens nowhere: nothing to deliver.
-            return Ok(());
-        }
+        return first_attempts(services, event, &endpoints, now).await;
     }
-    // Fanned out now or before (a retried stream record, a dead worker):
-    // whatever is due goes.
+    // Fanned out before (a retried stream record, the sweep): whatever is
+    // due goes.
     let Some((_, deliveries)) = services
         .store
         .event_with_deliveries(&event.merchant, event.id)
@@ -158,6 +159,107 @@ pub async fn fan_out(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The first attempt to each of `endpoints`, side by side, then their
+/// deliveries written as the attempts ended and the event closed. An
+/// attempt that could not be made (a store or secret error before sending)
+/// is written pending, due now, and queued.
+async fn first_attempts(
+    services: &Services,
+    event: &StoredEvent,
+    endpoints: &[Endpoint],
+    now: OffsetDateTime,
+) -> Result<(), DeliverError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (place, endpoint) in endpoints.iter().enumerate() {
+        let (services, endpoint, event) = (services.clone(), endpoint.clone(), event.clone());
+        tasks.spawn(async move {
+            let sent = send_to(&services, &endpoint, &event, now).await;
+            (place, sent)
+        });
+    }
+    let mut sent: Vec<Option<(Attempt, Sent)>> = endpoints.iter().map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((place, Ok(attempt))) => sent[place] = Some(attempt),
+            Ok((_, Err(e))) => tracing::warn!(error = %e, "event delivery could not be tried"),
+            Err(e) => tracing::error!(error = %e, "event delivery task failed"),
+        }
+    }
+    let schedule_len = services.settings.events.retry.len() as u32;
+    let mut deliveries = Vec::with_capacity(endpoints.len());
+    for (endpoint, sent) in endpoints.iter().zip(sent) {
+        let mut d = Delivery {
+            event_id: event.id,
+            merchant: event.merchant.clone(),
+            endpoint_id: endpoint.id,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            sent: 0,
+            next_ms: Some(millis(now)),
+            resend: false,
+            lease_ms: None,
+            log: vec![],
+        };
+        if let Some((attempt, how)) = sent {
+            d.attempts = 1;
+            d.sent = 1;
+            d.log.push(attempt);
+            match end_of(services, how, 1, schedule_len) {
+                AttemptEnd::Delivered => {
+                    d.status = DeliveryStatus::Delivered;
+                    d.next_ms = None;
+                }
+                AttemptEnd::Failed => {
+                    d.status = DeliveryStatus::Failed;
+                    d.next_ms = None;
+                }
+                AttemptEnd::Retry(due) => d.next_ms = Some(due),
+            }
+        }
+        deliveries.push(d);
+    }
+    if !services.store.fan_out(event, &deliveries, now).await? {
+        // Another worker handed it out first; its deliveries stand (ours
+        // were extra sends of the same webhook-id).
+        return Ok(());
+    }
+    for d in &deliveries {
+        match (d.status, d.next_ms) {
+            (DeliveryStatus::Delivered, _) => crate::telemetry::event_delivery("delivered"),
+            (DeliveryStatus::Failed, _) => {
+                tracing::warn!(event_id = %d.event_id, endpoint_id = %d.endpoint_id, "event delivery failed at its first attempt");
+                crate::telemetry::event_delivery("failed");
+            }
+            (DeliveryStatus::Pending, due) => {
+                if d.sent > 0 {
+                    crate::telemetry::event_delivery("retry");
+                }
+                let due = due.unwrap_or_else(|| millis(now));
+                schedule(services, &d.merchant, d.event_id, d.endpoint_id, due, now).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// How an attempt that was `made`th on a schedule of `schedule_len` waits
+/// ends: taken, given up, or retried after the schedule's wait.
+fn end_of(services: &Services, sent: Sent, made: u32, schedule_len: u32) -> AttemptEnd {
+    match sent {
+        Sent::Delivered => AttemptEnd::Delivered,
+        Sent::Gone => AttemptEnd::Failed,
+        Sent::Refused if made <= schedule_len => {
+            let wait = services.settings.events.retry[(made.max(1) - 1) as usize];
+            AttemptEnd::Retry(millis(OffsetDateTime::now_utc() + wait))
+        }
+        Sent::Refused => AttemptEnd::Failed,
+    }
+}
+
 /// The next attempt of one delivery, if it is due and nobody else is
 /// making it; what follows is recorded and, for a retry, queued.
 pub async fn attempt(
@@ -183,17 +285,8 @@ pub async fn attempt(
     let schedule_len = services.settings.events.retry.len() as u32;
     let scheduled = !claimed.resend;
     let made = claimed.attempts + u32::from(scheduled);
-    let (attempt, end) = send(services, &claimed, now).await?;
-    let end = match end {
-        Sent::Delivered => AttemptEnd::Delivered,
-        Sent::Gone => AttemptEnd::Failed,
-        Sent::Refused if made <= schedule_len => {
-            let wait = services.settings.events.retry[(made.max(1) - 1) as usize];
-            let due = OffsetDateTime::now_utc() + wait;
-            AttemptEnd::Retry((due.unix_timestamp_nanos() / 1_000_000) as i64)
-        }
-        Sent::Refused => AttemptEnd::Failed,
-    };
+    let (attempt, sent) = send(services, &claimed, now).await?;
+    let end = end_of(services, sent, made, schedule_len);
     let recorded = services
         .store
         .record_attempt(
@@ -235,25 +328,14 @@ enum Sent {
     Refused,
 }
 
-/// Sends the event of `claimed` to its endpoint once.
+/// Sends the event of `claimed` to its endpoint once (both read again:
+/// either may have changed since the delivery was written).
 async fn send(
     services: &Services,
     claimed: &Delivery,
     now: OffsetDateTime,
 ) -> Result<(Attempt, Sent), DeliverError> {
-    let at_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let refused = |error: String| {
-        (
-            Attempt {
-                at_ms,
-                status_code: None,
-                duration_ms: 0,
-                error: Some(error),
-                answer: None,
-            },
-            Sent::Refused,
-        )
-    };
+    let at_ms = millis(now);
     let endpoint = services
         .store
         .endpoint(&claimed.merchant, claimed.endpoint_id)
@@ -269,6 +351,29 @@ async fn send(
         .await?
     else {
         return Ok(gone(at_ms, "the event is no longer kept"));
+    };
+    send_to(services, &endpoint, &event, now).await
+}
+
+/// Sends `event` to `endpoint` once.
+async fn send_to(
+    services: &Services,
+    endpoint: &Endpoint,
+    event: &StoredEvent,
+    now: OffsetDateTime,
+) -> Result<(Attempt, Sent), DeliverError> {
+    let at_ms = millis(now);
+    let refused = |error: String| {
+        (
+            Attempt {
+                at_ms,
+                status_code: None,
+                duration_ms: 0,
+                error: Some(error),
+                answer: None,
+            },
+            Sent::Refused,
+        )
     };
     let targets = targets(services);
     // A URL that names an address is not resolved by the client: checked

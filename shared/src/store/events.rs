@@ -359,14 +359,16 @@ impl Store {
         Ok(event.map(|e| (e, deliveries)))
     }
 
-    /// Hands `event` to `endpoints` (those subscribed to it): puts one
-    /// pending delivery each, due `now`, and clears the event's open mark,
-    /// in one transaction. `false`: it was handed out before (nothing
-    /// written).
+    /// Hands `event` out: puts its `deliveries` (one per endpoint
+    /// subscribed to it, each as its first attempt left it: delivered,
+    /// failed, or pending with its next attempt due) and clears the
+    /// event's open mark, in one transaction. A pending delivery is due
+    /// work, a failed one is in the operators' queue, a delivered one in
+    /// neither. `false`: it was handed out before (nothing written).
     pub async fn fan_out(
         &self,
         event: &StoredEvent,
-        endpoints: &[EndpointId],
+        deliveries: &[Delivery],
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let pk = event_pk(&event.merchant, event.id);
@@ -378,7 +380,7 @@ impl Store {
             .condition_expression("gsi2pk = :open")
             .expression_attribute_values(":open", s(OPEN_EVENTS))
             .build()?;
-        if endpoints.is_empty() {
+        if deliveries.is_empty() {
             // Nobody to tell: one conditional update, not a transaction.
             let result = self
                 .client
@@ -397,30 +399,31 @@ impl Store {
             what: ItemKind::Event,
             item: TransactWriteItem::builder().update(update).build(),
         }];
-        for endpoint in endpoints {
-            let delivery = Delivery {
-                event_id: event.id,
-                merchant: event.merchant.clone(),
-                endpoint_id: *endpoint,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                sent: 0,
-                next_ms: Some(millis(now) as i64),
-                resend: false,
-                lease_ms: None,
-                log: vec![],
-            };
-            let mut item: Item = serde_dynamo::to_item(&delivery)?;
+        for delivery in deliveries {
+            let mut item: Item = serde_dynamo::to_item(delivery)?;
             item.extend([
                 (schema::PK.into(), s(pk.clone())),
                 (
                     schema::SK.into(),
-                    s(format!("{DELIVERY_SK_PREFIX}{endpoint}")),
+                    s(format!("{DELIVERY_SK_PREFIX}{}", delivery.endpoint_id)),
                 ),
-                (schema::GSI2_PK.into(), s(OPEN_DELIVERIES)),
-                (schema::GSI2_SK.into(), s(due_key(now, &delivery))),
                 (schema::TTL.into(), purge_at(event.created_at())),
             ]);
+            let listed = match delivery.status {
+                DeliveryStatus::Pending => {
+                    let due = delivery
+                        .next_ms
+                        .and_then(|ms| super::from_millis(i128::from(ms)))
+                        .unwrap_or(now);
+                    Some((OPEN_DELIVERIES, due_key(due, delivery)))
+                }
+                DeliveryStatus::Failed => Some((FAILED_DELIVERIES, due_key(now, delivery))),
+                DeliveryStatus::Delivered => None,
+            };
+            if let Some((list, key)) = listed {
+                item.insert(schema::GSI2_PK.into(), s(list));
+                item.insert(schema::GSI2_SK.into(), s(key));
+            }
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
