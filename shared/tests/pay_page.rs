@@ -469,9 +469,28 @@ async fn earlier_page_tokens_still_open_their_page_and_new_ones_need_no_link() {
     let url = page_url_of(&h, id).await;
     let token: PageToken = url.rsplit('/').next().unwrap().parse().unwrap();
     assert_eq!(token.payment_id(), Some(id));
-    let links = h
-        .items()
-        .await
+    let items = h.items().await;
+    // The token is kept once, at the end of the page's URL, and read back.
+    let payment_item = |id: shared::ids::PaymentId| {
+        items
+            .iter()
+            .find(|i| {
+                i.get("pk").and_then(|v| v.as_s().ok()) == Some(&format!("PAY#{id}"))
+                    && i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("PAY")
+            })
+            .unwrap()
+    };
+    let stored = payment_item(id);
+    assert!(!stored.contains_key("page_token"), "{stored:?}");
+    let read = h.store().payment(id).await.unwrap().unwrap();
+    assert_eq!(read.page_token.as_ref(), Some(&token));
+    // The earlier payment (no page URL) keeps its token as it was.
+    let earlier_item = items
+        .iter()
+        .find(|i| i.get("pk").and_then(|v| v.as_s().ok()) == Some(&format!("PAY#{}", earlier.id)))
+        .unwrap();
+    assert!(earlier_item.contains_key("page_token"));
+    let links = items
         .into_iter()
         .filter(|i| {
             i.get("pk")

@@ -324,3 +324,84 @@ async fn begin_again(
         .await
         .unwrap()
 }
+
+/// A kept answer is stored deflated (a create's answer, the payment and its
+/// checkout, is about half the size, so its record stays one write unit)
+/// and replayed byte for byte; a record kept before, with the bytes as they
+/// were, replays too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_answer_is_stored_deflated_and_earlier_plain_records_still_replay() {
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let store = fresh_store().await;
+    let key = key();
+    let request = serde_json::json!({"amount": 150000, "currency": "PHP"});
+    let hash = fingerprint("create_payment", &request);
+    let now = OffsetDateTime::now_utc();
+    let (deadline, expires) = (now + Duration::seconds(30), now + Duration::hours(24));
+    let BeginOutcome::New { token } = store
+        .begin_idempotent(&scope(), &key, &hash, now, deadline, expires)
+        .await
+        .unwrap()
+    else {
+        panic!("first begin must be new")
+    };
+    let answer = StoredResponse {
+        status: 201,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::to_vec(&serde_json::json!({
+            "id": "pay_01J00000000000000000000000",
+            "status": "pending",
+            "checkout": {"page_url": "https://pay.example.com/pay/01J00000000000000000000000AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                         "qr_text": "00020101021228760011ph.ppmi.p2m0111DIRECTPAY0315777777777777777"},
+            "history": [{"status": "pending", "at": "2026-12-05T07:00:00Z", "source": "api"}],
+        }))
+        .unwrap(),
+    };
+    store
+        .complete_idempotent(&scope(), &key, &token, &answer)
+        .await
+        .unwrap();
+    let pk = format!("IDEM#{}#create_payment#{key}", merchant());
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(pk.clone()))
+        .key("sk", AttributeValue::S("IDEM".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(!item.contains_key("response_body"));
+    let kept = item["response_body_z"].as_b().unwrap().as_ref().len();
+    assert!(kept < answer.body.len(), "{kept} of {}", answer.body.len());
+    assert_eq!(
+        store
+            .begin_idempotent(&scope(), &key, &hash, now, deadline, expires)
+            .await
+            .unwrap(),
+        BeginOutcome::Replay(answer.clone())
+    );
+
+    // A record completed before answers were deflated.
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S("IDEM".into()))
+        .update_expression("SET response_body = :plain REMOVE response_body_z")
+        .expression_attribute_values(":plain", AttributeValue::B(Blob::new(answer.body.clone())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .begin_idempotent(&scope(), &key, &hash, now, deadline, expires)
+            .await
+            .unwrap(),
+        BeginOutcome::Replay(answer)
+    );
+}

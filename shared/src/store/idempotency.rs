@@ -222,11 +222,16 @@ impl Store {
 /// The update that completes a record: the response kept; no deadline,
 /// no token (nobody completes or releases it any more).
 const COMPLETE: &str = "SET #status = :completed, response_status = :status, \
-     response_headers = :headers, response_body = :body REMOVE in_progress_until, #token";
+     response_headers = :headers, response_body_z = :body REMOVE in_progress_until, #token";
 /// [`COMPLETE`] for a response with only the usual JSON content type,
 /// which a replay restores ([`usual_headers`]).
 const COMPLETE_USUAL: &str = "SET #status = :completed, response_status = :status, \
-     response_body = :body REMOVE in_progress_until, response_headers, #token";
+     response_body_z = :body REMOVE in_progress_until, response_headers, #token";
+
+/// The largest response body a record is read back with (a larger one is
+/// a corrupt record, never a large allocation): far above any answer an
+/// idempotent request gives.
+const BODY_LIMIT: usize = 256 * 1024;
 
 /// The headers nearly every kept response has: not stored.
 fn usual_headers() -> Vec<(String, String)> {
@@ -278,9 +283,14 @@ impl Completion {
             (":completed".to_string(), s("completed")),
             (":in_progress".to_string(), s("in_progress")),
             (":status".to_string(), n(response.status)),
+            // Deflated: a create's answer (the payment, its checkout) is
+            // about half the size, so its record stays one write unit.
             (
                 ":body".to_string(),
-                AttributeValue::B(Blob::new(response.body.clone())),
+                AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(
+                    &response.body,
+                    9,
+                ))),
             ),
             (":token".to_string(), s(token)),
         ]
@@ -325,12 +335,21 @@ fn stored_response(item: &Item) -> Result<StoredResponse, StoreError> {
         }
         None => usual_headers(),
     };
-    let body = item
-        .get("response_body")
-        .and_then(|v| v.as_b().ok())
-        .ok_or_else(|| corrupt("body"))?
-        .clone()
-        .into_inner();
+    // Kept deflated (`response_body_z`); records completed before that
+    // kept the bytes as they were (`response_body`).
+    let body = match (item.get("response_body_z"), item.get("response_body")) {
+        (Some(z), _) => {
+            let z = z.as_b().map_err(|_| corrupt("body"))?;
+            miniz_oxide::inflate::decompress_to_vec_with_limit(z.as_ref(), BODY_LIMIT)
+                .map_err(|_| corrupt("a body that inflates"))?
+        }
+        (None, Some(plain)) => plain
+            .as_b()
+            .map_err(|_| corrupt("body"))?
+            .clone()
+            .into_inner(),
+        (None, None) => return Err(corrupt("body")),
+    };
     Ok(StoredResponse {
         status,
         headers,

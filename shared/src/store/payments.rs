@@ -144,6 +144,10 @@ fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     if p.refunded_amount.minor() == 0 {
         item.remove(REFUNDED);
     }
+    // The page's token ends its URL: kept there only.
+    if p.page_token.is_some() && page_token_of(&item).as_ref() == p.page_token.as_ref() {
+        item.remove(PAGE_TOKEN);
+    }
     item.insert(schema::PK.into(), s(keys::payment(p.id)));
     item.insert(schema::SK.into(), s(keys::PAYMENT_SK));
     item.extend(super::listing::index_keys(p));
@@ -200,6 +204,19 @@ fn claim_attributes() -> Vec<String> {
 }
 
 const REFUNDED: &str = "refunded_amount";
+const PAGE_TOKEN: &str = "page_token";
+
+/// The token that ends a payment item's `checkout.page_url`, if one does.
+fn page_token_of(item: &Item) -> Option<crate::ids::PageToken> {
+    let url = item
+        .get("checkout")?
+        .as_m()
+        .ok()?
+        .get("page_url")?
+        .as_s()
+        .ok()?;
+    url.rsplit_once("/pay/")?.1.parse().ok()
+}
 const PROVIDER_REFERENCE: &str = "provider_reference";
 
 pub(super) fn payment_from(mut item: Item) -> Result<Payment, StoreError> {
@@ -220,6 +237,11 @@ pub(super) fn payment_from(mut item: Item) -> Result<Payment, StoreError> {
             text(&item, schema::GSI1_PK).and_then(|k| k.splitn(3, '#').nth(2).map(str::to_string))
         {
             item.insert(PROVIDER_REFERENCE.into(), s(reference));
+        }
+    }
+    if !item.contains_key(PAGE_TOKEN) {
+        if let Some(token) = page_token_of(&item) {
+            item.insert(PAGE_TOKEN.into(), s(token.as_str()));
         }
     }
     if !item.contains_key(REFUNDED) {
