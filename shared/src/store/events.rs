@@ -92,27 +92,16 @@ pub struct StoredEvent {
 
 /// The attribute holding an event's body, deflated (RFC 1951, raw).
 const BODY_Z: &str = "body_z";
-/// An event's body inflates to at most this many bytes; more is a
-/// corrupt item, never a large allocation.
-const BODY_LIMIT: usize = 256 * 1024;
-
-/// `body` deflated as the item keeps it. JSON of a payment shrinks to
-/// about half.
+/// `body` deflated as the item keeps it.
 fn deflated(body: &str) -> AttributeValue {
-    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
-        miniz_oxide::deflate::compress_to_vec(body.as_bytes(), 9),
-    ))
+    super::deflated(body.as_bytes())
 }
 
 /// The body an event's item keeps: `body_z` inflated.
 fn inflated(item: &Item) -> Result<String, StoreError> {
     let corrupt = |why: &str| StoreError::Corrupt(format!("an event's body: {why}"));
-    let blob = item
-        .get(BODY_Z)
-        .and_then(|v| v.as_b().ok())
-        .ok_or_else(|| corrupt("no body_z"))?;
-    let bytes = miniz_oxide::inflate::decompress_to_vec_with_limit(blob.as_ref(), BODY_LIMIT)
-        .map_err(|e| corrupt(&format!("{e:?}")))?;
+    let bytes = super::inflated(item.get(BODY_Z).ok_or_else(|| corrupt("no body_z"))?)
+        .ok_or_else(|| corrupt("not deflated, or over the limit"))?;
     String::from_utf8(bytes).map_err(|_| corrupt("not UTF-8"))
 }
 
@@ -1111,7 +1100,8 @@ mod tests {
             inflated(&Item::new()),
             Err(StoreError::Corrupt(_))
         ));
-        let huge = miniz_oxide::deflate::compress_to_vec(&vec![b'a'; BODY_LIMIT + 1], 9);
+        let huge =
+            miniz_oxide::deflate::compress_to_vec(&vec![b'a'; super::super::DEFLATED_LIMIT + 1], 9);
         assert!(matches!(
             inflated(&with_body(huge)),
             Err(StoreError::Corrupt(_))

@@ -228,11 +228,6 @@ const COMPLETE: &str = "SET #status = :completed, response_status = :status, \
 const COMPLETE_USUAL: &str = "SET #status = :completed, response_status = :status, \
      response_body_z = :body REMOVE in_progress_until, response_headers, #token";
 
-/// The largest response body a record is read back with (a larger one is
-/// a corrupt record, never a large allocation): far above any answer an
-/// idempotent request gives.
-const BODY_LIMIT: usize = 256 * 1024;
-
 /// The headers nearly every kept response has: not stored.
 fn usual_headers() -> Vec<(String, String)> {
     vec![("content-type".into(), "application/json".into())]
@@ -285,13 +280,7 @@ impl Completion {
             (":status".to_string(), n(response.status)),
             // Deflated: a create's answer (the payment, its checkout) is
             // about half the size, so its record stays one write unit.
-            (
-                ":body".to_string(),
-                AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(
-                    &response.body,
-                    9,
-                ))),
-            ),
+            (":body".to_string(), super::deflated(&response.body)),
             (":token".to_string(), s(token)),
         ]
         .into();
@@ -338,11 +327,7 @@ fn stored_response(item: &Item) -> Result<StoredResponse, StoreError> {
     // Kept deflated (`response_body_z`); records completed before that
     // kept the bytes as they were (`response_body`).
     let body = match (item.get("response_body_z"), item.get("response_body")) {
-        (Some(z), _) => {
-            let z = z.as_b().map_err(|_| corrupt("body"))?;
-            miniz_oxide::inflate::decompress_to_vec_with_limit(z.as_ref(), BODY_LIMIT)
-                .map_err(|_| corrupt("a body that inflates"))?
-        }
+        (Some(z), _) => super::inflated(z).ok_or_else(|| corrupt("a body that inflates"))?,
         (None, Some(plain)) => plain
             .as_b()
             .map_err(|_| corrupt("body"))?

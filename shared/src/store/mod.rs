@@ -552,6 +552,25 @@ where
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// A kept body (an event's, an idempotent answer's) inflates to at most
+/// this many bytes; more is a corrupt item, never a large allocation.
+pub(crate) const DEFLATED_LIMIT: usize = 256 * 1024;
+
+/// `bytes` deflated (RFC 1951, raw) as an item keeps them: JSON shrinks to
+/// about half, so an item stays one write unit.
+pub(crate) fn deflated(bytes: &[u8]) -> AttributeValue {
+    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        miniz_oxide::deflate::compress_to_vec(bytes, 9),
+    ))
+}
+
+/// What [`deflated`] kept, inflated (at most [`DEFLATED_LIMIT`] bytes);
+/// `None` if it is not a deflated value or inflates to more.
+pub(crate) fn inflated(value: &AttributeValue) -> Option<Vec<u8>> {
+    let blob = value.as_b().ok()?;
+    miniz_oxide::inflate::decompress_to_vec_with_limit(blob.as_ref(), DEFLATED_LIMIT).ok()
+}
+
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
