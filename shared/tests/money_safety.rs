@@ -1376,7 +1376,8 @@ async fn a_reconcile_difference_waits_until_an_operator_acknowledges_it() {
         json!({"status": "FAILED", "callback": "none"}),
     )
     .await;
-    let now = OffsetDateTime::now_utc() + Duration::seconds(1);
+    // Once the hour of the payment's change has closed.
+    let now = shared::api::reconcile::checked_from(OffsetDateTime::now_utc());
     let report = reconcile(&h.services, now).await.unwrap();
     assert_eq!(report.difference_count, 1, "{report:?}");
 

@@ -10,7 +10,9 @@ mod common;
 use common::cases::{create_for, provider_reference, trigger};
 use common::harness::Harness;
 use serde_json::json;
-use shared::api::reconcile::{reconcile, Action, DifferenceKind, ReconcileReport};
+use shared::api::reconcile::{
+    checked_from, reconcile, Action, DifferenceKind, ReconcileReport, SETTLE_MARGIN,
+};
 use shared::ids::{PaymentId, WalletUserId};
 use shared::money::Currency;
 use shared::payment::PaymentStatus;
@@ -27,6 +29,23 @@ async fn quietly(h: &Harness, txn: &str, status: &str) {
         json!({"status": status, "callback": "none"}),
     )
     .await;
+}
+
+/// The sweep's expiry of pending payment `id`, stamped `at`.
+async fn expire_at(h: &Harness, id: PaymentId, at: time::OffsetDateTime) {
+    let pending = h.store().payment(id).await.unwrap().unwrap();
+    let expired = shared::store::StatusChange::new(
+        PaymentStatus::Expired,
+        shared::payment::ChangeSource::Sweep,
+        at,
+    );
+    assert!(matches!(
+        h.store()
+            .transition(&pending, expired, vec![])
+            .await
+            .unwrap(),
+        shared::store::TransitionOutcome::Applied(_)
+    ));
 }
 
 async fn balance(h: &Harness, user: &str) -> i64 {
@@ -66,7 +85,8 @@ async fn reconcile_corrects_on_the_providers_answer_and_reports_the_rest() {
     let (fine, _) = directpay(&h, "u_fine").await;
     trigger(&h, "directpay", "paid", fine).await;
 
-    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    // The first run after the hour of these changes has closed.
+    let now = checked_from(time::OffsetDateTime::now_utc());
     let report = reconcile(&h.services, now).await.unwrap();
     assert_eq!(report.checked, 4, "{report:?}");
     assert_eq!(report.unanswered, 0);
@@ -165,7 +185,7 @@ async fn a_silent_provider_is_counted_and_nothing_changes() {
         json!({"path": "/directpay/api/cashin_transactions_status", "mode": "fail", "count": 100, "status": 503}),
     )
     .await;
-    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let now = checked_from(time::OffsetDateTime::now_utc());
     let report = reconcile(&h.services, now).await.unwrap();
     assert_eq!((report.checked, report.unanswered), (1, 1), "{report:?}");
     assert!(report.differences.is_empty());
@@ -197,9 +217,12 @@ async fn a_refund_made_at_the_provider_but_not_here_is_reported_and_moves_nothin
     qpay.refund(&paid, paid.amount, "outside-paygate")
         .await
         .unwrap();
-    let report = reconcile(h.function("job-reconcile"), time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let report = reconcile(
+        h.function("job-reconcile"),
+        checked_from(time::OffsetDateTime::now_utc()),
+    )
+    .await
+    .unwrap();
     let found = report
         .differences
         .iter()
@@ -229,25 +252,68 @@ async fn reconcile_goes_on_from_where_it_stopped_and_catches_up_on_missed_days()
     for n in 0..3 {
         directpay(&h, &format!("u_cover_{n}")).await;
     }
-    let now = time::OffsetDateTime::now_utc;
+    let at = checked_from(time::OffsetDateTime::now_utc());
     // Two a run: the first stops short and says how far behind it is.
-    let first = reconcile_at_most(job, now(), 2).await.unwrap();
+    let first = reconcile_at_most(job, at, 2).await.unwrap();
     assert_eq!((first.checked, first.truncated), (2, true), "{first:?}");
-    assert!(first.behind_seconds > 0, "{first:?}");
-    // The next goes on from there: the third, not the first two again.
-    let second = reconcile_at_most(job, now(), 2).await.unwrap();
+    assert!(
+        first.behind_seconds > SETTLE_MARGIN.whole_seconds(),
+        "{first:?}"
+    );
+    // The next goes on from there: the third, not the first two again. It
+    // has read every closed hour: behind by the margin only.
+    let second = reconcile_at_most(job, at + time::Duration::seconds(1), 2)
+        .await
+        .unwrap();
     assert_eq!((second.checked, second.truncated), (1, false), "{second:?}");
-    assert_eq!(second.behind_seconds, 0);
-    let third = reconcile_at_most(job, now(), 2).await.unwrap();
+    assert_eq!(second.behind_seconds, SETTLE_MARGIN.whole_seconds() + 1);
+    let third = reconcile_at_most(job, at + time::Duration::seconds(2), 2)
+        .await
+        .unwrap();
     assert_eq!(third.checked, 0, "{third:?}");
-    // A payment changes, then three nightly runs are missed: the next run
-    // still finds it, though it looks back further than a day.
-    directpay(&h, "u_cover_late").await;
-    let three_days_on = now() + time::Duration::days(3);
+    // A payment changes after that run (its expiry, an hour on), then
+    // three nightly runs are missed: the next run still finds it, though
+    // it looks back further than a day.
+    let (late, _) = directpay(&h, "u_cover_late").await;
+    expire_at(&h, late, at + time::Duration::hours(1)).await;
+    let three_days_on = at + time::Duration::days(3);
     let caught_up = reconcile_at_most(job, three_days_on, 2).await.unwrap();
     assert_eq!(caught_up.checked, 1, "{caught_up:?}");
     assert!(
         caught_up.since < three_days_on - time::Duration::days(2),
         "{caught_up:?}"
+    );
+}
+
+/// Reconcile reads an hour of changes once it has closed (ended
+/// `SETTLE_MARGIN` ago): a change whose time was taken before a run but
+/// which committed after it is in an hour that run left for the next one,
+/// so it is still checked (decision 59).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_hour_is_left_for_the_next_run_so_a_late_commit_is_checked() {
+    let h = Harness::start().await;
+    let job = h.function("job-reconcile");
+    let made = time::OffsetDateTime::now_utc();
+    let (early, _) = directpay(&h, "u_hour_early").await;
+    let (late, _) = directpay(&h, "u_hour_late").await;
+    // Its hour is still open: nothing read yet.
+    let open = reconcile(job, made + time::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(open.checked, 0, "{open:?}");
+    // Once it has closed, both are checked.
+    let run = checked_from(made);
+    let first = reconcile(job, run).await.unwrap();
+    assert_eq!(first.checked, 2, "{first:?}");
+    // A change stamped five minutes before that run (a sweep that took its
+    // time then) commits only now: it lands in an hour the run left open.
+    let stamped = run - time::Duration::minutes(5);
+    expire_at(&h, late, stamped).await;
+    let next = reconcile(job, checked_from(stamped)).await.unwrap();
+    assert_eq!(next.checked, 1, "the late change, once: {next:?}");
+    assert_eq!(
+        h.store().payment(early).await.unwrap().unwrap().status,
+        PaymentStatus::Pending,
+        "the other is not read again"
     );
 }

@@ -443,29 +443,40 @@ async fn provider_checks_are_recorded_without_a_version_change() {
     assert_eq!(after.provider_checked_at, stored.provider_checked_at);
 }
 
+/// The payment item as stored, attribute by attribute.
+async fn raw_payment(
+    store: &Store,
+    id: PaymentId,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("PAY#{id}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("PAY".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+}
+
 /// The payment item as stored: what reads back the same when missing is
 /// left out (the id and the provider's reference live in keys, nulls,
 /// zero counters and a zero refund total not at all), and once settled the
 /// provider-check claims go; every write of it is billed by its size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_item_keeps_each_fact_once_and_drops_its_claims_once_settled() {
-    use aws_sdk_dynamodb::types::AttributeValue;
     let store = fresh_store().await;
     let p = pending_payment(&store).await;
-    let raw = || async {
-        store
-            .client()
-            .get_item()
-            .table_name(store.table())
-            .key("pk", AttributeValue::S(format!("PAY#{}", p.id)))
-            .key("sk", AttributeValue::S("PAY".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap()
-    };
+    let raw = || raw_payment(&store, p.id);
     let item = raw().await;
     for gone in [
         "id",
@@ -499,4 +510,101 @@ async fn a_payment_item_keeps_each_fact_once_and_drops_its_claims_once_settled()
     let item = raw().await;
     assert!(!item.keys().any(|k| k.starts_with("check_ms_")), "{item:?}");
     assert_eq!(store.payment(p.id).await.unwrap().unwrap(), done);
+}
+
+/// Reconcile's index (GSI3) holds a payment at the UTC hour of its latest
+/// change: a change within the hour of the one before leaves the entry
+/// where it is, so DynamoDB writes no index entry for it (a completing
+/// callback's 4 write units); a change in a later hour moves it
+/// (decision 59).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_entry_moves_only_when_a_change_falls_in_another_hour() {
+    use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+    let store = fresh_store().await;
+    let hour = time::macros::datetime!(2026-12-05 10:00 UTC);
+    let amount = Money::new(10_000, Currency::Php).unwrap();
+    let made = |minute: i64| {
+        Payment::new(
+            new_payment(
+                Provider::Directpay,
+                amount,
+                &format!("ORD-{}", ulid::Ulid::new()),
+            ),
+            ChangeSource::Api,
+            hour + time::Duration::minutes(minute),
+        )
+    };
+    let index_key = |id: PaymentId| {
+        let store = &store;
+        async move {
+            let item = raw_payment(store, id).await;
+            let text = |k: &str| item.get(k).unwrap().as_s().unwrap().clone();
+            (text("gsi3pk"), text("gsi3sk"))
+        }
+    };
+    // The key's time is the hour's start, whatever the minute.
+    let at_ten = |id: PaymentId| {
+        (
+            "CHANGED#2026-12-05".to_string(),
+            format!("{:015}#{id}", hour.unix_timestamp() * 1000),
+        )
+    };
+    let same = made(10);
+    let later = made(50);
+    for p in [&same, &later] {
+        store.create_payment(p).await.unwrap();
+        assert_eq!(index_key(p.id).await, at_ten(p.id));
+    }
+    let complete = |minute: i64| {
+        StatusChange::new(
+            PaymentStatus::Completed,
+            ChangeSource::Webhook,
+            hour + time::Duration::minutes(minute),
+        )
+    };
+    assert!(matches!(
+        store.transition(&same, complete(40), vec![]).await.unwrap(),
+        TransitionOutcome::Applied(_)
+    ));
+    assert_eq!(
+        index_key(same.id).await,
+        at_ten(same.id),
+        "the same hour: left in place"
+    );
+    assert!(matches!(
+        store
+            .transition(&later, complete(75), vec![])
+            .await
+            .unwrap(),
+        TransitionOutcome::Applied(_)
+    ));
+    assert_eq!(
+        index_key(later.id).await,
+        (
+            "CHANGED#2026-12-05".to_string(),
+            format!("{:015}#{}", (hour.unix_timestamp() + 3600) * 1000, later.id)
+        ),
+        "the next hour: moved"
+    );
+    // What DynamoDB bills an update that leaves every index key as it was:
+    // the item alone, no index.
+    let untouched = store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("PAY#{}", same.id)))
+        .key("sk", AttributeValue::S("PAY".into()))
+        .update_expression("SET updated_at = :at")
+        .expression_attribute_values(":at", AttributeValue::S("2026-12-05T10:45:00Z".into()))
+        .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+        .send()
+        .await
+        .unwrap();
+    let consumed = untouched.consumed_capacity.unwrap();
+    assert!(
+        consumed
+            .global_secondary_indexes()
+            .is_none_or(|i| i.is_empty()),
+        "{consumed:?}"
+    );
 }

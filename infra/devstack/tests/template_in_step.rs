@@ -793,7 +793,8 @@ fn code_constant(file: &str, name: &str) -> i64 {
         .unwrap()
 }
 
-/// Timeouts nest: API functions end before API Gateway gives up, webhooks
+/// Timeouts nest: every function ends well before reconcile reads the hour
+/// its changes were stamped in, API functions end before API Gateway gives up, webhooks
 /// answer within about 10 s, and the worker's timeout, its top-up lease,
 /// the queue's visibility and its receive count fit together so a live
 /// worker never outlives its lease and an hour-long casino outage is
@@ -822,6 +823,13 @@ fn timeouts_nest() {
                 .as_str()
                 .is_some_and(|p| p.starts_with("/webhooks/"))
         });
+        // Reconcile reads an hour of changes once every change stamped in
+        // it has committed: a function may take its time until its timeout.
+        let margin = code_constant("shared/src/api/reconcile.rs", "SETTLE_MARGIN_MINUTES") * 60;
+        assert!(
+            timeout + 60 <= margin,
+            "{name}: {timeout} s, reconcile waits {margin} s after an hour ends"
+        );
         if webhook {
             assert!(timeout <= 10, "{name}: {timeout} s");
         } else if http {

@@ -1,5 +1,6 @@
 //! `job-reconcile` (daily): every payment that changed since the last run
-//! checked up to (its checkpoint; a day back on the first run) is compared
+//! checked up to (its checkpoint; a day back on the first run) and before
+//! the latest hour that may still receive changes ([`checked_until`]) is compared
 //! with what its provider says now, at most [`MAX_PER_RUN`] a run: a run
 //! that stops short, or a day missed, leaves the checkpoint where the
 //! checking stopped and the next run goes on from there. How far behind
@@ -30,6 +31,24 @@ use crate::store::StoreError;
 
 /// How far back the first run looks.
 pub const WINDOW: time::Duration = time::Duration::days(1);
+/// An hour of changes is read once it ended this long ago: longer than any
+/// function's timeout (15 minutes at most; template_in_step.rs holds every
+/// function to it), so a change whose time was taken in that hour has
+/// committed, and a little more for clocks (decision 59).
+pub const SETTLE_MARGIN_MINUTES: i64 = 20;
+/// [`SETTLE_MARGIN_MINUTES`] as a duration.
+pub const SETTLE_MARGIN: time::Duration = time::Duration::minutes(SETTLE_MARGIN_MINUTES);
+
+/// Where a run at `now` reads up to (not included): the start of the
+/// latest hour that may still receive changes.
+pub fn checked_until(now: OffsetDateTime) -> OffsetDateTime {
+    crate::store::keys::changed_hour(now - SETTLE_MARGIN)
+}
+
+/// The first run time whose reading includes a change made at `at`.
+pub fn checked_from(at: OffsetDateTime) -> OffsetDateTime {
+    crate::store::keys::changed_hour(at) + time::Duration::hours(1) + SETTLE_MARGIN
+}
 /// At most this many payments per run; the report says when there were
 /// more, and the next run goes on from the last one checked.
 pub const MAX_PER_RUN: usize = 2_000;
@@ -182,14 +201,15 @@ pub async fn reconcile_at_most(
     now: OffsetDateTime,
     most: usize,
 ) -> Result<ReconcileReport, StoreError> {
+    let until = checked_until(now);
     let start = match services.store.reconcile_checkpoint().await? {
         Some(position) => position,
-        None => crate::store::time_key(now - WINDOW),
+        None => crate::store::time_key(crate::store::keys::changed_hour(now - WINDOW)),
     };
     let since = crate::store::position_time(&start).unwrap_or(now - WINDOW);
     let changed = services
         .store
-        .payments_changed_after(&start, now, most + 1)
+        .payments_changed_after(&start, until, most + 1)
         .await?;
     let mut report = ReconcileReport {
         truncated: changed.len() > most,
@@ -207,10 +227,11 @@ pub async fn reconcile_at_most(
             services.store.set_reconcile_checkpoint(&position).await?;
         }
     }
-    // Everything changed up to this run's start is checked, unless the run
-    // stopped short: then up to the last payment it checked.
-    if !report.truncated {
-        position = crate::store::time_key(now);
+    // Everything changed in the closed hours is checked, unless the run
+    // stopped short: then up to the last payment it checked. A checkpoint
+    // already past `until` (a clock that went back) stays.
+    if !report.truncated && crate::store::position_time(&position).is_none_or(|p| p < until) {
+        position = crate::store::time_key(until);
     }
     services.store.set_reconcile_checkpoint(&position).await?;
     // Rounded up: a checkpoint any way behind is at least a second behind.

@@ -315,6 +315,22 @@ pub(crate) mod keys {
         format!("BAL#{currency}")
     }
 
+    /// The UTC hour a change falls in: GSI3 places a payment by the hour
+    /// of its latest change, not its instant, so a change in the same
+    /// hour as the one before leaves its index entry where it is (no index
+    /// write). Reconcile reads an hour only once it is closed (decision 59).
+    pub fn changed_hour(at: time::OffsetDateTime) -> time::OffsetDateTime {
+        let at = at.to_offset(time::UtcOffset::UTC);
+        at.replace_time(time::Time::from_hms(at.hour(), 0, 0).unwrap_or(time::Time::MIDNIGHT))
+    }
+
+    /// A payment's GSI3 sort key for a change at `at`: the start of its
+    /// hour, then the payment (entries written before decision 59 carry the
+    /// change's own instant, which sorts within the same hour).
+    pub fn changed_key(at: time::OffsetDateTime, id: crate::ids::PaymentId) -> String {
+        format!("{}#{id}", super::time_key(changed_hour(at)))
+    }
+
     /// The GSI3 partition of payments changed on `at`'s UTC day.
     pub fn changed_day(at: time::OffsetDateTime) -> String {
         let d = at.to_offset(time::UtcOffset::UTC).date();

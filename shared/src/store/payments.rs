@@ -161,7 +161,7 @@ fn payment_item(p: &Payment) -> Result<Item, StoreError> {
     item.insert(schema::GSI3_PK.into(), s(keys::changed_day(p.updated_at)));
     item.insert(
         schema::GSI3_SK.into(),
-        s(format!("{}#{}", time_key(p.updated_at), p.id)),
+        s(keys::changed_key(p.updated_at, p.id)),
     );
     if p.status == PaymentStatus::Pending {
         item.insert(schema::GSI2_PK.into(), s(keys::OPEN_PAYMENTS));
@@ -546,13 +546,16 @@ impl Store {
         change: &StatusChange,
     ) -> Result<Update, StoreError> {
         let entry = change.entry();
-        let mut set = vec![
-            "#status = :to",
-            "#version = :next",
-            "updated_at = :at",
-            "gsi3pk = :changed_day",
-            "gsi3sk = :changed_at",
-        ];
+        let mut set = vec!["#status = :to", "#version = :next", "updated_at = :at"];
+        // Reconcile's entry moves only when the change falls in another hour
+        // than the payment's last one (decision 59): most payments settle
+        // within the hour they were made in, and an entry left in place is
+        // no index write.
+        let moved = keys::changed_hour(change.at) != keys::changed_hour(current.updated_at);
+        if moved {
+            set.push("gsi3pk = :changed_day");
+            set.push("gsi3sk = :changed_at");
+        }
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(schema::PK, s(keys::payment(current.id)))
@@ -565,12 +568,15 @@ impl Store {
             .expression_attribute_values(":to", s(change.to.as_str()))
             .expression_attribute_values(":next", n(current.version + 1))
             .expression_attribute_values(":at", serde_dynamo::to_attribute_value(entry.at_text())?)
-            .expression_attribute_values(":changed_day", s(keys::changed_day(change.at)))
-            .expression_attribute_values(
-                ":changed_at",
-                s(format!("{}#{}", time_key(change.at), current.id)),
-            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if moved {
+            update = update
+                .expression_attribute_values(":changed_day", s(keys::changed_day(change.at)))
+                .expression_attribute_values(
+                    ":changed_at",
+                    s(keys::changed_key(change.at, current.id)),
+                );
+        }
         if current.history.len() < crate::payment::HISTORY_INLINE {
             set.push("history = list_append(if_not_exists(history, :empty), :entry)");
             update = update
@@ -880,11 +886,14 @@ impl Store {
         claim_check("poll", now, window, update).await
     }
 
-    /// Payments that changed after `position` and up to `until`, oldest
-    /// first, at most `limit`, each with its own position. A position is a
-    /// changed-payments index key (`<time key>#<payment id>`: after that
-    /// payment) or a bare time key (after everything before that time);
-    /// the index holds each payment once, at its latest change.
+    /// Payments whose latest change falls after `position` and before
+    /// `until` (the start of an hour: its own hour and later are left
+    /// out), oldest first, at most `limit`, each with its own position. A
+    /// position is a changed-payments index key (`<hour key>#<payment
+    /// id>`: after that payment) or a bare time key (everything from that
+    /// time); the index holds each payment once, at the hour of its latest
+    /// change (decision 59). A position inside an hour (kept before the
+    /// index held hours) reads that hour whole again.
     pub async fn payments_changed_after(
         &self,
         position: &str,
@@ -894,11 +903,22 @@ impl Store {
         let mut found = Vec::new();
         let start = position_time(position)
             .ok_or_else(|| StoreError::Corrupt(format!("reconcile position {position:?}")))?;
+        let hour = keys::changed_hour(start);
         // A key after `position`: '!' sorts below every character a key
         // continues with ('#' and the id's).
-        let from = format!("{position}!");
-        let to = format!("{}~", time_key(until));
-        let last_day = keys::changed_day(until);
+        let from = if hour == start {
+            format!("{position}!")
+        } else {
+            format!("{}!", time_key(hour))
+        };
+        let Some(last) = until.checked_sub(time::Duration::milliseconds(1)) else {
+            return Ok(found);
+        };
+        if last < start {
+            return Ok(found);
+        }
+        let to = format!("{}~", time_key(last));
+        let last_day = keys::changed_day(last);
         let mut day = start;
         loop {
             let partition = keys::changed_day(day);
