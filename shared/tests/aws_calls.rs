@@ -181,10 +181,12 @@ async fn an_event_nobody_listens_to_costs_a_read_a_query_and_an_update() {
 
 /// worker-events for a merchant whose endpoint takes the event at once:
 /// the event read, the endpoints queried, the event sent, then one
-/// transaction that closes the event and writes its delivery settled: no
-/// claim, no second write, and nothing left as due work.
+/// conditional update that closes the event and keeps the delivery on it
+/// (decision 59): no transaction, no delivery item, no claim, nothing left
+/// as due work. A resend of it makes it an item of its own, which the log
+/// shows in its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_taken_at_once_costs_a_read_a_query_and_one_transaction() {
+async fn an_event_taken_at_once_costs_a_read_a_query_and_one_update() {
     let h = Harness::start().await;
     let got = Arc::new(Mutex::new(0u32));
     let counted = got.clone();
@@ -214,7 +216,7 @@ async fn an_event_taken_at_once_costs_a_read_a_query_and_one_transaction() {
     assert_eq!(*got.lock().unwrap(), 1);
     assert_eq!(
         calls,
-        ops(&[("GetItem", 1), ("Query", 1), ("TransactWriteItems", 1)])
+        ops(&[("GetItem", 1), ("Query", 1), ("UpdateItem", 1)])
     );
     let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
     assert!(h.store().events_open(later, 10).await.unwrap().is_empty());
@@ -224,21 +226,65 @@ async fn an_event_taken_at_once_costs_a_read_a_query_and_one_transaction() {
         .await
         .unwrap()
         .is_empty());
-    let delivery = h
-        .items()
-        .await
-        .into_iter()
-        .find(|i| {
-            i.get("sk")
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|sk| sk.starts_with("DLV#"))
-        })
-        .expect("the delivery's item");
-    assert_eq!(delivery["status"].as_s().unwrap(), "delivered");
-    assert_eq!(delivery["attempts"].as_n().unwrap(), "1");
-    for absent in ["gsi2pk", "gsi2sk", "lease_ms", "next_ms"] {
-        assert!(!delivery.contains_key(absent), "{absent}: {delivery:?}");
+    let items = h.items().await;
+    let sk = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        i.get("sk")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        !items.iter().any(|i| sk(i).starts_with("DLV#")),
+        "no delivery item"
+    );
+    let event = items
+        .iter()
+        .find(|i| sk(i) == "EVENT")
+        .expect("the event's item");
+    for absent in ["gsi2pk", "gsi2sk"] {
+        assert!(!event.contains_key(absent), "{absent}: {event:?}");
     }
+    // Kept as the endpoint's one attempt.
+    let kept = event["delivered"].as_m().unwrap();
+    assert_eq!(kept.len(), 1);
+    let attempt = kept.values().next().unwrap().as_m().unwrap();
+    assert_eq!(attempt["status_code"].as_n().unwrap(), "204");
+
+    // The log shows it as any delivery.
+    let event_id = event["pk"]
+        .as_s()
+        .unwrap()
+        .rsplit('#')
+        .next()
+        .unwrap()
+        .to_string();
+    let shown = h.get(&format!("/v1/events/{event_id}")).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    let deliveries = shown.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{}", shown.text);
+    assert_eq!(deliveries[0]["status"], "delivered");
+    assert_eq!(deliveries[0]["last_status_code"], 204);
+    // Sent again on request: once more, then delivered, still one delivery.
+    let resent = h
+        .post(
+            &format!("/v1/events/{event_id}/resend"),
+            &ulid::Ulid::new().to_string(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resent.status, 202, "{}", resent.text);
+    h.run_events().await;
+    assert_eq!(*got.lock().unwrap(), 2);
+    let shown = h.get(&format!("/v1/events/{event_id}")).await;
+    let deliveries = shown.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{}", shown.text);
+    assert_eq!(deliveries[0]["status"], "delivered", "{}", shown.text);
+    assert_eq!(
+        shown.body["attempts"].as_array().unwrap().len(),
+        2,
+        "{}",
+        shown.text
+    );
 }
 
 /// A warm create: the key's claim and the reference's check side by side,

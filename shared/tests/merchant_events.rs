@@ -745,6 +745,8 @@ fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_providers_completed_event_is_one_write_unit_and_reads_back_whole() {
     let h = Harness::start().await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    endpoint(&h, &url, json!(["payment.completed"])).await;
     for case in common::cases::cases() {
         let id = common::cases::create(&h, &case, "u_event_size").await;
         let (code, _) = trigger(&h, case.provider, "duplicate", id).await;
@@ -752,6 +754,8 @@ async fn each_providers_completed_event_is_one_write_unit_and_reads_back_whole()
         let payment = h.get(&format!("/v1/payments/{id}")).await;
         assert_eq!(payment.body["status"], "completed", "{}", case.provider);
 
+        let seen = receiver.got().len();
+        until(&h, Duration::from_secs(20), || receiver.got().len() > seen).await;
         let items = h.items().await;
         let event = items
             .iter()
@@ -760,13 +764,25 @@ async fn each_providers_completed_event_is_one_write_unit_and_reads_back_whole()
                     && i.get("payment_id") == Some(&AttributeValue::S(id.to_string()))
             })
             .unwrap_or_else(|| panic!("{}: no event item", case.provider));
-        let size = item_size(event);
-        // One write unit (1 KB), two in the change's transaction.
+        // As the change's transaction wrote it: before its delivery.
+        let mut written = event.clone();
         assert!(
-            size <= 1024,
-            "{}: the event's item is {size} bytes",
+            written.remove("delivered").is_some(),
+            "{}: the delivery is kept on the event",
             case.provider
         );
+        written.insert("gsi2pk".into(), AttributeValue::S("OPEN#EVENT".into()));
+        written.insert("gsi2sk".into(), event["gsi4sk"].clone());
+        let size = item_size(&written);
+        // One write unit (1 KB), two in the change's transaction; and once
+        // its delivery is kept on it, still one for that update.
+        for (what, size) in [("written", size), ("delivered", item_size(event))] {
+            assert!(
+                size <= 1024,
+                "{}: the event's item {what} is {size} bytes",
+                case.provider
+            );
+        }
 
         // What the log shows (and every delivery sends) is the whole body.
         let log = h.get(&format!("/v1/events?payment_id={id}")).await;
@@ -783,8 +799,9 @@ async fn each_providers_completed_event_is_one_write_unit_and_reads_back_whole()
             })
             .unwrap_or_else(|| panic!("{}: no payment item", case.provider));
         eprintln!(
-            "{}: the completed event's item is {size} bytes, the payment's {}",
+            "{}: the completed event's item is {size} bytes ({} delivered), the payment's {}",
             case.provider,
+            item_size(event),
             item_size(stored)
         );
     }

@@ -659,7 +659,7 @@ pub async fn resend_now(
     id: EventId,
     only: Option<EndpointId>,
 ) -> Result<Response<Body>, ApiError> {
-    let (_, deliveries) = services
+    let (event, deliveries) = services
         .store
         .event_with_deliveries(merchant, id)
         .await?
@@ -679,7 +679,7 @@ pub async fn resend_now(
     for d in chosen {
         if services
             .store
-            .resend_delivery(merchant, id, d.endpoint_id, now)
+            .resend_delivery(d, event.created_at(), now)
             .await?
         {
             // Lost, the message is made up for by the sweep (the delivery is

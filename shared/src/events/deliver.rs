@@ -199,6 +199,7 @@ async fn first_attempts(
             resend: false,
             lease_ms: None,
             log: vec![],
+            on_event: false,
         };
         if let Some((attempt, how)) = sent {
             d.attempts = 1;

@@ -157,6 +157,42 @@ pub struct Delivery {
     pub lease_ms: Option<i64>,
     #[serde(default)]
     pub log: Vec<Attempt>,
+    /// Kept on its event's item (taken at its first attempt), not an item
+    /// of its own.
+    #[serde(skip)]
+    pub on_event: bool,
+}
+
+/// The attribute of an event's item that keeps its deliveries taken at
+/// their first attempt: a map of endpoint id to that attempt (decision
+/// 59). Such a delivery's other facts are the same for all: delivered,
+/// one attempt, one send.
+const DELIVERED: &str = "delivered";
+
+/// The deliveries an event's item keeps (its [`DELIVERED`] map).
+fn kept_deliveries(
+    merchant: &MerchantId,
+    event: EventId,
+    kept: AttributeValue,
+) -> Result<Vec<Delivery>, StoreError> {
+    let kept: std::collections::BTreeMap<EndpointId, Attempt> =
+        serde_dynamo::from_attribute_value(kept)?;
+    Ok(kept
+        .into_iter()
+        .map(|(endpoint_id, attempt)| Delivery {
+            event_id: event,
+            merchant: merchant.clone(),
+            endpoint_id,
+            status: DeliveryStatus::Delivered,
+            attempts: 1,
+            sent: 1,
+            next_ms: None,
+            resend: false,
+            lease_ms: None,
+            log: vec![attempt],
+            on_event: true,
+        })
+        .collect())
 }
 
 impl Delivery {
@@ -330,12 +366,18 @@ impl Store {
             .expression_attribute_values(":pk", s(event_pk(merchant, id)))
             .consistent_read(true);
         let mut event = None;
-        let mut deliveries = Vec::new();
+        let mut kept: Vec<Delivery> = Vec::new();
+        let mut deliveries: Vec<Delivery> = Vec::new();
         self.each_page(query, |out| {
-            for item in out.items.unwrap_or_default() {
+            for mut item in out.items.unwrap_or_default() {
                 let sk = item.get(schema::SK).and_then(|v| v.as_s().ok()).cloned();
                 match sk.as_deref() {
-                    Some(EVENT_SK) => event = Some(stored_event(item)?),
+                    Some(EVENT_SK) => {
+                        if let Some(map) = item.remove(DELIVERED) {
+                            kept = kept_deliveries(merchant, id, map)?;
+                        }
+                        event = Some(stored_event(item)?)
+                    }
                     Some(k) if k.starts_with(DELIVERY_SK_PREFIX) => {
                         deliveries.push(serde_dynamo::from_item(item)?)
                     }
@@ -345,6 +387,11 @@ impl Store {
             Ok(true)
         })
         .await?;
+        // A delivery kept on the event and sent again since has an item of
+        // its own, which says more.
+        kept.retain(|k| !deliveries.iter().any(|d| d.endpoint_id == k.endpoint_id));
+        deliveries.extend(kept);
+        deliveries.sort_by_key(|d| d.endpoint_id.to_string());
         Ok(event.map(|e| (e, deliveries)))
     }
 
@@ -361,34 +408,55 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let pk = event_pk(&event.merchant, event.id);
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key(schema::PK, s(pk.clone()))
-            .key(schema::SK, s(EVENT_SK))
-            .update_expression("REMOVE gsi2pk, gsi2sk")
-            .condition_expression("gsi2pk = :open")
-            .expression_attribute_values(":open", s(OPEN_EVENTS))
-            .build()?;
-        if deliveries.is_empty() {
-            // Nobody to tell: one conditional update, not a transaction.
+        // Deliveries taken at once are kept on the event's item: they are
+        // never due work, so they need no item and no index entry of their
+        // own (decision 59); the rest are items.
+        let (taken, apart): (Vec<&Delivery>, Vec<&Delivery>) = deliveries
+            .iter()
+            .partition(|d| d.status == DeliveryStatus::Delivered);
+        let mut values: Item = [(":open".to_string(), s(OPEN_EVENTS))].into();
+        let expression = if taken.is_empty() {
+            "REMOVE gsi2pk, gsi2sk"
+        } else {
+            let kept: std::collections::BTreeMap<EndpointId, &Attempt> = taken
+                .iter()
+                .filter_map(|d| Some((d.endpoint_id, d.log.last()?)))
+                .collect();
+            values.insert(
+                ":delivered".into(),
+                serde_dynamo::to_attribute_value(&kept)?,
+            );
+            "SET delivered = :delivered REMOVE gsi2pk, gsi2sk"
+        };
+        if apart.is_empty() {
+            // Nothing else to write: one conditional update, not a
+            // transaction.
             let result = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key(schema::PK, s(pk))
                 .key(schema::SK, s(EVENT_SK))
-                .update_expression("REMOVE gsi2pk, gsi2sk")
+                .update_expression(expression)
                 .condition_expression("gsi2pk = :open")
-                .expression_attribute_values(":open", s(OPEN_EVENTS))
+                .set_expression_attribute_values(Some(values))
                 .send()
                 .await;
             return applied(result);
         }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(schema::PK, s(pk.clone()))
+            .key(schema::SK, s(EVENT_SK))
+            .update_expression(expression)
+            .condition_expression("gsi2pk = :open")
+            .set_expression_attribute_values(Some(values))
+            .build()?;
         let mut writes = vec![Write {
             what: ItemKind::Event,
             item: TransactWriteItem::builder().update(update).build(),
         }];
-        for delivery in deliveries {
+        for delivery in apart {
             let mut item: Item = serde_dynamo::to_item(delivery)?;
             item.extend([
                 (schema::PK.into(), s(pk.clone())),
@@ -580,12 +648,38 @@ impl Store {
     /// merchant's or an operator's resend). `false`: no such delivery.
     pub async fn resend_delivery(
         &self,
-        merchant: &MerchantId,
-        event: EventId,
-        endpoint: EndpointId,
+        delivery: &Delivery,
+        created: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        let (merchant, event, endpoint) =
+            (&delivery.merchant, delivery.event_id, delivery.endpoint_id);
         let key = format!("{}#{event}#{endpoint}", time_key(now));
+        if delivery.on_event {
+            // Kept on its event until now: it becomes an item of its own,
+            // due now, which readers take over the event's copy.
+            let mut item: Item = serde_dynamo::to_item(&Delivery {
+                status: DeliveryStatus::Pending,
+                next_ms: Some(millis(now) as i64),
+                resend: true,
+                lease_ms: None,
+                ..delivery.clone()
+            })?;
+            item.extend([
+                (schema::PK.into(), s(event_pk(merchant, event))),
+                (
+                    schema::SK.into(),
+                    s(format!("{DELIVERY_SK_PREFIX}{endpoint}")),
+                ),
+                (schema::TTL.into(), purge_at(created)),
+                (schema::GSI2_PK.into(), s(OPEN_DELIVERIES)),
+                (schema::GSI2_SK.into(), s(key.clone())),
+            ]);
+            if self.put_new(item).await? {
+                return Ok(true);
+            }
+            // Made an item by a resend just before: resend that.
+        }
         let result = self
             .client
             .update_item()

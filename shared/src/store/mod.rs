@@ -385,6 +385,21 @@ where
     }
 }
 
+impl Store {
+    /// Puts `item` unless an item has its key: `false` when one had.
+    pub(crate) async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        applied(result)
+    }
+}
+
 /// An operation error that can say its condition was refused.
 pub(crate) trait ConditionFailed {
     fn condition_failed(&self) -> bool;

@@ -161,15 +161,7 @@ impl Store {
                 d.id
             )),
         );
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        super::applied(result)
+        self.put_new(item).await
     }
 
     pub async fn difference(
