@@ -29,6 +29,26 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// How long the intervals `spans` cover, each instant once: the time a
+/// function spent waiting on calls, some of them side by side.
+pub fn overlapped(spans: &[(std::time::Instant, std::time::Instant)]) -> Duration {
+    let mut sorted = spans.to_vec();
+    sorted.sort();
+    let mut total = Duration::ZERO;
+    let mut current: Option<(std::time::Instant, std::time::Instant)> = None;
+    for (start, end) in sorted {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                total += e - s;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    total + current.map_or(Duration::ZERO, |(s, e)| e - s)
+}
+
 /// Memory and timeout of a function from template.yaml (Globals as default).
 pub fn sizing(template: &serde_yaml::Value, binary: &str) -> (u32, Duration) {
     let globals = &template["Globals"]["Function"];
@@ -61,6 +81,17 @@ mod tests {
         assert_eq!(percentile(&d, 99.0), Duration::from_millis(99));
         assert_eq!(percentile(&d[..1], 99.0), Duration::from_millis(1));
         assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn overlapping_spans_count_once() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Two side by side (0-5, 1-7), a gap, then one alone (10-20).
+        let spans = [(at(10), at(20)), (at(0), at(5)), (at(1), at(7))];
+        assert_eq!(overlapped(&spans), Duration::from_millis(17));
+        assert_eq!(overlapped(&[]), Duration::ZERO);
+        assert_eq!(overlapped(&[(at(3), at(3))]), Duration::ZERO);
     }
 
     #[test]

@@ -43,6 +43,10 @@ struct FunctionResult {
     first_invoke_ms: f64,
     warm_p50_ms: f64,
     warm_p99_ms: f64,
+    /// Of the p50 invocation's time, how long it waited on DynamoDB (calls
+    /// side by side counted once); the rest is the provider, the
+    /// function's own work and the runtime.
+    warm_p50_dynamodb_ms: f64,
     warm_invocations: usize,
     peak_rss_mib: f64,
 }
@@ -272,7 +276,7 @@ impl Bench {
         instance: &Instance,
         flow: Option<&str>,
         event: &Value,
-    ) -> Result<(Duration, Outcome), String> {
+    ) -> Result<(Duration, Duration, Outcome), String> {
         let _ = self.take();
         let (took, outcome) = instance.invoke(event).await?;
         let answered = std::time::Instant::now();
@@ -282,6 +286,13 @@ impl Bench {
         // The billing endpoint's own reads around transactions are not the
         // function's time (AWS bills without them).
         let took = took.saturating_sub(tally.paused_by(answered));
+        let spans: Vec<_> = tally
+            .dynamodb_spans
+            .iter()
+            .filter(|(_, end)| *end <= answered)
+            .copied()
+            .collect();
+        let waited = common::overlapped(&spans);
         if let Some(flow) = flow {
             if !self.flows.iter().any(|f| f.flow == flow) {
                 self.flows.push(FlowResult {
@@ -296,24 +307,33 @@ impl Bench {
                 });
             }
         }
-        Ok((took, outcome))
+        Ok((took, waited, outcome))
     }
 
+    /// `warm`: each warm invocation's time and its wait on DynamoDB.
     fn record(
         &mut self,
         instance: &Instance,
         memory: u32,
         first: Duration,
-        mut warm: Vec<Duration>,
+        mut warm: Vec<(Duration, Duration)>,
     ) {
         warm.sort();
+        let times: Vec<Duration> = warm.iter().map(|(took, _)| *took).collect();
+        let p50 = percentile(&times, 50.0);
+        let p50_waited = warm
+            .iter()
+            .find(|(took, _)| *took == p50)
+            .map_or(Duration::ZERO, |(_, waited)| *waited);
+        let warm = times;
         self.functions.push(FunctionResult {
             function: instance.name.clone(),
             memory_mb: memory,
             init_ms: ms(instance.init),
             first_invoke_ms: ms(first),
-            warm_p50_ms: ms(percentile(&warm, 50.0)),
+            warm_p50_ms: ms(p50),
             warm_p99_ms: ms(percentile(&warm, 99.0)),
+            warm_p50_dynamodb_ms: ms(p50_waited),
             warm_invocations: warm.len(),
             peak_rss_mib: (instance.peak_rss_kib() as f64 / 1024.0 * 10.0).round() / 10.0,
         });
@@ -388,12 +408,12 @@ impl Bench {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 continue;
             }
-            let (took, outcome) = self.invoke(&instance, *flow, event).await?;
+            let (took, waited, outcome) = self.invoke(&instance, *flow, event).await?;
             ok(&outcome).map_err(|e| format!("{binary}: {e}"))?;
             if i == 0 {
                 first = took;
             } else {
-                warm.push(took);
+                warm.push((took, waited));
             }
             outcomes.push(outcome);
         }
@@ -852,19 +872,20 @@ fn table(results: &Results) -> Result<String, String> {
          each function under paygate's Runtime API emulator against DynamoDB Local and moto on loopback.\n\n",
         results.date, results.machine, results.rustc
     ));
-    out.push_str("| function | memory | init | first invoke | warm p50 | warm p99 | warm n | peak RSS |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| function | memory | init | first invoke | warm p50 | of which DynamoDB | warm p99 | warm n | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n");
     for f in &results.functions {
         let warm = |v: f64| match f.warm_invocations {
             0 => "-".to_string(),
             _ => format!("{v:.2} ms"),
         };
         out.push_str(&format!(
-            "| {} | {} MB | {:.1} ms | {:.1} ms | {} | {} | {} | {:.1} MiB |\n",
+            "| {} | {} MB | {:.1} ms | {:.1} ms | {} | {} | {} | {} | {:.1} MiB |\n",
             f.function,
             f.memory_mb,
             f.init_ms,
             f.first_invoke_ms,
             warm(f.warm_p50_ms),
+            warm(f.warm_p50_dynamodb_ms),
             warm(f.warm_p99_ms),
             f.warm_invocations,
             f.peak_rss_mib

@@ -54,6 +54,11 @@ pub struct Tally {
     /// out the pauses that ended before its answer.
     #[serde(skip)]
     pub billing_pauses: Vec<(std::time::Instant, std::time::Duration)>,
+    /// When each DynamoDB call was sent on and answered (this endpoint's
+    /// own billing reads left out): how long a function waited on
+    /// DynamoDB, calls side by side counted once (common::overlapped).
+    #[serde(skip)]
+    pub dynamodb_spans: Vec<(std::time::Instant, std::time::Instant)>,
 }
 
 impl Tally {
@@ -175,11 +180,17 @@ async fn bill(State(front): State<Arc<Front>>, request: Request) -> Response {
         }
     }
     let sent = &body;
+    let forwarded = std::time::Instant::now();
     match out.body(body.clone()).send().await {
         Ok(r) => {
             let status = r.status();
             let headers = r.headers().clone();
             let bytes = r.bytes().await.unwrap_or_default();
+            if operation.is_some() {
+                sandbox::kit::lock(&front.tally)
+                    .dynamodb_spans
+                    .push((forwarded, std::time::Instant::now()));
+            }
             if let (Some(writes), Ok(answer)) = (writes, serde_json::from_slice::<Value>(&bytes)) {
                 let mut units = billed(writes, status.is_success(), sent, &answer);
                 if let (Some((tables, actions, before)), true) = (&transaction, status.is_success())
