@@ -557,6 +557,111 @@ async fn create_payment_honours_idempotency_keys() {
     assert_eq!(dup.body["error"]["code"], "duplicate_reference");
 }
 
+/// A create claims its merchant reference before it calls the provider
+/// (decision 59): of two creates racing for one reference, the second is
+/// refused before any provider call; a create the provider refuses gives
+/// the reference back; a create that died holding it is taken over by its
+/// retry (the same key) or, once it lapsed, by any create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_is_claimed_before_the_provider_is_called() {
+    let h = Harness::start().await;
+    let calls = || h.sandbox.state.calls("/directpay/api/pay_cashin");
+    let body = gcash_body(13_000, &user(), None);
+    // The first create waits at the provider while the second comes.
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/directpay/api/pay_cashin", "mode": "delay", "count": 1, "delay_ms": 1500}),
+    )
+    .await;
+    let before = calls();
+    let (k1, k2) = (key(), key());
+    let (first, second) = tokio::join!(h.create(&k1, &body), async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        h.create(&k2, &body).await
+    });
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(second.status, 409, "{}", second.text);
+    assert_eq!(second.body["error"]["code"], "duplicate_reference");
+    assert_eq!(calls() - before, 1, "one invoice at the provider");
+
+    // Refused by the provider: the reference is free again.
+    let refused = gcash_body(13_000, &user(), None);
+    h.sandbox(
+        "/_sandbox/faults",
+        json!({"path": "/directpay/api/pay_cashin", "mode": "fail", "count": 1, "status": 422}),
+    )
+    .await;
+    assert_eq!(h.create(&key(), &refused).await.status, 502);
+    let again = h.create(&key(), &refused).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+
+    // A create that died after claiming its key and its reference: its
+    // retry takes both over once the key's claim lapsed.
+    let store = h.store();
+    let merchant: shared::ids::MerchantId = common::harness::MERCHANT.parse().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let died = gcash_body(13_000, &user(), None);
+    let died_key = key();
+    let reference: shared::ids::MerchantReference =
+        died["reference"].as_str().unwrap().parse().unwrap();
+    let scope = shared::store::IdempotencyScope {
+        merchant: merchant.clone(),
+        operation: "create_payment",
+    };
+    store
+        .begin_idempotent(
+            &scope,
+            &died_key.parse().unwrap(),
+            &shared::store::fingerprint("create_payment", &died),
+            now,
+            now - time::Duration::seconds(1),
+            now + time::Duration::hours(24),
+        )
+        .await
+        .unwrap();
+    let ghost = PaymentId::generate();
+    let lapsed = now - time::Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim_reference(&merchant, &reference, ghost, &died_key, lapsed)
+            .await
+            .unwrap(),
+        None
+    );
+    // Another key is refused while the claim is young.
+    let other = h.create(&key(), &died).await;
+    assert_eq!(other.status, 409, "{}", other.text);
+    let retried = h.create(&died_key, &died).await;
+    assert_eq!(retried.status, 201, "{}", retried.text);
+    let id: PaymentId = retried.body["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        store
+            .payment_id_for_reference(&merchant, &reference)
+            .await
+            .unwrap(),
+        Some(id)
+    );
+
+    // A claim whose create ended long ago, its payment never stored: any
+    // create takes it.
+    let old = gcash_body(13_000, &user(), None);
+    let reference: shared::ids::MerchantReference =
+        old["reference"].as_str().unwrap().parse().unwrap();
+    let long_ago = now - shared::store::REFERENCE_LAPSE - time::Duration::seconds(1);
+    store
+        .claim_reference(
+            &merchant,
+            &reference,
+            PaymentId::generate(),
+            "gone",
+            long_ago,
+        )
+        .await
+        .unwrap();
+    let taken = h.create(&key(), &old).await;
+    assert_eq!(taken.status, 201, "{}", taken.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merchant_routes_need_a_valid_api_key() {
     let h = Harness::start().await;

@@ -72,12 +72,7 @@ pub(crate) async fn begin(
     };
     let hash = fingerprint(operation, request);
     let now = OffsetDateTime::now_utc();
-    let deadline = req
-        .lambda_context_ref()
-        .and_then(|ctx| {
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ctx.deadline) * 1_000_000).ok()
-        })
-        .unwrap_or(now + time::Duration::seconds(30));
+    let deadline = deadline(req, now);
     match services
         .store
         .begin_idempotent(&scope, &key, &hash, now, deadline, now + KEEP)
@@ -95,6 +90,16 @@ pub(crate) async fn begin(
             "this Idempotency-Key was used with a different request",
         )),
     }
+}
+
+/// Until when this invocation may run: its Lambda deadline (30 s from
+/// `now` where it has none). A claim it makes lapses then.
+pub(crate) fn deadline(req: &Request, now: OffsetDateTime) -> OffsetDateTime {
+    req.lambda_context_ref()
+        .and_then(|ctx| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ctx.deadline) * 1_000_000).ok()
+        })
+        .unwrap_or(now + time::Duration::seconds(30))
 }
 
 /// Keeps a successful response for replay, or frees the key after an error.

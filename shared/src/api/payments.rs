@@ -18,7 +18,7 @@ use crate::payment::{
 };
 use crate::providers::{CreateRequest, ProviderError};
 use crate::services::Services;
-use crate::store::CreateOutcome;
+use crate::store::{ReferenceHolder, REFERENCE_LAPSE};
 
 /// How often a pending payment's reader may ask the provider.
 const POLL_INTERVAL: time::Duration = time::Duration::seconds(10);
@@ -296,51 +296,157 @@ async fn create_inner(services: &Services, req: &Request) -> Result<Response<Bod
         )
     })?;
     let valid = validate(body, services.settings.local_return_urls())?;
-    // The key's claim and the reference's check side by side: two reads
-    // of different items, one round trip.
-    let (begun, taken) = tokio::join!(
+    let key = idempotent::key(req)?;
+    let id = PaymentId::generate();
+    let now = OffsetDateTime::now_utc();
+    let until = idempotent::deadline(req, now);
+    // The key's claim and the reference's claim side by side, both before
+    // the provider is called (decision 59): a retried create never makes a
+    // second invoice, and two creates racing for one reference make one.
+    let (begun, held) = tokio::join!(
         idempotent::begin(services, req, &merchant, "create_payment", &raw),
         services
             .store
-            .payment_id_for_reference(&merchant, &valid.reference)
+            .claim_reference(&merchant, &valid.reference, id, key.as_str(), until)
     );
-    let claim = match begun? {
-        Begun::Run(claim) => claim,
-        Begun::Answer(response) => return Ok(response),
+    let claim = match begun {
+        Ok(Begun::Run(claim)) => claim,
+        answered => {
+            // A replay, a key in use or refused: the reference claim, if
+            // this run took it, goes back.
+            if matches!(held, Ok(None)) {
+                services
+                    .store
+                    .release_reference(&merchant, &valid.reference, id)
+                    .await?;
+            }
+            return match answered? {
+                Begun::Answer(response) => Ok(response),
+                Begun::Run(_) => Err(ApiError::internal(&"a run answered twice")),
+            };
+        }
     };
-    let now = OffsetDateTime::now_utc();
-    let result = match taken {
-        Err(e) => Err(e.into()),
-        Ok(Some(existing)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate_reference",
-            format!("payment {existing} already has this reference"),
-        )),
-        Ok(None) => create_payment(services, &merchant, valid, now, &claim).await,
+    let reference = valid.reference.clone();
+    let result = match held {
+        Err(e) => Err(Failed::before(e.into())),
+        Ok(None) => create_payment(services, &merchant, valid, id, now, &claim).await,
+        Ok(Some(holder)) => {
+            match retake(
+                services,
+                &merchant,
+                &reference,
+                &holder,
+                id,
+                key.as_str(),
+                until,
+            )
+            .await
+            {
+                Ok(true) => create_payment(services, &merchant, valid, id, now, &claim).await,
+                Ok(false) => Err(Failed::not_taken(duplicate_reference(holder.payment))),
+                Err(e) => Err(Failed::not_taken(e)),
+            }
+        }
     };
     match result {
         // Kept for replay in the payment's own transaction.
-        Ok((response, true)) => Ok(response),
-        Ok((response, false)) => idempotent::finish(services, claim, Ok(response)).await,
-        Err(e) => idempotent::finish(services, claim, Err(e)).await,
+        Ok(response) => Ok(response),
+        Err(failed) => {
+            if failed.release_reference {
+                services
+                    .store
+                    .release_reference(&merchant, &reference, id)
+                    .await?;
+            }
+            idempotent::finish(services, claim, Err(failed.error)).await
+        }
     }
 }
 
-/// Creates the payment at its provider and stores it; the answer, and
-/// whether the idempotency record `claim` was completed with it (in the
-/// payment's own transaction).
+fn duplicate_reference(existing: PaymentId) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "duplicate_reference",
+        format!("payment {existing} already has this reference"),
+    )
+}
+
+/// Whether a create that found `reference` held may take it: the holder
+/// is an earlier run of the same request (this run owns its key now, so
+/// that run can no longer store its payment), or a create that ended
+/// [`REFERENCE_LAPSE`] ago without storing its payment. `true`: taken.
+async fn retake(
+    services: &Services,
+    merchant: &crate::ids::MerchantId,
+    reference: &crate::ids::MerchantReference,
+    holder: &ReferenceHolder,
+    id: PaymentId,
+    key: &str,
+    until: OffsetDateTime,
+) -> Result<bool, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let same_request = holder.key.as_deref() == Some(key);
+    let lapsed = holder.until.is_some_and(|u| u + REFERENCE_LAPSE < now);
+    if !(same_request || lapsed) {
+        return Ok(false);
+    }
+    if services.store.payment(holder.payment).await?.is_some() {
+        return Ok(false);
+    }
+    Ok(services
+        .store
+        .retake_reference(merchant, reference, holder, id, key, until)
+        .await?)
+}
+
+/// Why a create failed, and whether its reference claim goes back: not
+/// once its payment may have been stored (a store error leaves that
+/// unknown; a retry with the key finds the payment or retakes the claim),
+/// nor when this run never held it.
+struct Failed {
+    error: ApiError,
+    release_reference: bool,
+}
+
+impl Failed {
+    /// Before the payment was written: the claim goes back.
+    fn before(error: ApiError) -> Failed {
+        Failed {
+            error,
+            release_reference: true,
+        }
+    }
+
+    /// The claim stays (the payment may exist, or it is not this run's).
+    fn not_taken(error: ApiError) -> Failed {
+        Failed {
+            error,
+            release_reference: false,
+        }
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for Failed {
+    fn from(e: E) -> Failed {
+        Failed::before(e.into())
+    }
+}
+
+/// Creates payment `id` at its provider and stores it, its reference
+/// claimed and the idempotency record `claim` completed with the answer
+/// in the payment's own transaction.
 async fn create_payment(
     services: &Services,
     merchant: &crate::ids::MerchantId,
     valid: Valid,
+    id: PaymentId,
     now: OffsetDateTime,
     claim: &idempotent::Claim,
-) -> Result<(Response<Body>, bool), ApiError> {
+) -> Result<Response<Body>, Failed> {
     let gateway = services
         .gateway(valid.provider)
         .await
-        .map_err(|e| provider_error(&e))?;
-    let id = PaymentId::generate();
+        .map_err(|e| Failed::before(provider_error(&e)))?;
     let webhook_url = services.webhook_url(valid.provider);
     // The payer's page; providers that send the payer back send them there,
     // and the page forwards to the merchant's return_url once it is final.
@@ -352,8 +458,9 @@ async fn create_payment(
             .next_in_sequence(valid.provider.as_str())
             .await?;
         Some(
-            crate::services::allocated(counter, services.settings.namespace)
-                .ok_or_else(|| ApiError::internal(&"the provider's sequence ran out"))?,
+            crate::services::allocated(counter, services.settings.namespace).ok_or_else(|| {
+                Failed::before(ApiError::internal(&"the provider's sequence ran out"))
+            })?,
         )
     } else {
         None
@@ -372,7 +479,7 @@ async fn create_payment(
             expires_at: wanted_expiry,
         })
         .await
-        .map_err(|e| provider_error(&e))?;
+        .map_err(|e| Failed::before(provider_error(&e)))?;
     let payment = Payment::new(
         NewPayment {
             id,
@@ -406,24 +513,18 @@ async fn create_payment(
     note_payment(&payment);
     let response = responses::json(StatusCode::CREATED, &PaymentView::of(&payment, None));
     let keep = idempotent::keep_write(services, claim, &response)?;
-    match services
-        .store
-        .create_payment_with(&payment, Some(keep))
-        .await?
-    {
-        (CreateOutcome::Created, kept) => {
+    match services.store.create_claimed_payment(&payment, keep).await {
+        Ok(_) => {
             tracing::info!(amount = payment.amount.minor(), currency = %payment.amount.currency(), "payment created");
             crate::telemetry::payment_created(payment.provider.as_str());
-            Ok((response, kept))
+            Ok(response)
         }
-        (CreateOutcome::AlreadyExists, _) => Ok((response, false)),
-        (CreateOutcome::DuplicateReference { existing }, _) => {
-            tracing::warn!(payment_id = %id, %existing, "reference taken while the provider was called; its invoice is left unpaid");
-            Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "duplicate_reference",
-                format!("payment {existing} already has this reference"),
-            ))
+        Err(e) => {
+            // Past its deadline a retry took the key (and the reference):
+            // this run's invoice is left unpaid. Or the write's outcome is
+            // unknown: the claim stays for the retry to settle.
+            tracing::warn!(payment_id = %id, error = %e, "the payment was not stored; its invoice is left unpaid");
+            Err(Failed::not_taken(e.into()))
         }
     }
 }

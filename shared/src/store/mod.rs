@@ -43,7 +43,10 @@ pub use health::ProviderHealth;
 pub use idempotency::{fingerprint, BeginOutcome, IdempotencyScope, StoredResponse};
 pub use ledger::{Balance, EntryCursor, EntryKind, LedgerEntry, LedgerPurpose, PostOutcome};
 pub use listing::{is_position, PaymentFilter, PaymentPage};
-pub use payments::{position_time, CreateOutcome, ReserveOutcome, StatusChange, TransitionOutcome};
+pub use payments::{
+    position_time, CreateOutcome, ReferenceHolder, ReserveOutcome, StatusChange, TransitionOutcome,
+    REFERENCE_LAPSE,
+};
 pub use reconcile::{DifferenceStatus, KeptDifference};
 pub use refunds::{Refund, RefundMove, RefundStatus};
 pub use sessions::StoredSession;
@@ -412,6 +415,12 @@ impl ConditionFailed for aws_sdk_dynamodb::operation::update_item::UpdateItemErr
 }
 
 impl ConditionFailed for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::delete_item::DeleteItemError {
     fn condition_failed(&self) -> bool {
         self.is_conditional_check_failed_exception()
     }

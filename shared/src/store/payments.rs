@@ -38,6 +38,40 @@ pub enum CreateOutcome {
     AlreadyExists,
 }
 
+/// Who holds a merchant reference's claim: its payment (which a create
+/// still running, or one that died, has not stored) and the
+/// Idempotency-Key of the create that claimed it (claims made before
+/// decision 59 have none), until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceHolder {
+    pub payment: PaymentId,
+    pub key: Option<String>,
+    pub until: Option<OffsetDateTime>,
+}
+
+impl ReferenceHolder {
+    fn of(item: &Item) -> Result<ReferenceHolder, StoreError> {
+        Ok(ReferenceHolder {
+            payment: claim_owner(item)?,
+            key: item.get(CLAIMED_BY).and_then(|v| v.as_s().ok()).cloned(),
+            until: item
+                .get(CLAIMED_UNTIL)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i128>().ok())
+                .and_then(super::from_millis),
+        })
+    }
+}
+
+/// A reference claim's attributes: the claiming create's key, and its
+/// deadline (ms).
+const CLAIMED_BY: &str = "claimed_by";
+const CLAIMED_UNTIL: &str = "claimed_until";
+/// A claim whose create ended this long ago without storing its payment
+/// can be taken by another create: no request of a function that ended
+/// then is still in flight.
+pub const REFERENCE_LAPSE: time::Duration = time::Duration::minutes(5);
+
 /// A status change to apply to a payment.
 #[derive(Debug, Clone)]
 pub struct StatusChange {
@@ -353,6 +387,150 @@ impl Store {
                             .ok_or(StoreError::Contention)?,
                     };
                     return Ok((CreateOutcome::DuplicateReference { existing }, false));
+                }
+                Err(Cancelled::Conflict) => conflict_backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Claims `reference` for payment `id` before its provider is called,
+    /// for the create whose Idempotency-Key is `key`, until `until` (the
+    /// create's deadline): `None` when claimed, else who holds it (its
+    /// payment, which may not exist yet, and its key). The payment is then
+    /// stored by [`Store::create_claimed_payment`]; a create that fails
+    /// gives it back ([`Store::release_reference`]) (decision 59).
+    pub async fn claim_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &MerchantReference,
+        id: PaymentId,
+        key: &str,
+        until: OffsetDateTime,
+    ) -> Result<Option<ReferenceHolder>, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(schema::PK, s(keys::merchant_ref(merchant, reference)))
+            .item(schema::SK, s(keys::MERCHANT_REF_SK))
+            .item("payment_id", s(id.to_string()))
+            .item(CLAIMED_BY, s(key))
+            .item(CLAIMED_UNTIL, n(super::millis(until)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        use aws_sdk_dynamodb::operation::put_item::PutItemError as E;
+        let item = match result {
+            Ok(_) => return Ok(None),
+            Err(err) => match err.as_service_error() {
+                Some(E::ConditionalCheckFailedException(ex)) => match ex.item() {
+                    Some(item) => item.clone(),
+                    None => match self
+                        .get(
+                            keys::merchant_ref(merchant, reference),
+                            keys::MERCHANT_REF_SK,
+                        )
+                        .await?
+                    {
+                        Some(item) => item,
+                        None => return Err(StoreError::Contention),
+                    },
+                },
+                _ => return Err(err.into()),
+            },
+        };
+        Ok(Some(ReferenceHolder::of(&item)?))
+    }
+
+    /// Moves the claim on `reference` from `holder` (a create that never
+    /// stored its payment) to payment `id`: for a retry under the same key
+    /// (whose key this run now owns, so the earlier run can no longer store
+    /// its payment), or for any create once the holder's claim ended
+    /// [`REFERENCE_LAPSE`] ago and its payment does not exist. `false`: the
+    /// claim moved meanwhile.
+    pub async fn retake_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &MerchantReference,
+        holder: &ReferenceHolder,
+        id: PaymentId,
+        key: &str,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::merchant_ref(merchant, reference)))
+            .key(schema::SK, s(keys::MERCHANT_REF_SK))
+            .update_expression("SET payment_id = :id, #by = :key, #until = :until")
+            .condition_expression("payment_id = :holder")
+            .expression_attribute_names("#by", CLAIMED_BY)
+            .expression_attribute_names("#until", CLAIMED_UNTIL)
+            .expression_attribute_values(":id", s(id.to_string()))
+            .expression_attribute_values(":key", s(key))
+            .expression_attribute_values(":until", n(super::millis(until)))
+            .expression_attribute_values(":holder", s(holder.payment.to_string()))
+            .send()
+            .await;
+        super::applied(result)
+    }
+
+    /// Gives back the claim on `reference` that payment `id`'s create took
+    /// (it failed); a claim another create holds now stays.
+    pub async fn release_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &MerchantReference,
+        id: PaymentId,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(keys::merchant_ref(merchant, reference)))
+            .key(schema::SK, s(keys::MERCHANT_REF_SK))
+            .condition_expression("payment_id = :id")
+            .expression_attribute_values(":id", s(id.to_string()))
+            .send()
+            .await;
+        super::applied(result).map(drop)
+    }
+
+    /// Stores a payment whose reference its create has claimed
+    /// ([`Store::claim_reference`]), with `keep` (its idempotency record
+    /// completed with the answer) in the same transaction. `keep` is
+    /// required: refused (the record is no longer this run's: the run
+    /// outlived its deadline and a retry took the key, and the reference
+    /// with it), nothing is stored and the answer is
+    /// `Refused(IdempotencyRecord)`.
+    pub async fn create_claimed_payment(
+        &self,
+        payment: &Payment,
+        keep: Write,
+    ) -> Result<CreateOutcome, StoreError> {
+        let put_payment = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(payment_item(payment)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        let writes = vec![
+            Write {
+                what: ItemKind::Payment,
+                item: TransactWriteItem::builder().put(put_payment).build(),
+            },
+            keep,
+        ];
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            match self.transact(writes.clone()).await? {
+                Ok(()) => return Ok(CreateOutcome::Created),
+                Err(Cancelled::Condition { index: 0, .. }) => {
+                    return Ok(CreateOutcome::AlreadyExists)
+                }
+                Err(Cancelled::Condition { .. }) => {
+                    return Err(StoreError::Refused(ItemKind::IdempotencyRecord))
                 }
                 Err(Cancelled::Conflict) => conflict_backoff(attempt).await,
             }
@@ -1004,7 +1182,11 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        super::applied(result).map(|_| ())
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if super::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Expired payments in the late lane whose next check is before
@@ -1062,7 +1244,11 @@ impl Store {
             .expression_attribute_values(":due", s(format!("{}#{id}", time_key(due))))
             .send()
             .await;
-        super::applied(result).map(|_| ())
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if super::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Pushes a pending payment's next sweep check to `due` and counts the
@@ -1085,7 +1271,11 @@ impl Store {
             .send()
             .await;
         // A payment that moved on meanwhile is no longer open work.
-        super::applied(result).map(|_| ())
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if super::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 }
 
