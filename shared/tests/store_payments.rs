@@ -608,3 +608,71 @@ async fn reconciles_entry_moves_only_when_a_change_falls_in_another_hour() {
         "{consumed:?}"
     );
 }
+
+/// A reference claimed before the provider is called (decision 59): held
+/// against another claim, given back only by its own payment, taken over
+/// from a holder as read, and claimed afresh when the holder gave it back
+/// meanwhile (two runs of one request, one answered "in progress").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_claim_is_held_given_back_and_taken_over_as_read() {
+    let store = fresh_store().await;
+    let reference: shared::ids::MerchantReference = "ORD-CLAIM-1".parse().unwrap();
+    let until = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+    let (a, b, c) = (
+        PaymentId::generate(),
+        PaymentId::generate(),
+        PaymentId::generate(),
+    );
+    let m = merchant();
+    assert_eq!(
+        store
+            .claim_reference(&m, &reference, a, "k-a", until)
+            .await
+            .unwrap(),
+        None
+    );
+    let held = store
+        .claim_reference(&m, &reference, b, "k-b", until)
+        .await
+        .unwrap()
+        .expect("held by a");
+    assert_eq!((held.payment, held.key.as_deref()), (a, Some("k-a")));
+    // b's give-back leaves a's claim.
+    store.release_reference(&m, &reference, b).await.unwrap();
+    assert_eq!(
+        store
+            .payment_id_for_reference(&m, &reference)
+            .await
+            .unwrap(),
+        Some(a)
+    );
+    // Taken over from a as read; a stale holder no longer takes it.
+    assert!(store
+        .retake_reference(&m, &reference, &held, b, "k-a", until)
+        .await
+        .unwrap());
+    assert!(!store
+        .retake_reference(&m, &reference, &held, c, "k-a", until)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .payment_id_for_reference(&m, &reference)
+            .await
+            .unwrap(),
+        Some(b)
+    );
+    // Given back by its holder meanwhile: claimed afresh.
+    store.release_reference(&m, &reference, b).await.unwrap();
+    assert!(store
+        .retake_reference(&m, &reference, &held, c, "k-a", until)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .payment_id_for_reference(&m, &reference)
+            .await
+            .unwrap(),
+        Some(c)
+    );
+}

@@ -448,8 +448,9 @@ impl Store {
     /// stored its payment) to payment `id`: for a retry under the same key
     /// (whose key this run now owns, so the earlier run can no longer store
     /// its payment), or for any create once the holder's claim ended
-    /// [`REFERENCE_LAPSE`] ago and its payment does not exist. `false`: the
-    /// claim moved meanwhile.
+    /// [`REFERENCE_LAPSE`] ago and its payment does not exist; or claims it
+    /// afresh if the holder gave it back meanwhile. `false`: another create
+    /// holds it now.
     pub async fn retake_reference(
         &self,
         merchant: &MerchantId,
@@ -466,7 +467,8 @@ impl Store {
             .key(schema::PK, s(keys::merchant_ref(merchant, reference)))
             .key(schema::SK, s(keys::MERCHANT_REF_SK))
             .update_expression("SET payment_id = :id, #by = :key, #until = :until")
-            .condition_expression("payment_id = :holder")
+            // Given back meanwhile (the holder failed): claimed afresh.
+            .condition_expression("attribute_not_exists(pk) OR payment_id = :holder")
             .expression_attribute_names("#by", CLAIMED_BY)
             .expression_attribute_names("#until", CLAIMED_UNTIL)
             .expression_attribute_values(":id", s(id.to_string()))
