@@ -315,10 +315,7 @@ async fn create_inner(services: &Services, req: &Request) -> Result<Response<Bod
             // A replay, a key in use or refused: the reference claim, if
             // this run took it, goes back.
             if matches!(held, Ok(None)) {
-                services
-                    .store
-                    .release_reference(&merchant, &valid.reference, id)
-                    .await?;
+                give_back(services, &merchant, &valid.reference, id).await;
             }
             return match answered? {
                 Begun::Answer(response) => Ok(response),
@@ -353,13 +350,29 @@ async fn create_inner(services: &Services, req: &Request) -> Result<Response<Bod
         Ok(response) => Ok(response),
         Err(failed) => {
             if failed.release_reference {
-                services
-                    .store
-                    .release_reference(&merchant, &reference, id)
-                    .await?;
+                give_back(services, &merchant, &reference, id).await;
             }
             idempotent::finish(services, claim, Err(failed.error)).await
         }
+    }
+}
+
+/// Gives back the reference claim payment `id`'s create took. One that
+/// cannot be given back now stays held until a retry with the key takes
+/// it over, or until it lapses ([`REFERENCE_LAPSE`]); the answer is the
+/// create's own.
+async fn give_back(
+    services: &Services,
+    merchant: &crate::ids::MerchantId,
+    reference: &crate::ids::MerchantReference,
+    id: PaymentId,
+) {
+    if let Err(e) = services
+        .store
+        .release_reference(merchant, reference, id)
+        .await
+    {
+        tracing::warn!(payment_id = %id, error = %e, "the reference claim could not be given back; it lapses");
     }
 }
 
