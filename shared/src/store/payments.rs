@@ -498,7 +498,7 @@ impl Store {
             .expression_attribute_values(":id", s(id.to_string()))
             .send()
             .await;
-        super::applied(result).map(drop)
+        super::applied(result).map(|_| ())
     }
 
     /// Stores a payment whose reference its create has claimed
@@ -1184,11 +1184,7 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if super::is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(err.into()),
-        }
+        super::applied(result).map(|_| ())
     }
 
     /// Expired payments in the late lane whose next check is before
@@ -1246,11 +1242,7 @@ impl Store {
             .expression_attribute_values(":due", s(format!("{}#{id}", time_key(due))))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if super::is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(err.into()),
-        }
+        super::applied(result).map(|_| ())
     }
 
     /// Pushes a pending payment's next sweep check to `due` and counts the
@@ -1273,11 +1265,7 @@ impl Store {
             .send()
             .await;
         // A payment that moved on meanwhile is no longer open work.
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if super::is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(err.into()),
-        }
+        super::applied(result).map(|_| ())
     }
 }
 
