@@ -624,6 +624,12 @@ async fn a_reference_claim_is_held_given_back_and_taken_over_as_read() {
         PaymentId::generate(),
     );
     let m = merchant();
+    let holder = || async {
+        store
+            .payment_id_for_reference(&m, &reference)
+            .await
+            .unwrap()
+    };
     assert_eq!(
         store
             .claim_reference(&m, &reference, a, "k-a", until)
@@ -639,13 +645,7 @@ async fn a_reference_claim_is_held_given_back_and_taken_over_as_read() {
     assert_eq!((held.payment, held.key.as_deref()), (a, Some("k-a")));
     // b's give-back leaves a's claim.
     store.release_reference(&m, &reference, b).await.unwrap();
-    assert_eq!(
-        store
-            .payment_id_for_reference(&m, &reference)
-            .await
-            .unwrap(),
-        Some(a)
-    );
+    assert_eq!(holder().await, Some(a));
     // Taken over from a as read; a stale holder no longer takes it.
     assert!(store
         .retake_reference(&m, &reference, &held, b, "k-a", until)
@@ -655,24 +655,12 @@ async fn a_reference_claim_is_held_given_back_and_taken_over_as_read() {
         .retake_reference(&m, &reference, &held, c, "k-a", until)
         .await
         .unwrap());
-    assert_eq!(
-        store
-            .payment_id_for_reference(&m, &reference)
-            .await
-            .unwrap(),
-        Some(b)
-    );
+    assert_eq!(holder().await, Some(b));
     // Given back by its holder meanwhile: claimed afresh.
     store.release_reference(&m, &reference, b).await.unwrap();
     assert!(store
         .retake_reference(&m, &reference, &held, c, "k-a", until)
         .await
         .unwrap());
-    assert_eq!(
-        store
-            .payment_id_for_reference(&m, &reference)
-            .await
-            .unwrap(),
-        Some(c)
-    );
+    assert_eq!(holder().await, Some(c));
 }

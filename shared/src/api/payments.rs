@@ -287,7 +287,7 @@ pub async fn create(services: &Services, req: Request) -> Response<Body> {
 
 async fn create_inner(services: &Services, req: &Request) -> Result<Response<Body>, ApiError> {
     let merchant = responses::merchant(req)?;
-    idempotent::key(req)?;
+    let key = idempotent::key(req)?;
     let raw: serde_json::Value = responses::json_body(req)?;
     let body: CreateBody = serde_json::from_value(raw.clone()).map_err(|e| {
         ApiError::bad_request(
@@ -296,7 +296,6 @@ async fn create_inner(services: &Services, req: &Request) -> Result<Response<Bod
         )
     })?;
     let valid = validate(body, services.settings.local_return_urls())?;
-    let key = idempotent::key(req)?;
     let id = PaymentId::generate();
     let now = OffsetDateTime::now_utc();
     let until = idempotent::deadline(req, now);

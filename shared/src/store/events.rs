@@ -391,7 +391,7 @@ impl Store {
         // its own, which says more.
         kept.retain(|k| !deliveries.iter().any(|d| d.endpoint_id == k.endpoint_id));
         deliveries.extend(kept);
-        deliveries.sort_by_key(|d| d.endpoint_id.to_string());
+        deliveries.sort_by_key(|d| d.endpoint_id);
         Ok(event.map(|e| (e, deliveries)))
     }
 
